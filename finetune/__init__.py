@@ -1,0 +1,1 @@
+"""Adapter training (LoRA / QLoRA) on survey data. Builds on sim_core, never the reverse."""
