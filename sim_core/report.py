@@ -1,0 +1,464 @@
+"""Comparison reports: a plain data object built from a comparison or an evaluation, then
+rendered as PDF (sim_core.report_pdf), CSV or JSON.
+
+The Report holds only plain values (str, float, list, dict), so it can be built by hand,
+saved as JSON and read back (report_from_json) without any model or survey at hand.
+
+CSV design (report_csv): one tidy long table; the column `table` says what a row is:
+    question   question_id, option, value = option index, text = question wording
+    shares     question_id, slice, entry ("real", a checkpoint, "baseline: <name>"),
+               option, share, ci_low, ci_high (real only), n_eff
+    scores     question_id, slice, entry (or "noise floor"), score, value, direction
+    eval_summary  entry, score, value (mean over question x slice), direction
+    eval_scores   question_id, slice, entry, score, value, direction
+Read it back with pandas.read_csv(..., keep_default_na=False, na_values=[""]) so that a
+group called "None" or "NA" stays text. Text cells starting with = + - @ tab or CR get a
+leading single quote (spreadsheet formula injection); numbers are written as numbers.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import io
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from sim_core.palette import BASELINE_PREFIX
+
+REAL = "real"
+NOISE_FLOOR = "noise floor"
+CSV_COLUMNS = ("table", "question_id", "slice", "entry", "option", "share", "ci_low",
+               "ci_high", "n_eff", "score", "value", "direction", "text")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+@dataclass
+class ScoreInfo:
+    """One score's metadata, copied from sim_core.metrics.METRICS at build time."""
+    key: str
+    name: str
+    formula: str
+    direction: str            # "lower" | "higher" is better
+    range: str = ""
+
+
+@dataclass
+class SliceResult:
+    """Real and simulated shares and scores of one slice of one question."""
+    label: str
+    n_eff: float | None = None
+    too_small: bool = False
+    real: list[float] | None = None          # None for a drafted question
+    ci_low: list[float] | None = None
+    ci_high: list[float] | None = None
+    shares: dict[str, list[float]] = field(default_factory=dict)   # entry -> shares
+    scores: dict[str, dict[str, float]] = field(default_factory=dict)  # entry -> key -> value
+    noise_floor: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class QuestionReport:
+    """One question: wording, options, and its slices."""
+    id: str
+    text: str
+    options: list[str]
+    slices: list[SliceResult]
+    ordinal_values: list[float | None] | None = None
+    by: list[str] = field(default_factory=list)
+    example_prompt: str = ""
+
+    def entries(self) -> list[str]:
+        """Entries in display order: checkpoints first, then baselines."""
+        seen: dict[str, None] = {}
+        for item in self.slices:
+            for entry in list(item.shares) + list(item.scores):
+                seen.setdefault(entry, None)
+        return sorted(seen, key=lambda e: e.startswith(BASELINE_PREFIX))
+
+    def mean_scores(self) -> dict[str, dict[str, float]]:
+        """entry -> score key -> mean over the slices that have the score."""
+        return {entry: _mean_dicts([s.scores.get(entry, {}) for s in self.slices])
+                for entry in self.entries()}
+
+    def mean_noise_floor(self) -> dict[str, float]:
+        """score key -> mean noise floor over the slices."""
+        return _mean_dicts([s.noise_floor for s in self.slices])
+
+
+@dataclass
+class Table:
+    """A small generic table (evaluation summary, worst groups)."""
+    columns: list[str]
+    rows: list[list[Any]]
+
+
+@dataclass
+class Heatmap:
+    """Score of one entry per question (rows) and slice (columns); None = no value."""
+    entry: str
+    score: str
+    questions: list[str]
+    slices: list[str]
+    values: list[list[float | None]]
+
+
+@dataclass
+class EvaluationReport:
+    """The evaluation part: summary, heatmaps, worst-represented groups, all scores."""
+    entries: list[str]
+    score: str                               # score of the heatmaps and worst groups
+    summary: Table                           # entry, then one column per score key
+    heatmaps: list[Heatmap]
+    worst: dict[str, Table]                  # entry -> worst slices
+    rows: Table                              # question_id, slice, entry, score keys...
+
+
+@dataclass
+class Report:
+    """Everything a report shows, as plain data (see module docstring)."""
+    title: str
+    created: str                             # ISO date
+    survey: str | None
+    wave: str | None
+    checkpoints: list[dict]                  # label, name, adapter, fingerprint, card
+    baselines: list[str]
+    mode: str
+    orders: int
+    scores: list[ScoreInfo]
+    questions: list[QuestionReport] = field(default_factory=list)
+    evaluation: EvaluationReport | None = None
+    methods: str = ""
+
+    def score_info(self, key: str) -> ScoreInfo:
+        """Metadata of a score key (a bare ScoreInfo if the key is unknown)."""
+        for info in self.scores:
+            if info.key == key:
+                return info
+        return ScoreInfo(key, key, "", "lower")
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _mean_dicts(dicts: list[dict[str, float]]) -> dict[str, float]:
+    """Key-wise mean of the finite values of several dicts."""
+    sums: dict[str, list[float]] = {}
+    for values in dicts:
+        for key, value in values.items():
+            if _finite(value):
+                sums.setdefault(key, []).append(float(value))
+    return {key: sum(v) / len(v) for key, v in sums.items()}
+
+
+def best_of(values: dict[str, float], direction: str) -> str | None:
+    """Entry with the best finite value for a score of the given direction."""
+    finite = {k: v for k, v in values.items() if _finite(v)}
+    if not finite:
+        return None
+    pick = min if direction == "lower" else max
+    return pick(finite, key=finite.get)
+
+
+def format_score(value: Any) -> str:
+    """How scores are printed in the PDF tables: 3 decimals, scientific when tiny or huge."""
+    if not _finite(value):
+        return "–"
+    value = float(value)
+    if value == 0 or 0.001 <= abs(value) < 10000:
+        return f"{value:.3f}"
+    return f"{value:.2e}"
+
+
+def _today() -> str:
+    return _dt.date.today().isoformat()
+
+
+# ---------------------------------------------------------------- builders
+
+def _score_infos(keys: set[str]) -> list[ScoreInfo]:
+    """ScoreInfo for the keys present, in METRICS display order."""
+    from sim_core.metrics import METRICS
+    return [ScoreInfo(m.key, m.name, m.formula, m.direction, m.range)
+            for key, m in METRICS.items() if key in keys]
+
+
+def _floats(array: Any) -> list[float] | None:
+    return None if array is None else [float(x) for x in array]
+
+
+def _slice_result(sc: Any) -> SliceResult:
+    """SliceResult from a sim_core.compare.SliceComparison."""
+    from sim_core.slices import slice_label
+    real = sc.real
+    shares = {label: _floats(result.shares) for label, result in sc.simulated.items()}
+    shares.update({f"{BASELINE_PREFIX}{name}": _floats(dist)
+                   for name, dist in sc.baselines.items()})
+    return SliceResult(
+        label=slice_label(sc.slice),
+        n_eff=None if real is None or real.n_eff is None else float(real.n_eff),
+        too_small=bool(real.too_small) if real is not None else False,
+        real=None if real is None else _floats(real.shares),
+        ci_low=None if real is None else _floats(real.ci_low),
+        ci_high=None if real is None else _floats(real.ci_high),
+        shares=shares,
+        scores={e: {k: float(v) for k, v in s.items()} for e, s in sc.scores.items()},
+        noise_floor={k: float(v) for k, v in (sc.noise_floor or {}).items()})
+
+
+def _question_report(comparison: Any) -> QuestionReport:
+    question = comparison.question
+    prompt = next((r.prompt for sc in comparison.slices for r in sc.simulated.values()), "")
+    ordinal = None if question.ordinal_values is None else [
+        None if not _finite(v) else float(v) for v in question.ordinal_values]
+    return QuestionReport(id=question.id, text=question.text, options=list(question.options),
+                          slices=[_slice_result(sc) for sc in comparison.slices],
+                          ordinal_values=ordinal, by=list(comparison.by),
+                          example_prompt=prompt)
+
+
+def _joined(values: list[Any]) -> str | None:
+    """Distinct non-empty values joined by ", " (None when there are none)."""
+    distinct = list(dict.fromkeys(str(v) for v in values if v not in (None, "")))
+    return ", ".join(distinct) if distinct else None
+
+
+def report_from_comparisons(comparisons: list[Any], title: str | None = None) -> Report:
+    """Build a Report from one or more sim_core.compare.Comparison (one per question).
+
+    Args:
+        comparisons: comparisons of the same checkpoints, usually one per question.
+        title: report title; default "Simulated vs real: <survey>".
+
+    Returns:
+        The Report (plain data), ready for render_pdf / report_csv / report_json.
+    """
+    if not comparisons:
+        from sim_core.errors import SimError
+        raise SimError("Nothing to report: no comparison was given.")
+    first = comparisons[0]
+    questions = [_question_report(c) for c in comparisons]
+    keys = {k for q in questions for s in q.slices
+            for values in list(s.scores.values()) + [s.noise_floor] for k in values}
+    baselines = list(dict.fromkeys(e[len(BASELINE_PREFIX):] for q in questions
+                                   for e in q.entries() if e.startswith(BASELINE_PREFIX)))
+    checkpoints = [_plain(dict(c)) for c in first.checkpoints]
+    survey = _joined([c.survey_name for c in comparisons])
+    report = Report(title=title or f"Simulated vs real: {survey or 'drafted question'}",
+                    created=_today(), survey=survey, wave=_joined([c.wave for c in comparisons]),
+                    checkpoints=checkpoints, baselines=baselines,
+                    mode=str(first.config.mode), orders=int(first.config.orders),
+                    scores=_score_infos(keys), questions=questions)
+    report.methods = methods_text(report)
+    return report
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe copy of a card (numpy numbers, paths and tuples become plain values)."""
+    return json.loads(json.dumps(value, default=lambda v: v.item() if hasattr(v, "item")
+                                 else str(v)))
+
+
+def methods_text(report: Report) -> str:
+    """The methods paragraph: how distributions are simulated and scores defined."""
+    orders = ("the original option order only" if report.orders <= 1 else
+              f"{report.orders} option orders (original, reversed, cyclic shifts), "
+              "averaged after mapping back to the original options")
+    mode = ("the next-token probabilities of the option letters, renormalised over the "
+            "options" if report.mode == "first-token" else
+            "answers sampled from the model and parsed into options")
+    parts = [
+        "Each slice is described to the model by a persona (one sentence per attribute), "
+        "followed by the question with lettered options and an instruction to answer with "
+        f"a letter. The simulated distribution is {mode}, using {orders}.",
+        "Real shares are weighted shares of the survey respondents of each slice; the 95 % "
+        "interval is a Wilson interval using the Kish effective sample size n_eff. Slices "
+        "marked 'small' have too few respondents to trust.",
+        "Baselines: uniform = every option equally likely; population = the whole-population "
+        "real distribution for every slice; classifier = multinomial logistic regression on "
+        "demographics. The noise floor is the score two independent real samples of size "
+        "n_eff would get: a model cannot meaningfully beat it.",
+        "Scores (p = real, q = simulated): " + "; ".join(
+            f"{s.name} = {s.formula} ({s.direction} is better)" for s in report.scores) + ".",
+    ]
+    return "\n\n".join(parts)
+
+
+def _table(df: Any) -> Table:
+    """Table from a pandas DataFrame (index kept as first column when it is named)."""
+    if df.index.name is not None or not _default_index(df):
+        df = df.reset_index()
+    rows = [[_cell(v) for v in row] for row in df.itertuples(index=False)]
+    return Table(columns=[str(c) for c in df.columns], rows=rows)
+
+
+def _default_index(df: Any) -> bool:
+    return list(df.index) == list(range(len(df)))
+
+
+def _cell(value: Any) -> Any:
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value if isinstance(value, (int, float, str)) or value is None else str(value)
+
+
+def _heatmap(evaluation: Any, entry: str, score: str) -> Heatmap:
+    grid = evaluation.heatmap(entry, score)
+    values = [[_cell(float(v)) for v in row] for row in grid.to_numpy()]
+    return Heatmap(entry=entry, score=score, questions=[str(q) for q in grid.index],
+                   slices=[str(s) for s in grid.columns], values=values)
+
+
+def _eval_score(columns: list[str]) -> str:
+    """Score shown in heatmaps: Wasserstein when available, else a bounded one."""
+    return next((k for k in ("wasserstein", "js", "tv", "kl") if k in columns), columns[0])
+
+
+def report_from_evaluation(evaluation: Any, title: str | None = None) -> Report:
+    """Build a Report from a sim_core.evaluate.Evaluation.
+
+    Args:
+        evaluation: scores of several entries over many (question, slice) rows.
+        title: report title; default "Evaluation: <survey>".
+
+    Returns:
+        A Report with `evaluation` filled and no per-question sections.
+    """
+    from sim_core.metrics import METRICS
+    rows = evaluation.rows
+    keys = [k for k in METRICS if k in rows.columns and rows[k].notna().any()]
+    score = _eval_score(keys)
+    models = [e for e in evaluation.entries if not str(e).startswith(BASELINE_PREFIX)]
+    long_rows = rows[[c for c in ("question_id", "slice", "entry") if c in rows.columns] + keys]
+    part = EvaluationReport(
+        entries=list(evaluation.entries), score=score,
+        summary=_table(evaluation.summary()[[k for k in keys
+                                             if k in evaluation.summary().columns]]),
+        heatmaps=[_heatmap(evaluation, e, score) for e in models],
+        worst={e: _table(evaluation.worst_slices(e, score)) for e in models},
+        rows=_table(long_rows.reset_index(drop=True)))
+    baselines = [e[len(BASELINE_PREFIX):] for e in evaluation.entries
+                 if str(e).startswith(BASELINE_PREFIX)]
+    report = Report(title=title or f"Evaluation: {evaluation.survey_name}", created=_today(),
+                    survey=evaluation.survey_name, wave=evaluation.wave,
+                    checkpoints=[{"label": e} for e in models], baselines=baselines,
+                    mode=str(getattr(evaluation, "mode", "first-token")),
+                    orders=int(getattr(evaluation, "orders", 1)),
+                    scores=_score_infos(set(keys)), evaluation=part)
+    report.methods = methods_text(report)
+    return report
+
+
+# ---------------------------------------------------------------- outputs
+
+def render_pdf(report: Report, page_size: str = "A4") -> bytes:
+    """The report as a PDF (see sim_core.report_pdf.render_pdf)."""
+    from sim_core.report_pdf import render_pdf as _render
+    return _render(report, page_size=page_size)
+
+
+def neutralise(value: Any) -> Any:
+    """Prefix text that a spreadsheet would run as a formula with a single quote."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def _csv_rows(report: Report) -> list[dict[str, Any]]:
+    """All rows of the long CSV (see module docstring)."""
+    rows: list[dict[str, Any]] = []
+    direction = {s.key: s.direction for s in report.scores}
+    for q in report.questions:
+        rows += [dict(table="question", question_id=q.id, option=o, value=i, text=q.text)
+                 for i, o in enumerate(q.options)]
+        for s in q.slices:
+            series = ([(REAL, s.real)] if s.real is not None else []) + list(s.shares.items())
+            for entry, shares in series:
+                for i, option in enumerate(q.options):
+                    row = dict(table="shares", question_id=q.id, slice=s.label, entry=entry,
+                               option=option, share=shares[i] if shares else None,
+                               n_eff=s.n_eff if entry == REAL else None)
+                    if entry == REAL and s.ci_low is not None and s.ci_high is not None:
+                        row.update(ci_low=s.ci_low[i], ci_high=s.ci_high[i])
+                    rows.append(row)
+            scored = list(s.scores.items()) + [(NOISE_FLOOR, s.noise_floor)]
+            rows += [dict(table="scores", question_id=q.id, slice=s.label, entry=entry,
+                          score=key, value=value, direction=direction.get(key))
+                     for entry, values in scored for key, value in values.items()]
+    if report.evaluation is not None:
+        rows += _eval_csv_rows(report.evaluation, direction)
+    return rows
+
+
+def _eval_csv_rows(part: EvaluationReport, direction: dict[str, str]) -> list[dict]:
+    rows = []
+    for values in part.summary.rows:
+        record = dict(zip(part.summary.columns, values))
+        entry = record.pop(part.summary.columns[0])
+        rows += [dict(table="eval_summary", entry=entry, score=k, value=v,
+                      direction=direction.get(k)) for k, v in record.items()]
+    for values in part.rows.rows:
+        record = dict(zip(part.rows.columns, values))
+        base = {c: record.pop(c, None) for c in ("question_id", "slice", "entry")}
+        rows += [dict(table="eval_scores", **base, score=k, value=v,
+                      direction=direction.get(k)) for k, v in record.items()]
+    return rows
+
+
+def _csv_value(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return ""
+    return neutralise(value)
+
+
+def report_csv(report: Report) -> str:
+    """The report's shares and scores as one long CSV (see module docstring).
+
+    Args:
+        report: the Report.
+
+    Returns:
+        CSV text with columns CSV_COLUMNS; formula-like text cells neutralised.
+    """
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in _csv_rows(report):
+        writer.writerow({c: _csv_value(row.get(c)) for c in CSV_COLUMNS})
+    return buffer.getvalue()
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN/inf become null (JSON has no NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def report_json(report: Report) -> str:
+    """The whole Report as JSON text (UTF-8 friendly; read back with report_from_json)."""
+    return json.dumps(_json_safe(asdict(report)), ensure_ascii=False, indent=1)
+
+
+def report_from_json(text: str) -> Report:
+    """Inverse of report_json."""
+    data = json.loads(text)
+    data["scores"] = [ScoreInfo(**s) for s in data["scores"]]
+    data["questions"] = [QuestionReport(**{**q, "slices": [SliceResult(**s) for s in q["slices"]]})
+                         for q in data["questions"]]
+    part = data.get("evaluation")
+    if part is not None:
+        data["evaluation"] = EvaluationReport(
+            entries=part["entries"], score=part["score"], summary=Table(**part["summary"]),
+            heatmaps=[Heatmap(**h) for h in part["heatmaps"]],
+            worst={k: Table(**t) for k, t in part["worst"].items()}, rows=Table(**part["rows"]))
+    return Report(**data)
