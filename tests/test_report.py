@@ -1,0 +1,255 @@
+"""Reports: the Report data object, PDF (fpdf2), CSV and JSON exports.
+
+Stress cases (50 slices, long labels, non-ASCII text, formula cells) use hand-built Report
+objects; the end-to-end tests go through the real sim_core.compare.compare with the tiny
+model.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import re
+
+import pandas as pd
+import pytest
+from pypdf import PdfReader
+
+from sim_core.errors import SimError
+from sim_core.report import (QuestionReport, Report, ScoreInfo, SliceResult, format_score,
+                             methods_text, render_pdf, report_csv, report_from_json,
+                             report_json)
+
+CKPT = "SmolLM2-135M-Instruct + my-adapter"
+SCORES = [ScoreInfo("kl", "KL divergence", "sum p_i ln(p_i / q_i)", "lower", "[0, inf)"),
+          ScoreInfo("tv", "total variation", "1/2 sum |p_i - q_i|", "lower", "[0, 1]"),
+          ScoreInfo("cosine", "cosine", "p.q / (|p| |q|)", "higher", "[0, 1]")]
+
+
+def _tv(p, q):
+    return 0.5 * sum(abs(a - b) for a, b in zip(p, q))
+
+
+def _kl(p, q):
+    return sum(a * math.log(a / b) for a, b in zip(p, q) if a > 0)
+
+
+def _cos(p, q):
+    dot = sum(a * b for a, b in zip(p, q))
+    return dot / math.sqrt(sum(a * a for a in p) * sum(b * b for b in q))
+
+
+def _slice(label: str, real: list[float], sim: list[float]) -> SliceResult:
+    """A slice with a checkpoint and a uniform baseline, scores computed here by hand."""
+    k = len(real)
+    uniform = [1 / k] * k
+    entries = {CKPT: sim, "baseline: uniform": uniform}
+    return SliceResult(
+        label=label, n_eff=250.0, real=real,
+        ci_low=[max(v - 0.05, 0) for v in real], ci_high=[min(v + 0.05, 1) for v in real],
+        shares=entries,
+        scores={e: {"kl": _kl(real, q), "tv": _tv(real, q), "cosine": _cos(real, q)}
+                for e, q in entries.items()},
+        noise_floor={"kl": 0.004, "tv": 0.03, "cosine": 0.999})
+
+
+def _report(questions: list[QuestionReport], title="Test report") -> Report:
+    report = Report(title=title, created="2025-03-01", survey="test-survey", wave="2022",
+                    checkpoints=[{"label": CKPT, "name": "default", "adapter": "my-adapter",
+                                  "fingerprint": "0123abcd", "card": {"rank": 8}}],
+                    baselines=["uniform"], mode="first-token", orders=2, scores=SCORES,
+                    questions=questions)
+    report.methods = methods_text(report)
+    return report
+
+
+def _question(qid: str, text: str, labels: list[str], options=("Agree", "Neutral", "Disagree")):
+    real = [0.5, 0.3, 0.2][:len(options)]
+    sim = [0.4, 0.35, 0.25][:len(options)]
+    return QuestionReport(id=qid, text=text, options=list(options), by=["REGION"],
+                          slices=[_slice(label, real, sim) for label in labels],
+                          example_prompt="Persona: You live in the North.\nAnswer:")
+
+
+def _pdf_text(data: bytes) -> tuple[PdfReader, str]:
+    reader = PdfReader(io.BytesIO(data))
+    return reader, "\n".join(page.extract_text() for page in reader.pages)
+
+
+def _squash(text: str) -> str:
+    """Text without any whitespace: wrapped cells compare equal to their source."""
+    return re.sub(r"\s+", "", text)
+
+
+def test_pdf_pages_and_text_of_a_known_report():
+    labels = ["REGION=North", "REGION=South", "REGION=East"]
+    report = _report([_question("Q1", "Should the city build more bike lanes?", labels),
+                      _question("Q2", "Do you trust the national parliament?", labels)])
+    reader, text = _pdf_text(render_pdf(report))
+    # title page + one page per question (each fits) + methods page
+    assert len(reader.pages) == 4
+    assert "Page 4 / 4" in text
+    for wording in ("Should the city build more bike lanes?", "Do you trust the national parliament?"):
+        assert wording in text
+    for label in labels:
+        assert text.count(label) == 2  # once per question in the slice table (charts are images)
+    # hand-computed scores as the table prints them; the checkpoint beats uniform on all three
+    real, sim = [0.5, 0.3, 0.2], [0.4, 0.35, 0.25]
+    for value in (_kl(real, sim), _tv(real, sim), _cos(real, sim)):
+        assert f"{format_score(value)} ★" in text
+    assert format_score(_tv(real, [1 / 3] * 3)) == "0.167"
+    assert "0.167" in text and "0.167 ★" not in text
+    assert "KL divergence ↓" in text and "cosine ↑" in text
+    assert "noise floor" in text and "0.004" in text
+    assert "Persona: You live in the North." in text  # example prompt on the methods page
+
+
+def test_format_score():
+    assert format_score(0.123456) == "0.123"
+    assert format_score(12.5) == "12.500"
+    assert format_score(0.0) == "0.000"
+    assert format_score(3.2e-05) == "3.20e-05"
+    assert format_score(float("nan")) == "–"
+    assert format_score(None) == "–"
+
+
+def _text_positions(reader: PdfReader) -> list[tuple[int, float, float, str]]:
+    """(page, x, y, text) of every text fragment drawn."""
+    found = []
+    for number, page in enumerate(reader.pages):
+        def visit(text, cm, tm, font, size, number=number):
+            if text.strip():
+                found.append((number, cm[4] + tm[4] * cm[0], cm[5] + tm[5] * cm[3], text))
+        page.extract_text(visitor_text=visit)
+    return found
+
+
+def test_fifty_slices_with_long_labels_all_present_and_on_the_page():
+    labels = [f"OCCUPATION=Occupation group number {i} with a rather long descriptive name"
+              for i in range(50)]
+    labels[7] = "CODE=" + "X" * 120  # one unbreakable token, wider than its column
+    report = _report([_question("Q1", "How satisfied are you with your job?", labels)])
+    data = render_pdf(report)
+    reader, text = _pdf_text(data)
+    flat = _squash(text)
+    for label in labels:
+        assert _squash(label) in flat, label
+    # 50 slices -> 5 charts of at most 12 slices
+    assert sum(len(page.images) for page in reader.pages) == 5
+    width, height = float(reader.pages[0].mediabox.width), float(reader.pages[0].mediabox.height)
+    positions = _text_positions(reader)
+    assert positions
+    for _, x, y, fragment in positions:
+        assert 0 <= x < width - 20 and 0 <= y <= height, (x, y, fragment)
+    # every page is numbered in the footer
+    for number in range(1, len(reader.pages) + 1):
+        assert f"Page {number} / {len(reader.pages)}" in text
+
+
+def test_non_ascii_wording_renders():
+    wording = "Как вы оцениваете работу правительства? Êtes-vous satisfait? Ελλάδα"
+    options = ("Très bien", "Плохо", "Άλλο")
+    report = _report([_question("Q1", wording, ["RÉGION=Île-de-France", "ОБЛАСТЬ=Москва"],
+                                options=options)], title="Rapport d'enquête – Отчёт")
+    _, text = _pdf_text(render_pdf(report))
+    for piece in (wording, "Très bien", "Плохо", "Άλλο", "RÉGION=Île-de-France",
+                  "ОБЛАСТЬ=Москва", "Rapport d'enquête – Отчёт"):
+        assert piece in text
+
+
+@pytest.mark.parametrize("size, points", [("A4", (595.28, 841.89)), ("Letter", (612, 792)),
+                                          ("letter", (612, 792))])
+def test_page_sizes(size, points):
+    report = _report([_question("Q1", "Wording", ["REGION=North"])])
+    reader, _ = _pdf_text(render_pdf(report, page_size=size))
+    for page in reader.pages:
+        assert float(page.mediabox.width) == pytest.approx(points[0], abs=0.01)
+        assert float(page.mediabox.height) == pytest.approx(points[1], abs=0.01)
+
+
+def test_unknown_page_size_is_a_clear_error():
+    report = _report([_question("Q1", "Wording", ["REGION=North"])])
+    with pytest.raises(SimError, match="A4 or Letter"):
+        render_pdf(report, page_size="A3")
+
+
+def _read_csv(text: str) -> pd.DataFrame:
+    return pd.read_csv(io.StringIO(text), keep_default_na=False, na_values=[""])
+
+
+def test_csv_round_trips_and_neutralises_formulas():
+    wording = '=HYPERLINK("http://evil.example","click")'
+    question = _question("Q1", wording, ["REGION=North", "@SUM(A1)"],
+                         options=("None", "-1 refused", "+ more"))
+    question.slices[0].scores[CKPT]["kl"] = -0.25  # a real negative number stays numeric
+    report = _report([question])
+    df = _read_csv(report_csv(report))
+
+    texts = df[df.table == "question"]
+    assert list(texts.text) == ["'" + wording] * 3
+    assert list(texts.option) == ["None", "'-1 refused", "'+ more"]
+    assert list(texts.value) == [0, 1, 2]
+
+    shares = df[df.table == "shares"]
+    for s in question.slices:
+        for entry, values in [("real", s.real)] + list(s.shares.items()):
+            rows = shares[(shares.slice == ("'" + s.label if s.label.startswith("@") else s.label))
+                          & (shares.entry == entry)]
+            assert list(rows.share) == pytest.approx(values, abs=0)
+        real = shares[(shares.entry == "real") & (shares.slice == "REGION=North")]
+        assert list(real.ci_low) == pytest.approx(question.slices[0].ci_low, abs=0)
+        assert list(real.ci_high) == pytest.approx(question.slices[0].ci_high, abs=0)
+        assert set(real.n_eff) == {250.0}
+    assert shares[shares.entry != "real"].ci_low.isna().all()
+
+    scores = df[df.table == "scores"]
+    assert scores.value.dtype == float
+    kl = scores[(scores.slice == "REGION=North") & (scores.entry == CKPT) & (scores.score == "kl")]
+    assert list(kl.value) == [-0.25] and list(kl.direction) == ["lower"]
+    cos = scores[(scores.slice == "REGION=North") & (scores.entry == CKPT) & (scores.score == "cosine")]
+    assert list(cos.value) == [question.slices[0].scores[CKPT]["cosine"]]
+    floor = scores[(scores.entry == "noise floor") & (scores.score == "tv")]
+    assert list(floor.value) == [0.03, 0.03]
+    # nothing starts a cell with a formula character any more
+    for column in df.select_dtypes(include="object"):
+        assert not df[column].dropna().astype(str).str.match(r"^[=+\-@\t\r]").any(), column
+
+
+def test_json_round_trips():
+    labels = ["REGION=Nord", "REGION=Süd"]
+    report = _report([_question("Q1", "Soll die Stadt mehr Radwege bauen?", labels)])
+    text = report_json(report)
+    assert "Süd" in text  # written as UTF-8, not \u escapes
+    assert report_from_json(text) == report
+    data = json.loads(text)
+    assert data["questions"][0]["slices"][1]["scores"][CKPT]["tv"] == pytest.approx(
+        _tv([0.5, 0.3, 0.2], [0.4, 0.35, 0.25]))
+    assert data["scores"][0] == {"key": "kl", "name": "KL divergence",
+                                 "formula": "sum p_i ln(p_i / q_i)", "direction": "lower",
+                                 "range": "[0, inf)"}
+
+
+def test_json_has_no_nan():
+    report = _report([_question("Q1", "Wording", ["REGION=North"])])
+    report.questions[0].slices[0].scores[CKPT]["kl"] = float("nan")
+
+    def refuse(constant):
+        raise AssertionError(f"non-standard JSON constant {constant}")
+
+    data = json.loads(report_json(report), parse_constant=refuse)
+    assert data["questions"][0]["slices"][0]["scores"][CKPT]["kl"] is None
+
+
+def test_drafted_question_without_real_data():
+    question = _question("D1", "A drafted question nobody has asked yet?", ["AGE=18-29"])
+    for s in question.slices:
+        s.real = s.ci_low = s.ci_high = s.n_eff = None
+        s.scores, s.noise_floor = {}, {}
+    report = _report([question])
+    _, text = _pdf_text(render_pdf(report))
+    assert "A drafted question nobody has asked yet?" in text
+    assert "no scores" in text
+    df = _read_csv(report_csv(report))
+    assert "real" not in set(df.entry.dropna())
+    assert (df.table == "scores").sum() == 0
