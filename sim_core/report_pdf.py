@@ -344,7 +344,10 @@ def _heatmap_png(heatmap, r0: int, c0: int, score_name: str) -> tuple[bytes, flo
     grid = grid.reshape(len(questions), len(slices))
     fig = Figure(figsize=(7.5, 1.8 + 0.22 * len(questions)))
     ax = fig.subplots()
-    image = ax.imshow(grid, aspect="auto", cmap=palette.HEATMAP_SCALE)
+    # one colour scale for every chunk, so that the same colour means the same score
+    finite = [v for row in heatmap.values for v in row if v is not None and math.isfinite(v)]
+    image = ax.imshow(grid, aspect="auto", cmap=palette.HEATMAP_SCALE,
+                      vmin=min(finite, default=0), vmax=max(finite, default=1))
     ax.set_yticks(range(len(questions)), [textwrap.shorten(q, 28) for q in questions], fontsize=6)
     ax.set_xticks(range(len(slices)), [textwrap.shorten(s, 28) for s in slices], fontsize=6,
                   rotation=90)

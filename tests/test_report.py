@@ -253,3 +253,39 @@ def test_drafted_question_without_real_data():
     df = _read_csv(report_csv(report))
     assert "real" not in set(df.entry.dropna())
     assert (df.table == "scores").sum() == 0
+
+
+def _evaluation_report() -> Report:
+    from sim_core.report import EvaluationReport, Heatmap, Table
+    questions = [f"Q{i}" for i in range(45)]       # more than one heatmap chunk (40 rows)
+    slices = [f"GROUP=g{j}" for j in range(22)]
+    values = [[(i + j) / 100 for j in range(22)] for i in range(45)]
+    rows = [[q, s, CKPT, values[i][j], values[i][j] / 2] for i, q in enumerate(questions)
+            for j, s in enumerate(slices)]
+    part = EvaluationReport(
+        entries=[CKPT, "baseline: uniform"], score="tv",
+        summary=Table(["entry", "kl", "tv"], [[CKPT, 0.4321, 0.2], ["baseline: uniform", 0.9, 0.35]]),
+        heatmaps=[Heatmap(CKPT, "tv", questions, slices, values)],
+        worst={CKPT: Table(["slice", "tv", "questions"], [["GROUP=g21", 0.43, 45]])},
+        rows=Table(["question_id", "slice", "entry", "tv", "kl"], rows))
+    report = Report(title="Evaluation: test", created="2025-03-01", survey="test", wave=None,
+                    checkpoints=[{"label": CKPT}], baselines=["uniform"], mode="first-token",
+                    orders=1, scores=SCORES[:2], evaluation=part)
+    report.methods = methods_text(report)
+    return report
+
+
+def test_evaluation_report_pdf_csv_json():
+    report = _evaluation_report()
+    reader, text = _pdf_text(render_pdf(report, page_size="Letter"))
+    assert "0.432 ★" in text and "0.200 ★" in text and "0.900" in text
+    assert "Worst-represented groups" in text and "GROUP=g21" in text
+    # 45 questions x 22 slices: two heatmap chunks (40 + 5 questions)
+    assert sum(len(page.images) for page in reader.pages) == 2
+    df = _read_csv(report_csv(report))
+    summary = df[df.table == "eval_summary"]
+    assert summary[(summary.entry == CKPT) & (summary.score == "kl")].value.item() == 0.4321
+    scores = df[(df.table == "eval_scores") & (df.score == "tv")]
+    assert len(scores) == 45 * 22
+    assert scores[(scores.question_id == "Q3") & (scores.slice == "GROUP=g4")].value.item() == 0.07
+    assert report_from_json(report_json(report)) == report
