@@ -335,10 +335,13 @@ def report_from_evaluation(evaluation: Any, title: str | None = None) -> Report:
     score = _eval_score(keys)
     models = [e for e in evaluation.entries if not str(e).startswith(BASELINE_PREFIX)]
     long_rows = rows[[c for c in ("question_id", "slice", "entry") if c in rows.columns] + keys]
+    summary = evaluation.summary()
+    if "entry" in summary.columns:  # entry as a column or as the index: both accepted
+        summary = summary.set_index("entry")
+    summary.index.name = "entry"
     part = EvaluationReport(
         entries=list(evaluation.entries), score=score,
-        summary=_table(evaluation.summary()[[k for k in keys
-                                             if k in evaluation.summary().columns]]),
+        summary=_table(summary[[k for k in keys if k in summary.columns]]),
         heatmaps=[_heatmap(evaluation, e, score) for e in models],
         worst={e: _table(evaluation.worst_slices(e, score)) for e in models},
         rows=_table(long_rows.reset_index(drop=True)))

@@ -289,3 +289,134 @@ def test_evaluation_report_pdf_csv_json():
     assert len(scores) == 45 * 22
     assert scores[(scores.question_id == "Q3") & (scores.slice == "GROUP=g4")].value.item() == 0.07
     assert report_from_json(report_json(report)) == report
+
+
+# ---------------------------------------------------------------- through the real pipeline
+
+WORDING = "Do you agree that cities should build more bike lanes?"
+OPTIONS = ("Agree", "Neutral", "Disagree")
+# sex=F: 12/6/6 -> 0.5/0.25/0.25 ; sex=M: 4/4/8 -> 0.25/0.25/0.5
+ANSWERS = {"F": ["Agree"] * 12 + ["Neutral"] * 6 + ["Disagree"] * 6,
+           "M": ["Agree"] * 4 + ["Neutral"] * 4 + ["Disagree"] * 8}
+EXPECTED = {"F": [0.5, 0.25, 0.25], "M": [0.25, 0.25, 0.5]}
+
+
+@pytest.fixture
+def mini_files(tmp_path):
+    """A respondent CSV (40 people) and its codebook."""
+    lines = ["sex,q1"] + [f"{sex},{answer}" for sex, answers in ANSWERS.items()
+                          for answer in answers]
+    data = tmp_path / "mini.csv"
+    data.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    codebook = tmp_path / "codebook.csv"
+    codebook.write_text("column,question_text,options,ordinal,missing\n"
+                        f'q1,"{WORDING}",{"|".join(OPTIONS)},true,\n', encoding="utf-8")
+    return data, codebook
+
+
+def _tiny_model(request, *modules: str):
+    """The tiny model, once the modules a test needs exist (skip, not error, before)."""
+    for module in ("sim_core.models", "sim_core.readers") + modules:
+        pytest.importorskip(module)
+    return request.getfixturevalue("tiny_model_dir")
+
+
+def _real_comparison(request, mini_files):
+    tiny_model_dir = _tiny_model(request, "sim_core.compare")
+    import sim_core.compare as compare
+    from sim_core.models import load_model
+    from sim_core.readers import load_survey
+    from sim_core.simulate import SimConfig
+    survey = load_survey(mini_files[0], codebook=mini_files[1])
+    model = load_model(str(tiny_model_dir))
+    config = SimConfig(orders=2, use_cache=False)
+    return compare.compare([model], survey.questions["q1"], survey=survey, by=["sex"],
+                           config=config), model, survey
+
+
+def test_report_from_real_comparison(request, mini_files):
+    comparison, model, _ = _real_comparison(request, mini_files)
+    from sim_core.report import report_from_comparisons
+    from sim_core.slices import slice_label
+    report = report_from_comparisons([comparison])
+    question = report.questions[0]
+    assert (question.id, question.text, question.options) == ("q1", WORDING, list(OPTIONS))
+    assert report.mode == "first-token" and report.orders == 2
+    assert [c["label"] for c in report.checkpoints] == [model.label]
+    assert {"kl", "tv"} <= {s.key for s in report.scores}
+    assert {s.key: s.direction for s in report.scores}["cosine"] == "higher"
+    slices = {s.label: s for s in question.slices}
+    for sex, expected in EXPECTED.items():
+        s = slices[slice_label({"sex": sex})]
+        assert s.real == pytest.approx(expected)
+        assert s.n_eff == pytest.approx(len(ANSWERS[sex]))
+        assert all(lo <= p <= hi for lo, p, hi in zip(s.ci_low, s.real, s.ci_high))
+        sim = s.shares[model.label]
+        assert sum(sim) == pytest.approx(1) and len(sim) == 3
+        assert s.shares["baseline: uniform"] == pytest.approx([1 / 3] * 3)
+        assert s.scores[model.label]["tv"] == pytest.approx(_tv(expected, sim), abs=1e-9)
+        assert s.scores[model.label]["kl"] == pytest.approx(_kl(expected, sim), rel=1e-4)
+        assert s.scores["baseline: uniform"]["tv"] == pytest.approx(_tv(expected, [1 / 3] * 3))
+    assert question.example_prompt and WORDING in question.example_prompt
+
+    reader, text = _pdf_text(render_pdf(report))
+    assert len(reader.pages) == 3  # title, the question, methods
+    assert WORDING in text and "sex=F" in text and "sex=M" in text
+    female = slices[slice_label({"sex": "F"})]
+    assert format_score(female.scores[model.label]["tv"]) in text
+    df = _read_csv(report_csv(report))
+    real = df[(df.table == "shares") & (df.entry == "real") & (df.slice == "sex=F")]
+    assert list(real.share) == pytest.approx(EXPECTED["F"])
+    assert report_from_json(report_json(report)) == report
+
+
+def test_report_from_real_evaluation(request, mini_files):
+    tiny_model_dir = _tiny_model(request, "sim_core.evaluate", "sim_core.slices")
+    import sim_core.evaluate as evaluate
+    from sim_core.models import load_model
+    from sim_core.readers import load_survey
+    from sim_core.report import report_from_evaluation
+    from sim_core.simulate import SimConfig
+    from sim_core.slices import survey_rows
+    survey = load_survey(mini_files[0], codebook=mini_files[1])
+    model = load_model(str(tiny_model_dir))
+    result = evaluate.evaluate_rows([model], survey_rows(survey, by=["sex"]),
+                                    config=SimConfig(orders=1, use_cache=False))
+    report = report_from_evaluation(result)
+    part = report.evaluation
+    summary = {row[0]: dict(zip(part.summary.columns[1:], row[1:])) for row in part.summary.rows}
+    rows = result.rows[result.rows.entry == model.label]
+    assert summary[model.label]["tv"] == pytest.approx(rows.tv.mean())
+    assert [h.entry for h in part.heatmaps] == [model.label]
+    assert part.heatmaps[0].questions == ["q1"]
+    _, text = _pdf_text(render_pdf(report))
+    assert "Worst-represented groups" in text and "sex=F" in text
+
+
+def test_cli_writes_pdf_csv_json(request, mini_files, tmp_path):
+    tiny_model_dir = _tiny_model(request, "sim_core.commands.common", "sim_core.compare")
+    from sim_core.__main__ import main
+    out = tmp_path / "out"
+    argv = ["report", "--data", str(mini_files[0]), "--codebook", str(mini_files[1]),
+            "--question", "q1", "--by", "sex", "--model", str(tiny_model_dir), "--orders", "1",
+            "--pdf", str(out / "r.pdf"), "--csv", str(out / "r.csv"),
+            "--json", str(out / "r.json"), "--page-size", "Letter"]
+    assert main(argv) == 0
+    reader, text = _pdf_text((out / "r.pdf").read_bytes())
+    assert WORDING in text and float(reader.pages[0].mediabox.width) == pytest.approx(612)
+    df = _read_csv((out / "r.csv").read_text(encoding="utf-8"))
+    assert list(df[(df.entry == "real") & (df.slice == "sex=M")].share) == pytest.approx(
+        EXPECTED["M"])
+    assert report_from_json((out / "r.json").read_text(encoding="utf-8")).questions[0].id == "q1"
+
+
+def test_cli_unknown_question_is_a_clear_error(request, mini_files, tmp_path, capsys):
+    tiny_model_dir = _tiny_model(request, "sim_core.commands.common")
+    from sim_core.__main__ import main
+    pdf = tmp_path / "r.pdf"
+    argv = ["report", "--data", str(mini_files[0]), "--codebook", str(mini_files[1]),
+            "--question", "q1,nope", "--by", "sex", "--model", str(tiny_model_dir),
+            "--pdf", str(pdf)]
+    assert main(argv) == 2
+    assert "unknown question(s) nope" in capsys.readouterr().err
+    assert not pdf.exists()
