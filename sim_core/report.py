@@ -140,7 +140,8 @@ class Report:
         return ScoreInfo(key, key, "", "lower")
 
 
-def _finite(value: Any) -> bool:
+def is_number(value: Any) -> bool:
+    """A finite int or float (not bool, not NaN)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -149,28 +150,9 @@ def _mean_dicts(dicts: list[dict[str, float]]) -> dict[str, float]:
     sums: dict[str, list[float]] = {}
     for values in dicts:
         for key, value in values.items():
-            if _finite(value):
+            if is_number(value):
                 sums.setdefault(key, []).append(float(value))
     return {key: sum(v) / len(v) for key, v in sums.items()}
-
-
-def best_of(values: dict[str, float], direction: str) -> str | None:
-    """Entry with the best finite value for a score of the given direction."""
-    finite = {k: v for k, v in values.items() if _finite(v)}
-    if not finite:
-        return None
-    pick = min if direction == "lower" else max
-    return pick(finite, key=finite.get)
-
-
-def format_score(value: Any) -> str:
-    """How scores are printed in the PDF tables: 3 decimals, scientific when tiny or huge."""
-    if not _finite(value):
-        return "–"
-    value = float(value)
-    if value == 0 or 0.001 <= abs(value) < 10000:
-        return f"{value:.3f}"
-    return f"{value:.2e}"
 
 
 def _today() -> str:
@@ -213,7 +195,7 @@ def _question_report(comparison: Any) -> QuestionReport:
     question = comparison.question
     prompt = next((r.prompt for sc in comparison.slices for r in sc.simulated.values()), "")
     ordinal = None if question.ordinal_values is None else [
-        None if not _finite(v) else float(v) for v in question.ordinal_values]
+        None if not is_number(v) else float(v) for v in question.ordinal_values]
     return QuestionReport(id=question.id, text=question.text, options=list(question.options),
                           slices=[_slice_result(sc) for sc in comparison.slices],
                           ordinal_values=ordinal, by=list(comparison.by),
@@ -288,15 +270,11 @@ def methods_text(report: Report) -> str:
 
 
 def _table(df: Any) -> Table:
-    """Table from a pandas DataFrame (index kept as first column when it is named)."""
-    if df.index.name is not None or not _default_index(df):
+    """Table from a pandas DataFrame (index kept as first column unless it is 0..n-1)."""
+    if df.index.name is not None or list(df.index) != list(range(len(df))):
         df = df.reset_index()
     rows = [[_cell(v) for v in row] for row in df.itertuples(index=False)]
     return Table(columns=[str(c) for c in df.columns], rows=rows)
-
-
-def _default_index(df: Any) -> bool:
-    return list(df.index) == list(range(len(df)))
 
 
 def _cell(value: Any) -> Any:
@@ -338,6 +316,7 @@ def report_from_evaluation(evaluation: Any, title: str | None = None) -> Report:
     summary = evaluation.summary()
     if "entry" in summary.columns:  # entry as a column or as the index: both accepted
         summary = summary.set_index("entry")
+    summary = summary.reindex([e for e in evaluation.entries if e in summary.index])
     summary.index.name = "entry"
     part = EvaluationReport(
         entries=list(evaluation.entries), score=score,

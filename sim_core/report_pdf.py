@@ -12,6 +12,7 @@ import io
 import math
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 from fpdf import FPDF, FontFace
@@ -22,8 +23,7 @@ from matplotlib.patches import Patch
 
 from sim_core import palette
 from sim_core.errors import SimError
-from sim_core.report import (NOISE_FLOOR, REAL, QuestionReport, Report, SliceResult,
-                             best_of, format_score)
+from sim_core.report import NOISE_FLOOR, REAL, QuestionReport, Report, SliceResult, is_number
 
 PAGE_SIZES = ("A4", "Letter")
 CHART_SLICES = 12          # slices per bar chart (small multiples, 3 per row)
@@ -85,6 +85,26 @@ def render_pdf(report: Report, page_size: str = "A4") -> bytes:
 
 
 # ---------------------------------------------------------------- text helpers
+
+def best_of(values: dict[str, float], direction: str) -> str | None:
+    """Entry with the best finite value for a score of the given direction."""
+    finite = {k: v for k, v in values.items() if is_number(v)}
+    if not finite:
+        return None
+    pick = min if direction == "lower" else max
+    return pick(finite, key=finite.get)
+
+
+def format_score(value: Any) -> str:
+    """How scores are printed in the PDF tables: 3 decimals, scientific when tiny or huge."""
+    if not is_number(value):
+        return "–"
+    value = float(value)
+    if value == 0 or 0.001 <= abs(value) < 10000:
+        return f"{value:.3f}"
+    return f"{value:.2e}"
+
+
 
 def _heading(pdf: FPDF, text: str, size: float = 14) -> None:
     pdf.set_font(FONT, "B", size)

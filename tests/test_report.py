@@ -17,9 +17,9 @@ import pytest
 from pypdf import PdfReader
 
 from sim_core.errors import SimError
-from sim_core.report import (QuestionReport, Report, ScoreInfo, SliceResult, format_score,
-                             methods_text, render_pdf, report_csv, report_from_json,
-                             report_json)
+from sim_core.report import (QuestionReport, Report, ScoreInfo, SliceResult, methods_text,
+                             render_pdf, report_csv, report_from_json, report_json)
+from sim_core.report_pdf import format_score
 
 CKPT = "SmolLM2-135M-Instruct + my-adapter"
 SCORES = [ScoreInfo("kl", "KL divergence", "sum p_i ln(p_i / q_i)", "lower", "[0, inf)"),
