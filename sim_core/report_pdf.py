@@ -118,16 +118,18 @@ def _para(pdf: FPDF, text: str, size: float = 9, style: str = "", family: str = 
     pdf.ln(1)
 
 
-def _table(pdf: FPDF, headings: list[str], rows: list[list[tuple[str, FontFace | None]]],
+def _table(pdf: FPDF, headings: list[str] | None, rows: list[list[tuple[str, FontFace | None]]],
            widths: list[float], size: float = 7.5) -> None:
     """A table whose headings repeat on every page; cells wrap, nothing is cut."""
     pdf.set_font(FONT, "", size)
     with pdf.table(col_widths=widths, text_align="LEFT", line_height=size * 0.45,
                    headings_style=_HEADINGS, repeat_headings=1, padding=0.8,
+                   first_row_as_headings=headings is not None,
                    cell_fill_mode=TableCellFillMode.NONE, width=pdf.epw) as table:
-        head = table.row()
-        for text in headings:
-            head.cell(text)
+        if headings is not None:
+            head = table.row()
+            for text in headings:
+                head.cell(text)
         for cells in rows:
             row = table.row()
             for text, style in cells:
@@ -162,7 +164,7 @@ def _title_page(pdf: _PDF, report: Report) -> None:
              ("Wave", report.wave or "all"),
              ("Simulation", f"{report.mode}, {report.orders} option order(s) averaged"),
              ("Baselines", ", ".join(report.baselines) or "none")]
-    _table(pdf, ["", ""], _plain_rows([[k, v] for k, v in facts]), [1, 4], size=9)
+    _table(pdf, None, [[(k, _BOLD), (v, None)] for k, v in facts], [1, 4], size=9)
     if report.checkpoints:
         _heading(pdf, "Checkpoints", 12)
         rows = [[c.get("label", ""), c.get("adapter") or "—", str(c.get("fingerprint") or "—"),
