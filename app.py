@@ -1,0 +1,25 @@
+"""Opinion simulator dashboard: `streamlit run app.py`.
+
+Navigation over five thin pages plus a sidebar (workspace, base model, adapter). Nothing
+heavy is imported here: the model loads on first use (pages/common.get_model).
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from pages import common
+
+st.set_page_config(page_title="Opinion simulator", page_icon="📊", layout="wide")
+
+PAGES = [
+    st.Page("pages/data.py", title="Data", icon="📂", url_path="data", default=True),
+    st.Page("pages/simulate.py", title="Simulate & compare", icon="⚖️", url_path="simulate"),
+    st.Page("pages/evaluate.py", title="Evaluate", icon="🧪", url_path="evaluate"),
+    st.Page("pages/finetune.py", title="Fine-tune", icon="🛠️", url_path="finetune"),
+    st.Page("pages/reports.py", title="Reports", icon="📄", url_path="reports"),
+]
+
+navigation = st.navigation(PAGES)
+common.sidebar()
+navigation.run()

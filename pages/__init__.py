@@ -1,0 +1,1 @@
+"""Dashboard pages (run through st.navigation in app.py) and their shared helpers."""

@@ -1,0 +1,74 @@
+"""Plotly figures for the dashboard; colours from sim_core.palette, numbers from the core."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+
+from sim_core import palette
+
+REAL = "real"
+
+
+def comparison_figure(shares: pd.DataFrame, *, show_baselines: bool = True) -> go.Figure:
+    """Grouped bars of real vs simulated shares, one panel per slice, real CI as error bars.
+
+    Args:
+        shares: Comparison.shares_table() (slice, entry, option, share, ci_low, ci_high).
+        show_baselines: draw the "baseline: ..." entries too.
+    Returns:
+        The figure (one trace per entry and panel).
+    """
+    df = shares.copy()
+    if not show_baselines:
+        df = df[~df["entry"].astype(str).str.startswith(palette.BASELINE_PREFIX)]
+    df["err_plus"] = (df["ci_high"] - df["share"]).astype(float)
+    df["err_minus"] = (df["share"] - df["ci_low"]).astype(float)
+    entries = list(dict.fromkeys(df["entry"].astype(str)))
+    n_slices = df["slice"].nunique()
+    wrap = 1 if n_slices == 1 else 2
+    fig = px.bar(df, x="option", y="share", color="entry", barmode="group",
+                 facet_col="slice", facet_col_wrap=wrap, error_y="err_plus",
+                 error_y_minus="err_minus", color_discrete_map=palette.entry_colors(
+                     entries, real_label=REAL), category_orders={"entry": entries},
+                 facet_row_spacing=0.12, hover_data={"err_plus": False, "err_minus": False})
+    fig.for_each_annotation(lambda a: a.update(text=a.text.split("=", 1)[-1]))
+    rows = -(-n_slices // wrap)
+    fig.update_layout(height=max(320, 280 * rows), legend_title_text="",
+                      yaxis_title="share", margin=dict(t=40, b=40))
+    fig.update_yaxes(range=[0, 1], matches="y")
+    fig.update_xaxes(matches=None, showticklabels=True, title_text="")
+    return fig
+
+
+def heatmap_figure(table: pd.DataFrame, score_name: str) -> go.Figure:
+    """Heatmap of a question x slice score table (Evaluation.heatmap)."""
+    fig = px.imshow(table.astype(float), color_continuous_scale=palette.HEATMAP_SCALE,
+                    aspect="auto", labels=dict(color=score_name, x="slice", y="question"))
+    fig.update_layout(height=max(320, 22 * len(table) + 160), margin=dict(t=30))
+    return fig
+
+
+def waves_figure(summary: pd.DataFrame, score: str, score_name: str) -> go.Figure:
+    """Line chart of a summary score per wave (columns wave, entry, <score>)."""
+    entries = list(dict.fromkeys(summary["entry"].astype(str)))
+    fig = px.line(summary, x="wave", y=score, color="entry", markers=True,
+                  color_discrete_map=palette.entry_colors(entries))
+    fig.update_layout(yaxis_title=score_name, legend_title_text="")
+    return fig
+
+
+def loss_figure(history: pd.DataFrame) -> go.Figure:
+    """Training loss (and validation score where present) per step."""
+    fig = go.Figure()
+    if "loss" in history:
+        fig.add_trace(go.Scatter(x=history["step"], y=history["loss"], name="training loss",
+                                 mode="lines", line=dict(color=palette.checkpoint_color(0))))
+    if "val" in history and history["val"].notna().any():
+        val = history.dropna(subset=["val"])
+        fig.add_trace(go.Scatter(x=val["step"], y=val["val"], name="validation", yaxis="y2",
+                                 mode="lines+markers", line=dict(color=palette.checkpoint_color(1))))
+        fig.update_layout(yaxis2=dict(overlaying="y", side="right", title="validation"))
+    fig.update_layout(xaxis_title="step", yaxis_title="loss", height=320, margin=dict(t=30))
+    return fig

@@ -1,0 +1,153 @@
+"""Shared dashboard helpers: sidebar, cached model loading, errors, progress and stop.
+
+Session-state keys are prefixed by page: side_ (sidebar), data_, sim_, eval_, ft_, rep_.
+Nothing here computes survey numbers; it only wires widgets to sim_core.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
+import streamlit as st
+
+from sim_core.errors import SimError
+
+NO_ADAPTER = "(none)"
+OTHER_MODEL = "Other (folder or hub id)…"
+
+
+def default_model_name() -> str:
+    """The default base model: $SIM_DEFAULT_MODEL if set (tests: the tiny model), else "default"."""
+    return os.environ.get("SIM_DEFAULT_MODEL") or "default"
+
+
+def show_error(error: BaseException) -> None:
+    """Show a core error as one readable message (never a traceback)."""
+    st.error(str(error))
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading model…")
+def _load_model_cached(name: str, adapter: str | None):
+    """Load a model once per process and (name, adapter)."""
+    from sim_core.models import load_model  # lazy: torch is slow to import
+
+    return load_model(name, adapter)
+
+
+def get_model(name: str, adapter: str | None = None):
+    """The loaded model for (name, adapter); loads on first use only."""
+    return _load_model_cached(name, adapter or None)
+
+
+def model_choice() -> tuple[str, str | None]:
+    """The (base model, adapter) picked in the sidebar."""
+    name = st.session_state.get("side_model") or default_model_name()
+    adapter = st.session_state.get("side_adapter_name")
+    return name, adapter
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def adapter_names() -> list[str]:
+    """Names of the adapters in the workspace registry (refreshed every 10 s)."""
+    from sim_core.adapters import list_adapters
+
+    return [info.name for info in list_adapters()]
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def base_checkpoints() -> list[str]:
+    """Base model names known locally (from sim_core.models.list_checkpoints)."""
+    try:
+        from sim_core.models import list_checkpoints
+
+        items = list_checkpoints()
+    except (ImportError, SimError):
+        return []
+    names = [str(c["name"]) for c in items if c.get("kind") == "base" and c.get("name")]
+    return list(dict.fromkeys(names))
+
+
+def sidebar() -> None:
+    """Workspace, base model and adapter choice; results go to side_model / side_adapter_name."""
+    from sim_core.workspace import workspace_dir
+
+    with st.sidebar:
+        st.caption(f"Workspace: `{workspace_dir()}`")
+        default = default_model_name()
+        options = list(dict.fromkeys([default, *base_checkpoints(), OTHER_MODEL]))
+        choice = st.selectbox("Base model", options, key="side_model_choice",
+                              help="The embedded SmolLM2-135M-Instruct unless you pick another.")
+        if choice == OTHER_MODEL:
+            typed = st.text_input("Local folder or hub id", key="side_model_other").strip()
+            st.session_state["side_model"] = typed or default
+        else:
+            st.session_state["side_model"] = choice
+        try:
+            adapters = adapter_names()
+        except SimError as error:
+            show_error(error)
+            adapters = []
+        picked = st.selectbox("Adapter (LoRA)", [NO_ADAPTER, *adapters], key="side_adapter")
+        st.session_state["side_adapter_name"] = None if picked == NO_ADAPTER else picked
+        st.caption("The model loads when you first run something, once per server process.")
+
+
+def checkpoint_label(adapter: str | None) -> str:
+    """Label used in checkpoint pickers: the adapter name or the base model."""
+    return adapter or f"base: {model_choice()[0]}"
+
+
+@contextmanager
+def progress_and_stop(prefix: str, label: str) -> Iterator[tuple[Callable, Callable]]:
+    """Progress bar + Stop button around long work; yields (progress, should_stop).
+
+    Clicking Stop reruns the script, which Streamlit uses to interrupt the running one at its
+    next progress update; the flag set by the button lets the core stop cleanly as well.
+    """
+    flag = f"{prefix}_stop"
+    st.session_state[flag] = False
+    st.button("Stop", key=f"{prefix}_stop_button",
+              on_click=lambda: st.session_state.__setitem__(flag, True))
+    bar = st.progress(0.0, text=label)
+
+    def progress(done: int, total: int) -> None:
+        bar.progress(min(done / max(total, 1), 1.0), text=f"{label} {done}/{total}")
+
+    def should_stop() -> bool:
+        return bool(st.session_state.get(flag))
+
+    yield progress, should_stop
+    bar.empty()
+
+
+@st.cache_resource(max_entries=16, show_spinner="Reading survey…")
+def _survey_cached(name: str, stamp: float):
+    """A stored survey, re-read only when its folder changes."""
+    from pages.store import load_saved
+
+    return load_saved(name)
+
+
+def get_survey(name: str):
+    """The stored survey `name` as a sim_core Survey (cached per process)."""
+    from pages.store import stamp
+
+    return _survey_cached(name, stamp(name))
+
+
+def survey_picker(prefix: str, label: str = "Survey"):
+    """Selectbox over stored surveys; returns (name, Survey) or (None, None) with a hint."""
+    from pages.store import saved_surveys
+
+    names = saved_surveys()
+    if not names:
+        st.info("No survey loaded yet: add one on the Data page (demo data is one click).")
+        return None, None
+    name = st.selectbox(label, names, key=f"{prefix}_survey")
+    try:
+        return name, get_survey(name)
+    except SimError as error:
+        show_error(error)
+        return None, None

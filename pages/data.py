@@ -1,0 +1,174 @@
+"""Data: upload survey files (or pick demo data), map columns, validate, preview marginals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from pages import common, store
+from sim_core.errors import SimError
+
+UPLOAD_TYPES = ["csv", "tsv", "txt", "jsonl"]
+NONE = "(none)"
+
+
+@st.cache_resource(max_entries=8, show_spinner="Reading file…")
+def parse_upload(filename: str, data: bytes, codebook: bytes | None = None,
+                 mapping: tuple = ()):
+    """Read uploaded bytes through sim_core.readers.load_survey (mapping as sorted items)."""
+    from sim_core.readers import load_survey
+
+    kwargs = {k: (list(v) if isinstance(v, tuple) else v) for k, v in mapping if v}
+    return load_survey(data, name=filename, codebook=codebook, **kwargs)
+
+
+def mapping_widgets(i: int, survey) -> dict:
+    """Column mapping for a respondent file, defaulting to readers.guess_columns."""
+    from sim_core.readers import guess_columns
+
+    columns = [str(c) for c in survey.respondents.columns]
+    guess = guess_columns(survey.respondents)
+    cols = st.columns(2)
+    demographics = cols[0].multiselect("Demographics (slice attributes)", columns,
+                                       default=[c for c in guess["demographics"] if c in columns],
+                                       key=f"data_demographics_{i}")
+    questions = cols[1].multiselect("Questions (answer columns)", columns,
+                                    default=[c for c in guess["questions"] if c in columns],
+                                    key=f"data_questions_{i}")
+    weight = cols[0].selectbox("Weight column", [NONE, *columns], key=f"data_weight_{i}",
+                               index=1 + columns.index(guess["weight"]) if guess["weight"] in columns else 0)
+    wave = cols[1].selectbox("Wave / year column", [NONE, *columns], key=f"data_wave_{i}",
+                             index=1 + columns.index(guess["wave"]) if guess["wave"] in columns else 0)
+    return {"demographics": demographics, "questions": questions,
+            "weight": None if weight == NONE else weight, "wave": None if wave == NONE else wave}
+
+
+def upload_one(i: int, upload, codebook) -> None:
+    """Validate one uploaded file with its mapping, and save it to the workspace."""
+    data, book = upload.getvalue(), codebook.getvalue() if codebook else None
+    try:
+        survey = parse_upload(upload.name, data, book)
+        mapping = mapping_widgets(i, survey) if survey.kind == "respondents" else {}
+        items = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in mapping.items()))
+        survey = parse_upload(upload.name, data, book, items) if mapping else survey
+    except SimError as error:
+        common.show_error(error)
+        return
+    describe(survey)
+    name = st.text_input("Save as", value=Path(upload.name).stem, key=f"data_name_{i}")
+    if st.button("Save to workspace", key=f"data_save_{i}", type="primary"):
+        try:
+            book_file = (codebook.name, book) if book else None
+            saved = store.save_survey(name, upload.name, data, mapping, codebook=book_file)
+        except SimError as error:
+            common.show_error(error)
+            return
+        st.success(f"Saved as '{saved}': it is now available on every page.")
+
+
+def describe(survey) -> None:
+    """One line about a survey plus its reader warnings."""
+    size = (f"{len(survey.respondents)} respondents" if survey.respondents is not None
+            else f"{len(survey.marginals)} marginal rows")
+    waves = survey.waves()
+    st.caption(f"{survey.kind}: {len(survey.questions)} questions, {size}, "
+               f"demographics: {', '.join(survey.demographics) or 'none'}"
+               + (f", waves: {', '.join(waves)}" if waves else ""))
+    for warning in survey.warnings:
+        st.warning(warning)
+
+
+def upload_section() -> None:
+    """File uploaders and one mapping form per file."""
+    uploads = st.file_uploader("Survey files: respondent CSV, marginals CSV or GSS/SubPOP JSONL "
+                               "(one file per wave)", type=UPLOAD_TYPES,
+                               accept_multiple_files=True, key="data_upload")
+    codebook = st.file_uploader("Codebook CSV (optional; column, question_text, options, "
+                                "ordinal, missing)", type=["csv"], key="data_codebook")
+    for i, upload in enumerate(uploads or []):
+        with st.expander(upload.name, expanded=True):
+            upload_one(i, upload, codebook)
+
+
+def demo_files() -> dict[str, Path]:
+    """Demo data sets shipped with the core: label -> file."""
+    from sim_core import demo
+
+    return demo.demo_files()
+
+
+def demo_section() -> None:
+    """One-click demo data."""
+    files = demo_files()
+    label = st.selectbox("Demo data set", list(files), key="data_demo")
+    if st.button("Load demo data", key="data_demo_load") and label:
+        path = files[label]
+        try:
+            parse_upload(path.name, path.read_bytes())
+            saved = store.save_survey(path.stem, path.name, path.read_bytes())
+        except SimError as error:
+            common.show_error(error)
+            return
+        st.success(f"Loaded '{saved}'.")
+
+
+def marginals_table(marginals) -> pd.DataFrame:
+    """Real marginals as a table: slice, n, n_eff, too small, share [CI] per option."""
+    rows = []
+    for m in marginals:
+        row = {"slice": m.label, "n": m.n, "n_eff": None if m.n_eff is None else round(m.n_eff, 1),
+               "too small": m.too_small}
+        for j, option in enumerate(m.options):
+            ci = "" if m.ci_low is None else f" [{m.ci_low[j]:.2f}, {m.ci_high[j]:.2f}]"
+            row[option] = f"{m.shares[j]:.3f}{ci}"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def preview_section() -> None:
+    """Questions and real marginals per slice of a saved survey."""
+    from sim_core.slices import real_marginals
+
+    name, survey = common.survey_picker("data", "Saved survey")
+    if survey is None:
+        return
+    describe(survey)
+    st.dataframe(pd.DataFrame([{"id": q.id, "text": q.text, "options": " | ".join(q.options),
+                                "ordinal": q.is_ordinal} for q in survey.questions.values()]),
+                 hide_index=True, key="data_questions_table")
+    cols = st.columns(3)
+    qid = cols[0].selectbox("Question", list(survey.questions), key="data_preview_q")
+    by = cols[1].multiselect("Slice by", survey.demographics, key="data_preview_by",
+                             max_selections=1 if survey.kind == "marginals" else 3)
+    waves = survey.waves()
+    wave = cols[2].selectbox("Wave", waves, key="data_preview_wave") if len(waves) > 1 else None
+    try:
+        marginals = real_marginals(survey, qid, by, wave=wave, include_total=bool(by))
+    except SimError as error:
+        common.show_error(error)
+        return
+    st.dataframe(marginals_table(marginals), hide_index=True, key="data_marginals")
+    small = [m.label for m in marginals if m.too_small]
+    if small:
+        st.warning(f"Too few respondents to trust (effective n < 30): {', '.join(small)}")
+    if st.button(f"Delete '{name}' from the workspace", key="data_delete"):
+        store.delete_saved(name)
+        st.rerun()
+
+
+def main() -> None:
+    """Draw the page."""
+    st.header("Survey data")
+    upload, demo = st.tabs(["Upload files", "Demo data"])
+    with upload:
+        upload_section()
+    with demo:
+        demo_section()
+    st.divider()
+    preview_section()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""Evaluate: a checkpoint over all questions x slices of a survey (sim_core.evaluate.evaluate)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from pages import common
+from pages.charts import heatmap_figure, waves_figure
+from pages.simulate import BASE
+from sim_core.errors import SimError
+
+
+def settings(survey):
+    """Widgets -> (by, waves, question ids, checkpoints, orders)."""
+    by = st.multiselect("Slice attributes (empty: every attribute on its own)",
+                        survey.demographics, key="eval_by")
+    waves = survey.waves()
+    picked_waves = st.multiselect("Waves (several: gap over time)", waves,
+                                  default=waves[-1:], key="eval_waves") if len(waves) > 1 else [None]
+    ids = list(survey.questions)
+    limit = st.number_input(f"Questions to use (of {len(ids)}; fewer is faster)", 1, len(ids),
+                            value=min(len(ids), 5), key="eval_limit")
+    base, side_adapter = common.model_choice()
+    choices = [BASE, *common.adapter_names()]
+    default = [side_adapter] if side_adapter in choices else [BASE]
+    picked = st.multiselect(f"Checkpoints (two or more are compared; base: {base})", choices,
+                            default=default, key="eval_checkpoints")
+    orders = st.number_input("Option orders averaged (K)", 1, 8, value=2, key="eval_orders")
+    checkpoints = [(base, None if p == BASE else p) for p in picked]
+    return by or None, picked_waves or [None], ids[: int(limit)], checkpoints, int(orders)
+
+
+def run(survey, by, waves, ids, checkpoints, orders) -> None:
+    """Evaluate once per wave; results go to eval_results (wave -> Evaluation)."""
+    from sim_core.evaluate import evaluate
+    from sim_core.simulate import SimConfig
+
+    results = {}
+    try:
+        models = [common.get_model(name, adapter) for name, adapter in checkpoints]
+        with common.progress_and_stop("eval", "Evaluating") as (progress, should_stop):
+            for wave in waves:
+                results[wave or ""] = evaluate(
+                    models, survey, by=by, wave=wave, questions=ids,
+                    config=SimConfig(orders=orders), progress=progress, should_stop=should_stop)
+    except SimError as error:
+        common.show_error(error)
+        return
+    st.session_state["eval_results"] = results
+    st.session_state["eval_evaluation"] = results[next(reversed(results))]
+
+
+def show(results: dict) -> None:
+    """Summary, heatmap, worst groups, checkpoint comparison and waves over time."""
+    from sim_core.metrics import METRICS
+
+    evaluation = results[next(reversed(results))]
+    summary = evaluation.summary()
+    scores = [k for k in METRICS if k in summary.columns]
+    st.markdown("**Mean score per entry** (baselines for context; "
+                + "; ".join(f"{METRICS[k].name}: {METRICS[k].direction} is better" for k in scores)
+                + ")")
+    st.dataframe(summary, key="eval_summary")
+    models = [e for e in evaluation.entries if not e.startswith("baseline: ")]
+    cols = st.columns(2)
+    score = cols[0].selectbox("Score", scores, key="eval_score",
+                              index=scores.index("wasserstein") if "wasserstein" in scores else 0,
+                              format_func=lambda k: METRICS[k].name)
+    entry = cols[1].selectbox("Checkpoint", models or evaluation.entries, key="eval_entry")
+    st.plotly_chart(heatmap_figure(evaluation.heatmap(entry, score), METRICS[score].name),
+                    key="eval_heatmap")
+    st.markdown(f"**Worst-represented groups** ({METRICS[score].name}, {entry})")
+    st.dataframe(evaluation.worst_slices(entry, score, n=5), hide_index=True, key="eval_worst")
+    if len(results) > 1:
+        frames = [s.assign(wave=w) for w, s in
+                  ((w, r.summary().rename_axis("entry").reset_index()) for w, r in results.items())]
+        over_time = pd.concat(frames, ignore_index=True)
+        if score in over_time:
+            st.plotly_chart(waves_figure(over_time, score, METRICS[score].name), key="eval_waves_chart")
+
+
+def main() -> None:
+    """Draw the page."""
+    st.header("Evaluate a checkpoint on a whole survey")
+    _, survey = common.survey_picker("eval")
+    if survey is None:
+        return
+    by, waves, ids, checkpoints, orders = settings(survey)
+    if st.button("Evaluate", type="primary", key="eval_run", disabled=not checkpoints):
+        run(survey, by, waves, ids, checkpoints, orders)
+    if st.session_state.get("eval_results"):
+        show(st.session_state["eval_results"])
+
+
+if __name__ == "__main__":
+    main()

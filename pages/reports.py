@@ -1,0 +1,68 @@
+"""Reports: PDF, CSV and JSON from the last comparisons or the last evaluation."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from pages import common
+from sim_core.errors import SimError
+
+SOURCES = ("Comparisons from Simulate & compare", "Last evaluation")
+
+
+def build(source: str, title: str | None, page_size: str) -> None:
+    """Build the Report and its three files once; kept in rep_files."""
+    from sim_core.report import (render_pdf, report_csv, report_from_comparisons,
+                                 report_from_evaluation, report_json)
+
+    try:
+        if source == SOURCES[0]:
+            report = report_from_comparisons(st.session_state["sim_history"], title=title)
+        else:
+            report = report_from_evaluation(st.session_state["eval_evaluation"], title=title)
+        with st.spinner("Rendering PDF…"):
+            pdf = render_pdf(report, page_size=page_size)
+    except SimError as error:
+        common.show_error(error)
+        return
+    st.session_state["rep_files"] = {"title": report.title, "pdf": pdf,
+                                     "csv": report_csv(report), "json": report_json(report)}
+
+
+def downloads(files: dict) -> None:
+    """Download buttons for the built report."""
+    from sim_core.workspace import safe_name
+
+    stem = safe_name(files["title"]) if files["title"] else "report"
+    st.success(f"Report ready: {files['title']} ({len(files['pdf']) // 1024} KiB PDF)")
+    cols = st.columns(3)
+    cols[0].download_button("PDF report", files["pdf"], f"{stem}.pdf", "application/pdf",
+                            key="rep_pdf")
+    cols[1].download_button("Numbers (CSV)", files["csv"], f"{stem}.csv", "text/csv",
+                            key="rep_csv")
+    cols[2].download_button("Numbers (JSON)", files["json"], f"{stem}.json",
+                            "application/json", key="rep_json")
+
+
+def main() -> None:
+    """Draw the page."""
+    st.header("Reports")
+    available = [s for s, key in zip(SOURCES, ("sim_history", "eval_evaluation"))
+                 if st.session_state.get(key)]
+    if not available:
+        st.info("Nothing to report yet: run a comparison (Simulate & compare) or an evaluation.")
+        return
+    source = st.radio("Report on", available, key="rep_source")
+    if source == SOURCES[0]:
+        n = len(st.session_state["sim_history"])
+        st.caption(f"{n} comparison(s) from this session, one section per question.")
+    title = st.text_input("Title", key="rep_title", placeholder="(automatic)").strip() or None
+    page_size = st.selectbox("Page size", ["A4", "Letter"], key="rep_page_size")
+    if st.button("Build report", type="primary", key="rep_build"):
+        build(source, title, page_size)
+    if st.session_state.get("rep_files"):
+        downloads(st.session_state["rep_files"])
+
+
+if __name__ == "__main__":
+    main()
