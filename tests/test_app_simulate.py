@@ -1,0 +1,127 @@
+"""AppTest of the Simulate & compare page with the tiny model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from pages import store
+from pages.charts import comparison_figure
+
+# 20 women: 12 Yes / 8 No; 20 men: 5 Yes / 15 No (hand-countable real shares).
+CSV = "sex,age,q1\n" + "".join(
+    f"{sex},{age},{ans}\n"
+    for sex, yes in (("Female", 12), ("Male", 5))
+    for i, age in enumerate(range(20, 40))
+    for ans in (["Yes"] if i < yes else ["No"]))
+
+
+@pytest.fixture
+def app(monkeypatch, tiny_model_dir):
+    """The dashboard on the Simulate page with the tiny model as default."""
+    monkeypatch.setenv("SIM_DEFAULT_MODEL", str(tiny_model_dir))
+    store.save_survey("tiny-yes-no", "tiny.csv", CSV.encode(),
+                      {"demographics": ["sex", "age"], "questions": ["q1"]})
+    at = AppTest.from_file("app.py", default_timeout=120).run()
+    at.switch_page("pages/simulate.py").run()
+    return at
+
+
+def _plotly_bars(at) -> list[dict]:
+    """Plotly traces of the page's first chart."""
+    chart = at.get("plotly_chart")[0]
+    return json.loads(chart.proto.spec)["data"]
+
+
+def _score(cell: str) -> float:
+    return float(str(cell).replace("★", "").strip())
+
+
+def test_survey_question_by_sex(app):
+    """Real shares are the hand counts, the table shows sim_core.metrics of the shares."""
+    from sim_core.metrics import METRICS, score_all
+
+    at = app
+    at.selectbox(key="sim_survey").set_value("tiny-yes-no")
+    at.run()
+    at.multiselect(key="sim_by").set_value(["sex"])
+    at.multiselect(key="sim_baselines").set_value(["uniform"])
+    at.button(key="sim_run").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    comparison = at.session_state["sim_comparison"]
+    real = {sc.real.label: sc.real for sc in comparison.slices}
+    assert set(real) == {"sex=Female", "sex=Male"}
+    yes = comparison.question.options.index("Yes")
+    assert real["sex=Female"].shares[yes] == pytest.approx(0.6)
+    assert real["sex=Male"].shares[yes] == pytest.approx(0.25)
+    table = at.dataframe(key="sim_scores").value
+    for sc in comparison.slices:
+        entry, sim = next(iter(sc.simulated.items()))
+        expected = score_all(sc.real.shares, sim.shares,
+                             ordinal_values=comparison.question.ordinal_values, n=sc.real.n)
+        row = table[(table["slice"] == sc.real.label) & (table["entry"] == entry)].iloc[0]
+        for key, value in expected.items():
+            if METRICS[key].name in table:
+                assert _score(row[METRICS[key].name]) == pytest.approx(value, abs=6e-5)
+    # real + 1 checkpoint + uniform baseline, 2 slices, 2 options each
+    traces = _plotly_bars(at)
+    assert sum(len(t["x"]) for t in traces) == 3 * 2 * 2
+    assert {t["name"] for t in traces} >= {"real", "baseline: uniform"}
+    prompt = at.code[0].value
+    assert comparison.question.text in prompt and "A. " in prompt
+
+
+def test_drafted_question_without_real_data(app):
+    """A drafted question simulates per typed slice and says there is nothing to compare."""
+    at = app
+    at.radio(key="sim_source").set_value("Draft a new question").run()
+    at.text_area(key="sim_draft_text").input("Do you like trains?")
+    at.text_area(key="sim_draft_options").input("Yes\nNo\nUnsure")
+    at.text_area(key="sim_draft_slices").input("SEX=Female\nSEX=Male, AGE=18-29")
+    at.run()
+    at.button(key="sim_run").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    comparison = at.session_state["sim_comparison"]
+    assert [sc.slice for sc in comparison.slices] == [{"SEX": "Female"},
+                                                      {"SEX": "Male", "AGE": "18-29"}]
+    assert all(sc.real is None for sc in comparison.slices)
+    assert any("nothing to compare" in i.value for i in at.info)
+    shares = next(iter(comparison.slices[0].simulated.values())).shares
+    assert shares.shape == (3,) and np.isclose(shares.sum(), 1.0)
+    assert "sim_scores" not in [d.key for d in at.dataframe]
+    assert "real" not in {t["name"] for t in _plotly_bars(at)}
+
+
+def test_bad_slice_text_shows_message(app):
+    """A slice line without '=' is a readable error, not a traceback."""
+    at = app
+    at.radio(key="sim_source").set_value("Draft a new question").run()
+    at.text_area(key="sim_draft_text").input("Q?")
+    at.text_area(key="sim_draft_options").input("A\nB")
+    at.text_area(key="sim_draft_slices").input("no equals sign here")
+    at.run()
+    assert not at.exception
+    assert at.error and at.button(key="sim_run").disabled
+
+
+def test_comparison_figure_hides_baselines():
+    """The chart keeps one bar per (entry, slice, option) and drops baselines on request."""
+    import pandas as pd
+
+    rows = []
+    for sl in ("A", "B"):
+        for entry in ("real", "model", "baseline: uniform"):
+            for opt in ("x", "y", "z"):
+                real = entry == "real"
+                rows.append({"slice": sl, "entry": entry, "option": opt, "share": 1 / 3,
+                             "ci_low": 0.2 if real else np.nan, "ci_high": 0.5 if real else np.nan})
+    shares = pd.DataFrame(rows)
+    fig = comparison_figure(shares)
+    assert sum(len(t.x) for t in fig.data) == 2 * 3 * 3
+    fig = comparison_figure(shares, show_baselines=False)
+    assert sum(len(t.x) for t in fig.data) == 2 * 2 * 3
+    real = [t for t in fig.data if t.name == "real"][0]
+    assert real.error_y.array[0] == pytest.approx(0.5 - 1 / 3)

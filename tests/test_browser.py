@@ -1,0 +1,102 @@
+"""Real browser: `streamlit run app.py` driven by Debian's Chromium through Playwright."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+pytestmark = pytest.mark.browser
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_for(url: str, timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise TimeoutError(f"streamlit did not answer at {url}")
+
+
+@pytest.fixture
+def server(tmp_path, tiny_model_dir):
+    """A streamlit server on a free port with its own workspace and the tiny model."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian chromium is not installed (make install-test installs it)")
+    port = _free_port()
+    env = dict(os.environ, SIM_WORKSPACE=str(tmp_path / "ws"), SIM_DEFAULT_MODEL=str(tiny_model_dir),
+               HF_HUB_OFFLINE="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+         "--server.port", str(port), "--server.address", "127.0.0.1",
+         "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for(f"http://127.0.0.1:{port}/_stcore/health")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_upload_compare_in_chromium(server, tmp_path):
+    """Upload the demo CSV, run a comparison, see the chart and the score table."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from sim_core.demo import demo_files
+
+    demo_csv = next(p for p in demo_files().values() if p.suffix == ".csv")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            started = time.time()
+            page.goto(server)
+            expect(page.get_by_role("heading", name="Survey data")).to_be_visible(timeout=30000)
+            first_page_s = time.time() - started
+            page.locator("[data-testid='stFileUploaderDropzoneInput']").first.set_input_files(
+                str(demo_csv))
+            save = page.get_by_role("button", name="Save to workspace")
+            expect(save).to_be_visible(timeout=30000)
+            save.click()
+            expect(page.get_by_text("Saved as")).to_be_visible(timeout=30000)
+            page.get_by_role("link", name="Simulate & compare").click()
+            expect(page.get_by_role("heading", name="Simulate & compare")).to_be_visible(timeout=30000)
+            page.get_by_role("button", name="Simulate and compare").click()
+            chart = page.locator("[data-testid='stPlotlyChart']")
+            expect(chart).to_be_visible(timeout=120000)
+            expect(page.locator(".js-plotly-plot .bars path").first).to_be_attached(timeout=30000)
+            expect(page.get_by_text("Scores (★ = best entry")).to_be_visible()
+            expect(page.locator("[data-testid='stDataFrame']").first).to_be_visible()
+            assert not page.locator("[data-testid='stException']").count()
+            shot = tmp_path / "dash_compare.png"
+            page.screenshot(path=str(shot), full_page=True)
+            assert shot.stat().st_size > 10_000
+            shutil.copy(shot, "/tmp/dash_compare.png")
+            print(f"first page in {first_page_s:.2f} s")
+        finally:
+            browser.close()
