@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from pages import common, store
-from sim_core.errors import SimError
+from sim_core.errors import DataError, SimError
 
 UPLOAD_TYPES = ["csv", "tsv", "txt", "jsonl"]
 NONE = "(none)"
@@ -21,15 +21,25 @@ def parse_upload(filename: str, data: bytes, codebook: bytes | None = None,
     from sim_core.readers import load_survey
 
     kwargs = {k: (list(v) if isinstance(v, tuple) else v) for k, v in mapping if v}
-    return load_survey(data, name=filename, codebook=codebook, **kwargs)
+    try:
+        return load_survey(data, name=Path(filename).stem, codebook=codebook, **kwargs)
+    except DataError as error:  # bytes carry no file name: say which upload it was
+        raise DataError(f"{filename}: {error}") from None
 
 
-def mapping_widgets(i: int, survey) -> dict:
-    """Column mapping for a respondent file, defaulting to readers.guess_columns."""
+@st.cache_data(max_entries=8, show_spinner=False)
+def upload_columns(data: bytes) -> tuple[list[str], dict]:
+    """All columns of an uploaded CSV and readers.guess_columns' guess of their roles."""
+    from sim_core.fileio import read_table
     from sim_core.readers import guess_columns
 
-    columns = [str(c) for c in survey.respondents.columns]
-    guess = guess_columns(survey.respondents)
+    table = read_table(data)[0]
+    return [str(c) for c in table.columns], guess_columns(table)
+
+
+def mapping_widgets(i: int, data: bytes) -> dict:
+    """Column mapping for a respondent file, defaulting to readers.guess_columns."""
+    columns, guess = upload_columns(data)
     cols = st.columns(2)
     demographics = cols[0].multiselect("Demographics (slice attributes)", columns,
                                        default=[c for c in guess["demographics"] if c in columns],
@@ -50,7 +60,7 @@ def upload_one(i: int, upload, codebook) -> None:
     data, book = upload.getvalue(), codebook.getvalue() if codebook else None
     try:
         survey = parse_upload(upload.name, data, book)
-        mapping = mapping_widgets(i, survey) if survey.kind == "respondents" else {}
+        mapping = mapping_widgets(i, data) if survey.kind == "respondents" else {}
         items = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in mapping.items()))
         survey = parse_upload(upload.name, data, book, items) if mapping else survey
     except SimError as error:

@@ -7,6 +7,11 @@ import json
 import pytest
 from streamlit.testing.v1 import AppTest
 
+pytest.importorskip("sim_core.readers", reason="waits for sim_core.readers (another engineer)")
+pytest.importorskip("sim_core.slices", reason="waits for sim_core.slices (another engineer)")
+pytest.importorskip("sim_core.demo", reason="waits for sim_core.demo (another engineer)")
+pytest.importorskip("sim_core.adapters", reason="waits for sim_core.adapters (another engineer)")
+
 from pages import store
 
 # 10 women (6 agree, weights 1) and 10 men (2 agree): hand-countable shares.
@@ -21,16 +26,23 @@ def app():
     return AppTest.from_file("app.py", default_timeout=60).run()
 
 
-def test_first_page_renders_without_model(app):
-    """The Data page and the sidebar appear; no model is loaded on render."""
-    from pages.common import _load_model_cached
+def test_pages_render_without_loading_a_model(monkeypatch):
+    """All five pages and the sidebar render; none loads a model until the user runs something."""
+    import sim_core.models
 
-    assert not app.exception
-    assert app.header[0].value == "Survey data"
-    assert app.sidebar.selectbox(key="side_adapter").options[0] == "(none)"
-    assert "Workspace" in app.sidebar.caption[0].value
-    assert _load_model_cached.__wrapped__ is not None  # cached loader exists; nothing called:
-    assert "_load_model_cached" not in repr(app.session_state)
+    calls = []
+    monkeypatch.setattr(sim_core.models, "load_model", lambda *a, **k: calls.append(a))
+    at = AppTest.from_file("app.py", default_timeout=60).run()
+    assert at.header[0].value == "Survey data"
+    assert at.sidebar.selectbox(key="side_adapter").options[0] == "(none)"
+    assert "Workspace" in at.sidebar.caption[0].value
+    for page, title in (("pages/simulate.py", "Simulate & compare"), ("pages/evaluate.py",
+                        "Evaluate a checkpoint on a whole survey"), ("pages/finetune.py",
+                        "Fine-tune an adapter"), ("pages/reports.py", "Reports")):
+        at.switch_page(page).run()
+        assert not at.exception, (page, [e.value for e in at.exception])
+        assert at.header[0].value == title
+    assert calls == []
 
 
 def test_upload_map_save_and_preview(app):

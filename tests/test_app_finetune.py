@@ -1,0 +1,47 @@
+"""AppTest of the Fine-tune page: defaults from TrainConfig, a tiny background job to the end."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+pytest.importorskip("finetune.jobs", reason="waits for finetune.jobs (another engineer)")
+pytest.importorskip("finetune.train", reason="waits for finetune.train (another engineer)")
+
+from pages import store
+
+CSV = "sex,q1,q2,q3\n" + "".join(
+    f"{sex},{'Yes' if i % 3 else 'No'},{'A' if i % 2 else 'B'},{'Up' if i % 4 else 'Down'}\n"
+    for sex in ("Female", "Male") for i in range(10))
+
+
+def test_defaults_train_and_adapter_card(monkeypatch, tiny_model_dir):
+    """Widgets start at TrainConfig's defaults; a 2-step job finishes and its adapter is listed."""
+    from finetune.train import TrainConfig
+
+    monkeypatch.setenv("SIM_DEFAULT_MODEL", str(tiny_model_dir))
+    store.save_survey("tiny-train", "train.csv", CSV.encode(),
+                      {"demographics": ["sex"], "questions": ["q1", "q2", "q3"]})
+    at = AppTest.from_file("app.py", default_timeout=120).run()
+    at.switch_page("pages/finetune.py").run()
+    at.selectbox(key="ft_survey").set_value("tiny-train").run()
+    defaults = TrainConfig()
+    assert at.number_input(key="ft_cfg_rank").value == defaults.rank
+    assert at.number_input(key="ft_cfg_lr").value == pytest.approx(defaults.lr)
+    at.number_input(key="ft_cfg_max_steps").set_value(2)
+    at.text_input(key="ft_name").input("tiny-ft")
+    at.run()
+    at.button(key="ft_start").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        at.run()
+        if any(s.key == "ft_adapter" and "tiny-ft" in s.options for s in at.selectbox):
+            break
+        time.sleep(1)
+    assert "tiny-ft" in at.selectbox(key="ft_adapter").options
+    assert not at.exception
+    assert any("done" in h.value for h in at.subheader)
+    assert at.dataframe(key="ft_before_after").value.shape[1] == 2

@@ -1,0 +1,51 @@
+"""AppTest of the Reports page: build from the last comparison, download PDF / CSV / JSON."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+pytest.importorskip("sim_core.adapters", reason="waits for sim_core.adapters (another engineer)")
+pytest.importorskip("sim_core.compare", reason="waits for sim_core.compare (another engineer)")
+pytest.importorskip("sim_core.slices", reason="waits for sim_core.slices (another engineer)")
+
+
+@pytest.fixture
+def comparison(tiny_model_dir):
+    """A real comparison of a drafted question on the tiny model."""
+    from sim_core.compare import compare
+    from sim_core.models import load_model
+    from sim_core.survey import Question
+
+    question = Question("draft", "Trains or buses?", ("Trains", "Buses"))
+    return compare([load_model(str(tiny_model_dir))], question, slices=[{"SEX": "Female"}])
+
+
+def test_nothing_to_report_yet():
+    """Without a comparison or evaluation the page says what to do."""
+    at = AppTest.from_file("app.py", default_timeout=60).run()
+    at.switch_page("pages/reports.py").run()
+    assert not at.exception
+    assert "Nothing to report yet" in at.info[0].value
+
+
+def test_report_from_comparison(comparison):
+    """The PDF has the title and the question; CSV and JSON carry the simulated shares."""
+    from pypdf import PdfReader
+
+    at = AppTest.from_file("app.py", default_timeout=60).run()
+    at.session_state["sim_history"] = [comparison]
+    at.switch_page("pages/reports.py").run()
+    at.text_input(key="rep_title").input("Transport check").run()
+    at.button(key="rep_build").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    files = at.session_state["rep_files"]
+    assert files["pdf"].startswith(b"%PDF")
+    text = "".join(p.extract_text() for p in PdfReader(io.BytesIO(files["pdf"])).pages)
+    assert "Transport check" in text and "Trains or buses?" in text
+    share = next(iter(comparison.slices[0].simulated.values())).shares[0]
+    assert f"{share:.3f}"[:4] in files["csv"]
+    assert "Trains or buses?" in files["json"]
+    assert {b.key for b in at.download_button} == {"rep_pdf", "rep_csv", "rep_json"}
