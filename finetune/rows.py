@@ -1,0 +1,243 @@
+"""Training rows for adapters: seeded splits, slice re-weighting, option-order shuffling.
+
+A training row is a `sim_core.slices.SurveyRow` (question, slice, real distribution,
+weight) from any survey the data core reads (respondent-level, marginals, GSS SubPOP).
+Splits are decided by a seeded hash of the question id / group label / row key, so the
+same seed gives the same split whatever order the rows come in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
+from typing import Callable, Sequence
+
+import numpy as np
+
+from sim_core.errors import DataError
+from sim_core.slices import SurveyRow, slice_label
+
+SPLITS = ("question", "slice", "wave", "random")
+
+
+@dataclass
+class Split:
+    """Rows for training, validation (early stopping) and held-out testing.
+
+    `info` describes how the split was made (stored in the adapter card).
+    """
+
+    train: list[SurveyRow]
+    val: list[SurveyRow]
+    test: list[SurveyRow]
+    info: dict = field(default_factory=dict)
+
+
+def _rank(seed: int, key: str) -> str:
+    """Seeded, order-independent sort key for one unit (question id, group label, row)."""
+    return hashlib.sha256(f"{seed}\x00{key}".encode()).hexdigest()
+
+
+def _pick(units: Sequence[str], count: int, seed: int) -> set[str]:
+    """The `count` units with the smallest seeded hash."""
+    return set(sorted(set(units), key=lambda u: _rank(seed, u))[:count])
+
+
+def _count(n_units: int, fraction: float) -> int:
+    """Units to hold out: at least one, and at least one left over."""
+    if n_units < 2:
+        return 0
+    return min(n_units - 1, max(1, round(fraction * n_units)))
+
+
+def row_key(row: SurveyRow) -> str:
+    """Unique key of a row: question, slice and wave."""
+    return f"{row.question.id}|{slice_label(row.slice)}|{row.wave}"
+
+
+def _divide(rows: list[SurveyRow], unit: Callable[[SurveyRow], str], count: int,
+            seed: int) -> tuple[list[SurveyRow], list[SurveyRow], list[str]]:
+    """Split rows into (kept, held out) by holding out `count` whole units."""
+    held = _pick([unit(r) for r in rows], count, seed)
+    kept = [r for r in rows if unit(r) not in held]
+    out = [r for r in rows if unit(r) in held]
+    return kept, out, sorted(held)
+
+
+def _by_question(row: SurveyRow) -> str:
+    return row.question.id
+
+
+def _by_slice(row: SurveyRow) -> str:
+    return slice_label(row.slice)
+
+
+def split_rows(rows: Sequence[SurveyRow], how: str = "question", *, test_fraction: float = 0.2,
+               val_fraction: float = 0.1, seed: int = 0, test_slices: int = 4) -> Split:
+    """Split survey rows into train / validation / test.
+
+    Args:
+        rows: SurveyRows (e.g. from sim_core.slices.survey_rows).
+        how: "question" (test questions never seen in training), "slice" (`test_slices`
+            whole groups held out, e.g. "SEX=Female" for every question), "wave" (the latest
+            wave held out; rows need distinct `wave` values) or "random" (rows at random).
+        test_fraction: share of questions (question) or rows (random) held out for testing.
+        val_fraction: share of the remaining units carved out for validation (early
+            stopping); by question for the question split, by group for the slice split,
+            by row otherwise.
+        seed: seeds the hash that picks the held-out units (row order does not matter).
+        test_slices: groups held out by the slice split.
+    Returns:
+        Split with `info` describing it.
+    Raises:
+        DataError: unknown `how`, no rows, or too few units to hold any out.
+    """
+    rows = list(rows)
+    if how not in SPLITS:
+        raise DataError(f"Unknown split '{how}': use one of {', '.join(SPLITS)}.")
+    if not rows:
+        raise DataError("No training rows: the survey gave no (question, slice) rows.")
+    info: dict = {"how": how, "seed": seed, "val_fraction": val_fraction}
+    if how == "question":
+        n_q = len({r.question.id for r in rows})
+        train, test, held = _divide(rows, _by_question, _count(n_q, test_fraction), seed)
+        info.update(test_fraction=test_fraction, test_questions=held)
+        val_unit = _by_question
+    elif how == "slice":
+        n_g = len({_by_slice(r) for r in rows})
+        train, test, held = _divide(rows, _by_slice, min(test_slices, max(n_g - 1, 0)), seed)
+        info.update(test_slices=held)
+        val_unit = _by_slice
+    elif how == "wave":
+        waves = sorted({r.wave for r in rows})
+        if len(waves) < 2:
+            raise DataError("Split by wave needs rows from at least two waves; "
+                            f"found {len(waves)} ({', '.join(map(repr, waves))}).")
+        # Train on earlier waves, test on the latest: the longitudinal question (Lin 2024).
+        train = [r for r in rows if r.wave != waves[-1]]
+        test = [r for r in rows if r.wave == waves[-1]]
+        info.update(test_waves=[waves[-1]], train_waves=waves[:-1])
+        val_unit = row_key
+    else:
+        train, test, _ = _divide(rows, row_key, _count(len(rows), test_fraction), seed)
+        info.update(test_fraction=test_fraction)
+        val_unit = row_key
+    if not test:
+        raise DataError(f"Split by {how}: too few {how}s to hold any out for testing.")
+    n_units = len({val_unit(r) for r in train})
+    train, val, val_held = _divide(train, val_unit, _count(n_units, val_fraction) if
+                                   val_fraction > 0 else 0, seed + 1)
+    if how in ("question", "slice"):
+        info["val_units"] = val_held
+    info.update(n_train=len(train), n_val=len(val), n_test=len(test),
+                train_questions=len({r.question.id for r in train}),
+                test_question_count=len({r.question.id for r in test}))
+    return Split(train=train, val=val, test=test, info=info)
+
+
+def reweight_slices(rows: Sequence[SurveyRow]) -> list[SurveyRow]:
+    """Give every group (slice label) the same total weight, so small groups count.
+
+    Lin 2024's balancing of minority groups, done with weights rather than synthetic rows.
+    Weights are scaled so that their mean stays 1 (the learning rate keeps its meaning).
+
+    Args:
+        rows: SurveyRows with their own weights (kept as relative weights within a group).
+    Returns:
+        New SurveyRows (copies) whose weights sum to len(rows) / n_groups per group.
+    """
+    rows = list(rows)
+    totals: dict[str, float] = defaultdict(float)
+    for row in rows:
+        totals[slice_label(row.slice)] += float(row.weight)
+    if not rows:
+        return []
+    share = len(rows) / len(totals)
+    out = []
+    for row in rows:
+        total = totals[slice_label(row.slice)]
+        weight = share * float(row.weight) / total if total > 0 else 0.0
+        out.append(replace(row, weight=weight))
+    return out
+
+
+def shuffle_order(k: int, seed: int, epoch: int, key: str) -> tuple[int, ...]:
+    """A random option order for one row in one epoch (seeded, so runs repeat and resume).
+
+    Returns `order` with order[j] = index of the original option shown at letter j,
+    the convention of sim_core.prompts.build_prompt.
+    """
+    digest = hashlib.sha256(f"{seed}\x00{epoch}\x00{key}".encode()).digest()
+    rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
+    return tuple(int(i) for i in rng.permutation(k))
+
+
+def permute_target(dist: np.ndarray, order: Sequence[int]) -> np.ndarray:
+    """The real distribution in letter order: letter j carries the share of option order[j]."""
+    return np.asarray(dist, dtype=np.float64)[list(order)]
+
+
+def describe_rows(rows: Sequence[SurveyRow]) -> dict:
+    """Questions and slices a set of rows covers (for the adapter card)."""
+    return {"questions": sorted({r.question.id for r in rows}),
+            "slices": sorted({slice_label(r.slice) for r in rows}),
+            "n_rows": len(rows)}
+
+
+def respondent_rows(survey, by: Sequence[str], *, questions: Sequence[str] | None = None,
+                    max_per_question: int = 2000, seed: int = 0) -> list[SurveyRow]:
+    """One row per respondent and question: slice = their groups, target = their answer.
+
+    For the "kl+ce" loss: KL against a one-hot target is the cross-entropy of that person's
+    answer (Namikoshi et al. 2024, individual answers). Rows are marked by n_eff == 1.
+
+    Args:
+        survey: a respondent-level Survey.
+        by: demographic attributes forming each respondent's slice (numbers binned).
+        questions: question ids (default: all).
+        max_per_question: seeded subsample per question, to keep training time bounded.
+        seed: seeds the subsample.
+    Returns:
+        SurveyRows with one-hot `dist`, `n_eff` 1 and the respondent's survey weight.
+    Raises:
+        DataError: the survey has no respondents or an attribute is unknown.
+    """
+    from sim_core.slices import DEFAULT_BINS, bin_numeric
+
+    df = survey.respondents
+    if survey.kind != "respondents" or df is None:
+        raise DataError("Cross-entropy on individual respondents needs respondent-level data "
+                        f"('{survey.name}' holds marginals only); use --loss kl.")
+    missing = [a for a in by if a not in df.columns]
+    if missing:
+        raise DataError(f"Unknown attribute(s) {', '.join(missing)} in '{survey.name}'.")
+    groups = {}
+    for attr in by:
+        col = df[attr]
+        edges = DEFAULT_BINS.get(attr.lower())
+        groups[attr] = bin_numeric(col, edges) if edges and col.dtype.kind in "if" \
+            else col.astype("string")
+    weights = df[survey.weight].astype(float) if survey.weight else None
+    out: list[SurveyRow] = []
+    for qid in questions or list(survey.questions):
+        q = survey.questions[qid]
+        answers = df[qid]
+        idx = [i for i in df.index[answers.notna()]
+               if all(not _isna(groups[a].loc[i]) for a in by)]
+        idx = sorted(idx, key=lambda i: _rank(seed, f"{qid}|{i}"))[:max_per_question]
+        for i in idx:
+            dist = np.zeros(len(q.options))
+            dist[q.options.index(str(answers.loc[i]))] = 1.0
+            weight = float(weights.loc[i]) if weights is not None else 1.0
+            wave = str(df.loc[i, survey.wave]) if survey.wave else ""
+            out.append(SurveyRow(question=q, slice={a: str(groups[a].loc[i]) for a in by},
+                                 dist=dist, n_eff=1.0, weight=weight, wave=wave))
+    return out
+
+
+def _isna(value) -> bool:
+    """pandas-aware missing test for one cell."""
+    import pandas as pd
+
+    return bool(pd.isna(value))
