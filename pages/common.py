@@ -51,8 +51,10 @@ def model_choice() -> tuple[str, str | None]:
 @st.cache_data(ttl=10, show_spinner=False)
 def adapter_names() -> list[str]:
     """Names of the adapters in the workspace registry (refreshed every 10 s)."""
-    from sim_core.adapters import list_adapters
-
+    try:
+        from sim_core.adapters import list_adapters
+    except ImportError:  # adapters module not installed in this checkout: no adapters
+        return []
     return [info.name for info in list_adapters()]
 
 
@@ -108,9 +110,10 @@ def progress_and_stop(prefix: str, label: str) -> Iterator[tuple[Callable, Calla
     """
     flag = f"{prefix}_stop"
     st.session_state[flag] = False
-    st.button("Stop", key=f"{prefix}_stop_button",
-              on_click=lambda: st.session_state.__setitem__(flag, True))
-    bar = st.progress(0.0, text=label)
+    stop_slot, bar_slot = st.empty(), st.empty()
+    stop_slot.button("Stop", key=f"{prefix}_stop_button",
+                     on_click=lambda: st.session_state.__setitem__(flag, True))
+    bar = bar_slot.progress(0.0, text=label)
 
     def progress(done: int, total: int) -> None:
         bar.progress(min(done / max(total, 1), 1.0), text=f"{label} {done}/{total}")
@@ -118,8 +121,11 @@ def progress_and_stop(prefix: str, label: str) -> Iterator[tuple[Callable, Calla
     def should_stop() -> bool:
         return bool(st.session_state.get(flag))
 
-    yield progress, should_stop
-    bar.empty()
+    try:
+        yield progress, should_stop
+    finally:
+        stop_slot.empty()
+        bar_slot.empty()
 
 
 @st.cache_resource(max_entries=16, show_spinner="Reading survey…")

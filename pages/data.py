@@ -111,7 +111,11 @@ def demo_files() -> dict[str, Path]:
 
 def demo_section() -> None:
     """One-click demo data."""
-    files = demo_files()
+    try:
+        files = demo_files()
+    except ImportError:  # sim_core.demo not in this checkout
+        st.info("No demo data in this installation: upload a file instead.")
+        return
     label = st.selectbox("Demo data set", list(files), key="data_demo")
     if st.button("Load demo data", key="data_demo_load") and label:
         path = files[label]
@@ -150,7 +154,8 @@ def preview_section() -> None:
                  hide_index=True, key="data_questions_table")
     cols = st.columns(3)
     qid = cols[0].selectbox("Question", list(survey.questions), key="data_preview_q")
-    by = cols[1].multiselect("Slice by", survey.demographics, key="data_preview_by",
+    default = survey.demographics[:1] if survey.kind == "marginals" else []
+    by = cols[1].multiselect("Slice by", survey.demographics, key="data_preview_by", default=default,
                              max_selections=1 if survey.kind == "marginals" else 3)
     waves = survey.waves()
     wave = cols[2].selectbox("Wave", waves, key="data_preview_wave") if len(waves) > 1 else None

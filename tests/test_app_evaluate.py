@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from streamlit.testing.v1 import AppTest
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 pytest.importorskip("sim_core.evaluate", reason="waits for sim_core.evaluate (another engineer)")
 pytest.importorskip("sim_core.adapters", reason="waits for sim_core.adapters (another engineer)")
@@ -21,7 +25,7 @@ def test_evaluate_two_waves(monkeypatch, tiny_model_dir):
     monkeypatch.setenv("SIM_DEFAULT_MODEL", str(tiny_model_dir))
     store.save_survey("tiny-waves", "waves.csv", CSV.encode(),
                       {"demographics": ["sex"], "questions": ["q1", "q2"], "wave": "year"})
-    at = AppTest.from_file("app.py", default_timeout=120).run()
+    at = AppTest.from_file(APP, default_timeout=120).run()
     at.switch_page("pages/evaluate.py").run()
     at.selectbox(key="eval_survey").set_value("tiny-waves").run()
     at.multiselect(key="eval_waves").set_value(["2020", "2022"])
@@ -32,7 +36,7 @@ def test_evaluate_two_waves(monkeypatch, tiny_model_dir):
     results = at.session_state["eval_results"]
     assert list(results) == ["2020", "2022"]
     evaluation = results["2022"]
-    shown = at.dataframe(key="eval_summary").value
+    shown = at.dataframe[0].value
     assert shown.round(6).equals(evaluation.summary().round(6))
     heat = at.get("plotly_chart")
     assert len(heat) == 2  # heatmap + waves line chart
@@ -40,5 +44,5 @@ def test_evaluate_two_waves(monkeypatch, tiny_model_dir):
     score = at.selectbox(key="eval_score").value
     table = evaluation.heatmap(entry, score)
     assert table.shape == (2, 2)  # 2 questions x 2 slices (sex=Female, sex=Male)
-    worst = at.dataframe(key="eval_worst").value
+    worst = at.dataframe[1].value
     assert len(worst) == min(5, len(evaluation.worst_slices(entry, score, n=5)))

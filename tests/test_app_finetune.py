@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import time
 
 import pytest
 from streamlit.testing.v1 import AppTest
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 pytest.importorskip("finetune.jobs", reason="waits for finetune.jobs (another engineer)")
 pytest.importorskip("finetune.train", reason="waits for finetune.train (another engineer)")
@@ -24,7 +28,7 @@ def test_defaults_train_and_adapter_card(monkeypatch, tiny_model_dir):
     monkeypatch.setenv("SIM_DEFAULT_MODEL", str(tiny_model_dir))
     store.save_survey("tiny-train", "train.csv", CSV.encode(),
                       {"demographics": ["sex"], "questions": ["q1", "q2", "q3"]})
-    at = AppTest.from_file("app.py", default_timeout=120).run()
+    at = AppTest.from_file(APP, default_timeout=120).run()
     at.switch_page("pages/finetune.py").run()
     at.selectbox(key="ft_survey").set_value("tiny-train").run()
     defaults = TrainConfig()
@@ -44,4 +48,9 @@ def test_defaults_train_and_adapter_card(monkeypatch, tiny_model_dir):
     assert "tiny-ft" in at.selectbox(key="ft_adapter").options
     assert not at.exception
     assert any("done" in h.value for h in at.subheader)
-    assert at.dataframe(key="ft_before_after").value.shape[1] == 2
+    assert _table_with(at, "before").shape[1] == 2
+
+
+def _table_with(at, column: str):
+    """The first st.dataframe on the page that has `column` (AppTest keeps no dataframe keys)."""
+    return next(d.value for d in at.dataframe if column in d.value.columns)

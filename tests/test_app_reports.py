@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import io
 
 import pytest
 from streamlit.testing.v1 import AppTest
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 pytest.importorskip("sim_core.adapters", reason="waits for sim_core.adapters (another engineer)")
 pytest.importorskip("sim_core.compare", reason="waits for sim_core.compare (another engineer)")
@@ -25,7 +29,7 @@ def comparison(tiny_model_dir):
 
 def test_nothing_to_report_yet():
     """Without a comparison or evaluation the page says what to do."""
-    at = AppTest.from_file("app.py", default_timeout=60).run()
+    at = AppTest.from_file(APP, default_timeout=60).run()
     at.switch_page("pages/reports.py").run()
     assert not at.exception
     assert "Nothing to report yet" in at.info[0].value
@@ -35,7 +39,7 @@ def test_report_from_comparison(comparison):
     """The PDF has the title and the question; CSV and JSON carry the simulated shares."""
     from pypdf import PdfReader
 
-    at = AppTest.from_file("app.py", default_timeout=60).run()
+    at = AppTest.from_file(APP, default_timeout=60).run()
     at.session_state["sim_history"] = [comparison]
     at.switch_page("pages/reports.py").run()
     at.text_input(key="rep_title").input("Transport check").run()
