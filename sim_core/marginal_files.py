@@ -122,6 +122,135 @@ def _normalise(values, file: str, row: int, column: str) -> tuple[np.ndarray, bo
 
 
 
+
+# ---------------------------------------------------------------- marginals CSV
+
+MARGINAL_REQUIRED = ("question_id", "option")
+MARGINAL_OPTIONAL = ("question_text", "share", "count", "option_index", "ordinal_value",
+                     "attribute", "group", "n", "wave")
+
+
 def read_marginals_csv(data, *, name: str | None = None) -> Survey:
-    """Long marginals CSV (work in progress)."""
-    raise NotImplementedError("read_marginals_csv lands in the next commit")
+    """Read a long marginals table: one row per (question, slice, wave, option).
+
+    Columns: question_id, option, and share or count; optionally question_text,
+    option_index, ordinal_value, attribute, group, n, wave. Rows with blank
+    attribute/group are the whole population. Shares off 1 by more than 0.01 are
+    renormalised with a warning; counts become shares (n = their total unless given).
+
+    Args:
+        data: path or bytes.
+        name: display name (default: file stem).
+    Returns:
+        Survey of kind "marginals".
+    """
+    table, file, raw = read_table(data)
+    table = table.rename(columns={c: c.lower() for c in table.columns})
+    _check_columns(table, file)
+    for column in MARGINAL_OPTIONAL:
+        if column not in table.columns:
+            table[column] = ""
+    table["_row"] = np.arange(len(table)) + 2
+    value_col = "share" if (table["share"] != "").any() or not (table["count"] != "").any() \
+        else "count"
+    _check_cells(table, file, value_col)
+    questions = _marginal_questions(table, file)
+    records, renormalised = [], 0
+    keys = ["question_id", "attribute", "group", "wave"]
+    for (qid, attribute, group, wave), rows in table.groupby(keys, sort=False):
+        question = questions[qid]
+        values = rows.set_index("option")["_value"].reindex(question.options).fillna(0.0)
+        first = int(rows["_row"].iloc[0])
+        shares, fixed = _normalise(values.to_numpy(), file, first, value_col)
+        renormalised += fixed and value_col == "share"
+        n_values = rows["_n"].dropna()
+        n = float(n_values.iloc[0]) if len(n_values) else (
+            float(values.sum()) if value_col == "count" else np.nan)
+        for option, share in zip(question.options, shares):
+            records.append((qid, attribute, group, wave, option, share, n))
+    warnings = []
+    if renormalised:
+        warnings.append(f"shares renormalised in {renormalised} slices (sum off 1 by more "
+                        f"than {SHARE_TOLERANCE}).")
+    marginals = pd.DataFrame.from_records(records, columns=list(MARGINAL_COLUMNS))
+    attributes = [a for a in dict.fromkeys(marginals["attribute"]) if a]
+    return Survey(name=stem(data, name), kind=MARGINALS, questions=questions,
+                  demographics=attributes, marginals=marginals, source=file,
+                  fingerprint=fingerprint(raw), warnings=warnings)
+
+
+def _check_columns(table: pd.DataFrame, file: str) -> None:
+    """Required columns present, nothing unknown, share or count given."""
+    expected = ", ".join(MARGINAL_REQUIRED) + ", share or count; optionally " + \
+        ", ".join(c for c in MARGINAL_OPTIONAL if c not in ("share", "count"))
+    for column in MARGINAL_REQUIRED:
+        if column not in table.columns:
+            raise DataError(f"missing column; expected {expected}.", file=file, row=1,
+                            column=column)
+    unknown = [c for c in table.columns if c not in MARGINAL_REQUIRED + MARGINAL_OPTIONAL]
+    if unknown:
+        raise DataError(f"unknown column; expected {expected}.", file=file, row=1,
+                        column=unknown[0])
+    if "share" not in table.columns and "count" not in table.columns:
+        raise DataError(f"needs a share or a count column; expected {expected}.", file=file,
+                        row=1, column="share")
+
+
+def _cell_numbers(table, column, file, *, required, minimum=0.0, strict=False):
+    """Numbers of one column; DataError at the first bad cell."""
+    out = []
+    for text, row in zip(table[column], table["_row"]):
+        if text == "" and not required:
+            out.append(np.nan)
+            continue
+        value = number(text)
+        if value is None or value < minimum or (strict and value <= minimum):
+            what = "blank" if text == "" else f"'{text}'"
+            rule = "a positive number" if strict else "a non-negative number"
+            raise DataError(f"{what} is not {rule}.", file=file, row=int(row), column=column)
+        out.append(value)
+    return np.array(out, dtype=float)
+
+
+def _check_cells(table: pd.DataFrame, file: str, value_col: str) -> None:
+    """Per-row checks: ids, options, numbers, attribute/group pairs, duplicates."""
+    for column in ("question_id", "option"):
+        blank = table[column] == ""
+        if blank.any():
+            raise DataError("blank cell.", file=file, row=int(table["_row"][blank].iloc[0]),
+                            column=column)
+    table["_value"] = _cell_numbers(table, value_col, file, required=True)
+    table["_n"] = _cell_numbers(table, "n", file, required=False, strict=True)
+    half = (table["attribute"] == "") != (table["group"] == "")
+    if half.any():
+        row = table[half].iloc[0]
+        column = "group" if row["group"] == "" else "attribute"
+        raise DataError("attribute and group go together (both blank = whole population).",
+                        file=file, row=int(row["_row"]), column=column)
+    keys = ["question_id", "attribute", "group", "wave", "option"]
+    duplicated = table.duplicated(keys)
+    if duplicated.any():
+        row = table[duplicated].iloc[0]
+        first = table[(table[keys] == row[keys]).all(axis=1)]["_row"].iloc[0]
+        raise DataError(f"duplicate of row {first} (same question, attribute, group, wave "
+                        "and option).", file=file, row=int(row["_row"]), column="option")
+
+
+def _marginal_questions(table: pd.DataFrame, file: str) -> dict[str, Question]:
+    """Questions with options ordered by option_index (else first appearance)."""
+    questions = {}
+    for qid, rows in table.groupby("question_id", sort=False):
+        index = _cell_numbers(rows, "option_index", file, required=False)
+        rows = rows.assign(_index=index).drop_duplicates("option")
+        if not np.isnan(index).all():
+            rows = rows.sort_values("_index", kind="stable")
+        options = tuple(rows["option"])
+        values = None
+        if (rows["ordinal_value"] != "").any():
+            values = tuple(math.nan if number(v) is None or number(v) == -1 else number(v)
+                           for v in rows["ordinal_value"])
+            if len({v for v in values if not math.isnan(v)}) < 2:
+                values = None
+        text = next((t for t in rows["question_text"] if t), qid)
+        questions[qid] = Question(qid, text, options, values)
+    return questions
