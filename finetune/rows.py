@@ -241,3 +241,45 @@ def _isna(value) -> bool:
     import pandas as pd
 
     return bool(pd.isna(value))
+
+
+def _num(value: float) -> float | None:
+    """JSON-safe float (nan -> None)."""
+    return None if value is None or np.isnan(value) else float(value)
+
+
+def split_to_json(split: Split) -> dict:
+    """A Split as plain JSON data (for background jobs; no pickles)."""
+    def row(r: SurveyRow) -> dict:
+        q = r.question
+        return {"question": {"id": q.id, "text": q.text, "options": list(q.options),
+                             "ordinal_values": None if q.ordinal_values is None
+                             else [_num(v) for v in q.ordinal_values]},
+                "slice": dict(r.slice), "dist": [float(x) for x in r.dist],
+                "n_eff": _num(r.n_eff) if r.n_eff is not None else None,
+                "weight": float(r.weight), "wave": r.wave}
+    return {"train": [row(r) for r in split.train], "val": [row(r) for r in split.val],
+            "test": [row(r) for r in split.test], "info": split.info}
+
+
+def split_from_json(data: dict) -> Split:
+    """Inverse of split_to_json; DataError when the data is malformed."""
+    from sim_core.survey import Question
+
+    questions: dict[str, Question] = {}
+
+    def row(d: dict) -> SurveyRow:
+        qd = d["question"]
+        values = qd["ordinal_values"]
+        q = questions.setdefault(qd["id"], Question(
+            id=qd["id"], text=qd["text"], options=tuple(qd["options"]),
+            ordinal_values=None if values is None else
+            tuple(float("nan") if v is None else float(v) for v in values)))
+        return SurveyRow(question=q, slice={str(k): str(v) for k, v in d["slice"].items()},
+                         dist=np.asarray(d["dist"], dtype=np.float64), n_eff=d.get("n_eff"),
+                         weight=float(d.get("weight", 1.0)), wave=str(d.get("wave", "")))
+    try:
+        return Split(train=[row(d) for d in data["train"]], val=[row(d) for d in data["val"]],
+                     test=[row(d) for d in data["test"]], info=dict(data.get("info", {})))
+    except (KeyError, TypeError, ValueError) as error:
+        raise DataError(f"Malformed training rows file: {error}") from error

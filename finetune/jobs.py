@@ -1,0 +1,197 @@
+"""Background training jobs for the dashboard, with their state in workspace/jobs/<id>/.
+
+A job is a separate process (`python -m finetune train --job-dir DIR`), so the page stays
+usable and every browser tab sees the same job. Files in the job folder:
+
+    job.json      what to train (split rows, name, base, config, data info)
+    status.json   state (queued | running | done | failed | cancelled), step, total, loss and
+                  validation history, eta, error message, result (adapter name, scores)
+    cancel        present = cancel requested; the training callback checks it every step
+    log.txt       the process's output
+    checkpoints/  Trainer checkpoints (a job started again resumes from the last one)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from finetune.rows import Split, split_to_json
+from sim_core.errors import SimError
+from sim_core.workspace import safe_name, subdir
+
+STATUS_FILE, JOB_FILE, CANCEL_FILE, LOG_FILE = "status.json", "job.json", "cancel", "log.txt"
+ACTIVE = ("queued", "running")
+MAX_EVENTS = 2000          # status.json stays small for long runs
+
+
+def jobs_dir() -> Path:
+    """workspace/jobs, created on demand."""
+    return subdir("jobs")
+
+
+def job_dir(job_id: str) -> Path:
+    """Folder of one job (the id is made safe; unknown ids raise SimError)."""
+    folder = jobs_dir() / safe_name(job_id)
+    if not folder.is_dir():
+        raise SimError(f"No training job '{job_id}'.")
+    return folder
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Write JSON atomically (a reader never sees half a file)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, default=str))
+    os.replace(tmp, path)
+
+
+def read_status(folder: Path) -> dict:
+    """status.json of a job folder (an unreadable one reads as failed)."""
+    try:
+        return json.loads((folder / STATUS_FILE).read_text())
+    except (OSError, ValueError) as error:
+        return {"id": folder.name, "status": "failed", "state": "failed",
+                "error": f"Unreadable job status: {error}"}
+
+
+def start_job(split: Split, *, name: str, base: str = "default", config: Any = None,
+              data_info: dict | None = None, overwrite: bool = False) -> str:
+    """Start training in a separate process; returns the job id at once.
+
+    Args:
+        split: rows (finetune.rows.split_rows), written to the job folder as JSON.
+        name: adapter name; base: base model; config: TrainConfig (defaults when None).
+        data_info: data fingerprint / file name for the card.
+        overwrite: replace an existing adapter of that name.
+    Returns:
+        The job id (a folder name under workspace/jobs).
+    """
+    from finetune.train import TrainConfig
+
+    config = config or TrainConfig()
+    safe_name(name)            # a bad adapter name fails here, not in the background
+    job_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+    folder = jobs_dir() / job_id
+    folder.mkdir(parents=True)
+    write_json(folder / JOB_FILE, {"name": name, "base": base, "config": asdict(config),
+                                   "data_info": data_info or {}, "overwrite": overwrite,
+                                   "split": split_to_json(split)})
+    write_json(folder / STATUS_FILE, {"id": job_id, "name": name, "base": base,
+                                      "status": "queued", "state": "queued", "created": _now(),
+                                      "step": 0, "total": None, "events": []})
+    launch(folder)
+    return job_id
+
+
+def launch(folder: Path) -> subprocess.Popen:
+    """Run `python -m finetune train --job-dir folder` detached, output to log.txt."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    root = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    with open(folder / LOG_FILE, "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "finetune", "train", "--job-dir",
+                                 str(folder)], stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=env, cwd=root,
+                                start_new_session=True)
+    update_status(folder, pid=proc.pid)
+    return proc
+
+
+def update_status(folder: Path, **changes: Any) -> dict:
+    """Merge changes into status.json (state is mirrored as `status` for the page)."""
+    status = read_status(folder)
+    status.update(changes)
+    if "state" in changes:
+        status["status"] = changes["state"]
+    write_json(folder / STATUS_FILE, status)
+    return status
+
+
+def _alive(pid: int | None) -> bool:
+    """Whether a process id is still running (zombies count as ended)."""
+    if not pid:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except (OSError, ValueError):
+        return False
+    try:
+        stat = Path(f"/proc/{int(pid)}/stat").read_text()
+        return stat.split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def job_status(job_id: str) -> dict:
+    """Current status of one job; a job whose process died without a word reads as failed."""
+    folder = job_dir(job_id)
+    status = read_status(folder)
+    if status.get("status") in ACTIVE and status.get("pid") and not _alive(status["pid"]):
+        status = read_status(folder)      # it may have finished between the two reads
+        if status.get("status") in ACTIVE:
+            status = update_status(folder, state="failed",
+                                   error="The training process ended unexpectedly; see "
+                                         f"{folder / LOG_FILE}. Start it again to resume.")
+    status["id"] = folder.name
+    return status
+
+
+def list_jobs() -> list[dict]:
+    """Every job's status, newest first."""
+    folders = [p for p in jobs_dir().iterdir() if (p / STATUS_FILE).exists()]
+    return [job_status(p.name) for p in sorted(folders, key=lambda p: p.name, reverse=True)]
+
+
+def cancel_job(job_id: str) -> None:
+    """Ask a job to stop: the training callback sees the cancel file within one step."""
+    folder = job_dir(job_id)
+    (folder / CANCEL_FILE).write_text(_now())
+
+
+def resume_job(job_id: str) -> None:
+    """Start a failed or cancelled job again; it continues from its last checkpoint."""
+    folder = job_dir(job_id)
+    if job_status(job_id).get("status") in ACTIVE:
+        raise SimError(f"Job '{job_id}' is still running.")
+    (folder / CANCEL_FILE).unlink(missing_ok=True)
+    update_status(folder, state="queued", error=None)
+    launch(folder)
+
+
+class JobReporter:
+    """The training side of a job: status updates from progress events, cancel polling."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.events: list[dict] = list(read_status(self.folder).get("events") or [])
+
+    def should_stop(self) -> bool:
+        """True once cancel_job() wrote the cancel file."""
+        return (self.folder / CANCEL_FILE).exists()
+
+    def running(self) -> None:
+        update_status(self.folder, state="running", started=_now(), pid=os.getpid(),
+                      error=None)
+
+    def __call__(self, event: dict) -> None:
+        self.events = (self.events + [event])[-MAX_EVENTS:]
+        update_status(self.folder, step=event.get("step"), total=event.get("total_steps"),
+                      eta_s=event.get("eta_s"), events=self.events,
+                      loss_history=[[e["step"], e.get("loss")] for e in self.events],
+                      val_history=[[e["step"], e["val"]] for e in self.events if e.get("val")])
+
+    def finish(self, state: str, *, error: str | None = None, result: dict | None = None):
+        """Final state: done (with result), failed (with error) or cancelled."""
+        update_status(self.folder, state=state, error=error, result=result, finished=_now())
