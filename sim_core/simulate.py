@@ -214,3 +214,128 @@ def sample_answers(lm: Any, prompt: str, options: Sequence[str], config: SimConf
     parsed = counts.sum()
     shares = counts / parsed if parsed else np.full(len(options), 1.0 / len(options))
     return shares, len(texts), unparsed
+
+
+@dataclass
+class _Task:
+    """One (question, slice) to simulate, with its prompts (one per option order)."""
+
+    question: Any
+    slice: dict[str, str]
+    orders: list[tuple[int, ...]]
+    prompts: list[str]
+    key: str = ""
+
+
+def _make_tasks(lm: Any, pairs: list[tuple[Any, dict]], config: SimConfig) -> list[_Task]:
+    """Prompts and cache keys for every (question, slice)."""
+    from sim_core.cache import cache_key
+
+    if config.mode not in ("first-token", "sample"):
+        raise SimError(f"Unknown simulation mode '{config.mode}': use first-token or sample.")
+    if config.mode == "sample" and config.samples < 1:
+        raise SimError("Sampling mode needs at least 1 sample per slice.")
+    tasks = []
+    for question, slice_ in pairs:
+        k = len(question.options)
+        if k < 2:
+            raise SimError(f"Question '{question.id}' needs at least two options.")
+        count = config.orders if config.mode == "first-token" else 1
+        orders = option_orders(k, max(1, count))
+        prompts = [build_prompt(lm.tokenizer, question, slice_, order=o, style=config.style)
+                   for o in orders]
+        params = {"orders": [list(o) for o in orders]} if config.mode == "first-token" else {
+            "samples": config.samples, "temperature": config.temperature,
+            "seed": config.seed, "max_new_tokens": MAX_NEW_TOKENS}
+        key = cache_key(model=lm.fingerprint, dtype=getattr(lm, "dtype", ""),
+                        adapter=lm.adapter_fingerprint, prompts=prompts, mode=config.mode,
+                        options=list(question.options), **params)
+        tasks.append(_Task(question, dict(slice_), orders, prompts, key))
+    return tasks
+
+
+def _result(task: _Task, value: dict, cached: bool) -> SimResult:
+    """SimResult from a stored/computed value dict."""
+    return SimResult(slice=dict(task.slice), options=tuple(task.question.options),
+                     shares=np.asarray(value["shares"], dtype=np.float64),
+                     letter_mass=float(value["letter_mass"]), prompt=task.prompts[0],
+                     n_samples=int(value.get("n_samples", 0)),
+                     n_unparsed=int(value.get("n_unparsed", 0)), cached=cached)
+
+
+def _run_first_token(lm: Any, tasks: list[_Task], config: SimConfig, progress: Progress,
+                     should_stop: ShouldStop) -> dict[str, dict]:
+    """Letter distributions for the tasks, all prompts batched together; key -> value."""
+    prompts = [p for task in tasks for p in task.prompts]
+    ks = [len(task.question.options) for task in tasks for _ in task.prompts]
+    outputs = first_token_batch(lm, prompts, ks, config.batch_size, progress=progress,
+                                should_stop=should_stop) if prompts else []
+    values, at = {}, 0
+    for task in tasks:
+        shares, mass = debias(outputs[at:at + len(task.prompts)], task.orders)
+        at += len(task.prompts)
+        values[task.key] = {"shares": shares.tolist(), "letter_mass": mass}
+    return values
+
+
+def _run_sampling(lm: Any, tasks: list[_Task], config: SimConfig, progress: Progress,
+                  should_stop: ShouldStop) -> dict[str, dict]:
+    """Sampled respondents for each task; letter_mass = share of answers that parsed."""
+    values = {}
+    for done, task in enumerate(tasks, start=1):
+        _check(should_stop)
+        shares, n, unparsed = sample_answers(lm, task.prompts[0], task.question.options, config)
+        values[task.key] = {"shares": shares.tolist(), "letter_mass": (n - unparsed) / n,
+                            "n_samples": n, "n_unparsed": unparsed}
+        if progress is not None:
+            progress(done, len(tasks))
+    return values
+
+
+def _simulate_pairs(lm: Any, pairs: list[tuple[Any, dict]], config: SimConfig | None,
+                    progress: Progress, should_stop: ShouldStop) -> list[SimResult]:
+    """Cache lookup, model calls for the misses (each distinct prompt set once), cache write."""
+    from sim_core.cache import ResultCache
+
+    config = config or SimConfig()
+    tasks = _make_tasks(lm, pairs, config)
+    cache = ResultCache() if config.use_cache else None
+    stored = cache.get_many([t.key for t in tasks]) if cache else {}
+    missing = list({t.key: t for t in tasks if t.key not in stored}.values())
+    run = _run_first_token if config.mode == "first-token" else _run_sampling
+    computed = run(lm, missing, config, progress, should_stop) if missing else {}
+    if cache is not None:
+        cache.put_many(computed)
+    if not missing and progress is not None:
+        progress(1, 1)
+    return [_result(t, stored[t.key], True) if t.key in stored else
+            _result(t, computed[t.key], False) for t in tasks]
+
+
+def simulate(lm: Any, question: Any, slices: list[dict[str, str]],
+             config: SimConfig | None = None, *, progress: Progress = None,
+             should_stop: ShouldStop = None) -> list[SimResult]:
+    """Simulated answer distribution of one question for each slice.
+
+    Args:
+        lm: a LoadedModel.
+        question: sim_core.survey.Question.
+        slices: attribute -> group dicts ({} = whole population).
+        config: SimConfig (default: first-token, DEFAULT_ORDERS orders, cache on).
+        progress: called with (done, total) prompts (or slices in sampling mode).
+        should_stop: polled between batches; True raises Cancelled.
+    Returns:
+        One SimResult per slice, in the given order, shares in original option order.
+    """
+    return _simulate_pairs(lm, [(question, s) for s in slices], config, progress, should_stop)
+
+
+def simulate_rows(lm: Any, rows: list[Any], config: SimConfig | None = None, *,
+                  progress: Progress = None, should_stop: ShouldStop = None) -> list[SimResult]:
+    """Simulate many (question, slice) rows at once (SurveyRow-like: .question, .slice).
+
+    Returns:
+        One SimResult per row, in row order; all prompts batched together.
+    """
+    return _simulate_pairs(lm, [(row.question, row.slice) for row in rows], config,
+                           progress, should_stop)
