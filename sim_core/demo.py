@@ -1,0 +1,47 @@
+"""Demo surveys shipped under sim_core/data (real data; no network needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sim_core.errors import DataError
+from sim_core.survey import Survey
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+DEMOS: dict[str, str] = {
+    "gss2022": "GSS 2022 subgroup marginals (SubPOP): 133 questions x 22 groups",
+    "anes96": "ANES 1996 respondents (statsmodels): 944 people, party id, ideology, vote",
+}
+
+
+def demo_gss_path() -> Path:
+    """The bundled GSS 2022 SubPOP JSONL."""
+    return DATA_DIR / "gss2022_subpop_eval.jsonl"
+
+
+def demo_anes_paths() -> tuple[Path, Path]:
+    """The bundled ANES 1996 data CSV and its codebook CSV."""
+    return DATA_DIR / "anes96.csv", DATA_DIR / "anes96_codebook.csv"
+
+
+def demo_files() -> dict[str, Path]:
+    """Description -> main data file of each demo (for upload-style pages)."""
+    return {DEMOS["gss2022"]: demo_gss_path(), DEMOS["anes96"]: demo_anes_paths()[0]}
+
+
+def load_demo(name: str) -> Survey:
+    """Load a demo survey by name ("gss2022" or "anes96").
+
+    Args:
+        name: a key of DEMOS.
+    Returns:
+        Survey (ANES with its codebook, so options keep their order and labels).
+    """
+    from sim_core.readers import read_respondents_csv, read_subpop_jsonl
+
+    if name == "gss2022":
+        return read_subpop_jsonl(demo_gss_path(), name="gss2022")
+    if name == "anes96":
+        data, codebook = demo_anes_paths()
+        return read_respondents_csv(data, codebook=codebook, name="anes96")
+    raise DataError(f"unknown demo {name!r}; choose one of: {', '.join(DEMOS)}")
