@@ -104,8 +104,11 @@ class Survey:
         if self.kind == RESPONDENTS:
             if self.respondents is None or attribute not in self.respondents.columns:
                 return []
-            values = self.respondents[attribute].dropna().unique()
-            return [_wave_text(v) for v in sorted(values, key=_sort_key)]
+            column = self.respondents[attribute]
+            if isinstance(column.dtype, pd.CategoricalDtype):     # codebook order
+                present = set(column.dropna())
+                return [str(c) for c in column.cat.categories if c in present]
+            return [_wave_text(v) for v in sorted(column.dropna().unique(), key=_sort_key)]
         if self.marginals is None:
             return []
         table = self.marginals[self.marginals["attribute"] == attribute]
