@@ -336,22 +336,30 @@ def survey_rows(survey: Survey, by: Sequence[str] | None = None, *, wave: str | 
 
 
 def _table_rows(survey: Survey, by, waves, questions, min_n_eff) -> list[SurveyRow]:
-    """survey_rows for marginal tables, splitting the long table once per question."""
-    per_question = dict(tuple(survey.marginals.groupby("question_id", sort=False)))
+    """survey_rows for marginal tables in one pass over the long table (fast for GSS)."""
+    table = survey.marginals
+    if by is not None and len(by) > 1:
+        raise DataError("a marginal table cannot cross attributes; choose one attribute.")
+    keys = ["question_id", "wave", "attribute", "group"]
+    blocks = table.groupby(keys, sort=False).indices       # key -> row positions
+    options, shares, ns = (table[c].to_numpy() for c in ("option", "share", "n"))
+    order = {qid: i for i, qid in enumerate(questions or survey.questions)}
+    wave_rank = {w: i for i, w in enumerate(waves)}
+    chosen = [(key, pos) for key, pos in blocks.items()
+              if key[0] in order and key[1] in wave_rank
+              and (key[2] != "" if by is None else key[2] == (by[0] if by else ""))]
+    chosen.sort(key=lambda item: (order[item[0][0]], wave_rank[item[0][1]], item[1].min()))
     rows = []
-    for qid in questions or list(survey.questions):
-        table = per_question.get(qid)
-        if table is None:
+    for (qid, wave_, attribute, group), pos in chosen:
+        question = survey.questions[qid]
+        index = {option: i for i, option in enumerate(question.options)}
+        dist = np.zeros(question.k)
+        for option, share in zip(options[pos], shares[pos]):
+            dist[index[option]] += share
+        n = ns[pos[0]]
+        n_eff = None if pd.isna(n) else float(n)
+        if n_eff is not None and n_eff < min_n_eff:
             continue
-        present = list(dict.fromkeys(a for a in table["attribute"] if a))
-        groupings = [[a] for a in present] if by is None else [list(by)]
-        for wave_ in waves:
-            if wave_ not in set(table["wave"]):
-                continue
-            for grouping in groupings:
-                marginals = _table_marginals(survey, survey.questions[qid], grouping, wave_,
-                                             min_n_eff, False, table)
-                rows.extend(SurveyRow(survey.questions[qid], m.slice, m.shares, m.n_eff,
-                                      wave=wave_) for m in marginals
-                            if m.n_eff is None or m.n_eff >= min_n_eff)
+        slice_ = {attribute: str(group)} if attribute else {}
+        rows.append(SurveyRow(question, slice_, dist / dist.sum(), n_eff, wave=wave_))
     return rows
