@@ -175,9 +175,14 @@ def _canon(text: str) -> str:
     return number_text(value) if value is not None else text
 
 
+def _recode(values: pd.Series, mapping) -> pd.Series:
+    """Apply a function to each distinct value once (columns repeat a few values a lot)."""
+    return values.map({value: mapping(value) for value in values.unique()})
+
+
 def _bad_value(values: pd.Series, ok: set[str], file: str, column: str, why: str):
     """Raise a DataError at the first value outside `ok`."""
-    bad = ~values.map(_canon).isin(ok)
+    bad = ~_recode(values, lambda v: _canon(v) in ok)
     if bad.any():
         i = int(np.argmax(bad.to_numpy()))
         raise DataError(f"value '{values.iloc[i]}' {why}", file=file, row=i + 2, column=column)
@@ -190,21 +195,19 @@ def _coded_column(values: pd.Series, entry: CodebookEntry, file: str, column: st
     lookup = {_canon(k): label for k, label in zip(keys, entry.options)}
     _bad_value(values, set(lookup) | missing, file, column,
                "is neither an option nor a missing code in the codebook.")
-    canon = values.map(_canon)
-    return canon.map(lambda v: pd.NA if v in missing else lookup[v])
+    return _recode(values, lambda v: pd.NA if _canon(v) in missing else lookup[_canon(v)])
 
 
 def _inferred(values: pd.Series, missing: set[str]):
     """Options from the data: numbers ascending (ordinal), else text sorted."""
-    present = values[~values.isin(missing)]
-    numbers = present.map(number)
-    if len(present) and numbers.notna().all():
+    present = [v for v in values.unique() if v not in missing]
+    numbers = [number(v) for v in present]
+    if present and all(x is not None for x in numbers):
         ordered = sorted(set(numbers))
-        options = [number_text(v) for v in ordered]
-        return options, tuple(ordered), values.map(lambda v: pd.NA if v in missing
-                                                   else number_text(float(v)))
-    options = sorted(set(present))
-    return options, None, values.map(lambda v: pd.NA if v in missing else v)
+        labels = _recode(values, lambda v: pd.NA if v in missing else number_text(number(v)))
+        return [number_text(v) for v in ordered], tuple(ordered), labels
+    labels = _recode(values, lambda v: pd.NA if v in missing else v)
+    return sorted(set(present)), None, labels
 
 
 def _question(values, column, entry, file) -> tuple[Question, pd.Series]:
@@ -230,7 +233,7 @@ def _demographic(values: pd.Series, column, entry, file) -> pd.Series:
                          index=values.index)
     missing = set(MISSING_TOKENS) | (entry.missing if entry else set())
     kept = values.mask(values.isin(missing))
-    numbers = kept.map(number, na_action="ignore")
+    numbers = pd.to_numeric(kept, errors="coerce")
     if kept.notna().any() and numbers.notna().sum() == kept.notna().sum():
         return numbers.astype(float)
     return kept.astype("string")
@@ -238,8 +241,8 @@ def _demographic(values: pd.Series, column, entry, file) -> pd.Series:
 
 def _weights(values: pd.Series, file: str, column: str) -> pd.Series:
     """Numeric, non-negative, non-blank weights with a positive total."""
-    numbers = values.map(number)
-    bad = numbers.isna() | (numbers < 0)
+    numbers = pd.to_numeric(values, errors="coerce")
+    bad = numbers.isna() | (numbers < 0) | np.isinf(numbers)
     if bad.any():
         i = int(np.argmax(bad.to_numpy()))
         what = "blank" if not values.iloc[i] else f"'{values.iloc[i]}'"
@@ -325,7 +328,7 @@ def read_respondents_csv(data: str | Path | bytes, *, name: str | None = None,
         elif column == weight:
             out[column] = _weights(values, file, column)
         elif column == wave:
-            _bad_value(values, set(values.map(_canon)) - set(MISSING_TOKENS), file, column,
+            _bad_value(values, set(_recode(values, _canon)) - set(MISSING_TOKENS), file, column,
                        "is not a wave; every respondent needs one.")
             out[column] = _demographic(values, column, None, file)
     guess = guess_columns(table)
