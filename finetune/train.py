@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from transformers import Trainer, TrainingArguments
+from transformers import PrinterCallback, Trainer, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
 from finetune.callbacks import TrainingMonitor
@@ -89,6 +89,7 @@ class TrainResult:
     before: dict[str, float]
     after: dict[str, float]
     baselines: dict[str, dict[str, float]] = field(default_factory=dict)
+    model: Any = field(default=None, repr=False)      # the trained peft model, in memory
 
 
 def check_qlora(config: "TrainConfig") -> None:
@@ -153,10 +154,10 @@ def _mean_scores(evaluation, entry: str) -> dict[str, float]:
 
 def _evaluate(lm, rows, config: TrainConfig, baselines=()) -> tuple[dict, dict]:
     """Mean scores of lm (and the named baselines) on held-out rows."""
-    from sim_core.evaluate import evaluate_rows
-
     if not rows or not config.evaluate_test:
         return {}, {}
+    from sim_core.evaluate import evaluate_rows
+
     ev = evaluate_rows([lm], rows, config=_sim_config(config), baselines=baselines)
     return (_mean_scores(ev, lm.label),
             {b: _mean_scores(ev, f"baseline: {b}") for b in baselines})
@@ -321,6 +322,7 @@ def _run(split, name, base, config, data_info, callback, should_stop, overwrite,
                               patience=config.patience, loss_of=lambda: trainer.last_loss,
                               batch_size=config.batch_size)
     trainer.add_callback(monitor)
+    trainer.remove_callback(PrinterCallback)      # keeps stdout clean for --json
     last = get_last_checkpoint(str(work / "checkpoints")) \
         if (work / "checkpoints").is_dir() else None
     trainer.train(resume_from_checkpoint=last)
@@ -335,7 +337,7 @@ def _run(split, name, base, config, data_info, callback, should_stop, overwrite,
     card = _card(name, lm, split, config, data_info, scores, monitor, trainer.state,
                  time.time() - started)
     if not trainer.is_world_process_zero():
-        return TrainResult(Path(), card, before, after, baselines)
+        return TrainResult(Path(), card, before, after, baselines, model)
     path = save_adapter(lambda folder: model.save_pretrained(folder, safe_serialization=True),
                         name, card, overwrite=overwrite)
-    return TrainResult(path, card, before, after, baselines)
+    return TrainResult(path, card, before, after, baselines, model)

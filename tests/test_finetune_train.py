@@ -1,0 +1,161 @@
+"""finetune.train on the tiny local model: learning, frozen base, saving, cancel, resume."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from finetune.callbacks import letter_distributions
+from finetune.rows import Split
+from finetune.train import TrainConfig, check_qlora, train_adapter
+from sim_core.adapters import list_adapters
+from sim_core.errors import AdapterError, Cancelled, ModelError
+from sim_core.slices import SurveyRow
+from sim_core.survey import Question
+from test_finetune_rows import make_rows
+
+FAST = dict(evaluate_test=False, save_every=1000, batch_size=4, rank=4, alpha=8)
+
+
+def fixed_split() -> Split:
+    """One question, one slice, a peaked real distribution, repeated: a fixed target."""
+    q = Question("trust", "Do you trust the news?", ("Yes", "Somewhat", "No"),
+                 (1.0, 2.0, 3.0))
+    rows = [SurveyRow(q, {"SEX": "Female"}, np.array([0.55, 0.3, 0.15]), 50.0)
+            for _ in range(4)]
+    return Split(train=rows, val=rows[:1], test=[], info={"how": "fixed"})
+
+
+def names() -> set[str]:
+    return {a.name for a in list_adapters()}
+
+
+def test_loss_goes_down_base_frozen_lora_changes_and_reload(tiny_model_dir):
+    from sim_core.models import load_model
+
+    events = []
+    split = fixed_split()
+    config = TrainConfig(max_steps=12, lr=5e-2, dropout=0.0, shuffle_options=False,
+                         eval_every=6, patience=0, **FAST)
+    result = train_adapter(split, name="fixed-target", base=str(tiny_model_dir), config=config,
+                           callback=events.append, data_info={"file": "x.csv"})
+    losses = [e["loss"] for e in events if e.get("loss") is not None]
+    assert len(losses) == 12 and losses[-1] < 0.4 * losses[0]
+    assert [e["step"] for e in events][:3] == [1, 2, 3] and events[0]["total_steps"] == 12
+    # base weights frozen: identical to the saved base model; LoRA B moved away from 0
+    base = load_file(str(tiny_model_dir / "model.safetensors"))
+    params = dict(result.model.named_parameters())
+    q_base = params["base_model.model.model.layers.0.self_attn.q_proj.base_layer.weight"]
+    assert torch.equal(q_base, base["model.layers.0.self_attn.q_proj.weight"])
+    assert not any(p.requires_grad for n, p in params.items() if "lora_" not in n)
+    lora_b = [p for n, p in params.items() if "lora_B" in n]
+    assert lora_b and all(float(p.abs().sum()) > 0 for p in lora_b)
+    # saved: safetensors only, LoRA tensors only, card complete
+    files = {p.name for p in result.adapter_path.iterdir()}
+    assert {"adapter_model.safetensors", "adapter_config.json", "card.json"} <= files
+    assert not any(f.endswith((".bin", ".pt", ".pth", ".pkl")) for f in files)
+    saved = load_file(str(result.adapter_path / "adapter_model.safetensors"))
+    assert saved and all("lora_" in k for k in saved)
+    card = json.loads((result.adapter_path / "card.json").read_text())
+    assert card["name"] == "fixed-target" and card["base_model"] == str(tiny_model_dir)
+    assert card["questions_seen"] == ["trust"] and card["slices_seen"] == ["SEX=Female"]
+    assert card["hyperparameters"]["rank"] == 4 and card["loss"] == "kl"
+    assert card["data"] == {"file": "x.csv"} and card["steps"] == 12 and card["base_fingerprint"]
+    assert len(card["val_history"]) == 2
+    # reloads through the simulator's loader to the same letter distributions
+    lm = load_model(str(tiny_model_dir), adapter="fixed-target", dtype="float32")
+    mine = letter_distributions(result.model, lm.tokenizer, split.train[:1])[0]
+    reloaded = letter_distributions(lm.model, lm.tokenizer, split.train[:1])[0]
+    np.testing.assert_allclose(mine, reloaded, atol=1e-5)
+    # the fit moved toward the target: KL(p || q) well below the untrained model's
+    plain = load_model(str(tiny_model_dir), dtype="float32")
+    q0 = letter_distributions(plain.model, plain.tokenizer, split.train[:1])[0]
+    p = split.train[0].dist
+    assert np.sum(p * np.log(p / reloaded)) < 0.5 * np.sum(p * np.log(p / q0))
+
+
+def test_existing_name_is_not_overwritten(tiny_model_dir):
+    split = fixed_split()
+    config = TrainConfig(max_steps=1, **FAST)
+    first = train_adapter(split, name="taken", base=str(tiny_model_dir), config=config)
+    stamp = (first.adapter_path / "card.json").read_text()
+    with pytest.raises(AdapterError, match="exists already"):
+        train_adapter(split, name="taken", base=str(tiny_model_dir), config=config)
+    assert (first.adapter_path / "card.json").read_text() == stamp
+    again = train_adapter(split, name="taken", base=str(tiny_model_dir), config=config,
+                          overwrite=True)
+    assert again.adapter_path == first.adapter_path
+    assert json.loads((again.adapter_path / "card.json").read_text())["date"]
+
+
+def test_crash_and_cancel_leave_no_adapter(tiny_model_dir):
+    split = Split(train=make_rows(4), val=[], test=[], info={})
+    config = TrainConfig(max_steps=5, **FAST)
+
+    def crash(event):
+        if event["step"] == 2:
+            raise RuntimeError("power cut")
+    with pytest.raises(RuntimeError, match="power cut"):
+        train_adapter(split, name="crashed", base=str(tiny_model_dir), config=config,
+                      callback=crash)
+    steps = []
+    with pytest.raises(Cancelled, match="no adapter"):
+        train_adapter(split, name="cancelled", base=str(tiny_model_dir), config=config,
+                      callback=lambda e: steps.append(e["step"]),
+                      should_stop=lambda: len(steps) >= 3)
+    assert steps == [1, 2, 3, 4]      # asked to stop after step 3: stopped within one step
+    assert not {"crashed", "cancelled"} & names()
+
+
+def test_resume_continues_from_checkpoint(tiny_model_dir, tmp_path):
+    split = Split(train=make_rows(4), val=[], test=[], info={})
+    config = TrainConfig(max_steps=6, **{**FAST, "save_every": 2})
+    seen = []
+    with pytest.raises(Cancelled):
+        train_adapter(split, name="resumed", base=str(tiny_model_dir), config=config,
+                      job_dir=tmp_path, callback=lambda e: seen.append(e["step"]),
+                      should_stop=lambda: len(seen) >= 3)
+    assert (tmp_path / "checkpoints" / "checkpoint-2").is_dir()
+    assert "resumed" not in names()
+    last = max(int(p.name.split("-")[1]) for p in (tmp_path / "checkpoints").glob("checkpoint-*"))
+    assert last == seen[-1] == 4       # cancelled after step 4, checkpointed at 2 and 4
+    later = []
+    result = train_adapter(split, name="resumed", base=str(tiny_model_dir), config=config,
+                           job_dir=tmp_path, callback=lambda e: later.append(e["step"]))
+    assert later == [5, 6]                          # global step continued after 4
+    assert result.card["steps"] == 6 and "resumed" in names()
+
+
+def test_ordinal_and_reweight_options_train(tiny_model_dir):
+    split = Split(train=make_rows(3), val=[], test=[], info={})
+    config = TrainConfig(max_steps=2, loss="kl+ordinal", reweight=True, **FAST)
+    events = []
+    result = train_adapter(split, name="ordinal", base=str(tiny_model_dir), config=config,
+                           callback=events.append)
+    assert all(np.isfinite(e["loss"]) for e in events)
+    assert result.card["loss"] == "kl+ordinal" and result.card["hyperparameters"]["reweight"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU refusal")
+def test_qlora_refused_on_cpu_before_any_work():
+    config = TrainConfig(qlora=True)
+    with pytest.raises(ModelError, match="CUDA"):
+        check_qlora(config)
+    # refused before the (nonexistent) model is even looked up
+    with pytest.raises(ModelError, match="QLoRA"):
+        train_adapter(fixed_split(), name="q", base="no-such-model", config=config)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="QLoRA needs CUDA")
+def test_qlora_trains_on_cuda(tiny_model_dir):
+    pytest.importorskip("bitsandbytes")
+    events = []
+    result = train_adapter(fixed_split(), name="qlora", base=str(tiny_model_dir),
+                           config=TrainConfig(qlora=True, max_steps=4, lr=2e-2, **FAST),
+                           callback=events.append)
+    assert len(events) == 4 and all(np.isfinite(e["loss"]) for e in events)
+    assert (result.adapter_path / "adapter_model.safetensors").exists()
