@@ -1,0 +1,260 @@
+"""Scores of several checkpoints and baselines over many (question, slice) rows.
+
+The one code path behind the Evaluate page, `python -m finetune eval` and bench/fidelity.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from sim_core.baselines import uniform
+from sim_core.compare import BASELINE_PREFIX, Progress, model_progress, unique_labels
+from sim_core.errors import DataError
+from sim_core.metrics import METRICS, compute, is_ordinal
+from sim_core.simulate import SimConfig, simulate_rows
+from sim_core.slices import SurveyRow, slice_label, survey_rows
+from sim_core.survey import Survey
+
+EVAL_BASELINES = ("uniform", "population")
+
+
+@dataclass
+class Evaluation:
+    """Per-row scores of every entry.
+
+    Attributes:
+        survey_name: where the rows came from.
+        wave: the wave evaluated (None: all).
+        entries: checkpoint labels, then "baseline: <name>".
+        rows: one row per (question, slice, entry): question_id, slice, attribute, group,
+            wave, n_eff, entry and one column per score (NaN where it does not apply).
+        mode, orders: simulation settings used.
+        dists: entry -> predicted distribution per survey row (row order of `survey_rows`).
+        survey_rows: the SurveyRows evaluated.
+    """
+
+    survey_name: str
+    wave: str | None
+    entries: list[str]
+    rows: pd.DataFrame
+    mode: str = "first-token"
+    orders: int = 1
+    dists: dict[str, list[np.ndarray]] = field(default_factory=dict, repr=False)
+    survey_rows: list[SurveyRow] = field(default_factory=list, repr=False)
+
+    def score_keys(self) -> list[str]:
+        """Score columns with at least one value, in METRICS order."""
+        return [k for k in METRICS if k in self.rows and self.rows[k].notna().any()]
+
+    def summary(self) -> pd.DataFrame:
+        """Entry x score: mean over rows (index: entry, in entry order; plus a rows count)."""
+        keys = self.score_keys()
+        table = self.rows.groupby("entry", sort=False)[keys].mean()
+        table["rows"] = self.rows.groupby("entry", sort=False).size()
+        return table.reindex(self.entries)
+
+    def heatmap(self, entry: str, score: str = "wasserstein") -> pd.DataFrame:
+        """Question x slice table of one entry's score (NaN where it does not apply)."""
+        sub = self._entry(entry)
+        return sub.pivot_table(index="question_id", columns="slice", values=score,
+                               aggfunc="mean", sort=False, dropna=False)
+
+    def worst_slices(self, entry: str, score: str = "wasserstein", n: int = 5) -> pd.DataFrame:
+        """The n (question, slice) rows where the entry scores worst."""
+        sub = self._entry(entry).dropna(subset=[score])
+        ascending = METRICS[score].direction == "higher"
+        sub = sub.sort_values(score, ascending=ascending, kind="stable").head(n)
+        return sub[["question_id", "slice", score]].reset_index(drop=True)
+
+    def per_attribute(self, score: str = "wasserstein") -> pd.DataFrame:
+        """Attribute x entry: mean score over the rows of each attribute's groups."""
+        table = self.rows.pivot_table(index="attribute", columns="entry", values=score,
+                                      aggfunc="mean", sort=False)
+        return table[[e for e in self.entries if e in table.columns]]
+
+    def group_deviation_correlation(self, entry: str) -> float:
+        """Pearson correlation of simulated and real deviations from each question's mean.
+
+        For every question, the mean distribution over its rows is taken away from each row
+        (real and simulated separately); the correlation runs over all (row, option)
+        pairs. 1: the entry moves between groups exactly as people do; 0: not at all.
+        """
+        if entry not in self.dists:
+            raise KeyError(f"unknown entry {entry!r}; known: {', '.join(self.entries)}")
+        real, sim = [], []
+        for indices in _by_question(self.survey_rows).values():
+            p = np.array([self.survey_rows[i].dist for i in indices])
+            q = np.array([self.dists[entry][i] for i in indices])
+            real.append((p - p.mean(axis=0)).ravel())
+            sim.append((q - q.mean(axis=0)).ravel())
+        real_all, sim_all = np.concatenate(real), np.concatenate(sim)
+        if real_all.std() == 0 or sim_all.std() == 0:
+            return float("nan")     # no deviation at all (e.g. a constant baseline)
+        return float(np.corrcoef(real_all, sim_all)[0, 1])
+
+    def _entry(self, entry: str) -> pd.DataFrame:
+        if entry not in self.entries:
+            raise KeyError(f"unknown entry {entry!r}; known: {', '.join(self.entries)}")
+        return self.rows[self.rows["entry"] == entry]
+
+
+def _by_question(rows: Sequence[SurveyRow]) -> dict[str, list[int]]:
+    """question id -> indices of its rows (in row order)."""
+    out: dict[str, list[int]] = {}
+    for i, row in enumerate(rows):
+        out.setdefault(row.question.id, []).append(i)
+    return out
+
+
+def _population(rows, reference, population) -> list[np.ndarray | None]:
+    """Population guess per row: given, else mean of the reference rows of its question."""
+    groups: dict[tuple[str, str], list] = {}
+    for r in reference:
+        groups.setdefault((r.question.id, r.wave), []).append(r.dist)
+        groups.setdefault((r.question.id, "*"), []).append(r.dist)
+    means = {key: np.mean(dists, axis=0) for key, dists in groups.items()}
+    out = []
+    for row in rows:
+        if population is not None and row.question.id in population:
+            out.append(np.asarray(population[row.question.id], dtype=float))
+        else:
+            out.append(means.get((row.question.id, row.wave), means.get((row.question.id, "*"))))
+    return out
+
+
+def _score_frame(rows: list[SurveyRow], entry: str, dists: list) -> pd.DataFrame:
+    """Every score of one entry on every row, vectorised per question."""
+    keys = list(METRICS)
+    values = np.full((len(rows), len(keys)), np.nan)
+    for indices in _by_question(rows).values():
+        indices = [i for i in indices if dists[i] is not None]
+        if not indices:
+            continue
+        question = rows[indices[0]].question
+        p = np.array([rows[i].dist for i in indices])
+        q = np.array([dists[i] for i in indices])
+        n = np.array([np.nan if rows[i].n_eff is None else rows[i].n_eff for i in indices])
+        for j, key in enumerate(keys):
+            metric = METRICS[key]
+            if metric.ordinal_only and not is_ordinal(question.ordinal_values):
+                continue
+            if metric.needs_n:
+                has_n = np.isfinite(n) & (n > 0)
+                if has_n.any():
+                    values[np.array(indices)[has_n], j] = compute(key, p[has_n], q[has_n],
+                                                                  n=n[has_n])
+                continue
+            values[indices, j] = compute(key, p, q, ordinal_values=question.ordinal_values)
+    frame = pd.DataFrame(values, columns=keys)
+    frame.insert(0, "entry", entry)
+    return frame
+
+
+def _row_info(rows: list[SurveyRow]) -> pd.DataFrame:
+    """question_id, slice, attribute, group, wave, n_eff of each row."""
+    return pd.DataFrame({
+        "question_id": [r.question.id for r in rows],
+        "slice": [slice_label(r.slice) for r in rows],
+        "attribute": [", ".join(r.slice) or "All" for r in rows],
+        "group": [", ".join(r.slice.values()) or "All" for r in rows],
+        "wave": [r.wave for r in rows],
+        "n_eff": [np.nan if r.n_eff is None else float(r.n_eff) for r in rows]})
+
+
+def evaluate_rows(models: list[Any], rows: list[SurveyRow], *, config: SimConfig | None = None,
+                  reference_rows: list[SurveyRow] | None = None,
+                  baselines: Sequence[str] = EVAL_BASELINES,
+                  population: dict[str, np.ndarray] | None = None, survey_name: str = "",
+                  wave: str | None = None, progress: Progress = None,
+                  should_stop=None) -> Evaluation:
+    """Simulate every row with every model (batched) and score it with the baselines.
+
+    Args:
+        models: LoadedModel list.
+        rows: the (question, slice) rows with their real distributions.
+        config: SimConfig (default: first-token, default orders).
+        reference_rows: rows whose per-question mean is the population baseline
+            (default: `rows`; e.g. the training groups for a split by slice).
+        baselines: among "uniform", "population".
+        population: question id -> population distribution, overriding reference_rows.
+        survey_name, wave: labels for the result.
+        progress: (done, total) callback; should_stop: polled, raises Cancelled.
+
+    Returns:
+        Evaluation with one scored row per (row, entry).
+    """
+    if not rows:
+        raise DataError("nothing to evaluate: no (question, slice) rows.")
+    unknown = [b for b in baselines if b not in EVAL_BASELINES]
+    if unknown:
+        raise ValueError(f"unknown baseline(s) {', '.join(unknown)}; known: uniform, population")
+    config = config or SimConfig()
+    dists: dict[str, list] = {}
+    for i, (lm, label) in enumerate(zip(models, unique_labels(models))):
+        results = simulate_rows(lm, rows, config, should_stop=should_stop,
+                                progress=model_progress(progress, i, len(models)))
+        dists[label] = [r.shares for r in results]
+    if "uniform" in baselines:
+        dists[BASELINE_PREFIX + "uniform"] = [uniform(r.question.k) for r in rows]
+    if "population" in baselines:
+        dists[BASELINE_PREFIX + "population"] = _population(rows, reference_rows or rows,
+                                                            population)
+    info = _row_info(rows)
+    frames = [pd.concat([info, _score_frame(rows, entry, d)], axis=1) for entry, d in dists.items()]
+    table = pd.concat(frames, ignore_index=True)
+    return Evaluation(survey_name=survey_name, wave=wave, entries=list(dists), rows=table,
+                      mode=config.mode, orders=config.orders if config.mode == "first-token" else 1,
+                      dists=dists, survey_rows=list(rows))
+
+
+def evaluate(models: list[Any], survey: Survey, *, by: Sequence[str] | None = None,
+             wave: str | None = None, questions: Sequence[str] | None = None,
+             config: SimConfig | None = None, bins=None, min_n_eff: float = 0,
+             baselines: Sequence[str] = EVAL_BASELINES, progress: Progress = None,
+             should_stop=None) -> Evaluation:
+    """Evaluate checkpoints on a whole survey (rows from sim_core.slices.survey_rows).
+
+    Args:
+        models: LoadedModel list.
+        survey: the real data.
+        by: None = every attribute on its own; a list = those attributes crossed.
+        wave, questions, bins, min_n_eff: as in survey_rows.
+        config, baselines, progress, should_stop: as in evaluate_rows.
+
+    Returns:
+        Evaluation; the population baseline is the survey's whole-population marginal
+        (respondent data) or the mean of each question's groups (marginal tables).
+    """
+    from sim_core.baselines import population_average
+
+    rows = survey_rows(survey, by, wave=wave, questions=questions, bins=bins,
+                       min_n_eff=min_n_eff)
+    population = None
+    if "population" in baselines and survey.kind == "respondents":
+        population = {qid: population_average(survey, qid, wave=wave)
+                      for qid in dict.fromkeys(r.question.id for r in rows)}
+    return evaluate_rows(models, rows, config=config, baselines=baselines,
+                         population=population, survey_name=survey.name, wave=wave,
+                         progress=progress, should_stop=should_stop)
+
+
+def group_deviation_correlation(source: Any, rows: list[SurveyRow] | None = None, *,
+                                config: SimConfig | None = None, entry: str | None = None) -> float:
+    """Correlation of simulated and real group deviations (see Evaluation's method).
+
+    Args:
+        source: an Evaluation, or a LoadedModel to evaluate on `rows` first.
+        rows: the rows (with a LoadedModel).
+        config: SimConfig for the simulation (with a LoadedModel).
+        entry: which entry of an Evaluation (default: its first).
+    """
+    if isinstance(source, Evaluation):
+        return source.group_deviation_correlation(entry or source.entries[0])
+    if not rows:
+        raise DataError("group_deviation_correlation needs rows to simulate.")
+    evaluation = evaluate_rows([source], rows, config=config, baselines=())
+    return evaluation.group_deviation_correlation(evaluation.entries[0])
