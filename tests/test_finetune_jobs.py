@@ -1,0 +1,90 @@
+"""finetune.jobs (background process, status, cancel) and the finetune CLI."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from finetune import jobs
+from finetune.cli import main
+from finetune.rows import Split
+from finetune.train import TrainConfig
+from sim_core.adapters import list_adapters
+from sim_core.errors import SimError
+from test_finetune_rows import make_rows
+
+FAST = TrainConfig(max_steps=3, batch_size=4, rank=4, alpha=8, evaluate_test=False,
+                   save_every=1000)
+
+
+def wait(job_id: str, timeout: float = 120) -> dict:
+    """Poll until the job leaves queued/running."""
+    end = time.time() + timeout
+    while time.time() < end:
+        status = jobs.job_status(job_id)
+        if status["status"] not in jobs.ACTIVE:
+            return status
+        time.sleep(0.5)
+    raise AssertionError(f"job {job_id} still {status['status']}")
+
+
+def test_background_job_runs_to_done(tiny_model_dir):
+    split = Split(train=make_rows(3), val=make_rows(1), test=[], info={"how": "question"})
+    job_id = jobs.start_job(split, name="bg-job", base=str(tiny_model_dir), config=FAST,
+                            data_info={"file": "demo.csv"})
+    first = jobs.job_status(job_id)
+    assert first["status"] in ("queued", "running", "done") and first["name"] == "bg-job"
+    status = wait(job_id)
+    assert status["status"] == "done", (jobs.job_dir(job_id) / jobs.LOG_FILE).read_text()[-2000:]
+    assert status["step"] == status["total"] == 3
+    assert [s for s, _ in status["loss_history"] if s is not None][-1] == 3
+    assert status["result"]["adapter"] == "bg-job"
+    assert any(j["id"] == job_id for j in jobs.list_jobs())
+    card = next(a.card for a in list_adapters() if a.name == "bg-job")
+    assert card["data"] == {"file": "demo.csv"} and card["split"]["how"] == "question"
+
+
+def test_cancel_file_and_dead_process(tmp_path, monkeypatch):
+    folder = jobs.jobs_dir() / "manual-job"
+    folder.mkdir()
+    jobs.write_json(folder / jobs.STATUS_FILE, {"id": "manual-job", "status": "running",
+                                                "state": "running", "pid": 999999999})
+    reporter = jobs.JobReporter(folder)
+    assert not reporter.should_stop()
+    jobs.cancel_job("manual-job")
+    assert reporter.should_stop()
+    reporter({"step": 2, "total_steps": 5, "loss": 0.5, "val": {"kl": 0.3}, "eta_s": 3.0})
+    status = json.loads((folder / jobs.STATUS_FILE).read_text())
+    assert status["step"] == 2 and status["val_history"] == [[2, {"kl": 0.3}]]
+    # the process id is dead and the job never finished: reported as failed, not running
+    assert jobs.job_status("manual-job")["status"] == "failed"
+    with pytest.raises(SimError, match="No training job"):
+        jobs.job_status("nope")
+
+
+def test_cli_train_json_list_and_manage(tiny_model_dir, gss_path, capsys, tmp_path):
+    code = main(["train", "--data", str(gss_path), "--questions", "natspac,natenvir,natheal",
+                 "--name", "cli-lora", "--base", str(tiny_model_dir), "--split", "slice",
+                 "--test-slices", "2", "--max-steps", "2", "--batch-size", "4", "--json"])
+    out = capsys.readouterr().out
+    assert code == 0
+    result = json.loads(out)            # stdout is exactly one JSON object
+    assert result["adapter"] == "cli-lora" and result["card"]["split"]["how"] == "slice"
+    assert len(result["card"]["split"]["test_slices"]) == 2
+    assert set(result["card"]["questions_seen"]) == {"natspac", "natenvir", "natheal"}
+    if result["before"]:
+        assert set(result["before"]) == set(result["after"]) and "kl" in result["after"]
+    assert main(["list"]) == 0 and "cli-lora" in capsys.readouterr().out
+    assert main(["rename", "cli-lora", "cli-renamed"]) == 0
+    assert main(["export", "cli-renamed", "--out", str(tmp_path / "a.zip")]) == 0
+    assert (tmp_path / "a.zip").stat().st_size > 0
+    assert main(["delete", "cli-renamed"]) == 0
+    capsys.readouterr()
+    # errors: a clear message, exit status 2, no traceback
+    assert main(["train", "--data", str(tmp_path / "missing.csv"), "--name", "x"]) == 2
+    assert "missing.csv" in capsys.readouterr().err
+    assert main(["train", "--data", str(gss_path), "--name", "q", "--qlora",
+                 "--base", str(tiny_model_dir), "--questions", "natspac,natenvir"]) == 2
+    assert "CUDA" in capsys.readouterr().err or __import__("torch").cuda.is_available()
