@@ -92,7 +92,7 @@ class Evaluation:
             real.append((p - p.mean(axis=0)).ravel())
             sim.append((q - q.mean(axis=0)).ravel())
         real_all, sim_all = np.concatenate(real), np.concatenate(sim)
-        if real_all.std() == 0 or sim_all.std() == 0:
+        if np.abs(real_all).max() < 1e-12 or np.abs(sim_all).max() < 1e-12:
             return float("nan")     # no deviation at all (e.g. a constant baseline)
         return float(np.corrcoef(real_all, sim_all)[0, 1])
 
