@@ -146,4 +146,5 @@ def test_errors_and_cancel(tiny, gss_rows):
     with pytest.raises(ValueError):
         evaluate_rows([tiny], gss_rows, config=CONFIG, baselines=("classifier",))
     with pytest.raises(Cancelled):
-        evaluate_rows([tiny], gss_rows, config=CONFIG, should_stop=lambda: True)
+        evaluate_rows([tiny], gss_rows, config=SimConfig(orders=1, use_cache=False),
+                      should_stop=lambda: True)
