@@ -212,8 +212,8 @@ def load_model(name: str = DEFAULT_MODEL, adapter: str | None = None, *,
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    torch_dtype = resolve_dtype(dtype)  # cheap check before any loading
     folder = resolve_model(name)
-    torch_dtype = resolve_dtype(dtype)
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype,

@@ -43,8 +43,9 @@ def safe_name(text: str) -> str:
     Raises:
         SimError: when nothing usable is left (empty, only dots or symbols).
     """
-    name = _UNSAFE.sub("-", str(text).strip()).strip("-")
-    name = name.lstrip(".")[:64].rstrip("-")
+    name = _UNSAFE.sub("-", str(text).strip())
+    name = re.sub(r"-{2,}", "-", re.sub(r"\.{2,}", "-", name))  # ".." never survives
+    name = name.strip("-.")[:64].rstrip("-.")
     if not name or set(name) <= {".", "-", "_"}:
         raise SimError(f"'{text}' is not usable as a name: use letters, digits, '.', '_' or '-'.")
     return name

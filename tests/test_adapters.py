@@ -1,0 +1,138 @@
+"""Adapter registry (atomic save, rename, delete, zip export) and LoRA adapters on the tiny model."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+
+from sim_core.adapters import (CARD_FILE, adapters_dir, delete_adapter, export_adapter_zip,
+                               list_adapters, read_card, rename_adapter, resolve_adapter,
+                               save_adapter)
+from sim_core.errors import AdapterError
+from sim_core.models import load_model
+from sim_core.simulate import SimConfig, simulate
+from sim_core.survey import Question
+
+QUESTION = Question(id="q", text="Do you favor the death penalty?", options=("Favor", "Oppose"))
+NO_CACHE = SimConfig(orders=1, use_cache=False)
+
+
+def random_lora(tiny_model_dir, seed: int = 0):
+    """A LoRA with random (non-zero) B matrices on a freshly loaded tiny model, and its base."""
+    from peft import LoraConfig, get_peft_model
+
+    lm = load_model(str(tiny_model_dir))
+    torch.manual_seed(seed)
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+                        init_lora_weights=False)
+    return get_peft_model(lm.model, config), lm
+
+
+def save_random(tiny_model_dir, name: str, card: dict | None = None, **kw):
+    peft_model, lm = random_lora(tiny_model_dir)
+    card = {"base_model": str(tiny_model_dir), "base_fingerprint": lm.fingerprint} \
+        if card is None else card
+    return save_adapter(peft_model.save_pretrained, name, card, **kw), lm
+
+
+def test_save_list_and_refuse_overwrite(tiny_model_dir):
+    path, lm = save_random(tiny_model_dir, "my adapter!")
+    assert path.name == "my-adapter" and (path / "adapter_model.safetensors").exists()
+    card = read_card(path)
+    assert card["name"] == "my-adapter" and card["base_fingerprint"] == lm.fingerprint
+    assert "created" in card
+    assert "my-adapter" in [info.name for info in list_adapters()]
+    assert resolve_adapter("my-adapter") == path
+    with pytest.raises(AdapterError, match="already exists"):
+        save_random(tiny_model_dir, "my-adapter")
+    replaced, _ = save_random(tiny_model_dir, "my-adapter", {"note": "v2"}, overwrite=True)
+    assert read_card(replaced)["note"] == "v2"
+
+
+def test_crashed_save_leaves_nothing(tiny_model_dir):
+    def crash(folder):
+        (folder / "adapter_config.json").write_text("{}")
+        raise RuntimeError("disk full")
+
+    before = sorted(p.name for p in adapters_dir().iterdir())
+    with pytest.raises(RuntimeError):
+        save_adapter(crash, "crashy", {})
+    assert sorted(p.name for p in adapters_dir().iterdir()) == before
+    with pytest.raises(AdapterError, match="not found"):
+        resolve_adapter("crashy")
+    with pytest.raises(AdapterError, match="adapter_config"):
+        save_adapter(lambda folder: None, "empty", {})
+    assert not (adapters_dir() / "empty").exists()
+
+
+def test_rename_delete(tiny_model_dir):
+    save_random(tiny_model_dir, "old-name")
+    save_random(tiny_model_dir, "taken")
+    with pytest.raises(AdapterError, match="already exists"):
+        rename_adapter("old-name", "taken")
+    path = rename_adapter("old-name", "new-name")
+    assert read_card(path)["name"] == "new-name"
+    assert not (adapters_dir() / "old-name").exists()
+    delete_adapter("new-name")
+    delete_adapter("taken")
+    names = [info.name for info in list_adapters()]
+    assert "new-name" not in names and "taken" not in names
+    with pytest.raises(AdapterError):
+        delete_adapter("new-name")
+    with pytest.raises(AdapterError):
+        delete_adapter("../../etc")
+
+
+def test_adapter_changes_output_and_disable_restores(tiny_model_dir):
+    save_random(tiny_model_dir, "random-lora")
+    base = load_model(str(tiny_model_dir))
+    tuned = load_model(str(tiny_model_dir), adapter="random-lora")
+    assert tuned.adapter == "random-lora" and tuned.adapter_fingerprint
+    assert tuned.label.endswith("+ random-lora")
+    [plain] = simulate(base, QUESTION, [{"SEX": "Male"}], NO_CACHE)
+    [adapted] = simulate(tuned, QUESTION, [{"SEX": "Male"}], NO_CACHE)
+    assert np.abs(plain.shares - adapted.shares).max() > 1e-4
+    with tuned.model.disable_adapter():
+        [disabled] = simulate(tuned, QUESTION, [{"SEX": "Male"}], NO_CACHE)
+    np.testing.assert_allclose(disabled.shares, plain.shares, atol=1e-6)
+
+
+def test_export_zip_loads_with_plain_peft(tiny_model_dir, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    save_random(tiny_model_dir, "zipped")
+    archive = zipfile.ZipFile(io.BytesIO(export_adapter_zip("zipped")))
+    assert sorted(archive.namelist()) == sorted(
+        ["zipped/adapter_config.json", "zipped/adapter_model.safetensors", f"zipped/{CARD_FILE}"]
+        + [n for n in archive.namelist() if n.endswith("README.md")])
+    archive.extractall(tmp_path)
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+                                      tmp_path / "zipped").eval()
+    ours = load_model(str(tiny_model_dir), adapter="zipped")
+    ids = ours.tokenizer("Hello there", return_tensors="pt").input_ids
+    with torch.no_grad():
+        torch.testing.assert_close(model(input_ids=ids).logits, ours.model(input_ids=ids).logits)
+
+
+def test_mismatched_base_refused(tiny_model_dir):
+    save_random(tiny_model_dir, "other-base", {"base_model": "x", "base_fingerprint": "0123abcd"})
+    with pytest.raises(AdapterError, match="trained on base model"):
+        load_model(str(tiny_model_dir), adapter="other-base")
+    # no card: peft's own record of the base model is checked
+    path, _ = save_random(tiny_model_dir, "no-card", {})
+    config = json.loads((path / "adapter_config.json").read_text())
+    config["base_model_name_or_path"] = "someone/another-model"
+    (path / "adapter_config.json").write_text(json.dumps(config))
+    with pytest.raises(AdapterError, match="another-model"):
+        load_model(str(tiny_model_dir), adapter="no-card")
+
+
+def test_missing_adapter(tiny_model_dir):
+    with pytest.raises(AdapterError, match="not found"):
+        load_model(str(tiny_model_dir), adapter="does-not-exist")
