@@ -393,30 +393,40 @@ def test_report_from_real_evaluation(request, mini_files):
     assert "Worst-represented groups" in text and "sex=F" in text
 
 
+def _cli(argv: list[str]):
+    """Parse and run `report` alone (the other subcommands need not be importable)."""
+    import argparse
+    from sim_core.commands import report as command
+    parser = argparse.ArgumentParser()
+    command.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["report"] + argv)
+    return args.func(args)
+
+
 def test_cli_writes_pdf_csv_json(request, mini_files, tmp_path):
     tiny_model_dir = _tiny_model(request, "sim_core.commands.common", "sim_core.compare")
-    from sim_core.__main__ import main
     out = tmp_path / "out"
-    argv = ["report", "--data", str(mini_files[0]), "--codebook", str(mini_files[1]),
+    argv = ["--data", str(mini_files[0]), "--codebook", str(mini_files[1]),
             "--question", "q1", "--by", "sex", "--model", str(tiny_model_dir), "--orders", "1",
             "--pdf", str(out / "r.pdf"), "--csv", str(out / "r.csv"),
             "--json", str(out / "r.json"), "--page-size", "Letter"]
-    assert main(argv) == 0
+    assert _cli(argv) == 0
     reader, text = _pdf_text((out / "r.pdf").read_bytes())
     assert WORDING in text and float(reader.pages[0].mediabox.width) == pytest.approx(612)
     df = _read_csv((out / "r.csv").read_text(encoding="utf-8"))
     assert list(df[(df.entry == "real") & (df.slice == "sex=M")].share) == pytest.approx(
         EXPECTED["M"])
-    assert report_from_json((out / "r.json").read_text(encoding="utf-8")).questions[0].id == "q1"
+    report = report_from_json((out / "r.json").read_text(encoding="utf-8"))
+    assert report.questions[0].id == "q1" and report.orders == 1
+    assert sorted(p.name for p in out.iterdir()) == ["r.csv", "r.json", "r.pdf"]
 
 
-def test_cli_unknown_question_is_a_clear_error(request, mini_files, tmp_path, capsys):
-    tiny_model_dir = _tiny_model(request, "sim_core.commands.common")
-    from sim_core.__main__ import main
+def test_cli_unknown_question_is_a_clear_error(request, mini_files, tmp_path):
+    tiny_model_dir = _tiny_model(request, "sim_core.commands.common", "sim_core.compare")
     pdf = tmp_path / "r.pdf"
-    argv = ["report", "--data", str(mini_files[0]), "--codebook", str(mini_files[1]),
+    argv = ["--data", str(mini_files[0]), "--codebook", str(mini_files[1]),
             "--question", "q1,nope", "--by", "sex", "--model", str(tiny_model_dir),
             "--pdf", str(pdf)]
-    assert main(argv) == 2
-    assert "unknown question(s) nope" in capsys.readouterr().err
+    with pytest.raises(SimError, match=r"unknown question\(s\) nope"):
+        _cli(argv)
     assert not pdf.exists()

@@ -9,7 +9,6 @@ Example:
 from __future__ import annotations
 
 import argparse
-import inspect
 from pathlib import Path
 
 from sim_core.errors import SimError
@@ -22,52 +21,23 @@ def register(subparsers) -> None:
         "report", help="PDF/CSV/JSON report of simulated vs real answers",
         description="Simulate each question for every slice, score it against the real "
                     "data and write a PDF report (and optionally CSV and JSON).")
-    common.add_data_args(parser)
-    add = _adder(parser)
-    add("--question", required=True, help="question id, or several separated by commas")
-    add("--by", default="", help="slice attribute(s), comma-separated")
-    add("--model", default="default", help="base model: 'default', a local folder or a hub id")
-    add("--adapter", action="append", default=[],
-        help="LoRA adapter (name or folder); repeat to compare several; the base model is "
-             "always included as the zero-shot reference")
-    add("--orders", type=int, default=None,
-        help="option orders averaged against order bias (default: the simulator's "
-             "DEFAULT_ORDERS)")
+    common.add_data_args(parser)   # --data --codebook --weight --wave --question --by --bins
+    parser.add_argument("--model", default="default",
+                        help="base model: 'default', a local folder or a hub id")
+    parser.add_argument("--adapter", action="append", default=[],
+                        help="LoRA adapter (name or folder); repeat to compare several; the "
+                             "base model is always included as the zero-shot reference")
+    parser.add_argument("--orders", type=int, default=None,
+                        help="option orders averaged against order bias (default: the "
+                             "simulator's DEFAULT_ORDERS)")
     parser.add_argument("--title", default=None, help="report title")
     parser.add_argument("--pdf", required=True, type=Path, help="PDF file to write")
-    parser.add_argument("--csv", type=Path, default=None, help="also write the shares and "
-                        "scores as CSV")
+    parser.add_argument("--csv", type=Path, default=None,
+                        help="also write the shares and scores as CSV")
+    # replaces the shared --json flag (add_data_args sets conflict_handler="resolve")
     parser.add_argument("--json", type=Path, default=None, help="also write the report as JSON")
     parser.add_argument("--page-size", default="A4", choices=("A4", "Letter"))
     parser.set_defaults(func=run)
-
-
-def _adder(parser: argparse.ArgumentParser):
-    """add_argument that skips flags the shared data arguments already define."""
-    def add(flag: str, **kwargs) -> None:
-        if flag not in parser._option_string_actions:
-            parser.add_argument(flag, **kwargs)
-    return add
-
-
-def _by(common, args: argparse.Namespace, survey) -> list[str]:
-    """Slice attributes through the shared helper (with the survey when it takes one)."""
-    if len(inspect.signature(common.by_from_args).parameters) >= 2:
-        return list(common.by_from_args(args, survey))
-    return list(common.by_from_args(args))
-
-
-def _question_ids(text: str, survey) -> list[str]:
-    """Question ids from the comma-separated argument, checked against the survey."""
-    ids = [part.strip() for part in text.split(",") if part.strip()]
-    if not ids:
-        raise SimError("--question: give at least one question id.")
-    missing = [qid for qid in ids if qid not in survey.questions]
-    if missing:
-        known = ", ".join(list(survey.questions)[:20])
-        raise SimError(f"--question: unknown question(s) {', '.join(missing)}; "
-                       f"the survey has: {known}")
-    return ids
 
 
 def _progress_bar():
@@ -92,18 +62,18 @@ def run(args: argparse.Namespace) -> int:
     from sim_core.simulate import SimConfig
 
     survey = common.survey_from_args(args)
-    by = _by(common, args, survey)
-    ids = _question_ids(args.question, survey)
+    by = common.by_from_args(args, survey)
+    ids = common.question_ids(args, survey)
+    bins = common.bins_from_args(args)
     config = SimConfig() if args.orders is None else SimConfig(orders=args.orders)
-    adapters = args.adapter if isinstance(args.adapter, list) else [args.adapter] if args.adapter else []
-    models = [load_model(args.model)] + [load_model(args.model, adapter=a) for a in adapters]
+    models = [load_model(args.model)] + [load_model(args.model, adapter=a) for a in args.adapter]
     comparisons = []
     for qid in ids:
         bar, progress = _progress_bar()
         bar.set_description(qid)
         try:
             comparisons.append(compare(models, survey.questions[qid], survey=survey, by=by,
-                                       wave=getattr(args, "wave", None), config=config,
+                                       wave=args.wave, bins=bins, config=config,
                                        progress=progress))
         finally:
             bar.close()
