@@ -117,3 +117,39 @@ def test_baselines_for():
     assert set(out["uniform"]) == {"sex=Female", "sex=Male"}
     with pytest.raises(ValueError):
         B.baselines_for(table, "q1", ["sex"], which=("oracle",))
+
+
+def test_cli_baselines_json_matches_library(tmp_path, capsys):
+    import json
+
+    from sim_core.__main__ import main
+    from sim_core.metrics import score_all
+    from sim_core.slices import real_marginals
+
+    survey, sex, region, answer = synthetic_survey(n=400, seed=3)
+    path = tmp_path / "synthetic.csv"
+    path.write_text("sex,region,q1\n" + "\n".join(
+        f"{s},{r},{a}" for s, r, a in zip(sex, region, answer)) + "\n", encoding="utf-8")
+    assert main(["baselines", "--data", str(path), "--question", "q1", "--by", "sex",
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out) == 1 and out[0]["question"] == "q1"
+    assert 0.5 < out[0]["classifier"]["accuracy"] <= 1
+    reals = {m.label: m for m in real_marginals(survey, "q1", ["sex"])}
+    fit = B.classifier_fit(survey, "q1", ["sex"])
+    for item in out[0]["slices"]:
+        real = reals[item["label"]]
+        np.testing.assert_allclose(item["real"], real.shares, atol=1e-6)
+        np.testing.assert_allclose(item["baselines"]["classifier"], fit.dists[item["label"]],
+                                   atol=1e-6)
+        expected = score_all(real.shares, B.population_average(survey, "q1"), n=real.n_eff)
+        for key, value in expected.items():
+            assert item["scores"]["population"][key] == pytest.approx(value, abs=1e-5)
+        assert item["n"] == real.n and item["noise_floor"]["tv"] > 0
+    # the plain-text table names every baseline and marks the best one
+    assert main(["baselines", "--data", str(path), "--question", "q1", "--by", "sex"]) == 0
+    text = capsys.readouterr().out
+    assert "classifier" in text and "population" in text and "*" in text
+    # bad input: clear message, exit status 2
+    assert main(["baselines", "--data", str(path), "--question", "nope", "--by", "sex"]) == 2
+    assert "unknown question" in capsys.readouterr().err

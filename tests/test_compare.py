@@ -131,3 +131,35 @@ def test_bad_slices(tiny, survey):
                 slices=[{"sex": "Other"}])
     with pytest.raises(DataError):
         compare([tiny], survey.questions["spend"], survey=survey, by=["nope"], config=CONFIG)
+
+
+def test_cli_compare(tiny_model_dir, tmp_path, capsys):
+    import json
+
+    from sim_core.__main__ import main
+
+    survey = small_survey()
+    path = tmp_path / "small.csv"
+    survey.respondents[["sex", "spend", "vote"]].to_csv(path, index=False)
+    args = ["compare", "--data", str(path), "--question", "vote", "--by", "sex",
+            "--model", str(tiny_model_dir), "--orders", "1", "--baselines", "uniform,population"]
+    assert main(args + ["--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    loaded = read_respondents_csv(path.read_bytes(), name="small", demographics=["sex"],
+                                  questions=["spend", "vote"])
+    reals = {m.label: m for m in real_marginals(loaded, "vote", ["sex"])}
+    (item,) = out
+    assert item["question"] == "vote" and item["orders"] == 1
+    for sl in item["slices"]:
+        real = reals[sl["label"]]
+        order = [item["options"].index(o) for o in real.options]
+        np.testing.assert_allclose(np.array(sl["real"])[order], real.shares, atol=1e-6)
+        for entry, shares in sl["entries"].items():
+            expected = metrics.score_all(sl["real"], shares, n=sl["n_eff"])
+            for key, value in expected.items():
+                assert sl["scores"][entry][key] == pytest.approx(value, abs=1e-4)
+        assert set(sl["entries"]) == {out[0]["checkpoints"][0]["label"], "baseline: uniform",
+                                      "baseline: population"}
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "noise floor" in text and "sex=Female" in text and "baseline: population" in text

@@ -1,0 +1,133 @@
+"""`python -m sim_core baselines`: what the uniform guess, the population average and a
+classical model of answers from demographics score against the real marginals.
+
+Example:
+    python -m sim_core baselines --data gss2022 --question natspac --by SEX
+    python -m sim_core baselines --data survey.csv --weight wt --question q1 --by sex,age --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+
+from sim_core.commands import common
+from sim_core.commands.compare import (floats, format_rows, score_legend, slice_heading,
+                                       tqdm_progress)
+
+
+def register(subparsers) -> None:
+    """Add the `baselines` subcommand."""
+    parser = subparsers.add_parser(
+        "baselines", help="baseline distributions and their scores per slice",
+        description="Score the uniform guess, the population average and a logistic-"
+                    "regression classifier on demographics against the real marginals.")
+    common.add_data_args(parser)
+    parser.add_argument("--test-fraction", type=float, default=0.3,
+                        help="share of respondents held out from the classifier (default 0.3)")
+    parser.add_argument("--seed", type=int, default=0, help="classifier split seed")
+    parser.set_defaults(func=run)
+
+
+def question_baselines(survey, qid: str, by, *, wave=None, bins=None, test_fraction=0.3,
+                       seed=0) -> dict:
+    """Real marginals, baselines, scores and noise floor of one question.
+
+    Returns:
+        {"question", "marginals", "baselines": name -> label -> dist, "classifier": fit
+        or None, "scores": label -> name -> scores, "noise_floor": label -> scores}.
+    """
+    from sim_core import baselines as B
+    from sim_core.metrics import noise_floor, score_all
+    from sim_core.slices import real_marginals
+
+    question = survey.questions[qid]
+    marginals = real_marginals(survey, qid, by, wave=wave, bins=bins)
+    dists = B.baselines_for(survey, qid, by, wave=wave, bins=bins,
+                            which=("uniform", "population"))
+    fit = None
+    if survey.kind == "respondents":
+        fit = B.classifier_fit(survey, qid, by, wave=wave, bins=bins,
+                               test_fraction=test_fraction, seed=seed)
+        dists["classifier"] = fit.dists
+    scores, floors = {}, {}
+    for m in marginals:
+        scores[m.label] = {name: score_all(m.shares, d[m.label], n=m.n_eff or None,
+                                           ordinal_values=question.ordinal_values)
+                           for name, d in dists.items() if m.label in d}
+        floors[m.label] = noise_floor(m.shares, m.n_eff, ordinal_values=question.ordinal_values)
+    return {"question": question, "marginals": marginals, "baselines": dists,
+            "classifier": fit, "scores": scores, "noise_floor": floors}
+
+
+def result_json(result: dict) -> dict:
+    """JSON-ready form of question_baselines()."""
+    fit = result["classifier"]
+    q = result["question"]
+    return {"question": q.id, "text": q.text, "options": list(q.options),
+            "classifier": None if fit is None else {
+                "accuracy": round(fit.accuracy, 4),
+                "majority_accuracy": round(fit.majority_accuracy, 4),
+                "n_train": fit.n_train, "n_test": fit.n_test, "features": fit.features,
+                "in_sample_slices": fit.in_sample},
+            "slices": [{"slice": m.slice, "label": m.label, "n": m.n,
+                        "n_eff": None if m.n_eff is None else round(m.n_eff, 3),
+                        "real": floats(m.shares),
+                        "baselines": {name: floats(d[m.label])
+                                      for name, d in result["baselines"].items() if m.label in d},
+                        "scores": {name: {k: None if not np.isfinite(v) else round(v, 6)
+                                          for k, v in s.items()}
+                                   for name, s in result["scores"][m.label].items()},
+                        "noise_floor": {k: round(v, 6)
+                                        for k, v in result["noise_floor"][m.label].items()}}
+                       for m in result["marginals"]]}
+
+
+def format_result(result: dict) -> str:
+    """Plain-text tables: one per slice."""
+    from sim_core.metrics import METRICS, best_entry
+    q = result["question"]
+    keys = [k for k in METRICS if any(k in s for per in result["scores"].values()
+                                      for s in per.values())]
+    out = [f"{q.id}: {q.text}", score_legend(keys) + "; * = best baseline"]
+    fit = result["classifier"]
+    if fit is not None:
+        out.append(f"classifier: logistic regression on {', '.join(fit.features)}; held-out "
+                   f"accuracy {fit.accuracy:.3f} (majority guess {fit.majority_accuracy:.3f}; "
+                   f"{fit.n_train} train / {fit.n_test} held out)")
+    for m in result["marginals"]:
+        scores = result["scores"][m.label]
+        rows = [("real", m.shares, {})]
+        rows += [(name, d[m.label], scores[name]) for name, d in result["baselines"].items()
+                 if m.label in d]
+        if result["noise_floor"][m.label]:
+            rows.append(("noise floor", None, result["noise_floor"][m.label]))
+        best = {k: best_entry({e: s.get(k, np.nan) for e, s in scores.items()}, k) for k in keys}
+        out += ["", slice_heading(m.label, m), format_rows(q.options, rows, keys, best)]
+    return "\n".join(out)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the survey, compute the baselines per question, print tables or JSON."""
+    survey = common.survey_from_args(args)
+    by = common.by_from_args(args, survey)
+    bins = common.bins_from_args(args)
+    ids = common.question_ids(args, survey)
+    bar, progress = tqdm_progress("baselines")
+    results = []
+    try:
+        for i, qid in enumerate(ids):
+            results.append(question_baselines(survey, qid, by, wave=args.wave, bins=bins,
+                                              test_fraction=args.test_fraction, seed=args.seed))
+            progress(i + 1, len(ids))
+    finally:
+        bar.close()
+    if args.json:
+        print(json.dumps([result_json(r) for r in results], indent=1, ensure_ascii=False))
+    else:
+        for warning in survey.warnings:
+            print(f"warning: {warning}")
+        print("\n\n".join(format_result(r) for r in results))
+    return 0
