@@ -29,6 +29,8 @@ PAGE_SIZES = ("A4", "Letter")
 CHART_SLICES = 12          # slices per bar chart (small multiples, 3 per row)
 HEATMAP_ROWS = 40          # questions per heatmap image
 HEATMAP_COLS = 30          # slices per heatmap image
+SCORES_PER_TABLE = 5       # score columns per table: 20 mm each fits "Wasserstein" in bold
+SCORE_MM, ENTRY_MM, SLICE_MM, N_MM = 20.0, 40.0, 34.0, 14.0
 FONT = "DejaVu"
 MONO = "DejaVuMono"
 ARROW = {"lower": "↓", "higher": "↑"}
@@ -107,6 +109,8 @@ def format_score(value: Any) -> str:
 
 
 def _heading(pdf: FPDF, text: str, size: float = 14) -> None:
+    if pdf.get_y() > pdf.page_break_trigger - 30:  # keep a heading with what follows
+        pdf.add_page()
     pdf.set_font(FONT, "B", size)
     pdf.multi_cell(0, size * 0.5, text, align="L", new_x="LMARGIN", new_y="NEXT")
     pdf.ln(1.5)
@@ -119,13 +123,17 @@ def _para(pdf: FPDF, text: str, size: float = 9, style: str = "", family: str = 
 
 
 def _table(pdf: FPDF, headings: list[str] | None, rows: list[list[tuple[str, FontFace | None]]],
-           widths: list[float], size: float = 7.5) -> None:
-    """A table whose headings repeat on every page; cells wrap, nothing is cut."""
+           widths: list[float], size: float = 7.5, width: float | None = None) -> None:
+    """A table whose headings repeat on every page; cells wrap, nothing is cut.
+
+    widths are relative; width (mm, default the full text width) is the table's width.
+    """
     pdf.set_font(FONT, "", size)
     with pdf.table(col_widths=widths, text_align="LEFT", line_height=size * 0.45,
                    headings_style=_HEADINGS, repeat_headings=1, padding=0.8,
                    first_row_as_headings=headings is not None,
-                   cell_fill_mode=TableCellFillMode.NONE, width=pdf.epw) as table:
+                   cell_fill_mode=TableCellFillMode.NONE, align="LEFT",
+                   width=min(width or pdf.epw, pdf.epw)) as table:
         if headings is not None:
             head = table.row()
             for text in headings:
@@ -226,33 +234,42 @@ def _score_cells(report: Report, values_by_entry: dict[str, dict[str, float]], e
     return cells
 
 
+def _chunks(keys: list[str]) -> list[list[str]]:
+    """Scores split so that every score column is wide enough for its heading words."""
+    return [keys[i:i + SCORES_PER_TABLE] for i in range(0, len(keys), SCORES_PER_TABLE)] or [[]]
+
+
 def _score_summary(pdf: _PDF, report: Report, q: QuestionReport) -> None:
-    keys = _score_keys(report, q)
     means = q.mean_scores()
     floor = q.mean_noise_floor()
     _heading(pdf, f"Scores, mean over {len(q.slices)} slice(s)", 11)
-    rows = [[(entry, None)] + _score_cells(report, means, entry, keys) for entry in means]
-    rows.append([(NOISE_FLOOR, _MUTED)] + [(format_score(floor.get(k)), _MUTED) for k in keys])
-    _table(pdf, ["Entry"] + [_score_heading(report, k) for k in keys], rows,
-           [3] + [1.2] * len(keys))
+    for keys in _chunks(_score_keys(report, q)):
+        rows = [[(entry, None)] + _score_cells(report, means, entry, keys) for entry in means]
+        rows.append([(NOISE_FLOOR, _MUTED)]
+                    + [(format_score(floor.get(k)), _MUTED) for k in keys])
+        _table(pdf, ["Entry"] + [_score_heading(report, k) for k in keys], rows,
+               [ENTRY_MM] + [SCORE_MM] * len(keys), width=ENTRY_MM + SCORE_MM * len(keys))
     _para(pdf, "↓ lower is better, ↑ higher is better; ★ best entry for that score; the noise "
           "floor is what two independent real samples of the same size would score.", 7.5, "I")
 
 
 def _slice_scores(pdf: _PDF, report: Report, q: QuestionReport) -> None:
-    keys = _score_keys(report, q)
-    _heading(pdf, "Scores per slice", 11)
-    rows = []
-    for s in q.slices:
-        n = "—" if s.n_eff is None else f"{s.n_eff:.0f}" + (" (small)" if s.too_small else "")
-        for i, entry in enumerate(s.scores):
-            first = [(s.label, _BOLD), (n, None)] if i == 0 else [("", None), ("", None)]
-            rows.append(first + [(entry, None)] + _score_cells(report, s.scores, entry, keys))
-        if s.noise_floor:
-            rows.append([("", None), ("", None), (NOISE_FLOOR, _MUTED)]
-                        + [(format_score(s.noise_floor.get(k)), _MUTED) for k in keys])
-    _table(pdf, ["Slice", "n_eff", "Entry"] + [_score_heading(report, k) for k in keys],
-           rows, [2.6, 1.1, 2.4] + [1.15] * len(keys), size=7)
+    chunks = _chunks(_score_keys(report, q))
+    for number, keys in enumerate(chunks, 1):
+        part = f" ({number}/{len(chunks)})" if len(chunks) > 1 else ""
+        _heading(pdf, f"Scores per slice{part}", 11)
+        rows = []
+        for s in q.slices:
+            n = "—" if s.n_eff is None else f"{s.n_eff:.0f}" + (" (small)" if s.too_small else "")
+            for i, entry in enumerate(s.scores):
+                first = [(s.label, _BOLD), (n, None)] if i == 0 else [("", None), ("", None)]
+                rows.append(first + [(entry, None)] + _score_cells(report, s.scores, entry, keys))
+            if s.noise_floor:
+                rows.append([("", None), ("", None), (NOISE_FLOOR, _MUTED)]
+                            + [(format_score(s.noise_floor.get(k)), _MUTED) for k in keys])
+        widths = [SLICE_MM, N_MM, ENTRY_MM - 8] + [SCORE_MM] * len(keys)
+        _table(pdf, ["Slice", "n_eff", "Entry"] + [_score_heading(report, k) for k in keys],
+               rows, widths, size=7, width=sum(widths))
 
 
 def _evaluation_section(pdf: _PDF, report: Report) -> None:
@@ -264,9 +281,10 @@ def _evaluation_section(pdf: _PDF, report: Report) -> None:
     summary = part.summary
     keys = summary.columns[1:]
     values = {str(r[0]): dict(zip(keys, r[1:])) for r in summary.rows}
-    rows = [[(entry, None)] + _score_cells(report, values, entry, keys) for entry in values]
-    _table(pdf, [summary.columns[0]] + [_score_heading(report, k) for k in keys], rows,
-           [3] + [1.2] * len(keys))
+    for chunk in _chunks(list(keys)):
+        rows = [[(entry, None)] + _score_cells(report, values, entry, chunk) for entry in values]
+        _table(pdf, [summary.columns[0]] + [_score_heading(report, k) for k in chunk], rows,
+               [ENTRY_MM] + [SCORE_MM] * len(chunk), width=ENTRY_MM + SCORE_MM * len(chunk))
     info = report.score_info(part.score)
     for heatmap in part.heatmaps:
         _heading(pdf, f"{info.name} ({info.direction} is better) per question and slice: "
