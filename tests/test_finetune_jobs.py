@@ -77,6 +77,12 @@ def test_cli_train_json_list_and_manage(tiny_model_dir, gss_path, capsys, tmp_pa
     if result["before"]:
         assert set(result["before"]) == set(result["after"]) and "kl" in result["after"]
     assert main(["list"]) == 0 and "cli-lora" in capsys.readouterr().out
+    assert main(["eval", "--adapter", "cli-lora", "--data", str(gss_path), "--questions",
+                 "natspac", "--by", "SEX", "--base", str(tiny_model_dir), "--orders", "1",
+                 "--json"]) == 0
+    table = json.loads(capsys.readouterr().out)      # entry -> score -> mean
+    assert any("cli-lora" in entry for entry in table) and len(table) >= 3
+    assert all(0 <= scores["tv"] <= 1 for scores in table.values())
     assert main(["rename", "cli-lora", "cli-renamed"]) == 0
     assert main(["export", "cli-renamed", "--out", str(tmp_path / "a.zip")]) == 0
     assert (tmp_path / "a.zip").stat().st_size > 0
