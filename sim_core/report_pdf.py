@@ -344,7 +344,7 @@ def _bars_png(q: QuestionReport, slices: list[SliceResult], entries: list[str]) 
     colors = palette.entry_colors(series, real_label=REAL)
     cols = min(3, len(slices))
     rows = math.ceil(len(slices) / cols)
-    fig = Figure(figsize=(7.5, 0.7 + 2.0 * rows))
+    fig = Figure(figsize=(7.5, 0.5 + 2.0 * rows))
     axes = fig.subplots(rows, cols, squeeze=False, sharey=True)
     width = 0.8 / max(len(series), 1)
     for ax, s in zip(axes.flat, slices):
@@ -370,7 +370,7 @@ def _bars_png(q: QuestionReport, slices: list[SliceResult], entries: list[str]) 
     labels = [textwrap.shorten(n if n != REAL else "real (95 % CI)", 40) for n in series]
     fig.legend(handles, labels, loc="upper center", ncol=min(len(series), 4), fontsize=7,
                frameon=False)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig.get_figheight()))
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / fig.get_figheight()))
     return _png(fig)
 
 
