@@ -16,7 +16,7 @@ from sim_core.slices import slice_label, survey_rows
 from test_compare import small_survey
 
 CONFIG = SimConfig(orders=1)    # cached in the session workspace: repeats are free
-QUESTIONS = ["natspac", "nataid", "pres16"]    # ordinal, unsorted ordinal values, nominal
+QUESTIONS = ["nataid", "pres16"]    # ordinal with unsorted values [2, 3, 1]; nominal
 UNIFORM, POPULATION = BASELINE_PREFIX + "uniform", BASELINE_PREFIX + "population"
 
 
@@ -44,9 +44,9 @@ def _expected_scores(rows, dists):
 
 
 def test_rows_and_summary(tiny, gss_rows, evaluation):
-    assert len(gss_rows) == 3 * 22
+    assert len(gss_rows) == 2 * 22
     assert evaluation.entries == [tiny.label, UNIFORM, POPULATION]
-    assert len(evaluation.rows) == 3 * 66
+    assert len(evaluation.rows) == 3 * 44
     sims = [r.shares for r in simulate_rows(tiny, gss_rows, CONFIG)]
     means = {q: np.mean([r.dist for r in gss_rows if r.question.id == q], axis=0)
              for q in QUESTIONS}
@@ -66,15 +66,15 @@ def test_rows_and_summary(tiny, gss_rows, evaluation):
         for key in ("wasserstein", "js", "kl", "tv", "cosine", "jaccard", "rmse"):
             values = [s[key] for s in expected if key in s]
             assert summary.loc[entry, key] == pytest.approx(np.mean(values), abs=1e-6)
-        assert summary.loc[entry, "rows"] == 66
+        assert summary.loc[entry, "rows"] == 44
     assert "chi2" not in summary.columns          # the GSS file has no n
     assert list(evaluation.rows["attribute"].unique())[:2] == ["CREGION", "EDUCATION"]
 
 
 def test_heatmap_worst_and_attributes(evaluation, tiny):
     heat = evaluation.heatmap(tiny.label)
-    assert heat.shape == (3, 22)
-    assert heat.loc["pres16"].isna().all() and heat.loc["natspac"].notna().all()
+    assert heat.shape == (2, 22)
+    assert heat.loc["pres16"].isna().all() and heat.loc["nataid"].notna().all()
     rows = evaluation.rows[evaluation.rows["entry"] == tiny.label]
     worst = evaluation.worst_slices(tiny.label, "wasserstein", n=4)
     assert len(worst) == 4 and worst["wasserstein"].is_monotonic_decreasing
