@@ -263,8 +263,9 @@ def methods_text(report: Report) -> str:
         "real distribution for every slice; classifier = multinomial logistic regression on "
         "demographics. The noise floor is the score two independent real samples of size "
         "n_eff would get: a model cannot meaningfully beat it.",
-        "Scores (p = real, q = simulated): " + "; ".join(
-            f"{s.name} = {s.formula} ({s.direction} is better)" for s in report.scores) + ".",
+        ("Scores (p = real, q = simulated): " + "; ".join(
+            f"{s.name} = {s.formula} ({s.direction} is better)" for s in report.scores) + "."
+         if report.scores else "No scores: there is no real data to compare with."),
     ]
     return "\n\n".join(parts)
 
