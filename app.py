@@ -10,14 +10,14 @@ import streamlit as st
 
 from pages import common
 
-st.set_page_config(page_title="Opinion simulator", page_icon="📊", layout="wide")
+st.set_page_config(page_title="Opinion simulator", page_icon=":material/bar_chart:", layout="wide")
 
 PAGES = [
-    st.Page("pages/data.py", title="Data", icon="📂", url_path="data", default=True),
-    st.Page("pages/simulate.py", title="Simulate & compare", icon="⚖️", url_path="simulate"),
-    st.Page("pages/evaluate.py", title="Evaluate", icon="🧪", url_path="evaluate"),
-    st.Page("pages/finetune.py", title="Fine-tune", icon="🛠️", url_path="finetune"),
-    st.Page("pages/reports.py", title="Reports", icon="📄", url_path="reports"),
+    st.Page("pages/data.py", title="Data", icon=":material/table_chart:", url_path="data", default=True),
+    st.Page("pages/simulate.py", title="Simulate & compare", icon=":material/compare_arrows:", url_path="simulate"),
+    st.Page("pages/evaluate.py", title="Evaluate", icon=":material/grid_on:", url_path="evaluate"),
+    st.Page("pages/finetune.py", title="Fine-tune", icon=":material/model_training:", url_path="finetune"),
+    st.Page("pages/reports.py", title="Reports", icon=":material/description:", url_path="reports"),
 ]
 
 navigation = st.navigation(PAGES)

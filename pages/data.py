@@ -28,29 +28,36 @@ def parse_upload(filename: str, data: bytes, codebook: bytes | None = None,
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def upload_columns(data: bytes) -> tuple[list[str], dict]:
-    """All columns of an uploaded CSV and readers.guess_columns' guess of their roles."""
+def upload_columns(data: bytes) -> list[str]:
+    """All columns of an uploaded CSV (sim_core.fileio.read_table)."""
     from sim_core.fileio import read_table
-    from sim_core.readers import guess_columns
 
-    table = read_table(data)[0]
-    return [str(c) for c in table.columns], guess_columns(table)
+    return [str(c) for c in read_table(data)[0].columns]
 
 
-def mapping_widgets(i: int, data: bytes) -> dict:
-    """Column mapping for a respondent file, defaulting to readers.guess_columns."""
-    columns, guess = upload_columns(data)
+def _index(columns: list[str], value: str | None) -> int:
+    """Selectbox index of a guessed column (0 = none)."""
+    return 1 + columns.index(value) if value in columns else 0
+
+
+def mapping_widgets(i: int, data: bytes, guess) -> dict:
+    """Column mapping for a respondent file, defaulting to what the reader guessed.
+
+    The guess is the Survey read without a mapping: the codebook's roles when there is one,
+    else readers.guess_columns.
+    """
+    columns = upload_columns(data)
     cols = st.columns(2)
     demographics = cols[0].multiselect("Demographics (slice attributes)", columns,
-                                       default=[c for c in guess["demographics"] if c in columns],
+                                       default=[c for c in guess.demographics if c in columns],
                                        key=f"data_demographics_{i}")
     questions = cols[1].multiselect("Questions (answer columns)", columns,
-                                    default=[c for c in guess["questions"] if c in columns],
+                                    default=[c for c in guess.questions if c in columns],
                                     key=f"data_questions_{i}")
     weight = cols[0].selectbox("Weight column", [NONE, *columns], key=f"data_weight_{i}",
-                               index=1 + columns.index(guess["weight"]) if guess["weight"] in columns else 0)
+                               index=_index(columns, guess.weight))
     wave = cols[1].selectbox("Wave / year column", [NONE, *columns], key=f"data_wave_{i}",
-                             index=1 + columns.index(guess["wave"]) if guess["wave"] in columns else 0)
+                             index=_index(columns, guess.wave))
     return {"demographics": demographics, "questions": questions,
             "weight": None if weight == NONE else weight, "wave": None if wave == NONE else wave}
 
@@ -60,7 +67,7 @@ def upload_one(i: int, upload, codebook) -> None:
     data, book = upload.getvalue(), codebook.getvalue() if codebook else None
     try:
         survey = parse_upload(upload.name, data, book)
-        mapping = mapping_widgets(i, data) if survey.kind == "respondents" else {}
+        mapping = mapping_widgets(i, data, survey) if survey.kind == "respondents" else {}
         items = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in mapping.items()))
         survey = parse_upload(upload.name, data, book, items) if mapping else survey
     except SimError as error:
@@ -102,30 +109,29 @@ def upload_section() -> None:
             upload_one(i, upload, codebook)
 
 
-def demo_files() -> dict[str, Path]:
-    """Demo data sets shipped with the core: label -> file."""
+def demo_sources() -> dict[str, tuple[Path, Path | None]]:
+    """Demo data sets shipped with the core: description -> (data file, codebook or None)."""
     from sim_core import demo
 
-    return demo.demo_files()
+    anes, anes_codebook = demo.demo_anes_paths()
+    return {demo.DEMOS["gss2022"]: (demo.demo_gss_path(), None),
+            demo.DEMOS["anes96"]: (anes, anes_codebook)}
 
 
 def demo_section() -> None:
-    """One-click demo data."""
-    try:
-        files = demo_files()
-    except ImportError:  # sim_core.demo not in this checkout
-        st.info("No demo data in this installation: upload a file instead.")
-        return
-    label = st.selectbox("Demo data set", list(files), key="data_demo")
+    """One-click demo data: stored like an upload (ANES with its codebook)."""
+    sources = demo_sources()
+    label = st.selectbox("Demo data set", list(sources), key="data_demo")
     if st.button("Load demo data", key="data_demo_load") and label:
-        path = files[label]
+        path, codebook = sources[label]
+        book = (codebook.name, codebook.read_bytes()) if codebook else None
         try:
-            parse_upload(path.name, path.read_bytes())
-            saved = store.save_survey(path.stem, path.name, path.read_bytes())
+            parse_upload(path.name, path.read_bytes(), book[1] if book else None)
+            saved = store.save_survey(path.stem, path.name, path.read_bytes(), codebook=book)
         except SimError as error:
             common.show_error(error)
             return
-        st.success(f"Loaded '{saved}'.")
+        st.success(f"Loaded '{saved}': pick it below or on any other page.")
 
 
 def marginals_table(marginals) -> pd.DataFrame:

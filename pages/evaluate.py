@@ -57,11 +57,15 @@ def show(results: dict) -> None:
 
     evaluation = results[next(reversed(results))]
     summary = evaluation.summary()
+    summary["group deviation r"] = [evaluation.group_deviation_correlation(e)
+                                    for e in summary.index]
     scores = [k for k in METRICS if k in summary.columns]
     st.markdown("**Mean score per entry** (baselines for context; "
                 + "; ".join(f"{METRICS[k].name}: {METRICS[k].direction} is better" for k in scores)
                 + ")")
     st.dataframe(summary, key="eval_summary")
+    st.caption("group deviation r: correlation of simulated and real differences between "
+               "groups (1 = moves between groups exactly as people do; higher is better).")
     models = [e for e in evaluation.entries if not e.startswith("baseline: ")]
     cols = st.columns(2)
     score = cols[0].selectbox("Score", scores, key="eval_score",
@@ -72,12 +76,34 @@ def show(results: dict) -> None:
                     key="eval_heatmap")
     st.markdown(f"**Worst-represented groups** ({METRICS[score].name}, {entry})")
     st.dataframe(evaluation.worst_slices(entry, score, n=5), hide_index=True, key="eval_worst")
+    if len(models) >= 2:
+        two_checkpoints(evaluation, models, score)
+    st.markdown(f"**Mean {METRICS[score].name} per slice attribute**")
+    st.dataframe(evaluation.per_attribute(score), key="eval_per_attribute")
     if len(results) > 1:
+        st.markdown(f"**Gap over time** (mean {METRICS[score].name} per wave)")
         frames = [s.assign(wave=w) for w, s in
                   ((w, r.summary().rename_axis("entry").reset_index()) for w, r in results.items())]
         over_time = pd.concat(frames, ignore_index=True)
         if score in over_time:
             st.plotly_chart(waves_figure(over_time, score, METRICS[score].name), key="eval_waves_chart")
+
+
+def two_checkpoints(evaluation, models: list[str], score: str) -> None:
+    """Two checkpoints side by side: mean score per question and the difference."""
+    from sim_core.metrics import METRICS
+
+    cols = st.columns(2)
+    first = cols[0].selectbox("Compare", models, key="eval_cmp_a")
+    second = cols[1].selectbox("with", [m for m in models if m != first], key="eval_cmp_b")
+    rows = evaluation.rows[evaluation.rows["entry"].isin([first, second])]
+    table = rows.pivot_table(index="question_id", columns="entry", values=score,
+                             aggfunc="mean", sort=False)[[first, second]]
+    table["difference"] = table[second] - table[first]
+    better = "lower" if METRICS[score].direction == "lower" else "higher"
+    st.markdown(f"**{first} vs {second}**: mean {METRICS[score].name} per question "
+                f"({better} is better; difference = second - first)")
+    st.dataframe(table, key="eval_two_checkpoints")
 
 
 def main() -> None:

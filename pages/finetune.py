@@ -14,8 +14,11 @@ from sim_core.errors import SimError
 SPLITS = {"question": "Unseen questions", "slice": "Unseen groups", "wave": "Unseen wave",
           "random": "Random rows"}
 # TrainConfig fields shown as widgets; the others keep their documented defaults.
-SHOWN = ("rank", "alpha", "lr", "epochs", "max_steps", "batch_size", "loss", "shuffle_options",
-         "reweight", "seed")
+SHOWN = ("rank", "alpha", "lr", "epochs", "max_steps", "batch_size", "loss", "eval_every",
+         "shuffle_options", "reweight", "seed")
+HELP = {"max_steps": "-1: train for `epochs` passes; > 0 caps the number of steps",
+        "eval_every": "validate every N steps (0: at each epoch end)",
+        "loss": "kl: forward KL(real || model); kl+ordinal adds an ordinal energy distance"}
 
 
 def config_widgets():
@@ -27,13 +30,19 @@ def config_widgets():
     cols = st.columns(4)
     for i, field in enumerate(f for f in dataclasses.fields(TrainConfig) if f.name in SHOWN):
         value, key, col = getattr(defaults, field.name), f"ft_cfg_{field.name}", cols[i % 4]
-        if isinstance(value, bool):
+        if field.name == "eval_every":
+            every = int(col.number_input("eval_every", min_value=0, value=value or 0, step=1,
+                                         key=key, help=HELP[field.name]))
+            values[field.name] = every or None
+        elif isinstance(value, bool):
             values[field.name] = col.checkbox(field.name, value=value, key=key)
         elif field.name == "loss":
             options = ["kl", "kl+ordinal", "kl+ce"]
-            values[field.name] = col.selectbox("loss", options, index=options.index(value), key=key)
+            values[field.name] = col.selectbox("loss", options, index=options.index(value),
+                                               key=key, help=HELP["loss"])
         elif isinstance(value, int):
-            values[field.name] = int(col.number_input(field.name, value=value, step=1, key=key))
+            values[field.name] = int(col.number_input(field.name, value=value, step=1, key=key,
+                                                      help=HELP.get(field.name)))
         elif isinstance(value, float):
             values[field.name] = float(col.number_input(field.name, value=value, format="%g", key=key))
     with st.expander("All training settings (defaults from finetune.train.TrainConfig)"):
@@ -60,36 +69,88 @@ def start(survey_name: str, survey, name: str, how: str, config) -> None:
     st.success(f"Training '{name}' started; you can use the other pages meanwhile.")
 
 
-@st.fragment(run_every=2)
 def job_panel() -> None:
-    """Live status of the latest job: loss curve, ETA, cancel; the card when done."""
+    """The latest job (any tab, any session: its state is in workspace/jobs)."""
     from finetune import jobs
 
-    states = jobs.list_jobs()
+    try:
+        states = jobs.list_jobs()
+    except SimError as error:
+        common.show_error(error)
+        return
     if not states:
         return
-    state = states[0]
-    st.subheader(f"Job '{state['name']}': {state['status']}")
-    events = pd.DataFrame(state.get("events") or [])
+    if states[0].get("status") in jobs.ACTIVE:
+        live_job(states[0]["id"])
+    else:
+        draw_job(states[0])
+
+
+@st.fragment(run_every=2)
+def live_job(job_id: str) -> None:
+    """Redraws the running job every 2 s; reruns the page once it has ended."""
+    from finetune import jobs
+
+    state = jobs.job_status(job_id)
+    draw_job(state)
+    if state.get("status") not in jobs.ACTIVE:
+        common.adapter_names.clear()
+        st.rerun()
+
+
+def history(events: list[dict]) -> pd.DataFrame:
+    """Training events -> step, loss, val (validation KL where one was measured)."""
+    frame = pd.DataFrame(events, columns=["step", "total_steps", "loss", "val", "eta_s"])
+    frame["val"] = [v.get("kl") if isinstance(v, dict) else None for v in frame["val"]]
+    return frame
+
+
+def draw_job(state: dict) -> None:
+    """Status, progress with ETA, loss curve, cancel; scores and card when done."""
+    from finetune import jobs
+
+    status = state.get("status", "?")
+    st.subheader(f"Job '{state.get('name')}': {status}")
+    events = history(state.get("events") or [])
     if not events.empty:
         last = events.iloc[-1]
-        st.progress(min(float(last["step"]) / max(float(last["total_steps"]), 1), 1.0),
-                    text=f"step {int(last['step'])}/{int(last['total_steps'])}, "
-                         f"ETA {float(last.get('eta_s') or 0):.0f} s")
-        if "val" in events:
-            events["val"] = events["val"].map(lambda v: next(iter(v.values()), None)
-                                              if isinstance(v, dict) else v)
+        total = max(int(last["total_steps"] or 0), 1)
+        eta = last["eta_s"]
+        eta_text = f", about {float(eta):.0f} s left" if pd.notna(eta) and status in jobs.ACTIVE else ""
+        st.progress(min(int(last["step"]) / total, 1.0),
+                    text=f"step {int(last['step'])}/{total}{eta_text}")
         st.plotly_chart(loss_figure(events), key="ft_loss_chart")
-    if state["status"] == "running":
+    elif status in jobs.ACTIVE:
+        st.caption("Loading the model and scoring the held-out rows before training…")
+    if status in jobs.ACTIVE:
         if st.button("Cancel training", key="ft_cancel"):
             jobs.cancel_job(state["id"])
+            st.info("Cancelling: training stops after the current step; nothing is saved.")
+    elif status == "done" and state.get("result"):
+        result_panel(state["result"])
     elif state.get("error"):
-        st.error(state["error"])
-    elif state.get("result"):
-        result = state["result"]
-        st.markdown("**Held-out scores before and after**")
-        st.dataframe(pd.DataFrame({"before": result.get("before", {}),
-                                   "after": result.get("after", {})}), key="ft_before_after")
+        (st.warning if status == "cancelled" else st.error)(state["error"])
+
+
+def result_panel(result: dict) -> None:
+    """Held-out scores before and after training, and the new adapter's card."""
+    from sim_core.adapters import list_adapters
+    from sim_core.metrics import METRICS
+
+    keys = [k for k in METRICS if k in result.get("before", {}) or k in result.get("after", {})]
+    table = pd.DataFrame({"score": [METRICS[k].name for k in keys],
+                          "better": [METRICS[k].direction for k in keys],
+                          "before": [result.get("before", {}).get(k) for k in keys],
+                          "after": [result.get("after", {}).get(k) for k in keys]})
+    for name, scores in (result.get("baselines") or {}).items():
+        table[name] = [scores.get(k) for k in keys]
+    st.markdown(f"**Adapter '{result.get('adapter')}' saved. Held-out (test) scores, "
+                "base model before and with the adapter after:**")
+    st.dataframe(table, hide_index=True, key="ft_before_after")
+    card = next((a.card for a in list_adapters() if a.name == result.get("adapter")), None)
+    if card is not None:
+        with st.expander("Adapter card"):
+            st.json(card, expanded=1)
 
 
 def adapters_section() -> None:

@@ -7,15 +7,34 @@ import streamlit as st
 
 from pages import common
 from pages.charts import comparison_figure
-from sim_core.errors import SimError
+from sim_core.errors import DataError, SimError
 
 BASE = "(base model)"
 MODES = {"First-token probabilities": "first-token", "Sampling (synthetic respondents)": "sample"}
 
 
+def parse_slices(text: str) -> list[dict[str, str]]:
+    """Typed slices, one per line as attribute=value[, attribute=value]; DataError if malformed.
+
+    sim_core.slices.parse_slice_label is lenient (a line without '=' becomes an empty group),
+    so every part is checked here first to give the user a message instead.
+    """
+    from sim_core.slices import parse_slice_label
+
+    slices = []
+    for number, line in enumerate(text.splitlines() or ["All"], start=1):
+        line = ", ".join(p.strip() for p in line.split(",") if p.strip())
+        parsed = parse_slice_label(line)
+        bad = [k for k, v in parsed.items() if not k.strip() or not v.strip()]
+        if bad or (line not in ("", "All") and not parsed):
+            raise DataError(f"Slice line {number} ('{line}') is not attribute=value: write e.g. "
+                            "'SEX=Female' or 'SEX=Male, AGE=18-29', or 'All'.")
+        slices.append({k.strip(): v.strip() for k, v in parsed.items()})
+    return list({repr(sorted(s.items())): s for s in slices}.values())
+
+
 def draft_question():
     """The drafted question and slices from the form, or (None, None) with a message."""
-    from sim_core.slices import parse_slice_label
     from sim_core.survey import Question
 
     text = st.text_area("Question wording", key="sim_draft_text",
@@ -33,14 +52,12 @@ def draft_question():
         st.info("Type the wording and at least two options.")
         return None, None
     try:
-        slices = [{} if s.strip() in ("", "All") else parse_slice_label(s.strip())
-                  for s in (slice_text.splitlines() or ["All"])]
+        slices = parse_slices(slice_text)
     except SimError as error:
         common.show_error(error)
         return None, None
     values = tuple(float(i) for i in range(len(options))) if ordinal else None
-    question = Question(id="draft", text=text.strip(), options=options, ordinal_values=values)
-    return question, list({repr(sorted(s.items())): s for s in slices}.values())
+    return Question(id="draft", text=text.strip(), options=options, ordinal_values=values), slices
 
 
 def survey_question():
@@ -99,27 +116,27 @@ def run_compare(question, survey, wave, by, slices, checkpoints, config, baselin
     del history[:-10]
 
 
-def score_rows(comparison) -> pd.DataFrame:
-    """Score table with the noise floor rows and a ★ on the best entry per slice and score."""
-    from sim_core.metrics import METRICS, best_entry
+def score_header(key: str) -> str:
+    """Score column heading with its direction, e.g. 'KL divergence (lower is better)'."""
+    from sim_core.metrics import METRICS
 
-    rows = []
-    for sc in comparison.slices:
-        label = sc.real.label if sc.real is not None else str(sc.slice)
-        keys = [k for k in METRICS if any(k in s for s in sc.scores.values())]
-        for entry, scores in sc.scores.items():
-            row = {"slice": label, "entry": entry}
-            for key in keys:
-                value = scores.get(key)
-                best = value is not None and best_entry(
-                    {e: s[key] for e, s in sc.scores.items() if key in s}, key) == entry
-                row[METRICS[key].name] = "" if value is None else f"{value:.4f}{' ★' if best else ''}"
-            rows.append(row)
-        if sc.noise_floor:
-            rows.append({"slice": label, "entry": "noise floor (real sampling)",
-                         **{METRICS[k].name: f"{v:.4f}" for k, v in sc.noise_floor.items()
-                            if k in METRICS}})
-    return pd.DataFrame(rows)
+    return f"{METRICS[key].name} ({METRICS[key].direction} is better)"
+
+
+def score_rows(comparison) -> pd.DataFrame:
+    """Comparison.score_table() for display: ★ on the best entry per slice and score,
+    the noise-floor rows kept, every heading with its direction."""
+    from sim_core.metrics import METRICS
+
+    table = comparison.score_table()
+    keys = [k for k in METRICS if k in table.columns]
+    shown = table[["slice", "entry", "n", "n_eff"]].copy()
+    shown["n_eff"] = shown["n_eff"].astype(float).round(1)
+    for key in keys:
+        shown[score_header(key)] = [
+            "" if pd.isna(v) else f"{v:.4f}{' ★' if best else ''}"
+            for v, best in zip(table[key], table[f"best_{key}"])]
+    return shown
 
 
 def score_legend() -> pd.DataFrame:
@@ -137,6 +154,12 @@ def show_comparison(comparison) -> None:
     if not has_real:
         st.info("No real data for this question: the simulated shares are shown, "
                 "there is nothing to compare them with.")
+    config = comparison.config
+    st.caption(f"Checkpoints: {', '.join(c['label'] for c in comparison.checkpoints)} · "
+               f"mode {config.mode} · {config.orders} option order(s) averaged"
+               + (f" · wave {comparison.wave}" if comparison.wave else ""))
+    for note in comparison.notes:
+        st.caption(note)
     show_baselines = st.toggle("Show baselines", value=True, key="sim_show_baselines")
     st.plotly_chart(comparison_figure(comparison.shares_table(), show_baselines=show_baselines),
                     key="sim_chart")
@@ -145,7 +168,8 @@ def show_comparison(comparison) -> None:
         with st.expander("Exact prompt (first slice, original option order)"):
             st.code(first.prompt, language=None)
     if has_real:
-        st.markdown("**Scores** (★ = best entry for that slice and score)")
+        st.markdown("**Scores** (★ = best entry for that slice and score; 'noise floor' = "
+                    "the score two independent real samples of this size would get)")
         st.dataframe(score_rows(comparison), hide_index=True, key="sim_scores")
         too_small = [sc.real.label for sc in comparison.slices
                      if sc.real is not None and sc.real.too_small]

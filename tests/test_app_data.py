@@ -11,8 +11,6 @@ from streamlit.testing.v1 import AppTest
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
-pytest.importorskip("sim_core.readers", reason="waits for sim_core.readers (another engineer)")
-pytest.importorskip("sim_core.slices", reason="waits for sim_core.slices (another engineer)")
 
 from pages import store
 
@@ -87,14 +85,21 @@ def test_malformed_csv_gives_a_message(app):
 
 def test_demo_data_one_click(app):
     """Each demo data set loads into the workspace with one click."""
-    pytest.importorskip("sim_core.demo", reason="waits for sim_core.demo (another engineer)")
     at = app
     for label in at.selectbox(key="data_demo").options:
         at.selectbox(key="data_demo").set_value(label).run()
         at.button(key="data_demo_load").click().run()
         assert not at.exception and not at.error, [e.value for e in at.error]
         assert at.success
-    assert len(store.saved_surveys()) >= len(at.selectbox(key="data_demo").options)
+    assert {"anes96", "gss2022_subpop_eval"} <= set(store.saved_surveys())
+    # ANES comes with its codebook: question wording and option order from it
+    at.selectbox(key="data_survey").set_value("anes96").run()
+    questions = _table_with(at, "ordinal").set_index("id")
+    assert questions.loc["TVnews", "text"] == "How many times per week do you watch the news on TV?"
+    assert questions.loc["TVnews", "options"] == "0 | 1 | 2 | 3 | 4 | 5 | 6 | 7"
+    at.selectbox(key="data_survey").set_value("gss2022_subpop_eval").run()
+    assert at.multiselect(key="data_preview_by").value  # marginal table: one attribute
+    assert not at.error
 
 
 def _table_with(at, column: str):

@@ -9,8 +9,6 @@ from streamlit.testing.v1 import AppTest
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
-pytest.importorskip("sim_core.evaluate", reason="waits for sim_core.evaluate (another engineer)")
-pytest.importorskip("sim_core.adapters", reason="waits for sim_core.adapters (another engineer)")
 
 from pages import store
 

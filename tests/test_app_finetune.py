@@ -11,8 +11,6 @@ from streamlit.testing.v1 import AppTest
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
-pytest.importorskip("finetune.jobs", reason="waits for finetune.jobs (another engineer)")
-pytest.importorskip("finetune.train", reason="waits for finetune.train (another engineer)")
 
 from pages import store
 

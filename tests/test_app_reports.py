@@ -11,9 +11,6 @@ from streamlit.testing.v1 import AppTest
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
-pytest.importorskip("sim_core.adapters", reason="waits for sim_core.adapters (another engineer)")
-pytest.importorskip("sim_core.compare", reason="waits for sim_core.compare (another engineer)")
-pytest.importorskip("sim_core.slices", reason="waits for sim_core.slices (another engineer)")
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import base64
 import json
 
 import numpy as np
@@ -12,11 +13,6 @@ from streamlit.testing.v1 import AppTest
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
-pytest.importorskip("sim_core.readers", reason="waits for sim_core.readers (another engineer)")
-pytest.importorskip("sim_core.slices", reason="waits for sim_core.slices (another engineer)")
-pytest.importorskip("sim_core.adapters", reason="waits for sim_core.adapters (another engineer)")
-pytest.importorskip("sim_core.compare", reason="waits for sim_core.compare (another engineer)")
-pytest.importorskip("sim_core.metrics", reason="waits for sim_core.metrics (another engineer)")
 
 from pages import store
 
@@ -43,6 +39,13 @@ def _plotly_bars(at) -> list[dict]:
     """Plotly traces of the page's first chart."""
     chart = at.get("plotly_chart")[0]
     return json.loads(chart.proto.spec)["data"]
+
+
+def _values(array) -> np.ndarray:
+    """A plotly JSON array: a plain list or plotly's base64 typed array."""
+    if isinstance(array, dict):
+        return np.frombuffer(base64.b64decode(array["bdata"]), dtype=array["dtype"])
+    return np.asarray(array, dtype=float)
 
 
 def _score(cell: str) -> float:
@@ -72,15 +75,45 @@ def test_survey_question_by_sex(app):
         expected = score_all(sc.real.shares, sim.shares,
                              ordinal_values=comparison.question.ordinal_values, n=sc.real.n)
         row = table[(table["slice"] == sc.real.label) & (table["entry"] == entry)].iloc[0]
+        assert row["n"] == 20
         for key, value in expected.items():
-            if METRICS[key].name in table:
-                assert _score(row[METRICS[key].name]) == pytest.approx(value, abs=6e-5)
+            column = f"{METRICS[key].name} ({METRICS[key].direction} is better)"
+            assert _score(row[column]) == pytest.approx(value, abs=6e-5)
+    # the star marks the lower KL among model and uniform baseline, per slice
+    kl = f"{METRICS['kl'].name} (lower is better)"
+    for label in ("sex=Female", "sex=Male"):
+        rows = table[(table["slice"] == label) & (table["entry"] != "noise floor")]
+        starred = rows[rows[kl].str.endswith("★")]["entry"].tolist()
+        assert starred == [rows.loc[rows[kl].map(_score).idxmin(), "entry"]]
+    floor = table[table["entry"] == "noise floor"]
+    assert set(floor["slice"]) == {"sex=Female", "sex=Male"}
     # real + 1 checkpoint + uniform baseline, 2 slices, 2 options each
     traces = _plotly_bars(at)
     assert sum(len(t["x"]) for t in traces) == 3 * 2 * 2
     assert {t["name"] for t in traces} >= {"real", "baseline: uniform"}
     prompt = at.code[0].value
     assert comparison.question.text in prompt and "A. " in prompt
+
+
+def test_crossed_slices(app):
+    """Two attributes are crossed, numeric age binned; real shares are the hand counts."""
+    at = app
+    at.selectbox(key="sim_survey").set_value("tiny-yes-no").run()
+    at.multiselect(key="sim_by").set_value(["sex", "age"])
+    at.multiselect(key="sim_baselines").set_value(["population"])
+    at.button(key="sim_run").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    comparison = at.session_state["sim_comparison"]
+    yes = comparison.question.options.index("Yes")
+    real = {sc.real.label: sc.real.shares[yes] for sc in comparison.slices}
+    # women aged 20-31 said Yes, men aged 20-24
+    assert real == pytest.approx({"sex=Female, age=18-29": 1.0, "sex=Female, age=30-44": 0.2,
+                                  "sex=Male, age=18-29": 0.5, "sex=Male, age=30-44": 0.0})
+    traces = _plotly_bars(at)
+    population = [t for t in traces if t["name"] == "baseline: population"]
+    assert len(population) == 4  # one per slice panel, each the whole-sample share
+    for trace in population:
+        assert _values(trace["y"])[yes] == pytest.approx(17 / 40)
 
 
 def test_drafted_question_without_real_data(app):
@@ -113,7 +146,8 @@ def test_bad_slice_text_shows_message(app):
     at.text_area(key="sim_draft_slices").input("no equals sign here")
     at.run()
     assert not at.exception
-    assert at.error and at.button(key="sim_run").disabled
+    assert "not attribute=value" in at.error[0].value
+    assert at.button(key="sim_run").disabled
 
 
 def _table_with(at, column: str):

@@ -18,10 +18,6 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
-pytest.importorskip("playwright", reason="waits for playwright (another engineer)")
-pytest.importorskip("sim_core.demo", reason="waits for sim_core.demo (another engineer)")
-pytest.importorskip("sim_core.compare", reason="waits for sim_core.compare (another engineer)")
-pytest.importorskip("sim_core.adapters", reason="waits for sim_core.adapters (another engineer)")
 
 pytestmark = pytest.mark.browser
 
