@@ -26,7 +26,7 @@ def random_lora(tiny_model_dir, seed: int = 0):
     """A LoRA with random (non-zero) B matrices on a freshly loaded tiny model, and its base."""
     from peft import LoraConfig, get_peft_model
 
-    lm = load_model(str(tiny_model_dir))
+    lm = load_model(str(tiny_model_dir), dtype="float32")
     torch.manual_seed(seed)
     config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
                         init_lora_weights=False)
@@ -90,8 +90,8 @@ def test_rename_delete(tiny_model_dir):
 
 def test_adapter_changes_output_and_disable_restores(tiny_model_dir):
     save_random(tiny_model_dir, "random-lora")
-    base = load_model(str(tiny_model_dir))
-    tuned = load_model(str(tiny_model_dir), adapter="random-lora")
+    base = load_model(str(tiny_model_dir), dtype="float32")
+    tuned = load_model(str(tiny_model_dir), adapter="random-lora", dtype="float32")
     assert tuned.adapter == "random-lora" and tuned.adapter_fingerprint
     assert tuned.label.endswith("+ random-lora")
     [plain] = simulate(base, QUESTION, [{"SEX": "Male"}], NO_CACHE)
@@ -114,7 +114,7 @@ def test_export_zip_loads_with_plain_peft(tiny_model_dir, tmp_path):
     archive.extractall(tmp_path)
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
                                       tmp_path / "zipped").eval()
-    ours = load_model(str(tiny_model_dir), adapter="zipped")
+    ours = load_model(str(tiny_model_dir), adapter="zipped", dtype="float32")
     ids = ours.tokenizer("Hello there", return_tensors="pt").input_ids
     with torch.no_grad():
         torch.testing.assert_close(model(input_ids=ids).logits, ours.model(input_ids=ids).logits)
@@ -123,16 +123,16 @@ def test_export_zip_loads_with_plain_peft(tiny_model_dir, tmp_path):
 def test_mismatched_base_refused(tiny_model_dir):
     save_random(tiny_model_dir, "other-base", {"base_model": "x", "base_fingerprint": "0123abcd"})
     with pytest.raises(AdapterError, match="trained on base model"):
-        load_model(str(tiny_model_dir), adapter="other-base")
+        load_model(str(tiny_model_dir), adapter="other-base", dtype="float32")
     # no card: peft's own record of the base model is checked
     path, _ = save_random(tiny_model_dir, "no-card", {})
     config = json.loads((path / "adapter_config.json").read_text())
     config["base_model_name_or_path"] = "someone/another-model"
     (path / "adapter_config.json").write_text(json.dumps(config))
     with pytest.raises(AdapterError, match="another-model"):
-        load_model(str(tiny_model_dir), adapter="no-card")
+        load_model(str(tiny_model_dir), adapter="no-card", dtype="float32")
 
 
 def test_missing_adapter(tiny_model_dir):
     with pytest.raises(AdapterError, match="not found"):
-        load_model(str(tiny_model_dir), adapter="does-not-exist")
+        load_model(str(tiny_model_dir), adapter="does-not-exist", dtype="float32")

@@ -35,12 +35,56 @@ def test_evaluate_two_waves(monkeypatch, tiny_model_dir):
     assert list(results) == ["2020", "2022"]
     evaluation = results["2022"]
     shown = at.dataframe[0].value
-    assert shown.round(6).equals(evaluation.summary().round(6))
+    summary = evaluation.summary()
+    assert shown[summary.columns].round(6).equals(summary.round(6))
+    # the worst-fitting entry, by the core's own rows: mean over the 2 x 2 (question, slice) rows
+    rows = evaluation.rows[evaluation.rows["entry"] == "baseline: uniform"]
+    assert shown.loc["baseline: uniform", "kl"] == pytest.approx(rows["kl"].mean())
+    assert shown.loc["baseline: uniform", "rows"] == 4
     heat = at.get("plotly_chart")
     assert len(heat) == 2  # heatmap + waves line chart
     entry = at.selectbox(key="eval_entry").value
     score = at.selectbox(key="eval_score").value
     table = evaluation.heatmap(entry, score)
     assert table.shape == (2, 2)  # 2 questions x 2 slices (sex=Female, sex=Male)
-    worst = at.dataframe[1].value
+    worst = next(d.value for d in at.dataframe if "question_id" in d.value.columns)
     assert len(worst) == min(5, len(evaluation.worst_slices(entry, score, n=5)))
+
+
+def test_two_checkpoints_side_by_side(monkeypatch, tiny_model_dir):
+    """Base model and a random LoRA: the per-question table is the core's rows, and the
+    difference column is second minus first."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from sim_core.adapters import save_adapter
+    from sim_core.models import load_model
+
+    monkeypatch.setenv("SIM_DEFAULT_MODEL", str(tiny_model_dir))
+    lm = load_model(str(tiny_model_dir))
+    torch.manual_seed(0)
+    lora = get_peft_model(lm.model, LoraConfig(r=4, lora_alpha=8, init_lora_weights=False,
+                                               target_modules=["q_proj", "v_proj"]))
+    save_adapter(lora.save_pretrained, "eval-random", {"base_model": str(tiny_model_dir),
+                                                       "base_fingerprint": lm.fingerprint})
+    store.save_survey("tiny-two", "two.csv", CSV.encode(),
+                      {"demographics": ["sex"], "questions": ["q1", "q2"], "wave": "year"})
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    at.switch_page("pages/evaluate.py").run()
+    at.selectbox(key="eval_survey").set_value("tiny-two").run()
+    at.multiselect(key="eval_checkpoints").set_value(["(base model)", "eval-random"])
+    at.number_input(key="eval_orders").set_value(1)
+    at.button(key="eval_run").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    evaluation = at.session_state["eval_evaluation"]
+    first, second = at.selectbox(key="eval_cmp_a").value, at.selectbox(key="eval_cmp_b").value
+    assert {first, second} == set(evaluation.entries[:2]) and "eval-random" in second
+    table = next(d.value for d in at.dataframe if "difference" in d.value.columns)
+    score = at.selectbox(key="eval_score").value
+    for qid in ("q1", "q2"):
+        rows = evaluation.rows[evaluation.rows["question_id"] == qid]
+        a = rows[rows["entry"] == first][score].mean()
+        b = rows[rows["entry"] == second][score].mean()
+        assert table.loc[qid, first] == pytest.approx(a)
+        assert table.loc[qid, "difference"] == pytest.approx(b - a)
+    assert abs(table["difference"]).max() > 0  # the random adapter changes the answers

@@ -44,9 +44,28 @@ def test_defaults_train_and_adapter_card(monkeypatch, tiny_model_dir):
             break
         time.sleep(1)
     assert "tiny-ft" in at.selectbox(key="ft_adapter").options
-    assert not at.exception
-    assert any("done" in h.value for h in at.subheader)
-    assert _table_with(at, "before").shape[1] == 2
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any("'tiny-ft': done" in h.value for h in at.subheader)
+    # the table shows the job's own before/after held-out scores
+    from finetune import jobs
+    from sim_core.metrics import METRICS
+
+    result = jobs.list_jobs()[0]["result"]
+    table = _table_with(at, "before").set_index("score")
+    for key, value in result["after"].items():
+        assert table.loc[METRICS[key].name, "after"] == pytest.approx(value)
+        assert table.loc[METRICS[key].name, "before"] == pytest.approx(result["before"][key])
+    assert "step 2/2" in at.get("progress")[0].proto.text if at.get("progress") else True
+    # rename, then delete, through the page
+    at.selectbox(key="ft_adapter").set_value("tiny-ft")
+    at.text_input(key="ft_new_name").input("tiny-ft-2").run()
+    at.button(key="ft_rename").click().run()
+    assert at.selectbox(key="ft_adapter").options == ["tiny-ft-2"]
+    print("DBG", at.sidebar, at.exception, at.error, at.selectbox)
+    assert "tiny-ft-2" in at.sidebar.selectbox(key="side_adapter").options
+    at.button(key="ft_delete").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert "No adapter yet." in [c.value for c in at.caption]
 
 
 def _table_with(at, column: str):

@@ -48,7 +48,7 @@ def test_concurrent_threads(tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny(tiny_model_dir):
-    return load_model(str(tiny_model_dir))
+    return load_model(str(tiny_model_dir), dtype="float32")
 
 
 def count_forwards(model) -> list[int]:

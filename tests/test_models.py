@@ -7,6 +7,7 @@ import shutil
 import time
 
 import pytest
+import torch
 
 from sim_core.errors import ModelError, SimError
 from sim_core.models import FINGERPRINT_FILE, folder_fingerprint, list_checkpoints, load_model
@@ -26,7 +27,7 @@ def test_workspace_and_safe_name(isolated_workspace):
 
 
 def test_load_tiny_chat_model(tiny_model_dir):
-    lm = load_model(str(tiny_model_dir))
+    lm = load_model(str(tiny_model_dir), dtype="float32")
     assert lm.is_chat and lm.adapter is None
     assert lm.model.config.num_hidden_layers == 2 and lm.model.config.vocab_size == len(lm.tokenizer)
     assert lm.tokenizer.encode(" A", add_special_tokens=False) == [330]
@@ -53,8 +54,9 @@ def test_base_model_without_chat_template(tiny_model_dir, tmp_path):
     config = json.loads((copy / "tokenizer_config.json").read_text())
     config.pop("chat_template", None)
     (copy / "tokenizer_config.json").write_text(json.dumps(config))
-    lm = load_model(str(copy))
+    lm = load_model(str(copy))  # dtype "auto": bfloat16 on CPU (measured, see models.py)
     assert not lm.is_chat
+    assert lm.dtype == "bfloat16" and next(lm.model.parameters()).dtype == torch.bfloat16
 
     from sim_core.simulate import SimConfig, simulate
     from sim_core.survey import Question

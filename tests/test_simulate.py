@@ -23,7 +23,7 @@ NO_CACHE = SimConfig(orders=1, use_cache=False)
 
 @pytest.fixture(scope="module")
 def tiny(tiny_model_dir):
-    return load_model(str(tiny_model_dir))
+    return load_model(str(tiny_model_dir), dtype="float32")
 
 
 def manual_shares(lm, prompt: str, k: int) -> tuple[np.ndarray, float]:
@@ -78,7 +78,7 @@ def biased_head(lm, bias: dict[int, float]) -> None:
 
 
 def test_letter_mass_hand_computed(tiny_model_dir):
-    lm = load_model(str(tiny_model_dir))
+    lm = load_model(str(tiny_model_dir), dtype="float32")
     b = 5.0
     biased_head(lm, {330: b, 49: b})  # " A" and "A" both raised
     [result] = simulate(lm, QUESTION, [{}], NO_CACHE)
@@ -91,7 +91,7 @@ def test_letter_mass_hand_computed(tiny_model_dir):
 
 
 def test_debiasing_maps_back_to_original_options(tiny_model_dir):
-    lm = load_model(str(tiny_model_dir))
+    lm = load_model(str(tiny_model_dir), dtype="float32")
     biased_head(lm, {330: 3.0})  # the model always prefers letter A, whatever it shows
     [one] = simulate(lm, QUESTION, [{}], NO_CACHE)
     [two] = simulate(lm, QUESTION, [{}], SimConfig(orders=2, use_cache=False))
@@ -147,22 +147,22 @@ def test_parse_prefers_longest_option_text():
 
 
 def test_sampling_counts(tiny_model_dir):
-    lm = load_model(str(tiny_model_dir))
-    biased_head(lm, {389: 15.0, 330: 15.0, 104: 15.0})  # " B", " A", and "x" (unparseable); the rest of the vocabulary gets ~1.5 %
-    config = SimConfig(mode="sample", samples=30, temperature=1.0, seed=3, use_cache=False)
+    lm = load_model(str(tiny_model_dir), dtype="float32")
+    biased_head(lm, {389: 15.0, 330: 15.0, 104: 15.0})  # " B", " A", "x" (unparseable)
+    config = SimConfig(mode="sample", samples=15, temperature=1.0, seed=3, use_cache=False)
     [result] = simulate(lm, QUESTION, [{"SEX": "Female"}], config)
-    assert result.n_samples == 30
+    assert result.n_samples == 15
     parsed = result.n_samples - result.n_unparsed
     counts = result.shares * parsed
     np.testing.assert_allclose(counts, np.round(counts), atol=1e-9)  # shares are counts / parsed
-    assert counts[2] == 0 and 0 < result.n_unparsed < 30 and counts[0] > 0 and counts[1] > 0
-    assert result.letter_mass == pytest.approx(parsed / 30)
+    assert counts[2] == 0 and 0 < result.n_unparsed < 15 and counts[0] > 0 and counts[1] > 0
+    assert result.letter_mass == pytest.approx(parsed / 15)
     [again] = simulate(lm, QUESTION, [{"SEX": "Female"}], config)
     np.testing.assert_array_equal(again.shares, result.shares)  # seeded
 
 
 def test_sampling_all_unparsed_is_uniform_and_reported(tiny_model_dir):
-    lm = load_model(str(tiny_model_dir))
+    lm = load_model(str(tiny_model_dir), dtype="float32")
     biased_head(lm, {104: 30.0})
     config = SimConfig(mode="sample", samples=5, use_cache=False)
     [result] = simulate(lm, QUESTION, [{}], config)
