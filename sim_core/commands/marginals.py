@@ -18,7 +18,7 @@ from sim_core.commands import common
 def register(subparsers) -> None:
     """Add the `marginals` subcommand."""
     parser = subparsers.add_parser(
-        "marginals", help="real answer shares per slice (with n, n_eff, 95 % CI)",
+        "marginals", help="real answer shares per slice (with n, n_eff, 95 %% CI)",
         description="Print the real marginals of a question for every slice.")
     common.add_data_args(parser)
     parser.add_argument("--min-n-eff", type=float, default=30.0,
