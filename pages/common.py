@@ -48,27 +48,25 @@ def model_choice() -> tuple[str, str | None]:
     return name, adapter
 
 
-@st.cache_data(ttl=10, show_spinner=False)
 def adapter_names() -> list[str]:
-    """Names of the adapters in the workspace registry (refreshed every 10 s)."""
-    try:
-        from sim_core.adapters import list_adapters
-    except ImportError:  # adapters module not installed in this checkout: no adapters
-        return []
+    """Names of the adapters in the workspace registry (a folder listing: not cached, so an
+    adapter trained in the background or by the CLI shows up at once)."""
+    from sim_core.adapters import list_adapters
+
     return [info.name for info in list_adapters()]
 
 
 @st.cache_data(ttl=10, show_spinner=False)
-def base_checkpoints() -> list[str]:
-    """Base model names known locally (from sim_core.models.list_checkpoints)."""
-    try:
-        from sim_core.models import list_checkpoints
+def base_checkpoints() -> dict[str, str]:
+    """Base models known locally: name -> label (sim_core.models.list_checkpoints)."""
+    from sim_core.models import list_checkpoints
 
+    try:
         items = list_checkpoints()
-    except (ImportError, SimError):
-        return []
-    names = [str(c["name"]) for c in items if c.get("kind") == "base" and c.get("name")]
-    return list(dict.fromkeys(names))
+    except SimError:
+        return {}
+    return {str(c["name"]): str(c.get("label") or c["name"]) for c in items
+            if c.get("kind") == "base" and c.get("name")}
 
 
 def sidebar() -> None:
@@ -78,8 +76,10 @@ def sidebar() -> None:
     with st.sidebar:
         st.caption(f"Workspace: `{workspace_dir()}`")
         default = default_model_name()
-        options = list(dict.fromkeys([default, *base_checkpoints(), OTHER_MODEL]))
+        labels = base_checkpoints()
+        options = list(dict.fromkeys([default, *labels, OTHER_MODEL]))
         choice = st.selectbox("Base model", options, key="side_model_choice",
+                              format_func=lambda n: labels.get(n, n),
                               help="The embedded SmolLM2-135M-Instruct unless you pick another.")
         if choice == OTHER_MODEL:
             typed = st.text_input("Local folder or hub id", key="side_model_other").strip()

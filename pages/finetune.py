@@ -94,7 +94,6 @@ def live_job(job_id: str) -> None:
     state = jobs.job_status(job_id)
     draw_job(state)
     if state.get("status") not in jobs.ACTIVE:
-        common.adapter_names.clear()
         st.rerun()
 
 
@@ -153,37 +152,55 @@ def result_panel(result: dict) -> None:
             st.json(card, expanded=1)
 
 
+def adapter_action(action: str) -> None:
+    """Rename or delete the picked adapter (button callback: runs before the page redraws,
+    so the sidebar and every list see the change); errors kept for the page to show."""
+    from sim_core import adapters
+
+    name, new = st.session_state.get("ft_adapter"), st.session_state.get("ft_new_name", "")
+    try:
+        if action == "rename":
+            adapters.rename_adapter(name, new.strip())
+            st.session_state["ft_adapter"] = new.strip()
+        else:
+            adapters.delete_adapter(name)
+        st.session_state["ft_adapter_error"] = None
+    except SimError as error:
+        st.session_state["ft_adapter_error"] = str(error)
+
+
+def adapters_table(infos) -> pd.DataFrame:
+    """One row per adapter: base, data, steps, date and held-out KL before / after."""
+    return pd.DataFrame([{
+        "name": a.name, "base": a.card.get("base_label") or a.card.get("base_model"),
+        "trained on": (a.card.get("data") or {}).get("survey"), "steps": a.card.get("steps"),
+        "KL before": (a.card.get("before") or {}).get("kl"),
+        "KL after": (a.card.get("after") or {}).get("kl"), "date": a.card.get("date")}
+        for a in infos])
+
+
 def adapters_section() -> None:
     """List, rename, delete and download adapters (sim_core.adapters)."""
     from sim_core import adapters
 
     st.subheader("Adapters")
+    if st.session_state.get("ft_adapter_error"):
+        st.error(st.session_state["ft_adapter_error"])
     infos = adapters.list_adapters()
     if not infos:
         st.caption("No adapter yet.")
         return
-    st.dataframe(pd.DataFrame([{"name": a.name, "base": a.card.get("base_model"),
-                                "created": a.card.get("created"), "path": str(a.path)}
-                               for a in infos]), hide_index=True, key="ft_adapters_table")
+    st.dataframe(adapters_table(infos), hide_index=True, key="ft_adapters_table")
     name = st.selectbox("Adapter", [a.name for a in infos], key="ft_adapter")
-    card = next(a.card for a in infos if a.name == name)
     with st.expander("Card"):
-        st.json(card, expanded=False)
-    cols = st.columns(3)
+        st.json(next(a.card for a in infos if a.name == name), expanded=1)
+    cols = st.columns([2, 1, 1, 1], vertical_alignment="bottom")
     new = cols[0].text_input("New name", key="ft_new_name")
-    try:
-        if cols[0].button("Rename", key="ft_rename", disabled=not new.strip()):
-            adapters.rename_adapter(name, new.strip())
-            common.adapter_names.clear()
-            st.rerun()
-        if cols[1].button("Delete", key="ft_delete"):
-            adapters.delete_adapter(name)
-            common.adapter_names.clear()
-            st.rerun()
-        cols[2].download_button("Download (zip)", adapters.export_adapter_zip(name),
-                                f"{name}.zip", "application/zip", key="ft_download")
-    except SimError as error:
-        common.show_error(error)
+    cols[1].button("Rename", key="ft_rename", disabled=not new.strip(),
+                   on_click=adapter_action, args=("rename",))
+    cols[2].button("Delete", key="ft_delete", on_click=adapter_action, args=("delete",))
+    cols[3].download_button("Download (zip)", lambda: adapters.export_adapter_zip(name),
+                            f"{name}.zip", "application/zip", key="ft_download")
 
 
 def main() -> None:
