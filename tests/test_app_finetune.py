@@ -19,9 +19,12 @@ CSV = "sex,q1,q2,q3\n" + "".join(
     for sex in ("Female", "Male") for i in range(10))
 
 
-def test_defaults_train_and_adapter_card(monkeypatch, tiny_model_dir):
+def test_defaults_train_and_adapter_card(monkeypatch, tiny_model_dir, tmp_path):
     """Widgets start at TrainConfig's defaults; a 2-step job finishes and its adapter is listed."""
     from finetune.train import TrainConfig
+
+    # a workspace of its own, so adapters saved by other tests do not show up in the lists
+    monkeypatch.setenv("SIM_WORKSPACE", str(tmp_path / "ws"))
 
     monkeypatch.setenv("SIM_DEFAULT_MODEL", str(tiny_model_dir))
     store.save_survey("tiny-train", "train.csv", CSV.encode(),

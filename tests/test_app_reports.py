@@ -6,6 +6,7 @@ from pathlib import Path
 
 import io
 
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -46,7 +47,10 @@ def test_report_from_comparison(comparison):
     assert files["pdf"].startswith(b"%PDF")
     text = "".join(p.extract_text() for p in PdfReader(io.BytesIO(files["pdf"])).pages)
     assert "Transport check" in text and "Trains or buses?" in text
-    share = next(iter(comparison.slices[0].simulated.values())).shares[0]
-    assert f"{share:.3f}"[:4] in files["csv"]
+    model_name, simulated = next(iter(comparison.slices[0].simulated.items()))
+    table = pd.read_csv(io.StringIO(files["csv"]))
+    shares = table[(table["table"] == "shares") & (table["entry"] == model_name)]
+    assert list(shares["option"]) == ["Trains", "Buses"]
+    assert list(shares["share"]) == pytest.approx(list(simulated.shares), abs=1e-6)
     assert "Trains or buses?" in files["json"]
     assert {b.key for b in at.download_button} == {"rep_pdf", "rep_csv", "rep_json"}
