@@ -63,21 +63,24 @@ class BenchSettings:
     val_fraction: float = 0.1           # validation part of the training questions
     test_slices: int = 4                # slice split: groups held out entirely
     debias_orders: int = 2              # option orders averaged when debiasing
-    sample_rows: int = 60               # rows (seeded subsample) for sampling mode
+    sample_rows: int = 40               # rows (seeded subsample) for sampling mode
     samples: int = 20                   # respondents per row in sampling mode
     quick_questions: int = 0            # > 0: keep only this many questions (seeded)
     # Training settings chosen on the validation part of the TRAINING questions only.
     train: dict = field(default_factory=lambda: dict(
-        rank=16, alpha=32, lr=2e-3, batch_size=8, max_steps=150, epochs=1,
+        rank=16, alpha=32, lr=1e-3, warmup_steps=10, batch_size=8, max_steps=100, epochs=1,
         target_modules=("q_proj", "k_proj", "v_proj", "o_proj",
                         "gate_proj", "up_proj", "down_proj"),
-        shuffle_options=True, loss="kl", seed=0))
+        # The original option order carries information (scales run low to high, the
+        # middle option is often the most common); shuffling threw it away (docs/fidelity.md).
+        shuffle_options=False, loss="kl", seed=0, eval_every=50, patience=2,
+        evaluate_test=False))
 
 
 def quick_settings() -> BenchSettings:
     """A small version that runs in a few minutes."""
-    s = BenchSettings(sample_rows=8, samples=10, quick_questions=20)
-    s.train = {**s.train, "max_steps": 8, "eval_every": 4}
+    s = BenchSettings(sample_rows=6, samples=10, quick_questions=12)
+    s.train = {**s.train, "max_steps": 6, "eval_every": 3, "warmup_steps": 2}
     return s
 
 
@@ -145,12 +148,10 @@ def run_eval(models, rows, reference, config, desc, baselines=("uniform", "popul
                                       baselines=baselines, progress=tqdm_progress(desc))
 
 
-def deviation_corr(models, rows, config) -> dict[str, float]:
+def deviation_corr(evaluations: dict[str, object], names: dict[str, str]) -> dict[str, float]:
     """Correlation of simulated and real group deviations from each question's mean."""
-    out = {}
-    for key, lm in models.items():
-        out[key] = float(sim_evaluate.group_deviation_correlation(lm, rows, config=config))
-    return out
+    return {f"{method}, {how}": float(ev.group_deviation_correlation(names[method]))
+            for how, ev in evaluations.items() for method in (ZS, FT)}
 
 
 def split_summary(split) -> dict:
@@ -171,14 +172,33 @@ def reference_rows(how: str, split):
 
 def per_attribute(evaluation, entries: dict[str, str]) -> dict[str, dict[str, float]]:
     """Mean Wasserstein per attribute for each method; shows which groups are simulated worst."""
-    df = evaluation.rows
-    attr_col = "attribute" if "attribute" in df else next(c for c in df if c.startswith("attribute"))
-    out: dict[str, dict[str, float]] = {}
-    for method, entry in entries.items():
-        sub = df[df["entry"] == entry]
-        out[method] = {str(a): float(v) for a, v in
-                       sub.groupby(attr_col)["wasserstein"].mean().sort_values().items()}
-    return out
+    table = evaluation.per_attribute("wasserstein")
+    return {method: {str(a): float(v) for a, v in table[entry].sort_values().items()}
+            for method, entry in entries.items()}
+
+
+def position_prior(train_rows, rows) -> list[np.ndarray]:
+    """Mean training distribution by option position for questions with k options.
+
+    A reference line with no model at all: how far the option order alone gets.
+    """
+    by_k: dict[int, list[np.ndarray]] = {}
+    for r in train_rows:
+        by_k.setdefault(len(r.dist), []).append(r.dist)
+    prior = {k: np.mean(v, axis=0) for k, v in by_k.items()}
+    return [prior.get(len(r.dist), np.full(len(r.dist), 1 / len(r.dist))) for r in rows]
+
+
+def prior_scores(train_rows, rows) -> dict[str, float]:
+    """Mean registry scores of the position prior on the rows."""
+    from sim_core.metrics import score_rows
+
+    out: dict[str, list[float]] = {}
+    for r, q in zip(rows, position_prior(train_rows, rows)):
+        scores = score_rows(r.dist[None], q[None], ordinal_values=r.question.ordinal_values)
+        for key, value in scores.items():
+            out.setdefault(key, []).append(float(np.asarray(value).ravel()[0]))
+    return {k: float(np.nanmean(v)) for k, v in out.items() if np.isfinite(v).any()}
 
 
 def sample_subset(rows, n: int, seed: int):
@@ -217,6 +237,7 @@ def bench_split(how: str, rows, base, settings: BenchSettings, timings: dict) ->
     methods = {
         "uniform": means(ev_fixed, "baseline: uniform"),
         pop: means(ev_fixed, "baseline: population"),
+        "training prior by option position (no model)": prior_scores(split.train, split.test),
         "zero-shot, fixed order": means(ev_fixed, names[ZS]),
         f"zero-shot, {settings.debias_orders} orders": means(ev_debias, names[ZS]),
         "fine-tuned, fixed order": means(ev_fixed, names[FT]),
@@ -226,12 +247,8 @@ def bench_split(how: str, rows, base, settings: BenchSettings, timings: dict) ->
         f"fine-tuned, sampling {settings.samples}/row ({len(subset)} rows)":
             means(ev_sample, names[FT]),
     }
-    t0 = time.time()
-    corr = {f"{m}, fixed order": v for m, v in
-            deviation_corr({ZS: base, FT: tuned}, split.test, fixed).items()}
-    corr.update({f"{m}, {settings.debias_orders} orders": v for m, v in
-                 deviation_corr({ZS: base, FT: tuned}, split.test, debias).items()})
-    timings[f"{how}: deviation correlation"] = time.time() - t0
+    corr = deviation_corr({"fixed order": ev_fixed,
+                           f"{settings.debias_orders} orders": ev_debias}, names)
     attrs = per_attribute(ev_debias, {"population": "baseline: population", ZS: names[ZS],
                                       FT: names[FT]})
     return {"methods": methods, "n_rows": {"first-token": len(split.test),
@@ -277,6 +294,18 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
+def write_results(result: dict, out: Path, stem: str) -> str:
+    """fidelity.json and fidelity.md (written atomically); returns the markdown."""
+    out.mkdir(parents=True, exist_ok=True)
+    table = markdown(result)
+    for suffix, text in ((".json", json.dumps(result, indent=2, default=str) + "\n"),
+                         (".md", table + "\n")):
+        tmp = out / f"{stem}{suffix}.tmp"
+        tmp.write_text(text)
+        tmp.replace(out / f"{stem}{suffix}")
+    return table
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     """Command line."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -319,25 +348,24 @@ def main(argv=None) -> dict:
     survey, rows = load_rows(path, settings)
     base = load_model("default")
     timings: dict[str, float] = {}
-    splits = {how: bench_split(how, rows, base, settings, timings)
-              for how in args.splits.split(",")}
     command = "python bench/fidelity.py" + (" --quick" if args.quick else "") \
-        + (f" --steps {args.steps}" if args.steps else "")
+        + (f" --steps {args.steps}" if args.steps else "") \
+        + (f" --splits {args.splits}" if args.splits != "question,slice" else "")
     result = {
         "label": "QUICK run: few questions, few steps; not the benchmark" if args.quick
         else "full run", "command": command, "data": path.name,
         "data_fingerprint": survey.fingerprint, "model": base.label,
         "model_fingerprint": base.fingerprint, "settings": asdict(settings),
-        "train_config": asdict(train_config(settings)), "splits": splits,
-        "timings_s": {k: round(v, 1) for k, v in timings.items()},
-        "wall_time_s": round(time.time() - start, 1),
+        "train_config": asdict(train_config(settings)), "splits": {},
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = "fidelity-quick" if args.quick else "fidelity"
-    (args.out / f"{stem}.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
-    table = markdown(result)
-    (args.out / f"{stem}.md").write_text(table + "\n")
+    for how in args.splits.split(","):
+        result["splits"][how] = bench_split(how, rows, base, settings, timings)
+        # Written after every split, so that an interrupted run still publishes what it has.
+        result["timings_s"] = {k: round(v, 1) for k, v in timings.items()}
+        result["wall_time_s"] = round(time.time() - start, 1)
+        result["complete"] = len(result["splits"]) == len(args.splits.split(","))
+        table = write_results(result, args.out, "fidelity-quick" if args.quick else "fidelity")
     print(table)
     if tmp:
         tmp.cleanup()

@@ -68,9 +68,9 @@ def test_upload_compare_in_chromium(server, tmp_path):
     """Upload the demo CSV, run a comparison, see the chart and the score table."""
     from playwright.sync_api import expect, sync_playwright
 
-    from sim_core.demo import demo_files
+    from sim_core.demo import demo_anes_paths
 
-    demo_csv = next(p for p in demo_files().values() if p.suffix == ".csv")
+    demo_csv, codebook = demo_anes_paths()
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
@@ -79,8 +79,10 @@ def test_upload_compare_in_chromium(server, tmp_path):
             page.goto(server)
             expect(page.get_by_role("heading", name="Survey data")).to_be_visible(timeout=30000)
             first_page_s = time.time() - started
-            page.locator("[data-testid='stFileUploaderDropzoneInput']").first.set_input_files(
-                str(demo_csv))
+            uploaders = page.locator("[data-testid='stFileUploaderDropzoneInput']")
+            uploaders.nth(1).set_input_files(str(codebook))
+            expect(page.get_by_text(codebook.name)).to_be_visible(timeout=30000)
+            uploaders.nth(0).set_input_files(str(demo_csv))
             save = page.get_by_role("button", name="Save to workspace")
             expect(save).to_be_visible(timeout=30000)
             save.click()
@@ -91,8 +93,16 @@ def test_upload_compare_in_chromium(server, tmp_path):
             chart = page.locator("[data-testid='stPlotlyChart']")
             expect(chart).to_be_visible(timeout=120000)
             expect(page.locator(".js-plotly-plot .bars path").first).to_be_attached(timeout=30000)
+            # the codebook's wording, not the column name, heads the result
+            expect(page.get_by_role("heading", name="How many times per week do you watch "
+                                    "the news on TV?")).to_be_visible()
             expect(page.get_by_text("Scores (★ = best entry")).to_be_visible()
-            expect(page.locator("[data-testid='stDataFrame']").first).to_be_visible()
+            table = page.locator("[data-testid='stDataFrame']").first
+            expect(table).to_be_visible()
+            # chart: one bar group per entry (real + model + 3 baselines) over 8 options
+            legend = page.locator(".js-plotly-plot .legend .traces")
+            expect(legend).to_have_count(5)
+            assert page.locator(".js-plotly-plot .bars .point").count() == 5 * 8
             assert not page.locator("[data-testid='stException']").count()
             shot = tmp_path / "dash_compare.png"
             page.screenshot(path=str(shot), full_page=True)
