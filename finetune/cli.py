@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(e)
     e.add_argument("--adapter", required=True)
     e.add_argument("--orders", type=int, help="option orders averaged (default: simulator's)")
+    e.add_argument("--rows", choices=("held-out", "all"), default="held-out",
+                   help="held-out: only the rows the adapter's card says it never saw "
+                        "(default); all: every row of --data")
     e.add_argument("--json", action="store_true")
     r = sub.add_parser("rename", help="rename an adapter")
     r.add_argument("old")
@@ -276,11 +279,31 @@ def cmd_eval(args) -> int:
         raise SimError("Give the survey to score on with --data FILE.")
     survey = load_data(args.data, args.codebook)
     rows = survey_rows(survey, by=_csv(args.by), questions=_csv(args.questions))
+    reference = rows
+    if args.rows == "held-out":
+        from finetune.rows import held_out_rows
+        from sim_core.adapters import read_card, resolve_adapter
+
+        split = read_card(resolve_adapter(args.adapter)).get("split", {})
+        rows = held_out_rows(rows, split)
+        # A slice split's population baseline may only use the groups the adapter saw.
+        if split.get("how") == "slice":
+            held = {id(r) for r in rows}
+            reference = [r for r in reference if id(r) not in held]
+        print(f"scoring the {len(rows)} held-out rows (split by {split.get('how')})",
+              file=sys.stderr)
     config = SimConfig()
     if args.orders:
         config = dataclasses.replace(config, orders=args.orders)
     models = [load_model(args.base), load_model(args.base, adapter=args.adapter)]
-    evaluation = evaluate_rows(models, rows, config=config)
+    from sim_core.commands.compare import tqdm_progress
+
+    bar, progress = tqdm_progress("eval")
+    try:
+        evaluation = evaluate_rows(models, rows, config=config, reference_rows=reference,
+                                   progress=progress)
+    finally:
+        bar.close()
     table = evaluation.summary()
     if args.json:
         print(table.to_json(orient="index"))

@@ -136,6 +136,39 @@ def split_rows(rows: Sequence[SurveyRow], how: str = "question", *, test_fractio
     return Split(train=train, val=val, test=test, info=info)
 
 
+def held_out_rows(rows: Sequence[SurveyRow], info: dict) -> list[SurveyRow]:
+    """The rows an adapter never saw, given the split `info` stored in its card.
+
+    Question, slice and wave splits are matched by their held-out units (so the rows may
+    come from a fresh read of the survey); a random split is recomputed with its seed.
+
+    Raises:
+        DataError: the card has no split, or none of `rows` belongs to its held-out part.
+    """
+    how = (info or {}).get("how")
+    if how == "question":
+        held = set(info.get("test_questions", []))
+        out = [r for r in rows if r.question.id in held]
+    elif how == "slice":
+        held = set(info.get("test_slices", []))
+        out = [r for r in rows if _by_slice(r) in held]
+    elif how == "wave":
+        held = {str(w) for w in info.get("test_waves", [])}
+        out = [r for r in rows if str(r.wave) in held]
+    elif how == "random":
+        out = split_rows(rows, "random", test_fraction=info.get("test_fraction", 0.2),
+                         val_fraction=info.get("val_fraction", 0.1),
+                         seed=info.get("seed", 0)).test
+    else:
+        raise DataError("The adapter's card records no train/test split; "
+                        "score it on all rows instead (--rows all).")
+    if not out:
+        raise DataError(f"None of these rows is in the adapter's held-out part (split by "
+                        f"{how}); is this the survey it was trained on? Use --rows all to "
+                        "score every row.")
+    return out
+
+
 def reweight_slices(rows: Sequence[SurveyRow]) -> list[SurveyRow]:
     """Give every group (slice label) the same total weight, so small groups count.
 

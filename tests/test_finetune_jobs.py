@@ -77,12 +77,24 @@ def test_cli_train_json_list_and_manage(tiny_model_dir, gss_path, capsys, tmp_pa
     if result["before"]:
         assert set(result["before"]) == set(result["after"]) and "kl" in result["after"]
     assert main(["list"]) == 0 and "cli-lora" in capsys.readouterr().out
+    # by default only the rows the adapter never saw: the 2 held-out groups of natspac
     assert main(["eval", "--adapter", "cli-lora", "--data", str(gss_path), "--questions",
-                 "natspac", "--by", "SEX", "--base", str(tiny_model_dir), "--orders", "1",
-                 "--json"]) == 0
-    table = json.loads(capsys.readouterr().out)      # entry -> score -> mean
+                 "natspac", "--base", str(tiny_model_dir), "--orders", "1", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "scoring the 2 held-out rows (split by slice)" in captured.err
+    table = json.loads(captured.out)      # entry -> score -> mean
     assert any("cli-lora" in entry for entry in table) and len(table) >= 3
     assert all(0 <= scores["tv"] <= 1 for scores in table.values())
+    # the held-out groups are never SEX groups here, so --by SEX needs --rows all
+    held = set(result["card"]["split"]["test_slices"])
+    if not any(h.startswith("SEX=") for h in held):
+        assert main(["eval", "--adapter", "cli-lora", "--data", str(gss_path), "--questions",
+                     "natspac", "--by", "SEX", "--base", str(tiny_model_dir)]) == 2
+        assert "--rows all" in capsys.readouterr().err
+    assert main(["eval", "--adapter", "cli-lora", "--data", str(gss_path), "--questions",
+                 "natspac", "--by", "SEX", "--base", str(tiny_model_dir), "--orders", "1",
+                 "--rows", "all", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) >= 3
     assert main(["rename", "cli-lora", "cli-renamed"]) == 0
     assert main(["export", "cli-renamed", "--out", str(tmp_path / "a.zip")]) == 0
     assert (tmp_path / "a.zip").stat().st_size > 0

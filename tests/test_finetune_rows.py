@@ -205,3 +205,23 @@ def test_split_json_round_trip():
     assert math.isnan(x.question.ordinal_values[2]) and x.question.is_ordinal
     with pytest.raises(DataError, match="Malformed"):
         split_from_json({"train": [{"slice": {}}], "val": [], "test": []})
+
+
+def test_held_out_rows_from_card_info():
+    """The held-out part is found again from the split info alone, for every kind of split."""
+    import json
+
+    from finetune.rows import held_out_rows, row_key
+
+    gss_rows = make_rows(waves=("2020", "2022"))
+
+    for how in ("question", "slice", "random", "wave"):
+        split = split_rows(gss_rows, how, seed=3)
+        info = json.loads(json.dumps(split.info))          # as stored in card.json
+        again = held_out_rows(list(reversed(gss_rows)), info)
+        assert sorted(map(row_key, again)) == sorted(map(row_key, split.test)), how
+    with pytest.raises(DataError, match="records no train/test split"):
+        held_out_rows(gss_rows, {})
+    other = [r for r in gss_rows if r.question.id not in set(split_rows(gss_rows).info["test_questions"])]
+    with pytest.raises(DataError, match="--rows all"):
+        held_out_rows(other, split_rows(gss_rows).info)
