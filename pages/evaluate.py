@@ -28,7 +28,25 @@ def settings(survey):
                             default=default, key="eval_checkpoints")
     orders = st.number_input("Option orders averaged (K)", 1, 8, value=2, key="eval_orders")
     checkpoints = [(base, None if p == BASE else p) for p in picked]
+    warn_seen_questions([p for p in picked if p != BASE], ids[: int(limit)])
     return by or None, picked_waves or [None], ids[: int(limit)], checkpoints, int(orders)
+
+
+def warn_seen_questions(adapters: list[str], ids: list[str]) -> None:
+    """Say when an adapter was trained on some of these questions: no held-out test there."""
+    from sim_core.adapters import read_card, resolve_adapter
+
+    for name in adapters:
+        try:
+            seen = set(read_card(resolve_adapter(name)).get("questions_seen", []))
+        except SimError:
+            continue
+        overlap = [q for q in ids if q in seen]
+        if overlap:
+            st.warning(f"Adapter '{name}' was trained on {len(overlap)} of these {len(ids)} "
+                       f"questions ({', '.join(overlap[:5])}{', ...' if len(overlap) > 5 else ''})"
+                       ": its scores there are not a held-out test. `python -m finetune eval "
+                       f"--adapter {name}` scores only the rows it never saw.")
 
 
 def run(survey, by, waves, ids, checkpoints, orders) -> None:

@@ -66,14 +66,20 @@ def test_two_checkpoints_side_by_side(monkeypatch, tiny_model_dir):
     lora = get_peft_model(lm.model, LoraConfig(r=4, lora_alpha=8, init_lora_weights=False,
                                                target_modules=["q_proj", "v_proj"]))
     save_adapter(lora.save_pretrained, "eval-random", {"base_model": str(tiny_model_dir),
-                                                       "base_fingerprint": lm.fingerprint})
+                                                       "base_fingerprint": lm.fingerprint,
+                                                       "questions_seen": ["q2", "q9"]})
     store.save_survey("tiny-two", "two.csv", CSV.encode(),
                       {"demographics": ["sex"], "questions": ["q1", "q2"], "wave": "year"})
     at = AppTest.from_file(APP, default_timeout=120).run()
     at.switch_page("pages/evaluate.py").run()
     at.selectbox(key="eval_survey").set_value("tiny-two").run()
     at.multiselect(key="eval_checkpoints").set_value(["(base model)", "eval-random"])
-    at.number_input(key="eval_orders").set_value(1)
+    at.number_input(key="eval_orders").set_value(1).run()
+    # the card says it was trained on q2: the page says so before anyone reads the scores
+    assert [w.value for w in at.warning if "eval-random" in w.value] == [
+        "Adapter 'eval-random' was trained on 1 of these 2 questions (q2): its scores there "
+        "are not a held-out test. `python -m finetune eval --adapter eval-random` scores only "
+        "the rows it never saw."]
     at.button(key="eval_run").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     evaluation = at.session_state["eval_evaluation"]
