@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -20,6 +19,14 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 
 
 pytestmark = pytest.mark.browser
+
+
+def _shoot(target, name: str) -> None:
+    """Screenshot a page or element into $SIM_SCREENSHOTS (for people to look at), if set."""
+    folder = os.environ.get("SIM_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        target.screenshot(path=str(Path(folder) / f"{name}.png"))
 
 
 def _free_port() -> int:
@@ -65,7 +72,7 @@ def server(tmp_path, tiny_model_dir):
 
 
 def test_upload_compare_in_chromium(server, tmp_path):
-    """Upload the demo CSV, run a comparison, see the chart and the score table."""
+    """Upload data + codebook, compare, see chart and scores, build a PDF, open every page."""
     from playwright.sync_api import expect, sync_playwright
 
     from sim_core.demo import demo_anes_paths
@@ -104,10 +111,32 @@ def test_upload_compare_in_chromium(server, tmp_path):
             expect(legend).to_have_count(5)
             assert page.locator(".js-plotly-plot .bars .point").count() == 5 * 8
             assert not page.locator("[data-testid='stException']").count()
-            shot = tmp_path / "dash_compare.png"
-            page.screenshot(path=str(shot), full_page=True)
-            assert shot.stat().st_size > 10_000
-            shutil.copy(shot, "/tmp/dash_compare.png")
+            _shoot(chart, "compare_chart")
+            _shoot(table, "compare_scores")
+            _shoot(page, "compare_page")
             print(f"first page in {first_page_s:.2f} s")
+
+            # Reports: the comparison just made becomes a PDF with CSV / JSON downloads
+            page.get_by_role("link", name="Reports").click()
+            expect(page.get_by_role("heading", name="Reports")).to_be_visible(timeout=30000)
+            page.get_by_role("button", name="Build report").click()
+            with page.expect_download(timeout=60000) as download:
+                page.get_by_role("button", name="PDF report").click()
+            pdf = tmp_path / "report.pdf"
+            download.value.save_as(pdf)
+            assert pdf.read_bytes().startswith(b"%PDF")
+            _shoot(page, "reports_page")
+
+            # the other pages open without an error
+            for link, heading, button in (
+                    ("Evaluate", "Evaluate a checkpoint on a whole survey", "Evaluate"),
+                    ("Fine-tune", "Fine-tune an adapter", "Start training"),
+                    ("Data", "Survey data", "Upload")):
+                page.get_by_role("link", name=link).click()
+                expect(page.get_by_role("heading", name=heading)).to_be_visible(timeout=30000)
+                expect(page.get_by_role("button", name=button, exact=True).first
+                       ).to_be_visible(timeout=30000)
+                assert not page.locator("[data-testid='stException']").count(), link
+                _shoot(page, f"{link.lower().replace('-', '')}_page")
         finally:
             browser.close()
