@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float)
     t.add_argument("--rank", type=int)
     t.add_argument("--batch-size", type=int)
+    t.add_argument("--top-layers", type=int,
+                   help="adapt only the top N transformer layers (cheaper steps)")
     t.add_argument("--loss", choices=("kl", "kl+ordinal", "kl+ce"))
     t.add_argument("--qlora", action="store_true", help="4-bit NF4 base (CUDA only)")
     t.add_argument("--no-shuffle", action="store_true", help="keep the original option order")
@@ -104,7 +106,7 @@ def config_from_args(args, base_config=None):
     config = base_config or TrainConfig()
     given = {"epochs": args.epochs, "max_steps": args.max_steps, "lr": args.lr,
              "rank": args.rank, "batch_size": args.batch_size, "loss": args.loss,
-             "seed": args.seed}
+             "seed": args.seed, "top_layers": args.top_layers}
     changes = {k: v for k, v in given.items() if v is not None}
     if args.rank is not None:
         changes["alpha"] = 2 * args.rank        # keep the alpha / rank scaling of the default

@@ -159,3 +159,19 @@ def test_qlora_trains_on_cuda(tiny_model_dir):
                            callback=events.append)
     assert len(events) == 4 and all(np.isfinite(e["loss"]) for e in events)
     assert (result.adapter_path / "adapter_model.safetensors").exists()
+
+
+def test_top_layers_adapts_only_the_top_layers(tiny_model_dir):
+    """top_layers=1: LoRA weights exist only in the last layer, and training changes them."""
+    from transformers import AutoConfig
+
+    n_layers = AutoConfig.from_pretrained(tiny_model_dir).num_hidden_layers
+    assert n_layers >= 2
+    config = TrainConfig(max_steps=2, top_layers=1, lr=1e-2, **FAST)
+    result = train_adapter(fixed_split(), name="top-only", base=str(tiny_model_dir),
+                           config=config)
+    weights = load_file(result.adapter_path / "adapter_model.safetensors")
+    layers = {int(k.split(".layers.")[1].split(".")[0]) for k in weights}
+    assert layers == {n_layers - 1}
+    assert any(k.endswith("lora_B.weight") and weights[k].abs().sum() > 0 for k in weights)
+    assert result.card["hyperparameters"]["top_layers"] == 1
