@@ -248,6 +248,9 @@ def _card(name: str, lm, split: Split, config: TrainConfig, data_info: dict | No
         "base_fingerprint": lm.fingerprint, "data": dict(data_info or {}),
         "questions_seen": seen["questions"], "slices_seen": seen["slices"],
         "split": split.info, "loss": config.loss,
+        # Trained on the original option order: its order carries what it learned, so the
+        # simulator uses that order alone unless told otherwise (sim_core.simulate.orders_for).
+        "inference_orders": None if config.shuffle_options else 1,
         "hyperparameters": {k: (list(v) if isinstance(v, tuple) else v)
                             for k, v in asdict(config).items()},
         "before": scores["before"], "after": scores["after"], "baselines": scores["baselines"],

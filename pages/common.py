@@ -157,3 +157,17 @@ def survey_picker(prefix: str, label: str = "Survey"):
     except SimError as error:
         show_error(error)
         return None, None
+
+
+ORDER_CHOICES = (0, 1, 2, 4, 8)
+
+
+def orders_widget(container, key: str) -> int | None:
+    """Option orders averaged: 'auto' (None) = each checkpoint's own (sim_core.simulate.orders_for)."""
+    picked = container.selectbox(
+        "Option orders averaged (debiasing)", ORDER_CHOICES, key=key,
+        format_func=lambda n: "auto (base model 2; adapter: its card)" if n == 0 else str(n),
+        help="Averaging over reversed / shifted option orders removes the base model's letter "
+             "bias. An adapter trained on the original option order learned from that order, "
+             "so 'auto' reads it in that order only.")
+    return int(picked) or None

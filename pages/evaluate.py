@@ -26,10 +26,10 @@ def settings(survey):
     default = [side_adapter] if side_adapter in choices else [BASE]
     picked = st.multiselect(f"Checkpoints (two or more are compared; base: {base})", choices,
                             default=default, key="eval_checkpoints")
-    orders = st.number_input("Option orders averaged (K)", 1, 8, value=2, key="eval_orders")
+    orders = common.orders_widget(st, "eval_orders")
     checkpoints = [(base, None if p == BASE else p) for p in picked]
     warn_seen_questions([p for p in picked if p != BASE], ids[: int(limit)])
-    return by or None, picked_waves or [None], ids[: int(limit)], checkpoints, int(orders)
+    return by or None, picked_waves or [None], ids[: int(limit)], checkpoints, orders
 
 
 def warn_seen_questions(adapters: list[str], ids: list[str]) -> None:

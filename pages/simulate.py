@@ -77,7 +77,7 @@ def survey_question():
 
 def settings():
     """Checkpoints and SimConfig from the widgets."""
-    from sim_core.simulate import DEFAULT_ORDERS, SimConfig
+    from sim_core.simulate import SimConfig
 
     base, side_adapter = common.model_choice()
     choices = [BASE, *common.adapter_names()]
@@ -86,14 +86,13 @@ def settings():
                             key="sim_checkpoints")
     cols = st.columns(3)
     mode = MODES[cols[0].radio("Mode", list(MODES), key="sim_mode")]
-    orders = cols[1].number_input("Option orders averaged (K, debiasing)", 1, 8,
-                                  value=DEFAULT_ORDERS, key="sim_orders")
+    orders = common.orders_widget(cols[1], "sim_orders")
     samples = cols[2].number_input("Samples per slice (sampling mode)", 5, 500, value=20,
                                    key="sim_samples", disabled=mode != "sample")
     baselines = st.multiselect("Baselines", ["uniform", "population", "classifier"],
                                default=["uniform", "population", "classifier"],
                                key="sim_baselines")
-    config = SimConfig(mode=mode, orders=int(orders), samples=int(samples))
+    config = SimConfig(mode=mode, orders=orders, samples=int(samples))
     return [(base, None if p == BASE else p) for p in picked], config, tuple(baselines)
 
 
@@ -156,7 +155,9 @@ def show_comparison(comparison) -> None:
                 "there is nothing to compare them with.")
     config = comparison.config
     st.caption(f"Checkpoints: {', '.join(c['label'] for c in comparison.checkpoints)} · "
-               f"mode {config.mode} · {config.orders} option order(s) averaged"
+               f"mode {config.mode}"
+               + ("" if config.mode != "first-token" else " · option orders averaged: "
+                  + ", ".join(f"{c['label']} {c['orders']}" for c in comparison.checkpoints))
                + (f" · wave {comparison.wave}" if comparison.wave else ""))
     for note in comparison.notes:
         st.caption(note)

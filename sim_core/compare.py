@@ -12,7 +12,7 @@ import pandas as pd
 from sim_core import baselines as base_lib
 from sim_core.errors import DataError, SimError
 from sim_core.metrics import METRICS, best_entry, noise_floor, score_all
-from sim_core.simulate import SimConfig, SimResult, simulate
+from sim_core.simulate import SimConfig, SimResult, orders_for, simulate
 from sim_core.slices import SliceMarginal, real_marginals, slice_label
 from sim_core.survey import Question, Survey
 
@@ -122,8 +122,8 @@ def unique_labels(models: Sequence[Any]) -> list[str]:
     return out
 
 
-def checkpoint_info(lm: Any, label: str) -> dict:
-    """label, name, adapter, fingerprints and the adapter card (empty when unreadable)."""
+def checkpoint_info(lm: Any, label: str, config: SimConfig | None = None) -> dict:
+    """label, name, adapter, fingerprints, option orders used and the adapter card."""
     card: dict = {}
     if lm.adapter:
         try:
@@ -133,7 +133,8 @@ def checkpoint_info(lm: Any, label: str) -> dict:
             card = {}       # adapter loaded from a folder outside the registry
     return {"label": label, "name": lm.name, "adapter": lm.adapter,
             "fingerprint": lm.fingerprint,
-            "adapter_fingerprint": getattr(lm, "adapter_fingerprint", None), "card": card}
+            "adapter_fingerprint": getattr(lm, "adapter_fingerprint", None), "card": card,
+            "orders": orders_for(lm, config or SimConfig())}
 
 
 def model_progress(progress: Progress, index: int, count: int) -> Progress:
@@ -247,5 +248,6 @@ def compare(models: list[Any], question: Question, *, survey: Survey | None = No
         out.append(sc)
     return Comparison(question=question, survey_name=survey.name if survey else None,
                       wave=wave, by=by, config=config,
-                      checkpoints=[checkpoint_info(lm, lab) for lm, lab in zip(models, labels)],
+                      checkpoints=[checkpoint_info(lm, lab, config)
+                                   for lm, lab in zip(models, labels)],
                       slices=out, notes=notes)

@@ -15,7 +15,7 @@ from sim_core.baselines import uniform
 from sim_core.compare import BASELINE_PREFIX, Progress, model_progress, unique_labels
 from sim_core.errors import DataError
 from sim_core.metrics import METRICS, compute, is_ordinal
-from sim_core.simulate import SimConfig, simulate_rows
+from sim_core.simulate import SimConfig, orders_for, simulate_rows
 from sim_core.slices import SurveyRow, slice_label, survey_rows
 from sim_core.survey import Survey
 
@@ -32,7 +32,8 @@ class Evaluation:
         entries: checkpoint labels, then "baseline: <name>".
         rows: one row per (question, slice, entry): question_id, slice, attribute, group,
             wave, n_eff, entry and one column per score (NaN where it does not apply).
-        mode, orders: simulation settings used.
+        mode, orders: simulation settings used (orders 0: each checkpoint's own).
+        entry_orders: checkpoint label -> option orders it was simulated with.
         dists: entry -> predicted distribution per survey row (row order of `survey_rows`).
         survey_rows: the SurveyRows evaluated.
     """
@@ -43,6 +44,7 @@ class Evaluation:
     rows: pd.DataFrame
     mode: str = "first-token"
     orders: int = 1
+    entry_orders: dict[str, int] = field(default_factory=dict)
     dists: dict[str, list[np.ndarray]] = field(default_factory=dict, repr=False)
     survey_rows: list[SurveyRow] = field(default_factory=list, repr=False)
 
@@ -194,7 +196,9 @@ def evaluate_rows(models: list[Any], rows: list[SurveyRow], *, config: SimConfig
         raise ValueError(f"unknown baseline(s) {', '.join(unknown)}; known: uniform, population")
     config = config or SimConfig()
     dists: dict[str, list] = {}
+    entry_orders: dict[str, int] = {}
     for i, (lm, label) in enumerate(zip(models, unique_labels(models))):
+        entry_orders[label] = orders_for(lm, config)
         results = simulate_rows(lm, rows, config, should_stop=should_stop,
                                 progress=model_progress(progress, i, len(models)))
         dists[label] = [r.shares for r in results]
@@ -207,7 +211,8 @@ def evaluate_rows(models: list[Any], rows: list[SurveyRow], *, config: SimConfig
     frames = [pd.concat([info, _score_frame(rows, entry, d)], axis=1) for entry, d in dists.items()]
     table = pd.concat(frames, ignore_index=True)
     return Evaluation(survey_name=survey_name, wave=wave, entries=list(dists), rows=table,
-                      mode=config.mode, orders=config.orders if config.mode == "first-token" else 1,
+                      mode=config.mode, entry_orders=entry_orders,
+                      orders=(config.orders or 0) if config.mode == "first-token" else 1,
                       dists=dists, survey_rows=list(rows))
 
 

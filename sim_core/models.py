@@ -42,6 +42,8 @@ class LoadedModel:
     adapter_fingerprint: str | None = None
     is_chat: bool = True
     dtype: str = "float32"
+    # Option orders to average when SimConfig.orders is None (an adapter's card may say 1).
+    inference_orders: int | None = None
 
     @property
     def label(self) -> str:
@@ -247,7 +249,19 @@ def attach_adapter(lm: LoadedModel, adapter: str) -> LoadedModel:
     lm.model.eval()
     lm.adapter = path.name
     lm.adapter_fingerprint = adapter_fingerprint(path)
+    lm.inference_orders = _card_orders(path)
     return lm
+
+
+def _card_orders(path: Path) -> int | None:
+    """The option orders an adapter's card recommends (None: the simulator's default)."""
+    from sim_core.adapters import read_card
+
+    try:
+        value = read_card(path).get("inference_orders")
+    except AdapterError:
+        return None
+    return int(value) if isinstance(value, (int, float)) and value >= 1 else None
 
 
 def build_tiny_model(folder: Path, seed: int = 0) -> Path:

@@ -232,7 +232,7 @@ def report_from_comparisons(comparisons: list[Any], title: str | None = None) ->
     report = Report(title=title or f"Simulated vs real: {survey or 'drafted question'}",
                     created=_today(), survey=survey, wave=_joined([c.wave for c in comparisons]),
                     checkpoints=checkpoints, baselines=baselines,
-                    mode=str(first.config.mode), orders=int(first.config.orders),
+                    mode=str(first.config.mode), orders=int(first.config.orders or 0),
                     scores=_score_infos(keys), questions=questions)
     report.methods = methods_text(report)
     return report
@@ -244,11 +244,26 @@ def _plain(value: Any) -> Any:
                                  else str(v)))
 
 
+def orders_sentence(report: Report) -> str:
+    """How many option orders were averaged, in words (per checkpoint when they differ)."""
+    def words(n: int) -> str:
+        return ("the original option order only" if n <= 1 else
+                f"{n} option orders (original, reversed, cyclic shifts), averaged after mapping "
+                "back to the original options")
+
+    if report.orders >= 1:
+        return words(report.orders)
+    per = [(c.get("label"), c.get("orders")) for c in report.checkpoints if c.get("orders")]
+    if len({n for _, n in per}) == 1:
+        return words(per[0][1])
+    return ("each checkpoint's own number of option orders (" + "; ".join(
+        f"{label}: {words(n)}" for label, n in per) + "; an adapter trained on the original "
+        "option order is read in that order only)")
+
+
 def methods_text(report: Report) -> str:
     """The methods paragraph: how distributions are simulated and scores defined."""
-    orders = ("the original option order only" if report.orders <= 1 else
-              f"{report.orders} option orders (original, reversed, cyclic shifts), "
-              "averaged after mapping back to the original options")
+    orders = orders_sentence(report)
     mode = ("the next-token probabilities of the option letters, renormalised over the "
             "options" if report.mode == "first-token" else
             "answers sampled from the model and parsed into options")
@@ -329,7 +344,8 @@ def report_from_evaluation(evaluation: Any, title: str | None = None) -> Report:
                  if str(e).startswith(BASELINE_PREFIX)]
     report = Report(title=title or f"Evaluation: {evaluation.survey_name}", created=_today(),
                     survey=evaluation.survey_name, wave=evaluation.wave,
-                    checkpoints=[{"label": e} for e in models], baselines=baselines,
+                    checkpoints=[{"label": e, "orders": getattr(evaluation, "entry_orders", {})
+                                  .get(e)} for e in models], baselines=baselines,
                     mode=str(getattr(evaluation, "mode", "first-token")),
                     orders=int(getattr(evaluation, "orders", 1)),
                     scores=_score_infos(set(keys)), evaluation=part)

@@ -170,7 +170,8 @@ def _title_page(pdf: _PDF, report: Report) -> None:
     _heading(pdf, report.title, 20)
     facts = [("Date", report.created), ("Survey", report.survey or "— (drafted question)"),
              ("Wave", report.wave or "all"),
-             ("Simulation", f"{report.mode}, {report.orders} option order(s) averaged"),
+             ("Simulation", f"{report.mode}, " + (f"{report.orders} option order(s) averaged"
+                            if report.orders >= 1 else "option orders per checkpoint (see methods)")),
              ("Baselines", ", ".join(report.baselines) or "none")]
     _table(pdf, None, [[(k, _BOLD), (v, None)] for k, v in facts], [1, 4], size=9)
     if report.checkpoints:

@@ -17,6 +17,10 @@ from sim_core.prompts import LETTERS, PromptStyle, build_prompt, option_orders
 # 0.268 with 1 order, 0.201 with 2, 0.199 with 4 (uniform guess 0.200): the reversed order
 # removes nearly all the letter bias at half the cost of 4 orders.
 DEFAULT_ORDERS = 2
+# An adapter trained on the original option order learned what the position says (scales run
+# low to high, the middle is often the mode): on the GSS validation questions it scored WD
+# 0.204 with its own order and 0.242 averaged over 2 orders, so such an adapter's card
+# recommends 1 order (finetune writes `inference_orders`; docs/fidelity.md).
 MAX_NEW_TOKENS = 6
 
 Progress = Callable[[int, int], None] | None
@@ -29,7 +33,9 @@ class SimConfig:
 
     Attributes:
         mode: "first-token" (letter probabilities at the next token) or "sample".
-        orders: option orders averaged (identity, reversed, cyclic shifts), first-token mode.
+        orders: option orders averaged (identity, reversed, cyclic shifts), first-token mode;
+            None = each checkpoint's own: DEFAULT_ORDERS for a base model, the number its
+            card recommends for an adapter (see orders_for).
         samples: respondents generated per slice in sampling mode.
         temperature: sampling temperature in sampling mode.
         batch_size: prompts per forward pass.
@@ -39,7 +45,7 @@ class SimConfig:
     """
 
     mode: str = "first-token"
-    orders: int = DEFAULT_ORDERS
+    orders: int | None = None
     samples: int = 20
     temperature: float = 1.0
     batch_size: int = 8
@@ -228,6 +234,24 @@ class _Task:
     key: str = ""
 
 
+def orders_for(lm: Any, config: "SimConfig") -> int:
+    """Option orders averaged for this checkpoint: config.orders, or the checkpoint's own."""
+    if config.mode != "first-token":
+        return 1
+    if config.orders:
+        return max(1, int(config.orders))
+    return int(getattr(lm, "inference_orders", None) or DEFAULT_ORDERS)
+
+
+def orders_text(config: "SimConfig") -> str:
+    """How many option orders, in words, for tables and captions."""
+    if config.mode != "first-token":
+        return "sampled answers"
+    if config.orders:
+        return f"{config.orders} option order(s) averaged"
+    return "option orders: each checkpoint's own (base model 2, adapters as their card says)"
+
+
 def _make_tasks(lm: Any, pairs: list[tuple[Any, dict]], config: SimConfig) -> list[_Task]:
     """Prompts and cache keys for every (question, slice)."""
     from sim_core.cache import cache_key
@@ -241,8 +265,7 @@ def _make_tasks(lm: Any, pairs: list[tuple[Any, dict]], config: SimConfig) -> li
         k = len(question.options)
         if k < 2:
             raise SimError(f"Question '{question.id}' needs at least two options.")
-        count = config.orders if config.mode == "first-token" else 1
-        orders = option_orders(k, max(1, count))
+        orders = option_orders(k, orders_for(lm, config))
         prompts = [build_prompt(lm.tokenizer, question, slice_, order=o, style=config.style)
                    for o in orders]
         params = {"orders": [list(o) for o in orders]} if config.mode == "first-token" else {
@@ -322,7 +345,7 @@ def simulate(lm: Any, question: Any, slices: list[dict[str, str]],
         lm: a LoadedModel.
         question: sim_core.survey.Question.
         slices: attribute -> group dicts ({} = whole population).
-        config: SimConfig (default: first-token, DEFAULT_ORDERS orders, cache on).
+        config: SimConfig (default: first-token, each checkpoint's own orders, cache on).
         progress: called with (done, total) prompts (or slices in sampling mode).
         should_stop: polled between batches; True raises Cancelled.
     Returns:

@@ -28,7 +28,7 @@ def test_evaluate_two_waves(monkeypatch, tiny_model_dir):
     at.selectbox(key="eval_survey").set_value("tiny-waves").run()
     at.multiselect(key="eval_waves").set_value(["2020", "2022"])
     at.number_input(key="eval_limit").set_value(2)
-    at.number_input(key="eval_orders").set_value(1)
+    at.selectbox(key="eval_orders").set_value(1)
     at.button(key="eval_run").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     results = at.session_state["eval_results"]
@@ -74,7 +74,7 @@ def test_two_checkpoints_side_by_side(monkeypatch, tiny_model_dir):
     at.switch_page("pages/evaluate.py").run()
     at.selectbox(key="eval_survey").set_value("tiny-two").run()
     at.multiselect(key="eval_checkpoints").set_value(["(base model)", "eval-random"])
-    at.number_input(key="eval_orders").set_value(1).run()
+    at.selectbox(key="eval_orders").set_value(1).run()
     # the card says it was trained on q2: the page says so before anyone reads the scores
     assert [w.value for w in at.warning if "eval-random" in w.value] == [
         "Adapter 'eval-random' was trained on 1 of these 2 questions (q2): its scores there "

@@ -149,7 +149,7 @@ def test_cli_compare(tiny_model_dir, tmp_path, capsys):
                                   questions=["spend", "vote"])
     reals = {m.label: m for m in real_marginals(loaded, "vote", ["sex"])}
     (item,) = out
-    assert item["question"] == "vote" and item["orders"] == 1
+    assert item["question"] == "vote" and item["orders"] == {"tiny-model0": 1}
     for sl in item["slices"]:
         real = reals[sl["label"]]
         order = [item["options"].index(o) for o in real.options]

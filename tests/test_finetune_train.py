@@ -175,3 +175,33 @@ def test_top_layers_adapts_only_the_top_layers(tiny_model_dir):
     assert layers == {n_layers - 1}
     assert any(k.endswith("lora_B.weight") and weights[k].abs().sum() > 0 for k in weights)
     assert result.card["hyperparameters"]["top_layers"] == 1
+
+
+def test_adapter_trained_on_fixed_order_is_read_in_that_order(tiny_model_dir):
+    """No shuffling -> the card recommends 1 order; SimConfig(orders=None) uses it, an
+    explicit number still wins, and the base model keeps DEFAULT_ORDERS."""
+    from sim_core.compare import checkpoint_info
+    from sim_core.models import load_model
+    from sim_core.simulate import DEFAULT_ORDERS, SimConfig, orders_for, simulate_rows
+
+    config = TrainConfig(max_steps=1, shuffle_options=False, **FAST)
+    result = train_adapter(fixed_split(), name="fixed-order", base=str(tiny_model_dir),
+                           config=config)
+    assert result.card["inference_orders"] == 1
+    base = load_model(str(tiny_model_dir), dtype="float32")
+    tuned = load_model(str(tiny_model_dir), adapter="fixed-order", dtype="float32")
+    auto = SimConfig(use_cache=False)
+    assert orders_for(base, auto) == DEFAULT_ORDERS == 2 and orders_for(tuned, auto) == 1
+    assert orders_for(tuned, SimConfig(orders=3)) == 3
+    assert orders_for(tuned, SimConfig(mode="sample")) == 1
+    rows = fixed_split().train[:1]
+    got = simulate_rows(tuned, rows, auto)[0]
+    one = simulate_rows(tuned, rows, SimConfig(orders=1, use_cache=False))[0]
+    two = simulate_rows(tuned, rows, SimConfig(orders=2, use_cache=False))[0]
+    np.testing.assert_allclose(got.shares, one.shares, atol=1e-6)
+    assert not np.allclose(got.shares, two.shares, atol=1e-4)
+    assert checkpoint_info(tuned, "t", auto)["orders"] == 1
+    assert checkpoint_info(base, "b", auto)["orders"] == 2
+    shuffled = train_adapter(fixed_split(), name="shuffled", base=str(tiny_model_dir),
+                             config=TrainConfig(max_steps=1, shuffle_options=True, **FAST))
+    assert shuffled.card["inference_orders"] is None

@@ -34,8 +34,10 @@ def register(subparsers) -> None:
     parser.add_argument("--adapter", action="append", default=[],
                         help="LoRA adapter (name or folder); repeatable; the base model is "
                              "always compared too")
-    parser.add_argument("--orders", type=int, default=DEFAULT_ORDERS,
-                        help=f"option orders averaged (default {DEFAULT_ORDERS})")
+    parser.add_argument("--orders", type=int, default=None,
+                        help="option orders averaged against letter bias (default: each checkpoint's own: "
+                             f"{DEFAULT_ORDERS} for a base model, 1 for an adapter trained on the "
+                             "original option order)")
     parser.add_argument("--mode", choices=("first-token", "sample"), default="first-token")
     parser.add_argument("--samples", type=int, default=20, help="respondents per slice (sample)")
     parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
@@ -108,7 +110,8 @@ def comparison_json(comp) -> dict:
     """JSON-ready comparison of one question."""
     return {"question": comp.question.id, "text": comp.question.text,
             "options": list(comp.question.options), "survey": comp.survey_name,
-            "by": comp.by, "mode": comp.config.mode, "orders": comp.config.orders,
+            "by": comp.by, "mode": comp.config.mode,
+            "orders": {c["label"]: c["orders"] for c in comp.checkpoints},
             "checkpoints": [{k: v for k, v in c.items()} for c in comp.checkpoints],
             "notes": comp.notes,
             "slices": [{"slice": sc.slice, "label": sc.label,
@@ -135,7 +138,9 @@ def format_comparison(comp) -> str:
     out = [f"{comp.question.id}: {comp.question.text}",
            "checkpoints: " + ", ".join(c["label"] for c in comp.checkpoints)
            + f"; mode {comp.config.mode}"
-           + (f", {comp.config.orders} option order(s)" if comp.config.mode == "first-token" else ""),
+           + ("; option orders averaged: " + ", ".join(f"{c['label']} {c['orders']}"
+                                                       for c in comp.checkpoints)
+              if comp.config.mode == "first-token" else ""),
            score_legend(keys) + "; * = best entry; noise floor = score of a second real "
            "sample of the same size"]
     out += [f"note: {note}" for note in comp.notes]
@@ -162,7 +167,8 @@ def run(args: argparse.Namespace) -> int:
     bins = common.bins_from_args(args)
     ids = common.question_ids(args, survey)
     which = tuple(b.strip() for b in args.baselines.split(",") if b.strip())
-    config = SimConfig(mode=args.mode, orders=max(1, args.orders), samples=args.samples,
+    config = SimConfig(mode=args.mode, orders=args.orders and max(1, args.orders),
+                       samples=args.samples,
                        temperature=args.temperature, use_cache=not args.no_cache)
     models = [load_model(args.model, dtype=args.dtype)] + [
         load_model(args.model, adapter=a, dtype=args.dtype) for a in args.adapter]

@@ -28,8 +28,9 @@ def register(subparsers) -> None:
                         help="LoRA adapter (name or folder); repeat to compare several; the "
                              "base model is always included as the zero-shot reference")
     parser.add_argument("--orders", type=int, default=None,
-                        help="option orders averaged against order bias (default: the "
-                             "simulator's DEFAULT_ORDERS)")
+                        help="option orders averaged against order bias (default: each "
+                             "checkpoint's own: 2 for a base model, 1 for an adapter trained "
+                             "on the original option order)")
     parser.add_argument("--title", default=None, help="report title")
     parser.add_argument("--pdf", required=True, type=Path, help="PDF file to write")
     parser.add_argument("--csv", type=Path, default=None,

@@ -24,8 +24,10 @@ def register(subparsers) -> None:
                              "none = the whole population")
     parser.add_argument("--model", default="default", help="default | model folder | hub id")
     parser.add_argument("--adapter", default=None, help="adapter name or folder")
-    parser.add_argument("--orders", type=int, default=DEFAULT_ORDERS,
-                        help=f"option orders averaged (default {DEFAULT_ORDERS})")
+    parser.add_argument("--orders", type=int, default=None,
+                        help="option orders averaged against letter bias (default: each checkpoint's own: "
+                             f"{DEFAULT_ORDERS} for a base model, 1 for an adapter trained on the "
+                             "original option order)")
     parser.add_argument("--mode", choices=("first-token", "sample"), default="first-token")
     parser.add_argument("--samples", type=int, default=20, help="respondents per slice (sample)")
     parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
@@ -64,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
     question = Question(id="cli", text=args.question.strip(), options=options,
                         ordinal_values=tuple(float(i + 1) for i in range(len(options)))
                         if args.ordinal else None)
-    config = SimConfig(mode=args.mode, orders=max(1, args.orders), samples=args.samples,
+    config = SimConfig(mode=args.mode, orders=args.orders and max(1, args.orders),
+                       samples=args.samples,
                        temperature=args.temperature, use_cache=not args.no_cache)
     lm = load_model(args.model, args.adapter, dtype=args.dtype)
     with tqdm(total=1, desc="simulating", file=sys.stderr, disable=None) as bar:
@@ -82,17 +85,19 @@ def run(args: argparse.Namespace) -> int:
                            "cached": r.cached, "model": lm.label} for r in results],
                          indent=2, ensure_ascii=False))
         return 0
-    print_table(results, lm.label, config)
+    print_table(results, lm, config)
     return 0
 
 
-def print_table(results, label: str, config) -> None:
+def print_table(results, lm, config) -> None:
     """Plain-text table: one row per slice, one column per option."""
+    from sim_core.simulate import orders_for
     from sim_core.slices import slice_label
 
+    label = lm.label
     width = max(len(slice_label(r.slice)) for r in results) + 2
     print(f"model: {label}; mode: {config.mode}; "
-          + (f"orders averaged: {config.orders}" if config.mode == "first-token"
+          + (f"orders averaged: {orders_for(lm, config)}" if config.mode == "first-token"
              else f"samples: {config.samples}, temperature {config.temperature}"))
     header = "slice".ljust(width) + "".join(f"{o[:18]:>20}" for o in results[0].options)
     print(header + f"{'letter mass' if config.mode == 'first-token' else 'parsed':>14}")
