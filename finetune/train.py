@@ -54,7 +54,8 @@ class TrainConfig:
         weights are the ones saved.
     save_every: checkpoint every N steps (resume after an interruption).
     evaluate_test: score base and adapter on the held-out rows (before / after in the card).
-    eval_orders: option orders averaged in that evaluation (None: the simulator's default).
+    eval_orders: option orders averaged in that evaluation (None: each checkpoint's own, as
+        the simulator would use them: 2 for the base, 1 for an adapter trained unshuffled).
     """
 
     rank: int = 8
@@ -342,7 +343,9 @@ def _run(split, name, base, config, data_info, callback, should_stop, overwrite,
                         "no adapter was saved.")
     monitor.restore_best(model)
     model.eval()
-    tuned = dataclasses.replace(lm, model=model, adapter=name)
+    # scored as the simulator will read it (orders from its card; see _card)
+    tuned = dataclasses.replace(lm, model=model, adapter=name,
+                                inference_orders=None if config.shuffle_options else 1)
     after, _ = _evaluate(tuned, split.test, config)
     scores = {"before": before, "after": after, "baselines": baselines}
     card = _card(name, lm, split, config, data_info, scores, monitor, trainer.state,
