@@ -74,7 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="adapt only the top N transformer layers (cheaper steps)")
     t.add_argument("--loss", choices=("kl", "kl+ordinal", "kl+ce"))
     t.add_argument("--qlora", action="store_true", help="4-bit NF4 base (CUDA only)")
-    t.add_argument("--no-shuffle", action="store_true", help="keep the original option order")
+    t.add_argument("--shuffle", action="store_true",
+                   help="shuffle the option order per row and epoch (off by default: the "
+                        "adapter then learns from, and is read in, the original order)")
     t.add_argument("--reweight", action="store_true", help="equal total weight per group")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--overwrite", action="store_true")
@@ -112,8 +114,8 @@ def config_from_args(args, base_config=None):
         changes["alpha"] = 2 * args.rank        # keep the alpha / rank scaling of the default
     if args.qlora:
         changes["qlora"] = True
-    if args.no_shuffle:
-        changes["shuffle_options"] = False
+    if args.shuffle:
+        changes["shuffle_options"] = True
     if args.reweight:
         changes["reweight"] = True
     return replace(config, **changes)
