@@ -21,12 +21,14 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 pytestmark = pytest.mark.browser
 
 
-def _shoot(target, name: str) -> None:
-    """Screenshot a page or element into $SIM_SCREENSHOTS (for people to look at), if set."""
-    folder = os.environ.get("SIM_SCREENSHOTS")
-    if folder:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        target.screenshot(path=str(Path(folder) / f"{name}.png"))
+def _shoot(target, name: str, tmp_path: Path) -> Path:
+    """Screenshot a page or element into the test's temp folder, or $SIM_SCREENSHOTS if set
+    (a folder to keep them in for people to look at)."""
+    folder = Path(os.environ.get("SIM_SCREENSHOTS") or tmp_path / "screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
+    target.screenshot(path=str(path))
+    return path
 
 
 def _free_port() -> int:
@@ -111,9 +113,9 @@ def test_upload_compare_in_chromium(server, tmp_path):
             expect(legend).to_have_count(5)
             assert page.locator(".js-plotly-plot .bars .point").count() == 5 * 8
             assert not page.locator("[data-testid='stException']").count()
-            _shoot(chart, "compare_chart")
-            _shoot(table, "compare_scores")
-            _shoot(page, "compare_page")
+            _shoot(chart, "compare_chart", tmp_path)
+            _shoot(table, "compare_scores", tmp_path)
+            assert _shoot(page, "compare_page", tmp_path).stat().st_size > 10_000
             print(f"first page in {first_page_s:.2f} s")
 
             # Reports: the comparison just made becomes a PDF with CSV / JSON downloads
@@ -125,7 +127,7 @@ def test_upload_compare_in_chromium(server, tmp_path):
             pdf = tmp_path / "report.pdf"
             download.value.save_as(pdf)
             assert pdf.read_bytes().startswith(b"%PDF")
-            _shoot(page, "reports_page")
+            _shoot(page, "reports_page", tmp_path)
 
             # the other pages open without an error
             for link, heading, button in (
@@ -137,6 +139,6 @@ def test_upload_compare_in_chromium(server, tmp_path):
                 expect(page.get_by_role("button", name=button, exact=True).first
                        ).to_be_visible(timeout=30000)
                 assert not page.locator("[data-testid='stException']").count(), link
-                _shoot(page, f"{link.lower().replace('-', '')}_page")
+                _shoot(page, f"{link.lower().replace('-', '')}_page", tmp_path)
         finally:
             browser.close()
