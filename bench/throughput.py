@@ -180,10 +180,16 @@ def main() -> None:
             print(f"running {path} ...", file=sys.stderr, flush=True)
             results[path] = run_child(path, args, workspace)
     matmul = {name: matmul_gflops(name, args.threads) for name in ("bfloat16", "float32")}
-    print(f"Workload: {results['naive']['rows']} distributions ({args.questions} GSS questions x "
-          f"{args.slices} slices), {results['naive']['tokens'] / results['naive']['rows']:.0f} "
-          f"prompt tokens on average, {args.threads} threads, SmolLM2-135M-Instruct.\n")
-    print(table(results, matmul))
+    text = (f"Workload: {results['naive']['rows']} distributions ({args.questions} GSS "
+            f"questions x {args.slices} slices), "
+            f"{results['naive']['tokens'] / results['naive']['rows']:.0f} prompt tokens on "
+            f"average, {args.threads} threads, SmolLM2-135M-Instruct. Reproduce: "
+            f"`python bench/throughput.py{' --quick' if args.quick else ''}`.\n\n"
+            + table(results, matmul))
+    print(text)
+    out = ROOT / "bench" / "results" / ("throughput-quick.md" if args.quick else "throughput.md")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text + "\n")
 
 
 def _private_cache(folder: str) -> None:
