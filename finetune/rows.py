@@ -74,7 +74,8 @@ def _by_slice(row: SurveyRow) -> str:
 
 
 def split_rows(rows: Sequence[SurveyRow], how: str = "question", *, test_fraction: float = 0.2,
-               val_fraction: float = 0.1, seed: int = 0, test_slices: int = 4) -> Split:
+               val_fraction: float = 0.1, seed: int = 0, test_slices: int = 4,
+               hold_out: Sequence[str] = ()) -> Split:
     """Split survey rows into train / validation / test.
 
     Args:
@@ -88,6 +89,8 @@ def split_rows(rows: Sequence[SurveyRow], how: str = "question", *, test_fractio
             by row otherwise.
         seed: seeds the hash that picks the held-out units (row order does not matter).
         test_slices: groups held out by the slice split.
+        hold_out: slice labels (e.g. "RELIG=Jewish") the slice split must hold out; the
+            seeded pick adds groups until there are `test_slices`.
     Returns:
         Split with `info` describing it.
     Raises:
@@ -105,8 +108,16 @@ def split_rows(rows: Sequence[SurveyRow], how: str = "question", *, test_fractio
         info.update(test_fraction=test_fraction, test_questions=held)
         val_unit = _by_question
     elif how == "slice":
-        n_g = len({_by_slice(r) for r in rows})
-        train, test, held = _divide(rows, _by_slice, min(test_slices, max(n_g - 1, 0)), seed)
+        groups = {_by_slice(r) for r in rows}
+        forced = set(hold_out)
+        if forced - groups:
+            raise DataError(f"Cannot hold out {', '.join(sorted(forced - groups))}: no such "
+                            "group in these rows.")
+        count = min(test_slices, max(len(groups) - 1, 0))
+        held_set = forced | _pick(sorted(groups - forced), max(0, count - len(forced)), seed)
+        train = [r for r in rows if _by_slice(r) not in held_set]
+        test = [r for r in rows if _by_slice(r) in held_set]
+        held = sorted(held_set)
         info.update(test_slices=held)
         val_unit = _by_slice
     elif how == "wave":

@@ -225,3 +225,18 @@ def test_held_out_rows_from_card_info():
     other = [r for r in gss_rows if r.question.id not in set(split_rows(gss_rows).info["test_questions"])]
     with pytest.raises(DataError, match="--rows all"):
         held_out_rows(other, split_rows(gss_rows).info)
+
+
+def test_slice_split_can_be_told_to_hold_out_a_group():
+    """hold_out forces groups into the test part; the seeded pick fills up to test_slices."""
+    rows = make_rows()
+    every = sorted(labels(rows))
+    forced = every[-1]
+    split = split_rows(rows, "slice", test_slices=2, hold_out=[forced], seed=5)
+    held = split.info["test_slices"]
+    assert forced in held and len(held) == 2
+    assert labels(split.test) == set(held) and not labels(split.train + split.val) & set(held)
+    assert split_rows(list(reversed(rows)), "slice", test_slices=2, hold_out=[forced],
+                      seed=5).info["test_slices"] == held
+    with pytest.raises(DataError, match="no such group"):
+        split_rows(rows, "slice", hold_out=["RELIG=Nope"])
