@@ -287,7 +287,8 @@ def markdown(result: dict) -> str:
         lines += ["", "Correlation of simulated with real group deviations from the question "
                   "mean: " + "; ".join(f"{m} {fmt(v)}" for m, v in corr.items()), ""]
         attrs = split["per_attribute_wasserstein"]
-        lines += ["| attribute (Wasserstein) | " + " | ".join(attrs) + " |",
+        lines += [f"| attribute (mean Wasserstein, {result['settings']['debias_orders']} option "
+                  "orders) | " + " | ".join(attrs) + " |",
                   "|---|" + "---|" * len(attrs)]
         for attr in attrs[FT]:
             lines.append(f"| {attr} | " + " | ".join(fmt(attrs[m].get(attr)) for m in attrs) + " |")
