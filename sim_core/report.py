@@ -254,6 +254,8 @@ def orders_sentence(report: Report) -> str:
     if report.orders >= 1:
         return words(report.orders)
     per = [(c.get("label"), c.get("orders")) for c in report.checkpoints if c.get("orders")]
+    if not per:
+        return "each checkpoint's own number of option orders"
     if len({n for _, n in per}) == 1:
         return words(per[0][1])
     return ("each checkpoint's own number of option orders (" + "; ".join(

@@ -243,15 +243,6 @@ def orders_for(lm: Any, config: "SimConfig") -> int:
     return int(getattr(lm, "inference_orders", None) or DEFAULT_ORDERS)
 
 
-def orders_text(config: "SimConfig") -> str:
-    """How many option orders, in words, for tables and captions."""
-    if config.mode != "first-token":
-        return "sampled answers"
-    if config.orders:
-        return f"{config.orders} option order(s) averaged"
-    return "option orders: each checkpoint's own (base model 2, adapters as their card says)"
-
-
 def _make_tasks(lm: Any, pairs: list[tuple[Any, dict]], config: SimConfig) -> list[_Task]:
     """Prompts and cache keys for every (question, slice)."""
     from sim_core.cache import cache_key

@@ -431,3 +431,21 @@ def test_cli_unknown_question_is_a_clear_error(request, mini_files, tmp_path):
     with pytest.raises(SimError, match=r"unknown question\(s\) nope"):
         _cli(argv)
     assert not pdf.exists()
+
+
+def test_orders_sentence_per_checkpoint():
+    """Methods text names the option orders: one number, or each checkpoint's own."""
+    from types import SimpleNamespace
+
+    from sim_core.report import orders_sentence
+
+    one = SimpleNamespace(orders=1, checkpoints=[])
+    assert orders_sentence(one) == "the original option order only"
+    same = SimpleNamespace(orders=0, checkpoints=[{"label": "base", "orders": 2}])
+    assert orders_sentence(same).startswith("2 option orders (original, reversed")
+    mixed = SimpleNamespace(orders=0, checkpoints=[{"label": "base", "orders": 2},
+                                                   {"label": "base + a", "orders": 1}])
+    text = orders_sentence(mixed)
+    assert "base: 2 option orders" in text and "base + a: the original option order only" in text
+    assert orders_sentence(SimpleNamespace(orders=0, checkpoints=[{"label": "x"}])) == \
+        "each checkpoint's own number of option orders"
