@@ -42,6 +42,30 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
+def add_simulation_args(parser: argparse.ArgumentParser) -> None:
+    """--orders, --mode, --samples, --temperature, --dtype, --no-cache (simulate, compare)."""
+    from sim_core.simulate import DEFAULT_ORDERS
+
+    parser.add_argument("--orders", type=int, default=None,
+                        help="option orders averaged against letter bias (default: each "
+                             f"checkpoint's own: {DEFAULT_ORDERS} for a base model, 1 for an "
+                             "adapter trained on the original option order)")
+    parser.add_argument("--mode", choices=("first-token", "sample"), default="first-token")
+    parser.add_argument("--samples", type=int, default=20, help="respondents per slice (sample)")
+    parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
+    parser.add_argument("--dtype", default="auto", help="auto | float32 | bfloat16")
+    parser.add_argument("--no-cache", action="store_true", help="ignore the result cache")
+
+
+def sim_config_from_args(args: argparse.Namespace):
+    """SimConfig from the options of add_simulation_args."""
+    from sim_core.simulate import SimConfig
+
+    return SimConfig(mode=args.mode, orders=args.orders and max(1, args.orders),
+                     samples=args.samples, temperature=args.temperature,
+                     use_cache=not args.no_cache)
+
+
 def survey_from_args(args: argparse.Namespace) -> Survey:
     """Load the survey named by --data (a file, or a demo name) with the other options.
 

@@ -23,8 +23,6 @@ SCORE_WIDTH = 12
 
 def register(subparsers) -> None:
     """Add the `compare` subcommand."""
-    from sim_core.simulate import DEFAULT_ORDERS
-
     parser = subparsers.add_parser(
         "compare", help="real vs simulated answers per slice, with scores and baselines",
         description="Simulate a survey question for every slice and score the simulated "
@@ -34,17 +32,9 @@ def register(subparsers) -> None:
     parser.add_argument("--adapter", action="append", default=[],
                         help="LoRA adapter (name or folder); repeatable; the base model is "
                              "always compared too")
-    parser.add_argument("--orders", type=int, default=None,
-                        help="option orders averaged against letter bias (default: each checkpoint's own: "
-                             f"{DEFAULT_ORDERS} for a base model, 1 for an adapter trained on the "
-                             "original option order)")
-    parser.add_argument("--mode", choices=("first-token", "sample"), default="first-token")
-    parser.add_argument("--samples", type=int, default=20, help="respondents per slice (sample)")
-    parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
+    common.add_simulation_args(parser)
     parser.add_argument("--baselines", default="uniform,population,classifier",
                         help="comma-separated baselines (default all three)")
-    parser.add_argument("--dtype", default="auto", help="auto | float32 | bfloat16")
-    parser.add_argument("--no-cache", action="store_true", help="ignore the result cache")
     parser.set_defaults(func=run)
 
 
@@ -160,16 +150,13 @@ def run(args: argparse.Namespace) -> int:
     """Load survey and models, compare each question, print tables or JSON."""
     from sim_core.compare import compare
     from sim_core.models import load_model
-    from sim_core.simulate import SimConfig
 
     survey = common.survey_from_args(args)
     by = common.by_from_args(args, survey)
     bins = common.bins_from_args(args)
     ids = common.question_ids(args, survey)
     which = tuple(b.strip() for b in args.baselines.split(",") if b.strip())
-    config = SimConfig(mode=args.mode, orders=args.orders and max(1, args.orders),
-                       samples=args.samples,
-                       temperature=args.temperature, use_cache=not args.no_cache)
+    config = common.sim_config_from_args(args)
     models = [load_model(args.model, dtype=args.dtype)] + [
         load_model(args.model, adapter=a, dtype=args.dtype) for a in args.adapter]
     comparisons = []

@@ -6,13 +6,12 @@ import argparse
 import json
 import sys
 
+from sim_core.commands import common
 from sim_core.errors import SimError
 
 
 def register(subparsers) -> None:
     """Add the `simulate` subcommand."""
-    from sim_core.simulate import DEFAULT_ORDERS
-
     parser = subparsers.add_parser(
         "simulate", help="simulate a question's answer distribution for demographic slices",
         description="Simulate how slices would answer a question (first-token letter "
@@ -24,16 +23,8 @@ def register(subparsers) -> None:
                              "none = the whole population")
     parser.add_argument("--model", default="default", help="default | model folder | hub id")
     parser.add_argument("--adapter", default=None, help="adapter name or folder")
-    parser.add_argument("--orders", type=int, default=None,
-                        help="option orders averaged against letter bias (default: each checkpoint's own: "
-                             f"{DEFAULT_ORDERS} for a base model, 1 for an adapter trained on the "
-                             "original option order)")
-    parser.add_argument("--mode", choices=("first-token", "sample"), default="first-token")
-    parser.add_argument("--samples", type=int, default=20, help="respondents per slice (sample)")
-    parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
+    common.add_simulation_args(parser)
     parser.add_argument("--ordinal", action="store_true", help="options are ordered (1..k)")
-    parser.add_argument("--dtype", default="auto", help="auto | float32 | bfloat16")
-    parser.add_argument("--no-cache", action="store_true", help="ignore the result cache")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.set_defaults(func=run)
 
@@ -54,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from sim_core.models import load_model
-    from sim_core.simulate import SimConfig, simulate
+    from sim_core.simulate import simulate
     from sim_core.survey import Question
 
     options = tuple(o.strip() for o in args.options.split("|") if o.strip())
@@ -66,9 +57,7 @@ def run(args: argparse.Namespace) -> int:
     question = Question(id="cli", text=args.question.strip(), options=options,
                         ordinal_values=tuple(float(i + 1) for i in range(len(options)))
                         if args.ordinal else None)
-    config = SimConfig(mode=args.mode, orders=args.orders and max(1, args.orders),
-                       samples=args.samples,
-                       temperature=args.temperature, use_cache=not args.no_cache)
+    config = common.sim_config_from_args(args)
     lm = load_model(args.model, args.adapter, dtype=args.dtype)
     with tqdm(total=1, desc="simulating", file=sys.stderr, disable=None) as bar:
         def progress(done: int, total: int) -> None:
