@@ -13,7 +13,6 @@ import os
 import re
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from sim_core.errors import DataError
