@@ -213,7 +213,7 @@ def report_from_comparisons(comparisons: list[Any], title: str | None = None) ->
         title: report title; default "Simulated vs real: <survey>".
 
     Returns:
-        The Report (plain data), ready for render_pdf / report_csv / report_json.
+        The Report (plain data), ready for sim_core.report_pdf.render_pdf, report_csv and report_json.
     """
     if not comparisons:
         from sim_core.errors import SimError
@@ -352,12 +352,6 @@ def report_from_evaluation(evaluation: Any, title: str | None = None) -> Report:
 
 
 # ---------------------------------------------------------------- outputs
-
-def render_pdf(report: Report, page_size: str = "A4") -> bytes:
-    """The report as a PDF (see sim_core.report_pdf.render_pdf)."""
-    from sim_core.report_pdf import render_pdf as _render
-    return _render(report, page_size=page_size)
-
 
 def neutralise(value: Any) -> Any:
     """Prefix text that a spreadsheet would run as a formula with a single quote."""
