@@ -159,6 +159,37 @@ def survey_picker(prefix: str, label: str = "Survey"):
         return None, None
 
 
+def setting_widget(container, cls: type, name: str, key: str, value=None):
+    """One widget for a setting of a config dataclass, with the label, help and bounds that
+    the field declares (sim_core.options.setting); returns the value the user chose."""
+    import dataclasses
+    import typing
+
+    from sim_core import options
+
+    field = {f.name: f for f in dataclasses.fields(cls)}[name]
+    meta = field.metadata["setting"]
+    value = field.default if value is None else value
+    label, help_text = options.label(cls, name), options.describe(cls, name)
+    kind = options.base_type(typing.get_type_hints(cls)[name])
+    if meta.get("choices"):
+        choices = meta["choices"]
+        keys = list(choices)
+        names = {k: getattr(choices[k], "label", k) for k in keys} if isinstance(choices, dict) \
+            else {k: k for k in keys}
+        return container.selectbox(label, keys, index=keys.index(value), key=key,
+                                   format_func=names.get, help=help_text)
+    if kind is bool:
+        return container.checkbox(label, value=bool(value), key=key, help=help_text)
+    low = meta.get("min") if meta.get("min") is not None else meta.get("above")
+    number = container.number_input(
+        label, min_value=None if low is None else kind(low),
+        max_value=None if meta.get("max") is None else kind(meta["max"]), value=value,
+        step=1 if kind is int else None, format=None if kind is int else "%g", key=key,
+        help=help_text, placeholder=meta.get("none"))
+    return None if number is None else kind(number)
+
+
 ORDER_CHOICES = (0, 1, 2, 4, 8)
 
 
