@@ -25,17 +25,24 @@ from finetune.callbacks import TrainingMonitor
 from finetune.config import TrainConfig
 from finetune.loss import RowCollator, batch_loss
 from finetune.rows import Split, describe_rows, reweight_slices
+from sim_core.adapters import AdapterCard, adapters_dir, save_adapter
 from sim_core.baselines import ROW_BASELINES
 from sim_core.errors import AdapterError, Cancelled, DataError, ModelError
+from sim_core.evaluate import evaluate_rows
 from sim_core.labels import baseline_entry
+from sim_core.metrics import METRICS
+from sim_core.models import load_model, resolve_model
 from sim_core.prompts import LETTERS, PromptStyle
+from sim_core.simulate import SimConfig, letter_logits
+from sim_core.workspace import safe_name
+
 
 @dataclass
 class TrainResult:
     """What train_adapter produced: the saved adapter, its card, and held-out scores."""
 
     adapter_path: Path
-    card: dict
+    card: AdapterCard
     before: dict[str, float]
     after: dict[str, float]
     baselines: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -67,8 +74,6 @@ def _check_inputs(split: Split, config: TrainConfig) -> None:
 
 def _load_base(base: str, config: TrainConfig):
     """The base model as a LoadedModel, in float32 (LoRA) or 4-bit NF4 (QLoRA)."""
-    from sim_core.models import load_model, resolve_model
-
     if not config.qlora:
         return load_model(base, dtype=config.dtype)
     from peft import prepare_model_for_kbit_training
@@ -86,16 +91,12 @@ def _load_base(base: str, config: TrainConfig):
 
 def _sim_config(config: TrainConfig):
     """Simulation settings for the before/after evaluation (no cache: weights change)."""
-    from sim_core.simulate import SimConfig
-
     sim = SimConfig(use_cache=False, seed=config.seed, batch_size=config.batch_size)
     return dataclasses.replace(sim, orders=config.eval_orders) if config.eval_orders else sim
 
 
 def _mean_scores(evaluation, entry: str) -> dict[str, float]:
     """Mean of every score over the rows of one evaluation entry."""
-    from sim_core.metrics import METRICS
-
     df = evaluation.rows[evaluation.rows["entry"] == entry]
     return {k: float(df[k].mean()) for k in METRICS if k in df and df[k].notna().any()}
 
@@ -104,8 +105,6 @@ def _evaluate(lm, rows, config: TrainConfig, baselines=()) -> tuple[dict, dict]:
     """Mean scores of lm (and the named baselines) on held-out rows."""
     if not rows or not config.evaluate_test:
         return {}, {}
-    from sim_core.evaluate import evaluate_rows
-
     ev = evaluate_rows([lm], rows, config=_sim_config(config), baselines=baselines)
     return (_mean_scores(ev, lm.label),
             {b: _mean_scores(ev, baseline_entry(b)) for b in baselines})
@@ -121,8 +120,6 @@ class SurveyTrainer(Trainer):
         self.last_loss: float | None = None
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        from sim_core.simulate import letter_logits
-
         kmax = inputs["mask"].shape[1]
         logp = letter_logits(model, self.survey_tokenizer, inputs["prompts"], kmax)
         loss = batch_loss(logp, inputs, self.train_config.loss,
@@ -178,35 +175,29 @@ def _lora(model, config: TrainConfig):
 
 def _existing_adapter(name: str) -> bool:
     """Whether the registry already holds an adapter of this name."""
-    from sim_core.adapters import adapters_dir
-    from sim_core.workspace import safe_name
-
     return (adapters_dir() / safe_name(name)).exists()
 
 
 def _card(name: str, lm, split: Split, config: TrainConfig, data_info: dict | None,
           scores: dict, monitor: TrainingMonitor, state, seconds: float,
-          style: PromptStyle) -> dict:
+          style: PromptStyle) -> AdapterCard:
     """The adapter card (card.json): what was trained on what, how, and how well."""
     seen = describe_rows(split.train + split.val)
-    return {
-        "name": name, "base_model": lm.name, "base_label": lm.label,
-        "base_fingerprint": lm.fingerprint, "data": dict(data_info or {}),
-        "questions_seen": seen["questions"], "slices_seen": seen["slices"],
-        "split": split.info, "loss": config.loss,
+    return AdapterCard(
+        name=name, base_model=lm.name, base_label=lm.label, base_fingerprint=lm.fingerprint,
+        data=dict(data_info or {}), questions_seen=seen["questions"],
+        slices_seen=seen["slices"], split=split.info, loss=config.loss,
         # Trained on the original option order: its order carries what it learned, so the
         # simulator uses that order alone unless told otherwise (sim_core.simulate.orders_for).
-        "inference_orders": None if config.shuffle_options else 1,
-        "hyperparameters": {**{k: (list(v) if isinstance(v, tuple) else v)
-                               for k, v in asdict(config).items()},
-                            "lora_alpha": config.lora_alpha},
-        "prompt_style": asdict(style),
-        "before": scores["before"], "after": scores["after"], "baselines": scores["baselines"],
-        "test_rows": len(split.test), "steps": state.global_step,
-        "best_val_step": monitor.best_step or None, "val_history": monitor.val_history,
-        "train_seconds": round(seconds, 1),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
+        inference_orders=None if config.shuffle_options else 1,
+        hyperparameters={**{k: (list(v) if isinstance(v, tuple) else v)
+                            for k, v in asdict(config).items()},
+                         "lora_alpha": config.lora_alpha},
+        prompt_style=asdict(style), before=scores["before"], after=scores["after"],
+        baselines=scores["baselines"], test_rows=len(split.test), steps=state.global_step,
+        best_val_step=monitor.best_step or None, val_history=monitor.val_history,
+        train_seconds=round(seconds, 1),
+        date=datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
 
 def _before_scores(lm, split: Split, config: TrainConfig, job_dir: Path) -> tuple[dict, dict]:
@@ -264,8 +255,6 @@ def train_adapter(split: Split, *, name: str, base: str = "default",
 def _run(split, name, base, config, data_info, callback, should_stop, overwrite,
          work: Path) -> TrainResult:
     """train_adapter after the checks: load, score before, train, score after, save."""
-    from sim_core.adapters import save_adapter
-
     started = time.time()
     torch.manual_seed(config.seed)
     lm = _load_base(base, config)

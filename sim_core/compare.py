@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from sim_core import baselines as base_lib
+from sim_core.adapters import read_card
 from sim_core.errors import DataError, SimError
 from sim_core.labels import NOISE_FLOOR, REAL, Progress, baseline_entry, unique_labels
 from sim_core.metrics import METRICS, best_entry, noise_floor, score_all
@@ -108,13 +109,11 @@ class Comparison:
 
 def checkpoint_info(lm: Any, label: str, config: SimConfig | None = None) -> dict:
     """label, name, adapter, fingerprints, option orders used and the adapter card."""
-    card: dict = {}
-    if lm.adapter:
-        try:
-            from sim_core.adapters import read_card, resolve_adapter
-            card = read_card(resolve_adapter(lm.adapter))
-        except (SimError, OSError, ValueError):
-            card = {}       # adapter loaded from a folder outside the registry
+    path = getattr(lm, "adapter_path", None)
+    try:
+        card = read_card(path).to_dict() if path is not None else {}
+    except SimError:
+        card = {}           # an unreadable card: the report says nothing about it
     return {"label": label, "name": lm.name, "adapter": lm.adapter,
             "fingerprint": lm.fingerprint,
             "adapter_fingerprint": getattr(lm, "adapter_fingerprint", None), "card": card,

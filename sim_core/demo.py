@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sim_core.errors import DataError
+from sim_core.readers import read_respondents_csv, read_subpop_jsonl
 from sim_core.survey import Survey
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -37,8 +38,6 @@ def load_demo(name: str) -> Survey:
     Returns:
         Survey (ANES with its codebook, so options keep their order and labels).
     """
-    from sim_core.readers import read_respondents_csv, read_subpop_jsonl
-
     if name == "gss2022":
         return read_subpop_jsonl(demo_gss_path(), name="gss2022")
     if name == "anes96":

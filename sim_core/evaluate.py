@@ -13,13 +13,12 @@ import pandas as pd
 
 from sim_core.baselines import ROW_BASELINES, check_names, population_average, uniform
 from sim_core.compare import model_progress
-from sim_core.labels import Progress, baseline_entry, unique_labels
 from sim_core.errors import DataError
+from sim_core.labels import Progress, baseline_entry, unique_labels
 from sim_core.metrics import METRICS, compute, is_ordinal
 from sim_core.simulate import SimConfig, orders_for, simulate_rows
 from sim_core.slices import SurveyRow, slice_label, survey_rows
 from sim_core.survey import Survey
-
 
 
 @dataclass
@@ -77,6 +76,20 @@ class Evaluation:
         table = self.rows.pivot_table(index="attribute", columns="entry", values=score,
                                       aggfunc="mean", sort=False)
         return table[[e for e in self.entries if e in table.columns]]
+
+    def compare_entries(self, first: str, second: str, score: str = "wasserstein"
+                        ) -> pd.DataFrame:
+        """Two entries side by side: mean score per question and the difference.
+
+        Returns:
+            Index question_id; columns first, second and difference (second - first).
+        """
+        self._entry(first), self._entry(second)        # KeyError for unknown entries
+        rows = self.rows[self.rows["entry"].isin([first, second])]
+        table = rows.pivot_table(index="question_id", columns="entry", values=score,
+                                 aggfunc="mean", sort=False)[[first, second]]
+        table["difference"] = table[second] - table[first]
+        return table
 
     def group_deviation_correlation(self, entry: str) -> float:
         """Pearson correlation of simulated and real deviations from each question's mean.

@@ -11,6 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sim_core.adapters import (
+    adapter_fingerprint,
+    check_base,
+    list_adapters,
+    read_card,
+    resolve_adapter,
+)
 from sim_core.errors import AdapterError, ModelError
 from sim_core.fileio import folder_fingerprint
 from sim_core.workspace import safe_name, subdir
@@ -37,6 +44,7 @@ class LoadedModel:
     fingerprint: str
     adapter: str | None = None
     adapter_fingerprint: str | None = None
+    adapter_path: Path | None = None
     is_chat: bool = True
     dtype: str = "float32"
     # Option orders to average when SimConfig.orders is None (an adapter's card may say 1).
@@ -203,8 +211,6 @@ def attach_adapter(lm: LoadedModel, adapter: str) -> LoadedModel:
     """Put a peft adapter on lm (in place) after checking it was trained on the same base."""
     from peft import PeftModel
 
-    from sim_core.adapters import adapter_fingerprint, check_base, resolve_adapter
-
     path = resolve_adapter(adapter)
     check_base(path, lm)
     try:
@@ -212,21 +218,13 @@ def attach_adapter(lm: LoadedModel, adapter: str) -> LoadedModel:
     except Exception as error:
         raise AdapterError(f"Adapter '{adapter}' could not be loaded: {error}") from error
     lm.model.eval()
-    lm.adapter = path.name
+    lm.adapter, lm.adapter_path = path.name, path
     lm.adapter_fingerprint = adapter_fingerprint(path)
-    lm.inference_orders = _card_orders(path)
-    return lm
-
-
-def _card_orders(path: Path) -> int | None:
-    """The option orders an adapter's card recommends (None: the simulator's default)."""
-    from sim_core.adapters import read_card
-
     try:
-        value = read_card(path).get("inference_orders")
+        lm.inference_orders = read_card(path).orders
     except AdapterError:
-        return None
-    return int(value) if isinstance(value, (int, float)) and value >= 1 else None
+        lm.inference_orders = None    # an unreadable card: the simulator's default orders
+    return lm
 
 
 def build_tiny_model(folder: Path, seed: int = 0) -> Path:
@@ -262,8 +260,6 @@ def list_checkpoints() -> list[dict]:
     Returns:
         Dicts with kind ("base" | "adapter"), name, path, label, and card (adapters).
     """
-    from sim_core.adapters import list_adapters
-
     models = subdir("models")
     found = [{"kind": "base", "name": DEFAULT_MODEL, "label": EMBEDDED_LABEL,
               "path": str(models / EMBEDDED_FOLDER),
@@ -276,5 +272,5 @@ def list_checkpoints() -> list[dict]:
     for info in list_adapters():
         found.append({"kind": "adapter", "name": info.name, "label": info.name,
                       "path": str(info.path), "card": info.card,
-                      "base_model": info.card.get("base_model")})
+                      "base_model": info.card.base_model})
     return found

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from sim_core.cache import ResultCache, cache_key
 from sim_core.errors import Cancelled, ModelError, SimError
 from sim_core.labels import Progress, ShouldStop
 from sim_core.options import Choice, check, registry, setting
@@ -270,8 +271,6 @@ def orders_for(lm: Any, config: "SimConfig") -> int:
 
 def _make_tasks(lm: Any, pairs: list[tuple[Any, dict]], config: SimConfig) -> list[_Task]:
     """Prompts and cache keys for every (question, slice)."""
-    from sim_core.cache import cache_key
-
     tasks = []
     for question, slice_ in pairs:
         k = len(question.options)
@@ -331,8 +330,6 @@ def _run_sampling(lm: Any, tasks: list[_Task], config: SimConfig, progress: Prog
 def _simulate_pairs(lm: Any, pairs: list[tuple[Any, dict]], config: SimConfig | None,
                     progress: Progress, should_stop: ShouldStop) -> list[SimResult]:
     """Cache lookup, model calls for the misses (each distinct prompt set once), cache write."""
-    from sim_core.cache import ResultCache
-
     config = config or SimConfig()
     tasks = _make_tasks(lm, pairs, config)
     cache = ResultCache() if config.use_cache else None

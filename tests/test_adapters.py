@@ -44,14 +44,14 @@ def test_save_list_and_refuse_overwrite(tiny_model_dir):
     path, lm = save_random(tiny_model_dir, "my adapter!")
     assert path.name == "my-adapter" and (path / "adapter_model.safetensors").exists()
     card = read_card(path)
-    assert card["name"] == "my-adapter" and card["base_fingerprint"] == lm.fingerprint
-    assert "created" in card
+    assert card.name == "my-adapter" and card.base_fingerprint == lm.fingerprint
+    assert card.created
     assert "my-adapter" in [info.name for info in list_adapters()]
     assert resolve_adapter("my-adapter") == path
     with pytest.raises(AdapterError, match="already exists"):
         save_random(tiny_model_dir, "my-adapter")
     replaced, _ = save_random(tiny_model_dir, "my-adapter", {"note": "v2"}, overwrite=True)
-    assert read_card(replaced)["note"] == "v2"
+    assert read_card(replaced).extra["note"] == "v2"
 
 
 def test_crashed_save_leaves_nothing(tiny_model_dir):
@@ -76,7 +76,7 @@ def test_rename_delete(tiny_model_dir):
     with pytest.raises(AdapterError, match="already exists"):
         rename_adapter("old-name", "taken")
     path = rename_adapter("old-name", "new-name")
-    assert read_card(path)["name"] == "new-name"
+    assert read_card(path).name == "new-name"
     assert not (adapters_dir() / "old-name").exists()
     delete_adapter("new-name")
     delete_adapter("taken")

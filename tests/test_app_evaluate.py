@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 
-from pages import store
+from sim_core import store
 
 # Two waves, two questions, sex as the only demographic.
 CSV = "sex,year,q1,q2\n" + "".join(
