@@ -67,6 +67,8 @@ def run(survey, by, waves, ids, checkpoints, orders) -> None:
 def show(results: dict) -> None:
     """Summary, heatmap, worst groups, checkpoint comparison and waves over time."""
     evaluation = results[next(reversed(results))]
+    for note in evaluation.notes:
+        st.warning(note)
     summary = evaluation.summary()
     summary["group deviation r"] = [evaluation.group_deviation_correlation(e)
                                     for e in summary.index]

@@ -14,7 +14,7 @@ from sim_core.adapters import read_card
 from sim_core.errors import DataError, SimError
 from sim_core.labels import NOISE_FLOOR, REAL, Progress, baseline_entry, unique_labels
 from sim_core.metrics import METRICS, best_entry, noise_floor, score_all
-from sim_core.simulate import SimConfig, SimResult, orders_for, simulate
+from sim_core.simulate import SimConfig, SimResult, orders_for, simulate, style_warning
 from sim_core.slices import SliceMarginal, real_marginals, slice_label
 from sim_core.survey import Question, Survey
 
@@ -219,7 +219,7 @@ def compare(models: list[Any], question: Question, *, survey: Survey | None = No
                                progress=model_progress(progress, i, len(models)),
                                should_stop=should_stop)
                for i, (lm, label) in enumerate(zip(models, labels))}
-    notes: list[str] = []
+    notes = [w for w in (style_warning(lm, config) for lm in models) if w]
     slice_labels = [slice_label(s) for s in slice_list]
     base = _baselines(survey, question, by, wave, bins, baselines, slice_labels, notes)
     out = []

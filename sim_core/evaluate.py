@@ -16,7 +16,7 @@ from sim_core.compare import model_progress
 from sim_core.errors import DataError
 from sim_core.labels import Progress, baseline_entry, unique_labels
 from sim_core.metrics import METRICS, compute, is_ordinal
-from sim_core.simulate import SimConfig, orders_for, simulate_rows
+from sim_core.simulate import SimConfig, orders_for, simulate_rows, style_warning
 from sim_core.slices import SurveyRow, slice_label, survey_rows
 from sim_core.survey import Survey
 
@@ -35,6 +35,7 @@ class Evaluation:
         entry_orders: checkpoint label -> option orders it was simulated with.
         dists: entry -> predicted distribution per survey row (row order of `survey_rows`).
         survey_rows: the SurveyRows evaluated.
+        notes: what the reader should know (e.g. an adapter trained with other wording).
     """
 
     survey_name: str
@@ -46,6 +47,7 @@ class Evaluation:
     entry_orders: dict[str, int] = field(default_factory=dict)
     dists: dict[str, list[np.ndarray]] = field(default_factory=dict, repr=False)
     survey_rows: list[SurveyRow] = field(default_factory=list, repr=False)
+    notes: list[str] = field(default_factory=list)
 
     def score_keys(self) -> list[str]:
         """Score columns with at least one value, in METRICS order."""
@@ -224,7 +226,8 @@ def evaluate_rows(models: list[Any], rows: list[SurveyRow], *, config: SimConfig
     return Evaluation(survey_name=survey_name, wave=wave, entries=list(dists), rows=table,
                       mode=config.mode, entry_orders=entry_orders,
                       orders=(config.orders or 0) if config.mode == "first-token" else 1,
-                      dists=dists, survey_rows=list(rows))
+                      dists=dists, survey_rows=list(rows),
+                      notes=[w for w in (style_warning(lm, config) for lm in models) if w])
 
 
 def evaluate(models: list[Any], survey: Survey, *, by: Sequence[str] | None = None,

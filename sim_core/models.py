@@ -49,6 +49,8 @@ class LoadedModel:
     dtype: str = "float32"
     # Option orders to average when SimConfig.orders is None (an adapter's card may say 1).
     inference_orders: int | None = None
+    # The prompt wording an adapter was trained with (its card), to warn when it differs.
+    prompt_style: dict | None = None
 
     @property
     def label(self) -> str:
@@ -221,7 +223,8 @@ def attach_adapter(lm: LoadedModel, adapter: str) -> LoadedModel:
     lm.adapter, lm.adapter_path = path.name, path
     lm.adapter_fingerprint = adapter_fingerprint(path)
     try:
-        lm.inference_orders = read_card(path).orders
+        card = read_card(path)
+        lm.inference_orders, lm.prompt_style = card.orders, card.prompt_style
     except AdapterError:
         lm.inference_orders = None    # an unreadable card: the simulator's default orders
     return lm

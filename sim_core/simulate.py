@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
@@ -258,6 +258,18 @@ class _Task:
     orders: list[tuple[int, ...]]
     prompts: list[str]
     key: str = ""
+
+
+def style_warning(lm: Any, config: SimConfig) -> str | None:
+    """A note when an adapter was trained with other prompt wording than this simulation's
+    (its card records the style; an adapter reads prompts it never saw less reliably)."""
+    trained = getattr(lm, "prompt_style", None)
+    if not trained or trained == asdict(config.style):
+        return None
+    changed = sorted(k for k in set(trained) | set(asdict(config.style))
+                     if trained.get(k) != asdict(config.style).get(k))
+    return (f"{lm.label} was trained with other prompt wording ({', '.join(changed)} "
+            "differ): its simulated shares may be less reliable with this wording.")
 
 
 def orders_for(lm: Any, config: "SimConfig") -> int:

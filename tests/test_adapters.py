@@ -136,3 +136,30 @@ def test_mismatched_base_refused(tiny_model_dir):
 def test_missing_adapter(tiny_model_dir):
     with pytest.raises(AdapterError, match="not found"):
         load_model(str(tiny_model_dir), adapter="does-not-exist", dtype="float32")
+
+
+def test_simulation_notes_an_adapter_trained_with_other_prompt_wording(tiny_model_dir):
+    """The card records the training prompt style; compare() and evaluate_rows() say when a
+    simulation uses other wording, and say nothing when it is the same."""
+    from dataclasses import asdict, replace
+
+    from sim_core.compare import compare
+    from sim_core.evaluate import evaluate_rows
+    from sim_core.prompts import PromptStyle
+    from sim_core.simulate import SimConfig
+    from sim_core.slices import SurveyRow
+    from sim_core.survey import Question
+
+    _, lm = random_lora(tiny_model_dir)
+    card = {"base_model": str(tiny_model_dir), "base_fingerprint": lm.fingerprint,
+            "prompt_style": asdict(PromptStyle())}
+    save_random(tiny_model_dir, "styled", card)
+    tuned = load_model(str(tiny_model_dir), adapter="styled", dtype="float32")
+    question = Question("q", "Trust?", ("Yes", "No"))
+    same = SimConfig(orders=1, use_cache=False)
+    other = replace(same, style=PromptStyle(system="You answer a survey in Germany."))
+    assert compare([tuned], question, slices=[{}], config=same, baselines=()).notes == []
+    [note] = compare([tuned], question, slices=[{}], config=other, baselines=()).notes
+    assert "styled" in note and "system" in note and "other prompt wording" in note
+    rows = [SurveyRow(question, {}, np.array([0.5, 0.5]), 100.0)]
+    assert evaluate_rows([tuned], rows, config=other, baselines=()).notes == [note]

@@ -52,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
                                    progress=progress)
     finally:
         bar.close()
+    for note in evaluation.notes:
+        print(f"note: {note}", file=sys.stderr)
     table = evaluation.summary()
     if args.json:
         print(table.to_json(orient="index"))
