@@ -1,4 +1,4 @@
-"""Model loading: the embedded SmolLM2, local folders, hub ids, LoRA adapters, tiny test models."""
+"""Model loading: the embedded SmolLM2, local folders, hub ids, LoRA adapters."""
 
 from __future__ import annotations
 
@@ -228,33 +228,6 @@ def attach_adapter(lm: LoadedModel, adapter: str) -> LoadedModel:
     except AdapterError:
         lm.inference_orders = None    # an unreadable card: the simulator's default orders
     return lm
-
-
-def build_tiny_model(folder: Path, seed: int = 0) -> Path:
-    """A tiny random Llama with the embedded tokenizer (chat template included), for tests.
-
-    Args:
-        folder: where to save it (created).
-        seed: torch seed for the random weights.
-    Returns:
-        The folder, loadable with load_model(str(folder)).
-    """
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    tokenizer = load_embedded_tokenizer()
-    torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
-                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
-                         max_position_embeddings=2048, tie_word_embeddings=True,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id)
-    model = LlamaForCausalLM(config)
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 def list_checkpoints() -> list[dict]:

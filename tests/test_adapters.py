@@ -13,6 +13,7 @@ import torch
 from sim_core.adapters import (CARD_FILE, adapters_dir, delete_adapter, export_adapter_zip,
                                list_adapters, read_card, rename_adapter, resolve_adapter,
                                save_adapter)
+from factories import random_lora, save_random_adapter
 from sim_core.errors import AdapterError
 from sim_core.models import load_model
 from sim_core.simulate import SimConfig, simulate
@@ -22,22 +23,7 @@ QUESTION = Question(id="q", text="Do you favor the death penalty?", options=("Fa
 NO_CACHE = SimConfig(orders=1, use_cache=False)
 
 
-def random_lora(tiny_model_dir, seed: int = 0):
-    """A LoRA with random (non-zero) B matrices on a freshly loaded tiny model, and its base."""
-    from peft import LoraConfig, get_peft_model
-
-    lm = load_model(str(tiny_model_dir), dtype="float32")
-    torch.manual_seed(seed)
-    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
-                        init_lora_weights=False)
-    return get_peft_model(lm.model, config), lm
-
-
-def save_random(tiny_model_dir, name: str, card: dict | None = None, **kw):
-    peft_model, lm = random_lora(tiny_model_dir)
-    card = {"base_model": str(tiny_model_dir), "base_fingerprint": lm.fingerprint} \
-        if card is None else card
-    return save_adapter(peft_model.save_pretrained, name, card, **kw), lm
+save_random = save_random_adapter
 
 
 def test_save_list_and_refuse_overwrite(tiny_model_dir):
