@@ -25,11 +25,6 @@ def demo_anes_paths() -> tuple[Path, Path]:
     return DATA_DIR / "anes96.csv", DATA_DIR / "anes96_codebook.csv"
 
 
-def demo_files() -> dict[str, Path]:
-    """Description -> main data file of each demo (for upload-style pages)."""
-    return {DEMOS["gss2022"]: demo_gss_path(), DEMOS["anes96"]: demo_anes_paths()[0]}
-
-
 def load_demo(name: str) -> Survey:
     """Load a demo survey by name ("gss2022" or "anes96").
 

@@ -87,8 +87,9 @@ def format_comparison(comp) -> str:
     return "\n".join(out)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Load survey and models, compare each question, print tables or JSON."""
+def comparisons_from_args(args: argparse.Namespace) -> tuple:
+    """(survey, one Comparison per --question) from the data, model and simulation flags
+    (every flag is checked before a model loads); a progress bar per question."""
     config = common.sim_config_from_args(args)
     survey = common.survey_from_args(args)
     by = common.by_from_args(args, survey)
@@ -104,6 +105,12 @@ def run(args: argparse.Namespace) -> int:
                                        baselines=args.baselines, progress=progress))
         finally:
             bar.close()
+    return survey, comparisons
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load survey and models, compare each question, print tables or JSON."""
+    survey, comparisons = comparisons_from_args(args)
     if args.json:
         print(json.dumps([comparison_json(c) for c in comparisons], indent=1,
                          ensure_ascii=False, default=str))

@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 
 from sim_core.commands import common
-from sim_core.compare import compare
+from sim_core.commands.compare import comparisons_from_args
 from sim_core.errors import SimError
 from sim_core.report import report_csv, report_from_comparisons, report_json
 from sim_core.report_pdf import PAGE_SIZES, render_pdf
@@ -40,21 +40,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Build the comparisons, then the report, then write the requested files."""
-    config = common.sim_config_from_args(args)
-    survey = common.survey_from_args(args)
-    by = common.by_from_args(args, survey)
-    ids = common.question_ids(args, survey)
-    bins = common.bins_from_args(args)
-    models = common.models_from_args(args)
-    comparisons = []
-    for qid in ids:
-        bar, progress = common.tqdm_progress(qid)
-        try:
-            comparisons.append(compare(models, survey.questions[qid], survey=survey, by=by,
-                                       wave=args.wave, bins=bins, config=config,
-                                       baselines=args.baselines, progress=progress))
-        finally:
-            bar.close()
+    _, comparisons = comparisons_from_args(args)
     report = report_from_comparisons(comparisons, title=args.title)
     pdf = render_pdf(report, page_size=args.page_size)
     # Output paths are the user's own arguments; nothing here is built from data text.
@@ -63,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         _write(args.csv, report_csv(report).encode("utf-8"))
     if args.json is not None:
         _write(args.json, report_json(report).encode("utf-8"))
-    print(f"wrote {args.pdf} ({len(pdf) // 1024} KiB, {len(ids)} question(s), "
+    print(f"wrote {args.pdf} ({len(pdf) // 1024} KiB, {len(comparisons)} question(s), "
           f"{sum(len(q.slices) for q in report.questions)} slice rows)")
     return 0
 
