@@ -28,8 +28,9 @@ EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_FOLDER = "smollm2-135m-instruct"
 EMBEDDED_LABEL = "SmolLM2-135M-Instruct"
 # "auto" resolves to this on CPU. Measured on the embedded model, 50 real GSS prompts, 2 busy
-# cores: bfloat16 2.7x faster than float32, letter distributions moved by TV 0.013 on average
-# (max 0.047), under the 0.03 mean TV we allow. dtype="float32" gives the exact numbers.
+# cores: bfloat16 2.7x faster than float32; with the letter logits projected in float32
+# (simulate._last_logprobs) distributions move by TV 0.006 on average (max 0.018, bench/precision.py),
+# under the 0.03 mean TV we allow. dtype="float32" gives the exact numbers.
 AUTO_CPU_DTYPE = "bfloat16"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 

@@ -105,8 +105,27 @@ def letter_token_ids(tokenizer: Any, k: int) -> list[list[int]]:
     return ids
 
 
-def _last_logprobs(model: Any, tokenizer: Any, prompts: list[str]) -> "torch.Tensor":
-    """(batch, vocab) log-probabilities of the next token after each prompt (left padded)."""
+def _plain_head(model: Any) -> Any:
+    """The output projection when it is a plain Linear we may recompute in float32, else None."""
+    import torch
+
+    getter = getattr(model, "get_output_embeddings", None)
+    head = getter() if callable(getter) else None
+    config = getattr(model, "config", None)
+    if type(head) is not torch.nn.Linear or getattr(config, "final_logit_softcapping", None):
+        return None  # adapted, quantised or soft-capped heads: keep the model's own logits
+    return head
+
+
+def _last_logprobs(model: Any, tokenizer: Any, prompts: list[str],
+                   exact_ids: list[int] | None = None) -> "torch.Tensor":
+    """(batch, vocab) float32 log-probabilities of the next token after each prompt (left padded).
+
+    exact_ids: tokens (the option letters) whose logits are recomputed in float32 from the last
+    hidden state when the model runs in bf16/fp16. A half-precision head rounds logits to steps
+    of 0.06-0.125, which erased the difference between two personas (Democrat and Republican got
+    identical shares); recomputing only these few rows of the head costs nothing measurable.
+    """
     import torch  # heavy: imported where the model runs, so SimConfig stays cheap to import
 
     special = not getattr(tokenizer, "chat_template", None)  # chat templates carry their own
@@ -114,11 +133,33 @@ def _last_logprobs(model: Any, tokenizer: Any, prompts: list[str]) -> "torch.Ten
                         add_special_tokens=special)
     device = next(model.parameters()).device
     encoded = {key: value.to(device) for key, value in encoded.items()}
+    head = _plain_head(model) if exact_ids else None
+    if head is not None and head.weight.dtype == torch.float32:
+        head = None  # already exact
+    captured: list["torch.Tensor"] = []
+    hook = None if head is None else head.register_forward_hook(
+        lambda _module, inputs, _output: captured.append(inputs[0][:, -1, :]))
     try:
-        logits = model(**encoded, logits_to_keep=1, use_cache=False).logits
-    except TypeError:  # architectures without logits_to_keep
-        logits = model(**encoded, use_cache=False).logits
-    return torch.log_softmax(logits[:, -1, :].float(), dim=-1)
+        try:
+            logits = model(**encoded, logits_to_keep=1, use_cache=False).logits
+        except TypeError:  # architectures without logits_to_keep
+            captured.clear()
+            logits = model(**encoded, use_cache=False).logits
+    finally:
+        if hook is not None:
+            hook.remove()
+    logits = logits[:, -1, :].float()
+    if head is not None and len(captured) == 1:
+        rows = torch.tensor(sorted(set(exact_ids)), device=logits.device)
+        bias = None if head.bias is None else head.bias[rows].float()
+        exact = torch.nn.functional.linear(captured[0].float(), head.weight[rows].float(), bias)
+        logits = logits.index_copy(1, rows, exact)
+    return torch.log_softmax(logits, dim=-1)
+
+
+def _flat(ids: list[list[int]]) -> list[int]:
+    """Every spelling's token id of every letter, one list."""
+    return [token for spellings in ids for token in spellings]
 
 
 def _letter_logprobs(logprobs: "torch.Tensor", ids: list[list[int]]) -> "torch.Tensor":
@@ -142,8 +183,8 @@ def letter_logits(model: Any, tokenizer: Any, prompts: list[str], k: int) -> "to
     """
     import torch
 
-    letters = _letter_logprobs(_last_logprobs(model, tokenizer, prompts),
-                               letter_token_ids(tokenizer, k))
+    ids = letter_token_ids(tokenizer, k)
+    letters = _letter_logprobs(_last_logprobs(model, tokenizer, prompts, _flat(ids)), ids)
     return letters - torch.logsumexp(letters, dim=-1, keepdim=True)
 
 
@@ -172,8 +213,9 @@ def first_token_batch(lm: Any, prompts: list[str], ks: list[int], batch_size: in
         for start in range(0, len(ranked), max(1, batch_size)):
             _check(should_stop)
             chunk = ranked[start:start + max(1, batch_size)]
-            letters = _letter_logprobs(_last_logprobs(lm.model, lm.tokenizer,
-                                                      [prompts[i] for i in chunk]), ids)
+            logprobs = _last_logprobs(lm.model, lm.tokenizer, [prompts[i] for i in chunk],
+                                      _flat(ids))
+            letters = _letter_logprobs(logprobs, ids)
             for row, i in enumerate(chunk):
                 probs = letters[row, :ks[i]].double().exp().cpu().numpy()
                 out[i] = (probs / probs.sum(), float(probs.sum()))

@@ -72,6 +72,29 @@ def test_letter_logits_differentiable(tiny):
     tiny.model.zero_grad(set_to_none=True)
 
 
+def test_half_precision_letters_are_projected_in_float32(tiny_model_dir):
+    """A bf16 head rounds logits (once: Democrat and Republican got identical shares); the letter
+    logits must equal the float32 projection of the model's own last hidden state."""
+    lm = load_model(str(tiny_model_dir), dtype="bfloat16")
+    prompts = [build_prompt(lm.tokenizer, QUESTION, {"SEX": s}) for s in ("Male", "Female")]
+    ids = letter_token_ids(lm.tokenizer, 3)
+    with torch.no_grad():
+        got = letter_logits(lm.model, lm.tokenizer, prompts, 3)
+        encoded = lm.tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left",
+                               add_special_tokens=False)
+        out = lm.model(**encoded, output_hidden_states=True)
+    hidden = out.hidden_states[-1][:, -1].float()
+    exact = hidden @ lm.model.lm_head.weight.float().T
+    rounded = out.logits[:, -1].float()
+
+    def renormalised(logits):
+        letters = torch.stack([torch.logsumexp(logits[:, t], -1) for t in ids], -1)
+        return letters - torch.logsumexp(letters, -1, keepdim=True)
+
+    torch.testing.assert_close(got, renormalised(exact), atol=1e-5, rtol=0)
+    assert (renormalised(rounded) - renormalised(exact)).abs().max() > 1e-4  # the test has teeth
+
+
 def biased_head(lm, bias: dict[int, float]) -> None:
     """Replace the output layer by zero weights plus a bias: known logits for every prompt."""
     hidden, vocab = lm.model.config.hidden_size, lm.model.config.vocab_size
