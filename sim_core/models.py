@@ -29,8 +29,8 @@ EMBEDDED_FOLDER = "smollm2-135m-instruct"
 EMBEDDED_LABEL = "SmolLM2-135M-Instruct"
 # "auto" resolves to this on CPU. Measured on the embedded model, 50 real GSS prompts, 2 busy
 # cores: bfloat16 2.7x faster than float32; with the letter logits projected in float32
-# (simulate._last_logprobs) distributions move by TV 0.006 on average (max 0.018, bench/precision.py),
-# under the 0.03 mean TV we allow. dtype="float32" gives the exact numbers.
+# (simulate._last_logprobs) distributions move by TV 0.006 on average (max 0.018,
+# bench/precision.py), under the 0.03 mean TV we allow. dtype="float32" gives the exact numbers.
 AUTO_CPU_DTYPE = "bfloat16"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
