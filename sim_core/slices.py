@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -16,7 +16,9 @@ import pandas as pd
 from statsmodels.stats.proportion import proportion_confint
 
 from sim_core.errors import DataError
-from sim_core.survey import MARGINALS, Question, Survey
+from sim_core.nonresponse import REASONS, SYSTEM_MISSING, canonical
+from sim_core.survey import MARGINALS, Design, Question, Survey
+from sim_core.weights import kish_n_eff
 
 DEFAULT_BINS: dict[str, list[float]] = {"age": [18, 30, 45, 65, 200]}   # lower-case keys
 AUTO_BINS_ABOVE = 12        # numeric attributes with more distinct values get quartile bands
@@ -120,11 +122,19 @@ class SliceMarginal:
     Attributes:
         slice: attribute -> group label ({} = everyone).
         options: option labels in the question's order.
-        shares: share per option (sums to 1).
-        n: raw count of respondents (None when a marginal table has no n).
-        n_eff: Kish effective n = (sum w)^2 / sum w^2 (= n for marginal tables).
-        ci_low, ci_high: Wilson 95 % interval per share using n_eff (None without n).
+        shares: share per option (sums to 1; NaN when every weight in the slice is 0).
+        n: raw count of valid answers (None when a marginal table has no n).
+        n_eff: effective n: Kish (sum w)^2 / sum w^2 of the valid answers, divided by a
+            given design effect, or implied by design-based standard errors (= n for
+            marginal tables).
+        ci_low, ci_high: 95 % interval per share (None without n); see `interval`.
         too_small: n_eff below the min_n_eff asked for.
+        n_total: respondents in the slice, answered or not (None for marginal tables).
+        n_asked: n_total minus those not asked / system-missing.
+        nonresponse: reason ("dk", "refused", "not_asked", "other") -> weighted share of
+            the slice's respondents; valid answers make up the rest.
+        interval: how the interval was computed (sim_core.design.interval_method).
+        note: why the slice is flagged beyond its size ("" = nothing).
     """
 
     slice: dict[str, str]
@@ -135,11 +145,21 @@ class SliceMarginal:
     ci_low: np.ndarray | None
     ci_high: np.ndarray | None
     too_small: bool
+    n_total: int | None = None
+    n_asked: int | None = None
+    nonresponse: dict[str, float] = field(default_factory=dict)
+    interval: str = ""
+    note: str = ""
 
     @property
     def label(self) -> str:
         """slice_label of the slice."""
         return slice_label(self.slice)
+
+    @property
+    def usable(self) -> bool:
+        """False when the shares are undefined (every weight in the slice is 0)."""
+        return bool(np.all(np.isfinite(self.shares)))
 
 
 def wilson_interval(shares: np.ndarray, n_eff: float | None):
@@ -158,56 +178,126 @@ def _make(slice_, options, weights_by_option, n, n_eff, min_n_eff) -> SliceMargi
     return SliceMarginal(dict(slice_), tuple(options), shares, n, n_eff, low, high, small)
 
 
-def _respondent_frame(survey: Survey, question: Question, wave: str | None) -> pd.DataFrame:
-    """Respondents of the wave who answered the question, with a `_w` weight column."""
+def _respondent_frame(survey: Survey, question: Question, wave: str | None,
+                      answered_only: bool = True) -> pd.DataFrame:
+    """Respondents of the wave (who answered the question, unless answered_only=False),
+    with a `_w` weight column."""
     frame = survey.respondents
     if wave not in (None, ""):
         if survey.wave is None:
             raise DataError(f"the survey has no wave column; cannot select wave {wave!r}.")
-        frame = frame[frame[survey.wave].map(_text) == str(wave)]
-    frame = frame[frame[question.id].notna()]
+        frame = frame[frame[survey.wave].map(canonical) == canonical(wave)]
+    if answered_only:
+        frame = frame[frame[question.id].notna()]
     weights = frame[survey.weight].astype(float) if survey.weight else 1.0
     return frame.assign(_w=weights)
 
 
-def _text(value) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
+def _reasons(survey: Survey, question: Question, frame: pd.DataFrame) -> np.ndarray:
+    """Nonresponse reason per respondent of `frame` ("" = valid answer)."""
+    table = survey.nonresponse
+    if table is not None and question.id in table.columns:
+        reasons = table[question.id].reindex(frame.index)
+    else:
+        reasons = pd.Series(pd.NA, index=frame.index, dtype="string")
+    reasons = reasons.mask(reasons.isna() & frame[question.id].isna(), SYSTEM_MISSING)
+    return reasons.fillna("").to_numpy(dtype=object)
 
 
 def _respondent_marginals(survey, question, by, wave, bins, min_n_eff, include_total):
-    frame = _respondent_frame(survey, question, wave)
-    if frame.empty:
+    frame = _respondent_frame(survey, question, wave, answered_only=False)
+    answers = pd.Categorical(frame[question.id], categories=list(question.options))
+    codes = np.asarray(answers.codes)
+    if not (codes >= 0).any():
         where = f" in wave {wave}" if wave else ""
         raise DataError(f"question {question.id} has no answers{where}.")
-    answers = pd.Categorical(frame[question.id].astype(str), categories=list(question.options))
-    codes = np.asarray(answers.codes)
-    weights = frame["_w"].to_numpy(dtype=float)
-    results = []
+    design = survey.design
+    columns = [None if design is None else getattr(design, c) for c in ("strata", "psu")]
+    strata, psu = (None if c is None else frame[c].to_numpy() for c in columns)
+    data = _SliceData(question, codes, frame["_w"].to_numpy(dtype=float),
+                      _reasons(survey, question, frame), design, strata, psu, min_n_eff)
+    slices = []
     if include_total or not by:
-        results.append(_summarise({}, question, codes, weights, min_n_eff))
-    if not by:
-        return results
-    groups = {attr: pd.Categorical(group_values(frame, attr, bins)) for attr in by}
-    for combo in itertools.product(*(groups[a].categories for a in by)):
-        mask = np.ones(len(frame), dtype=bool)
-        for attr, value in zip(by, combo):
-            mask &= np.asarray(groups[attr] == value)
-        if mask.any():
-            results.append(_summarise(dict(zip(by, map(str, combo))), question, codes[mask],
-                                      weights[mask], min_n_eff))
-    return results
+        slices.append(({}, np.ones(len(frame), dtype=bool)))
+    if by:
+        groups = {attr: pd.Categorical(group_values(frame, attr, bins)) for attr in by}
+        for combo in itertools.product(*(groups[a].categories for a in by)):
+            mask = np.ones(len(frame), dtype=bool)
+            for attr, value in zip(by, combo):
+                mask &= np.asarray(groups[attr] == value)
+            if (mask & (codes >= 0)).any():
+                slices.append((dict(zip(by, map(str, combo))), mask))
+    return data.summaries(slices)
 
 
-def _summarise(slice_, question, codes, weights, min_n_eff) -> SliceMarginal:
-    """Weighted shares, n, Kish n_eff of one slice's answers (codes index the options)."""
-    by_option = np.bincount(codes, weights=weights, minlength=question.k).astype(float)
-    total = weights.sum()
-    if total <= 0:
-        by_option = np.bincount(codes, minlength=question.k).astype(float)
-    n_eff = float(total**2 / np.sum(weights**2)) if total > 0 else 0.0
-    return _make(slice_, question.options, by_option, int(len(codes)), n_eff, min_n_eff)
+@dataclass
+class _SliceData:
+    """One question's answers, weights and nonresponse reasons over the respondents."""
+
+    question: Question
+    codes: np.ndarray          # option index, -1 = no valid answer
+    weights: np.ndarray
+    reasons: np.ndarray        # reason text, "" = valid
+    design: Design | None
+    strata: np.ndarray | None
+    psu: np.ndarray | None
+    min_n_eff: float
+
+    def summaries(self, slices: list[tuple[dict, np.ndarray]]) -> list[SliceMarginal]:
+        """SliceMarginal of each (slice, mask); design-based intervals when strata/PSU."""
+        estimates: dict[int, object] = {}
+        if self.design is not None and self.design.taylor:
+            estimates = self._taylor(slices)
+        return [self.summary(slice_, mask, estimates.get(i))
+                for i, (slice_, mask) in enumerate(slices)]
+
+    def _taylor(self, slices) -> dict:
+        """Design-based estimates per slice index (domains keep the whole sample)."""
+        from sim_core.design import taylor_estimates
+
+        def run(domains):
+            return taylor_estimates(self.codes, self.question.k, self.weights, self.strata,
+                                    self.psu, domains)
+        out = {}
+        domains = np.full(len(self.codes), -1, dtype=np.int64)
+        for i, (slice_, mask) in enumerate(slices):
+            if slice_:
+                domains[mask] = i
+            else:
+                out[i] = run(None).get(0)
+        if (domains >= 0).any():
+            out.update(run(domains))
+        return out
+
+    def summary(self, slice_: dict, mask: np.ndarray, estimate=None) -> SliceMarginal:
+        """Weighted shares, n, effective n, nonresponse of one slice."""
+        from sim_core.design import interval_method
+
+        codes, weights, reasons = self.codes[mask], self.weights[mask], self.reasons[mask]
+        valid = codes >= 0
+        w = weights[valid]
+        everyone = weights.sum()
+        nonresponse = {r: (float(weights[reasons == r].sum() / everyone) if everyone > 0
+                           else float("nan")) for r in REASONS if (reasons == r).any()}
+        k = self.question.k
+        base = dict(n_total=int(len(codes)), n_asked=int(np.sum(reasons != SYSTEM_MISSING)),
+                    nonresponse=nonresponse, interval=interval_method(self.design))
+        if not w.sum() > 0:
+            return SliceMarginal(dict(slice_), self.question.options, np.full(k, np.nan),
+                                 int(valid.sum()), 0.0, None, None, True,
+                                 note="every weight in this slice is 0: no weighted share",
+                                 **base)
+        scaled = w / w.max()            # shares and n_eff do not depend on the scale
+        shares = np.bincount(codes[valid], weights=scaled, minlength=k) / scaled.sum()
+        n_eff = kish_n_eff(w)
+        if self.design is not None and self.design.design_effect:
+            n_eff /= self.design.design_effect
+        low, high = wilson_interval(shares, n_eff)
+        if estimate is not None:
+            low, high = estimate.low, estimate.high
+            n_eff = estimate.n_eff if estimate.n_eff is not None else n_eff
+        return SliceMarginal(dict(slice_), self.question.options, shares, int(valid.sum()),
+                             float(n_eff), low, high, n_eff < self.min_n_eff, **base)
 
 
 def _table_marginals(survey, question, by, wave, min_n_eff, include_total, table=None):
@@ -246,9 +336,9 @@ def _pick_wave(survey: Survey, table: pd.DataFrame, wave: str | None) -> str:
     """The wave to read from a marginal table (the only one when wave is None)."""
     waves = list(dict.fromkeys(table["wave"]))
     if wave not in (None, ""):
-        if str(wave) not in waves:
+        if canonical(wave) not in waves:     # table waves are canonical: 2020.0 -> "2020"
             raise DataError(f"wave {wave!r} not in the table; it has: {', '.join(waves)}")
-        return str(wave)
+        return canonical(wave)
     if len(waves) > 1:
         raise DataError(f"the table has several waves ({', '.join(waves)}); choose one.")
     return waves[0]
@@ -331,7 +421,7 @@ def survey_rows(survey: Survey, by: Sequence[str] | None = None, *, wave: str | 
                     continue        # no answers in this wave, or attribute absent for qid
                 rows.extend(SurveyRow(survey.questions[qid], m.slice, m.shares, m.n_eff,
                                       wave=wave_) for m in marginals
-                            if m.n_eff is None or m.n_eff >= min_n_eff)
+                            if m.usable and (m.n_eff is None or m.n_eff >= min_n_eff))
     return rows
 
 

@@ -89,7 +89,7 @@ def test_codebook_roles_and_defaults(tmp_path):
                  "educ,Education,HS|BA,demographic\nq1,Question one,Yes|No,\n")
     survey = read_respondents_csv(data, codebook=book)
     assert list(survey.questions) == ["q1"]
-    assert survey.demographics == ["educ", "x"]      # the rest of the columns
+    assert survey.demographics == ["educ"]   # named in the codebook; never "the rest"
     assert survey.groups("educ") == ["HS", "BA"]     # codebook order, not alphabetical
     assert survey.questions["q1"].ordinal_values is None
 
@@ -162,7 +162,7 @@ def test_empty_and_header_only(tmp_path):
 
 def test_ragged_row(tmp_path):
     path = write(tmp_path, "d.csv", "sex,q1\nF,Yes\nM,No,extra\n")
-    raises(read_respondents_csv, path, row=3, match="malformed")
+    raises(read_respondents_csv, path, row=3, match="header has 2 fields but these rows have 3")
 
 
 def test_size_checked_before_reading(tmp_path, monkeypatch):
