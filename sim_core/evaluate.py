@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 
 from sim_core.baselines import uniform
-from sim_core.compare import BASELINE_PREFIX, Progress, model_progress, unique_labels
+from sim_core.compare import (BASELINE_PREFIX, Progress, model_progress, unique_labels,
+                              with_survey_style)
 from sim_core.errors import DataError
 from sim_core.metrics import METRICS, compute, is_ordinal
 from sim_core.simulate import SimConfig, orders_for, simulate_rows
@@ -236,6 +237,7 @@ def evaluate(models: list[Any], survey: Survey, *, by: Sequence[str] | None = No
     """
     from sim_core.baselines import population_average
 
+    config = with_survey_style(config or SimConfig(), survey)
     rows = survey_rows(survey, by, wave=wave, questions=questions, bins=bins,
                        min_n_eff=min_n_eff)
     population = None

@@ -33,6 +33,7 @@ REASONS: dict[str, str] = {
     "other": "other missing code",
 }
 SYSTEM_MISSING = "not_asked"
+REASON_SHORT = {"dk": "DK", "refused": "refused", "not_asked": "not asked", "other": "other"}
 
 _PATTERNS = [
     ("dk", re.compile(r"\bdon'?t know\b|\bdo not know\b|\bdont know\b|^dk\b|\bdk/|\bd\.k\.|"
@@ -241,3 +242,10 @@ def suspect_missing_codes(numbers: list[float]) -> list[float]:
     top, bottom = max(normal), min(normal)
     return [v for v in values if v in SUSPECT_CODES
             and ((v > top + 1 and v > 0) or (v < bottom and v < 0))]
+
+
+def nonresponse_text(shares: dict[str, float]) -> str:
+    """"DK 4.2 %, refused 1.0 %" ("-" when there is none), weighted shares of a slice."""
+    parts = [f"{REASON_SHORT.get(r, r)} {100 * v:.1f} %" for r, v in shares.items()
+             if v == v and v > 0]
+    return ", ".join(parts) or "-"

@@ -146,13 +146,22 @@ class Survey:
     codebook: dict[str, ColumnSpec] = field(default_factory=dict)
     weight_candidates: list[str] = field(default_factory=list)
 
+    def weight_summary(self):
+        """sim_core.weights.WeightSummary of the respondents (None for marginal tables)."""
+        from sim_core.weights import weight_summary
+
+        if self.kind != RESPONDENTS or self.respondents is None:
+            return None
+        values = self.respondents[self.weight] if self.weight else None
+        return weight_summary(values, len(self.respondents), self.weight)
+
     def waves(self) -> list[str]:
         """Distinct waves as strings, sorted; [] when the survey has a single wave."""
         if self.kind == RESPONDENTS:
             if self.wave is None or self.respondents is None:
                 return []
             values = self.respondents[self.wave].dropna().unique()
-            return [_wave_text(v) for v in sorted(values)]
+            return [_wave_text(v) for v in sorted(values, key=_wave_key)]
         if self.marginals is None:
             return []
         return sorted(w for w in self.marginals["wave"].unique() if w != "")
@@ -190,6 +199,14 @@ def _wave_text(value) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
+
+
+def _wave_key(value):
+    """Waves in numeric order when they are numbers ("999" before "1000")."""
+    try:
+        return (0, float(value), "")
+    except (TypeError, ValueError):
+        return (1, 0.0, str(value))
 
 
 def _sort_key(value):

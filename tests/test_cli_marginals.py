@@ -31,8 +31,15 @@ def six(tmp_path):
 def test_json_output(six, capsys):
     assert cli(["marginals", "--data", str(six), "--weight", "w", "--question", "q",
                 "--by", "sex", "--json", "--total"]) == 0
-    records = json.loads(capsys.readouterr().out)
+    out = json.loads(capsys.readouterr().out)
+    records = out["marginals"]
     assert [r["slice"] for r in records] == [{}, {"sex": "F"}, {"sex": "M"}]
+    # weights 1,2,3,1,1,2: sum 10, Kish deff = 6 * 20 / 10^2 = 1.2, CV = sqrt(0.2)
+    weighting = out["weighting"]
+    assert weighting["column"] == "w" and weighting["total"] == pytest.approx(10)
+    assert weighting["deff"] == pytest.approx(1.2) and weighting["cv"] == pytest.approx(0.2 ** 0.5)
+    assert out["intervals"].startswith("weighting only")
+    assert all(r["n_total"] == r["n"] and r["nonresponse"] == {} for r in records)
     total, female, male = records
     assert female["options"] == ["No", "Yes"]
     assert female["shares"] == pytest.approx([2 / 6, 4 / 6], abs=1e-6)
@@ -47,15 +54,19 @@ def test_crossed_with_bins_table(six, capsys):
     cli(["marginals", "--data", str(six), "--weight", "w", "--question", "q", "--by",
          "sex,age", "--bins", "age=18,40,120"])
     out = capsys.readouterr().out
+    assert out.startswith("weight 'w': sum 10, CV 0.447, Kish design effect 1.200")
     lines = out.splitlines()
-    assert lines[0] == "q: q" and lines[1].split()[:5] == ["slice", "n", "n_eff", "No", "Yes"]
+    lines = lines[lines.index("q: q"):]
+    assert lines[1].split()[:7] == ["slice", "n", "asked", "n_eff", "No", "Yes", "nonresponse"]
     assert lines[3].startswith("sex=F, age=40+ (small)")
     assert "0.400" in lines[3] and "0.600" in lines[3]       # weights 2 (No) and 3 (Yes)
 
 
 def test_demo_name_and_case_insensitive_by(capsys):
     cli(["marginals", "--data", "gss2022", "--question", "nataid", "--by", "sex", "--json"])
-    records = json.loads(capsys.readouterr().out)
+    out = json.loads(capsys.readouterr().out)
+    assert out["weighting"] is None and out["population"] == "adults in the United States"
+    records = out["marginals"]
     assert [r["slice"] for r in records] == [{"SEX": "Male"}, {"SEX": "Female"}]
     assert records[0]["n"] is None and records[0]["options"] == ["Too little", "About right",
                                                                  "Too much"]

@@ -63,5 +63,5 @@ def test_chat_prompt_has_persona_template_and_answer_cue(tiny_model_dir):
 def test_base_prompt_is_plain_text():
     prompt = build_prompt(PlainTokenizer(), QUESTION, {"SEX": "Male"})
     assert "<|im_start|>" not in prompt
-    assert prompt.startswith(PromptStyle().system)
+    assert prompt.startswith(PromptStyle().system_text())
     assert "Your sex is Male." in prompt and prompt.endswith("\n" + ANSWER_CUE)

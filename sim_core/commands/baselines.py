@@ -124,10 +124,9 @@ def run(args: argparse.Namespace) -> int:
             progress(i + 1, len(ids))
     finally:
         bar.close()
+    common.print_warnings(survey)
     if args.json:
         print(json.dumps([result_json(r) for r in results], indent=1, ensure_ascii=False))
     else:
-        for warning in survey.warnings:
-            print(f"warning: {warning}")
         print("\n\n".join(format_result(r) for r in results))
     return 0

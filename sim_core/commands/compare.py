@@ -168,11 +168,10 @@ def run(args: argparse.Namespace) -> int:
                                        baselines=which, progress=progress))
         finally:
             bar.close()
+    common.print_warnings(survey)
     if args.json:
         print(json.dumps([comparison_json(c) for c in comparisons], indent=1,
                          ensure_ascii=False, default=str))
     else:
-        for warning in survey.warnings:
-            print(f"warning: {warning}")
         print("\n\n".join(format_comparison(c) for c in comparisons))
     return 0

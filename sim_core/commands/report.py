@@ -63,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from sim_core.simulate import SimConfig
 
     survey = common.survey_from_args(args)
+    common.print_warnings(survey)
     by = common.by_from_args(args, survey)
     ids = common.question_ids(args, survey)
     bins = common.bins_from_args(args)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 import sys
 
 from sim_core.commands import common
@@ -25,6 +26,9 @@ def register(subparsers) -> None:
     parser.add_argument("--adapter", default=None, help="adapter name or folder")
     common.add_simulation_args(parser)
     parser.add_argument("--ordinal", action="store_true", help="options are ordered (1..k)")
+    parser.add_argument("--population", default=None,
+                        help='who is asked, for the prompt (default "adults in the United '
+                             'States"; "" names none)')
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.set_defaults(func=run)
 
@@ -58,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
                         ordinal_values=tuple(float(i + 1) for i in range(len(options)))
                         if args.ordinal else None)
     config = common.sim_config_from_args(args)
+    if args.population is not None:
+        config.style = replace(config.style, population=args.population)
     lm = load_model(args.model, args.adapter, dtype=args.dtype)
     with tqdm(total=1, desc="simulating", file=sys.stderr, disable=None) as bar:
         def progress(done: int, total: int) -> None:
