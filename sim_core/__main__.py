@@ -14,7 +14,7 @@ import sys
 
 from sim_core.errors import SimError
 
-SUBCOMMANDS = ("marginals", "baselines", "simulate", "compare", "report")
+SUBCOMMANDS = ("marginals", "baselines", "simulate", "compare", "report", "codebook")
 
 
 def build_parser() -> argparse.ArgumentParser:

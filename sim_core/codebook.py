@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 
 import pandas as pd
 
@@ -23,6 +24,7 @@ CODEBOOK_REQUIRED = ("column", "question_text", "options")
 CODEBOOK_OPTIONAL = ("ordinal", "missing", "codes", "role")
 _TRUE = {"true", "yes", "1", "y", "t"}
 _FALSE = {"false", "no", "0", "n", "f", ""}
+_STATA_LETTER = re.compile(r"^\.[a-z]$")
 
 
 def split_cell(cell: str) -> list[str]:
@@ -141,27 +143,46 @@ def _range_text(low: float, high: float) -> str:
     return lo if lo == hi and lo else f"{lo}..{hi}"
 
 
-def _missing_cell(spec: ColumnSpec) -> str:
-    items = [f"{code}={label}" if label else code for code, label in spec.missing.items()]
+def _missing_cell(spec: ColumnSpec, extra: dict[str, str]) -> str:
+    items = [f"{code}={label}" if label else code
+             for code, label in {**spec.missing, **extra}.items()
+             if label or not _STATA_LETTER.match(code)]    # .a-.z are always missing
     items += [f"{_range_text(lo, hi)}={label}" if label else _range_text(lo, hi)
               for lo, hi, label in spec.missing_ranges]
     return "|".join(items)
 
 
+def _question_cells(spec: ColumnSpec, question) -> dict[str, str]:
+    """Options, codes and extra missing codes of a question as it was read: unlabelled
+    codes kept as options, options read as nonresponse written as missing codes."""
+    keys = spec.codes if spec.codes is not None else spec.options
+    code_of = {label: code for code, label in zip(keys, spec.options)}
+    options = list(question.options)
+    codes = [code_of.get(o, o) for o in options]
+    extra = {code_of[o]: o for o in spec.options if o not in options}
+    return {"options": "|".join(options),
+            "codes": "|".join(codes) if spec.codes is not None else "",
+            "ordinal": "true" if question.ordinal_values is not None else "false",
+            "_extra": extra}
+
+
 def codebook_rows(survey: Survey) -> list[dict[str, str]]:
-    """One codebook row per column the survey read (its roles, wording, options, codes)."""
+    """One codebook row per column the survey read: role, wording, options in order, codes,
+    missing codes (declared ones and options read as nonresponse), ordinal."""
     rows = []
     for column, spec in survey.codebook.items():
         role = ("question" if column in survey.questions else
                 "demographic" if column in survey.demographics else "ignore")
         question = survey.questions.get(column)
-        text = question.text if question is not None else spec.text
-        rows.append({"column": column, "question_text": text,
-                     "options": "|".join(spec.options),
-                     "ordinal": "true" if spec.ordinal else "false",
-                     "missing": _missing_cell(spec),
-                     "codes": "|".join(spec.codes) if spec.codes is not None else "",
-                     "role": role})
+        cells = {"options": "|".join(spec.options),
+                 "codes": "|".join(spec.codes) if spec.codes is not None else "",
+                 "ordinal": "true" if spec.ordinal else "false", "_extra": {}}
+        if question is not None:
+            cells = _question_cells(spec, question)
+        extra = cells.pop("_extra")
+        rows.append({"column": column,
+                     "question_text": question.text if question is not None else spec.text,
+                     **cells, "missing": _missing_cell(spec, extra), "role": role})
     return rows
 
 

@@ -20,11 +20,11 @@ from sim_core.nonresponse import canonical
 from sim_core.respondents import ReadOptions, assemble, make_survey, read_options
 from sim_core.roles import guess_columns, resolve_roles
 from sim_core.survey import ColumnSpec, Survey
-from sim_core.survey_files import SURVEY_FILE_SUFFIXES, read_survey_file
+from sim_core.survey_files import SURVEY_FILE_SUFFIXES, file_columns, read_survey_file
 
 __all__ = ["MAX_FILE_BYTES", "read_respondents_csv", "read_marginals_csv",
            "read_subpop_jsonl", "read_survey_file", "load_survey", "guess_columns",
-           "ReadOptions", "read_options"]
+           "ReadOptions", "read_options", "columns_of", "is_survey_file"]
 
 def load_survey(data, *, name: str | None = None, codebook=None, filename: str | None = None,
                 **kw) -> Survey:
@@ -113,3 +113,16 @@ def read_respondents_csv(data: str | Path | bytes, *, name: str | None = None,
 def _canonical_column(values: pd.Series) -> pd.Series:
     """Cells compared by value ("1.0" == "1"); each distinct cell converted once."""
     return values.map({v: canonical(v) for v in values.unique()}).astype(str)
+
+
+def is_survey_file(filename: str | None) -> bool:
+    """True for an SPSS/Stata file name (.sav, .zsav, .por, .dta)."""
+    return Path(filename or "").suffix.lower() in SURVEY_FILE_SUFFIXES
+
+
+def columns_of(data, filename: str | None = None) -> tuple[list[str], dict[str, str]]:
+    """Columns of a respondent file and their variable labels ({} for CSV), cheaply:
+    metadata only for SPSS/Stata (for the column-mapping screen)."""
+    if is_survey_file(filename or ("" if isinstance(data, (bytes, bytearray)) else str(data))):
+        return file_columns(data, filename)
+    return [str(c) for c in read_table(data)[0].columns], {}
