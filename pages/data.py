@@ -57,8 +57,10 @@ def mapping_widgets(i: int, filename: str, data: bytes, guess) -> dict:
     questions = cols[1].multiselect("Questions (answer columns)", columns, format_func=label,
                                     default=[c for c in guess.questions if c in columns],
                                     key=f"data_questions_{i}")
+    proposed = guess.weight_candidates[0] if guess.weight_candidates else None
     weight = cols[0].selectbox(
         "Weight column", [NONE, *columns], key=f"data_weight_{i}", format_func=label,
+        index=_index(columns, proposed),
         help="Proposed by name and label: " + (", ".join(guess.weight_candidates) or "none")
         + ". '(none)' = unweighted.")
     wave = cols[1].selectbox("Wave / year column", [NONE, *columns], key=f"data_wave_{i}",

@@ -25,6 +25,7 @@ CODEBOOK_OPTIONAL = ("ordinal", "missing", "codes", "role")
 _TRUE = {"true", "yes", "1", "y", "t"}
 _FALSE = {"false", "no", "0", "n", "f", ""}
 _STATA_LETTER = re.compile(r"^\.[a-z]$")
+_RANGE = re.compile(r"(-?[0-9][0-9.eE+-]*)?\s*\.\.\s*(-?[0-9][0-9.eE+-]*)?")
 
 
 def split_cell(cell: str) -> list[str]:
@@ -56,10 +57,11 @@ def parse_missing(cell: str, file: str, row: int):
         if not code:
             raise DataError(f"missing code '{item}' has no code.", file=file, row=row,
                             column="missing")
-        if ".." in code and not code.startswith("."):
-            low, _, high = code.partition("..")
-            lo = -math.inf if not low.strip() else number(low)
-            hi = math.inf if not high.strip() else number(high)
+        bounds = _RANGE.fullmatch(code)
+        if bounds and (bounds.group(1) or bounds.group(2)):
+            low, high = bounds.groups()
+            lo = -math.inf if not low else number(low)
+            hi = math.inf if not high else number(high)
             if lo is None or hi is None or lo > hi:
                 raise DataError(f"missing range '{code}' should look like 97..99, ..-1 or "
                                 "96..", file=file, row=row, column="missing")

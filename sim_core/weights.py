@@ -43,7 +43,8 @@ def check_weights(numbers: pd.Series, raw: pd.Series, file: str, column: str) ->
         raise DataError(f"weight is {what}; weights must be finite non-negative numbers "
                         f"({len(positions)} bad).", file=file, column=column,
                         rows=[int(i) + 2 for i in positions])
-    total = float(values.sum())
+    with np.errstate(over="ignore"):
+        total = float(values.sum())
     if not np.isfinite(total):
         raise DataError("the weights are too large: their sum overflows; rescale them "
                         "(divide by their mean).", file=file, column=column)

@@ -102,3 +102,49 @@ def test_dispatcher_exit_status(six, capsys):
     except ModuleNotFoundError as error:         # another subcommand not written yet
         pytest.skip(f"dispatcher needs {error.name}")
     assert status == 2 and "unknown question" in capsys.readouterr().err
+
+
+def test_spss_file_json_has_nonresponse_weighting_and_warnings(tmp_path, capsys):
+    from tests.test_survey_files import write_survey
+
+    path = write_survey(tmp_path)
+    cli(["marginals", "--data", str(path), "--weight", "wt", "--demographics", "sex",
+         "--question", "q1", "--by", "sex", "--json", "--population", "adults in Ohio"])
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)                       # stays valid JSON
+    assert out["population"] == "adults in Ohio" and out["weighting"]["total"] == 17
+    assert any("counted as nonresponse" in w for w in out["warnings"])
+    assert "counted as nonresponse" in captured.err      # and on stderr
+    male, female = out["marginals"]
+    assert male["nonresponse"] == {"dk": 0.125, "refused": 0.125}
+    assert (female["n"], female["n_asked"], female["n_total"]) == (4, 5, 6)
+    assert female["nonresponse"] == pytest.approx({"dk": 2 / 9, "not_asked": 1 / 9}, abs=1e-6)
+
+
+def test_unread_column_named_as_question_gets_a_hint(tmp_path):
+    from tests.test_survey_files import write_survey
+
+    path = write_survey(tmp_path)
+    with pytest.raises(DataError, match="name it with --questions"):
+        cli(["marginals", "--data", str(path), "--question", "areacode", "--unweighted"])
+
+
+def test_codebook_command_writes_once_and_reimports(tmp_path, capsys):
+    from sim_core.commands import codebook
+    from tests.test_survey_files import write_survey
+
+    path = write_survey(tmp_path)
+    parser = argparse.ArgumentParser()
+    codebook.register(parser.add_subparsers(dest="command", required=True))
+    out = tmp_path / "book.csv"
+    argv = ["codebook", "--data", str(path), "--weight", "wt", "--demographics", "sex",
+            "--out", str(out)]
+    args = parser.parse_args(argv)
+    assert args.func(args) == 0 and out.read_text().startswith("column,question_text")
+    from sim_core.errors import SimError
+    with pytest.raises(SimError, match="exists"):
+        args.func(parser.parse_args(argv))
+    cli(["marginals", "--data", str(path), "--codebook", str(out), "--weight", "wt",
+         "--question", "q1", "--json"])
+    record = json.loads(capsys.readouterr().out)["marginals"][0]
+    assert record["shares"] == pytest.approx([4 / 12, 5 / 12, 3 / 12], abs=1e-6)
