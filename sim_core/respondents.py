@@ -132,22 +132,14 @@ def _warn_suspect(parts: Columns, column: str, options: list[str], spec: ColumnS
                               "codebook's `missing` column (they are counted as values now).")
 
 
-def add_wave(parts: Columns, column: str, values: pd.Series, file: str) -> None:
-    """Wave values as canonical text (2020 and 2020.0 are one wave); none may be blank."""
+def add_required_text(parts: Columns, column: str, values: pd.Series, file: str,
+                      what: str) -> None:
+    """A wave, stratum or PSU column as canonical text (2020 and 2020.0 are one wave);
+    every respondent needs a value."""
     blank = values.isin(MISSING_TOKENS)
     if blank.any():
         rows = [int(i) + 2 for i in np.flatnonzero(blank.to_numpy())]
-        raise DataError("wave is blank; every respondent needs one.", file=file,
-                        column=column, rows=rows)
-    parts.out[column] = values.astype("string")
-
-
-def add_design_column(parts: Columns, column: str, values: pd.Series, file: str) -> None:
-    """A stratum or PSU column: any values, but none blank."""
-    blank = values.isin(MISSING_TOKENS)
-    if blank.any():
-        rows = [int(i) + 2 for i in np.flatnonzero(blank.to_numpy())]
-        raise DataError("strata/PSU cell is blank; every respondent needs one.", file=file,
+        raise DataError(f"{what} is blank; every respondent needs one.", file=file,
                         column=column, rows=rows)
     parts.out[column] = values.astype("string")
 
@@ -176,9 +168,9 @@ def assemble(columns: list[str], values_of, specs: dict[str, ColumnSpec], roles,
         elif column == opts.weight:
             parts.out[column] = check_weights(weights, raw_weights, file, column)
         elif column == opts.wave:
-            add_wave(parts, column, values_of(column), file)
+            add_required_text(parts, column, values_of(column), file, "wave")
         elif column in (opts.strata, opts.psu):
-            add_design_column(parts, column, values_of(column), file)
+            add_required_text(parts, column, values_of(column), file, "strata/PSU cell")
     if not parts.questions:
         raise DataError("none of the question columns has an answer.", file=file)
     return parts

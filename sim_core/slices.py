@@ -8,45 +8,25 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from statsmodels.stats.proportion import proportion_confint
 
 from sim_core.errors import DataError
-from sim_core.nonresponse import REASONS, SYSTEM_MISSING, canonical
-from sim_core.survey import MARGINALS, Design, Question, Survey
-from sim_core.weights import kish_n_eff
+from sim_core.marginal import (CI_ALPHA, SliceData, SliceMarginal, make_marginal,
+                               parse_slice_label, respondent_reasons, slice_label,
+                               wilson_interval)
+from sim_core.nonresponse import canonical
+from sim_core.survey import MARGINALS, Question, Survey
+
+__all__ = ["DEFAULT_BINS", "CI_ALPHA", "SliceMarginal", "SurveyRow", "slice_label",
+           "parse_slice_label", "bin_labels", "bin_numeric", "group_values", "wilson_interval",
+           "real_marginals", "survey_rows"]
 
 DEFAULT_BINS: dict[str, list[float]] = {"age": [18, 30, 45, 65, 200]}   # lower-case keys
 AUTO_BINS_ABOVE = 12        # numeric attributes with more distinct values get quartile bands
-CI_ALPHA = 0.05
-
-
-def slice_label(slice: dict[str, str]) -> str:
-    """{"SEX": "Female", "AGE": "18-29"} -> "SEX=Female, AGE=18-29"; {} -> "All"."""
-    if not slice:
-        return "All"
-    return ", ".join(f"{key}={value}" for key, value in slice.items())
-
-
-def parse_slice_label(label: str) -> dict[str, str]:
-    """Inverse of slice_label (group values may themselves contain ", ")."""
-    if label.strip() in ("", "All"):
-        return {}
-    parts: list[str] = []
-    for part in label.split(", "):
-        if "=" in part or not parts:
-            parts.append(part)
-        else:
-            parts[-1] += ", " + part
-    result = {}
-    for part in parts:
-        key, _, value = part.partition("=")
-        result[key] = value
-    return result
 
 
 def _edge_text(value: float) -> str:
@@ -115,69 +95,6 @@ def group_values(frame: pd.DataFrame, attribute: str,
     return column.astype("string")
 
 
-@dataclass
-class SliceMarginal:
-    """Real answer distribution of one slice.
-
-    Attributes:
-        slice: attribute -> group label ({} = everyone).
-        options: option labels in the question's order.
-        shares: share per option (sums to 1; NaN when every weight in the slice is 0).
-        n: raw count of valid answers (None when a marginal table has no n).
-        n_eff: effective n: Kish (sum w)^2 / sum w^2 of the valid answers, divided by a
-            given design effect, or implied by design-based standard errors (= n for
-            marginal tables).
-        ci_low, ci_high: 95 % interval per share (None without n); see `interval`.
-        too_small: n_eff below the min_n_eff asked for.
-        n_total: respondents in the slice, answered or not (None for marginal tables).
-        n_asked: n_total minus those not asked / system-missing.
-        nonresponse: reason ("dk", "refused", "not_asked", "other") -> weighted share of
-            the slice's respondents; valid answers make up the rest.
-        interval: how the interval was computed (sim_core.design.interval_method).
-        note: why the slice is flagged beyond its size ("" = nothing).
-    """
-
-    slice: dict[str, str]
-    options: tuple[str, ...]
-    shares: np.ndarray
-    n: int | None
-    n_eff: float | None
-    ci_low: np.ndarray | None
-    ci_high: np.ndarray | None
-    too_small: bool
-    n_total: int | None = None
-    n_asked: int | None = None
-    nonresponse: dict[str, float] = field(default_factory=dict)
-    interval: str = ""
-    note: str = ""
-
-    @property
-    def label(self) -> str:
-        """slice_label of the slice."""
-        return slice_label(self.slice)
-
-    @property
-    def usable(self) -> bool:
-        """False when the shares are undefined (every weight in the slice is 0)."""
-        return bool(np.all(np.isfinite(self.shares)))
-
-
-def wilson_interval(shares: np.ndarray, n_eff: float | None):
-    """Wilson 95 % interval per share with n_eff observations (None, None without n)."""
-    if n_eff is None or not n_eff > 0:
-        return None, None
-    low, high = proportion_confint(np.asarray(shares) * n_eff, n_eff, alpha=CI_ALPHA,
-                                   method="wilson")
-    return np.asarray(low, dtype=float), np.asarray(high, dtype=float)
-
-
-def _make(slice_, options, weights_by_option, n, n_eff, min_n_eff) -> SliceMarginal:
-    shares = weights_by_option / weights_by_option.sum()
-    low, high = wilson_interval(shares, n_eff)
-    small = n_eff is not None and n_eff < min_n_eff
-    return SliceMarginal(dict(slice_), tuple(options), shares, n, n_eff, low, high, small)
-
-
 def _respondent_frame(survey: Survey, question: Question, wave: str | None,
                       answered_only: bool = True) -> pd.DataFrame:
     """Respondents of the wave (who answered the question, unless answered_only=False),
@@ -193,17 +110,6 @@ def _respondent_frame(survey: Survey, question: Question, wave: str | None,
     return frame.assign(_w=weights)
 
 
-def _reasons(survey: Survey, question: Question, frame: pd.DataFrame) -> np.ndarray:
-    """Nonresponse reason per respondent of `frame` ("" = valid answer)."""
-    table = survey.nonresponse
-    if table is not None and question.id in table.columns:
-        reasons = table[question.id].reindex(frame.index)
-    else:
-        reasons = pd.Series(pd.NA, index=frame.index, dtype="string")
-    reasons = reasons.mask(reasons.isna() & frame[question.id].isna(), SYSTEM_MISSING)
-    return reasons.fillna("").to_numpy(dtype=object)
-
-
 def _respondent_marginals(survey, question, by, wave, bins, min_n_eff, include_total):
     frame = _respondent_frame(survey, question, wave, answered_only=False)
     answers = pd.Categorical(frame[question.id], categories=list(question.options))
@@ -214,8 +120,8 @@ def _respondent_marginals(survey, question, by, wave, bins, min_n_eff, include_t
     design = survey.design
     columns = [None if design is None else getattr(design, c) for c in ("strata", "psu")]
     strata, psu = (None if c is None else frame[c].to_numpy() for c in columns)
-    data = _SliceData(question, codes, frame["_w"].to_numpy(dtype=float),
-                      _reasons(survey, question, frame), design, strata, psu, min_n_eff)
+    data = SliceData(question, codes, frame["_w"].to_numpy(dtype=float),
+                      respondent_reasons(survey, question, frame), design, strata, psu, min_n_eff)
     slices = []
     if include_total or not by:
         slices.append(({}, np.ones(len(frame), dtype=bool)))
@@ -228,76 +134,6 @@ def _respondent_marginals(survey, question, by, wave, bins, min_n_eff, include_t
             if (mask & (codes >= 0)).any():
                 slices.append((dict(zip(by, map(str, combo))), mask))
     return data.summaries(slices)
-
-
-@dataclass
-class _SliceData:
-    """One question's answers, weights and nonresponse reasons over the respondents."""
-
-    question: Question
-    codes: np.ndarray          # option index, -1 = no valid answer
-    weights: np.ndarray
-    reasons: np.ndarray        # reason text, "" = valid
-    design: Design | None
-    strata: np.ndarray | None
-    psu: np.ndarray | None
-    min_n_eff: float
-
-    def summaries(self, slices: list[tuple[dict, np.ndarray]]) -> list[SliceMarginal]:
-        """SliceMarginal of each (slice, mask); design-based intervals when strata/PSU."""
-        estimates: dict[int, object] = {}
-        if self.design is not None and self.design.taylor:
-            estimates = self._taylor(slices)
-        return [self.summary(slice_, mask, estimates.get(i))
-                for i, (slice_, mask) in enumerate(slices)]
-
-    def _taylor(self, slices) -> dict:
-        """Design-based estimates per slice index (domains keep the whole sample)."""
-        from sim_core.design import taylor_estimates
-
-        def run(domains):
-            return taylor_estimates(self.codes, self.question.k, self.weights, self.strata,
-                                    self.psu, domains)
-        out = {}
-        domains = np.full(len(self.codes), -1, dtype=np.int64)
-        for i, (slice_, mask) in enumerate(slices):
-            if slice_:
-                domains[mask] = i
-            else:
-                out[i] = run(None).get(0)
-        if (domains >= 0).any():
-            out.update(run(domains))
-        return out
-
-    def summary(self, slice_: dict, mask: np.ndarray, estimate=None) -> SliceMarginal:
-        """Weighted shares, n, effective n, nonresponse of one slice."""
-        from sim_core.design import interval_method
-
-        codes, weights, reasons = self.codes[mask], self.weights[mask], self.reasons[mask]
-        valid = codes >= 0
-        w = weights[valid]
-        everyone = weights.sum()
-        nonresponse = {r: (float(weights[reasons == r].sum() / everyone) if everyone > 0
-                           else float("nan")) for r in REASONS if (reasons == r).any()}
-        k = self.question.k
-        base = dict(n_total=int(len(codes)), n_asked=int(np.sum(reasons != SYSTEM_MISSING)),
-                    nonresponse=nonresponse, interval=interval_method(self.design))
-        if not w.sum() > 0:
-            return SliceMarginal(dict(slice_), self.question.options, np.full(k, np.nan),
-                                 int(valid.sum()), 0.0, None, None, True,
-                                 note="every weight in this slice is 0: no weighted share",
-                                 **base)
-        scaled = w / w.max()            # shares and n_eff do not depend on the scale
-        shares = np.bincount(codes[valid], weights=scaled, minlength=k) / scaled.sum()
-        n_eff = kish_n_eff(w)
-        if self.design is not None and self.design.design_effect:
-            n_eff /= self.design.design_effect
-        low, high = wilson_interval(shares, n_eff)
-        if estimate is not None:
-            low, high = estimate.low, estimate.high
-            n_eff = estimate.n_eff if estimate.n_eff is not None else n_eff
-        return SliceMarginal(dict(slice_), self.question.options, shares, int(valid.sum()),
-                             float(n_eff), low, high, n_eff < self.min_n_eff, **base)
 
 
 def _table_marginals(survey, question, by, wave, min_n_eff, include_total, table=None):
@@ -327,7 +163,7 @@ def _table_marginals(survey, question, by, wave, min_n_eff, include_total, table
             n = rows["n"].iloc[0]
             n = None if pd.isna(n) else int(round(n))
             slice_ = {attribute: str(group)} if attribute else {}
-            results.append(_make(slice_, question.options, shares.to_numpy(float), n,
+            results.append(make_marginal(slice_, question.options, shares.to_numpy(float), n,
                                  None if n is None else float(n), min_n_eff))
     return results
 
