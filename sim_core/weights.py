@@ -20,8 +20,11 @@ _WEIGHT_LABEL = re.compile(r"\bweight(s|ing)?\b|\bgewicht", re.IGNORECASE)
 def weight_candidates(columns: list[str], labels: dict[str, str] | None = None) -> list[str]:
     """Columns that look like weights by name or variable label, in file order."""
     labels = labels or {}
+
+    def by_label(label: str) -> bool:    # a short label about weighting, not a question text
+        return bool(_WEIGHT_LABEL.search(label)) and len(label.split()) <= 5
     return [c for c in columns if _WEIGHT_NAME.match(str(c).strip().lower())
-            or _WEIGHT_LABEL.search(labels.get(c) or "")]
+            or by_label(labels.get(c) or "")]
 
 
 def check_weights(numbers: pd.Series, raw: pd.Series, file: str, column: str) -> pd.Series:

@@ -295,3 +295,24 @@ def test_anes_demo_matches_statsmodels():
     assert marginals["PID=Strong Democrat"].shares[1] == pytest.approx(expected_dole)
     self_lr = real_marginals(survey, "selfLR")[0].shares
     assert np.allclose(self_lr, raw["selfLR"].value_counts(normalize=True).sort_index())
+
+
+def test_ids_dates_and_many_valued_columns_are_not_offered_as_questions(tmp_path):
+    rows = "".join(f"{1000 + i},2004-05-{i % 28 + 1:02d},{200 + 7 * i},{'FM'[i % 2]},"
+                   f"{'Yes' if i % 3 else 'No'}\n" for i in range(60))
+    path = write(tmp_path, "d.csv", "respid,interview,zip,sex,q1\n" + rows)
+    guess = guess_columns(pd.read_csv(path, dtype=str))
+    assert guess["why"] == {"respid": "id", "interview": "date", "zip": "id"}
+    survey = read_respondents_csv(path)
+    assert list(survey.questions) == ["q1"] and survey.demographics == ["sex"]
+
+
+@pytest.mark.parametrize("name, label, expected", [
+    ("weight", "", True), ("wt2", "", True), ("pspwght", "", True), ("dweight", "", True),
+    ("a_indpxub_xw", "", True), ("w", "", True), ("wtssall", "", True),
+    ("v2", "Design weight", True), ("income", "", False), ("width", "", False),
+    ("q12", "How much weight do you give to the views of experts?", False),
+])
+def test_weight_candidates_by_name_and_label(name, label, expected):
+    from sim_core.weights import weight_candidates
+    assert (weight_candidates([name], {name: label}) == [name]) is expected

@@ -72,7 +72,8 @@ def result_json(result: dict) -> dict:
                 "majority_accuracy": round(fit.majority_accuracy, 4),
                 "n_train": fit.n_train, "n_test": fit.n_test, "features": fit.features,
                 "in_sample_slices": fit.in_sample},
-            "slices": [{"slice": m.slice, "label": m.label, "n": m.n,
+            "slices": [{"slice": m.slice, "label": m.label, "n": m.n, "n_asked": m.n_asked,
+                        "n_total": m.n_total, "nonresponse": m.nonresponse,
                         "n_eff": None if m.n_eff is None else round(m.n_eff, 3),
                         "real": floats(m.shares),
                         "baselines": {name: floats(d[m.label])

@@ -106,6 +106,9 @@ def comparison_json(comp) -> dict:
             "notes": comp.notes,
             "slices": [{"slice": sc.slice, "label": sc.label,
                         "n": None if sc.real is None else sc.real.n,
+                        "n_asked": None if sc.real is None else sc.real.n_asked,
+                        "n_total": None if sc.real is None else sc.real.n_total,
+                        "nonresponse": None if sc.real is None else sc.real.nonresponse,
                         "n_eff": None if sc.real is None or sc.real.n_eff is None
                         else round(sc.real.n_eff, 3),
                         "real": None if sc.real is None else floats(sc.real.shares),
