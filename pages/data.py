@@ -65,9 +65,6 @@ def mapping_widgets(i: int, filename: str, data: bytes, guess) -> dict:
         + ". '(none)' = unweighted.")
     wave = cols[1].selectbox("Wave / year column", [NONE, *columns], key=f"data_wave_{i}",
                              index=_index(columns, guess.wave))
-    population = st.text_input("Population (who was asked, where, when), used in the prompt",
-                               value=guess.population, key=f"data_population_{i}",
-                               placeholder="adults in Germany, 2018")
     keep = st.checkbox("Keep Don't know / Refused / ... as answer options",
                        key=f"data_keep_nonresponse_{i}")
     with st.expander("Survey design (optional): intervals beyond weighting"):
@@ -79,7 +76,7 @@ def mapping_widgets(i: int, filename: str, data: bytes, guess) -> dict:
     picked = {"demographics": demographics, "questions": questions, "weight": weight,
               "wave": wave, "strata": strata, "psu": psu}
     mapping = {k: (None if v == NONE else v) for k, v in picked.items()}
-    mapping.update(population=population.strip(), keep_nonresponse=keep,
+    mapping.update(keep_nonresponse=keep,
                    unweighted=weight == NONE and bool(guess.weight_candidates),
                    design_effect=deff if deff > 1 else None)
     return mapping
@@ -94,8 +91,13 @@ def upload_one(i: int, upload, codebook) -> None:
         survey = parse_upload(upload.name, data, book)
         mapping = mapping_widgets(i, upload.name, data, survey) \
             if survey.kind == "respondents" else {}
-        items = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in mapping.items()))
-        survey = parse_upload(upload.name, data, book, items) if mapping else survey
+        mapping["population"] = st.text_input(
+            "Population (who was asked, where, when): named in the prompt",
+            value=survey.population, key=f"data_population_{i}",
+            placeholder="adults in Germany, 2018").strip()
+        items = tuple(sorted((k, tuple(v) if isinstance(v, list) else v)
+                             for k, v in mapping.items()))
+        survey = parse_upload(upload.name, data, book, items)
     except SimError as error:
         common.show_error(error)
         return

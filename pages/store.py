@@ -11,6 +11,7 @@ import json
 import shutil
 from pathlib import Path
 
+from sim_core.demo import DEMO_POPULATION
 from sim_core.workspace import safe_name, subdir
 
 MAPPING_FILE = "mapping.json"
@@ -75,7 +76,15 @@ def load_saved(name: str):
     folder = surveys_dir() / safe_name(name)
     codebook = folder / info["codebook"] if info.get("codebook") else None
     kwargs = {k: v for k, v in info.get("mapping", {}).items() if v and k in MAPPING_KEYS}
+    if "population" not in info.get("mapping", {}) and info["file"] in _demo_files():
+        kwargs["population"] = DEMO_POPULATION      # a demo saved before populations existed
     return load_survey(folder / info["file"], name=info["name"], codebook=codebook, **kwargs)
+
+
+def _demo_files() -> set[str]:
+    """Stored file names of the demo data sets."""
+    from sim_core.demo import demo_files
+    return {safe_name(path.name) for path in demo_files().values()}
 
 
 def delete_saved(name: str) -> None:

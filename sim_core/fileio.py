@@ -25,27 +25,42 @@ MISSING_TOKENS = frozenset({"", "NA", "N/A", "NaN", "nan", "."})   # always "no 
 
 # ---------------------------------------------------------------- bytes and text
 
+def checked_path(data, what: str = "file") -> tuple[Path, str]:
+    """A file path that exists, is not over the size limit and not empty, and its name."""
+    path = Path(data)
+    try:
+        size = os.stat(path).st_size
+    except OSError as error:
+        raise DataError(f"cannot open the {what}: {error.strerror or error}",
+                        file=str(path)) from None
+    if size > MAX_FILE_BYTES:
+        raise DataError(_too_big(size), file=path.name)
+    if size == 0:
+        raise DataError("the file is empty.", file=path.name)
+    return path, path.name
+
+
 def load_bytes(data, what: str = "file") -> tuple[bytes, str]:
     """Raw bytes and a display name; the size is checked before anything is read."""
     if isinstance(data, (bytes, bytearray, memoryview)):
         raw, label = bytes(data), f"uploaded {what}"
-        size = len(raw)
+        if len(raw) > MAX_FILE_BYTES:
+            raise DataError(_too_big(len(raw)), file=label)
     else:
-        path = Path(data)
-        label = path.name
-        try:
-            size = os.stat(path).st_size
-        except OSError as error:
-            raise DataError(f"cannot open the {what}: {error.strerror or error}",
-                            file=str(path)) from None
-        if size > MAX_FILE_BYTES:
-            raise DataError(_too_big(size), file=label)
+        path, label = checked_path(data, what)
         raw = path.read_bytes()
-    if size > MAX_FILE_BYTES:
-        raise DataError(_too_big(size), file=label)
     if not raw.strip():
         raise DataError("the file is empty.", file=label)
     return raw, label
+
+
+def file_fingerprint(path: Path) -> str:
+    """fingerprint() of a file's bytes, read in chunks (never the whole file at once)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
 
 
 def _too_big(size: int) -> str:

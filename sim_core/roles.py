@@ -36,13 +36,30 @@ def _tokens(text: str) -> list[str]:
     return [t for t in re.split(r"[^a-z0-9]+", str(text).lower()) if t]
 
 
+# Stems that are word beginnings on their own ("educ" -> education, "relig" -> religion);
+# the others match a whole word plus at most a short tail ("agea", "sex_r" -> "sex", "age4")
+# so that "statement", "agenda" or "racism" are not taken for state, age or race.
+_PREFIX_STEMS = ("educ", "relig", "ideolog", "ethnic", "employ", "occup", "marital",
+                 "hispanic", "polparty", "polideology", "cregion", "popul", "citizen")
+
+
+def _demographic_word(word: str) -> bool:
+    if word.startswith(_PREFIX_STEMS):
+        return True
+    for stem in DEMOGRAPHIC_STEMS:
+        if word.startswith(stem):
+            rest = word[len(stem):]
+            if len(rest) <= 2 or rest.isdigit() or rest in ("group", "grp", "cat", "id"):
+                return True
+    return False
+
+
 def looks_demographic(name: str, label: str = "") -> bool:
-    """Name (or a short variable label) starts like a demographic: age, sex, educ, ..."""
-    if any(t.startswith(DEMOGRAPHIC_STEMS) for t in _tokens(name) or [str(name).lower()]):
+    """Name (or a short variable label) names a demographic: age, sex, educ, party, ..."""
+    if any(_demographic_word(t) for t in _tokens(name) or [str(name).lower()]):
         return True
     words = _tokens(label)
-    return 0 < len(words) <= _SHORT_LABEL_WORDS and \
-        any(w.startswith(DEMOGRAPHIC_STEMS) for w in words)
+    return 0 < len(words) <= _SHORT_LABEL_WORDS and any(_demographic_word(w) for w in words)
 
 
 def id_or_date_name(name: str) -> str | None:

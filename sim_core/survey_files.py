@@ -12,13 +12,15 @@ from __future__ import annotations
 import io
 import math
 import re
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from sim_core.codebook import read_codebook
 from sim_core.errors import DataError
-from sim_core.fileio import fingerprint, load_bytes, stem
+from sim_core.fileio import checked_path, file_fingerprint, fingerprint, load_bytes, stem
 from sim_core.nonresponse import canonical, declared_reason
 from sim_core.respondents import assemble, make_survey, read_options
 from sim_core.roles import (MAX_OPTIONS, WAVE_NAMES, id_or_date_name, looks_demographic,
@@ -54,15 +56,43 @@ def _sniff(raw: bytes) -> str | None:
     return None
 
 
-def _read(raw: bytes, suffix: str, file: str, **kw):
-    """pyreadstat on in-memory bytes; any failure is one DataError naming the format."""
+@dataclass
+class _Source:
+    """Where pyreadstat reads from: a path (never copied into memory) or uploaded bytes."""
+
+    path: Path | None
+    raw: bytes | None
+    file: str
+    fingerprint: str
+
+    def open(self):
+        return str(self.path) if self.path is not None else io.BytesIO(self.raw)
+
+    def head(self) -> bytes:
+        if self.raw is not None:
+            return self.raw[:1024]
+        with open(self.path, "rb") as handle:
+            return handle.read(1024)
+
+
+def _source(data, filename: str | None) -> _Source:
+    """The file to read, with its size checked first and its fingerprint."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        raw, file = load_bytes(data)
+        return _Source(None, raw, filename or file, fingerprint(raw))
+    path, file = checked_path(data)
+    return _Source(path, None, filename or file, file_fingerprint(path))
+
+
+def _read(source: _Source, suffix: str, **kw):
+    """pyreadstat on the source; any failure is one DataError naming the format."""
     options = dict(kw)
     if suffix != ".por":
         options["user_missing"] = True      # keep declared missing codes, with their reason
     try:
-        return _pyreadstat_reader(suffix)(io.BytesIO(raw), **options)
+        return _pyreadstat_reader(suffix)(source.open(), **options)
     except Exception as error:       # readstat's C errors come in several types
-        looks = _sniff(raw)
+        looks = _sniff(source.head())
         hint = ""
         if looks and looks != suffix and not {looks, suffix} <= {".sav", ".zsav"}:
             hint = f" Its content looks like {_FORMAT_NAMES[looks]} file: rename it."
@@ -70,7 +100,7 @@ def _read(raw: bytes, suffix: str, file: str, **kw):
             hint = " It does not start like any SPSS or Stata file."
         raise DataError(f"cannot be read as {_FORMAT_NAMES[suffix]} file ({error}); it may "
                         f"be truncated, damaged or of another format.{hint}",
-                        file=file) from None
+                        file=source.file) from None
 
 
 def _bound(value: float) -> float:
@@ -271,9 +301,9 @@ def read_survey_file(data, *, name: str | None = None, codebook=None,
     """
     opts = read_options(**kw)
     suffix = _suffix(data, filename)
-    raw, file = load_bytes(data)
-    file = filename or file
-    _, meta = _read(raw, suffix, file, metadataonly=True)
+    source = _source(data, filename)
+    file = source.file
+    _, meta = _read(source, suffix, metadataonly=True)
     if not meta.number_rows and suffix != ".por":
         raise DataError("the file has no rows.", file=file)
     notes: list[str] = []
@@ -285,7 +315,7 @@ def read_survey_file(data, *, name: str | None = None, codebook=None,
     roles.notes = notes + roles.notes + _nominal_note(suffix, specs, roles.questions, book)
     used = [c for c in columns if c in set(roles.questions) | set(roles.demographics)
             | {c for c in opts.reserved() if c}]
-    df, _ = _read(raw, suffix, file, usecols=used, disable_datetime_conversion=True)
+    df, _ = _read(source, suffix, usecols=used, disable_datetime_conversion=True)
     if df.empty:
         raise DataError("the file has no rows.", file=file)
     stata = suffix == ".dta"
@@ -297,7 +327,8 @@ def read_survey_file(data, *, name: str | None = None, codebook=None,
     display = {c: labels[c] for c in roles.demographics if c in labels}
     return make_survey(stem(file if filename else data, name), parts, roles, opts,
                        source=file if codebook is None else f"{file} + codebook",
-                       fingerprint=fingerprint(raw, book_raw), specs=specs, labels=display,
+                       fingerprint=fingerprint(source.fingerprint.encode(), book_raw)
+                       if book_raw else source.fingerprint, specs=specs, labels=display,
                        candidates=guess["weights"])
 
 
@@ -316,7 +347,6 @@ def _nominal_note(suffix: str, specs, questions: list[str], book) -> list[str]:
 def file_columns(data, filename: str | None = None) -> tuple[list[str], dict[str, str]]:
     """Columns and variable labels of an SPSS/Stata file (metadata only)."""
     suffix = _suffix(data, filename)
-    raw, file = load_bytes(data)
-    _, meta = _read(raw, suffix, filename or file, metadataonly=True)
+    _, meta = _read(_source(data, filename), suffix, metadataonly=True)
     labels = {c: str(t) for c, t in (meta.column_names_to_labels or {}).items() if t}
     return list(meta.column_names), labels
