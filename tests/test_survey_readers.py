@@ -316,3 +316,14 @@ def test_ids_dates_and_many_valued_columns_are_not_offered_as_questions(tmp_path
 def test_weight_candidates_by_name_and_label(name, label, expected):
     from sim_core.weights import weight_candidates
     assert (weight_candidates([name], {name: label}) == [name]) is expected
+
+
+@pytest.mark.parametrize("name, label, expected", [
+    ("agea", "", True), ("sex_r", "", True), ("partyid", "", True), ("income4", "", True),
+    ("v6", "Age of respondent", True), ("v5", "Highest level of education", True),
+    ("q1", "Statement 1", False), ("agenda", "", False), ("statement", "", False),
+    ("racism", "", False), ("q7", "How old do you think the president's age is?", False),
+])
+def test_demographic_names_and_short_labels(name, label, expected):
+    from sim_core.roles import looks_demographic
+    assert looks_demographic(name, label) is expected
