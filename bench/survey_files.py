@@ -44,7 +44,8 @@ def write_wave(path: Path, rows: int, columns: int, seed: int = 0) -> None:
                 rng.integers(0, 90, rows), unit="D"),
             "pspwght": rng.uniform(0.2, 4.0, rows).round(4),
             "sex": rng.integers(1, 3, rows).astype(float),
-            "agea": np.where(rng.random(rows) < 0.02, 999, rng.integers(15, 95, rows)).astype(float),
+            "agea": np.where(rng.random(rows) < 0.02, 999,
+                             rng.integers(15, 95, rows)).astype(float),
             "region": rng.integers(1, 9, rows).astype(float)}
     scale = {1: "Agree strongly", 2: "Agree", 3: "Neither", 4: "Disagree",
              5: "Disagree strongly", 7: "Refusal", 8: "Don't know", 9: "No answer"}

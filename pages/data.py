@@ -7,8 +7,14 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from pages import common, store
+from pages import common
+from sim_core import demo, store
+from sim_core.codebook import codebook_csv
+from sim_core.design import interval_method
 from sim_core.errors import DataError, SimError
+from sim_core.nonresponse import nonresponse_text
+from sim_core.readers import columns_of, load_survey
+from sim_core.slices import real_marginals
 
 UPLOAD_TYPES = ["csv", "tsv", "txt", "jsonl", "sav", "zsav", "por", "dta"]
 NONE = "(none)"
@@ -18,8 +24,6 @@ NONE = "(none)"
 def parse_upload(filename: str, data: bytes, codebook: bytes | None = None,
                  mapping: tuple = ()):
     """Read uploaded bytes through sim_core.readers.load_survey (mapping as sorted items)."""
-    from sim_core.readers import load_survey
-
     kwargs = {k: (list(v) if isinstance(v, tuple) else v) for k, v in mapping if v}
     try:
         return load_survey(data, name=Path(filename).stem, codebook=codebook,
@@ -31,8 +35,6 @@ def parse_upload(filename: str, data: bytes, codebook: bytes | None = None,
 @st.cache_data(max_entries=8, show_spinner=False)
 def upload_columns(filename: str, data: bytes) -> tuple[list[str], dict[str, str]]:
     """Columns and variable labels of an uploaded file (sim_core.readers.columns_of)."""
-    from sim_core.readers import columns_of
-
     return columns_of(data, filename)
 
 
@@ -84,8 +86,6 @@ def mapping_widgets(i: int, filename: str, data: bytes, guess) -> dict:
 
 def upload_one(i: int, upload, codebook) -> None:
     """Validate one uploaded file with its mapping, and save it to the workspace."""
-    from sim_core.codebook import codebook_csv
-
     data, book = upload.getvalue(), codebook.getvalue() if codebook else None
     try:
         survey = parse_upload(upload.name, data, book)
@@ -120,8 +120,6 @@ def upload_one(i: int, upload, codebook) -> None:
 
 def describe(survey) -> None:
     """A line about a survey, its weighting and intervals, plus its reader warnings."""
-    from sim_core.design import interval_method
-
     size = (f"{len(survey.respondents)} respondents" if survey.respondents is not None
             else f"{len(survey.marginals)} marginal rows")
     waves = survey.waves()
@@ -152,8 +150,6 @@ def upload_section() -> None:
 
 def demo_sources() -> dict[str, tuple[Path, Path | None]]:
     """Demo data sets shipped with the core: description -> (data file, codebook or None)."""
-    from sim_core import demo
-
     anes, anes_codebook = demo.demo_anes_paths()
     return {demo.DEMOS["gss2022"]: (demo.demo_gss_path(), None),
             demo.DEMOS["anes96"]: (anes, anes_codebook)}
@@ -161,8 +157,6 @@ def demo_sources() -> dict[str, tuple[Path, Path | None]]:
 
 def demo_section() -> None:
     """One-click demo data: stored like an upload (ANES with its codebook)."""
-    from sim_core import demo
-
     sources = demo_sources()
     label = st.selectbox("Demo data set", list(sources), key="data_demo")
     if st.button("Load demo data", key="data_demo_load") and label:
@@ -183,8 +177,6 @@ def demo_section() -> None:
 def marginals_table(marginals) -> pd.DataFrame:
     """Real marginals as a table: slice, n, n asked, n_eff, too small, share [CI] per option,
     nonresponse (weighted shares of the slice's respondents)."""
-    from sim_core.nonresponse import nonresponse_text
-
     rows = []
     for m in marginals:
         row = {"slice": m.label, "n": m.n, "n asked": m.n_asked,
@@ -200,8 +192,6 @@ def marginals_table(marginals) -> pd.DataFrame:
 
 def preview_section() -> None:
     """Questions and real marginals per slice of a saved survey."""
-    from sim_core.slices import real_marginals
-
     name, survey = common.survey_picker("data", "Saved survey")
     if survey is None:
         return

@@ -7,10 +7,18 @@ import math
 
 import numpy as np
 import pandas as pd
+from jsonschema import Draft202012Validator
 
 from sim_core.errors import DataError
-from sim_core.fileio import (SHARE_TOLERANCE, decode, fingerprint, load_bytes, number,
-                             read_table, stem)
+from sim_core.fileio import (
+    SHARE_TOLERANCE,
+    decode,
+    fingerprint,
+    load_bytes,
+    number,
+    read_table,
+    stem,
+)
 from sim_core.nonresponse import canonical
 from sim_core.survey import MARGINAL_COLUMNS, MARGINALS, Question, Survey
 
@@ -48,8 +56,6 @@ def _parse_lines(text: str, file: str) -> list[tuple[int, dict]]:
     Every bad line is collected (the refusal lists up to 20); JSON nested too deeply to
     parse is a bad line like any other, never a RecursionError.
     """
-    from jsonschema import Draft202012Validator
-
     validator = Draft202012Validator(SUBPOP_SCHEMA)
     items, bad, first = [], [], None
     for line_no, line in enumerate(text.splitlines(), start=1):

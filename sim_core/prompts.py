@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Sequence
 
 from sim_core.errors import SimError
@@ -65,6 +65,19 @@ class PromptStyle:
         if population:
             return self.system.replace("{population}", population)
         return self.system.replace(" of {population}", "").replace("{population}", "")
+
+    def signature(self) -> dict:
+        """What reaches the prompts: templates, instruction, the system text with its
+        population filled in, and the display names the "*" template can use."""
+        names = {a: n for a, n in self.names.items() if str(a).lower() not in self.templates}
+        return {"templates": dict(self.templates), "system": self.system_text(),
+                "instruction": self.instruction, "names": names}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "PromptStyle":
+        """A style from asdict() output (an adapter card); unknown keys are ignored."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
 
     def for_survey(self, survey: Any) -> "PromptStyle":
         """This style with the survey's population (unless set here) and display names."""

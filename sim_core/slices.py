@@ -15,15 +15,23 @@ import numpy as np
 import pandas as pd
 
 from sim_core.errors import DataError
-from sim_core.marginal import (CI_ALPHA, SliceData, SliceMarginal, make_marginal,
-                               parse_slice_label, respondent_reasons, slice_label,
-                               wilson_interval)
+from sim_core.marginal import (
+    CI_ALPHA,
+    SliceData,
+    SliceMarginal,
+    make_marginal,
+    parse_slice_label,
+    parse_slices,
+    respondent_reasons,
+    slice_label,
+    wilson_interval,
+)
 from sim_core.nonresponse import canonical
 from sim_core.survey import MARGINALS, Question, Survey
 
-__all__ = ["DEFAULT_BINS", "CI_ALPHA", "SliceMarginal", "SurveyRow", "slice_label",
-           "parse_slice_label", "bin_labels", "bin_numeric", "group_values", "wilson_interval",
-           "real_marginals", "survey_rows"]
+__all__ = ["CI_ALPHA", "DEFAULT_BINS", "SliceMarginal", "SurveyRow", "bin_labels",
+           "bin_numeric", "group_values", "parse_slice_label", "parse_slices", "real_marginals",
+           "slice_label", "survey_rows", "wilson_interval"]
 
 DEFAULT_BINS: dict[str, list[float]] = {"age": [18, 30, 45, 65, 200]}   # lower-case keys
 AUTO_BINS_ABOVE = 12        # numeric attributes with more distinct values get quartile bands

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from sim_core.weights import WeightSummary, weight_summary
+
 RESPONDENTS = "respondents"
 MARGINALS = "marginals"
 MARGINAL_COLUMNS = ("question_id", "attribute", "group", "wave", "option", "share", "n")
@@ -146,10 +148,8 @@ class Survey:
     codebook: dict[str, ColumnSpec] = field(default_factory=dict)
     weight_candidates: list[str] = field(default_factory=list)
 
-    def weight_summary(self):
-        """sim_core.weights.WeightSummary of the respondents (None for marginal tables)."""
-        from sim_core.weights import weight_summary
-
+    def weight_summary(self) -> WeightSummary | None:
+        """Weight sum, CV and Kish design effect of the respondents (None for tables)."""
         if self.kind != RESPONDENTS or self.respondents is None:
             return None
         values = self.respondents[self.weight] if self.weight else None
@@ -161,7 +161,7 @@ class Survey:
             if self.wave is None or self.respondents is None:
                 return []
             values = self.respondents[self.wave].dropna().unique()
-            return [_wave_text(v) for v in sorted(values, key=_wave_key)]
+            return [value_text(v) for v in sorted(values, key=_wave_key)]
         if self.marginals is None:
             return []
         return sorted(w for w in self.marginals["wave"].unique() if w != "")
@@ -179,7 +179,7 @@ class Survey:
             if isinstance(column.dtype, pd.CategoricalDtype):     # codebook order
                 present = set(column.dropna())
                 return [str(c) for c in column.cat.categories if c in present]
-            return [_wave_text(v) for v in sorted(column.dropna().unique(), key=_sort_key)]
+            return [value_text(v) for v in sorted(column.dropna().unique(), key=_sort_key)]
         if self.marginals is None:
             return []
         table = self.marginals[self.marginals["attribute"] == attribute]
@@ -194,8 +194,8 @@ class Survey:
             raise KeyError(f"unknown question {question_id!r}; known: {known}") from None
 
 
-def _wave_text(value) -> str:
-    """Render a wave/group value as text (2022.0 -> "2022")."""
+def value_text(value) -> str:
+    """A wave or group value as text, the one rendering everywhere (2022.0 -> "2022")."""
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)

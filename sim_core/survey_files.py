@@ -23,8 +23,13 @@ from sim_core.errors import DataError
 from sim_core.fileio import checked_path, file_fingerprint, fingerprint, load_bytes, stem
 from sim_core.nonresponse import canonical, declared_reason
 from sim_core.respondents import assemble, make_survey, read_options
-from sim_core.roles import (MAX_OPTIONS, WAVE_NAMES, id_or_date_name, looks_demographic,
-                            resolve_roles)
+from sim_core.roles import (
+    MAX_OPTIONS,
+    WAVE_NAMES,
+    id_or_date_name,
+    looks_demographic,
+    resolve_roles,
+)
 from sim_core.survey import ColumnSpec, Survey
 from sim_core.weights import weight_candidates
 

@@ -17,9 +17,17 @@ import pytest
 from pypdf import PdfReader
 
 from sim_core.errors import SimError
-from sim_core.report import (QuestionReport, Report, ScoreInfo, SliceResult, methods_text,
-                             render_pdf, report_csv, report_from_json, report_json)
-from sim_core.report_pdf import format_score
+from sim_core.report import (
+    QuestionReport,
+    Report,
+    ScoreInfo,
+    SliceResult,
+    methods_text,
+    report_csv,
+    report_from_json,
+    report_json,
+)
+from sim_core.report_pdf import format_score, render_pdf
 
 CKPT = "SmolLM2-135M-Instruct + my-adapter"
 SCORES = [ScoreInfo("kl", "KL divergence", "sum p_i ln(p_i / q_i)", "lower", "[0, inf)"),
@@ -397,6 +405,7 @@ def test_report_from_real_evaluation(request, mini_files):
 def _cli(argv: list[str]):
     """Parse and run `report` alone (the other subcommands need not be importable)."""
     import argparse
+
     from sim_core.commands import report as command
     parser = argparse.ArgumentParser()
     command.register(parser.add_subparsers(dest="command", required=True))

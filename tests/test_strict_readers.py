@@ -16,8 +16,12 @@ import pytest
 
 from sim_core.baselines import classifier_fit
 from sim_core.errors import MAX_LISTED_ROWS, DataError
-from sim_core.readers import (load_survey, read_marginals_csv, read_respondents_csv,
-                              read_subpop_jsonl)
+from sim_core.readers import (
+    load_survey,
+    read_marginals_csv,
+    read_respondents_csv,
+    read_subpop_jsonl,
+)
 from sim_core.slices import real_marginals, survey_rows
 
 

@@ -12,6 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from sim_core.codebook import codebook_csv
 from sim_core.commands import common
 from sim_core.errors import DataError, SimError
 
@@ -31,8 +32,6 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Read the survey and print or write its codebook."""
-    from sim_core.codebook import codebook_csv
-
     survey = common.survey_from_args(args)
     common.print_warnings(survey)
     if survey.kind != "respondents":

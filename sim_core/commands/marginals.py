@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import asdict
 
 from sim_core.commands import common
+from sim_core.design import interval_method
+from sim_core.nonresponse import nonresponse_text
+from sim_core.slices import real_marginals
 
 
 def register(subparsers) -> None:
@@ -44,10 +48,6 @@ def marginals_json(question_id: str, marginals) -> list[dict]:
 def survey_json(survey) -> dict:
     """The survey-level facts that go with marginals: population, weighting, intervals,
     warnings."""
-    from dataclasses import asdict
-
-    from sim_core.design import interval_method
-
     summary = survey.weight_summary()
     return {"survey": survey.name, "population": survey.population or None,
             "weighting": None if summary is None else asdict(summary),
@@ -58,8 +58,6 @@ def survey_json(survey) -> dict:
 
 def format_table(question, marginals) -> str:
     """A plain-text table: one line per slice, share [95 % CI] per option, nonresponse."""
-    from sim_core.nonresponse import nonresponse_text
-
     respondents = any(m.n_total is not None for m in marginals)
     header = ["slice", "n", *(["asked"] if respondents else []), "n_eff", *question.options,
               *(["nonresponse"] if respondents else [])]
@@ -83,8 +81,6 @@ def format_table(question, marginals) -> str:
 
 def survey_lines(survey) -> list[str]:
     """Weighting and interval method, one line each (table output)."""
-    from sim_core.design import interval_method
-
     summary = survey.weight_summary()
     if summary is None:
         return []
@@ -95,7 +91,6 @@ def survey_lines(survey) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     """Load the survey, compute the marginals, print them."""
-    from sim_core.slices import real_marginals
 
     survey = common.survey_from_args(args)
     by = common.by_from_args(args, survey)
