@@ -228,7 +228,8 @@ def compare(models: list[Any], question: Question, *, survey: Survey | None = No
                                progress=model_progress(progress, i, len(models)),
                                should_stop=should_stop)
                for i, (lm, label) in enumerate(zip(models, labels))}
-    notes = [w for w in (style_warning(lm, config) for lm in models) if w]
+    attributes = {a for s in slice_list for a in s}
+    notes = [w for w in (style_warning(lm, config, attributes) for lm in models) if w]
     slice_labels = [slice_label(s) for s in slice_list]
     base = _baselines(survey, question, by, wave, bins, baselines, slice_labels, notes)
     out = []

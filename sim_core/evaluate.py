@@ -221,13 +221,15 @@ def evaluate_rows(models: list[Any], rows: list[SurveyRow], *, config: SimConfig
         dists[baseline_entry("population")] = _population(rows, reference_rows or rows,
                                                             population)
     info = _row_info(rows)
+    attributes = {a for r in rows for a in r.slice}
     frames = [pd.concat([info, _score_frame(rows, entry, d)], axis=1) for entry, d in dists.items()]
     table = pd.concat(frames, ignore_index=True)
     return Evaluation(survey_name=survey_name, wave=wave, entries=list(dists), rows=table,
                       mode=config.mode, entry_orders=entry_orders,
                       orders=(config.orders or 0) if config.mode == "first-token" else 1,
                       dists=dists, survey_rows=list(rows),
-                      notes=[w for w in (style_warning(lm, config) for lm in models) if w])
+                      notes=[w for w in (style_warning(lm, config, attributes) for lm in models)
+                             if w])
 
 
 def evaluate(models: list[Any], survey: Survey, *, by: Sequence[str] | None = None,

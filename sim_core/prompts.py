@@ -66,10 +66,12 @@ class PromptStyle:
             return self.system.replace("{population}", population)
         return self.system.replace(" of {population}", "").replace("{population}", "")
 
-    def signature(self) -> dict:
+    def signature(self, attributes=None) -> dict:
         """What reaches the prompts: templates, instruction, the system text with its
-        population filled in, and the display names the "*" template can use."""
-        names = {a: n for a, n in self.names.items() if str(a).lower() not in self.templates}
+        population filled in, and the display names the "*" template uses (of `attributes`
+        only, when given: the slices' attributes)."""
+        names = {a: n for a, n in self.names.items() if str(a).lower() not in self.templates
+                 and (attributes is None or a in attributes)}
         return {"templates": dict(self.templates), "system": self.system_text(),
                 "instruction": self.instruction, "names": names}
 

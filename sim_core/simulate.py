@@ -260,14 +260,15 @@ class _Task:
     key: str = ""
 
 
-def style_warning(lm: Any, config: SimConfig) -> str | None:
+def style_warning(lm: Any, config: SimConfig, attributes=None) -> str | None:
     """A note when an adapter was trained with other prompt wording than this simulation's
     (its card records the style; an adapter reads prompts it never saw less reliably)."""
     trained = getattr(lm, "prompt_style", None)
     if not trained:
         return None
     # compare what reaches the prompt (population filled in), not the raw fields
-    before, now = PromptStyle.from_dict(trained).signature(), config.style.signature()
+    before = PromptStyle.from_dict(trained).signature(attributes)
+    now = config.style.signature(attributes)
     if before == now:
         return None
     changed = sorted(k for k in now if before.get(k) != now.get(k))
