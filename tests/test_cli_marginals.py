@@ -148,3 +148,23 @@ def test_codebook_command_writes_once_and_reimports(tmp_path, capsys):
          "--question", "q1", "--json"])
     record = json.loads(capsys.readouterr().out)["marginals"][0]
     assert record["shares"] == pytest.approx([4 / 12, 5 / 12, 3 / 12], abs=1e-6)
+
+
+def test_surveys_save_keeps_reader_options(tmp_path, capsys):
+    """`surveys save` stores the roles, weight and population chosen; `--data NAME` reads
+    the saved survey back with them."""
+    from sim_core.commands import surveys
+    from tests.test_survey_files import write_survey
+
+    path = write_survey(tmp_path)
+    parser = argparse.ArgumentParser()
+    surveys.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["surveys", "save", "--data", str(path), "--name", "phone-2004",
+                              "--weight", "wt", "--demographics", "sex",
+                              "--population", "adults in Ohio (2004)"])
+    assert args.func(args) == 0
+    assert "saved 'phone-2004'" in capsys.readouterr().out
+    cli(["marginals", "--data", "phone-2004", "--question", "q1", "--by", "sex", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert out["population"] == "adults in Ohio (2004)" and out["weighting"]["column"] == "wt"
+    assert out["marginals"][0]["nonresponse"] == {"dk": 0.125, "refused": 0.125}
