@@ -123,10 +123,11 @@ def read_codebook(codebook, data_columns: list[str], data_file: str) -> dict[str
         column -> ColumnSpec, in codebook order.
     """
     table, file, _ = read_table(codebook, "codebook")
+    rows = table.attrs["rows"]
     table = lower_columns(table, file, CODEBOOK_REQUIRED, CODEBOOK_OPTIONAL)
     entries: dict[str, ColumnSpec] = {}
-    for i, rec in enumerate(table.to_dict("records")):
-        row, column = i + 2, rec["column"]
+    for row, rec in zip(rows, table.to_dict("records")):
+        column = rec["column"]
         if column not in data_columns:
             raise DataError(f"names column '{column}', which is not in {data_file}.",
                             file=file, row=row, column="column")

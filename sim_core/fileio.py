@@ -153,7 +153,14 @@ def read_table(data, what: str = "file") -> tuple[pd.DataFrame, str, bytes]:
     table = pd.DataFrame({i: pd.Series(col, dtype=str).str.strip()
                           for i, col in enumerate(columns)})
     table.columns = header
+    table.attrs["rows"] = [row for row, _ in body]      # spreadsheet row of each data row
     return table, file, raw
+
+
+def rows_at(positions, rows=None) -> list[int]:
+    """Row numbers for messages of the data rows at these positions: `rows` (the spreadsheet
+    rows read_table records in table.attrs["rows"], or SPSS case numbers) or position + 2."""
+    return [int(rows[i]) if rows is not None else int(i) + 2 for i in positions]
 
 
 def _records(text: str, sep: str, file: str) -> list[tuple[int, list[str]]]:

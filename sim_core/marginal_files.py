@@ -222,12 +222,13 @@ def read_marginals_csv(data, *, name: str | None = None) -> Survey:
         Survey of kind "marginals".
     """
     table, file, raw = read_table(data)
+    rows = table.attrs["rows"]
     table = table.rename(columns={c: c.lower() for c in table.columns})
     _check_columns(table, file)
     for column in MARGINAL_OPTIONAL:
         if column not in table.columns:
             table[column] = ""
-    table["_row"] = np.arange(len(table)) + 2
+    table["_row"] = rows                     # spreadsheet rows (blank lines counted)
     value_col = "share" if (table["share"] != "").any() or not (table["count"] != "").any() \
         else "count"
     _check_cells(table, file, value_col)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from sim_core.errors import DataError
-from sim_core.fileio import MISSING_TOKENS, number, number_text
+from sim_core.fileio import MISSING_TOKENS, number, number_text, rows_at
 from sim_core.survey import ColumnSpec
 
 REASONS: dict[str, str] = {
@@ -113,7 +113,8 @@ def declared_reason(code: str, spec: ColumnSpec, missing: dict[str, str] | None 
 
 
 def code_column(values: pd.Series, spec: ColumnSpec, *, keep_nonresponse: bool = False,
-                unlabelled: str = "refuse", file: str = "", column: str = "") -> Coded:
+                unlabelled: str = "refuse", file: str = "", column: str = "",
+                rows=None) -> Coded:
     """Map canonical stored values to option labels and nonresponse reasons.
 
     Args:
@@ -122,7 +123,8 @@ def code_column(values: pd.Series, spec: ColumnSpec, *, keep_nonresponse: bool =
         keep_nonresponse: keep options whose label reads as nonresponse.
         unlabelled: for a labelled column, a code with no label: "refuse" (DataError, the
             CSV codebook rule) or "warn" (kept as an option named by its code: SPSS/Stata).
-        file, column: for error messages.
+        file, column, rows: for error messages (rows: row number per position, see
+            fileio.rows_at).
     Returns:
         Coded.
     """
@@ -130,8 +132,8 @@ def code_column(values: pd.Series, spec: ColumnSpec, *, keep_nonresponse: bool =
     missing = {canonical(k, spec.numeric): v for k, v in spec.missing.items()}
     declared = {v: declared_reason(v, spec, missing) for v in distinct}
     if spec.options:
-        lookup, options, extra = _labelled(distinct, declared, spec, unlabelled, values, file,
-                                           column)
+        lookup, options, extra = _labelled(distinct, declared, spec, unlabelled, values,
+                                           (file, column, rows))
     else:
         lookup, options, extra = _inferred(distinct, declared, spec.numeric), None, {}
         options = list(dict.fromkeys(lookup.values()))
@@ -159,16 +161,17 @@ def code_column(values: pd.Series, spec: ColumnSpec, *, keep_nonresponse: bool =
                  treated, kept, {k: int(counts[v]) for v, k in extra.items()})
 
 
-def _labelled(distinct, declared, spec, unlabelled, values, file, column):
+def _labelled(distinct, declared, spec, unlabelled, values, where):
     """code -> label for a labelled column; extra (unlabelled) codes appended in code order."""
     keys = spec.codes if spec.codes is not None else spec.options
     lookup = {canonical(k, spec.numeric): label for k, label in zip(keys, spec.options)}
     strays = [v for v in distinct if declared[v] is None and v not in lookup]
     if strays and unlabelled == "refuse":
+        file, column, rows = where
         bad = values.isin(strays).to_numpy().nonzero()[0]
         raise DataError(f"value '{values.iloc[bad[0]]}' is neither an option nor a missing "
                         "code in the codebook.", file=file, column=column,
-                        rows=[int(i) + 2 for i in bad])
+                        rows=rows_at(bad, rows))
     extra = {v: v for v in strays}
     options = list(spec.options)
     if strays:

@@ -102,7 +102,8 @@ def read_respondents_csv(data: str | Path | bytes, *, name: str | None = None,
     weights = table[opts.weight] if opts.weight else None
     parts = assemble(columns, lambda c: _canonical_column(table[c]), specs, roles, opts,
                      weights=None if weights is None else pd.to_numeric(weights, errors="coerce"),
-                     raw_weights=weights, file=file, unlabelled="refuse")
+                     raw_weights=weights, file=file, unlabelled="refuse",
+                     rows=table.attrs.get("rows"))
     labels = {c: book[c].text for c in roles.demographics if c in book}
     return make_survey(stem(data, name), parts, roles, opts,
                        source=file if codebook is None else f"{file} + codebook",

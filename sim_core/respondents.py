@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from sim_core.errors import DataError
-from sim_core.fileio import MISSING_TOKENS, number
+from sim_core.fileio import MISSING_TOKENS, number, rows_at
 from sim_core.nonresponse import code_column, describe_treated, suspect_missing_codes
 from sim_core.survey import RESPONDENTS, ColumnSpec, Design, Question, Survey
 from sim_core.weights import check_weights
@@ -80,13 +80,14 @@ class Columns:
     questions: dict[str, Question] = field(default_factory=dict)
     reasons: dict[str, pd.Series] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    rows: list[int] | None = None      # row number of each respondent, for messages
 
 
 def add_question(parts: Columns, column: str, values: pd.Series, spec: ColumnSpec,
                  opts: ReadOptions, unlabelled: str, file: str) -> None:
     """Read one answer column into labels, reasons and a Question."""
     coded = code_column(values, spec, keep_nonresponse=opts.keep_nonresponse,
-                        unlabelled=unlabelled, file=file, column=column)
+                        unlabelled=unlabelled, file=file, column=column, rows=parts.rows)
     parts.warnings += describe_treated(column, coded)
     if not coded.options:
         parts.warnings.append(f"question '{column}' has no answers and was left out.")
@@ -104,7 +105,7 @@ def add_demographic(parts: Columns, column: str, values: pd.Series, spec: Column
     """A demographic: option labels (ordered categories), numbers, or text; missing codes
     (declared or labelled like nonresponse) become <NA> before any binning."""
     coded = code_column(values, spec, keep_nonresponse=opts.keep_nonresponse,
-                        unlabelled=unlabelled, file=file, column=column)
+                        unlabelled=unlabelled, file=file, column=column, rows=parts.rows)
     parts.warnings += describe_treated(column, coded)
     if spec.options:
         parts.out[column] = pd.Series(pd.Categorical(coded.labels, categories=coded.options,
@@ -138,15 +139,15 @@ def add_required_text(parts: Columns, column: str, values: pd.Series, file: str,
     every respondent needs a value."""
     blank = values.isin(MISSING_TOKENS)
     if blank.any():
-        rows = [int(i) + 2 for i in np.flatnonzero(blank.to_numpy())]
         raise DataError(f"{what} is blank; every respondent needs one.", file=file,
-                        column=column, rows=rows)
+                        column=column, rows=rows_at(np.flatnonzero(blank.to_numpy()),
+                                                    parts.rows))
     parts.out[column] = values.astype("string")
 
 
 def assemble(columns: list[str], values_of, specs: dict[str, ColumnSpec], roles, opts,
              *, weights: pd.Series | None, raw_weights: pd.Series | None, file: str,
-             unlabelled: str) -> Columns:
+             unlabelled: str, rows: list[int] | None = None) -> Columns:
     """Read every column in its role, in file order.
 
     Args:
@@ -157,8 +158,10 @@ def assemble(columns: list[str], values_of, specs: dict[str, ColumnSpec], roles,
         opts: ReadOptions.
         weights, raw_weights: weight numbers and cells (None = unweighted).
         file: for messages; unlabelled: "refuse" (CSV codebook) or "warn" (SPSS/Stata).
+        rows: row number of each respondent in messages (CSV: spreadsheet rows; SPSS/Stata:
+            case numbers); None = position + 2.
     """
-    parts = Columns(warnings=list(roles.notes))
+    parts = Columns(warnings=list(roles.notes), rows=rows)
     for column in columns:
         spec = specs[column]
         if column in roles.questions:
@@ -166,7 +169,7 @@ def assemble(columns: list[str], values_of, specs: dict[str, ColumnSpec], roles,
         elif column in roles.demographics:
             add_demographic(parts, column, values_of(column), spec, opts, unlabelled, file)
         elif column == opts.weight:
-            parts.out[column] = check_weights(weights, raw_weights, file, column)
+            parts.out[column] = check_weights(weights, raw_weights, file, column, rows)
         elif column == opts.wave:
             add_required_text(parts, column, values_of(column), file, "wave")
         elif column in (opts.strata, opts.psu):

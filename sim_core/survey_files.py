@@ -327,7 +327,7 @@ def read_survey_file(data, *, name: str | None = None, codebook=None,
     weights, raw_weights = _weights(df, opts.weight)
     parts = assemble(used, lambda c: _column_values(df, c, specs[c], stata, mr_items.get(c)),
                      specs, roles, opts, weights=weights, raw_weights=raw_weights, file=file,
-                     unlabelled="warn")
+                     unlabelled="warn", rows=list(range(1, len(df) + 1)))   # case numbers
     book_raw = load_bytes(codebook, "codebook")[0] if codebook is not None else b""
     display = {c: labels[c] for c in roles.demographics if c in labels}
     return make_survey(stem(file if filename else data, name), parts, roles, opts,

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from sim_core.errors import DataError
+from sim_core.fileio import rows_at
 
 # Names that survey files give their weights: weight, wt*, *wgt*, *wght* (ESS pspwght,
 # dweight), *_xw (UKHLS cross-sectional), w / w1 / w_2, pweight, GSS wtssall / wtssnr.
@@ -27,13 +28,14 @@ def weight_candidates(columns: list[str], labels: dict[str, str] | None = None) 
             or by_label(labels.get(c) or "")]
 
 
-def check_weights(numbers: pd.Series, raw: pd.Series, file: str, column: str) -> pd.Series:
+def check_weights(numbers: pd.Series, raw: pd.Series, file: str, column: str,
+                  rows=None) -> pd.Series:
     """Weights as floats: every one a finite non-negative number, with a finite positive total.
 
     Args:
         numbers: the weights as numbers (NaN where not a number or blank).
         raw: the cells as read (for the message).
-        file, column: for the message.
+        file, column, rows: for the message (rows: see fileio.rows_at).
     Returns:
         The weights as float64.
     """
@@ -45,7 +47,7 @@ def check_weights(numbers: pd.Series, raw: pd.Series, file: str, column: str) ->
         what = "blank" if first is None or str(first).strip() in ("", "nan") else f"'{first}'"
         raise DataError(f"weight is {what}; weights must be finite non-negative numbers "
                         f"({len(positions)} bad).", file=file, column=column,
-                        rows=[int(i) + 2 for i in positions])
+                        rows=rows_at(positions, rows))
     with np.errstate(over="ignore"):
         total = float(values.sum())
     if not np.isfinite(total):

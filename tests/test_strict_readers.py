@@ -74,6 +74,23 @@ def test_blank_lines_are_skipped_but_counted(tmp_path):
     with pytest.raises(DataError) as info:
         read_respondents_csv(path)
     assert info.value.rows == [4]          # the spreadsheet row, blank line counted
+    path = write(tmp_path, "w.csv", "sex,q1,w\n\nF,Yes,1\n\n\nM,No,-2\n")
+    with pytest.raises(DataError) as info:
+        read_respondents_csv(path, weight="w", questions=["q1"])
+    assert info.value.rows == [6]
+    data = write(tmp_path, "d2.csv", "sex,q1\nF,Yes\n\nM,Maybe\n")
+    book = write(tmp_path, "b.csv", "column,question_text,options\n\nq1,Q,Yes|No\n")
+    with pytest.raises(DataError, match="Maybe") as info:
+        read_respondents_csv(data, codebook=book)
+    assert info.value.rows == [4]
+    bad_book = write(tmp_path, "b2.csv", "column,question_text,options\n\nq1,Q,Yes||No\n")
+    with pytest.raises(DataError, match="empty") as info:
+        read_respondents_csv(data, codebook=bad_book)
+    assert info.value.rows == [3] and info.value.file == "b2.csv"
+    marginals = write(tmp_path, "m.csv", "question_id,option,share\n\nq,A,0.5\nq,B,x\n")
+    with pytest.raises(DataError) as info:
+        read_marginals_csv(marginals)
+    assert info.value.rows == [4]
 
 
 # ---------------------------------------------------------------- header names

@@ -243,7 +243,7 @@ def test_negative_or_missing_weights_refused_whole(tmp_path, bad, why):
     path = write_survey(tmp_path, columns={"wt": weights})
     with pytest.raises(DataError, match="finite non-negative") as info:
         load_survey(path, weight="wt", demographics=["sex"])
-    assert info.value.rows == [6, 11] and info.value.column == "wt"
+    assert info.value.rows == [5, 10] and info.value.column == "wt"    # SPSS case numbers
     assert why in str(info.value)
 
 
