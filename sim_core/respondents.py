@@ -69,6 +69,8 @@ def read_options(**kw) -> ReadOptions:
     if unknown:
         raise TypeError(f"unknown reader option(s) {', '.join(unknown)}; known: "
                         + ", ".join(known))
+    if kw.get("weight") and kw.get("unweighted"):
+        raise DataError(f"choose a weight ('{kw['weight']}') or unweighted, not both.")
     return ReadOptions(**kw)
 
 
