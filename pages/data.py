@@ -9,12 +9,14 @@ import streamlit as st
 
 from pages import common
 from sim_core import demo, store
+from sim_core.codebook import codebook_csv
+from sim_core.design import interval_method
 from sim_core.errors import DataError, SimError
-from sim_core.fileio import read_table
-from sim_core.readers import load_survey
+from sim_core.nonresponse import nonresponse_text
+from sim_core.readers import columns_of, load_survey
 from sim_core.slices import real_marginals
 
-UPLOAD_TYPES = ["csv", "tsv", "txt", "jsonl"]
+UPLOAD_TYPES = ["csv", "tsv", "txt", "jsonl", "sav", "zsav", "por", "dta"]
 NONE = "(none)"
 
 
@@ -24,15 +26,16 @@ def parse_upload(filename: str, data: bytes, codebook: bytes | None = None,
     """Read uploaded bytes through sim_core.readers.load_survey (mapping as sorted items)."""
     kwargs = {k: (list(v) if isinstance(v, tuple) else v) for k, v in mapping if v}
     try:
-        return load_survey(data, name=Path(filename).stem, codebook=codebook, **kwargs)
+        return load_survey(data, name=Path(filename).stem, codebook=codebook,
+                           filename=filename, **kwargs)
     except DataError as error:  # bytes carry no file name: say which upload it was
         raise DataError(f"{filename}: {error}") from None
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def upload_columns(data: bytes) -> list[str]:
-    """All columns of an uploaded CSV (sim_core.fileio.read_table)."""
-    return [str(c) for c in read_table(data)[0].columns]
+def upload_columns(filename: str, data: bytes) -> tuple[list[str], dict[str, str]]:
+    """Columns and variable labels of an uploaded file (sim_core.readers.columns_of)."""
+    return columns_of(data, filename)
 
 
 def _index(columns: list[str], value: str | None) -> int:
@@ -40,26 +43,45 @@ def _index(columns: list[str], value: str | None) -> int:
     return 1 + columns.index(value) if value in columns else 0
 
 
-def mapping_widgets(i: int, data: bytes, guess) -> dict:
-    """Column mapping for a respondent file, defaulting to what the reader guessed.
+def mapping_widgets(i: int, filename: str, data: bytes, guess) -> dict:
+    """Column mapping for a respondent file, defaulting to what the reader proposed.
 
     The guess is the Survey read without a mapping: the codebook's roles when there is one,
-    else readers.guess_columns.
+    else sim_core.roles guesses (IDs, dates and many-valued columns are not questions).
     """
-    columns = upload_columns(data)
+    columns, labels = upload_columns(filename, data)
+    label = lambda c: f"{c}: {labels[c][:60]}" if labels.get(c) else c   # noqa: E731
     cols = st.columns(2)
-    demographics = cols[0].multiselect("Demographics (slice attributes)", columns,
+    demographics = cols[0].multiselect("Demographics (slice attributes, classifier features)",
+                                       columns, format_func=label,
                                        default=[c for c in guess.demographics if c in columns],
                                        key=f"data_demographics_{i}")
-    questions = cols[1].multiselect("Questions (answer columns)", columns,
+    questions = cols[1].multiselect("Questions (answer columns)", columns, format_func=label,
                                     default=[c for c in guess.questions if c in columns],
                                     key=f"data_questions_{i}")
-    weight = cols[0].selectbox("Weight column", [NONE, *columns], key=f"data_weight_{i}",
-                               index=_index(columns, guess.weight))
+    proposed = guess.weight_candidates[0] if guess.weight_candidates else None
+    weight = cols[0].selectbox(
+        "Weight column", [NONE, *columns], key=f"data_weight_{i}", format_func=label,
+        index=_index(columns, proposed),
+        help="Proposed by name and label: " + (", ".join(guess.weight_candidates) or "none")
+        + ". '(none)' = unweighted.")
     wave = cols[1].selectbox("Wave / year column", [NONE, *columns], key=f"data_wave_{i}",
                              index=_index(columns, guess.wave))
-    return {"demographics": demographics, "questions": questions,
-            "weight": None if weight == NONE else weight, "wave": None if wave == NONE else wave}
+    keep = st.checkbox("Keep Don't know / Refused / ... as answer options",
+                       key=f"data_keep_nonresponse_{i}")
+    with st.expander("Survey design (optional): intervals beyond weighting"):
+        design = st.columns(3)
+        strata = design[0].selectbox("Strata column", [NONE, *columns], key=f"data_strata_{i}")
+        psu = design[1].selectbox("PSU / cluster column", [NONE, *columns], key=f"data_psu_{i}")
+        deff = design[2].number_input("Known design effect", min_value=1.0, value=1.0,
+                                      step=0.1, key=f"data_deff_{i}")
+    picked = {"demographics": demographics, "questions": questions, "weight": weight,
+              "wave": wave, "strata": strata, "psu": psu}
+    mapping = {k: (None if v == NONE else v) for k, v in picked.items()}
+    mapping.update(keep_nonresponse=keep,
+                   unweighted=weight == NONE and bool(guess.weight_candidates),
+                   design_effect=deff if deff > 1 else None)
+    return mapping
 
 
 def upload_one(i: int, upload, codebook) -> None:
@@ -67,13 +89,24 @@ def upload_one(i: int, upload, codebook) -> None:
     data, book = upload.getvalue(), codebook.getvalue() if codebook else None
     try:
         survey = parse_upload(upload.name, data, book)
-        mapping = mapping_widgets(i, data, survey) if survey.kind == "respondents" else {}
-        items = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in mapping.items()))
-        survey = parse_upload(upload.name, data, book, items) if mapping else survey
+        mapping = mapping_widgets(i, upload.name, data, survey) \
+            if survey.kind == "respondents" else {}
+        mapping["population"] = st.text_input(
+            "Population (who was asked, where, when): named in the prompt",
+            value=survey.population, key=f"data_population_{i}",
+            placeholder="adults in Germany, 2018").strip()
+        items = tuple(sorted((k, tuple(v) if isinstance(v, list) else v)
+                             for k, v in mapping.items()))
+        survey = parse_upload(upload.name, data, book, items)
     except SimError as error:
         common.show_error(error)
         return
     describe(survey)
+    if survey.codebook:
+        st.download_button("Download the codebook (edit wording, options, ordinal, roles; "
+                           "upload it above)", codebook_csv(survey).encode("utf-8"),
+                           file_name=f"{Path(upload.name).stem}-codebook.csv",
+                           mime="text/csv", key=f"data_codebook_download_{i}")
     name = st.text_input("Save as", value=Path(upload.name).stem, key=f"data_name_{i}")
     if st.button("Save to workspace", key=f"data_save_{i}", type="primary"):
         try:
@@ -86,24 +119,30 @@ def upload_one(i: int, upload, codebook) -> None:
 
 
 def describe(survey) -> None:
-    """One line about a survey plus its reader warnings."""
+    """A line about a survey, its weighting and intervals, plus its reader warnings."""
     size = (f"{len(survey.respondents)} respondents" if survey.respondents is not None
             else f"{len(survey.marginals)} marginal rows")
     waves = survey.waves()
     st.caption(f"{survey.kind}: {len(survey.questions)} questions, {size}, "
                f"demographics: {', '.join(survey.demographics) or 'none'}"
-               + (f", waves: {', '.join(waves)}" if waves else ""))
+               + (f", waves: {', '.join(waves)}" if waves else "")
+               + f"; population: {survey.population or 'not set'}")
+    summary = survey.weight_summary()
+    if summary is not None:
+        st.caption(f"{summary.text()}. 95 % intervals: {interval_method(survey.design)}.")
     for warning in survey.warnings:
         st.warning(warning)
 
 
 def upload_section() -> None:
     """File uploaders and one mapping form per file."""
-    uploads = st.file_uploader("Survey files: respondent CSV, marginals CSV or GSS/SubPOP JSONL "
-                               "(one file per wave)", type=UPLOAD_TYPES,
+    uploads = st.file_uploader("Survey files: respondent CSV, SPSS (.sav, .zsav, .por), Stata "
+                               "(.dta), marginals CSV or GSS/SubPOP JSONL (one file per wave)",
+                               type=UPLOAD_TYPES,
                                accept_multiple_files=True, key="data_upload")
     codebook = st.file_uploader("Codebook CSV (optional; column, question_text, options, "
-                                "ordinal, missing)", type=["csv"], key="data_codebook")
+                                "ordinal, missing, codes, role; download a generated one "
+                                "below an upload)", type=["csv"], key="data_codebook")
     for i, upload in enumerate(uploads or []):
         with st.expander(upload.name, expanded=True):
             upload_one(i, upload, codebook)
@@ -123,9 +162,12 @@ def demo_section() -> None:
     if st.button("Load demo data", key="data_demo_load") and label:
         path, codebook = sources[label]
         book = (codebook.name, codebook.read_bytes()) if codebook else None
+        mapping = {"population": demo.DEMO_POPULATION}
         try:
-            parse_upload(path.name, path.read_bytes(), book[1] if book else None)
-            saved = store.save_survey(path.stem, path.name, path.read_bytes(), codebook=book)
+            parse_upload(path.name, path.read_bytes(), book[1] if book else None,
+                         tuple(mapping.items()))
+            saved = store.save_survey(path.stem, path.name, path.read_bytes(), mapping,
+                                      codebook=book)
         except SimError as error:
             common.show_error(error)
             return
@@ -133,14 +175,17 @@ def demo_section() -> None:
 
 
 def marginals_table(marginals) -> pd.DataFrame:
-    """Real marginals as a table: slice, n, n_eff, too small, share [CI] per option."""
+    """Real marginals as a table: slice, n, n asked, n_eff, too small, share [CI] per option,
+    nonresponse (weighted shares of the slice's respondents)."""
     rows = []
     for m in marginals:
-        row = {"slice": m.label, "n": m.n, "n_eff": None if m.n_eff is None else round(m.n_eff, 1),
-               "too small": m.too_small}
+        row = {"slice": m.label, "n": m.n, "n asked": m.n_asked,
+               "n_eff": None if m.n_eff is None else round(m.n_eff, 1), "too small": m.too_small}
         for j, option in enumerate(m.options):
             ci = "" if m.ci_low is None else f" [{m.ci_low[j]:.2f}, {m.ci_high[j]:.2f}]"
             row[option] = f"{m.shares[j]:.3f}{ci}"
+        if m.n_total is not None:
+            row["nonresponse"] = nonresponse_text(m.nonresponse) + (f"; {m.note}" if m.note else "")
         rows.append(row)
     return pd.DataFrame(rows)
 

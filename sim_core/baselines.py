@@ -175,7 +175,9 @@ def classifier_fit(survey: Survey, question_id: str, by: Sequence[str], *,
         if not mask.any():      # tiny slice with nobody held out: fall back to training rows
             mask = labels == label
             in_sample.append(label)
-        w = weights[mask] if weights[mask].sum() > 0 else np.ones(mask.sum())
+        w = weights[mask]
+        if not w.sum() > 0:     # every weight 0: no weighted prediction (never unweighted)
+            continue
         dist = (probs[mask] * w[:, None]).sum(axis=0) / w.sum()
         dists[label] = dist / dist.sum()
     return ClassifierFit(dists, float(np.mean(probs[test].argmax(axis=1) == y[test])),

@@ -3,7 +3,7 @@ and the sampling-noise floor. The dashboard, the CLI and the report all call com
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
 import numpy as np
@@ -11,6 +11,7 @@ import pandas as pd
 
 from sim_core import baselines as base_lib
 from sim_core.adapters import read_card
+from sim_core.design import interval_method
 from sim_core.errors import DataError, SimError
 from sim_core.labels import NOISE_FLOOR, REAL, Progress, baseline_entry, unique_labels
 from sim_core.metrics import METRICS, best_entry, noise_floor, score_all
@@ -65,6 +66,7 @@ class Comparison:
     checkpoints: list[dict]
     slices: list[SliceComparison]
     notes: list[str] = field(default_factory=list)
+    survey_facts: dict[str, str] = field(default_factory=dict)   # population, weighting, intervals
 
     def shares_table(self) -> pd.DataFrame:
         """Long table: slice, entry, option, share, ci_low, ci_high (CIs for the real row)."""
@@ -129,6 +131,13 @@ def model_progress(progress: Progress, index: int, count: int) -> Progress:
         fraction = done / total if total else 1.0
         progress(int(round((index + fraction) * 1000)), count * 1000)
     return report
+
+
+def with_survey_style(config: SimConfig, survey: Survey | None) -> SimConfig:
+    """The config with the survey's population and display names in its prompt style."""
+    if survey is None:
+        return config
+    return replace(config, style=config.style.for_survey(survey))
 
 
 # ---------------------------------------------------------------- compare
@@ -210,7 +219,7 @@ def compare(models: list[Any], question: Question, *, survey: Survey | None = No
     Returns:
         Comparison; without real data every slice has real None and no scores.
     """
-    config = config or SimConfig()
+    config = with_survey_style(config or SimConfig(), survey)
     base_lib.check_names(baselines)
     by = list(by)
     reals, slice_list = _real_and_slices(question, survey, by, wave, slices, bins)
@@ -219,7 +228,8 @@ def compare(models: list[Any], question: Question, *, survey: Survey | None = No
                                progress=model_progress(progress, i, len(models)),
                                should_stop=should_stop)
                for i, (lm, label) in enumerate(zip(models, labels))}
-    notes = [w for w in (style_warning(lm, config) for lm in models) if w]
+    attributes = {a for s in slice_list for a in s}
+    notes = [w for w in (style_warning(lm, config, attributes) for lm in models) if w]
     slice_labels = [slice_label(s) for s in slice_list]
     base = _baselines(survey, question, by, wave, bins, baselines, slice_labels, notes)
     out = []
@@ -227,11 +237,23 @@ def compare(models: list[Any], question: Question, *, survey: Survey | None = No
         sc = SliceComparison(slice_, real, {lab: results[lab][i] for lab in labels},
                              {name: dists[slice_labels[i]] for name, dists in base.items()
                               if slice_labels[i] in dists}, {}, {})
-        if real is not None:
+        if real is not None and real.usable:
             sc.scores, sc.noise_floor = _scores(question, real, sc.entries())
+        elif real is not None:
+            notes.append(f"{real.label}: {real.note}; not scored.")
         out.append(sc)
     return Comparison(question=question, survey_name=survey.name if survey else None,
                       wave=wave, by=by, config=config,
                       checkpoints=[checkpoint_info(lm, lab, config)
                                    for lm, lab in zip(models, labels)],
-                      slices=out, notes=notes)
+                      slices=out, notes=notes, survey_facts=survey_facts(survey))
+
+
+def survey_facts(survey: Survey | None) -> dict[str, str]:
+    """Population, weighting and interval method of a survey, in words (for reports)."""
+    if survey is None:
+        return {}
+    summary = survey.weight_summary()
+    return {"population": survey.population or "",
+            "weighting": "" if summary is None else summary.text(),
+            "intervals": interval_method(survey.design) if summary is not None else ""}

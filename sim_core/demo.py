@@ -9,6 +9,7 @@ from sim_core.readers import read_respondents_csv, read_subpop_jsonl
 from sim_core.survey import Survey
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
+DEMO_POPULATION = "adults in the United States"     # both demos: GSS 2022, ANES 1996
 DEMOS: dict[str, str] = {
     "gss2022": "GSS 2022 subgroup marginals (SubPOP): 133 questions x 22 groups",
     "anes96": "ANES 1996 respondents (statsmodels): 944 people, party id, ideology, vote",
@@ -34,8 +35,11 @@ def load_demo(name: str) -> Survey:
         Survey (ANES with its codebook, so options keep their order and labels).
     """
     if name == "gss2022":
-        return read_subpop_jsonl(demo_gss_path(), name="gss2022")
+        survey = read_subpop_jsonl(demo_gss_path(), name="gss2022")
+        survey.population = DEMO_POPULATION
+        return survey
     if name == "anes96":
         data, codebook = demo_anes_paths()
-        return read_respondents_csv(data, codebook=codebook, name="anes96")
+        return read_respondents_csv(data, codebook=codebook, name="anes96",
+                                    population=DEMO_POPULATION)
     raise DataError(f"unknown demo {name!r}; choose one of: {', '.join(DEMOS)}")

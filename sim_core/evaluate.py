@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from sim_core.baselines import ROW_BASELINES, check_names, population_average, uniform
-from sim_core.compare import model_progress
+from sim_core.compare import model_progress, with_survey_style
 from sim_core.errors import DataError
 from sim_core.labels import Progress, baseline_entry, unique_labels
 from sim_core.metrics import METRICS, compute, is_ordinal
@@ -221,13 +221,15 @@ def evaluate_rows(models: list[Any], rows: list[SurveyRow], *, config: SimConfig
         dists[baseline_entry("population")] = _population(rows, reference_rows or rows,
                                                             population)
     info = _row_info(rows)
+    attributes = {a for r in rows for a in r.slice}
     frames = [pd.concat([info, _score_frame(rows, entry, d)], axis=1) for entry, d in dists.items()]
     table = pd.concat(frames, ignore_index=True)
     return Evaluation(survey_name=survey_name, wave=wave, entries=list(dists), rows=table,
                       mode=config.mode, entry_orders=entry_orders,
                       orders=(config.orders or 0) if config.mode == "first-token" else 1,
                       dists=dists, survey_rows=list(rows),
-                      notes=[w for w in (style_warning(lm, config) for lm in models) if w])
+                      notes=[w for w in (style_warning(lm, config, attributes) for lm in models)
+                             if w])
 
 
 def evaluate(models: list[Any], survey: Survey, *, by: Sequence[str] | None = None,
@@ -248,6 +250,7 @@ def evaluate(models: list[Any], survey: Survey, *, by: Sequence[str] | None = No
         Evaluation; the population baseline is the survey's whole-population marginal
         (respondent data) or the mean of each question's groups (marginal tables).
     """
+    config = with_survey_style(config or SimConfig(), survey)
     rows = survey_rows(survey, by, wave=wave, questions=questions, bins=bins,
                        min_n_eff=min_n_eff)
     population = None

@@ -14,6 +14,7 @@ import os
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from sim_core.errors import DataError
@@ -25,27 +26,42 @@ MISSING_TOKENS = frozenset({"", "NA", "N/A", "NaN", "nan", "."})   # always "no 
 
 # ---------------------------------------------------------------- bytes and text
 
+def checked_path(data, what: str = "file") -> tuple[Path, str]:
+    """A file path that exists, is not over the size limit and not empty, and its name."""
+    path = Path(data)
+    try:
+        size = os.stat(path).st_size
+    except OSError as error:
+        raise DataError(f"cannot open the {what}: {error.strerror or error}",
+                        file=str(path)) from None
+    if size > MAX_FILE_BYTES:
+        raise DataError(_too_big(size), file=path.name)
+    if size == 0:
+        raise DataError("the file is empty.", file=path.name)
+    return path, path.name
+
+
 def load_bytes(data, what: str = "file") -> tuple[bytes, str]:
     """Raw bytes and a display name; the size is checked before anything is read."""
     if isinstance(data, (bytes, bytearray, memoryview)):
         raw, label = bytes(data), f"uploaded {what}"
-        size = len(raw)
+        if len(raw) > MAX_FILE_BYTES:
+            raise DataError(_too_big(len(raw)), file=label)
     else:
-        path = Path(data)
-        label = path.name
-        try:
-            size = os.stat(path).st_size
-        except OSError as error:
-            raise DataError(f"cannot open the {what}: {error.strerror or error}",
-                            file=str(path)) from None
-        if size > MAX_FILE_BYTES:
-            raise DataError(_too_big(size), file=label)
+        path, label = checked_path(data, what)
         raw = path.read_bytes()
-    if size > MAX_FILE_BYTES:
-        raise DataError(_too_big(size), file=label)
     if not raw.strip():
         raise DataError("the file is empty.", file=label)
     return raw, label
+
+
+def file_fingerprint(path: Path) -> str:
+    """fingerprint() of a file's bytes, read in chunks (never the whole file at once)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
 
 
 def _too_big(size: int) -> str:
@@ -53,8 +69,20 @@ def _too_big(size: int) -> str:
             f"{MAX_FILE_BYTES / 2**20:.0f} MiB; split it or keep only the needed columns.")
 
 
+# A valid multi-byte UTF-8 sequence, or else one stray byte >= 0x80 (not UTF-8).
+_UTF8_OR_STRAY = re.compile(
+    rb"([\xc2-\xdf][\x80-\xbf]|\xe0[\xa0-\xbf][\x80-\xbf]|[\xe1-\xec\xee\xef][\x80-\xbf]{2}"
+    rb"|\xed[\x80-\x9f][\x80-\xbf]|\xf0[\x90-\xbf][\x80-\xbf]{2}|[\xf1-\xf3][\x80-\xbf]{3}"
+    rb"|\xf4[\x80-\x8f][\x80-\xbf]{2})|([\x80-\xff])")
+
+
 def decode(raw: bytes, file: str) -> str:
-    """UTF-8 (with or without BOM), else Windows-1252/Latin-1; otherwise a DataError."""
+    """One encoding per file: UTF-8 (with or without BOM), else Windows-1252/Latin-1.
+
+    A file that holds valid UTF-8 sequences *and* bytes that are not UTF-8 mixes two
+    encodings: decoding it whole as cp1252 would turn every UTF-8 letter into mojibake,
+    so it is refused, naming the rows of the stray bytes.
+    """
     if b"\x00" in raw[:65536]:
         raise DataError("the file contains NUL bytes (binary, Excel or UTF-16?); save it as "
                         "a CSV in UTF-8.", file=file)
@@ -62,14 +90,29 @@ def decode(raw: bytes, file: str) -> str:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         pass
+    utf8, stray = [], []
+    for match in _UTF8_OR_STRAY.finditer(raw):
+        (utf8 if match.group(1) else stray).append(match.start())
+    if utf8:
+        raise DataError(
+            f"the file mixes encodings: it is UTF-8 ({len(utf8)} UTF-8 letters) but has "
+            f"{len(stray)} byte(s) that are not (e.g. 0x{raw[stray[0]]:02x}, Latin-1?); save "
+            "the whole file as UTF-8.", file=file, rows=_lines_of(raw, stray))
     # cp1252 is a superset of Latin-1's printable characters and rejects 5 unused bytes,
     # so binary junk still fails instead of turning into mojibake silently.
     try:
         return raw.decode("cp1252")
     except UnicodeDecodeError as error:
-        row = raw[:error.start].count(b"\n") + 1
+        bad = [i for i in stray if raw[i] in b"\x81\x8d\x8f\x90\x9d"]
         raise DataError(f"byte 0x{raw[error.start]:02x} is not valid UTF-8 or Latin-1; "
-                        "save the file as UTF-8.", file=file, row=row) from None
+                        "save the file as UTF-8.", file=file, rows=_lines_of(raw, bad)) from None
+
+
+def _lines_of(raw: bytes, positions: list[int]) -> list[int]:
+    """1-based line number of each byte position (distinct, in order)."""
+    ends = np.flatnonzero(np.frombuffer(raw, dtype=np.uint8) == ord("\n"))
+    lines = np.searchsorted(ends, np.asarray(positions, dtype=np.int64)) + 1
+    return list(dict.fromkeys(int(x) for x in lines))
 
 
 def _sniff_delimiter(text: str) -> str:
@@ -87,41 +130,74 @@ def _sniff_delimiter(text: str) -> str:
 def read_table(data, what: str = "file") -> tuple[pd.DataFrame, str, bytes]:
     """Read a CSV of any supported encoding/delimiter as stripped strings.
 
+    The header is read as written (no renaming of repeated names: `q1` and `q1.1` are two
+    columns, two `q1` are refused) and every row must have exactly the header's number of
+    fields. Blank lines are skipped but counted, so row numbers match a spreadsheet.
+
     Returns:
         (table of str, display file name, raw bytes). Blank/"NA" cells stay as text here.
     """
     raw, file = load_bytes(data, what)
     text = decode(raw, file)
     sep = _sniff_delimiter(text)
-    try:
-        table = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False,
-                            skipinitialspace=True, skip_blank_lines=True)
-    except pd.errors.ParserError as error:
-        match = re.search(r"line (\d+)", str(error))
-        row = int(match.group(1)) if match else None
-        raise DataError(f"the table is malformed ({error}).".replace("\n", " "), file=file,
-                        row=row) from None
-    except pd.errors.EmptyDataError:
-        raise DataError("the file is empty.", file=file) from None
-    table.columns = [str(c).strip() for c in table.columns]
-    _check_header(table, file)
-    if table.empty:
+    records = _records(text, sep, file)
+    if not records:
+        raise DataError("the file is empty.", file=file)
+    (_, header), body = records[0], records[1:]
+    header = [cell.strip() for cell in header]
+    _check_header(header, file)
+    _check_field_counts(body, len(header), file)
+    if not body:
         raise DataError("the file has a header but no data rows.", file=file)
-    table = table.apply(lambda col: col.str.strip())
+    columns = list(zip(*(cells for _, cells in body)))
+    table = pd.DataFrame({i: pd.Series(col, dtype=str).str.strip()
+                          for i, col in enumerate(columns)})
+    table.columns = header
+    table.attrs["rows"] = [row for row, _ in body]      # spreadsheet row of each data row
     return table, file, raw
 
 
-def _check_header(table: pd.DataFrame, file: str) -> None:
-    """Blank or repeated column names are refused."""
-    seen: set[str] = set()
-    for name in table.columns:
-        if not name or name.startswith("Unnamed:"):
-            raise DataError("a column has no name in the header.", file=file, row=1)
-        base = re.sub(r"\.\d+$", "", name)     # pandas renames duplicates to "x.1"
-        if base in seen or name in seen:
-            raise DataError("the column name appears twice in the header.", file=file,
-                            row=1, column=base)
-        seen.add(name)
+def rows_at(positions, rows=None) -> list[int]:
+    """Row numbers for messages of the data rows at these positions: `rows` (the spreadsheet
+    rows read_table records in table.attrs["rows"], or SPSS case numbers) or position + 2."""
+    return [int(rows[i]) if rows is not None else int(i) + 2 for i in positions]
+
+
+def _records(text: str, sep: str, file: str) -> list[tuple[int, list[str]]]:
+    """(spreadsheet row, cells) of every non-blank record."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep, skipinitialspace=True)
+    out = []
+    try:
+        for row_no, cells in enumerate(reader, start=1):
+            if cells and any(cell.strip() for cell in cells) or len(cells) > 1:
+                out.append((row_no, cells))
+    except csv.Error as error:
+        raise DataError(f"the table is malformed ({error}).", file=file,
+                        row=reader.line_num) from None
+    return out
+
+
+def _check_field_counts(body: list[tuple[int, list[str]]], width: int, file: str) -> None:
+    """Every row has exactly `width` fields (a short row is not "missing answers")."""
+    bad = [(row, len(cells)) for row, cells in body if len(cells) != width]
+    if bad:
+        counts = sorted({n for _, n in bad})
+        raise DataError(f"the header has {width} fields but these rows have "
+                        f"{'/'.join(map(str, counts))}; every row needs exactly {width} "
+                        "(quote cells that contain the delimiter).", file=file,
+                        rows=[row for row, _ in bad])
+
+
+def _check_header(header: list[str], file: str) -> None:
+    """Blank or repeated column names are refused (exact repeats only)."""
+    seen: dict[str, int] = {}
+    for position, name in enumerate(header, start=1):
+        if not name:
+            raise DataError(f"column {position} has no name in the header.", file=file, row=1)
+        if name in seen:
+            raise DataError(f"the column name appears twice in the header (columns "
+                            f"{seen[name]} and {position}).", file=file, row=1, column=name)
+        seen[name] = position
 
 
 def fingerprint(*parts: bytes) -> str:

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pandas as pd
+from jsonschema import Draft202012Validator
 
 from sim_core.errors import DataError
 from sim_core.fileio import (
@@ -18,6 +19,7 @@ from sim_core.fileio import (
     read_table,
     stem,
 )
+from sim_core.nonresponse import canonical
 from sim_core.survey import MARGINAL_COLUMNS, MARGINALS, Question, Survey
 
 # Vote choice between candidates has no order, although the SubPOP file codes Clinton 1 and
@@ -28,13 +30,91 @@ SUBPOP_NOMINAL = frozenset({"pres16", "if16who"})
 # ---------------------------------------------------------------- SubPOP JSONL
 
 _SUBPOP_KEYS = ("qkey", "attribute", "group", "question", "options", "ordinal", "responses")
+_TEXT = {"type": "string", "minLength": 1, "maxLength": 500}
+_MAX_OPTIONS = 27           # 26 letters, plus the trailing "Refused" the file carries
+SUBPOP_SCHEMA = {
+    "type": "object",
+    "required": list(_SUBPOP_KEYS),
+    "properties": {
+        "qkey": _TEXT, "attribute": _TEXT, "group": _TEXT,
+        "question": {"type": "string", "minLength": 1, "maxLength": 20000},
+        "options": {"type": "array", "minItems": 1, "maxItems": _MAX_OPTIONS,
+                    "items": {"type": "string", "minLength": 1, "maxLength": 1000}},
+        "ordinal": {"anyOf": [{"type": "null"},
+                              {"type": "array", "maxItems": _MAX_OPTIONS,
+                               "items": {"type": "number"}}]},
+        "responses": {"type": "array", "minItems": 1, "maxItems": _MAX_OPTIONS,
+                      "items": {"type": "number", "minimum": 0}},
+        "refusal_rate": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+    },
+}
+
+
+def _parse_lines(text: str, file: str) -> list[tuple[int, dict]]:
+    """(line number, object) of every non-blank line, each checked against SUBPOP_SCHEMA.
+
+    Every bad line is collected (the refusal lists up to 20); JSON nested too deeply to
+    parse is a bad line like any other, never a RecursionError.
+    """
+    validator = Draft202012Validator(SUBPOP_SCHEMA)
+    items, bad, first = [], [], None
+    for line_no, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line, parse_constant=_no_constant)
+            problem = None if isinstance(item, dict) else "each line must be a JSON object"
+        except json.JSONDecodeError as error:
+            problem = f"not valid JSON ({error.msg})"
+        except ValueError as error:
+            problem = str(error)
+        except RecursionError:
+            problem = "JSON nested too deeply"
+        if problem is None:
+            error = next(iter(sorted(validator.iter_errors(item), key=lambda e: e.path)), None)
+            if error is not None:
+                where = ".".join(str(p) for p in error.absolute_path) or "line"
+                problem = f"`{where}`: {_short(error.message)}"
+        if problem is not None:
+            bad.append(line_no)
+            first = first or (problem, _column(problem))
+            continue
+        items.append((line_no, item))
+    if bad:
+        raise DataError(f"{first[0]} (expected per line: " + ", ".join(_SUBPOP_KEYS)
+                        + ", optionally refusal_rate).", file=file, rows=bad, column=first[1])
+    return items
+
+
+def _no_constant(name: str):
+    """NaN and Infinity are not JSON (Python's json accepts them by default)."""
+    raise ValueError(f"{name} is not a valid JSON number")
+
+
+def _short(message: str) -> str:
+    """A schema message without a huge echoed value."""
+    return message if len(message) <= 160 else message[:157] + "..."
+
+
+def _column(problem: str) -> str | None:
+    """The JSON key a schema problem is about (for the DataError column)."""
+    if problem.startswith("`"):
+        key = problem[1:].split("`", 1)[0].split(".")[0]
+        if key in SUBPOP_SCHEMA["properties"]:
+            return key
+    for key in _SUBPOP_KEYS:
+        if f"'{key}' is a required property" in problem:
+            return key
+    return None
 
 
 def read_subpop_jsonl(data, *, name: str | None = None) -> Survey:
     """Read the SubPOP JSONL shape (GSS 2022 subgroup marginals) as a marginal survey.
 
-    The trailing "Refused" option (not in `responses`) is dropped; ordinal value -1 marks
-    a non-substantive option (nan); all-tied ordinal values make the question nominal.
+    Every line is checked against SUBPOP_SCHEMA (types, lengths; nothing nested) before
+    anything is used. The trailing "Refused" option (not in `responses`) is dropped;
+    ordinal value -1 marks a non-substantive option (nan); all-tied ordinal values make the
+    question nominal.
 
     Args:
         data: path or bytes.
@@ -47,26 +127,14 @@ def read_subpop_jsonl(data, *, name: str | None = None) -> Survey:
     questions: dict[str, Question] = {}
     records, warnings, seen = [], [], set()
     renormalised = 0
-    for line_no, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise DataError(f"not valid JSON ({error.msg}).", file=file, row=line_no) from None
-        if not isinstance(item, dict):
-            raise DataError("each line must be a JSON object.", file=file, row=line_no)
-        missing = [key for key in _SUBPOP_KEYS if key not in item]
-        if missing:
-            raise DataError("missing field(s) " + ", ".join(missing) + ".", file=file,
-                            row=line_no, column=missing[0])
+    for line_no, item in _parse_lines(text, file):
         question = _subpop_question(item, file, line_no)
         qid = question.id
         if qid in questions and questions[qid].options != question.options:
             raise DataError(f"options differ from the first row of question {qid}.",
                             file=file, row=line_no, column="options")
         questions.setdefault(qid, question)
-        key = (qid, str(item["attribute"]), str(item["group"]))
+        key = (qid, item["attribute"], item["group"])
         if key in seen:
             raise DataError(f"duplicate row for {qid} / {key[1]}={key[2]}.", file=file,
                             row=line_no)
@@ -88,11 +156,10 @@ def read_subpop_jsonl(data, *, name: str | None = None) -> Survey:
 
 def _subpop_question(item: dict, file: str, row: int) -> Question:
     """Question of one SubPOP line, after dropping "Refused" and fixing ordinal codes."""
-    options = [str(o) for o in item["options"]]
+    options = list(item["options"])
     responses = item["responses"]
-    if not isinstance(responses, list) or not responses:
-        raise DataError("`responses` must be a non-empty list.", file=file, row=row,
-                        column="responses")
+    if len(set(options)) != len(options):
+        raise DataError("an option appears twice.", file=file, row=row, column="options")
     if len(options) == len(responses) + 1 and options[-1].strip().lower() == "refused":
         options = options[:-1]
     if len(options) != len(responses):
@@ -105,9 +172,12 @@ def _subpop_question(item: dict, file: str, row: int) -> Question:
             raise DataError(f"{len(ordinal)} ordinal values for {len(options)} options.",
                             file=file, row=row, column="ordinal")
         values = tuple(math.nan if float(v) == -1 else float(v) for v in ordinal)
+        if not all(math.isfinite(v) for v in values if not math.isnan(v)):
+            raise DataError("ordinal values must be finite numbers.", file=file, row=row,
+                            column="ordinal")
         if len({v for v in values if not math.isnan(v)}) < 2 or item["qkey"] in SUBPOP_NOMINAL:
             values = None                       # all tied, or candidate choice: nominal
-    return Question(id=str(item["qkey"]), text=str(item["question"]), options=tuple(options),
+    return Question(id=item["qkey"], text=item["question"], options=tuple(options),
                     ordinal_values=values)
 
 
@@ -152,12 +222,13 @@ def read_marginals_csv(data, *, name: str | None = None) -> Survey:
         Survey of kind "marginals".
     """
     table, file, raw = read_table(data)
+    rows = table.attrs["rows"]
     table = table.rename(columns={c: c.lower() for c in table.columns})
     _check_columns(table, file)
     for column in MARGINAL_OPTIONAL:
         if column not in table.columns:
             table[column] = ""
-    table["_row"] = np.arange(len(table)) + 2
+    table["_row"] = rows                     # spreadsheet rows (blank lines counted)
     value_col = "share" if (table["share"] != "").any() or not (table["count"] != "").any() \
         else "count"
     _check_cells(table, file, value_col)
@@ -204,18 +275,21 @@ def _check_columns(table: pd.DataFrame, file: str) -> None:
 
 
 def _cell_numbers(table, column, file, *, required, minimum=0.0, strict=False):
-    """Numbers of one column; DataError at the first bad cell."""
-    out = []
+    """Numbers of one column; DataError listing every bad cell."""
+    out, bad, first = [], [], ""
     for text, row in zip(table[column], table["_row"]):
         if text == "" and not required:
             out.append(np.nan)
             continue
         value = number(text)
         if value is None or value < minimum or (strict and value <= minimum):
-            what = "blank" if text == "" else f"'{text}'"
-            rule = "a positive number" if strict else "a non-negative number"
-            raise DataError(f"{what} is not {rule}.", file=file, row=int(row), column=column)
+            bad.append(int(row))
+            first = first or ("blank" if text == "" else f"'{text}'")
+            value = np.nan
         out.append(value)
+    if bad:
+        rule = "a positive number" if strict else "a non-negative number"
+        raise DataError(f"{first} is not {rule}.", file=file, column=column, rows=bad)
     return np.array(out, dtype=float)
 
 
@@ -224,8 +298,9 @@ def _check_cells(table: pd.DataFrame, file: str, value_col: str) -> None:
     for column in ("question_id", "option"):
         blank = table[column] == ""
         if blank.any():
-            raise DataError("blank cell.", file=file, row=int(table["_row"][blank].iloc[0]),
-                            column=column)
+            raise DataError("blank cell.", file=file, column=column,
+                            rows=[int(r) for r in table["_row"][blank]])
+    table["wave"] = [canonical(w) for w in table["wave"]]     # 2020 and 2020.0: one wave
     table["_value"] = _cell_numbers(table, value_col, file, required=True)
     table["_n"] = _cell_numbers(table, "n", file, required=False, strict=True)
     half = (table["attribute"] == "") != (table["group"] == "")
@@ -233,14 +308,15 @@ def _check_cells(table: pd.DataFrame, file: str, value_col: str) -> None:
         row = table[half].iloc[0]
         column = "group" if row["group"] == "" else "attribute"
         raise DataError("attribute and group go together (both blank = whole population).",
-                        file=file, row=int(row["_row"]), column=column)
+                        file=file, column=column, rows=[int(r) for r in table["_row"][half]])
     keys = ["question_id", "attribute", "group", "wave", "option"]
     duplicated = table.duplicated(keys)
     if duplicated.any():
         row = table[duplicated].iloc[0]
         first = table[(table[keys] == row[keys]).all(axis=1)]["_row"].iloc[0]
         raise DataError(f"duplicate of row {first} (same question, attribute, group, wave "
-                        "and option).", file=file, row=int(row["_row"]), column="option")
+                        "and option).", file=file, column="option",
+                        rows=[int(r) for r in table["_row"][duplicated]])
 
 
 def _marginal_questions(table: pd.DataFrame, file: str) -> dict[str, Question]:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Sequence
 
 from sim_core.errors import SimError
@@ -14,7 +15,7 @@ ANSWER_CUE = "Answer:"
 # attribute name. Keys cover the GSS SubPOP attributes and the ANES demo's columns.
 DEFAULT_TEMPLATES: dict[str, str] = {
     "cregion": "You live in the {value} region of the United States.",
-    "region": "You live in the {value} region of the United States.",
+    "region": "You live in the {value} region.",
     "education": "Your highest level of education is: {value}.",
     "educ": "Your highest level of education is: {value}.",
     "sex": "Your sex is {value}.",
@@ -30,8 +31,9 @@ DEFAULT_TEMPLATES: dict[str, str] = {
     "age": "Your age is {value} years.",
     "*": "Your {attribute} is {value}.",
 }
-DEFAULT_SYSTEM = ("You are taking part in a public opinion survey of adults in the United "
-                  "States. Answer as the person described would answer.")
+DEFAULT_POPULATION = "adults in the United States"    # a drafted question without a survey
+DEFAULT_SYSTEM = ("You are taking part in a public opinion survey of {population}. Answer as "
+                  "the person described would answer.")
 DEFAULT_INSTRUCTION = "Answer with the letter of one option only."
 
 
@@ -41,13 +43,67 @@ class PromptStyle:
 
     Attributes:
         templates: lower-case attribute -> sentence with {value} ("*" = fallback for any other).
-        system: system message (chat models) or opening line (base models).
+        system: system message (chat models) or opening line (base models); "{population}"
+            is replaced by the population.
         instruction: the line after the options asking for a letter.
+        population: who the survey speaks for ("adults in Germany, 2018"); None = the
+            survey's own (for_survey), or DEFAULT_POPULATION without a survey; "" = none
+            named ("a public opinion survey").
+        names: attribute -> display name used by the "*" template (variable labels), so
+            that a persona never reads "Your polaf is Republican".
     """
 
     templates: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_TEMPLATES))
     system: str = DEFAULT_SYSTEM
     instruction: str = DEFAULT_INSTRUCTION
+    population: str | None = None
+    names: dict[str, str] = field(default_factory=dict)
+
+    def system_text(self) -> str:
+        """The system message with the population filled in."""
+        population = DEFAULT_POPULATION if self.population is None else self.population.strip()
+        if population:
+            return self.system.replace("{population}", population)
+        return self.system.replace(" of {population}", "").replace("{population}", "")
+
+    def signature(self, attributes=None) -> dict:
+        """What reaches the prompts: templates, instruction, the system text with its
+        population filled in, and the display names the "*" template uses (of `attributes`
+        only, when given: the slices' attributes)."""
+        names = {a: n for a, n in self.names.items() if str(a).lower() not in self.templates
+                 and (attributes is None or a in attributes)}
+        return {"templates": dict(self.templates), "system": self.system_text(),
+                "instruction": self.instruction, "names": names}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "PromptStyle":
+        """A style from asdict() output (an adapter card); unknown keys are ignored."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    def for_survey(self, survey: Any) -> "PromptStyle":
+        """This style with the survey's population (unless set here) and display names."""
+        if survey is None:
+            return self
+        population = self.population if self.population is not None else \
+            (getattr(survey, "population", "") or "")
+        labels = getattr(survey, "labels", {}) or {}
+        names = {a: display_name(t) for a, t in labels.items() if t}
+        return replace(self, population=population, names={**names, **self.names})
+
+
+_PREFIX = re.compile(r"^(r'?s|respondent'?s|resp\.?)\s+", re.IGNORECASE)
+_SUFFIX = re.compile(r"\s+(of|for)\s+(the\s+)?(respondent|r)$|\s*\((r|respondent)\)$",
+                     re.IGNORECASE)
+
+
+def display_name(label: str) -> str:
+    """A variable label as a persona attribute: "R's party affiliation" -> "party
+    affiliation", "Education level of respondent" -> "education level"; acronyms kept."""
+    text = _SUFFIX.sub("", _PREFIX.sub("", str(label).strip())).strip().rstrip(":?.")
+    if len(text) > 1 and text[0].isupper() and not text[1].isupper():
+        text = text[0].lower() + text[1:]
+    return text or str(label)
 
 
 def persona_text(slice: dict[str, str], style: PromptStyle | None = None) -> str:
@@ -59,13 +115,15 @@ def persona_text(slice: dict[str, str], style: PromptStyle | None = None) -> str
     Returns:
         The persona sentences joined by spaces.
     """
-    templates = (style or PromptStyle()).templates
+    style = style or PromptStyle()
+    templates = style.templates
     sentences = []
     for attribute, value in slice.items():
-        template = templates.get(str(attribute).lower()) or templates.get("*") \
-            or DEFAULT_TEMPLATES["*"]
+        name = style.names.get(attribute) or str(attribute).lower()
+        template = templates.get(str(attribute).lower()) or templates.get(name.lower()) \
+            or templates.get("*") or DEFAULT_TEMPLATES["*"]
         try:
-            sentences.append(template.format(value=value, attribute=str(attribute).lower()))
+            sentences.append(template.format(value=value, attribute=name))
         except (KeyError, IndexError, ValueError) as error:
             raise SimError(f"Persona template for '{attribute}' is malformed ({error}): "
                            "use {value} and optionally {attribute}.") from error
@@ -132,9 +190,9 @@ def build_prompt(tokenizer: Any, question: Any, slice: dict[str, str], *,
     style = style or PromptStyle()
     user = user_text(question, slice, order, style)
     if getattr(tokenizer, "chat_template", None):
-        messages = [{"role": "system", "content": style.system},
+        messages = [{"role": "system", "content": style.system_text()},
                     {"role": "user", "content": user}]
         opened = tokenizer.apply_chat_template(messages, tokenize=False,
                                                add_generation_prompt=True)
         return opened + ANSWER_CUE
-    return f"{style.system}\n\n{user}\n{ANSWER_CUE}"
+    return f"{style.system_text()}\n\n{user}\n{ANSWER_CUE}"

@@ -9,6 +9,9 @@ CSV design (report_csv): one tidy long table; the column `table` says what a row
     shares     question_id, slice, entry ("real", a checkpoint, "baseline: <name>"),
                option, share, ci_low, ci_high (real only), n_eff
     scores     question_id, slice, entry (or "noise floor"), score, value, direction
+    counts     question_id, slice, score ("n" valid answers, "n_asked", "n_total"), value
+    nonresponse  question_id, slice, option = reason ("dk", "refused", "not_asked",
+               "other"), share = weighted share of the slice's respondents, text = meaning
     eval_summary  entry, score, value (mean over question x slice), direction
     eval_scores   question_id, slice, entry, score, value, direction
 Read it back with pandas.read_csv(..., keep_default_na=False, na_values=[""]) so that a
@@ -35,6 +38,7 @@ from sim_core.labels import (
     is_baseline,
 )
 from sim_core.metrics import METRICS
+from sim_core.nonresponse import REASONS
 from sim_core.slices import slice_label
 
 CSV_COLUMNS = ("table", "question_id", "slice", "entry", "option", "share", "ci_low",
@@ -64,6 +68,10 @@ class SliceResult:
     shares: dict[str, list[float]] = field(default_factory=dict)   # entry -> shares
     scores: dict[str, dict[str, float]] = field(default_factory=dict)  # entry -> key -> value
     noise_floor: dict[str, float] = field(default_factory=dict)
+    n: int | None = None                     # valid answers
+    n_total: int | None = None               # respondents in the slice
+    n_asked: int | None = None               # minus not asked / system-missing
+    nonresponse: dict[str, float] = field(default_factory=dict)   # reason -> weighted share
 
 
 @dataclass
@@ -138,6 +146,9 @@ class Report:
     questions: list[QuestionReport] = field(default_factory=list)
     evaluation: EvaluationReport | None = None
     methods: str = ""
+    population: str = ""                     # who the survey speaks for
+    weighting: str = ""                      # weight column, sum, CV, Kish design effect
+    intervals: str = ""                      # how the 95 % intervals were computed
 
     def score_info(self, key: str) -> ScoreInfo:
         """Metadata of a score key (a bare ScoreInfo if the key is unknown)."""
@@ -193,7 +204,12 @@ def _slice_result(sc: Any) -> SliceResult:
         ci_high=None if real is None else _floats(real.ci_high),
         shares=shares,
         scores={e: {k: float(v) for k, v in s.items()} for e, s in sc.scores.items()},
-        noise_floor={k: float(v) for k, v in (sc.noise_floor or {}).items()})
+        noise_floor={k: float(v) for k, v in (sc.noise_floor or {}).items()},
+        n=None if real is None else real.n,
+        n_total=None if real is None else getattr(real, "n_total", None),
+        n_asked=None if real is None else getattr(real, "n_asked", None),
+        nonresponse={} if real is None else {
+            k: float(v) for k, v in getattr(real, "nonresponse", {}).items()})
 
 
 def _question_report(comparison: Any) -> QuestionReport:
@@ -239,6 +255,10 @@ def report_from_comparisons(comparisons: list[Any], title: str | None = None) ->
                     checkpoints=checkpoints, baselines=baselines,
                     mode=str(first.config.mode), orders=int(first.config.orders or 0),
                     scores=_score_infos(keys), questions=questions)
+    facts = getattr(first, "survey_facts", {}) or {}
+    report.population = facts.get("population", "")
+    report.weighting = facts.get("weighting", "")
+    report.intervals = facts.get("intervals", "")
     report.methods = methods_text(report)
     return report
 
@@ -278,9 +298,17 @@ def methods_text(report: Report) -> str:
         "Each slice is described to the model by a persona (one sentence per attribute), "
         "followed by the question with lettered options and an instruction to answer with "
         f"a letter. The simulated distribution is {mode}, using {orders}.",
-        "Real shares are weighted shares of the survey respondents of each slice; the 95 % "
-        "interval is a Wilson interval using the Kish effective sample size n_eff. Slices "
-        "marked 'small' have too few respondents to trust.",
+        "Real shares are weighted shares of the survey respondents of each slice who gave a "
+        "valid answer; nonresponse (don't know, refused, not asked / system-missing, other "
+        "missing codes) is never an option and is reported as weighted shares of the "
+        "slice's respondents. The 95 % interval: "
+        + (report.intervals or "a Wilson interval using the Kish effective sample size n_eff")
+        + (". Intervals reflect weighting only, not clustering or stratification."
+           if report.intervals.startswith("weighting only") else ".")
+        + " Slices marked 'small' have too few respondents to trust."
+        + (f" Weighting: {report.weighting}." if report.weighting else "")
+        + (f" Population named in the prompt: {report.population}." if report.population
+           else ""),
         "Baselines: uniform = every option equally likely; population = the whole-population "
         "real distribution for every slice; classifier = multinomial logistic regression on "
         "demographics. The noise floor is the score two independent real samples of size "
@@ -384,12 +412,24 @@ def _csv_rows(report: Report) -> list[dict[str, Any]]:
                     if entry == REAL and s.ci_low is not None and s.ci_high is not None:
                         row.update(ci_low=s.ci_low[i], ci_high=s.ci_high[i])
                     rows.append(row)
+            rows += _nonresponse_rows(q.id, s)
             scored = list(s.scores.items()) + [(NOISE_FLOOR, s.noise_floor)]
             rows += [dict(table="scores", question_id=q.id, slice=s.label, entry=entry,
                           score=key, value=value, direction=direction.get(key))
                      for entry, values in scored for key, value in values.items()]
     if report.evaluation is not None:
         rows += _eval_csv_rows(report.evaluation, direction)
+    return rows
+
+
+def _nonresponse_rows(question_id: str, s: SliceResult) -> list[dict[str, Any]]:
+    """counts and nonresponse rows of one slice (respondent data only)."""
+    rows = [dict(table="counts", question_id=question_id, slice=s.label, score=key, value=value)
+            for key, value in (("n", s.n), ("n_asked", s.n_asked), ("n_total", s.n_total))
+            if value is not None]
+    rows += [dict(table="nonresponse", question_id=question_id, slice=s.label, option=reason,
+                  share=share, text=REASONS.get(reason, reason))
+             for reason, share in s.nonresponse.items()]
     return rows
 
 

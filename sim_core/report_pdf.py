@@ -25,6 +25,7 @@ from sim_core import palette
 from sim_core.errors import SimError
 from sim_core.labels import NOISE_FLOOR, REAL, is_baseline
 from sim_core.metrics import best_entry
+from sim_core.nonresponse import REASON_SHORT
 from sim_core.report import QuestionReport, Report, SliceResult, is_number
 
 PAGE_SIZES = ("A4", "Letter")
@@ -166,6 +167,9 @@ def _title_page(pdf: _PDF, report: Report) -> None:
              ("Simulation", f"{report.mode}, " + (f"{report.orders} option order(s) averaged"
                             if report.orders >= 1 else "option orders per checkpoint (see methods)")),
              ("Baselines", ", ".join(report.baselines) or "none")]
+    facts += [(k, v) for k, v in (("Population", report.population),
+                                  ("Weighting", report.weighting),
+                                  ("Intervals", report.intervals)) if v]
     _table(pdf, None, [[(k, _BOLD), (v, None)] for k, v in facts], [1, 4], size=9)
     if report.checkpoints:
         _heading(pdf, "Checkpoints", 12)
@@ -192,6 +196,7 @@ def _question_section(pdf: _PDF, report: Report, q: QuestionReport) -> None:
     _para(pdf, "Options: " + "; ".join(options), 8.5)
     if q.by:
         _para(pdf, "Slices by: " + ", ".join(q.by), 8.5)
+    _nonresponse_table(pdf, q)
     entries = [e for e in q.entries() if not is_baseline(e)]
     for start in range(0, len(q.slices), CHART_SLICES):
         _image(pdf, _bars_png(q, q.slices[start:start + CHART_SLICES], entries))
@@ -200,6 +205,21 @@ def _question_section(pdf: _PDF, report: Report, q: QuestionReport) -> None:
         _slice_scores(pdf, report, q)
     else:
         _para(pdf, "No real data for this question: no scores.", 9, "I")
+
+
+def _nonresponse_table(pdf: _PDF, q: QuestionReport) -> None:
+    """Counts and nonresponse per slice, compactly (respondent data only)."""
+    slices = [s for s in q.slices if s.n_total is not None]
+    if not slices:
+        return
+    reasons = [r for r in REASON_SHORT if any(r in s.nonresponse for s in slices)]
+    rows = [[s.label, str(s.n), str(s.n_asked), str(s.n_total)]
+            + [f"{100 * s.nonresponse.get(r, 0.0):.1f} %" for r in reasons] for s in slices]
+    headings = ["Slice", "n valid", "n asked", "n all"] + [REASON_SHORT[r] for r in reasons]
+    widths = [SLICE_MM, N_MM, N_MM, N_MM] + [N_MM + 4] * len(reasons)
+    _table(pdf, headings, _plain_rows(rows), widths, size=7, width=sum(widths))
+    _para(pdf, "Nonresponse: weighted shares of each slice's respondents; never counted as "
+          "an answer option.", 7.5, "I")
 
 
 def _letter(i: int) -> str:

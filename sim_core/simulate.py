@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
@@ -302,14 +302,18 @@ class _Task:
     key: str = ""
 
 
-def style_warning(lm: Any, config: SimConfig) -> str | None:
+def style_warning(lm: Any, config: SimConfig, attributes=None) -> str | None:
     """A note when an adapter was trained with other prompt wording than this simulation's
     (its card records the style; an adapter reads prompts it never saw less reliably)."""
     trained = getattr(lm, "prompt_style", None)
-    if not trained or trained == asdict(config.style):
+    if not trained:
         return None
-    changed = sorted(k for k in set(trained) | set(asdict(config.style))
-                     if trained.get(k) != asdict(config.style).get(k))
+    # compare what reaches the prompt (population filled in), not the raw fields
+    before = PromptStyle.from_dict(trained).signature(attributes)
+    now = config.style.signature(attributes)
+    if before == now:
+        return None
+    changed = sorted(k for k in now if before.get(k) != now.get(k))
     return (f"{lm.label} was trained with other prompt wording ({', '.join(changed)} "
             "differ): its simulated shares may be less reliable with this wording.")
 

@@ -8,67 +8,33 @@ from __future__ import annotations
 
 import itertools
 import math
-import re
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from statsmodels.stats.proportion import proportion_confint
 
 from sim_core.errors import DataError
-from sim_core.survey import MARGINALS, Question, Survey, value_text
+from sim_core.marginal import (
+    CI_ALPHA,
+    SliceData,
+    SliceMarginal,
+    make_marginal,
+    parse_slice_label,
+    parse_slices,
+    respondent_reasons,
+    slice_label,
+    wilson_interval,
+)
+from sim_core.nonresponse import canonical
+from sim_core.survey import MARGINALS, Question, Survey
+
+__all__ = ["CI_ALPHA", "DEFAULT_BINS", "SliceMarginal", "SurveyRow", "bin_labels",
+           "bin_numeric", "group_values", "parse_slice_label", "parse_slices", "real_marginals",
+           "slice_label", "survey_rows", "wilson_interval"]
 
 DEFAULT_BINS: dict[str, list[float]] = {"age": [18, 30, 45, 65, 200]}   # lower-case keys
 AUTO_BINS_ABOVE = 12        # numeric attributes with more distinct values get quartile bands
-CI_ALPHA = 0.05
-
-
-def slice_label(slice: dict[str, str]) -> str:
-    """{"SEX": "Female", "AGE": "18-29"} -> "SEX=Female, AGE=18-29"; {} -> "All"."""
-    if not slice:
-        return "All"
-    return ", ".join(f"{key}={value}" for key, value in slice.items())
-
-
-def parse_slice_label(label: str) -> dict[str, str]:
-    """Inverse of slice_label, and the one parser of typed slices (CLI --slice, pages).
-
-    Parts are separated by commas; a part without "=" continues the previous value, so group
-    labels may hold commas ("INCOME=$100,000 or more", "X=a, b"). "" and "All" are {}.
-
-    Raises:
-        DataError: a part before the first "=" or an empty attribute or value.
-    """
-    text = label.strip()
-    if text in ("", "All"):
-        return {}
-    pieces = re.split(r"(,\s*)", text)          # parts and the separators between them
-    result: dict[str, str] = {}
-    key = None
-    for i in range(0, len(pieces), 2):
-        part = pieces[i]
-        if "=" in part:
-            key, _, value = part.partition("=")
-            key = key.strip()
-            result[key] = value
-        elif key is not None:
-            result[key] += pieces[i - 1] + part
-        else:
-            key = ""
-            result[key] = part
-    bad = [k for k, v in result.items() if not k or not v.strip()]
-    if bad:
-        raise DataError(f"slice '{text}' is not attribute=value: write ATTR=VALUE, several "
-                        "joined by commas, e.g. 'SEX=Female' or 'SEX=Male, AGE=18-29', "
-                        "or 'All'.")
-    return {k: v.strip() for k, v in result.items()}
-
-
-def parse_slices(text: str) -> list[dict[str, str]]:
-    """Slices typed one per line (see parse_slice_label), duplicates dropped, in order."""
-    slices = [parse_slice_label(line) for line in text.splitlines() or ["All"]]
-    return list({slice_label(s): s for s in slices}.values())
 
 
 def _edge_text(value: float) -> str:
@@ -137,95 +103,45 @@ def group_values(frame: pd.DataFrame, attribute: str,
     return column.astype("string")
 
 
-@dataclass
-class SliceMarginal:
-    """Real answer distribution of one slice.
-
-    Attributes:
-        slice: attribute -> group label ({} = everyone).
-        options: option labels in the question's order.
-        shares: share per option (sums to 1).
-        n: raw count of respondents (None when a marginal table has no n).
-        n_eff: Kish effective n = (sum w)^2 / sum w^2 (= n for marginal tables).
-        ci_low, ci_high: Wilson 95 % interval per share using n_eff (None without n).
-        too_small: n_eff below the min_n_eff asked for.
-    """
-
-    slice: dict[str, str]
-    options: tuple[str, ...]
-    shares: np.ndarray
-    n: int | None
-    n_eff: float | None
-    ci_low: np.ndarray | None
-    ci_high: np.ndarray | None
-    too_small: bool
-
-    @property
-    def label(self) -> str:
-        """slice_label of the slice."""
-        return slice_label(self.slice)
-
-
-def wilson_interval(shares: np.ndarray, n_eff: float | None):
-    """Wilson 95 % interval per share with n_eff observations (None, None without n)."""
-    if n_eff is None or not n_eff > 0:
-        return None, None
-    low, high = proportion_confint(np.asarray(shares) * n_eff, n_eff, alpha=CI_ALPHA,
-                                   method="wilson")
-    return np.asarray(low, dtype=float), np.asarray(high, dtype=float)
-
-
-def _make(slice_, options, weights_by_option, n, n_eff, min_n_eff) -> SliceMarginal:
-    shares = weights_by_option / weights_by_option.sum()
-    low, high = wilson_interval(shares, n_eff)
-    small = n_eff is not None and n_eff < min_n_eff
-    return SliceMarginal(dict(slice_), tuple(options), shares, n, n_eff, low, high, small)
-
-
-def _respondent_frame(survey: Survey, question: Question, wave: str | None) -> pd.DataFrame:
-    """Respondents of the wave who answered the question, with a `_w` weight column."""
+def _respondent_frame(survey: Survey, question: Question, wave: str | None,
+                      answered_only: bool = True) -> pd.DataFrame:
+    """Respondents of the wave (who answered the question, unless answered_only=False),
+    with a `_w` weight column."""
     frame = survey.respondents
     if wave not in (None, ""):
         if survey.wave is None:
             raise DataError(f"the survey has no wave column; cannot select wave {wave!r}.")
-        frame = frame[frame[survey.wave].map(value_text) == str(wave)]
-    frame = frame[frame[question.id].notna()]
+        frame = frame[frame[survey.wave].map(canonical) == canonical(wave)]
+    if answered_only:
+        frame = frame[frame[question.id].notna()]
     weights = frame[survey.weight].astype(float) if survey.weight else 1.0
     return frame.assign(_w=weights)
 
 
 def _respondent_marginals(survey, question, by, wave, bins, min_n_eff, include_total):
-    frame = _respondent_frame(survey, question, wave)
-    if frame.empty:
+    frame = _respondent_frame(survey, question, wave, answered_only=False)
+    answers = pd.Categorical(frame[question.id], categories=list(question.options))
+    codes = np.asarray(answers.codes)
+    if not (codes >= 0).any():
         where = f" in wave {wave}" if wave else ""
         raise DataError(f"question {question.id} has no answers{where}.")
-    answers = pd.Categorical(frame[question.id].astype(str), categories=list(question.options))
-    codes = np.asarray(answers.codes)
-    weights = frame["_w"].to_numpy(dtype=float)
-    results = []
+    design = survey.design
+    columns = [None if design is None else getattr(design, c) for c in ("strata", "psu")]
+    strata, psu = (None if c is None else frame[c].to_numpy() for c in columns)
+    data = SliceData(question, codes, frame["_w"].to_numpy(dtype=float),
+                      respondent_reasons(survey, question, frame), design, strata, psu, min_n_eff)
+    slices = []
     if include_total or not by:
-        results.append(_summarise({}, question, codes, weights, min_n_eff))
-    if not by:
-        return results
-    groups = {attr: pd.Categorical(group_values(frame, attr, bins)) for attr in by}
-    for combo in itertools.product(*(groups[a].categories for a in by)):
-        mask = np.ones(len(frame), dtype=bool)
-        for attr, value in zip(by, combo):
-            mask &= np.asarray(groups[attr] == value)
-        if mask.any():
-            results.append(_summarise(dict(zip(by, map(str, combo))), question, codes[mask],
-                                      weights[mask], min_n_eff))
-    return results
-
-
-def _summarise(slice_, question, codes, weights, min_n_eff) -> SliceMarginal:
-    """Weighted shares, n, Kish n_eff of one slice's answers (codes index the options)."""
-    by_option = np.bincount(codes, weights=weights, minlength=question.k).astype(float)
-    total = weights.sum()
-    if total <= 0:
-        by_option = np.bincount(codes, minlength=question.k).astype(float)
-    n_eff = float(total**2 / np.sum(weights**2)) if total > 0 else 0.0
-    return _make(slice_, question.options, by_option, int(len(codes)), n_eff, min_n_eff)
+        slices.append(({}, np.ones(len(frame), dtype=bool)))
+    if by:
+        groups = {attr: pd.Categorical(group_values(frame, attr, bins)) for attr in by}
+        for combo in itertools.product(*(groups[a].categories for a in by)):
+            mask = np.ones(len(frame), dtype=bool)
+            for attr, value in zip(by, combo):
+                mask &= np.asarray(groups[attr] == value)
+            if (mask & (codes >= 0)).any():
+                slices.append((dict(zip(by, map(str, combo))), mask))
+    return data.summaries(slices)
 
 
 def _table_marginals(survey, question, by, wave, min_n_eff, include_total, table=None):
@@ -255,7 +171,7 @@ def _table_marginals(survey, question, by, wave, min_n_eff, include_total, table
             n = rows["n"].iloc[0]
             n = None if pd.isna(n) else int(round(n))
             slice_ = {attribute: str(group)} if attribute else {}
-            results.append(_make(slice_, question.options, shares.to_numpy(float), n,
+            results.append(make_marginal(slice_, question.options, shares.to_numpy(float), n,
                                  None if n is None else float(n), min_n_eff))
     return results
 
@@ -264,9 +180,9 @@ def _pick_wave(survey: Survey, table: pd.DataFrame, wave: str | None) -> str:
     """The wave to read from a marginal table (the only one when wave is None)."""
     waves = list(dict.fromkeys(table["wave"]))
     if wave not in (None, ""):
-        if str(wave) not in waves:
+        if canonical(wave) not in waves:     # table waves are canonical: 2020.0 -> "2020"
             raise DataError(f"wave {wave!r} not in the table; it has: {', '.join(waves)}")
-        return str(wave)
+        return canonical(wave)
     if len(waves) > 1:
         raise DataError(f"the table has several waves ({', '.join(waves)}); choose one.")
     return waves[0]
@@ -349,7 +265,7 @@ def survey_rows(survey: Survey, by: Sequence[str] | None = None, *, wave: str | 
                     continue        # no answers in this wave, or attribute absent for qid
                 rows.extend(SurveyRow(survey.questions[qid], m.slice, m.shares, m.n_eff,
                                       wave=wave_) for m in marginals
-                            if m.n_eff is None or m.n_eff >= min_n_eff)
+                            if m.usable and (m.n_eff is None or m.n_eff >= min_n_eff))
     return rows
 
 

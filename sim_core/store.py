@@ -12,11 +12,13 @@ import json
 import shutil
 from pathlib import Path
 
+from sim_core.demo import DEMO_POPULATION, demo_anes_paths, demo_gss_path
 from sim_core.readers import load_survey
 from sim_core.workspace import safe_name, subdir
 
 MAPPING_FILE = "mapping.json"
-MAPPING_KEYS = ("weight", "wave", "demographics", "questions")
+MAPPING_KEYS = ("weight", "wave", "demographics", "questions", "keep_nonresponse",
+                "unweighted", "population", "strata", "psu", "design_effect")
 
 
 def surveys_dir() -> Path:
@@ -32,7 +34,8 @@ def save_survey(name: str, filename: str, data: bytes, mapping: dict | None = No
         name: display name; the folder name is safe_name(name).
         filename: the uploaded file's name (its extension picks the reader).
         data: the file's bytes, stored unchanged.
-        mapping: reader keyword arguments (weight, wave, demographics, questions).
+        mapping: reader keyword arguments (sim_core.respondents.ReadOptions fields: weight,
+            wave, demographics, questions, keep_nonresponse, population, strata, ...).
         codebook: optional (filename, bytes) of a codebook CSV.
     Returns:
         The stored survey's name (folder name).
@@ -72,8 +75,15 @@ def load_saved(name: str):
     info = read_info(name)
     folder = surveys_dir() / safe_name(name)
     codebook = folder / info["codebook"] if info.get("codebook") else None
-    kwargs = {k: v for k, v in info.get("mapping", {}).items() if v}
+    kwargs = {k: v for k, v in info.get("mapping", {}).items() if v and k in MAPPING_KEYS}
+    if "population" not in info.get("mapping", {}) and info["file"] in _demo_files():
+        kwargs["population"] = DEMO_POPULATION      # a demo saved before populations existed
     return load_survey(folder / info["file"], name=info["name"], codebook=codebook, **kwargs)
+
+
+def _demo_files() -> set[str]:
+    """Stored file names of the demo data sets."""
+    return {safe_name(demo_gss_path().name), safe_name(demo_anes_paths()[0].name)}
 
 
 def delete_saved(name: str) -> None:

@@ -8,9 +8,60 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from sim_core.weights import WeightSummary, weight_summary
+
 RESPONDENTS = "respondents"
 MARGINALS = "marginals"
 MARGINAL_COLUMNS = ("question_id", "attribute", "group", "wave", "option", "share", "n")
+ROLES = ("question", "demographic", "ignore")
+
+
+@dataclass
+class ColumnSpec:
+    """How to read one column: from a codebook row or from a file's own metadata.
+
+    Attributes:
+        text: question wording (questions) or display name (demographics).
+        options: option labels in order; [] = take the options from the data.
+        codes: stored code of each option (canonical text), or None when the labels
+            themselves are stored (CSV without codes).
+        ordinal: whether the options are ordered.
+        missing: declared missing code (canonical text) -> its label ("" if none).
+        missing_ranges: declared missing ranges (lo, hi, label), inclusive, numbers;
+            -inf / inf for open ends.
+        role: "question", "demographic" or "ignore".
+        numeric: stored codes are numbers (compare 1 == 1.0); False = compare as text.
+    """
+
+    text: str
+    options: list[str] = field(default_factory=list)
+    codes: list[str] | None = None
+    ordinal: bool = False
+    missing: dict[str, str] = field(default_factory=dict)
+    missing_ranges: list[tuple[float, float, str]] = field(default_factory=list)
+    role: str = "question"
+    numeric: bool = True
+
+
+@dataclass(frozen=True)
+class Design:
+    """Survey design for intervals beyond weighting.
+
+    Attributes:
+        strata: stratum column, or None.
+        psu: primary sampling unit (cluster) column, or None.
+        design_effect: a known design-effect factor (>= 1) that divides the effective n
+            when strata/PSU are not available; None = none.
+    """
+
+    strata: str | None = None
+    psu: str | None = None
+    design_effect: float | None = None
+
+    @property
+    def taylor(self) -> bool:
+        """True when strata or PSU columns give design-based (linearised) intervals."""
+        return bool(self.strata or self.psu)
 
 
 @dataclass(frozen=True)
@@ -70,6 +121,13 @@ class Survey:
         source: file name(s).
         fingerprint: first 16 hex digits of the sha256 of the input bytes.
         warnings: non-fatal notes from reading (e.g. renormalised shares).
+        labels: column -> display name (variable label or codebook text), for personas.
+        population: who the survey speaks for ("adults in Germany, 2018"); "" = not set.
+        nonresponse: respondents only: question id -> reason per respondent ("dk",
+            "refused", "not_asked", "other"; <NA> where the answer is valid).
+        design: strata/PSU columns or a design-effect factor (None = weighting only).
+        codebook: column -> ColumnSpec as read (exported with sim_core.codebook).
+        weight_candidates: columns that look like weights (by name or label).
     """
 
     name: str
@@ -83,6 +141,19 @@ class Survey:
     source: str = ""
     fingerprint: str = ""
     warnings: list[str] = field(default_factory=list)
+    labels: dict[str, str] = field(default_factory=dict)
+    population: str = ""
+    nonresponse: pd.DataFrame | None = None
+    design: Design | None = None
+    codebook: dict[str, ColumnSpec] = field(default_factory=dict)
+    weight_candidates: list[str] = field(default_factory=list)
+
+    def weight_summary(self) -> WeightSummary | None:
+        """Weight sum, CV and Kish design effect of the respondents (None for tables)."""
+        if self.kind != RESPONDENTS or self.respondents is None:
+            return None
+        values = self.respondents[self.weight] if self.weight else None
+        return weight_summary(values, len(self.respondents), self.weight)
 
     def waves(self) -> list[str]:
         """Distinct waves as strings, sorted; [] when the survey has a single wave."""
@@ -90,7 +161,7 @@ class Survey:
             if self.wave is None or self.respondents is None:
                 return []
             values = self.respondents[self.wave].dropna().unique()
-            return [value_text(v) for v in sorted(values)]
+            return [value_text(v) for v in sorted(values, key=_wave_key)]
         if self.marginals is None:
             return []
         return sorted(w for w in self.marginals["wave"].unique() if w != "")
@@ -128,6 +199,14 @@ def value_text(value) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
+
+
+def _wave_key(value):
+    """Waves in numeric order when they are numbers ("999" before "1000")."""
+    try:
+        return (0, float(value), "")
+    except (TypeError, ValueError):
+        return (1, 0.0, str(value))
 
 
 def _sort_key(value):

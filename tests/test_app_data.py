@@ -104,3 +104,39 @@ def test_demo_data_one_click(app):
 def _table_with(at, column: str):
     """The first st.dataframe on the page that has `column` (AppTest keeps no dataframe keys)."""
     return next(d.value for d in at.dataframe if column in d.value.columns)
+
+
+def test_spss_upload_roles_weight_population_and_nonresponse(app, tmp_path):
+    """A .sav upload: guessed roles shown, the user names demographics, weight and population;
+    the saved survey's preview shows n asked and the nonresponse shares."""
+    from tests.test_survey_files import write_survey
+
+    at = app
+    data = write_survey(tmp_path).read_bytes()
+    at.file_uploader(key="data_upload").upload("phone2004.sav", data, "application/octet-stream")
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.multiselect(key="data_questions_0").value == ["q1", "q2", "q3", "c2"]
+    weight = at.selectbox(key="data_weight_0")
+    assert "wt" in weight.help and weight.value == "wt"      # proposed, visibly
+    assert any("Kish design effect 1.204" in c.value for c in at.caption)
+    at.selectbox(key="data_weight_0").set_value("(none)").run()     # says unweighted
+    assert any(c.value.startswith("unweighted: 12 respondents") for c in at.caption)
+    assert not any("look like weights" in w.value for w in at.warning)
+    at.multiselect(key="data_demographics_0").set_value(["sex"])
+    at.selectbox(key="data_weight_0").set_value("wt")
+    at.text_input(key="data_population_0").input("adults in Ohio (2004)")
+    at.run()
+    assert not at.error
+    assert at.get("download_button")          # the generated codebook
+    at.button(key="data_save_0").click().run()
+    info = store.read_info("phone2004")
+    assert info["mapping"]["population"] == "adults in Ohio (2004)"
+    assert info["mapping"]["demographics"] == ["sex"] and info["file"] == "phone2004.sav"
+    at.selectbox(key="data_survey").set_value("phone2004").run()
+    at.selectbox(key="data_preview_q").set_value("q1").run()
+    at.multiselect(key="data_preview_by").set_value(["sex"]).run()
+    table = _table_with(at, "nonresponse").set_index("slice")
+    assert table.loc["sex=Male", "nonresponse"] == "DK 12.5 %, refused 12.5 %"
+    assert table.loc["sex=Female", "n asked"] == 5
+    assert table.loc["sex=Female", "Neutral"].startswith("0.500")

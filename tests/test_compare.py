@@ -29,7 +29,8 @@ def small_survey(n: int = 120, seed: int = 0):
                 b"vote,Did you vote?,Yes|No,false\n")
     lines = ["sex,spend,vote"] + [f"{a},{b},{c}" for a, b, c in zip(sex, spend, vote)]
     return read_respondents_csv("\n".join(lines).encode(), name="small", codebook=codebook,
-                                demographics=["sex"], questions=["spend", "vote"])
+                                demographics=["sex"], questions=["spend", "vote"],
+                                population="adults in the United States")
 
 
 @pytest.fixture(scope="module")

@@ -69,5 +69,30 @@ def test_chat_prompt_has_persona_template_and_answer_cue(tiny_model_dir):
 def test_base_prompt_is_plain_text():
     prompt = build_prompt(PlainTokenizer(), QUESTION, {"SEX": "Male"})
     assert "<|im_start|>" not in prompt
-    assert prompt.startswith(PromptStyle().system)
+    assert prompt.startswith(PromptStyle().system_text())
     assert "Your sex is Male." in prompt and prompt.endswith("\n" + ANSWER_CUE)
+
+
+def test_style_warning_compares_what_reaches_the_prompt():
+    """A card's style (population None = the US default) against a survey's style: the same
+    wording is no warning; another population, or a display name a slice uses, is."""
+    from dataclasses import asdict
+    from types import SimpleNamespace
+
+    from sim_core.simulate import SimConfig, style_warning
+
+    lm = SimpleNamespace(label="tiny + a", prompt_style=asdict(PromptStyle()))
+    us = SimpleNamespace(population="adults in the United States", labels={"polaf": "Party"})
+    german = SimpleNamespace(population="adults in Germany", labels={})
+
+    def config(survey):
+        return SimConfig(style=PromptStyle().for_survey(survey))
+    assert style_warning(lm, config(us), {"SEX"}) is None
+    assert "system" in style_warning(lm, config(german), {"SEX"})
+    assert "names" in style_warning(lm, config(us), {"polaf"})
+    old_card = {k: v for k, v in asdict(PromptStyle()).items()
+                if k not in ("population", "names")}
+    old_card["system"] = ("You are taking part in a public opinion survey of adults in the "
+                          "United States. Answer as the person described would answer.")
+    assert style_warning(SimpleNamespace(label="old", prompt_style=old_card),
+                         config(us), {"SEX"}) is None

@@ -458,3 +458,37 @@ def test_orders_sentence_per_checkpoint():
     assert "base: 2 option orders" in text and "base + a: the original option order only" in text
     assert orders_sentence(SimpleNamespace(orders=0, checkpoints=[{"label": "x"}])) == \
         "each checkpoint's own number of option orders"
+
+
+def test_report_carries_nonresponse_weighting_and_intervals(request, tmp_path):
+    """An SPSS survey with declared and undeclared nonresponse: counts and nonresponse
+    shares reach the CSV, the JSON and the PDF; the methods say how intervals were made."""
+    tiny_model_dir = _tiny_model(request, "sim_core.compare")
+    from sim_core.compare import compare
+    from sim_core.models import load_model
+    from sim_core.readers import load_survey
+    from sim_core.report import report_from_comparisons
+    from sim_core.simulate import SimConfig
+    from tests.test_survey_files import write_survey
+
+    survey = load_survey(write_survey(tmp_path), weight="wt", demographics=["sex"],
+                         population="adults in Ohio (2004)")
+    comparison = compare([load_model(str(tiny_model_dir))], survey.questions["q1"],
+                         survey=survey, by=["sex"], config=SimConfig(orders=1, use_cache=False))
+    report = report_from_comparisons([comparison])
+    male = report.questions[0].slices[0]
+    assert (male.label, male.n, male.n_asked, male.n_total) == ("sex=Male", 4, 6, 6)
+    assert male.nonresponse == {"dk": 0.125, "refused": 0.125}
+    assert report.population == "adults in Ohio (2004)"
+    assert report.weighting.startswith("weight 'wt': sum 17")
+    assert "weighting only" in report.methods and "adults in Ohio" in report.methods
+    df = _read_csv(report_csv(report))
+    rows = df[(df.table == "nonresponse") & (df.slice == "sex=Female")].set_index("option")
+    assert rows.loc["dk", "share"] == pytest.approx(2 / 9)
+    assert rows.loc["not_asked", "share"] == pytest.approx(1 / 9)
+    counts = df[(df.table == "counts") & (df.slice == "sex=Female")].set_index("score")
+    assert counts.loc["n_asked", "value"] == 5 and counts.loc["n_total", "value"] == 6
+    assert report_from_json(report_json(report)) == report
+    _, text = _pdf_text(render_pdf(report))
+    assert "Nonresponse: weighted shares" in text and "22.2 %" in text   # women's DK
+    assert "adults in Ohio (2004)" in text

@@ -94,7 +94,7 @@ def test_codebook_roles_and_defaults(tmp_path):
                  "educ,Education,HS|BA,demographic\nq1,Question one,Yes|No,\n")
     survey = read_respondents_csv(data, codebook=book)
     assert list(survey.questions) == ["q1"]
-    assert survey.demographics == ["educ", "x"]      # the rest of the columns
+    assert survey.demographics == ["educ"]   # named in the codebook; never "the rest"
     assert survey.groups("educ") == ["HS", "BA"]     # codebook order, not alphabetical
     assert survey.questions["q1"].ordinal_values is None
 
@@ -167,7 +167,7 @@ def test_empty_and_header_only(tmp_path):
 
 def test_ragged_row(tmp_path):
     path = write(tmp_path, "d.csv", "sex,q1\nF,Yes\nM,No,extra\n")
-    raises(read_respondents_csv, path, row=3, match="malformed")
+    raises(read_respondents_csv, path, row=3, match="header has 2 fields but these rows have 3")
 
 
 def test_size_checked_before_reading(tmp_path, monkeypatch):
@@ -300,3 +300,35 @@ def test_anes_demo_matches_statsmodels():
     assert marginals["PID=Strong Democrat"].shares[1] == pytest.approx(expected_dole)
     self_lr = real_marginals(survey, "selfLR")[0].shares
     assert np.allclose(self_lr, raw["selfLR"].value_counts(normalize=True).sort_index())
+
+
+def test_ids_dates_and_many_valued_columns_are_not_offered_as_questions(tmp_path):
+    rows = "".join(f"{1000 + i},2004-05-{i % 28 + 1:02d},{200 + 7 * i},{'FM'[i % 2]},"
+                   f"{'Yes' if i % 3 else 'No'}\n" for i in range(60))
+    path = write(tmp_path, "d.csv", "respid,interview,zip,sex,q1\n" + rows)
+    guess = guess_columns(pd.read_csv(path, dtype=str))
+    assert guess["why"] == {"respid": "id", "interview": "date", "zip": "id"}
+    survey = read_respondents_csv(path)
+    assert list(survey.questions) == ["q1"] and survey.demographics == ["sex"]
+
+
+@pytest.mark.parametrize("name, label, expected", [
+    ("weight", "", True), ("wt2", "", True), ("pspwght", "", True), ("dweight", "", True),
+    ("a_indpxub_xw", "", True), ("w", "", True), ("wtssall", "", True),
+    ("v2", "Design weight", True), ("income", "", False), ("width", "", False),
+    ("q12", "How much weight do you give to the views of experts?", False),
+])
+def test_weight_candidates_by_name_and_label(name, label, expected):
+    from sim_core.weights import weight_candidates
+    assert (weight_candidates([name], {name: label}) == [name]) is expected
+
+
+@pytest.mark.parametrize("name, label, expected", [
+    ("agea", "", True), ("sex_r", "", True), ("partyid", "", True), ("income4", "", True),
+    ("v6", "Age of respondent", True), ("v5", "Highest level of education", True),
+    ("q1", "Statement 1", False), ("agenda", "", False), ("statement", "", False),
+    ("racism", "", False), ("q7", "How old do you think the president's age is?", False),
+])
+def test_demographic_names_and_short_labels(name, label, expected):
+    from sim_core.roles import looks_demographic
+    assert looks_demographic(name, label) is expected

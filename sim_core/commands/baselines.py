@@ -73,7 +73,8 @@ def result_json(result: dict) -> dict:
                 "majority_accuracy": round(fit.majority_accuracy, 4),
                 "n_train": fit.n_train, "n_test": fit.n_test, "features": fit.features,
                 "in_sample_slices": fit.in_sample},
-            "slices": [{"slice": m.slice, "label": m.label, "n": m.n,
+            "slices": [{"slice": m.slice, "label": m.label, "n": m.n, "n_asked": m.n_asked,
+                        "n_total": m.n_total, "nonresponse": m.nonresponse,
                         "n_eff": None if m.n_eff is None else round(m.n_eff, 3),
                         "real": floats(m.shares),
                         "baselines": {name: floats(d[m.label])
@@ -124,10 +125,9 @@ def run(args: argparse.Namespace) -> int:
             progress(i + 1, len(ids))
     finally:
         bar.close()
+    common.print_warnings(survey)
     if args.json:
         print(json.dumps([result_json(r) for r in results], indent=1, ensure_ascii=False))
     else:
-        for warning in survey.warnings:
-            print(f"warning: {warning}")
         print("\n\n".join(format_result(r) for r in results))
     return 0

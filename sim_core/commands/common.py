@@ -1,7 +1,8 @@
 """Arguments every command spells the same way, and how they become core objects.
 
-- data: --data FILE | demo name | saved survey name, --codebook, --weight, --wave,
-  --wave-column, --question (ids, comma-separated), --by, --bins, --json;
+- data: --data FILE | demo name | saved survey name, --codebook, --weight / --unweighted,
+  --wave, --wave-column, --demographics, --questions, --keep-nonresponse, --population,
+  --strata, --psu, --design-effect, --question (ids, comma-separated), --by, --bins, --json;
 - model: --model (base model), --adapter, --dtype;
 - simulation: one flag per SimConfig setting (generated from its fields: sim_core.options).
 """
@@ -41,13 +42,20 @@ def add_data_args(parser: argparse.ArgumentParser, *, questions: str = "required
     for container in (parser, *parser._action_groups):
         container.conflict_handler = "resolve"
     parser.add_argument("--data", required=data_required,
-                        help="survey file (respondent CSV, marginals CSV, SubPOP JSONL), a "
-                             f"demo ({', '.join(DEMOS)}) or the name of a saved survey")
-    parser.add_argument("--codebook", default=None, help="codebook CSV for respondent data")
-    parser.add_argument("--weight", default=None, help="weight column of respondent data")
+                        help="survey file (respondent CSV, SPSS .sav/.zsav/.por, Stata .dta, "
+                             f"marginals CSV, SubPOP JSONL), a demo ({', '.join(DEMOS)}) or "
+                             "the name of a saved survey")
+    parser.add_argument("--codebook", default=None,
+                        help="codebook CSV for respondent data (wording, options, missing "
+                             "codes, roles); write one with `python -m sim_core codebook`")
+    weight = parser.add_mutually_exclusive_group()
+    weight.add_argument("--weight", default=None, help="weight column of respondent data")
+    weight.add_argument("--unweighted", action="store_true",
+                        help="use no weight although the file has weight-like columns")
     parser.add_argument("--wave", default=None, help="wave/year to use (column given with "
                         "--wave-column for respondent data)")
     parser.add_argument("--wave-column", default=None, help="wave/year column of respondent data")
+    add_reader_args(parser)
     parser.add_argument("--question", default=None,
                         help="question id(s), comma-separated"
                              + (" (default: every question)" if questions == "all" else ""))
@@ -58,6 +66,27 @@ def add_data_args(parser: argparse.ArgumentParser, *, questions: str = "required
                              "(repeatable)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.set_defaults(questions_default=questions)
+
+
+def add_reader_args(parser: argparse.ArgumentParser) -> None:
+    """Roles, nonresponse, population and design options of respondent data."""
+    parser.add_argument("--demographics", default=None,
+                        help="demographic columns, comma-separated (slices and classifier "
+                             "features; default: codebook roles, else guessed by name)")
+    parser.add_argument("--questions", default=None,
+                        help="columns to read as questions, comma-separated (default: "
+                             "codebook roles, else labelled / few-valued columns)")
+    parser.add_argument("--keep-nonresponse", action="store_true",
+                        help="keep options labelled Don't know / Refused / ... as options")
+    parser.add_argument("--population", default=None,
+                        help='who the survey speaks for, named in the prompt, e.g. "adults '
+                             'in Germany (2018)"')
+    parser.add_argument("--strata", default=None, help="stratum column (design-based intervals)")
+    parser.add_argument("--psu", default=None,
+                        help="PSU / cluster column (design-based intervals)")
+    parser.add_argument("--design-effect", type=float, default=None,
+                        help="a known design effect (>= 1) widening the intervals when "
+                             "strata/PSU columns are not available")
 
 
 def add_model_args(parser: argparse.ArgumentParser, *, adapters: str = "many") -> None:
@@ -128,20 +157,46 @@ def survey_from_args(args: argparse.Namespace) -> Survey:
     data = args.data
     if not Path(data).exists():
         if data in DEMOS:
-            return load_demo(data)
-        if data in saved_surveys():
-            return load_saved(data)
-        raise DataError(f"no such file, demo ({', '.join(DEMOS)}) or saved survey "
-                        f"({', '.join(saved_surveys()) or 'none yet'}).", file=data)
-    kwargs = {}
-    if getattr(args, "weight", None):
-        kwargs["weight"] = args.weight
-    if getattr(args, "wave_column", None):
-        kwargs["wave"] = args.wave_column
+            survey = load_demo(data)
+        elif data in saved_surveys():
+            survey = load_saved(data)
+        else:
+            raise DataError(f"no such file, demo ({', '.join(DEMOS)}) or saved survey "
+                            f"({', '.join(saved_surveys()) or 'none yet'}).", file=data)
+        if getattr(args, "population", None):
+            survey.population = args.population
+        return survey
     codebook = getattr(args, "codebook", None)
     if codebook is not None and not Path(codebook).is_file():
         raise DataError("no such codebook file.", file=codebook)
-    return load_survey(data, codebook=codebook, **kwargs)
+    return load_survey(data, codebook=codebook, **reader_kwargs(args))
+
+
+def _names(text: str | None) -> list[str] | None:
+    """"a, b,c" -> ["a", "b", "c"]; None -> None."""
+    if text is None:
+        return None
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def reader_kwargs(args: argparse.Namespace) -> dict:
+    """ReadOptions keyword arguments from the shared data arguments (only those given)."""
+    values = {"weight": getattr(args, "weight", None),
+              "wave": getattr(args, "wave_column", None),
+              "demographics": _names(getattr(args, "demographics", None)),
+              "questions": _names(getattr(args, "questions", None)),
+              "keep_nonresponse": getattr(args, "keep_nonresponse", False),
+              "unweighted": getattr(args, "unweighted", False),
+              "population": getattr(args, "population", None),
+              "strata": getattr(args, "strata", None), "psu": getattr(args, "psu", None),
+              "design_effect": getattr(args, "design_effect", None)}
+    return {k: v for k, v in values.items() if v not in (None, False)}
+
+
+def print_warnings(survey: Survey) -> None:
+    """Reader warnings on stderr, so that --json output on stdout stays valid JSON."""
+    for warning in survey.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 def by_from_args(args: argparse.Namespace, survey: Survey | None = None) -> list[str]:
@@ -189,8 +244,11 @@ def question_ids(args: argparse.Namespace, survey: Survey) -> list[str]:
                         + ", ".join(list(survey.questions)[:30]))
     unknown = [q for q in ids if q not in survey.questions]
     if unknown:
-        raise DataError(f"--question: unknown question(s) {', '.join(unknown)}; the survey "
-                        "has: " + ", ".join(list(survey.questions)[:30]))
+        hint = ""
+        if survey.codebook and set(unknown) & set(survey.codebook):
+            hint = " (the column is not read as a question: name it with --questions)"
+        raise DataError(f"--question: unknown question(s) {', '.join(unknown)}{hint}; the "
+                        "survey has: " + ", ".join(list(survey.questions)[:30]))
     return ids
 
 

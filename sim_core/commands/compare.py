@@ -44,6 +44,9 @@ def comparison_json(comp) -> dict:
             "notes": comp.notes,
             "slices": [{"slice": sc.slice, "label": sc.label,
                         "n": None if sc.real is None else sc.real.n,
+                        "n_asked": None if sc.real is None else sc.real.n_asked,
+                        "n_total": None if sc.real is None else sc.real.n_total,
+                        "nonresponse": None if sc.real is None else sc.real.nonresponse,
                         "n_eff": None if sc.real is None or sc.real.n_eff is None
                         else round(sc.real.n_eff, 3),
                         "real": None if sc.real is None else floats(sc.real.shares),
@@ -87,6 +90,7 @@ def comparisons_from_args(args: argparse.Namespace) -> tuple:
     (every flag is checked before a model loads); a progress bar per question."""
     config = common.sim_config_from_args(args)
     survey = common.survey_from_args(args)
+    common.print_warnings(survey)
     by = common.by_from_args(args, survey)
     bins = common.bins_from_args(args)
     ids = common.question_ids(args, survey)

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import asdict
 
 from sim_core.commands import common
+from sim_core.design import interval_method
+from sim_core.nonresponse import nonresponse_text
 from sim_core.slices import real_marginals
 
 
@@ -29,31 +32,61 @@ def register(subparsers) -> None:
 
 
 def marginals_json(question_id: str, marginals) -> list[dict]:
-    """JSON-ready records, one per slice."""
+    """JSON-ready records, one per slice (nonresponse shares are of all the slice's
+    respondents, weighted)."""
     def floats(values):
         return None if values is None else [round(float(v), 6) for v in values]
     return [{"question": question_id, "slice": m.slice, "label": m.label,
              "options": list(m.options), "shares": floats(m.shares), "n": m.n,
              "n_eff": None if m.n_eff is None else round(m.n_eff, 3),
              "ci_low": floats(m.ci_low), "ci_high": floats(m.ci_high),
-             "too_small": m.too_small} for m in marginals]
+             "too_small": m.too_small, "n_total": m.n_total, "n_asked": m.n_asked,
+             "nonresponse": {k: round(v, 6) for k, v in m.nonresponse.items()},
+             "note": m.note} for m in marginals]
+
+
+def survey_json(survey) -> dict:
+    """The survey-level facts that go with marginals: population, weighting, intervals,
+    warnings."""
+    summary = survey.weight_summary()
+    return {"survey": survey.name, "population": survey.population or None,
+            "weighting": None if summary is None else asdict(summary),
+            "weight_candidates": survey.weight_candidates,
+            "intervals": interval_method(survey.design) if survey.kind == "respondents"
+            else "from the table's n (Wilson)", "warnings": list(survey.warnings)}
 
 
 def format_table(question, marginals) -> str:
-    """A plain-text table: one line per slice, share [95 % CI] per option."""
-    header = ["slice", "n", "n_eff", *question.options]
+    """A plain-text table: one line per slice, share [95 % CI] per option, nonresponse."""
+    respondents = any(m.n_total is not None for m in marginals)
+    header = ["slice", "n", *(["asked"] if respondents else []), "n_eff", *question.options,
+              *(["nonresponse"] if respondents else [])]
     lines = [header]
     for m in marginals:
-        cells = [m.label + (" (small)" if m.too_small else ""),
-                 "-" if m.n is None else str(m.n),
-                 "-" if m.n_eff is None else f"{m.n_eff:.1f}"]
+        flag = " (small)" if m.too_small else ""
+        cells = [m.label + flag, "-" if m.n is None else str(m.n)]
+        if respondents:
+            cells.append(str(m.n_asked))
+        cells.append("-" if m.n_eff is None else f"{m.n_eff:.1f}")
         for j, share in enumerate(m.shares):
             ci = "" if m.ci_low is None else f" [{m.ci_low[j]:.2f}, {m.ci_high[j]:.2f}]"
             cells.append(f"{share:.3f}{ci}")
+        if respondents:
+            cells.append(nonresponse_text(m.nonresponse) + (f"; {m.note}" if m.note else ""))
         lines.append(cells)
     widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
     text = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in lines]
     return "\n".join([f"{question.id}: {question.text}", *text])
+
+
+def survey_lines(survey) -> list[str]:
+    """Weighting and interval method, one line each (table output)."""
+    summary = survey.weight_summary()
+    if summary is None:
+        return []
+    return [summary.text(), f"95 % intervals: {interval_method(survey.design)}",
+            "n = valid answers, asked = respondents minus not asked / system-missing; "
+            "nonresponse = weighted shares of the slice's respondents"]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -68,10 +101,10 @@ def run(args: argparse.Namespace) -> int:
                                    min_n_eff=args.min_n_eff, include_total=args.total)
         records.extend(marginals_json(qid, marginals))
         tables.append(format_table(survey.questions[qid], marginals))
+    common.print_warnings(survey)
     if args.json:
-        print(json.dumps(records, indent=1, ensure_ascii=False))
+        print(json.dumps({**survey_json(survey), "marginals": records}, indent=1,
+                         ensure_ascii=False))
     else:
-        for warning in survey.warnings:
-            print(f"warning: {warning}")
-        print("\n\n".join(tables))
+        print("\n".join(survey_lines(survey) + [""] + ["\n\n".join(tables)]).lstrip("\n"))
     return 0

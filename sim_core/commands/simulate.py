@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 
 from sim_core.commands import common
 from sim_core.errors import SimError
@@ -26,6 +27,9 @@ def register(subparsers) -> None:
     common.add_model_args(parser, adapters="one")
     common.add_simulation_args(parser)
     parser.add_argument("--ordinal", action="store_true", help="options are ordered (1..k)")
+    parser.add_argument("--population", default=None,
+                        help='who is asked, named in the prompt (default "adults in the '
+                             'United States"; "" names none)')
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.set_defaults(func=run)
 
@@ -42,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
                         ordinal_values=tuple(float(i + 1) for i in range(len(options)))
                         if args.ordinal else None)
     config = common.sim_config_from_args(args)
+    if args.population is not None:
+        config = replace(config, style=replace(config.style, population=args.population))
     lm = common.model_from_args(args)
     bar, progress = common.tqdm_progress("simulating")
     try:

@@ -27,8 +27,12 @@ def register(subparsers) -> None:
     save.add_argument("--data", required=True, type=Path, help="the survey file")
     save.add_argument("--codebook", type=Path, default=None, help="its codebook CSV")
     save.add_argument("--name", required=True, help="name to save it under")
-    save.add_argument("--weight", default=None, help="weight column (respondent data)")
+    weight = save.add_mutually_exclusive_group()
+    weight.add_argument("--weight", default=None, help="weight column (respondent data)")
+    weight.add_argument("--unweighted", action="store_true",
+                        help="use no weight although the file has weight-like columns")
     save.add_argument("--wave-column", default=None, help="wave/year column")
+    common.add_reader_args(save)
     actions.add_parser("delete", help="delete a saved survey").add_argument("name")
     parser.set_defaults(func=run)
 
@@ -43,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
             print("\n".join(names) if names else "no saved surveys yet")
     elif args.action == "save":
         survey = common.survey_from_args(args)       # refuse a bad file before saving it
-        mapping = {"weight": args.weight, "wave": args.wave_column}
+        common.print_warnings(survey)
+        mapping = common.reader_kwargs(args)      # weight, wave, roles, population, design
         codebook = (args.codebook.name, args.codebook.read_bytes()) if args.codebook else None
         name = store.save_survey(args.name, args.data.name, args.data.read_bytes(), mapping,
                                  codebook=codebook)

@@ -36,9 +36,11 @@ table = pd.DataFrame({
 })
 table.to_csv(out / "anes96.csv", index=False)
 book = [
+    ("age", "Age", [], "", "demographic"),
     ("educ", "Education level of respondent", EDUC, "true", "demographic"),
     ("income", "Household income", INCOME, "true", "demographic"),
     ("PID", "Party identification of respondent", PID, "true", "demographic"),
+    ("popul", "Population of the respondent's place (1000s)", [], "", "demographic"),
     ("TVnews", "How many times per week do you watch the news on TV?",
      [str(i) for i in range(8)], "true", "question"),
     ("selfLR", "Where would you place yourself on a scale from extremely liberal to extremely "
