@@ -13,6 +13,7 @@ from sim_core.errors import DataError, SimError
 from sim_core.fileio import read_table
 from sim_core.readers import load_survey
 from sim_core.slices import real_marginals
+from sim_core.workspace import check_name
 
 UPLOAD_TYPES = ["csv", "tsv", "txt", "jsonl"]
 NONE = "(none)"
@@ -24,7 +25,8 @@ def parse_upload(filename: str, data: bytes, codebook: bytes | None = None,
     """Read uploaded bytes through sim_core.readers.load_survey (mapping as sorted items)."""
     kwargs = {k: (list(v) if isinstance(v, tuple) else v) for k, v in mapping if v}
     try:
-        return load_survey(data, name=Path(filename).stem, codebook=codebook, **kwargs)
+        return load_survey(data, name=Path(filename).stem, codebook=codebook,
+                           filename=filename, **kwargs)
     except DataError as error:  # bytes carry no file name: say which upload it was
         raise DataError(f"{filename}: {error}") from None
 
@@ -74,15 +76,32 @@ def upload_one(i: int, upload, codebook) -> None:
         common.show_error(error)
         return
     describe(survey)
-    name = st.text_input("Save as", value=Path(upload.name).stem, key=f"data_name_{i}")
-    if st.button("Save to workspace", key=f"data_save_{i}", type="primary"):
+    save_form(i, upload.name, data, mapping, (codebook.name, book) if book else None)
+
+
+def save_form(i: int, filename: str, data: bytes, mapping: dict, book) -> None:
+    """The name to store under (shown exactly as stored), a confirmation before replacing a
+    saved survey, and the Save button."""
+    name = st.text_input("Save as", value=store.suggest_name(filename), key=f"data_name_{i}",
+                         help="Stored exactly under this name: letters, digits, '.', '_', '-'")
+    try:
+        name = check_name(name.strip(), "survey name")
+    except SimError as error:
+        common.show_error(error)
+        return
+    exists = store.survey_exists(name)
+    st.caption(f"Stored as `{name}`" + (": a saved survey of this name exists." if exists
+                                         else "."))
+    replace = exists and st.checkbox(f"Replace the saved survey '{name}'",
+                                     key=f"data_replace_{i}")
+    if st.button("Save to workspace", key=f"data_save_{i}", type="primary",
+                 disabled=exists and not replace):
         try:
-            book_file = (codebook.name, book) if book else None
-            saved = store.save_survey(name, upload.name, data, mapping, codebook=book_file)
+            store.save_survey(name, filename, data, mapping, codebook=book, overwrite=replace)
         except SimError as error:
             common.show_error(error)
             return
-        st.success(f"Saved as '{saved}': it is now available on every page.")
+        st.success(f"Saved as '{name}': it is now available on every page.")
 
 
 def describe(survey) -> None:
@@ -123,6 +142,10 @@ def demo_section() -> None:
     if st.button("Load demo data", key="data_demo_load") and label:
         path, codebook = sources[label]
         book = (codebook.name, codebook.read_bytes()) if codebook else None
+        if store.survey_exists(path.stem):
+            st.info(f"A saved survey named '{path.stem}' is already in the workspace; delete "
+                    "it below to load the demo afresh.")
+            return
         try:
             parse_upload(path.name, path.read_bytes(), book[1] if book else None)
             saved = store.save_survey(path.stem, path.name, path.read_bytes(), codebook=book)

@@ -12,11 +12,13 @@ import json
 import math
 import os
 import re
+import stat
 from pathlib import Path
 
 import pandas as pd
 
-from sim_core.errors import DataError
+from sim_core.errors import DataError, SimError
+from sim_core.storage import atomic_write
 
 MAX_FILE_BYTES = 200 * 1024 * 1024      # same as .streamlit/config.toml maxUploadSize
 SHARE_TOLERANCE = 0.01                  # shares summing to 1 +- this are fine as they are
@@ -34,18 +36,34 @@ def load_bytes(data, what: str = "file") -> tuple[bytes, str]:
         path = Path(data)
         label = path.name
         try:
-            size = os.stat(path).st_size
+            info = os.stat(path)
         except OSError as error:
             raise DataError(f"cannot open the {what}: {error.strerror or error}",
                             file=str(path)) from None
+        if not stat.S_ISREG(info.st_mode):   # a FIFO would hang, /dev/zero never end
+            kind = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+            raise DataError(f"the {what} is {kind} (a pipe, device or folder cannot be "
+                            "read as survey data); give a saved file.", file=str(path))
+        size = info.st_size
         if size > MAX_FILE_BYTES:
             raise DataError(_too_big(size), file=label)
-        raw = path.read_bytes()
+        raw = _read_at_most(path, MAX_FILE_BYTES + 1, what)
+        size = len(raw)
     if size > MAX_FILE_BYTES:
         raise DataError(_too_big(size), file=label)
     if not raw.strip():
         raise DataError("the file is empty.", file=label)
     return raw, label
+
+
+def _read_at_most(path: Path, limit: int, what: str) -> bytes:
+    """At most `limit` bytes of a file (one that grows while read cannot run memory out)."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(limit)
+    except OSError as error:
+        raise DataError(f"cannot read the {what}: {error.strerror or error}",
+                        file=str(path)) from None
 
 
 def _too_big(size: int) -> str:
@@ -161,8 +179,8 @@ def folder_fingerprint(folder: Path, patterns: tuple[str, ...] = MODEL_FILE_SUFF
         digest.update(path.name.encode() + b"\0" + _hash_file(path).encode())
     fingerprint = digest.hexdigest()[:16]
     try:
-        cache.write_text(json.dumps({"files": stamp, "fingerprint": fingerprint}))
-    except OSError:
+        atomic_write(cache, json.dumps({"files": stamp, "fingerprint": fingerprint}))
+    except SimError:
         pass  # read-only folder (e.g. a shared hub cache): recompute next time
     return fingerprint
 

@@ -70,20 +70,28 @@ def guess_columns(df: pd.DataFrame) -> dict:
 
 # ---------------------------------------------------------------- dispatch
 
-def load_survey(data, *, name: str | None = None, codebook=None, **kw) -> Survey:
+def load_survey(data, *, name: str | None = None, codebook=None, filename: str | None = None,
+                **kw) -> Survey:
     """Read any supported survey file, choosing the reader by extension or header.
+
+    One rule for files and uploads: the file name's extension decides (.jsonl/.json:
+    SubPOP JSONL, anything else: CSV); only bytes without a name are sniffed (a leading
+    `{` means JSONL). So a CSV whose header starts with `{` reads as a CSV everywhere.
 
     Args:
         data: path or uploaded bytes.
         name: display name (default: file stem).
         codebook: optional codebook CSV (respondent-level data only).
+        filename: the uploaded file's name, when data is bytes.
         **kw: passed to read_respondents_csv (weight, wave, demographics, questions).
     Returns:
         Survey.
     """
     is_bytes = isinstance(data, (bytes, bytearray, memoryview))
-    suffix = "" if is_bytes else Path(data).suffix.lower()
-    if suffix in (".jsonl", ".json") or (is_bytes and bytes(data[:64]).lstrip().startswith(b"{")):
+    named = filename or ("" if is_bytes else str(data))
+    suffix = Path(named).suffix.lower()
+    sniffed = not named and bytes(data[:64]).lstrip().startswith(b"{")
+    if suffix in (".jsonl", ".json") or sniffed:
         return read_subpop_jsonl(data, name=name)
     table, _, _ = read_table(data)
     header = {c.lower() for c in table.columns}

@@ -55,6 +55,12 @@ def test_upload_map_save_and_preview(app):
     at.selectbox(key="data_weight_0").set_value("wt")
     at.text_input(key="data_name_0").input("trust survey")
     at.run()
+    # a name that would need rewriting is refused with the storable suggestion, not saved
+    assert any("for example 'trust-survey'" in e.value for e in at.error)
+    assert "trust-survey" not in store.saved_surveys()
+    at.text_input(key="data_name_0").input("trust-survey")
+    at.run()
+    assert any("Stored as `trust-survey`." in c.value for c in at.caption)
     at.button(key="data_save_0").click().run()
     assert any("Saved as 'trust-survey'" in s.value for s in at.success)
     info = store.read_info("trust-survey")
