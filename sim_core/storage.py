@@ -6,7 +6,8 @@
 - `staged_folder`: the same for a folder (a saved survey, an adapter): filled under a hidden
   temporary name, renamed into place only when complete.
 - `check_output`: an output path the user named is checked before any work (not a folder,
-  its folder exists, not replaced unasked).
+  no file where its folder should be, not replaced unasked); missing folders are made when
+  the file is written.
 - `failure_message`: OS errors (disk full, read-only, no permission, a file where a folder
   should be) as one sentence a user can act on.
 """
@@ -90,6 +91,7 @@ def atomic_file(path: str | Path, *, overwrite: bool = True) -> Iterator[BinaryI
     """
     path = Path(path)
     check_output(path, overwrite=overwrite)
+    make_folder(path.parent)
     temp: str | None = None
     try:
         handle, temp = tempfile.mkstemp(prefix=f".{path.name[:200]}.", suffix=".tmp",
@@ -117,8 +119,9 @@ def atomic_write(path: str | Path, data: bytes | str, *, overwrite: bool = True)
 
 
 def check_output(path: str | Path, *, overwrite: bool = True) -> Path:
-    """Refuse an output path that cannot be written whole: a folder, a missing folder, an
-    existing file without `overwrite`. Returns the path.
+    """Refuse an output path that cannot be written whole: a folder, a file where one of its
+    folders should be, an existing file without `overwrite`. Returns the path (missing
+    folders are fine: atomic_file makes them).
 
     Raises:
         SimError: naming the path and what to do.
@@ -126,10 +129,11 @@ def check_output(path: str | Path, *, overwrite: bool = True) -> Path:
     path = Path(path)
     if path.is_dir():
         raise SimError(f"Cannot write {path}: it is a folder; give a file name.")
-    parent = path.parent
-    if not parent.is_dir():
-        what = "is not a folder" if parent.exists() else "does not exist"
-        raise SimError(f"Cannot write {path}: the folder {parent} {what}.")
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise SimError(f"Cannot write {path}: {ancestor} is a file, not a folder.")
     if not overwrite and (path.exists() or path.is_symlink()):
         raise SimError(f"{path} exists already; choose another name or allow replacing it "
                        "(--overwrite).")

@@ -29,7 +29,7 @@ def register(subparsers) -> None:
     export = actions.add_parser("export", help="write an adapter as a zip file")
     export.add_argument("name")
     export.add_argument("--out", type=common.output_file,
-                        help="zip file to write (default: NAME.zip); its folder must exist")
+                        help="zip file to write (default: NAME.zip; missing folders are made)")
     common.add_overwrite_arg(export, "file")
     parser.set_defaults(func=run)
 

@@ -234,8 +234,8 @@ def add_name_arg(parser: argparse.ArgumentParser, flag: str, what: str, **kwargs
 
 
 def output_file(text: str) -> Path:
-    """argparse type of a file to write: not a folder, its folder exists (checked before any
-    work; whether it may be replaced is checked by check_outputs)."""
+    """argparse type of a file to write: not a folder, no file in the way of its folder
+    (checked before any work; whether it may be replaced is checked by check_outputs)."""
     try:
         return check_output(Path(text))
     except SimError as error:

@@ -30,7 +30,7 @@ def register(subparsers) -> None:
     common.add_baselines_arg(parser)
     parser.add_argument("--title", default=None, help="report title")
     parser.add_argument("--pdf", required=True, type=common.output_file,
-                        help="PDF file to write (its folder must exist)")
+                        help="PDF file to write (missing folders are made)")
     parser.add_argument("--csv", type=common.output_file, default=None,
                         help="also write the shares and scores as CSV")
     # replaces the shared --json flag (add_data_args sets conflict_handler="resolve")
