@@ -77,6 +77,40 @@ def test_upload_map_save_and_preview(app):
     assert any("Too few respondents" in w.value for w in at.warning)
 
 
+def test_saving_over_a_saved_survey_asks_first(app):
+    """A name that is taken shows so; Save stays off until the user ticks Replace."""
+    store.save_survey("asked-first", "old.csv", b"sex,q\nF,Old\nM,Old\n")
+    at = app
+    at.file_uploader(key="data_upload").upload("new.csv", CSV.encode(), "text/csv")
+    at.run()
+    at.text_input(key="data_name_0").input("asked-first").run()
+    assert any("a saved survey of this name exists" in c.value for c in at.caption)
+    assert at.button(key="data_save_0").disabled     # a browser cannot click it
+    assert store.load_saved("asked-first").questions["q"].options == ("Old",)
+    at.checkbox(key="data_replace_0").check().run()
+    assert not at.button(key="data_save_0").disabled
+    at.button(key="data_save_0").click().run()
+    assert any("Saved as 'asked-first'" in s.value for s in at.success)
+    assert "trust" in store.load_saved("asked-first").questions
+
+
+def test_csv_whose_header_starts_with_a_brace_reads_as_csv(app, tmp_path, capsys):
+    """The upload and the CLI share one rule (the extension decides): this CSV was refused
+    as invalid JSON on the page while the CLI read it."""
+    from sim_core.__main__ import main
+
+    text = "{id},sex,q\n1,F,Yes\n2,M,No\n3,F,Yes\n"
+    path = tmp_path / "brace.csv"
+    path.write_text(text)
+    assert main(["marginals", "--data", str(path), "--question", "q", "--by", "sex"]) == 0
+    assert "sex=F" in capsys.readouterr().out
+    at = app
+    at.file_uploader(key="data_upload").upload("brace.csv", text.encode(), "text/csv")
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert "q" in at.multiselect(key="data_questions_0").value
+
+
 def test_malformed_csv_gives_a_message(app):
     """A CSV the readers refuse shows st.error with their message, nothing is saved."""
     at = app

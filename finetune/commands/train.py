@@ -103,23 +103,15 @@ def _spec(args: argparse.Namespace, folder: Path | None) -> dict:
 def run(args: argparse.Namespace) -> int:
     """Train one adapter (from the command line, or from a dashboard job folder)."""
     folder = Path(args.job_dir) if args.job_dir else None
+    if folder is not None and folder.exists() and not folder.is_dir():
+        raise SimError(f"--job-dir {folder} is a file, not a folder.")
     reporter = jobs.JobReporter(folder) if folder and (folder / jobs.STATUS_FILE).exists() \
         else None
     try:
         spec = _spec(args, folder)
         if reporter:
             reporter.running()
-        bar = tqdm_callback(not args.json and reporter is None)
-
-        def events(event: dict) -> None:
-            bar(event)
-            if reporter:
-                reporter(event)
-        result = train_adapter(spec["split"], name=spec["name"], base=spec["base"],
-                               config=spec["config"], data_info=spec["data_info"],
-                               callback=events, overwrite=spec["overwrite"], job_dir=folder,
-                               should_stop=reporter.should_stop if reporter else None)
-        bar.close()
+        result = _train(spec, folder, reporter, bar=not args.json and reporter is None)
     except Cancelled as error:
         if reporter:
             reporter.finish("cancelled", error=str(error))
@@ -141,6 +133,24 @@ def run(args: argparse.Namespace) -> int:
     else:
         print_scores(result)
     return 0
+
+
+def _train(spec: dict, folder: Path | None, reporter, *, bar: bool):
+    """train_adapter with progress on a tqdm bar (closed however training ends) and in the
+    job's status file."""
+    draw = tqdm_callback(bar)
+
+    def events(event: dict) -> None:
+        draw(event)
+        if reporter:
+            reporter(event)
+    try:
+        return train_adapter(spec["split"], name=spec["name"], base=spec["base"],
+                             config=spec["config"], data_info=spec["data_info"],
+                             callback=events, overwrite=spec["overwrite"], job_dir=folder,
+                             should_stop=reporter.should_stop if reporter else None)
+    finally:
+        draw.close()
 
 
 def print_scores(result) -> None:

@@ -146,7 +146,7 @@ def survey_from_args(args: argparse.Namespace) -> Survey:
     if getattr(args, "wave_column", None):
         kwargs["wave"] = args.wave_column
     codebook = getattr(args, "codebook", None)
-    if codebook is not None and not Path(codebook).is_file():
+    if codebook is not None and not Path(codebook).exists():   # special files: load_bytes
         raise DataError("no such codebook file.", file=codebook)
     return load_survey(data, codebook=codebook, **kwargs)
 
