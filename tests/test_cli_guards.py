@@ -106,6 +106,12 @@ def test_simulation_arguments_refused_before_the_model(argv, expected, capsys, n
     assert expected in error(argv, capsys)
 
 
+def test_unknown_baseline_refused_before_the_model(survey_file, capsys, no_model):
+    err = usage_error(["compare", "--data", str(survey_file), "--question", "q1",
+                       "--baselines", "uniform,oracle"], capsys)
+    assert "oracle" in err and "uniform" in err
+
+
 def test_training_arguments_refused_before_the_model(survey_file, capsys, no_model, tmp_path):
     base = ["train", "--data", str(survey_file), "--by", "sex"]
     err = usage_error(base + ["--name", "x" * 5000], capsys)

@@ -132,3 +132,19 @@ def test_report_files_written_whole(tmp_path, fake_run, monkeypatch):
         _cli(argv + ["--overwrite"])
     assert sorted(p.name for p in out.iterdir()) == ["r.csv", "r.json", "r.pdf"]
     assert (out / "r.csv").read_bytes() == before["r.csv"]     # no half file, no .part
+
+
+def test_ctrl_c_while_writing_leaves_no_partial_file(tmp_path, fake_run, monkeypatch, capsys):
+    """Ctrl-C while the report is being written: exit 130, no report, no temporary file."""
+    from sim_core.__main__ import main
+
+    real_write = storage.atomic_file
+
+    def interrupted(path, **kwargs):
+        with real_write(path, **kwargs) as stream:
+            stream.write(b"%PDF-1.4 half a file")
+            raise KeyboardInterrupt
+    monkeypatch.setattr(storage, "atomic_file", interrupted)
+    assert main(["report", "--data", "x.csv", "--question", "q1",
+                 "--pdf", str(tmp_path / "r.pdf")]) == 130
+    assert list(tmp_path.iterdir()) == [] and "stopped" in capsys.readouterr().err
