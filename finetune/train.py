@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 import torch
 from transformers import PrinterCallback, Trainer, TrainingArguments
+
 from finetune.callbacks import TrainingMonitor
 from finetune.checkpoints import SealCheckpoints, last_whole_checkpoint
 from finetune.config import TrainConfig

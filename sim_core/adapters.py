@@ -16,8 +16,14 @@ from typing import Any, Callable
 
 from sim_core.errors import AdapterError, SimError
 from sim_core.fileio import folder_fingerprint
-from sim_core.storage import (atomic_file, atomic_write, failure_message, is_storage_failure,
-                              remove_folder, staged_folder)
+from sim_core.storage import (
+    atomic_file,
+    atomic_write,
+    failure_message,
+    is_storage_failure,
+    remove_folder,
+    staged_folder,
+)
 from sim_core.workspace import check_name, is_valid_name, subdir
 
 CARD_FILE = "card.json"

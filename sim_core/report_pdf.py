@@ -12,8 +12,9 @@ import functools
 import io
 import math
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import matplotlib
 from fpdf import FPDF, FontFace

@@ -24,7 +24,7 @@ from finetune.train import TrainConfig, train_adapter
 from sim_core.adapters import list_adapters, read_card
 from sim_core.errors import Cancelled, SimError
 
-FAST = dict(evaluate_test=False, batch_size=4, rank=4, alpha=8, eval_every=None)
+FAST = {"evaluate_test": False, "batch_size": 4, "rank": 4, "alpha": 8, "eval_every": None}
 
 
 def _split() -> Split:
@@ -111,7 +111,8 @@ def _kill_during_training(folder: Path, rng: random.Random, mid_write: bool) -> 
     checkpoints = folder / "checkpoints"
     before = set(_steps(checkpoints)) if checkpoints.is_dir() else set()
     process = jobs.launch(folder)
-    newer = lambda: checkpoints.is_dir() and set(_steps(checkpoints)) - before  # noqa: E731
+    def newer() -> bool:
+        return checkpoints.is_dir() and bool(set(_steps(checkpoints)) - before)
     _wait(lambda: newer() or process.poll() is not None, 120, "a checkpoint")
     assert process.poll() is None, (folder / jobs.LOG_FILE).read_text()[-2000:]
     if mid_write:      # the moment a new checkpoint folder appears without its manifest

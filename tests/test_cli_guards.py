@@ -71,8 +71,8 @@ def error(argv, capsys) -> str:
 # ---------------------------------------------------------------- bounds
 
 @pytest.mark.parametrize("argv,expected", [
-    (["baselines", "--test-fraction", "1.5"], "--test-fraction = 1.5 is out of range: it "
-                                              "must be above 0 and at most 0.9"),
+    (["baselines", "--test-fraction", "1.5"],
+     "--test-fraction = 1.5 is out of range: it must be above 0 and at most 0.9"),
     (["baselines", "--test-fraction", "nan"], "out of range"),
     (["baselines", "--seed", "-1"], "--seed = -1 is out of range"),
     (["baselines", "--seed", "1.5"], "'1.5' is not a whole number"),

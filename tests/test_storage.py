@@ -58,10 +58,9 @@ def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch
 @pytest.mark.parametrize("interrupt", [KeyboardInterrupt, RuntimeError])
 def test_interrupted_write_leaves_nothing(tmp_path, interrupt):
     """Ctrl-C (or any error) in the middle of a write: no file, no temporary file."""
-    with pytest.raises(interrupt):
-        with atomic_file(tmp_path / "export.zip") as stream:
-            stream.write(b"half of a zip")
-            raise interrupt()
+    with pytest.raises(interrupt), atomic_file(tmp_path / "export.zip") as stream:
+        stream.write(b"half of a zip")
+        raise interrupt()
     assert _files(tmp_path) == []
 
 
@@ -80,16 +79,14 @@ def test_output_paths_checked_before_work(tmp_path):
 
 def test_staged_folder_appears_whole_or_not_at_all(tmp_path):
     target = tmp_path / "survey"
-    with pytest.raises(RuntimeError):
-        with staged_folder(target) as temp:
-            (temp / "data.csv").write_text("half")
-            raise RuntimeError("killed")
+    with pytest.raises(RuntimeError), staged_folder(target) as temp:
+        (temp / "data.csv").write_text("half")
+        raise RuntimeError("killed")
     assert _files(tmp_path) == []
     with staged_folder(target) as temp:
         (temp / "data.csv").write_text("v1")
-    with pytest.raises(SimError, match="exists already"):
-        with staged_folder(target) as temp:
-            pass
+    with pytest.raises(SimError, match="exists already"), staged_folder(target) as temp:
+        pass
     with staged_folder(target, overwrite=True) as temp:
         (temp / "data.csv").write_text("v2")
     assert (target / "data.csv").read_text() == "v2" and _files(tmp_path) == ["survey"]
@@ -106,9 +103,9 @@ def test_failed_swap_puts_the_old_folder_back(tmp_path, monkeypatch):
             raise OSError(errno.EROFS, "Read-only file system")
         return real_rename(self, to)
     monkeypatch.setattr(Path, "rename", rename)
-    with pytest.raises(SimError, match="read-only"):
-        with staged_folder(target, overwrite=True) as temp:
-            (temp / "weights").write_text("new")
+    with pytest.raises(SimError, match="read-only"), staged_folder(target,
+                                                                   overwrite=True) as temp:
+        (temp / "weights").write_text("new")
     assert (target / "weights").read_text() == "old" and _files(tmp_path) == ["adapter"]
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+
 from sim_core import adapters
 from sim_core.commands import common
 
