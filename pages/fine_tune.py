@@ -40,13 +40,13 @@ def config_widgets():
     return TrainConfig(**values)
 
 
-def start(survey_name: str, survey, name: str, how: str, config) -> None:
+def start(survey_name: str, survey, name: str, how: str, config, overwrite: bool) -> None:
     """Split the survey rows and start a background job (its state is in workspace/jobs)."""
 
     base, _ = common.model_choice()
     try:
         split = split_rows(survey_rows(survey), how=how, seed=config.seed)
-        job = jobs.start_job(split, name=name, base=base, config=config,
+        job = jobs.start_job(split, name=name, base=base, config=config, overwrite=overwrite,
                              data_info={"survey": survey_name, "fingerprint": survey.fingerprint})
     except SimError as error:
         common.show_error(error)
@@ -184,14 +184,18 @@ def main() -> None:
         how = st.selectbox("Hold out for testing", list(SPLITS),
                            format_func=lambda k: SPLITS[k].label, key="ft_split",
                            help="; ".join(f"{c.label}: {c.help}" for c in SPLITS.values()))
-        name = st.text_input("Adapter name", value=f"{name_}-lora", key="ft_name")
+        name = st.text_input("Adapter name", value=f"{name_}-lora", key="ft_name",
+                             help="Stored exactly under this name: letters, digits, '.', '_', "
+                                  "'-'").strip()
+        replace = name in common.adapter_names() and st.checkbox(
+            f"Replace the adapter '{name}' when training ends", key="ft_replace")
         try:
             config = config_widgets()
         except SimError as error:
             common.show_error(error)
             config = None
         if st.button("Start training", type="primary", key="ft_start", disabled=config is None):
-            start(name_, survey, name.strip(), how, config)
+            start(name_, survey, name, how, config, replace)
     job_panel()
     adapters_section()
 

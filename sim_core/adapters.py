@@ -187,7 +187,7 @@ def check_new_adapter(name: str, overwrite: bool = False) -> str:
     name = _registry_name(name)
     if (adapters_dir() / name).exists() and not overwrite:
         raise AdapterError(f"An adapter named '{name}' already exists; choose another name "
-                           "or allow replacing it (--overwrite).")
+                           "or allow replacing it (--overwrite on the command line).")
     return name
 
 

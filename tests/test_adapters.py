@@ -68,6 +68,22 @@ def test_lookups_use_the_exact_name(tiny_model_dir):
     assert not path.exists()
 
 
+def test_full_disk_while_saving_is_one_message(tiny_model_dir, monkeypatch):
+    """safetensors fails as on a full disk (its own error type, the OS reason in the text):
+    one AdapterError that says so, and nothing in the registry."""
+    import peft.peft_model
+    from safetensors import SafetensorError
+
+    def full(*args, **kwargs):
+        raise SafetensorError('Error while serializing: IoError(Os { code: 28, kind: '
+                              'StorageFull, message: "No space left on device" })')
+    monkeypatch.setattr(peft.peft_model, "safe_save_file", full)
+    before = sorted(p.name for p in adapters_dir().iterdir())
+    with pytest.raises(AdapterError, match="not saved: Cannot write .*the disk is full"):
+        save_random(tiny_model_dir, "disk-full")
+    assert sorted(p.name for p in adapters_dir().iterdir()) == before
+
+
 def test_crashed_save_leaves_nothing(tiny_model_dir):
     def crash(folder):
         (folder / "adapter_config.json").write_text("{}")

@@ -111,6 +111,14 @@ def test_csv_whose_header_starts_with_a_brace_reads_as_csv(app, tmp_path, capsys
     assert "q" in at.multiselect(key="data_questions_0").value
 
 
+def test_unusable_workspace_is_one_message(tmp_path, monkeypatch):
+    (tmp_path / "ws").write_text("a file, not a folder")
+    monkeypatch.setenv("SIM_WORKSPACE", str(tmp_path / "ws"))
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception
+    assert any("SIM_WORKSPACE" in e.value and "in the way" in e.value for e in at.error)
+
+
 def test_malformed_csv_gives_a_message(app):
     """A CSV the readers refuse shows st.error with their message, nothing is saved."""
     at = app
