@@ -13,7 +13,7 @@ from sim_core.errors import DataError, SimError
 from sim_core.fileio import read_table
 from sim_core.readers import load_survey
 from sim_core.slices import real_marginals
-from sim_core.workspace import check_name
+from sim_core.workspace import MAX_NAME, check_name
 
 UPLOAD_TYPES = ["csv", "tsv", "txt", "jsonl"]
 NONE = "(none)"
@@ -83,6 +83,7 @@ def save_form(i: int, filename: str, data: bytes, mapping: dict, book) -> None:
     """The name to store under (shown exactly as stored), a confirmation before replacing a
     saved survey, and the Save button."""
     name = st.text_input("Save as", value=store.suggest_name(filename), key=f"data_name_{i}",
+                         max_chars=MAX_NAME,
                          help="Stored exactly under this name: letters, digits, '.', '_', '-'")
     try:
         name = check_name(name.strip(), "survey name")
