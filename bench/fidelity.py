@@ -51,6 +51,7 @@ from sim_core.models import load_model  # noqa: E402
 from sim_core.readers import read_subpop_jsonl  # noqa: E402
 from sim_core.simulate import SimConfig  # noqa: E402
 from sim_core.slices import slice_label, survey_rows  # noqa: E402
+from sim_core.storage import atomic_write  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 GSS_PATH = ROOT.parent / "shared" / "data" / "gss2022_subpop" / "subpop_eval.jsonl"
@@ -300,13 +301,9 @@ def markdown(result: dict) -> str:
 
 def write_results(result: dict, out: Path, stem: str) -> str:
     """fidelity.json and fidelity.md (written atomically); returns the markdown."""
-    out.mkdir(parents=True, exist_ok=True)
     table = markdown(result)
-    for suffix, text in ((".json", json.dumps(result, indent=2, default=str) + "\n"),
-                         (".md", table + "\n")):
-        tmp = out / f"{stem}{suffix}.tmp"
-        tmp.write_text(text)
-        tmp.replace(out / f"{stem}{suffix}")
+    atomic_write(out / f"{stem}.json", json.dumps(result, indent=2, default=str) + "\n")
+    atomic_write(out / f"{stem}.md", table + "\n")
     return table
 
 

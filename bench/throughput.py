@@ -187,9 +187,10 @@ def main() -> None:
             f"`python bench/throughput.py{' --quick' if args.quick else ''}`.\n\n"
             + table(results, matmul))
     print(text)
+    from sim_core.storage import atomic_write
+
     out = ROOT / "bench" / "results" / ("throughput-quick.md" if args.quick else "throughput.md")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text + "\n")
+    atomic_write(out, text + "\n")
 
 
 def _private_cache(folder: str) -> None:

@@ -26,8 +26,10 @@ from typing import Any
 
 from finetune.config import TrainConfig
 from finetune.rows import Split, split_from_json, split_to_json
+from sim_core.adapters import check_new_adapter
 from sim_core.errors import SimError
-from sim_core.workspace import safe_name, subdir
+from sim_core.storage import atomic_write, make_folder
+from sim_core.workspace import is_valid_name, subdir
 
 STATUS_FILE, JOB_FILE, CANCEL_FILE, LOG_FILE = "status.json", "job.json", "cancel", "log.txt"
 ACTIVE = ("queued", "running")
@@ -40,9 +42,9 @@ def jobs_dir() -> Path:
 
 
 def job_dir(job_id: str) -> Path:
-    """Folder of one job (the id is made safe; unknown ids raise SimError)."""
-    folder = jobs_dir() / safe_name(job_id)
-    if not folder.is_dir():
+    """Folder of one job, by its exact id (unknown ids raise SimError)."""
+    folder = jobs_dir() / job_id if is_valid_name(job_id) else None
+    if folder is None or not folder.is_dir():
         raise SimError(f"No training job '{job_id}'.")
     return folder
 
@@ -53,9 +55,7 @@ def _now() -> str:
 
 def write_json(path: Path, data: dict) -> None:
     """Write JSON atomically (a reader never sees half a file)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, default=str))
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(data, default=str))
 
 
 def read_status(folder: Path) -> dict:
@@ -80,10 +80,9 @@ def start_job(split: Split, *, name: str, base: str = "default", config: Any = N
         The job id (a folder name under workspace/jobs).
     """
     config = config or TrainConfig()
-    safe_name(name)            # a bad adapter name fails here, not in the background
+    check_new_adapter(name, overwrite)   # a bad or taken name fails here, not in the background
     job_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
-    folder = jobs_dir() / job_id
-    folder.mkdir(parents=True)
+    folder = make_folder(jobs_dir() / job_id)
     write_json(folder / JOB_FILE, {"name": name, "base": base, "config": asdict(config),
                                    "data_info": data_info or {}, "overwrite": overwrite,
                                    "split": split_to_json(split)})
@@ -168,8 +167,7 @@ def list_jobs() -> list[dict]:
 
 def cancel_job(job_id: str) -> None:
     """Ask a job to stop: the training callback sees the cancel file within one step."""
-    folder = job_dir(job_id)
-    (folder / CANCEL_FILE).write_text(_now())
+    atomic_write(job_dir(job_id) / CANCEL_FILE, _now())
 
 
 class JobReporter:

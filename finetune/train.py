@@ -19,22 +19,22 @@ from typing import Any, Callable
 
 import torch
 from transformers import PrinterCallback, Trainer, TrainingArguments
-from transformers.trainer_utils import get_last_checkpoint
 
 from finetune.callbacks import TrainingMonitor
+from finetune.checkpoints import SealCheckpoints, last_whole_checkpoint
 from finetune.config import TrainConfig
 from finetune.loss import RowCollator, batch_loss
 from finetune.rows import Split, describe_rows, reweight_slices
-from sim_core.adapters import AdapterCard, adapters_dir, save_adapter
+from sim_core.adapters import AdapterCard, check_new_adapter, save_adapter
 from sim_core.baselines import ROW_BASELINES
-from sim_core.errors import AdapterError, Cancelled, DataError, ModelError
+from sim_core.errors import Cancelled, DataError, ModelError, SimError
 from sim_core.evaluate import evaluate_rows
 from sim_core.labels import baseline_entry
 from sim_core.metrics import METRICS
 from sim_core.models import load_model, resolve_model
 from sim_core.prompts import LETTERS, PromptStyle
 from sim_core.simulate import SimConfig, letter_logits
-from sim_core.workspace import safe_name
+from sim_core.storage import atomic_write, failure_message, is_storage_failure, make_folder
 
 
 @dataclass
@@ -173,11 +173,6 @@ def _lora(model, config: TrainConfig):
                          f"model: {error}") from error
 
 
-def _existing_adapter(name: str) -> bool:
-    """Whether the registry already holds an adapter of this name."""
-    return (adapters_dir() / safe_name(name)).exists()
-
-
 def _card(name: str, lm, split: Split, config: TrainConfig, data_info: dict | None,
           scores: dict, monitor: TrainingMonitor, state, seconds: float,
           style: PromptStyle) -> AdapterCard:
@@ -203,11 +198,13 @@ def _card(name: str, lm, split: Split, config: TrainConfig, data_info: dict | No
 def _before_scores(lm, split: Split, config: TrainConfig, job_dir: Path) -> tuple[dict, dict]:
     """Zero-shot scores on the held-out rows, cached in the job folder for resumed runs."""
     cached = job_dir / "before.json"
-    if cached.exists():
+    try:
         saved = json.loads(cached.read_text())
         return saved["before"], saved["baselines"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass                     # none yet (or unreadable): score again
     before, baselines = _evaluate(lm, split.test, config, ROW_BASELINES)
-    cached.write_text(json.dumps({"before": before, "baselines": baselines}))
+    atomic_write(cached, json.dumps({"before": before, "baselines": baselines}))
     return before, baselines
 
 
@@ -238,18 +235,29 @@ def train_adapter(split: Split, *, name: str, base: str = "default",
     config = config or TrainConfig()
     check_qlora(config)
     _check_inputs(split, config)
-    if _existing_adapter(name) and not overwrite:
-        raise AdapterError(f"An adapter named '{name}' exists already; choose another name "
-                           "or allow overwriting.")
+    check_new_adapter(name, overwrite)
     temp = job_dir is None
-    work = Path(tempfile.mkdtemp(prefix="finetune-")) if temp else Path(job_dir)
-    work.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="finetune-")) if temp else make_folder(Path(job_dir))
     try:
         return _run(split, name, base, config, data_info, callback, should_stop, overwrite,
                     work)
     finally:
         if temp:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def _train(trainer: Trainer, checkpoints: Path, name: str) -> None:
+    """trainer.train, resumed from the last whole checkpoint; a full or read-only disk
+    becomes one SimError (the whole checkpoints stay for a later resume)."""
+    try:
+        trainer.train(resume_from_checkpoint=last_whole_checkpoint(checkpoints))
+    except Exception as error:
+        if not is_storage_failure(error):
+            raise
+        raise SimError(f"Training of '{name}' stopped: "
+                       f"{failure_message(error, checkpoints)} Free some space and run it "
+                       "again with the same job folder to resume; no adapter was saved."
+                       ) from error
 
 
 def _run(split, name, base, config, data_info, callback, should_stop, overwrite,
@@ -274,13 +282,15 @@ def _run(split, name, base, config, data_info, callback, should_stop, overwrite,
                               patience=config.patience, loss_of=lambda: trainer.last_loss,
                               batch_size=config.batch_size)
     trainer.add_callback(monitor)
+    trainer.add_callback(SealCheckpoints())
     trainer.remove_callback(PrinterCallback)      # keeps stdout clean for --json
-    last = get_last_checkpoint(str(work / "checkpoints")) \
-        if (work / "checkpoints").is_dir() else None
-    trainer.train(resume_from_checkpoint=last)
+    _train(trainer, work / "checkpoints", name)
     if monitor.cancelled:
         raise Cancelled(f"Training of '{name}' stopped at step {trainer.state.global_step}; "
                         "no adapter was saved.")
+    if trainer.state.global_step == 0:
+        raise DataError(f"No training step ran for '{name}' (no rows or no steps); no "
+                        "adapter was saved.")
     monitor.restore_best(model)
     model.eval()
     # scored as the simulator will read it (orders from its card; see _card)

@@ -70,7 +70,11 @@ def base_checkpoints() -> dict[str, str]:
 def sidebar() -> None:
     """Workspace, base model and adapter choice; results go to side_model / side_adapter_name."""
     with st.sidebar:
-        st.caption(f"Workspace: `{workspace_dir()}`")
+        try:
+            st.caption(f"Workspace: `{workspace_dir()}`")
+        except SimError as error:     # a file, or read-only: nothing can work, say why
+            show_error(error)
+            st.stop()
         default = default_model_name()
         labels = base_checkpoints()
         options = list(dict.fromkeys([default, *labels, OTHER_MODEL]))

@@ -15,6 +15,7 @@ from sim_core.errors import DataError, SimError
 from sim_core.nonresponse import nonresponse_text
 from sim_core.readers import columns_of, load_survey
 from sim_core.slices import real_marginals
+from sim_core.workspace import MAX_NAME, check_name
 
 UPLOAD_TYPES = ["csv", "tsv", "txt", "jsonl", "sav", "zsav", "por", "dta"]
 NONE = "(none)"
@@ -107,15 +108,33 @@ def upload_one(i: int, upload, codebook) -> None:
                            "upload it above)", codebook_csv(survey).encode("utf-8"),
                            file_name=f"{Path(upload.name).stem}-codebook.csv",
                            mime="text/csv", key=f"data_codebook_download_{i}")
-    name = st.text_input("Save as", value=Path(upload.name).stem, key=f"data_name_{i}")
-    if st.button("Save to workspace", key=f"data_save_{i}", type="primary"):
+    save_form(i, upload.name, data, mapping, (codebook.name, book) if book else None)
+
+
+def save_form(i: int, filename: str, data: bytes, mapping: dict, book) -> None:
+    """The name to store under (shown exactly as stored), a confirmation before replacing a
+    saved survey, and the Save button."""
+    name = st.text_input("Save as", value=store.suggest_name(filename), key=f"data_name_{i}",
+                         max_chars=MAX_NAME,
+                         help="Stored exactly under this name: letters, digits, '.', '_', '-'")
+    try:
+        name = check_name(name.strip(), "survey name")
+    except SimError as error:
+        common.show_error(error)
+        return
+    exists = store.survey_exists(name)
+    st.caption(f"Stored as `{name}`" + (": a saved survey of this name exists." if exists
+                                         else "."))
+    replace = exists and st.checkbox(f"Replace the saved survey '{name}'",
+                                     key=f"data_replace_{i}")
+    if st.button("Save to workspace", key=f"data_save_{i}", type="primary",
+                 disabled=exists and not replace):
         try:
-            book_file = (codebook.name, book) if book else None
-            saved = store.save_survey(name, upload.name, data, mapping, codebook=book_file)
+            store.save_survey(name, filename, data, mapping, codebook=book, overwrite=replace)
         except SimError as error:
             common.show_error(error)
             return
-        st.success(f"Saved as '{saved}': it is now available on every page.")
+        st.success(f"Saved as '{name}': it is now available on every page.")
 
 
 def describe(survey) -> None:
@@ -163,6 +182,10 @@ def demo_section() -> None:
         path, codebook = sources[label]
         book = (codebook.name, codebook.read_bytes()) if codebook else None
         mapping = {"population": demo.DEMO_POPULATION}
+        if store.survey_exists(path.stem):
+            st.info(f"A saved survey named '{path.stem}' is already in the workspace; delete "
+                    "it below to load the demo afresh.")
+            return
         try:
             parse_upload(path.name, path.read_bytes(), book[1] if book else None,
                          tuple(mapping.items()))

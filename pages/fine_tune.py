@@ -17,6 +17,7 @@ from sim_core.adapters import list_adapters
 from sim_core.errors import SimError
 from sim_core.metrics import METRICS
 from sim_core.slices import survey_rows
+from sim_core.workspace import MAX_NAME, safe_name
 
 # TrainConfig fields shown up front; every other field is under "More settings". Labels,
 # help and bounds come from the fields themselves (finetune.config.TrainConfig).
@@ -40,13 +41,13 @@ def config_widgets():
     return TrainConfig(**values)
 
 
-def start(survey_name: str, survey, name: str, how: str, config) -> None:
+def start(survey_name: str, survey, name: str, how: str, config, overwrite: bool) -> None:
     """Split the survey rows and start a background job (its state is in workspace/jobs)."""
 
     base, _ = common.model_choice()
     try:
         split = split_rows(survey_rows(survey), how=how, seed=config.seed)
-        job = jobs.start_job(split, name=name, base=base, config=config,
+        job = jobs.start_job(split, name=name, base=base, config=config, overwrite=overwrite,
                              data_info={"survey": survey_name, "fingerprint": survey.fingerprint})
     except SimError as error:
         common.show_error(error)
@@ -168,7 +169,7 @@ def adapters_section() -> None:
     with st.expander("Card"):
         st.json(next(a.card for a in infos if a.name == name).to_dict(), expanded=1)
     cols = st.columns([2, 1, 1, 1], vertical_alignment="bottom")
-    new = cols[0].text_input("New name", key="ft_new_name")
+    new = cols[0].text_input("New name", key="ft_new_name", max_chars=MAX_NAME)
     cols[1].button("Rename", key="ft_rename", disabled=not new.strip(),
                    on_click=adapter_action, args=("rename",))
     cols[2].button("Delete", key="ft_delete", on_click=adapter_action, args=("delete",))
@@ -184,14 +185,19 @@ def main() -> None:
         how = st.selectbox("Hold out for testing", list(SPLITS),
                            format_func=lambda k: SPLITS[k].label, key="ft_split",
                            help="; ".join(f"{c.label}: {c.help}" for c in SPLITS.values()))
-        name = st.text_input("Adapter name", value=f"{name_}-lora", key="ft_name")
+        name = st.text_input("Adapter name", value=safe_name(f"{name_}-lora"), key="ft_name",
+                             max_chars=MAX_NAME,
+                             help="Stored exactly under this name: letters, digits, '.', '_', "
+                                  "'-'").strip()
+        replace = name in common.adapter_names() and st.checkbox(
+            f"Replace the adapter '{name}' when training ends", key="ft_replace")
         try:
             config = config_widgets()
         except SimError as error:
             common.show_error(error)
             config = None
         if st.button("Start training", type="primary", key="ft_start", disabled=config is None):
-            start(name_, survey, name.strip(), how, config)
+            start(name_, survey, name, how, config, replace)
     job_panel()
     adapters_section()
 

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
-import tempfile
 import zipfile
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
@@ -18,7 +16,15 @@ from typing import Any, Callable
 
 from sim_core.errors import AdapterError, SimError
 from sim_core.fileio import folder_fingerprint
-from sim_core.workspace import safe_name, subdir
+from sim_core.storage import (
+    atomic_file,
+    atomic_write,
+    failure_message,
+    is_storage_failure,
+    remove_folder,
+    staged_folder,
+)
+from sim_core.workspace import check_name, is_valid_name, subdir
 
 CARD_FILE = "card.json"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -107,11 +113,11 @@ def adapters_dir() -> Path:
 
 
 def _registry_name(name: str) -> str:
-    """safe_name, with the error re-raised as AdapterError."""
+    """The name as given when it can be stored as it is (check_name), else AdapterError."""
     try:
-        return safe_name(name)
+        return check_name(name, "adapter name")
     except SimError as error:
-        raise AdapterError(f"Adapter name: {error}") from error
+        raise AdapterError(str(error)) from error
 
 
 def list_adapters() -> list[AdapterInfo]:
@@ -139,8 +145,8 @@ def resolve_adapter(name_or_path: str) -> Path:
             raise AdapterError(f"'{name_or_path}' is a folder but not a peft adapter "
                                f"({ADAPTER_CONFIG} missing).")
         return path
-    candidate = adapters_dir() / _registry_name(str(name_or_path))
-    if (candidate / ADAPTER_CONFIG).exists():
+    candidate = _registered(str(name_or_path))
+    if candidate is not None:
         return candidate
     known = ", ".join(info.name for info in list_adapters()) or "none yet"
     raise AdapterError(f"Adapter '{name_or_path}' not found (registered adapters: {known}).")
@@ -164,9 +170,25 @@ def read_card(path: Path) -> AdapterCard:
 
 
 def _write_card(folder: Path, card: AdapterCard) -> None:
-    """Write card.json (UTF-8, indented)."""
-    text = json.dumps(card.to_dict(), indent=2, default=str, ensure_ascii=False)
-    (folder / CARD_FILE).write_text(text, encoding="utf-8")
+    """Write card.json (UTF-8, indented) atomically."""
+    atomic_write(folder / CARD_FILE,
+                 json.dumps(card.to_dict(), indent=2, default=str, ensure_ascii=False))
+
+
+def check_new_adapter(name: str, overwrite: bool = False) -> str:
+    """The name of an adapter about to be trained or saved, checked before any work.
+
+    Returns:
+        name, unchanged.
+    Raises:
+        AdapterError: the name would need rewriting, or an adapter (or anything else) of
+            that name exists and overwrite is False.
+    """
+    name = _registry_name(name)
+    if (adapters_dir() / name).exists() and not overwrite:
+        raise AdapterError(f"An adapter named '{name}' already exists; choose another name "
+                           "or allow replacing it (--overwrite on the command line).")
+    return name
 
 
 def save_adapter(write: Callable[[Path], None], name: str, card: AdapterCard | dict, *,
@@ -175,37 +197,43 @@ def save_adapter(write: Callable[[Path], None], name: str, card: AdapterCard | d
 
     Args:
         write: fills a temporary folder with the adapter (e.g. peft_model.save_pretrained).
-        name: registry name (sanitised with safe_name).
+        name: registry name, stored exactly as given (check_name; never rewritten).
         card: the AdapterCard (or its dict); its name is set and `created` is stamped.
         overwrite: replace an existing adapter of that name.
     Returns:
         The adapter's folder.
     Raises:
-        AdapterError: name taken (without overwrite), or write() produced no adapter.
+        AdapterError: bad or taken name (without overwrite), write() failed (disk full ...)
+            or produced no adapter; nothing is left behind.
     """
-    name = _registry_name(name)
-    target = adapters_dir() / name
-    if target.exists() and not overwrite:
-        raise AdapterError(f"An adapter named '{name}' already exists; choose another name "
-                           "or allow overwriting.")
-    temp = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=adapters_dir()))
+    target = adapters_dir() / check_new_adapter(name, overwrite)
+    card = AdapterCard.from_dict(card) if isinstance(card, dict) else card
     try:
-        write(temp)
-        if not (temp / ADAPTER_CONFIG).exists():
-            raise AdapterError(f"Saving adapter '{name}' produced no {ADAPTER_CONFIG}.")
-        card = AdapterCard.from_dict(card) if isinstance(card, dict) else card
-        card.name = name
-        card.created = card.created or datetime.now(timezone.utc).isoformat(timespec="seconds")
-        _write_card(temp, card)
-        if target.exists():
-            trash = Path(tempfile.mkdtemp(prefix=f".trash-{name}-", dir=adapters_dir()))
-            target.rename(trash / name)
-            shutil.rmtree(trash, ignore_errors=True)
-        temp.rename(target)
-    except BaseException:
-        shutil.rmtree(temp, ignore_errors=True)
+        with staged_folder(target, overwrite=overwrite, what=f"adapter '{name}'") as temp:
+            _fill(write, temp, name)
+            card.name = name
+            card.created = card.created or datetime.now(timezone.utc).isoformat(
+                timespec="seconds")
+            _write_card(temp, card)
+    except AdapterError:
         raise
+    except SimError as error:
+        raise AdapterError(f"Adapter '{name}' was not saved: {error}") from error
     return target
+
+
+def _fill(write: Callable[[Path], None], folder: Path, name: str) -> None:
+    """Run write(folder); a full or read-only disk becomes one AdapterError."""
+    try:
+        write(folder)
+    except Exception as error:
+        if not is_storage_failure(error):
+            raise
+        raise AdapterError(f"Adapter '{name}' was not saved: "
+                           f"{failure_message(error, folder.parent)} Nothing was "
+                           "changed in the registry.") from error
+    if not (folder / ADAPTER_CONFIG).exists():
+        raise AdapterError(f"Saving adapter '{name}' produced no {ADAPTER_CONFIG}.")
 
 
 def rename_adapter(old: str, new: str) -> Path:
@@ -215,38 +243,66 @@ def rename_adapter(old: str, new: str) -> Path:
     target = adapters_dir() / new
     if target.exists():
         raise AdapterError(f"An adapter named '{new}' already exists.")
-    source.rename(target)
-    card = read_card(target)
+    card = read_card(source)
     card.name = new
-    _write_card(target, card)
+    try:
+        _write_card(source, card)     # the card first: a failed rename leaves a valid adapter
+        source.rename(target)
+    except (OSError, SimError) as error:
+        raise AdapterError(f"Adapter '{old}' was not renamed: {error}") from error
     return target
 
 
+def _registered(name: str) -> Path | None:
+    """The registry folder of exactly this name (never a sanitised variant), or None."""
+    if not is_valid_name(name):
+        return None
+    path = adapters_dir() / name
+    return path if (path / ADAPTER_CONFIG).exists() else None
+
+
 def resolve_adapter_in_registry(name: str) -> Path:
-    """Folder of a registry adapter by name (paths outside the registry are refused)."""
-    path = adapters_dir() / _registry_name(name)
-    if not (path / ADAPTER_CONFIG).exists():
-        raise AdapterError(f"Adapter '{name}' is not in the registry.")
+    """Folder of a registry adapter by its exact name (paths outside the registry and names
+    that would need sanitising are refused: nothing else is ever deleted or renamed)."""
+    path = _registered(name)
+    if path is None:
+        known = ", ".join(info.name for info in list_adapters()) or "none yet"
+        raise AdapterError(f"Adapter '{name}' is not in the registry (registered adapters: "
+                           f"{known}).")
     return path
 
 
 def delete_adapter(name: str) -> None:
     """Remove a registered adapter (moved aside first so it vanishes in one step)."""
-    path = resolve_adapter_in_registry(name)
-    trash = Path(tempfile.mkdtemp(prefix=f".trash-{path.name}-", dir=adapters_dir()))
-    path.rename(trash / path.name)
-    shutil.rmtree(trash, ignore_errors=True)
+    remove_folder(resolve_adapter_in_registry(name))
+
+
+def _zip_into(path: Path, stream) -> None:
+    """Write the zip of an adapter folder (files under "<name>/") into a binary stream."""
+    with zipfile.ZipFile(stream, "w", zipfile.ZIP_DEFLATED) as archive:
+        for file in sorted(path.iterdir()):
+            if file.is_file() and not file.name.startswith("."):
+                archive.write(file, f"{path.name}/{file.name}")
 
 
 def export_adapter_zip(name: str) -> bytes:
     """Zip of the adapter folder (files under "<name>/"), loadable with plain peft once unzipped."""
-    path = resolve_adapter_in_registry(name)
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for file in sorted(path.iterdir()):
-            if file.is_file() and not file.name.startswith("."):
-                archive.write(file, f"{path.name}/{file.name}")
+    _zip_into(resolve_adapter_in_registry(name), buffer)
     return buffer.getvalue()
+
+
+def write_adapter_zip(name: str, out: str | Path, *, overwrite: bool = False) -> Path:
+    """Write the adapter's zip to a file atomically (a failed export leaves no file).
+
+    Raises:
+        AdapterError: unknown adapter; SimError: out is a folder, its folder is missing, it
+            exists (without overwrite) or the disk refused the write.
+    """
+    path = resolve_adapter_in_registry(name)
+    with atomic_file(out, overwrite=overwrite) as stream:
+        _zip_into(path, stream)
+    return Path(out)
 
 
 def adapter_fingerprint(path: Path) -> str:

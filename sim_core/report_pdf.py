@@ -8,9 +8,11 @@ CHART_SLICES slices, heatmaps into chunks of HEATMAP_ROWS questions.
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,8 @@ HEATMAP_ROWS = 40          # questions per heatmap image
 HEATMAP_COLS = 30          # slices per heatmap image
 SCORES_PER_TABLE = 5       # score columns per table: 20 mm each fits "Wasserstein" in bold
 SCORE_MM, ENTRY_MM, SLICE_MM, N_MM = 20.0, 40.0, 34.0, 14.0
+PAGE_COUNT = "{nb}"        # fpdf2's page-count alias (footer only; see _PDF)
+CELL_LINES = 40            # a table cell never grows past this many lines (a page fits ~80)
 FONT = "DejaVu"
 MONO = "DejaVuMono"
 ARROW = {"lower": "↓", "higher": "↑"}
@@ -45,10 +49,16 @@ _MUTED = FontFace(emphasis="ITALICS", color=(100, 100, 100))
 
 
 class _PDF(FPDF):
-    """FPDF with the report title and page numbers in the footer."""
+    """FPDF with page numbers in the footer.
+
+    fpdf2 replaces its page-count alias in *any* text it is given, so survey text holding a
+    literal "{nb}" would print as the page count. The alias is therefore switched on only
+    while the footer is drawn and when the document is closed (render_pdf).
+    """
 
     def __init__(self, title: str, page_size: str):
         super().__init__(orientation="portrait", unit="mm", format=page_size)
+        self.alias_nb_pages(None)
         self.report_title = title
         for style, name in (("", "DejaVuSans.ttf"), ("B", "DejaVuSans-Bold.ttf"),
                             ("I", "DejaVuSans-Oblique.ttf"), ("BI", "DejaVuSans-BoldOblique.ttf")):
@@ -62,7 +72,9 @@ class _PDF(FPDF):
         self.set_y(-12)
         self.set_font(FONT, "", 8)
         self.set_text_color(110, 110, 110)
-        self.cell(0, 5, f"Page {self.page_no()} / {{nb}}", align="C")
+        previous, self.str_alias_nb_pages = self.str_alias_nb_pages, PAGE_COUNT
+        self.cell(0, 5, f"Page {self.page_no()} / {PAGE_COUNT}", align="C")
+        self.str_alias_nb_pages = previous
         self.set_text_color(0, 0, 0)
 
 
@@ -86,6 +98,7 @@ def render_pdf(report: Report, page_size: str = "A4") -> bytes:
     if report.evaluation is not None:
         _evaluation_section(pdf, report)
     _methods_page(pdf, report)
+    pdf.str_alias_nb_pages = PAGE_COUNT    # substituted in the footers as the file is closed
     return bytes(pdf.output())
 
 
@@ -120,9 +133,16 @@ def _table(pdf: FPDF, headings: list[str] | None, rows: list[list[tuple[str, Fon
            widths: list[float], size: float = 7.5, width: float | None = None) -> None:
     """A table whose headings repeat on every page; cells wrap, nothing is cut.
 
-    widths are relative; width (mm, default the full text width) is the table's width.
+    widths are relative; width (mm, default the full text width) is the table's width. A
+    cell's text is cut (with a note) where it would not fit on one page: fpdf2 cannot split
+    a table row across pages, and the CSV/JSON exports keep every text whole.
     """
     pdf.set_font(FONT, "", size)
+    table_mm = min(width or pdf.epw, pdf.epw)
+    limits = [_cell_chars(table_mm * w / sum(widths), size) for w in widths]
+    rows = [[(_clip(text, limit), style) for (text, style), limit in zip(cells, limits)]
+            for cells in rows]
+    headings = None if headings is None else [_clip(h, n) for h, n in zip(headings, limits)]
     with pdf.table(col_widths=widths, text_align="LEFT", line_height=size * 0.45,
                    headings_style=_HEADINGS, repeat_headings=1, padding=0.8,
                    first_row_as_headings=headings is not None,
@@ -137,6 +157,21 @@ def _table(pdf: FPDF, headings: list[str] | None, rows: list[list[tuple[str, Fon
             for text, style in cells:
                 row.cell(text, style=style)
     pdf.ln(3)
+
+
+def _cell_chars(width_mm: float, size: float) -> int:
+    """How many characters fit in CELL_LINES lines of a cell (wide glyphs assumed)."""
+    glyph_mm = 0.95 * size * 25.4 / 72          # an upper bound on a DejaVu glyph's width
+    return max(20, int(CELL_LINES * max(width_mm - 2, 1) / glyph_mm))
+
+
+def _clip(text: str, limit: int) -> str:
+    """text, or its start with a note of how much was left out."""
+    text = str(text)
+    if len(text) <= limit:
+        return text
+    note = f"… [{len(text):,} characters; full text in the JSON export]"
+    return text[:max(limit - len(note), 1)] + note
 
 
 def _plain_rows(rows: list[list[str]]) -> list[list[tuple[str, None]]]:
@@ -343,6 +378,25 @@ def _image(pdf: FPDF, png: tuple[bytes, float]) -> None:
     pdf.ln(2)
 
 
+def _plain_text(draw: Callable) -> Callable:
+    """Run a chart function with matplotlib's math parser off: survey text such as
+    "income=$3,000-$4,999" keeps its dollar signs, and a malformed "$\\foo{$" cannot crash."""
+    @functools.wraps(draw)
+    def wrapper(*args, **kwargs):
+        with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}):
+            return draw(*args, **kwargs)
+    return wrapper
+
+
+def _short(text: str, width: int) -> str:
+    """One line of at most `width` characters: cut at a word, or inside one long word."""
+    text = " ".join(str(text).split())
+    if len(text) <= width:
+        return text
+    cut = textwrap.shorten(text, width, placeholder=" …")
+    return cut if cut != "…" and len(cut) > width // 2 else text[:width - 1] + "…"
+
+
 def _png(fig: Figure) -> tuple[bytes, float]:
     """PNG bytes and height/width ratio of a figure."""
     buffer = io.BytesIO()
@@ -352,6 +406,7 @@ def _png(fig: Figure) -> tuple[bytes, float]:
     return buffer.getvalue(), height / width
 
 
+@_plain_text
 def _bars_png(q: QuestionReport, slices: list[SliceResult], entries: list[str]) -> tuple[bytes, float]:
     """Small multiples: per slice, bars per option for real (with 95 % CI) and each entry."""
     series = ([REAL] if any(s.real is not None for s in slices) else []) + entries
@@ -373,7 +428,7 @@ def _bars_png(q: QuestionReport, slices: list[SliceResult], entries: list[str]) 
                        [max(hi - v, 0) for v, hi in zip(values, s.ci_high)]]
             ax.bar(xs, values, width, color=colors[name], yerr=err, capsize=1.5,
                    error_kw={"elinewidth": 0.7, "ecolor": "#555555"})
-        ax.set_title(textwrap.fill(s.label, 38), fontsize=7)
+        ax.set_title(textwrap.fill(_short(s.label, 76), 38), fontsize=7)
         ax.set_xticks(range(len(q.options)), [_letter(i) for i in range(len(q.options))],
                       fontsize=7)
         ax.tick_params(axis="y", labelsize=6)
@@ -381,13 +436,14 @@ def _bars_png(q: QuestionReport, slices: list[SliceResult], entries: list[str]) 
     for ax in list(axes.flat)[len(slices):]:
         ax.set_visible(False)
     handles = [Patch(color=colors[n]) for n in series]
-    labels = [textwrap.shorten(n if n != REAL else "real (95 % CI)", 40) for n in series]
+    labels = [_short(n if n != REAL else "real (95 % CI)", 40) for n in series]
     fig.legend(handles, labels, loc="upper center", ncol=min(len(series), 4), fontsize=7,
                frameon=False)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / fig.get_figheight()))
     return _png(fig)
 
 
+@_plain_text
 def _heatmap_png(heatmap, r0: int, c0: int, score_name: str) -> tuple[bytes, float]:
     """One chunk of a question x slice heatmap, with values written in small grids."""
     import numpy as np
@@ -402,8 +458,8 @@ def _heatmap_png(heatmap, r0: int, c0: int, score_name: str) -> tuple[bytes, flo
     finite = [v for row in heatmap.values for v in row if v is not None and math.isfinite(v)]
     image = ax.imshow(grid, aspect="auto", cmap=palette.HEATMAP_SCALE,
                       vmin=min(finite, default=0), vmax=max(finite, default=1))
-    ax.set_yticks(range(len(questions)), [textwrap.shorten(q, 28) for q in questions], fontsize=6)
-    ax.set_xticks(range(len(slices)), [textwrap.shorten(s, 28) for s in slices], fontsize=6,
+    ax.set_yticks(range(len(questions)), [_short(q, 28) for q in questions], fontsize=6)
+    ax.set_xticks(range(len(slices)), [_short(s, 28) for s in slices], fontsize=6,
                   rotation=90)
     if grid.size <= 300:
         for (i, j), value in np.ndenumerate(grid):

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from sim_core.cache import ResultCache, cache_key
+from sim_core.cache import cache_key, cached_values, open_cache, store_values
 from sim_core.errors import Cancelled, ModelError, SimError
 from sim_core.labels import Progress, ShouldStop
-from sim_core.options import Choice, check, registry, setting
+from sim_core.options import MAX_SEED, Choice, check, registry, setting
 from sim_core.prompts import LETTERS, PromptStyle, build_prompt, option_orders
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ class SimConfig:
                                  help="temperature of the sampled answers (sampling mode)")
     batch_size: int = setting(8, min=1, max=1024, label="Batch size",
                               help="prompts per forward pass")
-    seed: int = setting(0, min=0, label="Seed",
+    seed: int = setting(0, min=0, max=MAX_SEED, label="Seed",
                         help="sampling seed, combined with each prompt so results do not "
                              "depend on the order prompts run in")
     style: PromptStyle = field(default_factory=PromptStyle)
@@ -390,13 +390,12 @@ def _simulate_pairs(lm: Any, pairs: list[tuple[Any, dict]], config: SimConfig | 
     """Cache lookup, model calls for the misses (each distinct prompt set once), cache write."""
     config = config or SimConfig()
     tasks = _make_tasks(lm, pairs, config)
-    cache = ResultCache() if config.use_cache else None
-    stored = cache.get_many([t.key for t in tasks]) if cache else {}
+    cache = open_cache() if config.use_cache else None
+    stored = cached_values(cache, [t.key for t in tasks])
     missing = list({t.key: t for t in tasks if t.key not in stored}.values())
     run = _run_first_token if config.mode == "first-token" else _run_sampling
     computed = run(lm, missing, config, progress, should_stop) if missing else {}
-    if cache is not None:
-        cache.put_many(computed)
+    store_values(cache, computed)
     if not missing and progress is not None:
         progress(1, 1)
     return [_result(t, stored[t.key], True) if t.key in stored else

@@ -35,7 +35,11 @@ save_random = save_random_adapter
 
 
 def test_save_list_and_refuse_overwrite(tiny_model_dir):
-    path, lm = save_random(tiny_model_dir, "my adapter!")
+    # a name is stored as typed or refused with a suggestion, never rewritten silently
+    with pytest.raises(AdapterError, match="for example 'my-adapter'"):
+        save_random(tiny_model_dir, "my adapter!")
+    assert not (adapters_dir() / "my-adapter").exists()
+    path, lm = save_random(tiny_model_dir, "my-adapter")
     assert path.name == "my-adapter" and (path / "adapter_model.safetensors").exists()
     card = read_card(path)
     assert card.name == "my-adapter" and card.base_fingerprint == lm.fingerprint
@@ -46,6 +50,38 @@ def test_save_list_and_refuse_overwrite(tiny_model_dir):
         save_random(tiny_model_dir, "my-adapter")
     replaced, _ = save_random(tiny_model_dir, "my-adapter", {"note": "v2"}, overwrite=True)
     assert read_card(replaced).extra["note"] == "v2"
+
+
+def test_lookups_use_the_exact_name(tiny_model_dir):
+    """`delete "my lora"` once deleted `my-lora` and reported success: every lookup now
+    takes the stored name exactly, so a name that would need sanitising finds nothing."""
+    path, _ = save_random(tiny_model_dir, "my-lora")
+    for action in (lambda: delete_adapter("my lora"), lambda: rename_adapter("my lora", "x"),
+                   lambda: export_adapter_zip("my lora"), lambda: resolve_adapter("my lora"),
+                   lambda: delete_adapter("My-Lora"), lambda: delete_adapter("my-lora/")):
+        with pytest.raises(AdapterError, match="not"):
+            action()
+    assert (path / "adapter_config.json").exists()
+    with pytest.raises(AdapterError, match="5000 characters"):
+        rename_adapter("my-lora", "x" * 5000)
+    delete_adapter("my-lora")
+    assert not path.exists()
+
+
+def test_full_disk_while_saving_is_one_message(tiny_model_dir, monkeypatch):
+    """safetensors fails as on a full disk (its own error type, the OS reason in the text):
+    one AdapterError that says so, and nothing in the registry."""
+    import peft.peft_model
+    from safetensors import SafetensorError
+
+    def full(*args, **kwargs):
+        raise SafetensorError('Error while serializing: IoError(Os { code: 28, kind: '
+                              'StorageFull, message: "No space left on device" })')
+    monkeypatch.setattr(peft.peft_model, "safe_save_file", full)
+    before = sorted(p.name for p in adapters_dir().iterdir())
+    with pytest.raises(AdapterError, match="not saved: Cannot write .*the disk is full"):
+        save_random(tiny_model_dir, "disk-full")
+    assert sorted(p.name for p in adapters_dir().iterdir()) == before
 
 
 def test_crashed_save_leaves_nothing(tiny_model_dir):

@@ -55,6 +55,12 @@ def test_upload_map_save_and_preview(app):
     at.selectbox(key="data_weight_0").set_value("wt")
     at.text_input(key="data_name_0").input("trust survey")
     at.run()
+    # a name that would need rewriting is refused with the storable suggestion, not saved
+    assert any("for example 'trust-survey'" in e.value for e in at.error)
+    assert "trust-survey" not in store.saved_surveys()
+    at.text_input(key="data_name_0").input("trust-survey")
+    at.run()
+    assert any("Stored as `trust-survey`." in c.value for c in at.caption)
     at.button(key="data_save_0").click().run()
     assert any("Saved as 'trust-survey'" in s.value for s in at.success)
     info = store.read_info("trust-survey")
@@ -69,6 +75,48 @@ def test_upload_map_save_and_preview(app):
     assert table.loc["gender=Man", "Agree"].startswith("0.200")
     assert bool(table.loc["gender=Man", "too small"])  # n_eff 10 < 30
     assert any("Too few respondents" in w.value for w in at.warning)
+
+
+def test_saving_over_a_saved_survey_asks_first(app):
+    """A name that is taken shows so; Save stays off until the user ticks Replace."""
+    store.save_survey("asked-first", "old.csv", b"sex,q\nF,Old\nM,Old\n")
+    at = app
+    at.file_uploader(key="data_upload").upload("new.csv", CSV.encode(), "text/csv")
+    at.run()
+    at.text_input(key="data_name_0").input("asked-first").run()
+    assert any("a saved survey of this name exists" in c.value for c in at.caption)
+    assert at.button(key="data_save_0").disabled     # a browser cannot click it
+    assert store.load_saved("asked-first").questions["q"].options == ("Old",)
+    at.checkbox(key="data_replace_0").check().run()
+    assert not at.button(key="data_save_0").disabled
+    at.button(key="data_save_0").click().run()
+    assert any("Saved as 'asked-first'" in s.value for s in at.success)
+    assert "trust" in store.load_saved("asked-first").questions
+
+
+def test_csv_whose_header_starts_with_a_brace_reads_as_csv(app, tmp_path, capsys):
+    """The upload and the CLI share one rule (the extension decides): this CSV was refused
+    as invalid JSON on the page while the CLI read it."""
+    from sim_core.__main__ import main
+
+    text = "{id},sex,q\n1,F,Yes\n2,M,No\n3,F,Yes\n"
+    path = tmp_path / "brace.csv"
+    path.write_text(text)
+    assert main(["marginals", "--data", str(path), "--question", "q", "--by", "sex"]) == 0
+    assert "sex=F" in capsys.readouterr().out
+    at = app
+    at.file_uploader(key="data_upload").upload("brace.csv", text.encode(), "text/csv")
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert "q" in at.multiselect(key="data_questions_0").value
+
+
+def test_unusable_workspace_is_one_message(tmp_path, monkeypatch):
+    (tmp_path / "ws").write_text("a file, not a folder")
+    monkeypatch.setenv("SIM_WORKSPACE", str(tmp_path / "ws"))
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception
+    assert any("SIM_WORKSPACE" in e.value and "in the way" in e.value for e in at.error)
 
 
 def test_malformed_csv_gives_a_message(app):
@@ -132,7 +180,7 @@ def test_spss_upload_roles_weight_population_and_nonresponse(app, tmp_path):
     at.button(key="data_save_0").click().run()
     info = store.read_info("phone2004")
     assert info["mapping"]["population"] == "adults in Ohio (2004)"
-    assert info["mapping"]["demographics"] == ["sex"] and info["file"] == "phone2004.sav"
+    assert info["mapping"]["demographics"] == ["sex"] and info["file"] == "data/phone2004.sav"
     at.selectbox(key="data_survey").set_value("phone2004").run()
     at.selectbox(key="data_preview_q").set_value("q1").run()
     at.multiselect(key="data_preview_by").set_value(["sex"]).run()

@@ -22,7 +22,8 @@ def test_evaluate_two_waves(monkeypatch, tiny_model_dir):
     """The page shows the core's summary and heatmap, and one point per wave over time."""
     monkeypatch.setenv("SIM_DEFAULT_MODEL", str(tiny_model_dir))
     store.save_survey("tiny-waves", "waves.csv", CSV.encode(),
-                      {"demographics": ["sex"], "questions": ["q1", "q2"], "wave": "year"})
+                      {"demographics": ["sex"], "questions": ["q1", "q2"], "wave": "year"},
+                      overwrite=True)
     at = AppTest.from_file(APP, default_timeout=120).run()
     at.switch_page("pages/evaluate.py").run()
     at.selectbox(key="eval_survey").set_value("tiny-waves").run()
@@ -65,7 +66,8 @@ def test_two_checkpoints_side_by_side(monkeypatch, tiny_model_dir):
                                                         "questions_seen": ["q2", "q9"]},
                         dtype="auto")
     store.save_survey("tiny-two", "two.csv", CSV.encode(),
-                      {"demographics": ["sex"], "questions": ["q1", "q2"], "wave": "year"})
+                      {"demographics": ["sex"], "questions": ["q1", "q2"], "wave": "year"},
+                      overwrite=True)
     at = AppTest.from_file(APP, default_timeout=120).run()
     at.switch_page("pages/evaluate.py").run()
     at.selectbox(key="eval_survey").set_value("tiny-two").run()

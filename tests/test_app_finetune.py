@@ -27,7 +27,8 @@ def test_defaults_train_and_adapter_card(monkeypatch, tiny_model_dir, tmp_path):
 
     monkeypatch.setenv("SIM_DEFAULT_MODEL", str(tiny_model_dir))
     store.save_survey("tiny-train", "train.csv", CSV.encode(),
-                      {"demographics": ["sex"], "questions": ["q1", "q2", "q3"]})
+                      {"demographics": ["sex"], "questions": ["q1", "q2", "q3"]},
+                      overwrite=True)
     at = AppTest.from_file(APP, default_timeout=120).run()
     at.switch_page("pages/fine_tune.py").run()
     at.selectbox(key="ft_survey").set_value("tiny-train").run()

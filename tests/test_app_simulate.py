@@ -28,7 +28,8 @@ def app(monkeypatch, tiny_model_dir):
     """The dashboard on the Simulate page with the tiny model as default."""
     monkeypatch.setenv("SIM_DEFAULT_MODEL", str(tiny_model_dir))
     store.save_survey("tiny-yes-no", "tiny.csv", CSV.encode(),
-                      {"demographics": ["sex", "age"], "questions": ["q1"]})
+                      {"demographics": ["sex", "age"], "questions": ["q1"]},
+                      overwrite=True)
     at = AppTest.from_file(APP, default_timeout=120).run()
     at.switch_page("pages/simulate.py").run()
     return at

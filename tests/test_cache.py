@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+import multiprocessing
+import sqlite3
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -74,3 +78,78 @@ def test_repeat_costs_no_model_call(tiny):
     assert calls[0] == 3 + 5
     simulate(tiny, QUESTION, slices[:1], SimConfig(orders=2, use_cache=False))
     assert calls[0] == 9
+
+
+def _writer(path: str, index: int) -> None:
+    """One process writing its own keys (run by multiprocessing)."""
+    cache = ResultCache(Path(path))
+    for j in range(25):
+        cache.put_many({f"{index}-{j}-{k}": {"v": [index, j, k]} for k in range(4)})
+
+
+def test_concurrent_processes(tmp_path):
+    """Four processes write at once: every value arrives, none is lost or mixed up."""
+    path = tmp_path / "c.sqlite"
+    ResultCache(path)
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_writer, args=(str(path), i)) for i in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(120)
+    assert [w.exitcode for w in workers] == [0] * 4
+    cache = ResultCache(path)
+    assert len(cache) == 4 * 25 * 4
+    assert cache.get("3-24-1") == {"v": [3, 24, 1]}
+
+
+def test_damaged_cache_is_moved_aside_and_rebuilt(tmp_path, caplog):
+    """A cache file that is not a database (a real one, overwritten with junk) no longer
+    blocks every simulation: it is moved aside, a fresh one starts, a warning says so."""
+    path = tmp_path / "results.sqlite"
+    ResultCache(path).put("k", {"v": 1})
+    path.write_bytes(b"this is not an SQLite database at all, " * 200)
+    with caplog.at_level(logging.WARNING, logger="sim_core"):
+        cache = ResultCache(path)
+    assert cache.get("k") is None and len(cache) == 0
+    cache.put("k", {"v": 2})
+    assert cache.get("k") == {"v": 2}
+    aside = [p for p in tmp_path.iterdir() if ".damaged-" in p.name]
+    assert len(aside) == 1 and aside[0].read_bytes().startswith(b"this is not an SQLite")
+    assert any("was damaged" in r.getMessage() and "moved aside" in r.getMessage()
+               for r in caplog.records)
+
+
+def test_simulation_survives_a_damaged_or_full_cache(tiny, monkeypatch, caplog):
+    """Simulating with a damaged cache file rebuilds it; a cache that cannot be written
+    (disk full) or opened (read-only workspace) only warns: the results are the same."""
+    from sim_core import cache as cache_module
+
+    expected = simulate(tiny, QUESTION, [{"SEX": "Female"}], SimConfig(orders=1,
+                                                                        use_cache=False))
+    path = cache_module.cache_path()
+    path.write_bytes(b"\x00junk" * 100)
+    for suffix in ("-wal", "-shm"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+    with caplog.at_level(logging.WARNING, logger="sim_core"):
+        [rebuilt] = simulate(tiny, QUESTION, [{"SEX": "Female"}], SimConfig(orders=1))
+    np.testing.assert_allclose(rebuilt.shares, expected[0].shares)
+    assert any("was damaged" in r.getMessage() for r in caplog.records)
+
+    def full(self, items):
+        raise sqlite3.OperationalError("database or disk is full")
+    monkeypatch.setattr(ResultCache, "put_many", full)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="sim_core"):
+        [result] = simulate(tiny, QUESTION, [{"SEX": "Male"}], SimConfig(orders=1))
+    assert not result.cached and any("the disk is full" in r.getMessage()
+                                     for r in caplog.records)
+
+    def unopenable(self):
+        raise sqlite3.OperationalError("unable to open database file")
+    monkeypatch.setattr(ResultCache, "_create", unopenable)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="sim_core"):
+        [again] = simulate(tiny, QUESTION, [{"SEX": "Male"}], SimConfig(orders=1))
+    np.testing.assert_allclose(again.shares, result.shares)
+    assert any("Simulating without the cache" in r.getMessage() for r in caplog.records)

@@ -83,7 +83,7 @@ def test_existing_name_is_not_overwritten(tiny_model_dir):
     config = TrainConfig(max_steps=1, **FAST)
     first = train_adapter(split, name="taken", base=str(tiny_model_dir), config=config)
     stamp = (first.adapter_path / "card.json").read_text()
-    with pytest.raises(AdapterError, match="exists already"):
+    with pytest.raises(AdapterError, match="already exists"):
         train_adapter(split, name="taken", base=str(tiny_model_dir), config=config)
     assert (first.adapter_path / "card.json").read_text() == stamp
     again = train_adapter(split, name="taken", base=str(tiny_model_dir), config=config,

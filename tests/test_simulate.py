@@ -226,7 +226,7 @@ def test_cli_json(tiny_model_dir, capsys):
 
 
 def test_cli_bad_input(tiny_model_dir):
-    with pytest.raises(SimError, match="two options"):
+    with pytest.raises(SimError, match="2 to 26 options"):
         run_cli(["simulate", "--question", "Q?", "--options", "only one",
                  "--model", str(tiny_model_dir)])
     with pytest.raises(SimError, match="ATTR=VALUE"):

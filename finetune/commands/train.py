@@ -22,6 +22,7 @@ from finetune.config import SplitConfig, TrainConfig
 from finetune.rows import individual_training_rows, split_rows
 from finetune.train import train_adapter
 from sim_core import options
+from sim_core.adapters import check_new_adapter
 from sim_core.commands import common
 from sim_core.errors import Cancelled, SimError
 from sim_core.slices import survey_rows
@@ -35,11 +36,12 @@ def register(subparsers) -> None:
     common.add_data_args(parser, questions="all", data_required=False)  # or a job folder
     parser.add_argument("--model", default="default",
                         help="base model: 'default', a model folder or name, or a hub id")
-    parser.add_argument("--name", help="adapter name in the registry")
+    common.add_name_arg(parser, "--name", "adapter name",
+                        help="adapter name in the registry, used exactly as typed (letters, "
+                             "digits, '.', '_', '-')")
     options.add_arguments(parser, SplitConfig)
     options.add_arguments(parser, TrainConfig)
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace an existing adapter of the same name")
+    common.add_overwrite_arg(parser, "adapter of the same name")
     parser.add_argument("--job-dir", help="checkpoints/status folder; resumes from its last "
                                           "checkpoint")
     parser.set_defaults(func=run)
@@ -91,6 +93,7 @@ def _spec(args: argparse.Namespace, folder: Path | None) -> dict:
         raise SimError("Give the training data with --data FILE (or a demo or saved survey).")
     if not args.name:
         raise SimError("Give the adapter a name with --name NAME.")
+    check_new_adapter(args.name, args.overwrite)      # before the data and the model load
     config = options.from_arguments(TrainConfig, args)
     split, info = rows_from_args(args, config)
     return {"split": split, "name": args.name, "base": args.model, "config": config,
@@ -100,23 +103,15 @@ def _spec(args: argparse.Namespace, folder: Path | None) -> dict:
 def run(args: argparse.Namespace) -> int:
     """Train one adapter (from the command line, or from a dashboard job folder)."""
     folder = Path(args.job_dir) if args.job_dir else None
+    if folder is not None and folder.exists() and not folder.is_dir():
+        raise SimError(f"--job-dir {folder} is a file, not a folder.")
     reporter = jobs.JobReporter(folder) if folder and (folder / jobs.STATUS_FILE).exists() \
         else None
     try:
         spec = _spec(args, folder)
         if reporter:
             reporter.running()
-        bar = tqdm_callback(not args.json and reporter is None)
-
-        def events(event: dict) -> None:
-            bar(event)
-            if reporter:
-                reporter(event)
-        result = train_adapter(spec["split"], name=spec["name"], base=spec["base"],
-                               config=spec["config"], data_info=spec["data_info"],
-                               callback=events, overwrite=spec["overwrite"], job_dir=folder,
-                               should_stop=reporter.should_stop if reporter else None)
-        bar.close()
+        result = _train(spec, folder, reporter, bar=not args.json and reporter is None)
     except Cancelled as error:
         if reporter:
             reporter.finish("cancelled", error=str(error))
@@ -138,6 +133,24 @@ def run(args: argparse.Namespace) -> int:
     else:
         print_scores(result)
     return 0
+
+
+def _train(spec: dict, folder: Path | None, reporter, *, bar: bool):
+    """train_adapter with progress on a tqdm bar (closed however training ends) and in the
+    job's status file."""
+    draw = tqdm_callback(bar)
+
+    def events(event: dict) -> None:
+        draw(event)
+        if reporter:
+            reporter(event)
+    try:
+        return train_adapter(spec["split"], name=spec["name"], base=spec["base"],
+                             config=spec["config"], data_info=spec["data_info"],
+                             callback=events, overwrite=spec["overwrite"], job_dir=folder,
+                             should_stop=reporter.should_stop if reporter else None)
+    finally:
+        draw.close()
 
 
 def print_scores(result) -> None:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 from typing import Sequence
 
 from sim_core.errors import SimError
+from sim_core.storage import failure_message
 
 CORE_COMMANDS = tuple(f"sim_core.commands.{name}" for name in
                       ("marginals", "baselines", "simulate", "compare", "report", "codebook",
@@ -33,11 +35,40 @@ def run_main(parser: argparse.ArgumentParser, argv: list[str] | None = None,
              interrupted: str = "stopped") -> int:
     """Parse and run one command; user errors print one line (status 2), no traceback."""
     args = parser.parse_args(argv)
+    _print_warnings()
     try:
         return int(args.func(args) or 0)
     except SimError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:     # the environment, not the program: one line, no traceback
+        print(f"error: {failure_message(error, error.filename or 'a file', 'use')}",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(interrupted, file=sys.stderr)
         return 130
+
+
+def _print_warnings() -> None:
+    """Warnings of sim_core and finetune (a rebuilt cache, a skipped checkpoint) as
+    'warning: ...' lines on stderr."""
+    for name in ("sim_core", "finetune"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+            handler = _StderrHandler()
+            handler.setFormatter(logging.Formatter("warning: %(message)s"))
+            logger.addHandler(handler)
+            logger.propagate = False
+
+
+class _StderrHandler(logging.StreamHandler):
+    """A handler on whatever sys.stderr is when a line is written (not when it was made)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass

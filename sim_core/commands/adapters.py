@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from sim_core import adapters
+from sim_core.commands import common
 
 
 def register(subparsers) -> None:
@@ -29,7 +29,9 @@ def register(subparsers) -> None:
     actions.add_parser("delete", help="delete an adapter").add_argument("name")
     export = actions.add_parser("export", help="write an adapter as a zip file")
     export.add_argument("name")
-    export.add_argument("--out", help="zip file (default: NAME.zip)")
+    export.add_argument("--out", type=common.output_file,
+                        help="zip file to write (default: NAME.zip; missing folders are made)")
+    common.add_overwrite_arg(export, "file")
     parser.set_defaults(func=run)
 
 
@@ -58,7 +60,6 @@ def run(args: argparse.Namespace) -> int:
         adapters.delete_adapter(args.name)
         print(f"deleted {args.name}")
     else:
-        out = Path(args.out or f"{args.name}.zip")
-        out.write_bytes(adapters.export_adapter_zip(args.name))
-        print(out)
+        out = args.out or common.output_file(f"{args.name}.zip")
+        print(adapters.write_adapter_zip(args.name, out, overwrite=args.overwrite))
     return 0

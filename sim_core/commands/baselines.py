@@ -14,11 +14,13 @@ import json
 import numpy as np
 
 from sim_core import baselines as B
+from sim_core import options
 from sim_core.baselines import ROW_BASELINES
 from sim_core.commands import common
 from sim_core.commands.formatting import floats, format_rows, score_legend, slice_heading
 from sim_core.labels import NOISE_FLOOR, REAL
 from sim_core.metrics import METRICS, best_entry, noise_floor, score_all
+from sim_core.options import MAX_SEED
 from sim_core.slices import real_marginals
 
 
@@ -29,9 +31,10 @@ def register(subparsers) -> None:
         description="Score the uniform guess, the population average and a logistic-"
                     "regression classifier on demographics against the real marginals.")
     common.add_data_args(parser)
-    parser.add_argument("--test-fraction", type=float, default=0.3,
-                        help="share of respondents held out from the classifier (default 0.3)")
-    parser.add_argument("--seed", type=int, default=0, help="classifier split seed")
+    options.add_flag(parser, "--test-fraction", 0.3, above=0, max=0.9,
+                     help="share of respondents held out from the classifier")
+    options.add_flag(parser, "--seed", 0, kind=int, min=0, max=MAX_SEED,
+                     help="seed of the classifier's train/held-out split")
     parser.set_defaults(func=run)
 
 

@@ -2,26 +2,32 @@
 
 - data: --data FILE | demo name | saved survey name, --codebook, --weight / --unweighted,
   --wave, --wave-column, --demographics, --questions, --keep-nonresponse, --population,
-  --strata, --psu, --design-effect, --question (ids, comma-separated), --by, --bins, --json;
+  --strata, --psu, --design-effect, --question (ids: repeatable or comma-separated), --by,
+  --bins, --json;
 - model: --model (base model), --adapter, --dtype;
-- simulation: one flag per SimConfig setting (generated from its fields: sim_core.options).
+- simulation: one flag per SimConfig setting (generated from its fields: sim_core.options);
+- storage: names checked as typed (add_name_arg), output files checked before any work
+  (output_file, check_outputs, --overwrite).
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import sys
 from pathlib import Path
 
 from sim_core import options
 from sim_core.baselines import BASELINES, check_names
 from sim_core.demo import DEMOS, load_demo
-from sim_core.errors import DataError
+from sim_core.errors import DataError, SimError
 from sim_core.models import load_model
 from sim_core.readers import load_survey
 from sim_core.simulate import SimConfig
+from sim_core.storage import check_output
 from sim_core.store import load_saved, saved_surveys
 from sim_core.survey import Survey
+from sim_core.workspace import check_name
 
 
 def add_data_args(parser: argparse.ArgumentParser, *, questions: str = "required",
@@ -56,8 +62,10 @@ def add_data_args(parser: argparse.ArgumentParser, *, questions: str = "required
                         "--wave-column for respondent data)")
     parser.add_argument("--wave-column", default=None, help="wave/year column of respondent data")
     add_reader_args(parser)
-    parser.add_argument("--question", default=None,
-                        help="question id(s), comma-separated"
+    parser.add_argument("--question", action="append", default=None,
+                        help="question id(s): repeatable, or several comma-separated; an id "
+                             "that holds a comma is taken whole, or write it in double quotes "
+                             '(--question \'"a,b",c\')'
                              + (" (default: every question)" if questions == "all" else ""))
     parser.add_argument("--by", default="", help="slice attribute(s), comma-separated, "
                         "e.g. sex,age (crossed)")
@@ -167,7 +175,7 @@ def survey_from_args(args: argparse.Namespace) -> Survey:
             survey.population = args.population
         return survey
     codebook = getattr(args, "codebook", None)
-    if codebook is not None and not Path(codebook).is_file():
+    if codebook is not None and not Path(codebook).exists():   # special files: load_bytes
         raise DataError("no such codebook file.", file=codebook)
     return load_survey(data, codebook=codebook, **reader_kwargs(args))
 
@@ -234,9 +242,12 @@ def bins_from_args(args: argparse.Namespace) -> dict[str, list[float]] | None:
 
 
 def question_ids(args: argparse.Namespace, survey: Survey) -> list[str]:
-    """Question ids from --question (comma-separated), checked against the survey; every
-    question when the command takes all by default and none was named."""
-    ids = [q.strip() for q in (getattr(args, "question", None) or "").split(",") if q.strip()]
+    """Question ids from --question (repeatable; comma-separated, double quotes around an id
+    holding a comma), checked against the survey; every question when the command takes all
+    by default and none was named."""
+    values = getattr(args, "question", None) or []
+    values = [values] if isinstance(values, str) else values
+    ids = list(dict.fromkeys(q for value in values for q in _question_value(value, survey)))
     if not ids:
         if getattr(args, "questions_default", "required") == "all":
             return list(survey.questions)
@@ -250,6 +261,58 @@ def question_ids(args: argparse.Namespace, survey: Survey) -> list[str]:
         raise DataError(f"--question: unknown question(s) {', '.join(unknown)}{hint}; the "
                         "survey has: " + ", ".join(list(survey.questions)[:30]))
     return ids
+
+
+def _question_value(text: str, survey: Survey) -> list[str]:
+    """The ids one --question value names: a comma-separated list (CSV quoting), or the
+    whole text when that is an id; refused when it could be read both ways."""
+    try:
+        parts = [p.strip() for p in next(csv.reader([text], skipinitialspace=True)) if p.strip()]
+    except (csv.Error, StopIteration):
+        parts = [text.strip()]
+    whole = text.strip()
+    if len(parts) > 1 and whole in survey.questions:
+        if all(p in survey.questions for p in parts):
+            raise DataError(f"--question: '{whole}' is a question id and also a list of the ids "
+                            f"{', '.join(parts)}; write --question '\"{whole}\"' for the one "
+                            "question or give each id with its own --question.")
+        return [whole]
+    return parts
+
+
+def add_name_arg(parser: argparse.ArgumentParser, flag: str, what: str, **kwargs) -> None:
+    """A name the user stores something under (survey, adapter), checked by argparse: used
+    exactly as typed or refused with a suggestion (never rewritten)."""
+    def parse(text: str) -> str:
+        try:
+            return check_name(text, what)
+        except SimError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+    parse.__name__ = "name"
+    parser.add_argument(flag, type=parse, **kwargs)
+
+
+def output_file(text: str) -> Path:
+    """argparse type of a file to write: not a folder, no file in the way of its folder
+    (checked before any work; whether it may be replaced is checked by check_outputs)."""
+    try:
+        return check_output(Path(text))
+    except SimError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def add_overwrite_arg(parser: argparse.ArgumentParser, what: str) -> None:
+    """--overwrite: replace an existing `what` (nothing is replaced without it)."""
+    parser.add_argument("--overwrite", action="store_true",
+                        help=f"replace an existing {what} (without it, an existing one is "
+                             "never replaced)")
+
+
+def check_outputs(args: argparse.Namespace, *paths: Path | None) -> None:
+    """Refuse output files that exist unless --overwrite was given (before any work)."""
+    for path in paths:
+        if path is not None:
+            check_output(path, overwrite=getattr(args, "overwrite", False))
 
 
 def tqdm_progress(desc: str, unit: str = "prompt"):

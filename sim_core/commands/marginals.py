@@ -13,6 +13,7 @@ import argparse
 import json
 from dataclasses import asdict
 
+from sim_core import options
 from sim_core.commands import common
 from sim_core.design import interval_method
 from sim_core.nonresponse import nonresponse_text
@@ -25,8 +26,8 @@ def register(subparsers) -> None:
         "marginals", help="real answer shares per slice (with n, n_eff, 95 %% CI)",
         description="Print the real marginals of a question for every slice.")
     common.add_data_args(parser)
-    parser.add_argument("--min-n-eff", type=float, default=30.0,
-                        help="flag slices whose effective n is below this (default 30)")
+    options.add_flag(parser, "--min-n-eff", 30.0, min=0, max=1e9,
+                     help="flag slices whose effective n is below this")
     parser.add_argument("--total", action="store_true", help="also show the whole population")
     parser.set_defaults(func=run)
 

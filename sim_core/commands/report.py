@@ -9,13 +9,13 @@ Example:
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from sim_core.commands import common
 from sim_core.commands.compare import comparisons_from_args
 from sim_core.errors import SimError
 from sim_core.report import report_csv, report_from_comparisons, report_json
 from sim_core.report_pdf import PAGE_SIZES, render_pdf
+from sim_core.storage import atomic_write
 
 
 def register(subparsers) -> None:
@@ -29,37 +29,33 @@ def register(subparsers) -> None:
     common.add_simulation_args(parser)
     common.add_baselines_arg(parser)
     parser.add_argument("--title", default=None, help="report title")
-    parser.add_argument("--pdf", required=True, type=Path, help="PDF file to write")
-    parser.add_argument("--csv", type=Path, default=None,
+    parser.add_argument("--pdf", required=True, type=common.output_file,
+                        help="PDF file to write (missing folders are made)")
+    parser.add_argument("--csv", type=common.output_file, default=None,
                         help="also write the shares and scores as CSV")
     # replaces the shared --json flag (add_data_args sets conflict_handler="resolve")
-    parser.add_argument("--json", type=Path, default=None, help="also write the report as JSON")
+    parser.add_argument("--json", type=common.output_file, default=None,
+                        help="also write the report as JSON")
+    common.add_overwrite_arg(parser, "output file")
     parser.add_argument("--page-size", default="A4", choices=PAGE_SIZES)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Build the comparisons, then the report, then write the requested files."""
+    outputs = [args.pdf, args.csv, args.json]
+    common.check_outputs(args, *outputs)               # before any model loads
+    if len({p.resolve() for p in outputs if p is not None}) < sum(p is not None for p in outputs):
+        raise SimError("--pdf, --csv and --json must name different files.")
     _, comparisons = comparisons_from_args(args)
     report = report_from_comparisons(comparisons, title=args.title)
     pdf = render_pdf(report, page_size=args.page_size)
     # Output paths are the user's own arguments; nothing here is built from data text.
-    _write(args.pdf, pdf)
+    atomic_write(args.pdf, pdf, overwrite=args.overwrite)
     if args.csv is not None:
-        _write(args.csv, report_csv(report).encode("utf-8"))
+        atomic_write(args.csv, report_csv(report), overwrite=args.overwrite)
     if args.json is not None:
-        _write(args.json, report_json(report).encode("utf-8"))
+        atomic_write(args.json, report_json(report), overwrite=args.overwrite)
     print(f"wrote {args.pdf} ({len(pdf) // 1024} KiB, {len(comparisons)} question(s), "
           f"{sum(len(q.slices) for q in report.questions)} slice rows)")
     return 0
-
-
-def _write(path: Path, data: bytes) -> None:
-    """Write a file whole (temporary name, then rename), so a failure leaves no half file."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(path.name + ".part")
-        temporary.write_bytes(data)
-        temporary.replace(path)
-    except OSError as error:
-        raise SimError(f"Cannot write {path}: {error.strerror or error}") from error

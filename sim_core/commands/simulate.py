@@ -8,6 +8,7 @@ from dataclasses import replace
 
 from sim_core.commands import common
 from sim_core.errors import SimError
+from sim_core.prompts import LETTERS
 from sim_core.simulate import orders_for, simulate
 from sim_core.slices import parse_slice_label, slice_label
 from sim_core.survey import Question
@@ -37,8 +38,9 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     """Load the model, simulate each slice, print a table or JSON."""
     options = tuple(o.strip() for o in args.options.split("|") if o.strip())
-    if len(options) < 2:
-        raise SimError("--options needs at least two options separated by '|'.")
+    if not 2 <= len(options) <= len(LETTERS):
+        raise SimError(f"--options needs 2 to {len(LETTERS)} options separated by '|' (got "
+                       f"{len(options)}).")
     if not args.question.strip():
         raise SimError("--question is empty.")
     slices = [parse_slice_label(s) for s in args.slice] or [{}]

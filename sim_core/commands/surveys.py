@@ -14,6 +14,8 @@ from pathlib import Path
 
 from sim_core import store
 from sim_core.commands import common
+from sim_core.errors import SimError
+from sim_core.fileio import load_bytes
 
 
 def register(subparsers) -> None:
@@ -26,7 +28,10 @@ def register(subparsers) -> None:
     save = actions.add_parser("save", help="check a survey file and save it under a name")
     save.add_argument("--data", required=True, type=Path, help="the survey file")
     save.add_argument("--codebook", type=Path, default=None, help="its codebook CSV")
-    save.add_argument("--name", required=True, help="name to save it under")
+    common.add_name_arg(save, "--name", "survey name", required=True,
+                        help="name to save it under, used exactly as typed (letters, digits, "
+                             "'.', '_', '-')")
+    common.add_overwrite_arg(save, "saved survey of that name")
     weight = save.add_mutually_exclusive_group()
     weight.add_argument("--weight", default=None, help="weight column (respondent data)")
     weight.add_argument("--unweighted", action="store_true",
@@ -46,14 +51,24 @@ def run(args: argparse.Namespace) -> int:
         else:
             print("\n".join(names) if names else "no saved surveys yet")
     elif args.action == "save":
-        survey = common.survey_from_args(args)       # refuse a bad file before saving it
-        common.print_warnings(survey)
-        mapping = common.reader_kwargs(args)      # weight, wave, roles, population, design
-        codebook = (args.codebook.name, args.codebook.read_bytes()) if args.codebook else None
-        name = store.save_survey(args.name, args.data.name, args.data.read_bytes(), mapping,
-                                 codebook=codebook)
-        print(f"saved '{name}': {len(survey.questions)} questions")
+        save(args)
     else:
         store.delete_saved(args.name)
         print(f"deleted {args.name}")
     return 0
+
+
+def save(args: argparse.Namespace) -> None:
+    """Check the file (and codebook) like any command would, then store their bytes."""
+    if not args.overwrite and store.survey_exists(args.name):
+        raise SimError(f"A saved survey named '{args.name}' exists already; choose another "
+                       "name or replace it with --overwrite.")
+    data, _ = load_bytes(args.data)                  # a file, not a demo, pipe or folder
+    book = load_bytes(args.codebook, "codebook")[0] if args.codebook else None
+    survey = common.survey_from_args(args)          # refuse a bad file before saving it
+    common.print_warnings(survey)
+    mapping = common.reader_kwargs(args)      # weight, wave, roles, population, design
+    codebook = (args.codebook.name, book) if args.codebook else None
+    name = store.save_survey(args.name, args.data.name, data, mapping, codebook=codebook,
+                             overwrite=args.overwrite)
+    print(f"saved '{name}': {len(survey.questions)} questions")
