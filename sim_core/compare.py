@@ -123,9 +123,10 @@ def unique_labels(models: Sequence[Any]) -> list[str]:
 
 
 def checkpoint_info(lm: Any, label: str, config: SimConfig | None = None) -> dict:
-    """label, name, adapter, fingerprints, option orders used and the adapter card."""
-    card: dict = {}
-    if lm.adapter:
+    """label, name, adapter, fingerprints, option orders used, the adapter card, and the
+    endpoint (None for a local model)."""
+    card: dict = getattr(lm, "adapter_card", None) or {}   # an endpoint model found it already
+    if lm.adapter and not card:
         try:
             from sim_core.adapters import read_card, resolve_adapter
             card = read_card(resolve_adapter(lm.adapter))
@@ -134,7 +135,8 @@ def checkpoint_info(lm: Any, label: str, config: SimConfig | None = None) -> dic
     return {"label": label, "name": lm.name, "adapter": lm.adapter,
             "fingerprint": lm.fingerprint,
             "adapter_fingerprint": getattr(lm, "adapter_fingerprint", None), "card": card,
-            "orders": orders_for(lm, config or SimConfig())}
+            "orders": orders_for(lm, config or SimConfig()),
+            "endpoint": getattr(lm, "endpoint", None)}
 
 
 def model_progress(progress: Progress, index: int, count: int) -> Progress:
