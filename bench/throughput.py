@@ -34,24 +34,14 @@ PATHS = ("naive", "optimised", "sampling", "cached")
 def workload(questions: int, slices: int) -> list:
     """The first `questions` GSS questions, each with its first `slices` group rows."""
     from sim_core.readers import load_survey
-    from sim_core.slices import survey_rows
+    from sim_core.slices import head_rows, survey_rows
 
     path = GSS
     if not path.exists():
         from sim_core.demo import demo_gss_path
 
         path = demo_gss_path()
-    rows = survey_rows(load_survey(path))
-    chosen, per_question = [], {}
-    for row in rows:
-        ids = list(per_question)
-        if row.question.id not in per_question and len(ids) >= questions:
-            continue
-        per_question.setdefault(row.question.id, 0)
-        if per_question[row.question.id] < slices:
-            per_question[row.question.id] += 1
-            chosen.append(row)
-    return chosen
+    return head_rows(survey_rows(load_survey(path)), questions, slices)
 
 
 def peak_rss_mb() -> float:
