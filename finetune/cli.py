@@ -91,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="held-out: only the rows the adapter's card says it never saw "
                         "(default); all: every row of --data")
     e.add_argument("--json", action="store_true")
+    from sim_core.commands.common import add_backend_args
+
+    add_backend_args(e)  # score an adapter served by name on an endpoint (--backend openai)
     r = sub.add_parser("rename", help="rename an adapter")
     r.add_argument("old")
     r.add_argument("new")
@@ -274,8 +277,9 @@ def cmd_eval(args) -> int:
     """Score base and base + adapter on a survey (the Evaluate page's table)."""
     import dataclasses
 
+    from sim_core.commands.common import load_checkpoints
+    from sim_core.commands.compare import tqdm_progress
     from sim_core.evaluate import evaluate_rows
-    from sim_core.models import load_model
     from sim_core.simulate import SimConfig
     from sim_core.slices import survey_rows
 
@@ -284,11 +288,14 @@ def cmd_eval(args) -> int:
     survey = load_data(args.data, args.codebook)
     rows = survey_rows(survey, by=_csv(args.by), questions=_csv(args.questions))
     reference = rows
+    models = load_checkpoints(args, args.base, [None, args.adapter])
     if args.rows == "held-out":
         from finetune.rows import held_out_rows
         from sim_core.adapters import read_card, resolve_adapter
 
-        split = read_card(resolve_adapter(args.adapter)).get("split", {})
+        # A served adapter's card was found by the endpoint model (its path or registry name).
+        card = getattr(models[1], "adapter_card", None) or read_card(resolve_adapter(args.adapter))
+        split = card.get("split", {})
         rows = held_out_rows(rows, split)
         # A slice split's population baseline may only use the groups the adapter saw.
         if split.get("how") == "slice":
@@ -299,9 +306,6 @@ def cmd_eval(args) -> int:
     config = SimConfig()
     if args.orders:
         config = dataclasses.replace(config, orders=args.orders)
-    models = [load_model(args.base), load_model(args.base, adapter=args.adapter)]
-    from sim_core.commands.compare import tqdm_progress
-
     bar, progress = tqdm_progress("eval")
     try:
         evaluation = evaluate_rows(models, rows, config=config, reference_rows=reference,

@@ -307,3 +307,65 @@ def test_add_special_tokens_sent_only_when_the_tokenizer_adds_a_bos():
     plain = Tok(bos=True)
     plain.chat_template = None                 # base model: the local path adds the BOS too
     assert not _adds_special(plain)
+
+
+# ---------------------------------------------------------------- command line
+
+def test_cli_simulate_through_endpoint(server, tiny_model_dir, capsys):
+    import json
+
+    from sim_core.__main__ import main
+
+    status = main(["simulate", "--backend", "openai", "--endpoint", server.url + "/v1",
+                   "--served-model", "base-model", "--tokenizer", str(tiny_model_dir),
+                   "--question", QUESTION.text, "--options", "|".join(QUESTION.options),
+                   "--slice", "SEX=Female", "--no-cache", "--json"])
+    assert status == 0
+    [record] = json.loads(capsys.readouterr().out)
+    assert record["shares"] == pytest.approx([7 / 18, 4 / 18, 7 / 18], abs=1e-6)  # 2 orders
+    assert record["model"].startswith("base-model @ 127.0.0.1:")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--endpoint", "http://127.0.0.1:9"], "--endpoint: only with --backend openai"),
+    (["--backend", "openai", "--served-model", "x"], "needs --endpoint URL and --served-model"),
+    (["--backend", "openai", "--endpoint", "http://127.0.0.1:9", "--served-model", "x",
+      "--dtype", "float32"], "--dtype are for the local backend"),
+])
+def test_cli_refuses_half_given_backend(argv, message, capsys):
+    from sim_core.__main__ import main
+
+    status = main(["simulate", "--question", "Q?", "--options", "a|b", *argv])
+    assert status == 2 and message in capsys.readouterr().err
+
+
+def test_cli_endpoint_down_exits_with_one_line(capsys):
+    from sim_core.__main__ import main
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    status = main(["compare", "--data", "gss2022", "--question", "natspac", "--by", "SEX",
+                   "--backend", "openai", "--endpoint", f"http://127.0.0.1:{port}",
+                   "--served-model", "m", "--tokenizer", "default"])
+    err = capsys.readouterr().err
+    assert status == 2 and err.startswith("error: Cannot reach the endpoint")
+    assert err.count("\n") == 1
+
+
+def test_finetune_eval_through_endpoint(server, tiny_model_dir, capsys):
+    import json
+
+    from finetune.cli import main
+
+    server.state.models.append(dict(LORA))
+    status = main(["eval", "--adapter", "tiny-lora", "--data", "gss2022", "--questions",
+                   "natspac", "--by", "SEX", "--rows", "all", "--orders", "1", "--json",
+                   "--backend", "openai", "--endpoint", server.url, "--served-model",
+                   "base-model", "--tokenizer", str(tiny_model_dir)])
+    assert status == 0
+    summary = json.loads(capsys.readouterr().out)
+    host = server.url.split("//")[1]
+    assert {f"base-model @ {host}", f"base-model + tiny-lora @ {host}"} <= set(summary)
+    models = {r["body"]["model"] for r in server.state.requests}
+    assert models == {"base-model", "tiny-lora"}

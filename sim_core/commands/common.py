@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sim_core.errors import DataError
+from sim_core.errors import DataError, SimError
 from sim_core.survey import Survey
 
 
@@ -55,6 +55,66 @@ def add_simulation_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
     parser.add_argument("--dtype", default="auto", help="auto | float32 | bfloat16")
     parser.add_argument("--no-cache", action="store_true", help="ignore the result cache")
+
+
+def add_backend_args(parser: argparse.ArgumentParser) -> None:
+    """--backend local|openai and the endpoint options (simulate, compare, report, finetune eval)."""
+    from sim_core.endpoint import BACKENDS, DEFAULT_CONCURRENCY, DEFAULT_TOP_LOGPROBS
+    from sim_core.openai_http import DEFAULT_KEY_ENV, DEFAULT_TIMEOUT
+
+    group = parser.add_argument_group(
+        "backend", "where the model runs: in this process (local), or behind an "
+        "OpenAI-compatible /v1/completions endpoint such as `vllm serve` (openai)")
+    group.add_argument("--backend", choices=BACKENDS, default="local",
+                       help="local: transformers here (default); openai: an endpoint")
+    group.add_argument("--endpoint", default=None,
+                       help="the server's URL, e.g. http://127.0.0.1:8000/v1 (--backend openai)")
+    group.add_argument("--served-model", default=None,
+                       help="the model's id on the server, as GET /v1/models lists it; an "
+                            "adapter served by name is picked with --adapter")
+    group.add_argument("--api-key-env", default=DEFAULT_KEY_ENV,
+                       help="environment variable holding the API key (read at each request, "
+                            f"never stored; default {DEFAULT_KEY_ENV}; unset: no key)")
+    group.add_argument("--tokenizer", default=None,
+                       help="local folder or hub id with the served model's tokenizer (its "
+                            "chat template builds the prompts); 'default' = the embedded "
+                            "model; default: the served model's id")
+    group.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY,
+                       help=f"requests in flight at once (default {DEFAULT_CONCURRENCY})")
+    group.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
+                       help=f"seconds to wait for one answer (default {DEFAULT_TIMEOUT:g})")
+    group.add_argument("--top-logprobs", type=int, default=DEFAULT_TOP_LOGPROBS,
+                       help="top log-probabilities asked for per prompt; letters outside "
+                            f"them count 0 (default {DEFAULT_TOP_LOGPROBS}, vLLM's cap)")
+
+
+def load_checkpoints(args: argparse.Namespace, base: str, adapters: list[str | None]) -> list:
+    """One model per adapter (None = the base), local or through the endpoint.
+
+    Refuses endpoint options with --backend local (and --model/--dtype with openai), so that
+    a half-given choice never silently runs somewhere else.
+    """
+    if getattr(args, "backend", "local") != "openai":
+        from sim_core.models import load_model
+
+        given = [flag for flag, value in (("--endpoint", args.endpoint),
+                                          ("--served-model", args.served_model),
+                                          ("--tokenizer", args.tokenizer)) if value]
+        if given:
+            raise SimError(f"{', '.join(given)}: only with --backend openai.")
+        dtype = getattr(args, "dtype", "auto")
+        return [load_model(base, adapter, dtype=dtype) for adapter in adapters]
+    from sim_core.endpoint import connect
+
+    if not args.endpoint or not args.served_model:
+        raise SimError("--backend openai needs --endpoint URL and --served-model NAME.")
+    if base not in ("default", "", None) or getattr(args, "dtype", "auto") != "auto":
+        raise SimError("--model/--base and --dtype are for the local backend; the endpoint "
+                       "serves its own model (--served-model).")
+    return [connect(args.endpoint, args.served_model, adapter, tokenizer=args.tokenizer,
+                    api_key_env=args.api_key_env, timeout=args.timeout,
+                    concurrency=args.concurrency, top_logprobs=args.top_logprobs)
+            for adapter in adapters]
 
 
 def sim_config_from_args(args: argparse.Namespace):

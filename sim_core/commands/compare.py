@@ -33,6 +33,7 @@ def register(subparsers) -> None:
                         help="LoRA adapter (name or folder); repeatable; the base model is "
                              "always compared too")
     common.add_simulation_args(parser)
+    common.add_backend_args(parser)
     parser.add_argument("--baselines", default="uniform,population,classifier",
                         help="comma-separated baselines (default all three)")
     parser.set_defaults(func=run)
@@ -149,7 +150,6 @@ def format_comparison(comp) -> str:
 def run(args: argparse.Namespace) -> int:
     """Load survey and models, compare each question, print tables or JSON."""
     from sim_core.compare import compare
-    from sim_core.models import load_model
 
     survey = common.survey_from_args(args)
     by = common.by_from_args(args, survey)
@@ -157,8 +157,7 @@ def run(args: argparse.Namespace) -> int:
     ids = common.question_ids(args, survey)
     which = tuple(b.strip() for b in args.baselines.split(",") if b.strip())
     config = common.sim_config_from_args(args)
-    models = [load_model(args.model, dtype=args.dtype)] + [
-        load_model(args.model, adapter=a, dtype=args.dtype) for a in args.adapter]
+    models = common.load_checkpoints(args, args.model, [None, *args.adapter])
     comparisons = []
     for qid in ids:
         bar, progress = tqdm_progress(qid)

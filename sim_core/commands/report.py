@@ -31,6 +31,7 @@ def register(subparsers) -> None:
                         help="option orders averaged against order bias (default: each "
                              "checkpoint's own: 2 for a base model, 1 for an adapter trained "
                              "on the original option order)")
+    common.add_backend_args(parser)
     parser.add_argument("--title", default=None, help="report title")
     parser.add_argument("--pdf", required=True, type=Path, help="PDF file to write")
     parser.add_argument("--csv", type=Path, default=None,
@@ -58,7 +59,6 @@ def run(args: argparse.Namespace) -> int:
     """Build the comparisons, then the report, then write the requested files."""
     from sim_core.commands import common
     from sim_core.compare import compare
-    from sim_core.models import load_model
     from sim_core.report import render_pdf, report_csv, report_from_comparisons, report_json
     from sim_core.simulate import SimConfig
 
@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     ids = common.question_ids(args, survey)
     bins = common.bins_from_args(args)
     config = SimConfig() if args.orders is None else SimConfig(orders=args.orders)
-    models = [load_model(args.model)] + [load_model(args.model, adapter=a) for a in args.adapter]
+    models = common.load_checkpoints(args, args.model, [None, *args.adapter])
     comparisons = []
     for qid in ids:
         bar, progress = _progress_bar()

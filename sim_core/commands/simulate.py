@@ -24,6 +24,7 @@ def register(subparsers) -> None:
     parser.add_argument("--model", default="default", help="default | model folder | hub id")
     parser.add_argument("--adapter", default=None, help="adapter name or folder")
     common.add_simulation_args(parser)
+    common.add_backend_args(parser)
     parser.add_argument("--ordinal", action="store_true", help="options are ordered (1..k)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.set_defaults(func=run)
@@ -44,7 +45,6 @@ def run(args: argparse.Namespace) -> int:
     """Load the model, simulate each slice, print a table or JSON."""
     from tqdm import tqdm
 
-    from sim_core.models import load_model
     from sim_core.simulate import simulate
     from sim_core.survey import Question
 
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
                         ordinal_values=tuple(float(i + 1) for i in range(len(options)))
                         if args.ordinal else None)
     config = common.sim_config_from_args(args)
-    lm = load_model(args.model, args.adapter, dtype=args.dtype)
+    [lm] = common.load_checkpoints(args, args.model, [args.adapter])
     with tqdm(total=1, desc="simulating", file=sys.stderr, disable=None) as bar:
         def progress(done: int, total: int) -> None:
             bar.total = total
