@@ -15,6 +15,7 @@ import streamlit as st
 from sim_core.errors import SimError
 
 NO_ADAPTER = "(none)"
+LOCAL, ENDPOINT = "Local", "Endpoint"
 OTHER_MODEL = "Other (folder or hub id)…"
 
 
@@ -36,24 +37,62 @@ def _load_model_cached(name: str, adapter: str | None):
     return load_model(name, adapter)
 
 
+# ttl: a restarted server may serve other weights under the same names; re-check each minute.
+@st.cache_resource(max_entries=8, ttl=60, show_spinner="Connecting to the endpoint…")
+def _connect_cached(url: str, name: str, adapter: str | None, key_env: str, tokenizer: str):
+    """An endpoint checkpoint (sim_core.endpoint.connect); the API key stays in the environment."""
+    from sim_core.endpoint import connect
+
+    return connect(url, name, adapter, tokenizer=tokenizer or None, api_key_env=key_env)
+
+
+def endpoint_settings() -> dict | None:
+    """URL, API key variable and tokenizer from the sidebar when the endpoint backend is on."""
+    if st.session_state.get("side_backend") != ENDPOINT:
+        return None
+    return {"url": st.session_state.get("side_endpoint_url", "").strip(),
+            "key_env": st.session_state.get("side_endpoint_key_env", "").strip(),
+            "tokenizer": st.session_state.get("side_endpoint_tokenizer", "").strip()}
+
+
 def get_model(name: str, adapter: str | None = None):
-    """The loaded model for (name, adapter); loads on first use only."""
+    """The model for (name, adapter), local or served (sidebar switch); loads on first use."""
+    endpoint = endpoint_settings()
+    if endpoint is not None:
+        return _connect_cached(endpoint["url"], name, adapter or None, endpoint["key_env"],
+                               endpoint["tokenizer"])
     return _load_model_cached(name, adapter or None)
 
 
 def model_choice() -> tuple[str, str | None]:
-    """The (base model, adapter) picked in the sidebar."""
+    """The (base model, adapter) picked in the sidebar (served names on the endpoint backend)."""
     name = st.session_state.get("side_model") or default_model_name()
     adapter = st.session_state.get("side_adapter_name")
     return name, adapter
 
 
+def local_model_name() -> str:
+    """The local base model (fine-tuning always runs here, whatever the backend)."""
+    return st.session_state.get("side_local_model") or default_model_name()
+
+
 def adapter_names() -> list[str]:
-    """Names of the adapters in the workspace registry (a folder listing: not cached, so an
-    adapter trained in the background or by the CLI shows up at once)."""
+    """Adapters to pick from: the workspace registry's (a folder listing: not cached, so an
+    adapter trained in the background or by the CLI shows up at once), or, on the endpoint
+    backend, those the server serves on the chosen model."""
+    if endpoint_settings() is not None:
+        return list(st.session_state.get("side_endpoint_adapters", []))
     from sim_core.adapters import list_adapters
 
     return [info.name for info in list_adapters()]
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def served_models(url: str, key_env: str) -> list:
+    """What the endpoint serves (sim_core.endpoint.list_served), re-read every 10 s."""
+    from sim_core.endpoint import list_served
+
+    return list_served(url, key_env, timeout=10)
 
 
 @st.cache_data(ttl=10, show_spinner=False)
@@ -70,30 +109,77 @@ def base_checkpoints() -> dict[str, str]:
 
 
 def sidebar() -> None:
-    """Workspace, base model and adapter choice; results go to side_model / side_adapter_name."""
+    """Workspace, backend, base model and adapter; results go to side_model / side_adapter_name."""
     from sim_core.workspace import workspace_dir
 
     with st.sidebar:
         st.caption(f"Workspace: `{workspace_dir()}`")
-        default = default_model_name()
-        labels = base_checkpoints()
-        options = list(dict.fromkeys([default, *labels, OTHER_MODEL]))
-        choice = st.selectbox("Base model", options, key="side_model_choice",
-                              format_func=lambda n: labels.get(n, n),
-                              help="The embedded SmolLM2-135M-Instruct unless you pick another.")
-        if choice == OTHER_MODEL:
-            typed = st.text_input("Local folder or hub id", key="side_model_other").strip()
-            st.session_state["side_model"] = typed or default
+        backend = st.radio("Model runs", (LOCAL, ENDPOINT), key="side_backend", horizontal=True,
+                           help="Local: transformers in this process. Endpoint: any "
+                                "OpenAI-compatible /v1/completions server (vLLM, SGLang, TGI).")
+        if backend == ENDPOINT:
+            endpoint_sidebar()
         else:
-            st.session_state["side_model"] = choice
-        try:
-            adapters = adapter_names()
-        except SimError as error:
-            show_error(error)
-            adapters = []
-        picked = st.selectbox("Adapter (LoRA)", [NO_ADAPTER, *adapters], key="side_adapter")
-        st.session_state["side_adapter_name"] = None if picked == NO_ADAPTER else picked
-        st.caption("The model loads when you first run something, once per server process.")
+            local_sidebar()
+
+
+def endpoint_sidebar() -> None:
+    """URL, key variable, tokenizer, then the served model and adapter lists."""
+    from sim_core.openai_http import DEFAULT_KEY_ENV
+
+    st.session_state["side_model"], st.session_state["side_adapter_name"] = None, None
+    url = st.text_input("Endpoint URL", key="side_endpoint_url",
+                        placeholder="http://127.0.0.1:8000/v1").strip()
+    key_env = st.text_input("API key variable", value=DEFAULT_KEY_ENV, key="side_endpoint_key_env",
+                            help="Name of the environment variable holding the key (the "
+                                 "key itself is never stored). Unset: no key is sent.").strip()
+    st.text_input("Tokenizer (local folder, hub id or 'default')", key="side_endpoint_tokenizer",
+                  help="Its chat template builds the prompts, as on the local path. Empty: "
+                       "the served model's id; 'default': the embedded SmolLM2-135M-Instruct.")
+    if not url:
+        st.info("Give the endpoint's URL, e.g. of `vllm serve MODEL --enable-lora "
+                "--lora-modules NAME=PATH`.")
+        return
+    try:
+        served = served_models(url, key_env)
+    except SimError as error:
+        show_error(error)
+        return
+    bases = [m.id for m in served if not m.parent] or [m.id for m in served]
+    if not bases:
+        st.warning("The endpoint serves no model.")
+        return
+    name = st.selectbox("Served model", bases, key="side_served_model")
+    adapters = [m.id for m in served if m.parent == name]
+    st.session_state["side_endpoint_adapters"] = adapters
+    picked = st.selectbox("Adapter (LoRA, served by name)", [NO_ADAPTER, *adapters],
+                          key="side_endpoint_adapter")
+    st.session_state["side_model"] = name
+    st.session_state["side_adapter_name"] = None if picked == NO_ADAPTER else picked
+
+
+def local_sidebar() -> None:
+    """Base model and adapter from this computer's workspace."""
+    default = default_model_name()
+    labels = base_checkpoints()
+    options = list(dict.fromkeys([default, *labels, OTHER_MODEL]))
+    choice = st.selectbox("Base model", options, key="side_model_choice",
+                          format_func=lambda n: labels.get(n, n),
+                          help="The embedded SmolLM2-135M-Instruct unless you pick another.")
+    if choice == OTHER_MODEL:
+        typed = st.text_input("Local folder or hub id", key="side_model_other").strip()
+        st.session_state["side_model"] = typed or default
+    else:
+        st.session_state["side_model"] = choice
+    try:
+        adapters = adapter_names()
+    except SimError as error:
+        show_error(error)
+        adapters = []
+    picked = st.selectbox("Adapter (LoRA)", [NO_ADAPTER, *adapters], key="side_adapter")
+    st.session_state["side_adapter_name"] = None if picked == NO_ADAPTER else picked
+    st.session_state["side_local_model"] = st.session_state["side_model"]
+    st.caption("The model loads when you first run something, once per server process.")
 
 
 def checkpoint_label(adapter: str | None) -> str:

@@ -57,7 +57,7 @@ def start(survey_name: str, survey, name: str, how: str, config) -> None:
     from finetune.rows import split_rows
     from sim_core.slices import survey_rows
 
-    base, _ = common.model_choice()
+    base = common.local_model_name()   # training runs here, whatever the sidebar's backend
     try:
         split = split_rows(survey_rows(survey), how=how, seed=config.seed)
         job = jobs.start_job(split, name=name, base=base, config=config,
@@ -206,6 +206,10 @@ def adapters_section() -> None:
 def main() -> None:
     """Draw the page."""
     st.header("Fine-tune an adapter")
+    if common.endpoint_settings() is not None:
+        st.caption(f"Training runs on this computer, on the local base model "
+                   f"'{common.local_model_name()}'. To simulate with the new adapter through the "
+                   "endpoint, serve it by name (vLLM: `--lora-modules NAME=PATH`).")
     name_, survey = common.survey_picker("ft", "Training data (a loaded survey)")
     if survey is not None:
         how = st.selectbox("Hold out", list(SPLITS), format_func=SPLITS.get, key="ft_split")
