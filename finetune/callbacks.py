@@ -11,7 +11,9 @@ import torch
 from transformers import TrainerCallback
 
 from finetune.loss import RowCollator, masked_log_probs
+from sim_core.metrics import compute
 from sim_core.prompts import build_prompt
+from sim_core.simulate import letter_logits
 from sim_core.slices import SurveyRow
 
 
@@ -19,8 +21,6 @@ from sim_core.slices import SurveyRow
 def letter_distributions(model: Any, tokenizer: Any, rows: Sequence[SurveyRow],
                          batch_size: int = 8, style=None) -> list[np.ndarray]:
     """Model letter distributions of rows in their original option order (one order)."""
-    from sim_core.simulate import letter_logits
-
     was_training = model.training
     model.eval()
     out: list[np.ndarray] = []
@@ -43,8 +43,6 @@ def letter_distributions(model: Any, tokenizer: Any, rows: Sequence[SurveyRow],
 def validation_scores(model: Any, tokenizer: Any, rows: Sequence[SurveyRow],
                       batch_size: int = 8, style=None) -> dict[str, float]:
     """Mean KL and (ordinal rows) Wasserstein of the model on validation rows."""
-    from sim_core.metrics import compute
-
     dists = letter_distributions(model, tokenizer, rows, batch_size, style)
     kl = [float(compute("kl", r.dist, q)) for r, q in zip(rows, dists)]
     wd = [float(compute("wasserstein", r.dist, q, ordinal_values=r.question.ordinal_values))

@@ -22,71 +22,19 @@ from transformers import PrinterCallback, Trainer, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
 from finetune.callbacks import TrainingMonitor
+from finetune.config import TrainConfig
 from finetune.loss import RowCollator, batch_loss
 from finetune.rows import Split, describe_rows, reweight_slices
+from sim_core.adapters import AdapterCard, adapters_dir, save_adapter
+from sim_core.baselines import ROW_BASELINES
 from sim_core.errors import AdapterError, Cancelled, DataError, ModelError
+from sim_core.evaluate import evaluate_rows
+from sim_core.labels import baseline_entry
+from sim_core.metrics import METRICS
+from sim_core.models import load_model, resolve_model
 from sim_core.prompts import LETTERS, PromptStyle
-
-LOSSES = ("kl", "kl+ordinal", "kl+ce")
-
-
-@dataclass
-class TrainConfig:
-    """How to train. Defaults suit the embedded 135M model on a 2-core CPU (README).
-
-    rank / alpha / dropout / target_modules: the LoRA adapter (alpha / rank = 2 scaling,
-        attention projections: a small adapter that trains fast on CPU).
-    lr: AdamW learning rate, linear decay to 0 after `warmup_steps`.
-    top_layers: adapt only the top N transformer layers (None: all); steps get cheaper
-        because the backward pass stops at the lowest adapted layer.
-    epochs: passes over the training rows; `max_steps` > 0 caps the steps instead.
-    batch_size: rows per step (per device); one step of 8 rows takes ~4 s for the 135M model
-        on 2 cores.
-    loss: "kl" (forward KL(real || model)), "kl+ordinal" (+ ordinal_lambda x energy
-        distance on the ordinal scale, finetune.loss.energy_distance) or "kl+ce" (+ ce_lambda x
-        cross-entropy on individual respondents; needs finetune.rows.respondent_rows).
-    shuffle_options: a fresh random option order per row and epoch (targets permuted too),
-        against the first-letter bias of small models. Off by default: the original order
-        carries information the adapter learns to use (it is then read in that order only).
-    reweight: equal total weight per group (finetune.rows.reweight_slices).
-    qlora: 4-bit NF4 base weights (bitsandbytes); CUDA only.
-    eval_every: validate every N steps (None: at each epoch end); patience: validations
-        without a better validation KL before stopping early (0: never); the best validated
-        weights are the ones saved.
-    save_every: checkpoint every N steps (resume after an interruption).
-    evaluate_test: score base and adapter on the held-out rows (before / after in the card).
-    eval_orders: option orders averaged in that evaluation (None: each checkpoint's own, as
-        the simulator would use them: 2 for the base, 1 for an adapter trained unshuffled).
-    """
-
-    # Defaults chosen on the validation questions of the GSS question split with the embedded
-    # model (docs/fidelity.md): unshuffled options beat shuffled (val WD 0.204 vs 0.226), and
-    # validating every 50 steps keeps the best weights (held-out questions overfit after ~100).
-    rank: int = 16
-    alpha: int = 32
-    dropout: float = 0.05
-    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj",
-                                       "gate_proj", "up_proj", "down_proj")
-    top_layers: int | None = None
-    lr: float = 1e-3
-    epochs: float = 1.0
-    max_steps: int = -1
-    batch_size: int = 8
-    warmup_steps: int = 10
-    weight_decay: float = 0.0
-    loss: str = "kl"
-    ordinal_lambda: float = 1.0
-    ce_lambda: float = 1.0
-    shuffle_options: bool = False
-    reweight: bool = False
-    qlora: bool = False
-    seed: int = 0
-    eval_every: int | None = 50
-    patience: int = 2
-    save_every: int = 50
-    evaluate_test: bool = True
-    eval_orders: int | None = None
-    dtype: str = "float32"
+from sim_core.simulate import SimConfig, letter_logits
+from sim_core.workspace import safe_name
 
 
 @dataclass
@@ -94,7 +42,7 @@ class TrainResult:
     """What train_adapter produced: the saved adapter, its card, and held-out scores."""
 
     adapter_path: Path
-    card: dict
+    card: AdapterCard
     before: dict[str, float]
     after: dict[str, float]
     baselines: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -115,9 +63,7 @@ def check_qlora(config: "TrainConfig") -> None:
 
 
 def _check_inputs(split: Split, config: TrainConfig) -> None:
-    """Clear messages for inputs that cannot train."""
-    if config.loss not in LOSSES:
-        raise DataError(f"Unknown loss '{config.loss}': use one of {', '.join(LOSSES)}.")
+    """Clear messages for inputs that cannot train (the config checks its own bounds)."""
     if not split.train:
         raise DataError("No training rows left after the split; use more data or a smaller "
                         "test fraction.")
@@ -128,8 +74,6 @@ def _check_inputs(split: Split, config: TrainConfig) -> None:
 
 def _load_base(base: str, config: TrainConfig):
     """The base model as a LoadedModel, in float32 (LoRA) or 4-bit NF4 (QLoRA)."""
-    from sim_core.models import load_model, resolve_model
-
     if not config.qlora:
         return load_model(base, dtype=config.dtype)
     from peft import prepare_model_for_kbit_training
@@ -147,16 +91,12 @@ def _load_base(base: str, config: TrainConfig):
 
 def _sim_config(config: TrainConfig):
     """Simulation settings for the before/after evaluation (no cache: weights change)."""
-    from sim_core.simulate import SimConfig
-
     sim = SimConfig(use_cache=False, seed=config.seed, batch_size=config.batch_size)
     return dataclasses.replace(sim, orders=config.eval_orders) if config.eval_orders else sim
 
 
 def _mean_scores(evaluation, entry: str) -> dict[str, float]:
     """Mean of every score over the rows of one evaluation entry."""
-    from sim_core.metrics import METRICS
-
     df = evaluation.rows[evaluation.rows["entry"] == entry]
     return {k: float(df[k].mean()) for k in METRICS if k in df and df[k].notna().any()}
 
@@ -165,11 +105,9 @@ def _evaluate(lm, rows, config: TrainConfig, baselines=()) -> tuple[dict, dict]:
     """Mean scores of lm (and the named baselines) on held-out rows."""
     if not rows or not config.evaluate_test:
         return {}, {}
-    from sim_core.evaluate import evaluate_rows
-
     ev = evaluate_rows([lm], rows, config=_sim_config(config), baselines=baselines)
     return (_mean_scores(ev, lm.label),
-            {b: _mean_scores(ev, f"baseline: {b}") for b in baselines})
+            {b: _mean_scores(ev, baseline_entry(b)) for b in baselines})
 
 
 class SurveyTrainer(Trainer):
@@ -182,8 +120,6 @@ class SurveyTrainer(Trainer):
         self.last_loss: float | None = None
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        from sim_core.simulate import letter_logits
-
         kmax = inputs["mask"].shape[1]
         logp = letter_logits(model, self.survey_tokenizer, inputs["prompts"], kmax)
         loss = batch_loss(logp, inputs, self.train_config.loss,
@@ -209,7 +145,7 @@ def _training_args(config: TrainConfig, out_dir: Path) -> TrainingArguments:
     """TrainingArguments: our own progress and validation, checkpoints for resuming."""
     return TrainingArguments(
         output_dir=str(out_dir), per_device_train_batch_size=config.batch_size,
-        num_train_epochs=config.epochs, max_steps=config.max_steps, learning_rate=config.lr,
+        num_train_epochs=config.epochs, max_steps=config.max_steps or -1, learning_rate=config.lr,
         warmup_steps=config.warmup_steps, weight_decay=config.weight_decay,
         lr_scheduler_type="linear", seed=config.seed, logging_strategy="no",
         save_strategy="steps", save_steps=config.save_every, save_total_limit=2,
@@ -227,7 +163,7 @@ def _lora(model, config: TrainConfig):
         # Adapting only the top layers means the backward pass stops there: cheaper steps.
         n_layers = model.config.num_hidden_layers
         layers = list(range(max(0, n_layers - config.top_layers), n_layers))
-    lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
+    lora = LoraConfig(r=config.rank, lora_alpha=config.lora_alpha, lora_dropout=config.dropout,
                       target_modules=list(config.target_modules), task_type="CAUSAL_LM",
                       bias="none", layers_to_transform=layers)
     try:
@@ -239,32 +175,29 @@ def _lora(model, config: TrainConfig):
 
 def _existing_adapter(name: str) -> bool:
     """Whether the registry already holds an adapter of this name."""
-    from sim_core.adapters import adapters_dir
-    from sim_core.workspace import safe_name
-
     return (adapters_dir() / safe_name(name)).exists()
 
 
 def _card(name: str, lm, split: Split, config: TrainConfig, data_info: dict | None,
-          scores: dict, monitor: TrainingMonitor, state, seconds: float) -> dict:
+          scores: dict, monitor: TrainingMonitor, state, seconds: float,
+          style: PromptStyle) -> AdapterCard:
     """The adapter card (card.json): what was trained on what, how, and how well."""
     seen = describe_rows(split.train + split.val)
-    return {
-        "name": name, "base_model": lm.name, "base_label": lm.label,
-        "base_fingerprint": lm.fingerprint, "data": dict(data_info or {}),
-        "questions_seen": seen["questions"], "slices_seen": seen["slices"],
-        "split": split.info, "loss": config.loss,
+    return AdapterCard(
+        name=name, base_model=lm.name, base_label=lm.label, base_fingerprint=lm.fingerprint,
+        data=dict(data_info or {}), questions_seen=seen["questions"],
+        slices_seen=seen["slices"], split=split.info, loss=config.loss,
         # Trained on the original option order: its order carries what it learned, so the
         # simulator uses that order alone unless told otherwise (sim_core.simulate.orders_for).
-        "inference_orders": None if config.shuffle_options else 1,
-        "hyperparameters": {k: (list(v) if isinstance(v, tuple) else v)
+        inference_orders=None if config.shuffle_options else 1,
+        hyperparameters={**{k: (list(v) if isinstance(v, tuple) else v)
                             for k, v in asdict(config).items()},
-        "before": scores["before"], "after": scores["after"], "baselines": scores["baselines"],
-        "test_rows": len(split.test), "steps": state.global_step,
-        "best_val_step": monitor.best_step or None, "val_history": monitor.val_history,
-        "train_seconds": round(seconds, 1),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
+                         "lora_alpha": config.lora_alpha},
+        prompt_style=asdict(style), before=scores["before"], after=scores["after"],
+        baselines=scores["baselines"], test_rows=len(split.test), steps=state.global_step,
+        best_val_step=monitor.best_step or None, val_history=monitor.val_history,
+        train_seconds=round(seconds, 1),
+        date=datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
 
 def _before_scores(lm, split: Split, config: TrainConfig, job_dir: Path) -> tuple[dict, dict]:
@@ -273,7 +206,7 @@ def _before_scores(lm, split: Split, config: TrainConfig, job_dir: Path) -> tupl
     if cached.exists():
         saved = json.loads(cached.read_text())
         return saved["before"], saved["baselines"]
-    before, baselines = _evaluate(lm, split.test, config, ("uniform", "population"))
+    before, baselines = _evaluate(lm, split.test, config, ROW_BASELINES)
     cached.write_text(json.dumps({"before": before, "baselines": baselines}))
     return before, baselines
 
@@ -322,15 +255,17 @@ def train_adapter(split: Split, *, name: str, base: str = "default",
 def _run(split, name, base, config, data_info, callback, should_stop, overwrite,
          work: Path) -> TrainResult:
     """train_adapter after the checks: load, score before, train, score after, save."""
-    from sim_core.adapters import save_adapter
-
     started = time.time()
     torch.manual_seed(config.seed)
     lm = _load_base(base, config)
     before, baselines = _before_scores(lm, split, config, work)
     model = _lora(lm.model, config)
     rows = reweight_slices(split.train) if config.reweight else list(split.train)
-    collator = RowCollator(rows, lm.tokenizer, shuffle=config.shuffle_options, seed=config.seed)
+    # Training prompts use the simulator's default wording; the card records it, so that a
+    # simulation with other wording can warn that the adapter never saw it.
+    style = PromptStyle()
+    collator = RowCollator(rows, lm.tokenizer, shuffle=config.shuffle_options, seed=config.seed,
+                           style=style)
     trainer = SurveyTrainer(model=model, args=_training_args(config, work / "checkpoints"),
                             train_dataset=_IndexDataset(len(rows)), data_collator=collator,
                             survey_tokenizer=lm.tokenizer, train_config=config)
@@ -354,7 +289,7 @@ def _run(split, name, base, config, data_info, callback, should_stop, overwrite,
     after, _ = _evaluate(tuned, split.test, config)
     scores = {"before": before, "after": after, "baselines": baselines}
     card = _card(name, lm, split, config, data_info, scores, monitor, trainer.state,
-                 time.time() - started)
+                 time.time() - started, style)
     if not trainer.is_world_process_zero():
         return TrainResult(Path(), card, before, after, baselines, model)
     path = save_adapter(lambda folder: model.save_pretrained(folder, safe_serialization=True),

@@ -12,10 +12,14 @@ from typing import Callable, Iterator
 
 import streamlit as st
 
+from sim_core import endpoint, models, options
+from sim_core.adapters import list_adapters
 from sim_core.errors import SimError
+from sim_core.store import load_saved, saved_surveys, stamp
+from sim_core.workspace import workspace_dir
 
 NO_ADAPTER = "(none)"
-LOCAL, ENDPOINT = "Local", "Endpoint"
+LOCAL, ENDPOINT = "local", "openai"   # sim_core.endpoint.BACKENDS keys
 OTHER_MODEL = "Other (folder or hub id)…"
 
 
@@ -32,35 +36,31 @@ def show_error(error: BaseException) -> None:
 @st.cache_resource(max_entries=4, show_spinner="Loading model…")
 def _load_model_cached(name: str, adapter: str | None):
     """Load a model once per process and (name, adapter)."""
-    from sim_core.models import load_model  # lazy: torch is slow to import
-
-    return load_model(name, adapter)
+    return models.load_model(name, adapter)   # torch and transformers load here, on first use
 
 
 # ttl: a restarted server may serve other weights under the same names; re-check each minute.
 @st.cache_resource(max_entries=8, ttl=60, show_spinner="Connecting to the endpoint…")
-def _connect_cached(url: str, name: str, adapter: str | None, key_env: str, tokenizer: str):
-    """An endpoint checkpoint (sim_core.endpoint.connect); the API key stays in the environment."""
-    from sim_core.endpoint import connect
-
-    return connect(url, name, adapter, tokenizer=tokenizer or None, api_key_env=key_env)
+def _connect_cached(config: endpoint.BackendConfig, adapter: str | None):
+    """An endpoint checkpoint; the API key stays in the environment (config names it only)."""
+    return config.connect(adapter)
 
 
 def endpoint_settings() -> dict | None:
     """URL, API key variable and tokenizer from the sidebar when the endpoint backend is on."""
     if st.session_state.get("side_backend") != ENDPOINT:
         return None
-    return {"url": st.session_state.get("side_endpoint_url", "").strip(),
-            "key_env": st.session_state.get("side_endpoint_key_env", "").strip(),
-            "tokenizer": st.session_state.get("side_endpoint_tokenizer", "").strip()}
+    return {"endpoint": st.session_state.get("side_endpoint_url", "").strip(),
+            "api_key_env": st.session_state.get("side_endpoint_key_env", "").strip(),
+            "tokenizer": st.session_state.get("side_endpoint_tokenizer", "").strip() or None}
 
 
 def get_model(name: str, adapter: str | None = None):
     """The model for (name, adapter), local or served (sidebar switch); loads on first use."""
-    endpoint = endpoint_settings()
-    if endpoint is not None:
-        return _connect_cached(endpoint["url"], name, adapter or None, endpoint["key_env"],
-                               endpoint["tokenizer"])
+    settings = endpoint_settings()
+    if settings is not None:
+        config = endpoint.BackendConfig(backend=ENDPOINT, served_model=name, **settings)
+        return _connect_cached(config, adapter or None)
     return _load_model_cached(name, adapter or None)
 
 
@@ -82,26 +82,20 @@ def adapter_names() -> list[str]:
     backend, those the server serves on the chosen model."""
     if endpoint_settings() is not None:
         return list(st.session_state.get("side_endpoint_adapters", []))
-    from sim_core.adapters import list_adapters
-
     return [info.name for info in list_adapters()]
 
 
 @st.cache_data(ttl=10, show_spinner=False)
 def served_models(url: str, key_env: str) -> list:
     """What the endpoint serves (sim_core.endpoint.list_served), re-read every 10 s."""
-    from sim_core.endpoint import list_served
-
-    return list_served(url, key_env, timeout=10)
+    return endpoint.list_served(url, key_env, timeout=10)
 
 
 @st.cache_data(ttl=10, show_spinner=False)
 def base_checkpoints() -> dict[str, str]:
     """Base models known locally: name -> label (sim_core.models.list_checkpoints)."""
-    from sim_core.models import list_checkpoints
-
     try:
-        items = list_checkpoints()
+        items = models.list_checkpoints()
     except SimError:
         return {}
     return {str(c["name"]): str(c.get("label") or c["name"]) for c in items
@@ -110,13 +104,12 @@ def base_checkpoints() -> dict[str, str]:
 
 def sidebar() -> None:
     """Workspace, backend, base model and adapter; results go to side_model / side_adapter_name."""
-    from sim_core.workspace import workspace_dir
-
     with st.sidebar:
         st.caption(f"Workspace: `{workspace_dir()}`")
-        backend = st.radio("Model runs", (LOCAL, ENDPOINT), key="side_backend", horizontal=True,
-                           help="Local: transformers in this process. Endpoint: any "
-                                "OpenAI-compatible /v1/completions server (vLLM, SGLang, TGI).")
+        backend = st.radio(options.label(endpoint.BackendConfig, "backend"),
+                           list(endpoint.BACKENDS), key="side_backend", horizontal=True,
+                           format_func=lambda key: endpoint.BACKENDS[key].label,
+                           help=options.describe(endpoint.BackendConfig, "backend"))
         if backend == ENDPOINT:
             endpoint_sidebar()
         else:
@@ -125,17 +118,16 @@ def sidebar() -> None:
 
 def endpoint_sidebar() -> None:
     """URL, key variable, tokenizer, then the served model and adapter lists."""
-    from sim_core.openai_http import DEFAULT_KEY_ENV
+    config = endpoint.BackendConfig
+
+    def text(name: str, key: str, **kwargs) -> str:
+        return st.text_input(options.label(config, name), key=key,
+                             help=options.describe(config, name), **kwargs).strip()
 
     st.session_state["side_model"], st.session_state["side_adapter_name"] = None, None
-    url = st.text_input("Endpoint URL", key="side_endpoint_url",
-                        placeholder="http://127.0.0.1:8000/v1").strip()
-    key_env = st.text_input("API key variable", value=DEFAULT_KEY_ENV, key="side_endpoint_key_env",
-                            help="Name of the environment variable holding the key (the "
-                                 "key itself is never stored). Unset: no key is sent.").strip()
-    st.text_input("Tokenizer (local folder, hub id or 'default')", key="side_endpoint_tokenizer",
-                  help="Its chat template builds the prompts, as on the local path. Empty: "
-                       "the served model's id; 'default': the embedded SmolLM2-135M-Instruct.")
+    url = text("endpoint", "side_endpoint_url", placeholder="http://127.0.0.1:8000/v1")
+    key_env = text("api_key_env", "side_endpoint_key_env", value=config().api_key_env)
+    text("tokenizer", "side_endpoint_tokenizer", placeholder="(the served model's id)")
     if not url:
         st.info("Give the endpoint's URL, e.g. of `vllm serve MODEL --enable-lora "
                 "--lora-modules NAME=PATH`.")
@@ -162,8 +154,8 @@ def local_sidebar() -> None:
     """Base model and adapter from this computer's workspace."""
     default = default_model_name()
     labels = base_checkpoints()
-    options = list(dict.fromkeys([default, *labels, OTHER_MODEL]))
-    choice = st.selectbox("Base model", options, key="side_model_choice",
+    names = list(dict.fromkeys([default, *labels, OTHER_MODEL]))
+    choice = st.selectbox("Base model", names, key="side_model_choice",
                           format_func=lambda n: labels.get(n, n),
                           help="The embedded SmolLM2-135M-Instruct unless you pick another.")
     if choice == OTHER_MODEL:
@@ -182,9 +174,21 @@ def local_sidebar() -> None:
     st.caption("The model loads when you first run something, once per server process.")
 
 
-def checkpoint_label(adapter: str | None) -> str:
-    """Label used in checkpoint pickers: the adapter name or the base model."""
-    return adapter or f"base: {model_choice()[0]}"
+BASE = "(base model)"
+
+
+def checkpoint_picker(prefix: str, label: str) -> list[tuple[str, str | None]]:
+    """Checkpoints to run: the base model and/or adapters (default: the sidebar's choice).
+
+    Returns:
+        (base model name, adapter name or None) per checkpoint picked.
+    """
+    base, side_adapter = model_choice()
+    choices = [BASE, *adapter_names()]
+    default = [side_adapter] if side_adapter in choices else [BASE]
+    picked = st.multiselect(f"{label} (base: {base})", choices, default=default,
+                            key=f"{prefix}_checkpoints")
+    return [(base, None if p == BASE else p) for p in picked]
 
 
 @contextmanager
@@ -217,22 +221,16 @@ def progress_and_stop(prefix: str, label: str) -> Iterator[tuple[Callable, Calla
 @st.cache_resource(max_entries=16, show_spinner="Reading survey…")
 def _survey_cached(name: str, stamp: float):
     """A stored survey, re-read only when its folder changes."""
-    from pages.store import load_saved
-
     return load_saved(name)
 
 
 def get_survey(name: str):
     """The stored survey `name` as a sim_core Survey (cached per process)."""
-    from pages.store import stamp
-
     return _survey_cached(name, stamp(name))
 
 
 def survey_picker(prefix: str, label: str = "Survey"):
     """Selectbox over stored surveys; returns (name, Survey) or (None, None) with a hint."""
-    from pages.store import saved_surveys
-
     names = saved_surveys()
     if not names:
         st.info("No survey loaded yet: add one on the Data page (demo data is one click).")
@@ -243,6 +241,38 @@ def survey_picker(prefix: str, label: str = "Survey"):
     except SimError as error:
         show_error(error)
         return None, None
+
+
+def setting_widget(container, cls: type, name: str, key: str, value=None, **widget_args):
+    """One widget for a setting of a config dataclass, with the label, help and bounds that
+    the field declares (sim_core.options.setting); returns the value the user chose.
+    `widget_args` go to the Streamlit widget (e.g. disabled=True)."""
+    import dataclasses
+    import typing
+
+
+    field = {f.name: f for f in dataclasses.fields(cls)}[name]
+    meta = field.metadata["setting"]
+    value = field.default if value is None else value
+    label, help_text = options.label(cls, name), options.describe(cls, name)
+    kind = options.base_type(typing.get_type_hints(cls)[name])
+    if meta.get("choices"):
+        choices = meta["choices"]
+        keys = list(choices)
+        names = {k: getattr(choices[k], "label", k) for k in keys} if isinstance(choices, dict) \
+            else {k: k for k in keys}
+        return container.selectbox(label, keys, index=keys.index(value), key=key,
+                                   format_func=names.get, help=help_text, **widget_args)
+    if kind is bool:
+        return container.checkbox(label, value=bool(value), key=key, help=help_text,
+                                  **widget_args)
+    low = meta.get("min") if meta.get("min") is not None else meta.get("above")
+    number = container.number_input(
+        label, min_value=None if low is None else kind(low),
+        max_value=None if meta.get("max") is None else kind(meta["max"]), value=value,
+        step=1 if kind is int else None, format=None if kind is int else "%g", key=key,
+        help=help_text, placeholder=meta.get("none"), **widget_args)
+    return None if number is None else kind(number)
 
 
 ORDER_CHOICES = (0, 1, 2, 4, 8)

@@ -4,23 +4,19 @@ and the sampling-noise floor. The dashboard, the CLI and the report all call com
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
 from sim_core import baselines as base_lib
+from sim_core.adapters import read_card
 from sim_core.errors import DataError, SimError
+from sim_core.labels import NOISE_FLOOR, REAL, Progress, baseline_entry, unique_labels
 from sim_core.metrics import METRICS, best_entry, noise_floor, score_all
-from sim_core.simulate import SimConfig, SimResult, orders_for, simulate
+from sim_core.simulate import SimConfig, SimResult, orders_for, simulate, style_warning
 from sim_core.slices import SliceMarginal, real_marginals, slice_label
 from sim_core.survey import Question, Survey
-
-BASELINE_PREFIX = "baseline: "
-REAL = "real"
-NOISE_FLOOR = "noise floor"
-
-Progress = Callable[[int, int], None] | None
 
 
 @dataclass
@@ -53,7 +49,7 @@ class SliceComparison:
     def entries(self) -> dict[str, np.ndarray]:
         """Entry name -> distribution: checkpoints first, then baselines."""
         out = {label: result.shares for label, result in self.simulated.items()}
-        out.update({BASELINE_PREFIX + name: dist for name, dist in self.baselines.items()})
+        out.update({baseline_entry(name): dist for name, dist in self.baselines.items()})
         return out
 
 
@@ -111,27 +107,14 @@ class Comparison:
 
 # ---------------------------------------------------------------- shared helpers
 
-def unique_labels(models: Sequence[Any]) -> list[str]:
-    """Checkpoint labels, with " (2)", " (3)" added where two models share one."""
-    seen: dict[str, int] = {}
-    out = []
-    for lm in models:
-        label = lm.label
-        seen[label] = seen.get(label, 0) + 1
-        out.append(label if seen[label] == 1 else f"{label} ({seen[label]})")
-    return out
-
-
 def checkpoint_info(lm: Any, label: str, config: SimConfig | None = None) -> dict:
     """label, name, adapter, fingerprints, option orders used, the adapter card, and the
     endpoint (None for a local model)."""
-    card: dict = getattr(lm, "adapter_card", None) or {}   # an endpoint model found it already
-    if lm.adapter and not card:
-        try:
-            from sim_core.adapters import read_card, resolve_adapter
-            card = read_card(resolve_adapter(lm.adapter))
-        except (SimError, OSError, ValueError):
-            card = {}       # adapter loaded from a folder outside the registry
+    path = getattr(lm, "adapter_path", None)
+    try:
+        card = read_card(path).to_dict() if path is not None else {}
+    except SimError:
+        card = {}           # an unreadable card: the report says nothing about it
     return {"label": label, "name": lm.name, "adapter": lm.adapter,
             "fingerprint": lm.fingerprint,
             "adapter_fingerprint": getattr(lm, "adapter_fingerprint", None), "card": card,
@@ -209,7 +192,7 @@ def _scores(question: Question, real: SliceMarginal, entries: dict[str, np.ndarr
 def compare(models: list[Any], question: Question, *, survey: Survey | None = None,
             by: Sequence[str] = (), wave: str | None = None, slices: list[dict] | None = None,
             config: SimConfig | None = None, bins=None,
-            baselines: Sequence[str] = ("uniform", "population", "classifier"),
+            baselines: Sequence[str] = tuple(base_lib.BASELINES),
             progress: Progress = None, should_stop=None) -> Comparison:
     """Compare checkpoints with the real answers to one question, slice by slice.
 
@@ -223,13 +206,14 @@ def compare(models: list[Any], question: Question, *, survey: Survey | None = No
             [{}], or the survey's groups for `by`).
         config: SimConfig (default: first-token, default orders).
         bins: band edges for numeric attributes.
-        baselines: which of "uniform", "population", "classifier".
+        baselines: names from sim_core.baselines.BASELINES.
         progress: (done, total) callback; should_stop: polled, raises Cancelled.
 
     Returns:
         Comparison; without real data every slice has real None and no scores.
     """
     config = config or SimConfig()
+    base_lib.check_names(baselines)
     by = list(by)
     reals, slice_list = _real_and_slices(question, survey, by, wave, slices, bins)
     labels = unique_labels(models)
@@ -237,7 +221,7 @@ def compare(models: list[Any], question: Question, *, survey: Survey | None = No
                                progress=model_progress(progress, i, len(models)),
                                should_stop=should_stop)
                for i, (lm, label) in enumerate(zip(models, labels))}
-    notes: list[str] = []
+    notes = [w for w in (style_warning(lm, config) for lm in models) if w]
     slice_labels = [slice_label(s) for s in slice_list]
     base = _baselines(survey, question, by, wave, bins, baselines, slice_labels, notes)
     out = []

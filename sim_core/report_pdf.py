@@ -23,7 +23,9 @@ from matplotlib.patches import Patch
 
 from sim_core import palette
 from sim_core.errors import SimError
-from sim_core.report import NOISE_FLOOR, REAL, QuestionReport, Report, SliceResult, is_number
+from sim_core.labels import NOISE_FLOOR, REAL, is_baseline
+from sim_core.metrics import best_entry
+from sim_core.report import QuestionReport, Report, SliceResult, is_number
 
 PAGE_SIZES = ("A4", "Letter")
 CHART_SLICES = 12          # slices per bar chart (small multiples, 3 per row)
@@ -87,15 +89,6 @@ def render_pdf(report: Report, page_size: str = "A4") -> bytes:
 
 
 # ---------------------------------------------------------------- text helpers
-
-def best_of(values: dict[str, float], direction: str) -> str | None:
-    """Entry with the best finite value for a score of the given direction."""
-    finite = {k: v for k, v in values.items() if is_number(v)}
-    if not finite:
-        return None
-    pick = min if direction == "lower" else max
-    return pick(finite, key=finite.get)
-
 
 def format_score(value: Any) -> str:
     """How scores are printed in the PDF tables: 3 decimals, scientific when tiny or huge."""
@@ -199,7 +192,7 @@ def _question_section(pdf: _PDF, report: Report, q: QuestionReport) -> None:
     _para(pdf, "Options: " + "; ".join(options), 8.5)
     if q.by:
         _para(pdf, "Slices by: " + ", ".join(q.by), 8.5)
-    entries = [e for e in q.entries() if not e.startswith(palette.BASELINE_PREFIX)]
+    entries = [e for e in q.entries() if not is_baseline(e)]
     for start in range(0, len(q.slices), CHART_SLICES):
         _image(pdf, _bars_png(q, q.slices[start:start + CHART_SLICES], entries))
     if any(s.scores for s in q.slices):
@@ -228,8 +221,8 @@ def _score_cells(report: Report, values_by_entry: dict[str, dict[str, float]], e
     """Formatted score cells of one entry, the best entry per score in bold with a star."""
     cells = []
     for key in keys:
-        best = best_of({e: v.get(key, math.nan) for e, v in values_by_entry.items()},
-                       report.score_info(key).direction)
+        best = best_entry({e: v.get(key, math.nan) for e, v in values_by_entry.items()},
+                          key, direction=report.score_info(key).direction)
         text = format_score(values_by_entry[entry].get(key))
         cells.append((text + BEST, _BOLD) if entry == best else (text, None))
     return cells
@@ -342,7 +335,7 @@ def _png(fig: Figure) -> tuple[bytes, float]:
 def _bars_png(q: QuestionReport, slices: list[SliceResult], entries: list[str]) -> tuple[bytes, float]:
     """Small multiples: per slice, bars per option for real (with 95 % CI) and each entry."""
     series = ([REAL] if any(s.real is not None for s in slices) else []) + entries
-    colors = palette.entry_colors(series, real_label=REAL)
+    colors = palette.entry_colors(series)
     cols = min(3, len(slices))
     rows = math.ceil(len(slices) / cols)
     fig = Figure(figsize=(7.5, 0.5 + 2.0 * rows))

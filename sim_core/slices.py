@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -16,7 +17,7 @@ import pandas as pd
 from statsmodels.stats.proportion import proportion_confint
 
 from sim_core.errors import DataError
-from sim_core.survey import MARGINALS, Question, Survey
+from sim_core.survey import MARGINALS, Question, Survey, value_text
 
 DEFAULT_BINS: dict[str, list[float]] = {"age": [18, 30, 45, 65, 200]}   # lower-case keys
 AUTO_BINS_ABOVE = 12        # numeric attributes with more distinct values get quartile bands
@@ -31,20 +32,43 @@ def slice_label(slice: dict[str, str]) -> str:
 
 
 def parse_slice_label(label: str) -> dict[str, str]:
-    """Inverse of slice_label (group values may themselves contain ", ")."""
-    if label.strip() in ("", "All"):
+    """Inverse of slice_label, and the one parser of typed slices (CLI --slice, pages).
+
+    Parts are separated by commas; a part without "=" continues the previous value, so group
+    labels may hold commas ("INCOME=$100,000 or more", "X=a, b"). "" and "All" are {}.
+
+    Raises:
+        DataError: a part before the first "=" or an empty attribute or value.
+    """
+    text = label.strip()
+    if text in ("", "All"):
         return {}
-    parts: list[str] = []
-    for part in label.split(", "):
-        if "=" in part or not parts:
-            parts.append(part)
+    pieces = re.split(r"(,\s*)", text)          # parts and the separators between them
+    result: dict[str, str] = {}
+    key = None
+    for i in range(0, len(pieces), 2):
+        part = pieces[i]
+        if "=" in part:
+            key, _, value = part.partition("=")
+            key = key.strip()
+            result[key] = value
+        elif key is not None:
+            result[key] += pieces[i - 1] + part
         else:
-            parts[-1] += ", " + part
-    result = {}
-    for part in parts:
-        key, _, value = part.partition("=")
-        result[key] = value
-    return result
+            key = ""
+            result[key] = part
+    bad = [k for k, v in result.items() if not k or not v.strip()]
+    if bad:
+        raise DataError(f"slice '{text}' is not attribute=value: write ATTR=VALUE, several "
+                        "joined by commas, e.g. 'SEX=Female' or 'SEX=Male, AGE=18-29', "
+                        "or 'All'.")
+    return {k: v.strip() for k, v in result.items()}
+
+
+def parse_slices(text: str) -> list[dict[str, str]]:
+    """Slices typed one per line (see parse_slice_label), duplicates dropped, in order."""
+    slices = [parse_slice_label(line) for line in text.splitlines() or ["All"]]
+    return list({slice_label(s): s for s in slices}.values())
 
 
 def _edge_text(value: float) -> str:
@@ -164,16 +188,10 @@ def _respondent_frame(survey: Survey, question: Question, wave: str | None) -> p
     if wave not in (None, ""):
         if survey.wave is None:
             raise DataError(f"the survey has no wave column; cannot select wave {wave!r}.")
-        frame = frame[frame[survey.wave].map(_text) == str(wave)]
+        frame = frame[frame[survey.wave].map(value_text) == str(wave)]
     frame = frame[frame[question.id].notna()]
     weights = frame[survey.weight].astype(float) if survey.weight else 1.0
     return frame.assign(_w=weights)
-
-
-def _text(value) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
 
 
 def _respondent_marginals(survey, question, by, wave, bins, min_n_eff, include_total):

@@ -149,7 +149,7 @@ def test_adapter_card_orders_from_registry(server, tiny_model_dir):
     save_adapter(write, "card-lora", {"inference_orders": 1}, overwrite=True)
     server.state.models.append({"id": "card-lora", "root": "/elsewhere", "parent": "base-model"})
     lm = make(server, tiny_model_dir, adapter="card-lora")
-    assert lm.inference_orders == 1 and lm.adapter_card["name"] == "card-lora"
+    assert lm.inference_orders == 1 and lm.adapter_path.name == "card-lora"
     simulate(lm, QUESTION, [{}], SimConfig(use_cache=False))   # orders None: the card's 1
     assert len(server.state.requests) == 1
 
@@ -327,10 +327,13 @@ def test_cli_simulate_through_endpoint(server, tiny_model_dir, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--endpoint", "http://127.0.0.1:9"], "--endpoint: only with --backend openai"),
-    (["--backend", "openai", "--served-model", "x"], "needs --endpoint URL and --served-model"),
+    (["--endpoint", "http://127.0.0.1:9", "--tokenizer", "default"],
+     "The endpoint, tokenizer setting(s) are for the endpoint backend (--backend openai)"),
+    (["--backend", "openai", "--served-model", "x"], "(--endpoint URL --served-model NAME)"),
     (["--backend", "openai", "--endpoint", "http://127.0.0.1:9", "--served-model", "x",
-      "--dtype", "float32"], "--dtype are for the local backend"),
+      "--dtype", "float32"], "--model and --dtype are for the local backend"),
+    (["--backend", "openai", "--endpoint", "http://127.0.0.1:9", "--served-model", "x",
+      "--concurrency", "0"], "concurrency = 0 is out of range: it must be 1 to 256"),
 ])
 def test_cli_refuses_half_given_backend(argv, message, capsys):
     from sim_core.__main__ import main
@@ -359,7 +362,7 @@ def test_finetune_eval_through_endpoint(server, tiny_model_dir, capsys):
     from finetune.cli import main
 
     server.state.models.append(dict(LORA))
-    status = main(["eval", "--adapter", "tiny-lora", "--data", "gss2022", "--questions",
+    status = main(["eval", "--adapter", "tiny-lora", "--data", "gss2022", "--question",
                    "natspac", "--by", "SEX", "--rows", "all", "--orders", "1", "--json",
                    "--backend", "openai", "--endpoint", server.url, "--served-model",
                    "base-model", "--tokenizer", str(tiny_model_dir)])
@@ -369,3 +372,15 @@ def test_finetune_eval_through_endpoint(server, tiny_model_dir, capsys):
     assert {f"base-model @ {host}", f"base-model + tiny-lora @ {host}"} <= set(summary)
     models = {r["body"]["model"] for r in server.state.requests}
     assert models == {"base-model", "tiny-lora"}
+
+
+def test_finetune_eval_held_out_needs_the_served_adapters_card(server, tiny_model_dir, capsys):
+    from finetune.cli import main
+
+    server.state.models.append({"id": "far-lora", "root": "/srv/elsewhere", "parent": "base-model"})
+    status = main(["eval", "--adapter", "far-lora", "--data", "gss2022", "--question", "natspac",
+                   "--backend", "openai", "--endpoint", server.url, "--served-model",
+                   "base-model", "--tokenizer", str(tiny_model_dir)])
+    err = capsys.readouterr().err
+    assert status == 2 and "'far-lora' has no card on this machine" in err and "--rows all" in err
+    assert server.state.requests == []         # refused before any simulation

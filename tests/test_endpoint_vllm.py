@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from factories import random_lora
 from sim_core.simulate import SimConfig, simulate_rows
 
 pytestmark = pytest.mark.slow
@@ -52,18 +53,13 @@ def local_base():
 
 @pytest.fixture(scope="module")
 def tiny_adapter(local_base) -> Path:
-    """A small random LoRA (r=8, q/v projections) on the embedded model, in the registry."""
+    """A small random LoRA (q/v projections) on the embedded model, in the registry."""
     import torch
-    from peft import LoraConfig, get_peft_model
 
     from sim_core.adapters import save_adapter
-    from sim_core.models import load_model
 
-    model = load_model("default", dtype="float32").model
-    torch.manual_seed(0)
-    peft_model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, init_lora_weights=False,
-                                                  target_modules=["q_proj", "v_proj"]))
-    with torch.no_grad():  # random B moves the answers clearly but keeps them letters
+    peft_model, _ = random_lora("default")
+    with torch.no_grad():  # random B, scaled so the answers move clearly but stay letters
         for name, param in peft_model.named_parameters():
             if "lora_B" in name:
                 param.mul_(0.05)
@@ -112,11 +108,12 @@ def test_vllm_matches_local_float32(server, rows, local_base):
 
 
 def test_adapter_served_by_name_matches_local_adapter(server, rows, local_base, tiny_adapter):
+    from sim_core.adapters import read_card
     from sim_core.endpoint import connect
     from sim_core.models import load_model
 
     remote = connect(server.url, server.model, adapter=ADAPTER, tokenizer="default")
-    assert remote.adapter_card.get("base_fingerprint") == local_base.fingerprint
+    assert read_card(remote.adapter_path).base_fingerprint == local_base.fingerprint
     served = simulate_rows(remote, rows, FIRST_TOKEN)
     local = simulate_rows(load_model("default", ADAPTER, dtype="float32"), rows, FIRST_TOKEN)
     tv = total_variation(served, local)

@@ -7,7 +7,7 @@ import pytest
 
 from sim_core import metrics
 from sim_core.baselines import population_average
-from sim_core.compare import BASELINE_PREFIX
+from sim_core.labels import BASELINE_PREFIX
 from sim_core.errors import Cancelled, DataError
 from sim_core.evaluate import evaluate, evaluate_rows, group_deviation_correlation
 from sim_core.simulate import SimConfig, simulate_rows
@@ -143,7 +143,7 @@ def test_evaluate_on_respondents(tiny):
 def test_errors_and_cancel(tiny, gss_rows):
     with pytest.raises(DataError):
         evaluate_rows([tiny], [], config=CONFIG)
-    with pytest.raises(ValueError):
+    with pytest.raises(DataError, match="classifier"):
         evaluate_rows([tiny], gss_rows, config=CONFIG, baselines=("classifier",))
     with pytest.raises(Cancelled):
         evaluate_rows([tiny], gss_rows, config=SimConfig(orders=1, use_cache=False),

@@ -13,9 +13,18 @@ import json
 
 import numpy as np
 
+from sim_core import baselines as B
+from sim_core.baselines import ROW_BASELINES
 from sim_core.commands import common
-from sim_core.commands.compare import (floats, format_rows, score_legend, slice_heading,
-                                       tqdm_progress)
+from sim_core.commands.formatting import (
+    floats,
+    format_rows,
+    score_legend,
+    slice_heading,
+)
+from sim_core.labels import NOISE_FLOOR, REAL
+from sim_core.metrics import METRICS, best_entry, noise_floor, score_all
+from sim_core.slices import real_marginals
 
 
 def register(subparsers) -> None:
@@ -39,14 +48,11 @@ def question_baselines(survey, qid: str, by, *, wave=None, bins=None, test_fract
         {"question", "marginals", "baselines": name -> label -> dist, "classifier": fit
         or None, "scores": label -> name -> scores, "noise_floor": label -> scores}.
     """
-    from sim_core import baselines as B
-    from sim_core.metrics import noise_floor, score_all
-    from sim_core.slices import real_marginals
 
     question = survey.questions[qid]
     marginals = real_marginals(survey, qid, by, wave=wave, bins=bins)
     dists = B.baselines_for(survey, qid, by, wave=wave, bins=bins,
-                            which=("uniform", "population"))
+                            which=ROW_BASELINES)
     fit = None
     if survey.kind == "respondents":
         fit = B.classifier_fit(survey, qid, by, wave=wave, bins=bins,
@@ -87,7 +93,6 @@ def result_json(result: dict) -> dict:
 
 def format_result(result: dict) -> str:
     """Plain-text tables: one per slice."""
-    from sim_core.metrics import METRICS, best_entry
     q = result["question"]
     keys = [k for k in METRICS if any(k in s for per in result["scores"].values()
                                       for s in per.values())]
@@ -99,11 +104,11 @@ def format_result(result: dict) -> str:
                    f"{fit.n_train} train / {fit.n_test} held out)")
     for m in result["marginals"]:
         scores = result["scores"][m.label]
-        rows = [("real", m.shares, {})]
+        rows = [(REAL, m.shares, {})]
         rows += [(name, d[m.label], scores[name]) for name, d in result["baselines"].items()
                  if m.label in d]
         if result["noise_floor"][m.label]:
-            rows.append(("noise floor", None, result["noise_floor"][m.label]))
+            rows.append((NOISE_FLOOR, None, result["noise_floor"][m.label]))
         best = {k: best_entry({e: s.get(k, np.nan) for e, s in scores.items()}, k) for k in keys}
         out += ["", slice_heading(m.label, m), format_rows(q.options, rows, keys, best)]
     return "\n".join(out)
@@ -115,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     by = common.by_from_args(args, survey)
     bins = common.bins_from_args(args)
     ids = common.question_ids(args, survey)
-    bar, progress = tqdm_progress("baselines")
+    bar, progress = common.tqdm_progress("baselines", unit="question")
     results = []
     try:
         for i, qid in enumerate(ids):

@@ -1,145 +1,154 @@
-"""Arguments shared by the data-reading subcommands (marginals, baselines, compare, report).
+"""Arguments every command spells the same way, and how they become core objects.
 
---data FILE (or a demo name), --codebook, --weight, --wave, --question, --by, --bins, --json.
+- data: --data FILE | demo name | saved survey name, --codebook, --weight, --wave,
+  --wave-column, --question (ids, comma-separated), --by, --bins, --json;
+- model: --model (base model), --adapter, --dtype;
+- simulation: one flag per SimConfig setting (generated from its fields: sim_core.options).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
+from sim_core import options
+from sim_core.baselines import BASELINES, check_names
+from sim_core.demo import DEMOS, load_demo
+from sim_core.endpoint import BackendConfig
 from sim_core.errors import DataError, SimError
+from sim_core.models import load_model
+from sim_core.readers import load_survey
+from sim_core.simulate import SimConfig
+from sim_core.store import load_saved, saved_surveys
 from sim_core.survey import Survey
 
 
-def add_data_args(parser: argparse.ArgumentParser) -> None:
+def add_data_args(parser: argparse.ArgumentParser, *, questions: str = "required",
+                  data_required: bool = True) -> None:
     """Add the shared survey arguments to a subcommand parser.
+
+    Args:
+        parser: the subcommand's parser.
+        questions: "required" (--question must name at least one) or "all" (default: every
+            question of the survey).
+        data_required: False when the command can get its data elsewhere (a job folder).
 
     A subcommand may redefine --json afterwards (e.g. `report --json FILE`): the parser
     resolves that conflict in favour of the later definition.
     """
-    from sim_core.demo import DEMOS
-
     # argparse copies conflict_handler into each argument group at creation, so set both;
     # "resolve" lets a later add_argument("--json", ...) replace ours instead of failing.
     for container in (parser, *parser._action_groups):
         container.conflict_handler = "resolve"
-    parser.add_argument("--data", required=True,
-                        help="survey file (respondent CSV, marginals CSV, SubPOP JSONL) or "
-                             f"a demo: {', '.join(DEMOS)}")
+    parser.add_argument("--data", required=data_required,
+                        help="survey file (respondent CSV, marginals CSV, SubPOP JSONL), a "
+                             f"demo ({', '.join(DEMOS)}) or the name of a saved survey")
     parser.add_argument("--codebook", default=None, help="codebook CSV for respondent data")
     parser.add_argument("--weight", default=None, help="weight column of respondent data")
     parser.add_argument("--wave", default=None, help="wave/year to use (column given with "
                         "--wave-column for respondent data)")
     parser.add_argument("--wave-column", default=None, help="wave/year column of respondent data")
     parser.add_argument("--question", default=None,
-                        help="question id (several separated by commas where accepted)")
+                        help="question id(s), comma-separated"
+                             + (" (default: every question)" if questions == "all" else ""))
     parser.add_argument("--by", default="", help="slice attribute(s), comma-separated, "
                         "e.g. sex,age (crossed)")
     parser.add_argument("--bins", action="append", default=[],
                         help='bands for a numeric attribute, e.g. "age=18,30,45,65,200" '
                              "(repeatable)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.set_defaults(questions_default=questions)
+
+
+def add_model_args(parser: argparse.ArgumentParser, *, adapters: str = "many") -> None:
+    """--model (base model), --adapter and --dtype, and where the model runs: --backend
+    local|openai with the endpoint's settings (one flag per BackendConfig field).
+
+    Args:
+        adapters: "many" (repeatable; the base model is always included too), "one"
+            (optional, one) or "required" (exactly one).
+    """
+    parser.add_argument("--model", default="default",
+                        help="base model: 'default' (the embedded SmolLM2-135M-Instruct), a "
+                             "model folder, a model name in the workspace or a hub id")
+    if adapters == "many":
+        parser.add_argument("--adapter", action="append", default=[],
+                            help="LoRA adapter (name or folder); repeatable; the base model "
+                                 "is always compared too")
+    else:
+        parser.add_argument("--adapter", required=adapters == "required", default=None,
+                            help="LoRA adapter (registry name or folder)")
+    parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16",
+                                                            "float16"),
+                        help="weights precision (auto: bfloat16, measured fastest on CPU)")
+    options.add_arguments(parser.add_argument_group(
+        "backend", "where the model runs: in this process (local) or behind an "
+        "OpenAI-compatible /v1/completions endpoint such as `vllm serve` (openai); --adapter "
+        "then names an adapter the server serves by name"), BackendConfig)
 
 
 def add_simulation_args(parser: argparse.ArgumentParser) -> None:
-    """--orders, --mode, --samples, --temperature, --dtype, --no-cache (simulate, compare)."""
-    from sim_core.simulate import DEFAULT_ORDERS
-
-    parser.add_argument("--orders", type=int, default=None,
-                        help="option orders averaged against letter bias (default: each "
-                             f"checkpoint's own: {DEFAULT_ORDERS} for a base model, 1 for an "
-                             "adapter trained on the original option order)")
-    parser.add_argument("--mode", choices=("first-token", "sample"), default="first-token")
-    parser.add_argument("--samples", type=int, default=20, help="respondents per slice (sample)")
-    parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
-    parser.add_argument("--dtype", default="auto", help="auto | float32 | bfloat16")
-    parser.add_argument("--no-cache", action="store_true", help="ignore the result cache")
+    """One flag per SimConfig setting, with its help, default and bounds."""
+    options.add_arguments(parser, SimConfig)
 
 
-def add_backend_args(parser: argparse.ArgumentParser) -> None:
-    """--backend local|openai and the endpoint options (simulate, compare, report, finetune eval)."""
-    from sim_core.endpoint import BACKENDS, DEFAULT_CONCURRENCY, DEFAULT_TOP_LOGPROBS
-    from sim_core.openai_http import DEFAULT_KEY_ENV, DEFAULT_TIMEOUT
+def add_baselines_arg(parser: argparse.ArgumentParser, names=None) -> None:
+    """--baselines, comma-separated names checked by argparse (before any model loads)."""
+    names = tuple(names or BASELINES)
 
-    group = parser.add_argument_group(
-        "backend", "where the model runs: in this process (local), or behind an "
-        "OpenAI-compatible /v1/completions endpoint such as `vllm serve` (openai)")
-    group.add_argument("--backend", choices=BACKENDS, default="local",
-                       help="local: transformers here (default); openai: an endpoint")
-    group.add_argument("--endpoint", default=None,
-                       help="the server's URL, e.g. http://127.0.0.1:8000/v1 (--backend openai)")
-    group.add_argument("--served-model", default=None,
-                       help="the model's id on the server, as GET /v1/models lists it; an "
-                            "adapter served by name is picked with --adapter")
-    group.add_argument("--api-key-env", default=DEFAULT_KEY_ENV,
-                       help="environment variable holding the API key (read at each request, "
-                            f"never stored; default {DEFAULT_KEY_ENV}; unset: no key)")
-    group.add_argument("--tokenizer", default=None,
-                       help="local folder or hub id with the served model's tokenizer (its "
-                            "chat template builds the prompts); 'default' = the embedded "
-                            "model; default: the served model's id")
-    group.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY,
-                       help=f"requests in flight at once (default {DEFAULT_CONCURRENCY})")
-    group.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
-                       help=f"seconds to wait for one answer (default {DEFAULT_TIMEOUT:g})")
-    group.add_argument("--top-logprobs", type=int, default=DEFAULT_TOP_LOGPROBS,
-                       help="top log-probabilities asked for per prompt; letters outside "
-                            f"them count 0 (default {DEFAULT_TOP_LOGPROBS}, vLLM's cap)")
+    def parse(text: str) -> list[str]:
+        try:
+            return check_names([n.strip() for n in text.split(",") if n.strip()], names)
+        except DataError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+    parser.add_argument("--baselines", type=parse, default=list(names),
+                        help="comma-separated, from: " + "; ".join(
+                            f"{n} ({BASELINES[n].label})" for n in names)
+                        + " (default: all of them)")
 
 
-def load_checkpoints(args: argparse.Namespace, base: str, adapters: list[str | None]) -> list:
-    """One model per adapter (None = the base), local or through the endpoint.
-
-    Refuses endpoint options with --backend local (and --model/--dtype with openai), so that
-    a half-given choice never silently runs somewhere else.
-    """
-    if getattr(args, "backend", "local") != "openai":
-        from sim_core.models import load_model
-
-        given = [flag for flag, value in (("--endpoint", args.endpoint),
-                                          ("--served-model", args.served_model),
-                                          ("--tokenizer", args.tokenizer)) if value]
-        if given:
-            raise SimError(f"{', '.join(given)}: only with --backend openai.")
-        dtype = getattr(args, "dtype", "auto")
-        return [load_model(base, adapter, dtype=dtype) for adapter in adapters]
-    from sim_core.endpoint import connect
-
-    if not args.endpoint or not args.served_model:
-        raise SimError("--backend openai needs --endpoint URL and --served-model NAME.")
-    if base not in ("default", "", None) or getattr(args, "dtype", "auto") != "auto":
-        raise SimError("--model/--base and --dtype are for the local backend; the endpoint "
-                       "serves its own model (--served-model).")
-    return [connect(args.endpoint, args.served_model, adapter, tokenizer=args.tokenizer,
-                    api_key_env=args.api_key_env, timeout=args.timeout,
-                    concurrency=args.concurrency, top_logprobs=args.top_logprobs)
-            for adapter in adapters]
+def sim_config_from_args(args: argparse.Namespace) -> SimConfig:
+    """SimConfig from the flags of add_simulation_args (SimError when out of bounds)."""
+    return options.from_arguments(SimConfig, args)
 
 
-def sim_config_from_args(args: argparse.Namespace):
-    """SimConfig from the options of add_simulation_args."""
-    from sim_core.simulate import SimConfig
+def models_from_args(args: argparse.Namespace) -> list:
+    """The base model, then base + each --adapter (for commands that compare checkpoints)."""
+    adapters = args.adapter if isinstance(args.adapter, list) else [args.adapter]
+    return _checkpoints(args, [None, *(a for a in adapters if a)])
 
-    return SimConfig(mode=args.mode, orders=args.orders and max(1, args.orders),
-                     samples=args.samples, temperature=args.temperature,
-                     use_cache=not args.no_cache)
+
+def model_from_args(args: argparse.Namespace):
+    """The one model a command runs: --model with its --adapter, if any."""
+    return _checkpoints(args, [args.adapter or None])[0]
+
+
+def _checkpoints(args: argparse.Namespace, adapters: list[str | None]) -> list:
+    """Local models, or endpoint models when --backend openai (its flags checked first)."""
+    backend = options.from_arguments(BackendConfig, args)
+    if backend.backend == "local":
+        return [load_model(args.model, adapter, dtype=args.dtype) for adapter in adapters]
+    if args.model != "default" or args.dtype != "auto":
+        raise SimError("--model and --dtype are for the local backend; the endpoint serves "
+                       "its own model (--served-model).")
+    return [backend.connect(adapter) for adapter in adapters]
 
 
 def survey_from_args(args: argparse.Namespace) -> Survey:
-    """Load the survey named by --data (a file, or a demo name) with the other options.
+    """The survey named by --data: a file, a demo name or a saved survey's name.
 
     Returns:
         Survey; DataError when the file is missing or invalid.
     """
-    from sim_core.demo import DEMOS, load_demo
-    from sim_core.readers import load_survey
-
     data = args.data
-    if data in DEMOS and not Path(data).exists():
-        return load_demo(data)
-    if not Path(data).is_file():
-        raise DataError(f"no such file, and not a demo ({', '.join(DEMOS)}).", file=data)
+    if not Path(data).exists():
+        if data in DEMOS:
+            return load_demo(data)
+        if data in saved_surveys():
+            return load_saved(data)
+        raise DataError(f"no such file, demo ({', '.join(DEMOS)}) or saved survey "
+                        f"({', '.join(saved_surveys()) or 'none yet'}).", file=data)
     kwargs = {}
     if getattr(args, "weight", None):
         kwargs["weight"] = args.weight
@@ -186,9 +195,12 @@ def bins_from_args(args: argparse.Namespace) -> dict[str, list[float]] | None:
 
 
 def question_ids(args: argparse.Namespace, survey: Survey) -> list[str]:
-    """Question ids from --question (comma-separated), checked against the survey."""
+    """Question ids from --question (comma-separated), checked against the survey; every
+    question when the command takes all by default and none was named."""
     ids = [q.strip() for q in (getattr(args, "question", None) or "").split(",") if q.strip()]
     if not ids:
+        if getattr(args, "questions_default", "required") == "all":
+            return list(survey.questions)
         raise DataError("--question: give a question id; the survey has: "
                         + ", ".join(list(survey.questions)[:30]))
     unknown = [q for q in ids if q not in survey.questions]
@@ -196,3 +208,16 @@ def question_ids(args: argparse.Namespace, survey: Survey) -> list[str]:
         raise DataError(f"--question: unknown question(s) {', '.join(unknown)}; the survey "
                         "has: " + ", ".join(list(survey.questions)[:30]))
     return ids
+
+
+def tqdm_progress(desc: str, unit: str = "prompt"):
+    """A tqdm bar on stderr and the progress(done, total) callback that drives it."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=1, desc=desc, unit=unit, file=sys.stderr, disable=None)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+    return bar, progress

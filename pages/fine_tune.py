@@ -7,55 +7,41 @@ import dataclasses
 import pandas as pd
 import streamlit as st
 
+from finetune import jobs
+from finetune.config import TrainConfig
+from finetune.rows import split_rows
 from pages import common
 from pages.charts import loss_figure
+from sim_core import adapters
+from sim_core.adapters import list_adapters
 from sim_core.errors import SimError
+from sim_core.metrics import METRICS
+from sim_core.slices import survey_rows
 
-SPLITS = {"question": "Unseen questions", "slice": "Unseen groups", "wave": "Unseen wave",
-          "random": "Random rows"}
-# TrainConfig fields shown as widgets; the others keep their documented defaults.
-SHOWN = ("rank", "alpha", "lr", "epochs", "max_steps", "batch_size", "loss", "eval_every",
-         "shuffle_options", "reweight", "seed")
-HELP = {"max_steps": "-1: train for `epochs` passes; > 0 caps the number of steps",
-        "eval_every": "validate every N steps (0: at each epoch end)",
-        "loss": "kl: forward KL(real || model); kl+ordinal adds an ordinal energy distance"}
+# TrainConfig fields shown up front; every other field is under "More settings". Labels,
+# help and bounds come from the fields themselves (finetune.config.TrainConfig).
+MAIN = ("loss", "lr", "epochs", "max_steps", "batch_size", "rank")
 
 
 def config_widgets():
-    """TrainConfig from widgets whose defaults are TrainConfig's own."""
-    from finetune.train import TrainConfig
-
-    defaults = TrainConfig()
+    """TrainConfig from widgets that start at TrainConfig's own defaults (SimError if a value
+    is out of bounds: shown before anything starts)."""
     values = {}
-    cols = st.columns(4)
-    for i, field in enumerate(f for f in dataclasses.fields(TrainConfig) if f.name in SHOWN):
-        value, key, col = getattr(defaults, field.name), f"ft_cfg_{field.name}", cols[i % 4]
-        if field.name == "eval_every":
-            every = int(col.number_input("eval_every", min_value=0, value=value or 0, step=1,
-                                         key=key, help=HELP[field.name]))
-            values[field.name] = every or None
-        elif isinstance(value, bool):
-            values[field.name] = col.checkbox(field.name, value=value, key=key)
-        elif field.name == "loss":
-            options = ["kl", "kl+ordinal", "kl+ce"]
-            values[field.name] = col.selectbox("loss", options, index=options.index(value),
-                                               key=key, help=HELP["loss"])
-        elif isinstance(value, int):
-            values[field.name] = int(col.number_input(field.name, value=value, step=1, key=key,
-                                                      help=HELP.get(field.name)))
-        elif isinstance(value, float):
-            values[field.name] = float(col.number_input(field.name, value=value, format="%g", key=key))
-    with st.expander("All training settings (defaults from finetune.train.TrainConfig)"):
-        st.json({f.name: str(getattr(defaults, f.name)) for f in dataclasses.fields(TrainConfig)},
-                expanded=False)
-    return dataclasses.replace(defaults, **values)
+    cols = st.columns(3)
+    for i, name in enumerate(MAIN):
+        values[name] = common.setting_widget(cols[i % 3], TrainConfig, name, f"ft_cfg_{name}")
+    with st.expander("More settings"):
+        cols = st.columns(3)
+        rest = [f.name for f in dataclasses.fields(TrainConfig)
+                if f.name not in MAIN and f.metadata["setting"]["cli"]]
+        for i, name in enumerate(rest):
+            values[name] = common.setting_widget(cols[i % 3], TrainConfig, name,
+                                                 f"ft_cfg_{name}")
+    return TrainConfig(**values)
 
 
 def start(survey_name: str, survey, name: str, how: str, config) -> None:
     """Split the survey rows and start a background job (its state is in workspace/jobs)."""
-    from finetune import jobs
-    from finetune.rows import split_rows
-    from sim_core.slices import survey_rows
 
     base = common.local_model_name()   # training runs here, whatever the sidebar's backend
     try:
@@ -71,8 +57,6 @@ def start(survey_name: str, survey, name: str, how: str, config) -> None:
 
 def job_panel() -> None:
     """The latest job (any tab, any session: its state is in workspace/jobs)."""
-    from finetune import jobs
-
     try:
         states = jobs.list_jobs()
     except SimError as error:
@@ -89,8 +73,6 @@ def job_panel() -> None:
 @st.fragment(run_every=2)
 def live_job(job_id: str) -> None:
     """Redraws the running job every 2 s; reruns the page once it has ended."""
-    from finetune import jobs
-
     state = jobs.job_status(job_id)
     draw_job(state)
     if state.get("status") not in jobs.ACTIVE:
@@ -106,8 +88,6 @@ def history(events: list[dict]) -> pd.DataFrame:
 
 def draw_job(state: dict) -> None:
     """Status, progress with ETA, loss curve, cancel; scores and card when done."""
-    from finetune import jobs
-
     status = state.get("status", "?")
     st.subheader(f"Job '{state.get('name')}': {status}")
     events = history(state.get("events") or [])
@@ -133,8 +113,6 @@ def draw_job(state: dict) -> None:
 
 def result_panel(result: dict) -> None:
     """Held-out scores before and after training, and the new adapter's card."""
-    from sim_core.adapters import list_adapters
-    from sim_core.metrics import METRICS
 
     keys = [k for k in METRICS if k in result.get("before", {}) or k in result.get("after", {})]
     table = pd.DataFrame({"score": [METRICS[k].name for k in keys],
@@ -149,14 +127,12 @@ def result_panel(result: dict) -> None:
     card = next((a.card for a in list_adapters() if a.name == result.get("adapter")), None)
     if card is not None:
         with st.expander("Adapter card"):
-            st.json(card, expanded=1)
+            st.json(card.to_dict(), expanded=1)
 
 
 def adapter_action(action: str) -> None:
     """Rename or delete the picked adapter (button callback: runs before the page redraws,
     so the sidebar and every list see the change); errors kept for the page to show."""
-    from sim_core import adapters
-
     name, new = st.session_state.get("ft_adapter"), st.session_state.get("ft_new_name", "")
     try:
         if action == "rename":
@@ -172,17 +148,14 @@ def adapter_action(action: str) -> None:
 def adapters_table(infos) -> pd.DataFrame:
     """One row per adapter: base, data, steps, date and held-out KL before / after."""
     return pd.DataFrame([{
-        "name": a.name, "base": a.card.get("base_label") or a.card.get("base_model"),
-        "trained on": (a.card.get("data") or {}).get("survey"), "steps": a.card.get("steps"),
-        "KL before": (a.card.get("before") or {}).get("kl"),
-        "KL after": (a.card.get("after") or {}).get("kl"), "date": a.card.get("date")}
-        for a in infos])
+        "name": a.name, "base": a.card.base_label or a.card.base_model,
+        "trained on": a.card.data.get("survey"), "steps": a.card.steps,
+        "KL before": a.card.before.get("kl"), "KL after": a.card.after.get("kl"),
+        "date": a.card.date} for a in infos])
 
 
 def adapters_section() -> None:
     """List, rename, delete and download adapters (sim_core.adapters)."""
-    from sim_core import adapters
-
     st.subheader("Adapters")
     if st.session_state.get("ft_adapter_error"):
         st.error(st.session_state["ft_adapter_error"])
@@ -193,7 +166,7 @@ def adapters_section() -> None:
     st.dataframe(adapters_table(infos), hide_index=True, key="ft_adapters_table")
     name = st.selectbox("Adapter", [a.name for a in infos], key="ft_adapter")
     with st.expander("Card"):
-        st.json(next(a.card for a in infos if a.name == name), expanded=1)
+        st.json(next(a.card for a in infos if a.name == name).to_dict(), expanded=1)
     cols = st.columns([2, 1, 1, 1], vertical_alignment="bottom")
     new = cols[0].text_input("New name", key="ft_new_name")
     cols[1].button("Rename", key="ft_rename", disabled=not new.strip(),
@@ -212,11 +185,15 @@ def main() -> None:
                    "endpoint, serve it by name (vLLM: `--lora-modules NAME=PATH`).")
     name_, survey = common.survey_picker("ft", "Training data (a loaded survey)")
     if survey is not None:
-        how = st.selectbox("Hold out", list(SPLITS), format_func=SPLITS.get, key="ft_split")
+        from finetune.rows import SPLITS
+
+        how = st.selectbox("Hold out for testing", list(SPLITS),
+                           format_func=lambda k: SPLITS[k].label, key="ft_split",
+                           help="; ".join(f"{c.label}: {c.help}" for c in SPLITS.values()))
         name = st.text_input("Adapter name", value=f"{name_}-lora", key="ft_name")
         try:
             config = config_widgets()
-        except (TypeError, ValueError) as error:
+        except SimError as error:
             common.show_error(error)
             config = None
         if st.button("Start training", type="primary", key="ft_start", disabled=config is None):
