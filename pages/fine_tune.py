@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from finetune import jobs
-from finetune.config import TrainConfig
+from finetune.config import SPLITS, TrainConfig
 from finetune.rows import split_rows
 from pages import common
 from pages.charts import loss_figure
@@ -185,8 +185,6 @@ def main() -> None:
                    "endpoint, serve it by name (vLLM: `--lora-modules NAME=PATH`).")
     name_, survey = common.survey_picker("ft", "Training data (a loaded survey)")
     if survey is not None:
-        from finetune.rows import SPLITS
-
         how = st.selectbox("Hold out for testing", list(SPLITS),
                            format_func=lambda k: SPLITS[k].label, key="ft_split",
                            help="; ".join(f"{c.label}: {c.help}" for c in SPLITS.values()))

@@ -26,6 +26,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from sim_core.errors import SimError
 from sim_core.labels import (
     NOISE_FLOOR,
     REAL,
@@ -220,10 +221,10 @@ def report_from_comparisons(comparisons: list[Any], title: str | None = None) ->
         title: report title; default "Simulated vs real: <survey>".
 
     Returns:
-        The Report (plain data), ready for sim_core.report_pdf.render_pdf, report_csv and report_json.
+        The Report (plain data), ready for sim_core.report_pdf.render_pdf, report_csv and
+        report_json.
     """
     if not comparisons:
-        from sim_core.errors import SimError
         raise SimError("Nothing to report: no comparison was given.")
     first = comparisons[0]
     questions = [_question_report(c) for c in comparisons]

@@ -9,11 +9,19 @@ import zipfile
 import numpy as np
 import pytest
 import torch
-
-from sim_core.adapters import (CARD_FILE, adapters_dir, delete_adapter, export_adapter_zip,
-                               list_adapters, read_card, rename_adapter, resolve_adapter,
-                               save_adapter)
 from factories import random_lora, save_random_adapter
+
+from sim_core.adapters import (
+    CARD_FILE,
+    adapters_dir,
+    delete_adapter,
+    export_adapter_zip,
+    list_adapters,
+    read_card,
+    rename_adapter,
+    resolve_adapter,
+    save_adapter,
+)
 from sim_core.errors import AdapterError
 from sim_core.models import load_model
 from sim_core.simulate import SimConfig, simulate

@@ -55,6 +55,7 @@ def test_two_checkpoints_side_by_side(monkeypatch, tiny_model_dir):
     """Base model and a random LoRA: the per-question table is the core's rows, and the
     difference column is second minus first."""
     from factories import save_random_adapter
+
     from sim_core.models import load_model
 
     monkeypatch.setenv("SIM_DEFAULT_MODEL", str(tiny_model_dir))

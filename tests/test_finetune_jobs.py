@@ -6,6 +6,7 @@ import json
 import time
 
 import pytest
+from test_finetune_rows import make_rows
 
 from finetune import jobs
 from finetune.cli import opinion_sim as cli
@@ -13,7 +14,6 @@ from finetune.rows import Split
 from finetune.train import TrainConfig
 from sim_core.adapters import list_adapters
 from sim_core.errors import SimError
-from test_finetune_rows import make_rows
 
 FAST = TrainConfig(max_steps=3, batch_size=4, rank=4, alpha=8, evaluate_test=False,
                    save_every=1000)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
+from test_finetune_rows import make_rows
 
 from finetune.callbacks import letter_distributions
 from finetune.rows import Split
@@ -16,7 +17,6 @@ from sim_core.adapters import list_adapters
 from sim_core.errors import AdapterError, Cancelled, ModelError
 from sim_core.slices import SurveyRow
 from sim_core.survey import Question
-from test_finetune_rows import make_rows
 
 FAST = dict(evaluate_test=False, save_every=1000, batch_size=4, rank=4, alpha=8)
 

@@ -16,12 +16,7 @@ import numpy as np
 from sim_core import baselines as B
 from sim_core.baselines import ROW_BASELINES
 from sim_core.commands import common
-from sim_core.commands.formatting import (
-    floats,
-    format_rows,
-    score_legend,
-    slice_heading,
-)
+from sim_core.commands.formatting import floats, format_rows, score_legend, slice_heading
 from sim_core.labels import NOISE_FLOOR, REAL
 from sim_core.metrics import METRICS, best_entry, noise_floor, score_all
 from sim_core.slices import real_marginals

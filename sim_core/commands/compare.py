@@ -15,12 +15,7 @@ import json
 import numpy as np
 
 from sim_core.commands import common
-from sim_core.commands.formatting import (
-    floats,
-    format_rows,
-    score_legend,
-    slice_heading,
-)
+from sim_core.commands.formatting import floats, format_rows, score_legend, slice_heading
 from sim_core.compare import compare
 from sim_core.labels import NOISE_FLOOR, REAL
 from sim_core.metrics import METRICS, best_entry
