@@ -194,7 +194,8 @@ def notes(rate: dict, results: dict, matmul: dict, server_mb: float | None) -> l
              ("endpoint-repeat", "endpoint", "endpoint, prompts seen before / new: {:.2f}x"),
              ("endpoint", "endpoint-sampling", "endpoint sampling cost per distribution / "
               "endpoint first-token: {:.1f}x")]
-    out += [f"- {text.format(rate[a] / rate[b])}" for a, b, text in ratio if a in rate and b in rate]
+    out += [f"- {text.format(rate[a] / rate[b])}" for a, b, text in ratio
+            if a in rate and b in rate]
     local = [r["rss_mb"] for p, r in results.items() if not p.startswith("endpoint")]
     if local:
         out.append(f"- peak RSS max of the local paths: {max(local):.0f} MB (target < 3000)")

@@ -23,7 +23,7 @@ READY_TIMEOUT = 400.0
 
 
 def vllm_python() -> Path | None:
-    """The vLLM venv's python: $SIM_VLLM_PYTHON, else .venv-vllm (make install-vllm); None if absent."""
+    """The vLLM venv's python: $SIM_VLLM_PYTHON, else .venv-vllm (make install-vllm), or None."""
     named = os.environ.get("SIM_VLLM_PYTHON")
     path = Path(named) if named else VLLM_VENV / "bin" / "python"
     installed = named or (VLLM_VENV / ".installed").exists()

@@ -22,11 +22,17 @@ import numpy as np
 from sim_core.adapters import AdapterCard, read_card, resolve_adapter
 from sim_core.errors import Cancelled, ModelError, SimError
 from sim_core.labels import Progress, ShouldStop
-from sim_core.options import Choice, check, registry, setting
+from sim_core.models import resolve_model
 from sim_core.openai_http import DEFAULT_KEY_ENV, DEFAULT_TIMEOUT, HttpClient, api_base
+from sim_core.options import Choice, check, registry, setting
 from sim_core.prompts import LETTERS
-from sim_core.simulate import (MAX_NEW_TOKENS, SimConfig, letter_spellings, sample_seed,
-                               tally_answers)
+from sim_core.simulate import (
+    MAX_NEW_TOKENS,
+    SimConfig,
+    letter_spellings,
+    sample_seed,
+    tally_answers,
+)
 
 BACKENDS = registry(
     Choice("local", "Local", "transformers in this process"),
@@ -410,9 +416,7 @@ def _pick(served: dict[str, ServedModel], name: str, adapter: str | None, where:
 def load_tokenizer(name: str) -> tuple[Any, str]:
     """(tokenizer, where from) for a served model: a local folder, a workspace model, a cached
     hub id, or "default" (the embedded model's converted folder)."""
-    from transformers import AutoTokenizer
-
-    from sim_core.models import resolve_model
+    from transformers import AutoTokenizer  # heavy: loaded when an endpoint is first used
 
     try:
         folder = resolve_model(name)

@@ -1,4 +1,4 @@
-"""JSON over HTTP to an OpenAI-compatible server: retries with backoff, one clear message per failure.
+"""JSON over HTTP to an OpenAI-compatible server: retries with backoff, one clear message each.
 
 The API key is read from the environment variable the user names, at each request: it is
 never kept on an object, written to the cache or put in a message.

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from factories import random_lora
+
 from sim_core.simulate import SimConfig, simulate_rows
 
 pytestmark = pytest.mark.slow

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from finetune.rows import held_out_with_reference
 from sim_core.adapters import read_card
-from sim_core.errors import AdapterError
 from sim_core.commands import common
+from sim_core.errors import AdapterError
 from sim_core.evaluate import evaluate_rows
 from sim_core.slices import survey_rows
 
