@@ -49,5 +49,5 @@ test: install-test install-vllm
 test-fast: install-test
 	$(BIN)/python -m pytest -m "not slow" tests
 
-bench: install
+bench: install install-vllm
 	$(BIN)/python bench/throughput.py

@@ -124,7 +124,8 @@ def start_vllm(model_dir: Path, log: Path, *, loras: dict[str, Path] | None = No
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}
     with open(log, "wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                   stdin=subprocess.DEVNULL, start_new_session=True)
+                                   stdin=subprocess.DEVNULL, start_new_session=True,
+                                   preexec_fn=_die_with_parent)
     server = VllmServer(url=f"http://127.0.0.1:{port}", model=str(model_dir), process=process,
                         log=log)
     try:
@@ -133,6 +134,17 @@ def start_vllm(model_dir: Path, log: Path, *, loras: dict[str, Path] | None = No
         server.stop()
         raise
     return server
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM it when its parent dies (Linux), so a test run that
+    is killed outright leaves no server behind; stop() covers every orderly exit."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass  # not Linux: stop() still ends it
 
 
 def _wait_ready(server: VllmServer, timeout: float) -> None:
