@@ -115,7 +115,7 @@ class EndpointModel:
         client: HTTP client (API root, key variable name, timeout, retries).
         name: the served base model's id.
         tokenizer: local tokenizer of that model (chat template, letter tokens, counts).
-        tokenizer_source: where the tokenizer came from (shown in reports).
+        tokenizer_source: where the tokenizer came from (named in error messages).
         adapter: the served LoRA adapter's name (sent as `model`), or None.
         root: the base model's root as the server reports it (its path there).
         adapter_root: the adapter's root (its path on the server).
@@ -191,7 +191,7 @@ class EndpointModel:
             body = self._body(prompts[index], max_tokens=1, temperature=0.0,
                               logprobs=self.top_logprobs)
             answer = self.client.post("/completions", body)
-            choice = _single_choice(answer, 1)[0]
+            choice = _choices(answer, 1)[0]
             self._check_count(prompts[index], answer)
             try:
                 return letter_distribution(_top_logprobs(choice), ks[index])
@@ -214,7 +214,7 @@ class EndpointModel:
                               temperature=config.temperature, top_p=1.0,
                               seed=sample_seed(config, prompts[index]))
             answer = self.client.post("/completions", body)
-            choices = _single_choice(answer, config.samples)
+            choices = _choices(answer, config.samples)
             return tally_answers([str(c.get("text") or "") for c in choices], options[index])
 
         return run_pool(one, len(prompts), self.concurrency, progress, should_stop)
@@ -242,7 +242,7 @@ class EndpointModel:
                 "server adds tokens of its own.")
 
 
-def _single_choice(answer: Any, n: int) -> list[dict]:
+def _choices(answer: Any, n: int) -> list[dict]:
     """The answer's n choices; ModelError when the server returned another number."""
     choices = answer.get("choices") if isinstance(answer, dict) else None
     if not isinstance(choices, list) or not all(isinstance(c, dict) for c in choices):
