@@ -116,7 +116,8 @@ def _checkpoint(path: str, args):
         from sim_core.endpoint import connect
 
         return connect(args.endpoint_url, args.served_model, tokenizer=args.tokenizer,
-                       api_key_env=args.api_key_env, concurrency=args.concurrency)
+                       api_key_env=args.api_key_env, concurrency=args.concurrency,
+                       timeout=args.timeout)
     from sim_core.models import load_model
 
     return load_model(args.model, dtype="float32" if path in ("naive", "optimised-fp32")
@@ -143,7 +144,7 @@ def run_child(path: str, args, workspace: str) -> dict:
                "--slices", str(args.slices), "--samples", str(args.samples),
                "--threads", str(args.threads), "--batch-size", str(args.batch_size),
                "--model", args.model, "--concurrency", str(args.concurrency),
-               "--api-key-env", args.api_key_env]
+               "--timeout", str(args.timeout), "--api-key-env", args.api_key_env]
     for flag in ("endpoint_url", "served_model", "tokenizer"):
         if getattr(args, flag):
             command += [f"--{flag.replace('_', '-')}", getattr(args, flag)]
@@ -161,6 +162,8 @@ def _tv(first: list, second: list) -> np.ndarray:
 
 def table(results: dict[str, dict], matmul: dict[str, float], server_mb: float | None) -> str:
     """The markdown report."""
+    failed = {p: r["error"] for p, r in results.items() if "error" in r}
+    results = {p: r for p, r in results.items() if "error" not in r}
     rate = {p: r["rows"] / r["seconds"] for p, r in results.items()}
     reference = results.get("optimised-fp32", {}).get("shares")
     lines = ["| path | dtype | distributions | seconds | distributions/s | x naive | "
@@ -179,6 +182,7 @@ def table(results: dict[str, dict], matmul: dict[str, float], server_mb: float |
                      + f" | {rss} | " + (f"{gflops:.1f}" if gflops else "-")
                      + (f" | {tv.mean():.4f} / {tv.max():.4f}" if tv is not None else " | -")
                      + f" | {r['load']:.1f} |")
+    lines += [f"| {p} | failed: {error} |" + " |" * 8 for p, error in failed.items()]
     return "\n".join(lines + [""] + notes(rate, results, matmul, server_mb))
 
 
@@ -228,7 +232,7 @@ def endpoint_server(args, paths: list[str], folder: str):
 
 def header(args, results: dict, server) -> str:
     """The workload line above the table."""
-    first = next(iter(results.values()))
+    first = next(r for r in results.values() if "error" not in r)
     where = ("vLLM-CPU 0.32 on 127.0.0.1 (float32, --enforce-eager, no chunked prefill; its "
              f"engine uses all {os.cpu_count()} cores), " if server else
              f"endpoint {args.endpoint_url} serving {args.served_model}, "
@@ -261,6 +265,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--tokenizer", default=None, help="its tokenizer (default: --model)")
     parser.add_argument("--api-key-env", default="OPENAI_API_KEY")
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--timeout", type=float, default=600.0,
+                        help="seconds per endpoint request (a busy 2-core machine needs minutes "
+                             "for 8 sampling requests of 20 completions each)")
     parser.add_argument("--child", choices=PATHS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick:
@@ -280,10 +287,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-cache-") as workspace:
         try:
             for path in paths:
-                if path.startswith("endpoint") and server is None:
-                    server = endpoint_server(args, paths, workspace)  # idle during local paths
                 print(f"running {path} ...", file=sys.stderr, flush=True)
-                results[path] = run_child(path, args, workspace)
+                try:
+                    if path.startswith("endpoint") and server is None:
+                        server = endpoint_server(args, paths, workspace)  # after local paths
+                    results[path] = run_child(path, args, workspace)
+                except (RuntimeError, SystemExit) as error:  # one failure loses no other path
+                    print(error, file=sys.stderr)
+                    results[path] = {"error": str(error).strip().splitlines()[-1][-200:]}
+                    if path.startswith("endpoint") and server is None:
+                        break  # no server: the other endpoint paths cannot run either
+                    continue
                 if server and path.startswith("endpoint"):
                     results[path]["dtype"] = "float32 (vLLM)"
             server_mb = server.peak_rss_mb() if server else None
