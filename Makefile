@@ -4,7 +4,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install install-test run test test-fast bench
+.PHONY: install install-test install-vllm run test test-fast bench
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -25,13 +25,29 @@ install-test: install
 run: install
 	$(BIN)/streamlit run app.py
 
+# vLLM's CPU build, in its own venv (it needs transformers<5.20), for the real-engine test
+# and the throughput benchmark. The stamp file is written last, so a broken install is redone;
+# a finished one is skipped. pip pulls CUDA builds of torchvision/torchaudio/torchcodec, which
+# make `import vllm` fail on a CPU machine; its text path needs none of them.
+VLLM_VENV := .venv-vllm
+$(VLLM_VENV)/.installed: requirements-vllm.txt
+	rm -rf $(VLLM_VENV)
+	$(PY) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install -q --upgrade pip
+	$(VLLM_VENV)/bin/pip install -q -r requirements-vllm.txt
+	$(VLLM_VENV)/bin/pip uninstall -y -q torchvision torchaudio torchcodec
+	$(VLLM_VENV)/bin/python -c "import vllm.entrypoints.openai.api_server"
+	touch $@
+
+install-vllm: $(VLLM_VENV)/.installed
+
 # The whole suite, slow tests included (what CI runs).
-test: install-test
+test: install-test install-vllm
 	$(BIN)/python -m pytest -m "slow or not slow" tests
 
 # Everyday loop: skips the tests marked slow.
 test-fast: install-test
 	$(BIN)/python -m pytest -m "not slow" tests
 
-bench: install
+bench: install install-vllm
 	$(BIN)/python bench/throughput.py

@@ -12,13 +12,14 @@ from typing import Callable, Iterator
 
 import streamlit as st
 
-from sim_core import models, options
+from sim_core import endpoint, models, options
 from sim_core.adapters import list_adapters
 from sim_core.errors import SimError
 from sim_core.store import load_saved, saved_surveys, stamp
 from sim_core.workspace import workspace_dir
 
 NO_ADAPTER = "(none)"
+LOCAL, ENDPOINT = "local", "openai"   # sim_core.endpoint.BACKENDS keys
 OTHER_MODEL = "Other (folder or hub id)…"
 
 
@@ -38,22 +39,56 @@ def _load_model_cached(name: str, adapter: str | None):
     return models.load_model(name, adapter)   # torch and transformers load here, on first use
 
 
+# ttl: a restarted server may serve other weights under the same names; re-check each minute.
+@st.cache_resource(max_entries=8, ttl=60, show_spinner="Connecting to the endpoint…")
+def _connect_cached(config: endpoint.BackendConfig, adapter: str | None):
+    """An endpoint checkpoint; the API key stays in the environment (config names it only)."""
+    return config.connect(adapter)
+
+
+def endpoint_settings() -> dict | None:
+    """URL, API key variable and tokenizer from the sidebar when the endpoint backend is on."""
+    if st.session_state.get("side_backend") != ENDPOINT:
+        return None
+    return {"endpoint": st.session_state.get("side_endpoint_url", "").strip(),
+            "api_key_env": st.session_state.get("side_endpoint_key_env", "").strip(),
+            "tokenizer": st.session_state.get("side_endpoint_tokenizer", "").strip() or None}
+
+
 def get_model(name: str, adapter: str | None = None):
-    """The loaded model for (name, adapter); loads on first use only."""
+    """The model for (name, adapter), local or served (sidebar switch); loads on first use."""
+    settings = endpoint_settings()
+    if settings is not None:
+        config = endpoint.BackendConfig(backend=ENDPOINT, served_model=name, **settings)
+        return _connect_cached(config, adapter or None)
     return _load_model_cached(name, adapter or None)
 
 
 def model_choice() -> tuple[str, str | None]:
-    """The (base model, adapter) picked in the sidebar."""
+    """The (base model, adapter) picked in the sidebar (served names on the endpoint backend)."""
     name = st.session_state.get("side_model") or default_model_name()
     adapter = st.session_state.get("side_adapter_name")
     return name, adapter
 
 
+def local_model_name() -> str:
+    """The local base model (fine-tuning always runs here, whatever the backend)."""
+    return st.session_state.get("side_local_model") or default_model_name()
+
+
 def adapter_names() -> list[str]:
-    """Names of the adapters in the workspace registry (a folder listing: not cached, so an
-    adapter trained in the background or by the CLI shows up at once)."""
+    """Adapters to pick from: the workspace registry's (a folder listing: not cached, so an
+    adapter trained in the background or by the CLI shows up at once), or, on the endpoint
+    backend, those the server serves on the chosen model."""
+    if endpoint_settings() is not None:
+        return list(st.session_state.get("side_endpoint_adapters", []))
     return [info.name for info in list_adapters()]
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def served_models(url: str, key_env: str) -> list:
+    """What the endpoint serves (sim_core.endpoint.list_served), re-read every 10 s."""
+    return endpoint.list_served(url, key_env, timeout=10)
 
 
 @st.cache_data(ttl=10, show_spinner=False)
@@ -68,32 +103,79 @@ def base_checkpoints() -> dict[str, str]:
 
 
 def sidebar() -> None:
-    """Workspace, base model and adapter choice; results go to side_model / side_adapter_name."""
+    """Workspace, backend, base model and adapter; results go to side_model / side_adapter_name."""
     with st.sidebar:
         try:
             st.caption(f"Workspace: `{workspace_dir()}`")
         except SimError as error:     # a file, or read-only: nothing can work, say why
             show_error(error)
             st.stop()
-        default = default_model_name()
-        labels = base_checkpoints()
-        options = list(dict.fromkeys([default, *labels, OTHER_MODEL]))
-        choice = st.selectbox("Base model", options, key="side_model_choice",
-                              format_func=lambda n: labels.get(n, n),
-                              help="The embedded SmolLM2-135M-Instruct unless you pick another.")
-        if choice == OTHER_MODEL:
-            typed = st.text_input("Local folder or hub id", key="side_model_other").strip()
-            st.session_state["side_model"] = typed or default
+        backend = st.radio(options.label(endpoint.BackendConfig, "backend"),
+                           list(endpoint.BACKENDS), key="side_backend", horizontal=True,
+                           format_func=lambda key: endpoint.BACKENDS[key].label,
+                           help=options.describe(endpoint.BackendConfig, "backend"))
+        if backend == ENDPOINT:
+            endpoint_sidebar()
         else:
-            st.session_state["side_model"] = choice
-        try:
-            adapters = adapter_names()
-        except SimError as error:
-            show_error(error)
-            adapters = []
-        picked = st.selectbox("Adapter (LoRA)", [NO_ADAPTER, *adapters], key="side_adapter")
-        st.session_state["side_adapter_name"] = None if picked == NO_ADAPTER else picked
-        st.caption("The model loads when you first run something, once per server process.")
+            local_sidebar()
+
+
+def endpoint_sidebar() -> None:
+    """URL, key variable, tokenizer, then the served model and adapter lists."""
+    config = endpoint.BackendConfig
+
+    def text(name: str, key: str, **kwargs) -> str:
+        return st.text_input(options.label(config, name), key=key,
+                             help=options.describe(config, name), **kwargs).strip()
+
+    st.session_state["side_model"], st.session_state["side_adapter_name"] = None, None
+    url = text("endpoint", "side_endpoint_url", placeholder="http://127.0.0.1:8000/v1")
+    key_env = text("api_key_env", "side_endpoint_key_env", value=config().api_key_env)
+    text("tokenizer", "side_endpoint_tokenizer", placeholder="(the served model's id)")
+    if not url:
+        st.info("Give the endpoint's URL, e.g. of `vllm serve MODEL --enable-lora "
+                "--lora-modules NAME=PATH`.")
+        return
+    try:
+        served = served_models(url, key_env)
+    except SimError as error:
+        show_error(error)
+        return
+    bases = [m.id for m in served if not m.parent] or [m.id for m in served]
+    if not bases:
+        st.warning("The endpoint serves no model.")
+        return
+    name = st.selectbox("Served model", bases, key="side_served_model")
+    adapters = [m.id for m in served if m.parent == name]
+    st.session_state["side_endpoint_adapters"] = adapters
+    picked = st.selectbox("Adapter (LoRA, served by name)", [NO_ADAPTER, *adapters],
+                          key="side_endpoint_adapter")
+    st.session_state["side_model"] = name
+    st.session_state["side_adapter_name"] = None if picked == NO_ADAPTER else picked
+
+
+def local_sidebar() -> None:
+    """Base model and adapter from this computer's workspace."""
+    default = default_model_name()
+    labels = base_checkpoints()
+    names = list(dict.fromkeys([default, *labels, OTHER_MODEL]))
+    choice = st.selectbox("Base model", names, key="side_model_choice",
+                          format_func=lambda n: labels.get(n, n),
+                          help="The embedded SmolLM2-135M-Instruct unless you pick another.")
+    if choice == OTHER_MODEL:
+        typed = st.text_input("Local folder or hub id", key="side_model_other").strip()
+        st.session_state["side_model"] = typed or default
+    else:
+        st.session_state["side_model"] = choice
+    try:
+        adapters = adapter_names()
+    except SimError as error:
+        show_error(error)
+        adapters = []
+    picked = st.selectbox("Adapter (LoRA)", [NO_ADAPTER, *adapters], key="side_adapter")
+    st.session_state["side_adapter_name"] = None if picked == NO_ADAPTER else picked
+    st.session_state["side_local_model"] = st.session_state["side_model"]
+    st.caption("The model loads when you first run something, once per server process.")
 
 
 BASE = "(base model)"

@@ -44,7 +44,7 @@ def config_widgets():
 def start(survey_name: str, survey, name: str, how: str, config, overwrite: bool) -> None:
     """Split the survey rows and start a background job (its state is in workspace/jobs)."""
 
-    base, _ = common.model_choice()
+    base = common.local_model_name()   # training runs here, whatever the sidebar's backend
     try:
         split = split_rows(survey_rows(survey), how=how, seed=config.seed)
         job = jobs.start_job(split, name=name, base=base, config=config, overwrite=overwrite,
@@ -180,6 +180,10 @@ def adapters_section() -> None:
 def main() -> None:
     """Draw the page."""
     st.header("Fine-tune an adapter")
+    if common.endpoint_settings() is not None:
+        st.caption(f"Training runs on this computer, on the local base model "
+                   f"'{common.local_model_name()}'. To simulate with the new adapter through the "
+                   "endpoint, serve it by name (vLLM: `--lora-modules NAME=PATH`).")
     name_, survey = common.survey_picker("ft", "Training data (a loaded survey)")
     if survey is not None:
         how = st.selectbox("Hold out for testing", list(SPLITS),

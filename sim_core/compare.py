@@ -110,7 +110,8 @@ class Comparison:
 # ---------------------------------------------------------------- shared helpers
 
 def checkpoint_info(lm: Any, label: str, config: SimConfig | None = None) -> dict:
-    """label, name, adapter, fingerprints, option orders used and the adapter card."""
+    """label, name, adapter, fingerprints, option orders used, the adapter card, and the
+    endpoint (None for a local model)."""
     path = getattr(lm, "adapter_path", None)
     try:
         card = read_card(path).to_dict() if path is not None else {}
@@ -119,7 +120,8 @@ def checkpoint_info(lm: Any, label: str, config: SimConfig | None = None) -> dic
     return {"label": label, "name": lm.name, "adapter": lm.adapter,
             "fingerprint": lm.fingerprint,
             "adapter_fingerprint": getattr(lm, "adapter_fingerprint", None), "card": card,
-            "orders": orders_for(lm, config or SimConfig())}
+            "orders": orders_for(lm, config or SimConfig()),
+            "endpoint": getattr(lm, "endpoint", None)}
 
 
 def model_progress(progress: Progress, index: int, count: int) -> Progress:

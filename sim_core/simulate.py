@@ -84,6 +84,11 @@ class SimResult:
     cached: bool = False
 
 
+def letter_spellings(letter: str) -> tuple[str, str]:
+    """The two spellings of an answer letter that count: " A" (the usual token) and "A"."""
+    return f" {letter}", letter
+
+
 def letter_token_ids(tokenizer: Any, k: int) -> list[list[int]]:
     """Per option letter, the single-token ids of " A" and "A" (both spellings count).
 
@@ -95,7 +100,7 @@ def letter_token_ids(tokenizer: Any, k: int) -> list[list[int]]:
     ids = []
     for letter in LETTERS[:k]:
         found = []
-        for spelling in (f" {letter}", letter):
+        for spelling in letter_spellings(letter):
             encoded = tokenizer.encode(spelling, add_special_tokens=False)
             if len(encoded) == 1 and encoded[0] not in found:
                 found.append(encoded[0])
@@ -255,6 +260,11 @@ def parse_answer(text: str, options: Sequence[str],
     return None
 
 
+def sample_seed(config: SimConfig, prompt: str) -> int:
+    """The sampling seed of one prompt: config.seed mixed with the prompt (order-independent)."""
+    return (config.seed * 1_000_003 + zlib.crc32(prompt.encode())) % (2**31)
+
+
 def sample_answers(lm: Any, prompt: str, options: Sequence[str], config: SimConfig
                    ) -> tuple[np.ndarray, int, int]:
     """N sampled respondents for one prompt (shown in original order).
@@ -269,7 +279,7 @@ def sample_answers(lm: Any, prompt: str, options: Sequence[str], config: SimConf
     encoded = tokenizer([prompt], return_tensors="pt", add_special_tokens=special)
     device = next(lm.model.parameters()).device
     encoded = {key: value.to(device) for key, value in encoded.items()}
-    seed = (config.seed * 1_000_003 + zlib.crc32(prompt.encode())) % (2**31)
+    seed = sample_seed(config, prompt)
     with torch.random.fork_rng(devices=[]), torch.inference_mode():
         torch.manual_seed(seed)
         generated = lm.model.generate(
@@ -278,6 +288,15 @@ def sample_answers(lm: Any, prompt: str, options: Sequence[str], config: SimConf
             num_return_sequences=config.samples, pad_token_id=tokenizer.pad_token_id)
     texts = tokenizer.batch_decode(generated[:, encoded["input_ids"].shape[1]:],
                                    skip_special_tokens=True)
+    return tally_answers(texts, options)
+
+
+def tally_answers(texts: Sequence[str], options: Sequence[str]) -> tuple[np.ndarray, int, int]:
+    """Shares of the parsed answers (parse_answer), with counts.
+
+    Returns:
+        (shares over the options, n_samples, n_unparsed); uniform shares when none parsed.
+    """
     counts = np.zeros(len(options))
     unparsed = 0
     for text in texts:
@@ -327,6 +346,15 @@ def orders_for(lm: Any, config: "SimConfig") -> int:
     return int(getattr(lm, "inference_orders", None) or DEFAULT_ORDERS)
 
 
+def _identity(lm: Any) -> dict:
+    """What names the checkpoint in cache keys; an endpoint model gives its own."""
+    own = getattr(lm, "cache_identity", None)
+    if own is not None:
+        return dict(own)
+    return {"model": lm.fingerprint, "dtype": getattr(lm, "dtype", ""),
+            "adapter": lm.adapter_fingerprint}
+
+
 def _make_tasks(lm: Any, pairs: list[tuple[Any, dict]], config: SimConfig) -> list[_Task]:
     """Prompts and cache keys for every (question, slice)."""
     tasks = []
@@ -340,8 +368,7 @@ def _make_tasks(lm: Any, pairs: list[tuple[Any, dict]], config: SimConfig) -> li
         params = {"orders": [list(o) for o in orders]} if config.mode == "first-token" else {
             "samples": config.samples, "temperature": config.temperature,
             "seed": config.seed, "max_new_tokens": MAX_NEW_TOKENS}
-        key = cache_key(model=lm.fingerprint, dtype=getattr(lm, "dtype", ""),
-                        adapter=lm.adapter_fingerprint, prompts=prompts, mode=config.mode,
+        key = cache_key(**_identity(lm), prompts=prompts, mode=config.mode,
                         options=list(question.options), **params)
         tasks.append(_Task(question, dict(slice_), orders, prompts, key))
     return tasks
@@ -356,13 +383,42 @@ def _result(task: _Task, value: dict, cached: bool) -> SimResult:
                      n_unparsed=int(value.get("n_unparsed", 0)), cached=cached)
 
 
+class _Local:
+    """The in-process transformers path, with the interface an endpoint model offers."""
+
+    def __init__(self, lm: Any):
+        self.lm = lm
+
+    def first_token(self, prompts: list[str], ks: list[int], config: SimConfig, *,
+                    progress: Progress, should_stop: ShouldStop) -> list[tuple[np.ndarray, float]]:
+        """first_token_batch over the prompts."""
+        return first_token_batch(self.lm, prompts, ks, config.batch_size, progress=progress,
+                                 should_stop=should_stop)
+
+    def sample(self, prompts: list[str], options: list[Sequence[str]], config: SimConfig, *,
+               progress: Progress, should_stop: ShouldStop) -> list[tuple[np.ndarray, int, int]]:
+        """sample_answers for each prompt in turn."""
+        out = []
+        for done, (prompt, opts) in enumerate(zip(prompts, options), start=1):
+            _check(should_stop)
+            out.append(sample_answers(self.lm, prompt, opts, config))
+            if progress is not None:
+                progress(done, len(prompts))
+        return out
+
+
+def _backend(lm: Any) -> Any:
+    """Who computes distributions: an endpoint model itself (it has first_token), else _Local."""
+    return lm if callable(getattr(lm, "first_token", None)) else _Local(lm)
+
+
 def _run_first_token(lm: Any, tasks: list[_Task], config: SimConfig, progress: Progress,
                      should_stop: ShouldStop) -> dict[str, dict]:
     """Letter distributions for the tasks, all prompts batched together; key -> value."""
     prompts = [p for task in tasks for p in task.prompts]
     ks = [len(task.question.options) for task in tasks for _ in task.prompts]
-    outputs = first_token_batch(lm, prompts, ks, config.batch_size, progress=progress,
-                                should_stop=should_stop) if prompts else []
+    outputs = _backend(lm).first_token(prompts, ks, config, progress=progress,
+                                       should_stop=should_stop) if prompts else []
     values, at = {}, 0
     for task in tasks:
         shares, mass = debias(outputs[at:at + len(task.prompts)], task.orders)
@@ -374,14 +430,13 @@ def _run_first_token(lm: Any, tasks: list[_Task], config: SimConfig, progress: P
 def _run_sampling(lm: Any, tasks: list[_Task], config: SimConfig, progress: Progress,
                   should_stop: ShouldStop) -> dict[str, dict]:
     """Sampled respondents for each task; letter_mass = share of answers that parsed."""
+    outputs = _backend(lm).sample([t.prompts[0] for t in tasks],
+                                  [t.question.options for t in tasks], config,
+                                  progress=progress, should_stop=should_stop)
     values = {}
-    for done, task in enumerate(tasks, start=1):
-        _check(should_stop)
-        shares, n, unparsed = sample_answers(lm, task.prompts[0], task.question.options, config)
+    for task, (shares, n, unparsed) in zip(tasks, outputs):
         values[task.key] = {"shares": shares.tolist(), "letter_mass": (n - unparsed) / n,
                             "n_samples": n, "n_unparsed": unparsed}
-        if progress is not None:
-            progress(done, len(tasks))
     return values
 
 

@@ -297,3 +297,21 @@ def _table_rows(survey: Survey, by, waves, questions, min_n_eff) -> list[SurveyR
         slice_ = {attribute: str(group)} if attribute else {}
         rows.append(SurveyRow(question, slice_, dist / dist.sum(), n_eff, wave=wave_))
     return rows
+
+
+def head_rows(rows: Sequence[SurveyRow], questions: int, per_question: int) -> list[SurveyRow]:
+    """The first `questions` questions of the rows, each with its first `per_question` rows.
+
+    A fixed, small workload (benchmarks and engine checks use 8 x 6 GSS rows).
+    """
+    chosen: list[SurveyRow] = []
+    counts: dict[str, int] = {}
+    for row in rows:
+        qid = row.question.id
+        if qid not in counts and len(counts) >= questions:
+            continue
+        counts.setdefault(qid, 0)
+        if counts[qid] < per_question:
+            counts[qid] += 1
+            chosen.append(row)
+    return chosen

@@ -177,3 +177,15 @@ def test_gss_marginal_table_rules(gss_path):
     assert [(r.question.id, r.slice["SEX"]) for r in rows] == list(
         itertools.product(["nataid", "natspac"], ["Male", "Female"]))
     assert np.allclose(rows[0].dist, real_marginals(gss, "nataid", ["SEX"])[0].shares)
+
+
+def test_head_rows_first_questions_and_slices():
+    from types import SimpleNamespace
+
+    from sim_core.slices import head_rows
+
+    rows = [SimpleNamespace(question=SimpleNamespace(id=q), slice={"n": str(n)})
+            for n, q in enumerate(("a", "b", "a", "c", "b", "a", "d"))]
+    chosen = head_rows(rows, questions=2, per_question=2)
+    # a: rows 0 and 2 (row 5 is a's third); b: rows 1 and 4; c and d are past 2 questions
+    assert [r.slice["n"] for r in chosen] == ["0", "1", "2", "4"]

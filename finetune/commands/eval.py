@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from finetune.rows import held_out_with_reference
-from sim_core.adapters import read_card, resolve_adapter
+from sim_core.adapters import read_card
 from sim_core.commands import common
+from sim_core.errors import AdapterError
 from sim_core.evaluate import evaluate_rows
 from sim_core.slices import survey_rows
 
@@ -40,12 +42,12 @@ def run(args: argparse.Namespace) -> int:
     rows = survey_rows(survey, by=by, wave=args.wave, questions=common.question_ids(args, survey),
                        bins=common.bins_from_args(args))
     reference = rows
+    models = common.models_from_args(args)
     if args.rows == "held-out":
-        split = read_card(resolve_adapter(args.adapter)).split
+        split = read_card(_card_folder(models[-1], args.adapter)).split
         rows, reference = held_out_with_reference(rows, split)
         print(f"scoring the {len(rows)} held-out rows (split by {split.get('how')})",
               file=sys.stderr)
-    models = common.models_from_args(args)
     bar, progress = common.tqdm_progress("eval")
     try:
         evaluation = evaluate_rows(models, rows, config=config, reference_rows=reference,
@@ -60,3 +62,13 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(table.to_string(float_format=lambda v: f"{v:.4f}"))
     return 0
+
+
+def _card_folder(lm, adapter: str) -> Path:
+    """Where the adapter's card is: beside the loaded adapter, or (served by name on an
+    endpoint) wherever the endpoint model found it; AdapterError when nowhere here."""
+    if lm.adapter_path is not None:
+        return lm.adapter_path
+    raise AdapterError(f"The served adapter '{adapter}' has no card on this machine (neither "
+                       "at its path on the server nor in the registry), so its held-out rows "
+                       "are unknown: give --rows all, or copy the adapter into the registry.")

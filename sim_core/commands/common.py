@@ -20,6 +20,7 @@ from pathlib import Path
 from sim_core import options
 from sim_core.baselines import BASELINES, check_names
 from sim_core.demo import DEMOS, load_demo
+from sim_core.endpoint import BackendConfig
 from sim_core.errors import DataError, SimError
 from sim_core.models import load_model
 from sim_core.readers import load_survey
@@ -98,7 +99,8 @@ def add_reader_args(parser: argparse.ArgumentParser) -> None:
 
 
 def add_model_args(parser: argparse.ArgumentParser, *, adapters: str = "many") -> None:
-    """--model (base model), --adapter and --dtype.
+    """--model (base model), --adapter and --dtype, and where the model runs: --backend
+    local|openai with the endpoint's settings (one flag per BackendConfig field).
 
     Args:
         adapters: "many" (repeatable; the base model is always included too), "one"
@@ -117,6 +119,10 @@ def add_model_args(parser: argparse.ArgumentParser, *, adapters: str = "many") -
     parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16",
                                                             "float16"),
                         help="weights precision (auto: bfloat16, measured fastest on CPU)")
+    options.add_arguments(parser.add_argument_group(
+        "backend", "where the model runs: in this process (local) or behind an "
+        "OpenAI-compatible /v1/completions endpoint such as `vllm serve` (openai); --adapter "
+        "then names an adapter the server serves by name"), BackendConfig)
 
 
 def add_simulation_args(parser: argparse.ArgumentParser) -> None:
@@ -147,13 +153,23 @@ def sim_config_from_args(args: argparse.Namespace) -> SimConfig:
 def models_from_args(args: argparse.Namespace) -> list:
     """The base model, then base + each --adapter (for commands that compare checkpoints)."""
     adapters = args.adapter if isinstance(args.adapter, list) else [args.adapter]
-    return [load_model(args.model, dtype=args.dtype)] + [
-        load_model(args.model, adapter=a, dtype=args.dtype) for a in adapters if a]
+    return _checkpoints(args, [None, *(a for a in adapters if a)])
 
 
 def model_from_args(args: argparse.Namespace):
     """The one model a command runs: --model with its --adapter, if any."""
-    return load_model(args.model, args.adapter or None, dtype=args.dtype)
+    return _checkpoints(args, [args.adapter or None])[0]
+
+
+def _checkpoints(args: argparse.Namespace, adapters: list[str | None]) -> list:
+    """Local models, or endpoint models when --backend openai (its flags checked first)."""
+    backend = options.from_arguments(BackendConfig, args)
+    if backend.backend == "local":
+        return [load_model(args.model, adapter, dtype=args.dtype) for adapter in adapters]
+    if args.model != "default" or args.dtype != "auto":
+        raise SimError("--model and --dtype are for the local backend; the endpoint serves "
+                       "its own model (--served-model).")
+    return [backend.connect(adapter) for adapter in adapters]
 
 
 def survey_from_args(args: argparse.Namespace) -> Survey:
