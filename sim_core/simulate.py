@@ -131,15 +131,21 @@ def _check(should_stop: ShouldStop) -> None:
         raise Cancelled("Simulation stopped.")
 
 
-def first_token_batch(lm: Any, prompts: list[str], ks: list[int], batch_size: int = 8, *,
+def first_token_batch(lm: Any, prompts: list[str], ks: list[int],
+                      batch_size: int | None = None, *,
                       progress: Progress = None, should_stop: ShouldStop = None,
                       done: int = 0, total: int | None = None) -> list[tuple[np.ndarray, float]]:
     """Letter distributions and letter mass for many prompts, batched by similar length.
 
+    batch_size: prompts per forward pass; None = devices.auto_batch_size for lm's device.
     Returns:
         Per prompt: (renormalised shares over its k letters in shown order, letter mass).
     """
     ids = letter_token_ids(lm.tokenizer, max(ks))
+    if not batch_size:
+        from sim_core.devices import auto_batch_size
+
+        batch_size = auto_batch_size(lm.model, getattr(lm, "device", "cpu"))
     lengths = [len(lm.tokenizer.encode(p, add_special_tokens=False)) for p in prompts]
     ranked = sorted(range(len(prompts)), key=lambda i: lengths[i])  # little padding per batch
     out: list[tuple[np.ndarray, float] | None] = [None] * len(prompts)
@@ -148,8 +154,13 @@ def first_token_batch(lm: Any, prompts: list[str], ks: list[int], batch_size: in
         for start in range(0, len(ranked), max(1, batch_size)):
             _check(should_stop)
             chunk = ranked[start:start + max(1, batch_size)]
-            letters = _letter_logprobs(_last_logprobs(lm.model, lm.tokenizer,
-                                                      [prompts[i] for i in chunk]), ids)
+            try:
+                logprobs = _last_logprobs(lm.model, lm.tokenizer, [prompts[i] for i in chunk])
+            except torch.OutOfMemoryError as error:
+                raise ModelError(f"Out of memory on {getattr(lm, 'placement', 'the device')} "
+                                 f"with {len(chunk)} prompts per batch: use a smaller batch "
+                                 "size (--batch-size).") from error
+            letters = _letter_logprobs(logprobs, ids)
             for row, i in enumerate(chunk):
                 probs = letters[row, :ks[i]].double().exp().cpu().numpy()
                 out[i] = (probs / probs.sum(), float(probs.sum()))
@@ -243,6 +254,13 @@ def orders_for(lm: Any, config: "SimConfig") -> int:
     return int(getattr(lm, "inference_orders", None) or DEFAULT_ORDERS)
 
 
+def _device_part(lm: Any) -> dict[str, str]:
+    """Cache-key part for the hardware: GPU kernels give (slightly) different numbers than
+    the CPU, so their results are kept apart; CPU keys stay as they always were."""
+    device = str(getattr(lm, "device", "cpu"))
+    return {} if device == "cpu" else {"device": device.split(":")[0]}
+
+
 def _make_tasks(lm: Any, pairs: list[tuple[Any, dict]], config: SimConfig) -> list[_Task]:
     """Prompts and cache keys for every (question, slice)."""
     from sim_core.cache import cache_key
@@ -264,7 +282,7 @@ def _make_tasks(lm: Any, pairs: list[tuple[Any, dict]], config: SimConfig) -> li
             "seed": config.seed, "max_new_tokens": MAX_NEW_TOKENS}
         key = cache_key(model=lm.fingerprint, dtype=getattr(lm, "dtype", ""),
                         adapter=lm.adapter_fingerprint, prompts=prompts, mode=config.mode,
-                        options=list(question.options), **params)
+                        options=list(question.options), **params, **_device_part(lm))
         tasks.append(_Task(question, dict(slice_), orders, prompts, key))
     return tasks
 

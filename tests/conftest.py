@@ -28,7 +28,7 @@ def isolated_workspace(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A tiny randomly initialised Llama with the embedded model's real tokenizer."""
-    from sim_core.models import build_tiny_model
+    from sim_core.random_models import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model"), seed=0)
 
