@@ -44,6 +44,7 @@ from tqdm import tqdm  # noqa: E402
 from finetune.rows import split_rows  # noqa: E402
 from finetune.train import TrainConfig, train_adapter  # noqa: E402
 from sim_core import evaluate as sim_evaluate  # noqa: E402
+from sim_core.labels import baseline_entry  # noqa: E402
 from sim_core.metrics import METRICS  # noqa: E402
 from sim_core.models import load_model  # noqa: E402
 from sim_core.readers import read_subpop_jsonl  # noqa: E402
@@ -236,8 +237,8 @@ def bench_split(how: str, rows, base, settings: BenchSettings, timings: dict) ->
     pop = "population average (oracle: mean of the 22 real groups)" if how == "question" \
         else "population average of the training groups"
     methods = {
-        "uniform": means(ev_fixed, "baseline: uniform"),
-        pop: means(ev_fixed, "baseline: population"),
+        "uniform": means(ev_fixed, baseline_entry("uniform")),
+        pop: means(ev_fixed, baseline_entry("population")),
         "training prior by option position (no model)": prior_scores(split.train, split.test),
         "zero-shot, fixed order": means(ev_fixed, names[ZS]),
         f"zero-shot, {settings.debias_orders} orders": means(ev_debias, names[ZS]),
@@ -250,7 +251,7 @@ def bench_split(how: str, rows, base, settings: BenchSettings, timings: dict) ->
     }
     corr = deviation_corr({"fixed order": ev_fixed,
                            f"{settings.debias_orders} orders": ev_debias}, names)
-    attrs = per_attribute(ev_debias, {"population": "baseline: population", ZS: names[ZS],
+    attrs = per_attribute(ev_debias, {"population": baseline_entry("population"), ZS: names[ZS],
                                       FT: names[FT]})
     return {"methods": methods, "n_rows": {"first-token": len(split.test),
                                            "sampling": len(subset)},

@@ -136,24 +136,12 @@ def rows_from_args(args):
                        val_fraction=args.val_fraction, seed=args.seed,
                        test_slices=args.test_slices)
     if args.loss == "kl+ce":
-        split.train += _individual_rows(survey, by, split, args.seed)
+        from finetune.rows import individual_training_rows
+
+        split.train += individual_training_rows(survey, by, split, seed=args.seed)
     info = {"survey": survey.name, "file": Path(args.data).name, "fingerprint":
             survey.fingerprint, "by": by, "questions": _csv(args.questions)}
     return split, info
-
-
-def _individual_rows(survey, by, split, seed: int):
-    """Respondent rows for the kl+ce loss, kept out of held-out questions and groups."""
-    from finetune.rows import respondent_rows
-    from sim_core.errors import DataError
-
-    if not by:
-        raise DataError("--loss kl+ce needs --by (the attributes describing each respondent).")
-    train_q = {r.question.id for r in split.train}
-    held = [r.slice for r in split.test + split.val if r.slice] \
-        if split.info.get("how") == "slice" else []
-    rows = respondent_rows(survey, by, questions=sorted(train_q), seed=seed)
-    return [r for r in rows if not any(h.items() <= r.slice.items() for h in held)]
 
 
 def _job_spec(folder: Path):

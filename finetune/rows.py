@@ -14,9 +14,11 @@ from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence
 
 import numpy as np
+import pandas as pd
 
 from sim_core.errors import DataError
-from sim_core.slices import SurveyRow, slice_label
+from sim_core.slices import SurveyRow, group_values, slice_label
+from sim_core.survey import value_text
 
 SPLITS = ("question", "slice", "wave", "random")
 
@@ -230,11 +232,14 @@ def describe_rows(rows: Sequence[SurveyRow]) -> dict:
 
 
 def respondent_rows(survey, by: Sequence[str], *, questions: Sequence[str] | None = None,
-                    max_per_question: int = 2000, seed: int = 0) -> list[SurveyRow]:
+                    max_per_question: int = 2000, seed: int = 0,
+                    bins: dict[str, list[float]] | None = None) -> list[SurveyRow]:
     """One row per respondent and question: slice = their groups, target = their answer.
 
     For the "kl+ce" loss: KL against a one-hot target is the cross-entropy of that person's
     answer (Namikoshi et al. 2024, individual answers). Rows are marked by n_eff == 1.
+    Groups come from sim_core.slices.group_values, the code that labels the slices, so a
+    respondent's slice equals the label of the group rows they belong to.
 
     Args:
         survey: a respondent-level Survey.
@@ -242,13 +247,12 @@ def respondent_rows(survey, by: Sequence[str], *, questions: Sequence[str] | Non
         questions: question ids (default: all).
         max_per_question: seeded subsample per question, to keep training time bounded.
         seed: seeds the subsample.
+        bins: band edges for numeric attributes (as for the slices).
     Returns:
         SurveyRows with one-hot `dist`, `n_eff` 1 and the respondent's survey weight.
     Raises:
         DataError: the survey has no respondents or an attribute is unknown.
     """
-    from sim_core.slices import DEFAULT_BINS, bin_numeric
-
     df = survey.respondents
     if survey.kind != "respondents" or df is None:
         raise DataError("Cross-entropy on individual respondents needs respondent-level data "
@@ -256,35 +260,47 @@ def respondent_rows(survey, by: Sequence[str], *, questions: Sequence[str] | Non
     missing = [a for a in by if a not in df.columns]
     if missing:
         raise DataError(f"Unknown attribute(s) {', '.join(missing)} in '{survey.name}'.")
-    groups = {}
-    for attr in by:
-        col = df[attr]
-        edges = DEFAULT_BINS.get(attr.lower())
-        groups[attr] = bin_numeric(col, edges) if edges and col.dtype.kind in "if" \
-            else col.astype("string")
+    groups = {a: pd.Series(group_values(df, a, bins), index=df.index).astype(object)
+              for a in by}
     weights = df[survey.weight].astype(float) if survey.weight else None
     out: list[SurveyRow] = []
     for qid in questions or list(survey.questions):
         q = survey.questions[qid]
         answers = df[qid]
         idx = [i for i in df.index[answers.notna()]
-               if all(not _isna(groups[a].loc[i]) for a in by)]
+               if all(not pd.isna(groups[a].loc[i]) for a in by)]
         idx = sorted(idx, key=lambda i: _rank(seed, f"{qid}|{i}"))[:max_per_question]
         for i in idx:
             dist = np.zeros(len(q.options))
             dist[q.options.index(str(answers.loc[i]))] = 1.0
             weight = float(weights.loc[i]) if weights is not None else 1.0
-            wave = str(df.loc[i, survey.wave]) if survey.wave else ""
+            wave = value_text(df.loc[i, survey.wave]) if survey.wave else ""
             out.append(SurveyRow(question=q, slice={a: str(groups[a].loc[i]) for a in by},
                                  dist=dist, n_eff=1.0, weight=weight, wave=wave))
     return out
 
 
-def _isna(value) -> bool:
-    """pandas-aware missing test for one cell."""
-    import pandas as pd
+def individual_training_rows(survey, by: Sequence[str], split: Split, *, seed: int = 0,
+                             bins: dict[str, list[float]] | None = None) -> list[SurveyRow]:
+    """Respondent rows for the kl+ce loss, kept out of held-out questions and groups.
 
-    return bool(pd.isna(value))
+    Args:
+        survey: a respondent-level Survey.
+        by: the attributes describing each respondent (the slices of the split's rows).
+        split: the aggregate split; only its training questions are used, and with a slice
+            split no respondent of a held-out (test or validation) group.
+        seed: seeds the per-question subsample.
+        bins: band edges for numeric attributes (as for the split's rows).
+    Raises:
+        DataError: no attributes given, or the survey has no respondents.
+    """
+    if not by:
+        raise DataError("--loss kl+ce needs --by (the attributes describing each respondent).")
+    train_q = {r.question.id for r in split.train}
+    held = [r.slice for r in split.test + split.val if r.slice] \
+        if split.info.get("how") == "slice" else []
+    rows = respondent_rows(survey, by, questions=sorted(train_q), seed=seed, bins=bins)
+    return [r for r in rows if not any(h.items() <= r.slice.items() for h in held)]
 
 
 def _num(value: float) -> float | None:

@@ -25,7 +25,8 @@ from finetune.callbacks import TrainingMonitor
 from finetune.loss import RowCollator, batch_loss
 from finetune.rows import Split, describe_rows, reweight_slices
 from sim_core.errors import AdapterError, Cancelled, DataError, ModelError
-from sim_core.prompts import LETTERS, PromptStyle
+from sim_core.labels import baseline_entry
+from sim_core.prompts import LETTERS
 
 LOSSES = ("kl", "kl+ordinal", "kl+ce")
 
@@ -169,7 +170,7 @@ def _evaluate(lm, rows, config: TrainConfig, baselines=()) -> tuple[dict, dict]:
 
     ev = evaluate_rows([lm], rows, config=_sim_config(config), baselines=baselines)
     return (_mean_scores(ev, lm.label),
-            {b: _mean_scores(ev, f"baseline: {b}") for b in baselines})
+            {b: _mean_scores(ev, baseline_entry(b)) for b in baselines})
 
 
 class SurveyTrainer(Trainer):

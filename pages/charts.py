@@ -7,8 +7,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 
 from sim_core import palette
-
-REAL = "real"
+from sim_core.labels import is_baseline
 
 
 def comparison_figure(shares: pd.DataFrame, *, show_baselines: bool = True) -> go.Figure:
@@ -22,7 +21,7 @@ def comparison_figure(shares: pd.DataFrame, *, show_baselines: bool = True) -> g
     """
     df = shares.copy()
     if not show_baselines:
-        df = df[~df["entry"].astype(str).str.startswith(palette.BASELINE_PREFIX)]
+        df = df[~df["entry"].map(is_baseline)]
     df["err_plus"] = (df["ci_high"] - df["share"]).astype(float)
     df["err_minus"] = (df["share"] - df["ci_low"]).astype(float)
     entries = list(dict.fromkeys(df["entry"].astype(str)))
@@ -30,8 +29,7 @@ def comparison_figure(shares: pd.DataFrame, *, show_baselines: bool = True) -> g
     wrap = 1 if n_slices == 1 else 2
     fig = px.bar(df, x="option", y="share", color="entry", barmode="group",
                  facet_col="slice", facet_col_wrap=wrap, error_y="err_plus",
-                 error_y_minus="err_minus", color_discrete_map=palette.entry_colors(
-                     entries, real_label=REAL), category_orders={"entry": entries},
+                 error_y_minus="err_minus", color_discrete_map=palette.entry_colors(entries), category_orders={"entry": entries},
                  facet_row_spacing=0.12, hover_data={"err_plus": False, "err_minus": False})
     fig.for_each_annotation(lambda a: a.update(text=a.text.split("=", 1)[-1]))
     rows = -(-n_slices // wrap)

@@ -9,6 +9,7 @@ from pages import common
 from pages.charts import heatmap_figure, waves_figure
 from pages.simulate import BASE
 from sim_core.errors import SimError
+from sim_core.labels import is_baseline
 
 
 def settings(survey):
@@ -84,7 +85,7 @@ def show(results: dict) -> None:
     st.dataframe(summary, key="eval_summary")
     st.caption("group deviation r: correlation of simulated and real differences between "
                "groups (1 = moves between groups exactly as people do; higher is better).")
-    models = [e for e in evaluation.entries if not e.startswith("baseline: ")]
+    models = [e for e in evaluation.entries if not is_baseline(e)]
     cols = st.columns(2)
     score = cols[0].selectbox("Score", scores, key="eval_score",
                               index=scores.index("wasserstein") if "wasserstein" in scores else 0,

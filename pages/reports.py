@@ -12,7 +12,8 @@ SOURCES = ("Comparisons from Simulate & compare", "Last evaluation")
 
 def build(source: str, title: str | None, page_size: str) -> None:
     """Build the Report and its three files once; kept in rep_files."""
-    from sim_core.report import (render_pdf, report_csv, report_from_comparisons,
+    from sim_core.report_pdf import render_pdf
+    from sim_core.report import (report_csv, report_from_comparisons,
                                  report_from_evaluation, report_json)
 
     try:

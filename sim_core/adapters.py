@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from sim_core.errors import AdapterError, SimError
+from sim_core.fileio import folder_fingerprint
 from sim_core.workspace import safe_name, subdir
 
 CARD_FILE = "card.json"
@@ -179,8 +180,6 @@ def export_adapter_zip(name: str) -> bytes:
 
 def adapter_fingerprint(path: Path) -> str:
     """Fingerprint of the adapter weights and config (the card is left out: it is editable)."""
-    from sim_core.models import folder_fingerprint
-
     return folder_fingerprint(Path(path), patterns=(ADAPTER_CONFIG, ".safetensors"))
 
 
@@ -219,7 +218,5 @@ def _same_base(base: str, lm: Any) -> bool:
     if base in names or Path(base).name in names:
         return True
     if Path(base).is_dir():
-        from sim_core.models import folder_fingerprint
-
         return folder_fingerprint(Path(base)) == lm.fingerprint
     return False

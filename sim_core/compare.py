@@ -4,23 +4,18 @@ and the sampling-noise floor. The dashboard, the CLI and the report all call com
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
 from sim_core import baselines as base_lib
 from sim_core.errors import DataError, SimError
+from sim_core.labels import NOISE_FLOOR, REAL, Progress, baseline_entry, unique_labels
 from sim_core.metrics import METRICS, best_entry, noise_floor, score_all
 from sim_core.simulate import SimConfig, SimResult, orders_for, simulate
 from sim_core.slices import SliceMarginal, real_marginals, slice_label
 from sim_core.survey import Question, Survey
-
-BASELINE_PREFIX = "baseline: "
-REAL = "real"
-NOISE_FLOOR = "noise floor"
-
-Progress = Callable[[int, int], None] | None
 
 
 @dataclass
@@ -53,7 +48,7 @@ class SliceComparison:
     def entries(self) -> dict[str, np.ndarray]:
         """Entry name -> distribution: checkpoints first, then baselines."""
         out = {label: result.shares for label, result in self.simulated.items()}
-        out.update({BASELINE_PREFIX + name: dist for name, dist in self.baselines.items()})
+        out.update({baseline_entry(name): dist for name, dist in self.baselines.items()})
         return out
 
 
@@ -110,17 +105,6 @@ class Comparison:
 
 
 # ---------------------------------------------------------------- shared helpers
-
-def unique_labels(models: Sequence[Any]) -> list[str]:
-    """Checkpoint labels, with " (2)", " (3)" added where two models share one."""
-    seen: dict[str, int] = {}
-    out = []
-    for lm in models:
-        label = lm.label
-        seen[label] = seen.get(label, 0) + 1
-        out.append(label if seen[label] == 1 else f"{label} ({seen[label]})")
-    return out
-
 
 def checkpoint_info(lm: Any, label: str, config: SimConfig | None = None) -> dict:
     """label, name, adapter, fingerprints, option orders used and the adapter card."""

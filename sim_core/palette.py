@@ -8,7 +8,9 @@ strings, which both plotly and matplotlib accept.
 
 from __future__ import annotations
 
-REAL = "#222222"
+from sim_core.labels import REAL, baseline_name, is_baseline
+
+REAL_COLOR = "#222222"
 """Real survey data (bars, error bars, lines)."""
 
 BASELINES: dict[str, str] = {
@@ -31,14 +33,12 @@ CHECKPOINTS: tuple[str, ...] = (
 )
 """Up to six checkpoints, in the order they were chosen; a seventh reuses the first."""
 
-NOISE_FLOOR = "#7f7f7f"
+NOISE_FLOOR_COLOR = "#7f7f7f"
 """Sampling-noise floor lines / text."""
 
 HEATMAP_SCALE = "YlOrRd"
 """Sequential colour scale for score heatmaps (lower = lighter); a name known to both
 matplotlib and plotly."""
-
-BASELINE_PREFIX = "baseline: "
 
 
 def checkpoint_color(index: int) -> str:
@@ -48,18 +48,15 @@ def checkpoint_color(index: int) -> str:
 
 def baseline_color(name: str) -> str:
     """Colour of a baseline, given "population" or "baseline: population"."""
-    if name.startswith(BASELINE_PREFIX):
-        name = name[len(BASELINE_PREFIX):]
-    return BASELINES.get(name, BASELINE_OTHER)
+    return BASELINES.get(baseline_name(name), BASELINE_OTHER)
 
 
-def entry_colors(entries: list[str], *, real_label: str = "real") -> dict[str, str]:
+def entry_colors(entries: list[str]) -> dict[str, str]:
     """Colour for every entry of a comparison.
 
     Args:
         entries: entry labels in display order: checkpoint labels, "baseline: <name>"
-            entries, and optionally the real-data label.
-        real_label: the label used for the real data.
+            entries, and optionally sim_core.labels.REAL.
 
     Returns:
         entry -> colour; checkpoints are numbered in the order they appear.
@@ -67,9 +64,9 @@ def entry_colors(entries: list[str], *, real_label: str = "real") -> dict[str, s
     colors: dict[str, str] = {}
     index = 0
     for entry in entries:
-        if entry == real_label:
-            colors[entry] = REAL
-        elif entry.startswith(BASELINE_PREFIX):
+        if entry == REAL:
+            colors[entry] = REAL_COLOR
+        elif is_baseline(entry):
             colors[entry] = baseline_color(entry)
         else:
             colors[entry] = checkpoint_color(index)

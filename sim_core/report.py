@@ -26,10 +26,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sim_core.palette import BASELINE_PREFIX
-
-REAL = "real"
-NOISE_FLOOR = "noise floor"
+from sim_core.labels import NOISE_FLOOR, REAL, baseline_entry, baseline_name, is_baseline
 CSV_COLUMNS = ("table", "question_id", "slice", "entry", "option", "share", "ci_low",
                "ci_high", "n_eff", "score", "value", "direction", "text")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -76,7 +73,7 @@ class QuestionReport:
         for item in self.slices:
             for entry in list(item.shares) + list(item.scores):
                 seen.setdefault(entry, None)
-        return sorted(seen, key=lambda e: e.startswith(BASELINE_PREFIX))
+        return sorted(seen, key=is_baseline)
 
     def mean_scores(self) -> dict[str, dict[str, float]]:
         """entry -> score key -> mean over the slices that have the score."""
@@ -177,7 +174,7 @@ def _slice_result(sc: Any) -> SliceResult:
     from sim_core.slices import slice_label
     real = sc.real
     shares = {label: _floats(result.shares) for label, result in sc.simulated.items()}
-    shares.update({f"{BASELINE_PREFIX}{name}": _floats(dist)
+    shares.update({baseline_entry(name): _floats(dist)
                    for name, dist in sc.baselines.items()})
     return SliceResult(
         label=slice_label(sc.slice),
@@ -216,7 +213,7 @@ def report_from_comparisons(comparisons: list[Any], title: str | None = None) ->
         title: report title; default "Simulated vs real: <survey>".
 
     Returns:
-        The Report (plain data), ready for render_pdf / report_csv / report_json.
+        The Report (plain data), ready for sim_core.report_pdf.render_pdf, report_csv and report_json.
     """
     if not comparisons:
         from sim_core.errors import SimError
@@ -225,8 +222,8 @@ def report_from_comparisons(comparisons: list[Any], title: str | None = None) ->
     questions = [_question_report(c) for c in comparisons]
     keys = {k for q in questions for s in q.slices
             for values in list(s.scores.values()) + [s.noise_floor] for k in values}
-    baselines = list(dict.fromkeys(e[len(BASELINE_PREFIX):] for q in questions
-                                   for e in q.entries() if e.startswith(BASELINE_PREFIX)))
+    baselines = list(dict.fromkeys(baseline_name(e) for q in questions
+                                   for e in q.entries() if is_baseline(e)))
     checkpoints = [_plain(dict(c)) for c in first.checkpoints]
     survey = _joined([c.survey_name for c in comparisons])
     report = Report(title=title or f"Simulated vs real: {survey or 'drafted question'}",
@@ -329,7 +326,7 @@ def report_from_evaluation(evaluation: Any, title: str | None = None) -> Report:
     rows = evaluation.rows
     keys = [k for k in METRICS if k in rows.columns and rows[k].notna().any()]
     score = _eval_score(keys)
-    models = [e for e in evaluation.entries if not str(e).startswith(BASELINE_PREFIX)]
+    models = [e for e in evaluation.entries if not is_baseline(e)]
     long_rows = rows[[c for c in ("question_id", "slice", "entry") if c in rows.columns] + keys]
     summary = evaluation.summary()
     if "entry" in summary.columns:  # entry as a column or as the index: both accepted
@@ -342,8 +339,7 @@ def report_from_evaluation(evaluation: Any, title: str | None = None) -> Report:
         heatmaps=[_heatmap(evaluation, e, score) for e in models],
         worst={e: _table(evaluation.worst_slices(e, score)) for e in models},
         rows=_table(long_rows.reset_index(drop=True)))
-    baselines = [e[len(BASELINE_PREFIX):] for e in evaluation.entries
-                 if str(e).startswith(BASELINE_PREFIX)]
+    baselines = [baseline_name(e) for e in evaluation.entries if is_baseline(e)]
     report = Report(title=title or f"Evaluation: {evaluation.survey_name}", created=_today(),
                     survey=evaluation.survey_name, wave=evaluation.wave,
                     checkpoints=[{"label": e, "orders": getattr(evaluation, "entry_orders", {})
@@ -356,12 +352,6 @@ def report_from_evaluation(evaluation: Any, title: str | None = None) -> Report:
 
 
 # ---------------------------------------------------------------- outputs
-
-def render_pdf(report: Report, page_size: str = "A4") -> bytes:
-    """The report as a PDF (see sim_core.report_pdf.render_pdf)."""
-    from sim_core.report_pdf import render_pdf as _render
-    return _render(report, page_size=page_size)
-
 
 def neutralise(value: Any) -> Any:
     """Prefix text that a spreadsheet would run as a formula with a single quote."""

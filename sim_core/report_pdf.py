@@ -23,7 +23,8 @@ from matplotlib.patches import Patch
 
 from sim_core import palette
 from sim_core.errors import SimError
-from sim_core.report import NOISE_FLOOR, REAL, QuestionReport, Report, SliceResult, is_number
+from sim_core.labels import NOISE_FLOOR, REAL, is_baseline
+from sim_core.report import QuestionReport, Report, SliceResult, is_number
 
 PAGE_SIZES = ("A4", "Letter")
 CHART_SLICES = 12          # slices per bar chart (small multiples, 3 per row)
@@ -199,7 +200,7 @@ def _question_section(pdf: _PDF, report: Report, q: QuestionReport) -> None:
     _para(pdf, "Options: " + "; ".join(options), 8.5)
     if q.by:
         _para(pdf, "Slices by: " + ", ".join(q.by), 8.5)
-    entries = [e for e in q.entries() if not e.startswith(palette.BASELINE_PREFIX)]
+    entries = [e for e in q.entries() if not is_baseline(e)]
     for start in range(0, len(q.slices), CHART_SLICES):
         _image(pdf, _bars_png(q, q.slices[start:start + CHART_SLICES], entries))
     if any(s.scores for s in q.slices):
@@ -342,7 +343,7 @@ def _png(fig: Figure) -> tuple[bytes, float]:
 def _bars_png(q: QuestionReport, slices: list[SliceResult], entries: list[str]) -> tuple[bytes, float]:
     """Small multiples: per slice, bars per option for real (with 95 % CI) and each entry."""
     series = ([REAL] if any(s.real is not None for s in slices) else []) + entries
-    colors = palette.entry_colors(series, real_label=REAL)
+    colors = palette.entry_colors(series)
     cols = min(3, len(slices))
     rows = math.ceil(len(slices) / cols)
     fig = Figure(figsize=(7.5, 0.5 + 2.0 * rows))

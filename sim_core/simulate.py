@@ -5,12 +5,13 @@ from __future__ import annotations
 import re
 import zlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
 from sim_core.errors import Cancelled, ModelError, SimError
+from sim_core.labels import Progress, ShouldStop
 from sim_core.prompts import LETTERS, PromptStyle, build_prompt, option_orders
 
 # Measured on 100 random real GSS rows with the embedded model (float32): mean ordinal WD
@@ -23,8 +24,6 @@ DEFAULT_ORDERS = 2
 # recommends 1 order (finetune writes `inference_orders`; docs/fidelity.md).
 MAX_NEW_TOKENS = 6
 
-Progress = Callable[[int, int], None] | None
-ShouldStop = Callable[[], bool] | None
 
 
 @dataclass

@@ -16,7 +16,7 @@ import pandas as pd
 from statsmodels.stats.proportion import proportion_confint
 
 from sim_core.errors import DataError
-from sim_core.survey import MARGINALS, Question, Survey
+from sim_core.survey import MARGINALS, Question, Survey, value_text
 
 DEFAULT_BINS: dict[str, list[float]] = {"age": [18, 30, 45, 65, 200]}   # lower-case keys
 AUTO_BINS_ABOVE = 12        # numeric attributes with more distinct values get quartile bands
@@ -164,16 +164,10 @@ def _respondent_frame(survey: Survey, question: Question, wave: str | None) -> p
     if wave not in (None, ""):
         if survey.wave is None:
             raise DataError(f"the survey has no wave column; cannot select wave {wave!r}.")
-        frame = frame[frame[survey.wave].map(_text) == str(wave)]
+        frame = frame[frame[survey.wave].map(value_text) == str(wave)]
     frame = frame[frame[question.id].notna()]
     weights = frame[survey.weight].astype(float) if survey.weight else 1.0
     return frame.assign(_w=weights)
-
-
-def _text(value) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
 
 
 def _respondent_marginals(survey, question, by, wave, bins, min_n_eff, include_total):

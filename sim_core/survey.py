@@ -90,7 +90,7 @@ class Survey:
             if self.wave is None or self.respondents is None:
                 return []
             values = self.respondents[self.wave].dropna().unique()
-            return [_wave_text(v) for v in sorted(values)]
+            return [value_text(v) for v in sorted(values)]
         if self.marginals is None:
             return []
         return sorted(w for w in self.marginals["wave"].unique() if w != "")
@@ -108,7 +108,7 @@ class Survey:
             if isinstance(column.dtype, pd.CategoricalDtype):     # codebook order
                 present = set(column.dropna())
                 return [str(c) for c in column.cat.categories if c in present]
-            return [_wave_text(v) for v in sorted(column.dropna().unique(), key=_sort_key)]
+            return [value_text(v) for v in sorted(column.dropna().unique(), key=_sort_key)]
         if self.marginals is None:
             return []
         table = self.marginals[self.marginals["attribute"] == attribute]
@@ -123,8 +123,8 @@ class Survey:
             raise KeyError(f"unknown question {question_id!r}; known: {known}") from None
 
 
-def _wave_text(value) -> str:
-    """Render a wave/group value as text (2022.0 -> "2022")."""
+def value_text(value) -> str:
+    """A wave or group value as text, the one rendering everywhere (2022.0 -> "2022")."""
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)

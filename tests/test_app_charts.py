@@ -26,7 +26,7 @@ def test_comparison_figure_hides_baselines():
     assert sum(len(t.x) for t in fig.data) == 2 * 2 * 3
     real = [t for t in fig.data if t.name == "real"][0]
     assert real.error_y.array[0] == pytest.approx(0.5 - 1 / 3)
-    assert real.marker.color == palette.REAL
+    assert real.marker.color == palette.REAL_COLOR
     model = [t for t in fig.data if t.name == "model"][0]
     assert model.marker.color == palette.checkpoint_color(0)
 

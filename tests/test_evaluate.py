@@ -7,7 +7,7 @@ import pytest
 
 from sim_core import metrics
 from sim_core.baselines import population_average
-from sim_core.compare import BASELINE_PREFIX
+from sim_core.labels import BASELINE_PREFIX
 from sim_core.errors import Cancelled, DataError
 from sim_core.evaluate import evaluate, evaluate_rows, group_deviation_correlation
 from sim_core.simulate import SimConfig, simulate_rows

@@ -240,3 +240,22 @@ def test_slice_split_can_be_told_to_hold_out_a_group():
                       seed=5).info["test_slices"] == held
     with pytest.raises(DataError, match="no such group"):
         split_rows(rows, "slice", hold_out=["RELIG=Nope"])
+
+
+def test_respondent_rows_use_the_slice_labels_so_held_out_groups_never_leak():
+    """A numeric attribute (pid 1/2/3) is labelled as the slices label it ("pid=1"), so the
+    slice split's held-out group keeps its respondents out of kl+ce training."""
+    from finetune.rows import individual_training_rows
+    from sim_core.readers import read_respondents_csv
+    from sim_core.slices import survey_rows
+
+    lines = ["pid,sex,q1"] + [f"{1 + i % 3},{'F' if i % 2 else 'M'},{'yes' if i % 5 else 'no'}"
+                              for i in range(60)]
+    survey = read_respondents_csv("\n".join(lines).encode(), demographics=["pid", "sex"],
+                                  questions=["q1"])
+    rows = survey_rows(survey, by=["pid"])
+    assert labels(rows) == {"pid=1", "pid=2", "pid=3"}
+    split = split_rows(rows, "slice", hold_out=["pid=1"], test_slices=1, val_fraction=0)
+    individual = individual_training_rows(survey, ["pid"], split, seed=0)
+    assert individual and labels(individual) == {"pid=2", "pid=3"}
+    assert len(individual) == 40          # every respondent of the two training groups

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from sim_core.errors import ModelError, SimError
-from sim_core.models import FINGERPRINT_FILE, folder_fingerprint, list_checkpoints, load_model
+from sim_core.fileio import FINGERPRINT_FILE, folder_fingerprint
+from sim_core.models import list_checkpoints, load_model
 from sim_core.workspace import safe_name, subdir, workspace_dir
 
 

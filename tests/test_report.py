@@ -18,8 +18,8 @@ from pypdf import PdfReader
 
 from sim_core.errors import SimError
 from sim_core.report import (QuestionReport, Report, ScoreInfo, SliceResult, methods_text,
-                             render_pdf, report_csv, report_from_json, report_json)
-from sim_core.report_pdf import format_score
+                             report_csv, report_from_json, report_json)
+from sim_core.report_pdf import format_score, render_pdf
 
 CKPT = "SmolLM2-135M-Instruct + my-adapter"
 SCORES = [ScoreInfo("kl", "KL divergence", "sum p_i ln(p_i / q_i)", "lower", "[0, inf)"),

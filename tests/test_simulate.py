@@ -11,7 +11,7 @@ import torch
 
 from sim_core.errors import Cancelled, SimError
 from sim_core.models import load_model
-from sim_core.prompts import build_prompt, option_orders
+from sim_core.prompts import build_prompt
 from sim_core.simulate import (SimConfig, letter_logits, letter_token_ids, parse_answer,
                                simulate, simulate_rows)
 from sim_core.survey import Question

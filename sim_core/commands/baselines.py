@@ -14,6 +14,7 @@ import json
 import numpy as np
 
 from sim_core.commands import common
+from sim_core.labels import NOISE_FLOOR, REAL
 from sim_core.commands.compare import (floats, format_rows, score_legend, slice_heading,
                                        tqdm_progress)
 
@@ -99,11 +100,11 @@ def format_result(result: dict) -> str:
                    f"{fit.n_train} train / {fit.n_test} held out)")
     for m in result["marginals"]:
         scores = result["scores"][m.label]
-        rows = [("real", m.shares, {})]
+        rows = [(REAL, m.shares, {})]
         rows += [(name, d[m.label], scores[name]) for name, d in result["baselines"].items()
                  if m.label in d]
         if result["noise_floor"][m.label]:
-            rows.append(("noise floor", None, result["noise_floor"][m.label]))
+            rows.append((NOISE_FLOOR, None, result["noise_floor"][m.label]))
         best = {k: best_entry({e: s.get(k, np.nan) for e, s in scores.items()}, k) for k in keys}
         out += ["", slice_heading(m.label, m), format_rows(q.options, rows, keys, best)]
     return "\n".join(out)

@@ -122,7 +122,7 @@ def comparison_json(comp) -> dict:
 
 def format_comparison(comp) -> str:
     """Plain-text comparison: one table per slice."""
-    from sim_core.compare import NOISE_FLOOR, REAL
+    from sim_core.labels import NOISE_FLOOR, REAL
     from sim_core.metrics import METRICS, best_entry
     keys = [k for k in METRICS if any(k in s for sc in comp.slices for s in sc.scores.values())]
     out = [f"{comp.question.id}: {comp.question.text}",

@@ -59,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
     from sim_core.commands import common
     from sim_core.compare import compare
     from sim_core.models import load_model
-    from sim_core.report import render_pdf, report_csv, report_from_comparisons, report_json
+    from sim_core.report import report_csv, report_from_comparisons, report_json
+    from sim_core.report_pdf import render_pdf
     from sim_core.simulate import SimConfig
 
     survey = common.survey_from_args(args)
