@@ -51,6 +51,9 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--by", help="slice attributes, comma-separated (default: each on its own)")
     p.add_argument("--questions", help="question ids, comma-separated (default: all)")
     p.add_argument("--base", default="default", help="base model: default or a folder/name")
+    p.add_argument("--device", default=None,
+                   help="auto (the first GPU when present, else CPU), cpu, cuda or cuda:N "
+                        "(eval); training uses one GPU per process (accelerate launch: all)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,7 +111,7 @@ def config_from_args(args, base_config=None):
     config = base_config or TrainConfig()
     given = {"epochs": args.epochs, "max_steps": args.max_steps, "lr": args.lr,
              "rank": args.rank, "batch_size": args.batch_size, "loss": args.loss,
-             "seed": args.seed, "top_layers": args.top_layers}
+             "seed": args.seed, "top_layers": args.top_layers, "device": args.device}
     changes = {k: v for k, v in given.items() if v is not None}
     if args.rank is not None:
         changes["alpha"] = 2 * args.rank        # keep the alpha / rank scaling of the default
@@ -182,8 +185,13 @@ def cmd_train(args) -> int:
     from finetune.jobs import JOB_FILE, JobReporter
     from finetune.train import train_adapter
 
+    from finetune import distributed
+
     folder = Path(args.job_dir) if args.job_dir else None
-    reporter = JobReporter(folder) if folder and (folder / "status.json").exists() else None
+    # several processes (accelerate launch): only the main one reports, prints and writes
+    main = distributed.is_main()
+    reporter = JobReporter(folder) if main and folder and (folder / "status.json").exists() \
+        else None
     try:
         if folder and (folder / JOB_FILE).exists() and not args.data:
             split, name, base, config, info, overwrite = _job_spec(folder)
@@ -195,7 +203,7 @@ def cmd_train(args) -> int:
             config = config_from_args(args)
         if reporter:
             reporter.running()
-        bar = _tqdm_callback(not args.json and reporter is None)
+        bar = _tqdm_callback(main and not args.json and reporter is None)
 
         def events(event: dict) -> None:
             bar(event)
@@ -217,6 +225,8 @@ def cmd_train(args) -> int:
         if reporter:
             reporter.finish("failed", error=f"{type(error).__name__}: {error}")
         raise
+    if not main:
+        return 0
     out = {"adapter": result.adapter_path.name, "adapter_path": str(result.adapter_path),
            "before": result.before, "after": result.after, "baselines": result.baselines}
     if reporter:
@@ -287,7 +297,9 @@ def cmd_eval(args) -> int:
     config = SimConfig()
     if args.orders:
         config = dataclasses.replace(config, orders=args.orders)
-    models = [load_model(args.base), load_model(args.base, adapter=args.adapter)]
+    device = args.device or "auto"
+    models = [load_model(args.base, device=device),
+              load_model(args.base, adapter=args.adapter, device=device)]
     from sim_core.commands.compare import tqdm_progress
 
     bar, progress = tqdm_progress("eval")

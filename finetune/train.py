@@ -7,7 +7,6 @@ underneath, so `accelerate launch -m finetune train ...` runs the same code on s
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import shutil
 import tempfile
@@ -21,6 +20,8 @@ import torch
 from transformers import PrinterCallback, Trainer, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
+from finetune import distributed
+from finetune.base import check_qlora, load_base, training_device, training_dtype
 from finetune.callbacks import TrainingMonitor
 from finetune.loss import RowCollator, batch_loss
 from finetune.rows import Split, describe_rows, reweight_slices
@@ -58,6 +59,10 @@ class TrainConfig:
     evaluate_test: score base and adapter on the held-out rows (before / after in the card).
     eval_orders: option orders averaged in that evaluation (None: each checkpoint's own, as
         the simulator would use them: 2 for the base, 1 for an adapter trained unshuffled).
+    dtype: base weights; "auto" = float32 on CPU, bfloat16 on a GPU (mixed precision).
+    device: "auto" (the first GPU when there is one, else CPU), "cpu" or "cuda"; under
+        accelerate launch each process takes its own GPU. The before/after evaluations and
+        validation run there too.
     """
 
     # Defaults chosen on the validation questions of the GSS question split with the embedded
@@ -87,7 +92,8 @@ class TrainConfig:
     save_every: int = 50
     evaluate_test: bool = True
     eval_orders: int | None = None
-    dtype: str = "float32"
+    dtype: str = "auto"
+    device: str = "auto"
 
 
 @dataclass
@@ -102,19 +108,6 @@ class TrainResult:
     model: Any = field(default=None, repr=False)      # the trained peft model, in memory
 
 
-def check_qlora(config: "TrainConfig") -> None:
-    """Refuse QLoRA before any work unless CUDA and bitsandbytes are both present."""
-    if not config.qlora:
-        return
-    if not torch.cuda.is_available():
-        raise ModelError("QLoRA (4-bit) training needs a CUDA GPU; this machine has none. "
-                         "Train a plain LoRA adapter instead (leave out --qlora): 4-bit "
-                         "training on CPU can silently stop learning.")
-    if importlib.util.find_spec("bitsandbytes") is None:
-        raise ModelError("QLoRA needs the bitsandbytes package, which is not installed "
-                         "(pip install bitsandbytes), or leave out --qlora.")
-
-
 def _check_inputs(split: Split, config: TrainConfig) -> None:
     """Clear messages for inputs that cannot train."""
     if config.loss not in LOSSES:
@@ -127,50 +120,45 @@ def _check_inputs(split: Split, config: TrainConfig) -> None:
         raise DataError(f"Question '{too_many[0]}' has more than {len(LETTERS)} options.")
 
 
-def _load_base(base: str, config: TrainConfig):
-    """The base model as a LoadedModel, in float32 (LoRA) or 4-bit NF4 (QLoRA)."""
-    from sim_core.models import load_model, resolve_model
-
-    if not config.qlora:
-        return load_model(base, dtype=config.dtype)
-    from peft import prepare_model_for_kbit_training
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
-
-    lm = load_model(base, dtype="bfloat16")
-    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                               bnb_4bit_use_double_quant=True,
-                               bnb_4bit_compute_dtype=torch.bfloat16)
-    model = AutoModelForCausalLM.from_pretrained(resolve_model(base), quantization_config=quant,
-                                                 trust_remote_code=False)
-    lm.model = prepare_model_for_kbit_training(model)
-    return lm
-
-
 def _sim_config(config: TrainConfig):
     """Simulation settings for the before/after evaluation (no cache: weights change)."""
     from sim_core.simulate import SimConfig
 
-    sim = SimConfig(use_cache=False, seed=config.seed, batch_size=config.batch_size)
+    # batch_size None: as many prompts per pass as the training device suits
+    sim = SimConfig(use_cache=False, seed=config.seed, batch_size=None)
     return dataclasses.replace(sim, orders=config.eval_orders) if config.eval_orders else sim
 
 
-def _mean_scores(evaluation, entry: str) -> dict[str, float]:
-    """Mean of every score over the rows of one evaluation entry."""
+def _mean_scores(df, device: str) -> dict[str, float]:
+    """Mean of every score over the rows of df, over every process's share of the rows (sums
+    and counts are added up, so every process gets the same means)."""
     from sim_core.metrics import METRICS
 
-    df = evaluation.rows[evaluation.rows["entry"] == entry]
-    return {k: float(df[k].mean()) for k in METRICS if k in df and df[k].notna().any()}
+    keys = list(METRICS)        # the same vector on every process, whatever its rows
+    sums = [float(df[k].sum()) if k in df else 0.0 for k in keys]
+    counts = [float(df[k].notna().sum()) if k in df else 0.0 for k in keys]
+    totals = distributed.all_sum(sums + counts, device)
+    return {k: totals[i] / totals[len(keys) + i] for i, k in enumerate(keys)
+            if totals[len(keys) + i] > 0}
 
 
 def _evaluate(lm, rows, config: TrainConfig, baselines=()) -> tuple[dict, dict]:
-    """Mean scores of lm (and the named baselines) on held-out rows."""
+    """Mean scores of lm (and the named baselines) on held-out rows, on lm's device; with
+    several processes each scores its share of the rows."""
     if not rows or not config.evaluate_test:
         return {}, {}
+    import pandas as pd
+
     from sim_core.evaluate import evaluate_rows
 
-    ev = evaluate_rows([lm], rows, config=_sim_config(config), baselines=baselines)
-    return (_mean_scores(ev, lm.label),
-            {b: _mean_scores(ev, baseline_entry(b)) for b in baselines})
+    mine = distributed.share(rows)
+    scored = evaluate_rows([lm], mine, config=_sim_config(config), baselines=baselines,
+                           reference_rows=list(rows)).rows if mine \
+        else pd.DataFrame({"entry": pd.Series(dtype=str)})   # fewer rows than processes
+
+    def means(entry: str) -> dict[str, float]:
+        return _mean_scores(scored[scored["entry"] == entry], lm.device)
+    return means(lm.label), {b: means(baseline_entry(b)) for b in baselines}
 
 
 class SurveyTrainer(Trainer):
@@ -206,17 +194,26 @@ class _IndexDataset(torch.utils.data.Dataset):
         return {"index": i}
 
 
-def _training_args(config: TrainConfig, out_dir: Path) -> TrainingArguments:
-    """TrainingArguments: our own progress and validation, checkpoints for resuming."""
-    return TrainingArguments(
+def _training_args(config: TrainConfig, out_dir: Path, device: str,
+                   dtype: str) -> TrainingArguments:
+    """TrainingArguments: our own progress and validation, checkpoints for resuming, the
+    device and mixed precision. Building them starts the process group under a launcher."""
+    cuda = device.startswith("cuda")
+    args = TrainingArguments(
         output_dir=str(out_dir), per_device_train_batch_size=config.batch_size,
         num_train_epochs=config.epochs, max_steps=config.max_steps, learning_rate=config.lr,
         warmup_steps=config.warmup_steps, weight_decay=config.weight_decay,
         lr_scheduler_type="linear", seed=config.seed, logging_strategy="no",
         save_strategy="steps", save_steps=config.save_every, save_total_limit=2,
         report_to="none", disable_tqdm=True, remove_unused_columns=False,
-        dataloader_num_workers=0, use_cpu=not torch.cuda.is_available(),
-        bf16=config.qlora)
+        dataloader_num_workers=0, use_cpu=not cuda, bf16=cuda and dtype == "bfloat16",
+        fp16=cuda and dtype == "float16",
+        ddp_find_unused_parameters=False)     # every LoRA weight is used in every step
+    if args.device.type == "cuda" and distributed.world_size() == 1:
+        # One process trains on one GPU; the Trainer would otherwise wrap the model in
+        # DataParallel over every visible GPU (several GPUs: accelerate launch).
+        args._n_gpu = 1
+    return args
 
 
 def _lora(model, config: TrainConfig):
@@ -264,6 +261,9 @@ def _card(name: str, lm, split: Split, config: TrainConfig, data_info: dict | No
         "test_rows": len(split.test), "steps": state.global_step,
         "best_val_step": monitor.best_step or None, "val_history": monitor.val_history,
         "train_seconds": round(seconds, 1),
+        "device": lm.placement if distributed.world_size() == 1 else
+        f"{distributed.world_size()} processes on {lm.device.split(':')[0]}",
+        "processes": distributed.world_size(),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 
@@ -275,7 +275,8 @@ def _before_scores(lm, split: Split, config: TrainConfig, job_dir: Path) -> tupl
         saved = json.loads(cached.read_text())
         return saved["before"], saved["baselines"]
     before, baselines = _evaluate(lm, split.test, config, ("uniform", "population"))
-    cached.write_text(json.dumps({"before": before, "baselines": baselines}))
+    if distributed.is_main():
+        cached.write_text(json.dumps({"before": before, "baselines": baselines}))
     return before, baselines
 
 
@@ -305,6 +306,7 @@ def train_adapter(split: Split, *, name: str, base: str = "default",
     """
     config = config or TrainConfig()
     check_qlora(config)
+    device = training_device(config.device)       # before any loading
     _check_inputs(split, config)
     if _existing_adapter(name) and not overwrite:
         raise AdapterError(f"An adapter named '{name}' exists already; choose another name "
@@ -314,25 +316,36 @@ def train_adapter(split: Split, *, name: str, base: str = "default",
     work.mkdir(parents=True, exist_ok=True)
     try:
         return _run(split, name, base, config, data_info, callback, should_stop, overwrite,
-                    work)
+                    work, device)
+    except torch.OutOfMemoryError as error:
+        raise ModelError(f"Out of memory on {device} while training '{name}' (batch size "
+                         f"{config.batch_size}); no adapter was saved. Use a smaller "
+                         "--batch-size, --top-layers, or QLoRA (--qlora).") from error
     finally:
         if temp:
             shutil.rmtree(work, ignore_errors=True)
 
 
 def _run(split, name, base, config, data_info, callback, should_stop, overwrite,
-         work: Path) -> TrainResult:
+         work: Path, device: str) -> TrainResult:
     """train_adapter after the checks: load, score before, train, score after, save."""
+    from finetune.rows import split_to_json
     from sim_core.adapters import save_adapter
 
     started = time.time()
     torch.manual_seed(config.seed)
-    lm = _load_base(base, config)
+    dtype = training_dtype(config, device)
+    args = _training_args(config, work / "checkpoints", device, dtype)
+    if not distributed.same_everywhere(json.dumps(split_to_json(split), sort_keys=True),
+                                       device):
+        raise DataError("The training processes split the rows differently (different data "
+                        "or seed per process?); nothing was trained.")
+    lm = load_base(base, config, device, dtype)
     before, baselines = _before_scores(lm, split, config, work)
     model = _lora(lm.model, config)
     rows = reweight_slices(split.train) if config.reweight else list(split.train)
     collator = RowCollator(rows, lm.tokenizer, shuffle=config.shuffle_options, seed=config.seed)
-    trainer = SurveyTrainer(model=model, args=_training_args(config, work / "checkpoints"),
+    trainer = SurveyTrainer(model=model, args=args,
                             train_dataset=_IndexDataset(len(rows)), data_collator=collator,
                             survey_tokenizer=lm.tokenizer, train_config=config)
     monitor = TrainingMonitor(collator, list(split.val), lm.tokenizer, callback=callback,
@@ -349,14 +362,15 @@ def _run(split, name, base, config, data_info, callback, should_stop, overwrite,
                         "no adapter was saved.")
     monitor.restore_best(model)
     model.eval()
-    # scored as the simulator will read it (orders from its card; see _card)
-    tuned = dataclasses.replace(lm, model=model, adapter=name,
+    # scored as the simulator will read it (orders from its card; see _card), on the device
+    # it trained on
+    tuned = dataclasses.replace(lm, model=model, adapter=name, device=str(args.device),
                                 inference_orders=None if config.shuffle_options else 1)
     after, _ = _evaluate(tuned, split.test, config)
     scores = {"before": before, "after": after, "baselines": baselines}
     card = _card(name, lm, split, config, data_info, scores, monitor, trainer.state,
                  time.time() - started)
-    if not trainer.is_world_process_zero():
+    if not trainer.is_world_process_zero():      # one adapter and card, from rank 0
         return TrainResult(Path(), card, before, after, baselines, model)
     path = save_adapter(lambda folder: model.save_pretrained(folder, safe_serialization=True),
                         name, card, overwrite=overwrite)
