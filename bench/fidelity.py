@@ -44,6 +44,7 @@ from tqdm import tqdm  # noqa: E402
 from finetune.rows import split_rows  # noqa: E402
 from finetune.train import TrainConfig, train_adapter  # noqa: E402
 from sim_core import evaluate as sim_evaluate  # noqa: E402
+from sim_core.baselines import ROW_BASELINES  # noqa: E402
 from sim_core.labels import baseline_entry  # noqa: E402
 from sim_core.metrics import METRICS  # noqa: E402
 from sim_core.models import load_model  # noqa: E402
@@ -141,7 +142,7 @@ def tqdm_progress(desc: str):
     return progress
 
 
-def run_eval(models, rows, reference, config, desc, baselines=("uniform", "population")):
+def run_eval(models, rows, reference, config, desc, baselines=ROW_BASELINES):
     """evaluate_rows with a progress bar, cache off so that timings are real."""
     return sim_evaluate.evaluate_rows(models, rows, config=config, reference_rows=reference,
                                       baselines=baselines, progress=tqdm_progress(desc))

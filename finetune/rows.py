@@ -17,10 +17,20 @@ import numpy as np
 import pandas as pd
 
 from sim_core.errors import DataError
+from sim_core.options import Choice, registry
 from sim_core.slices import SurveyRow, group_values, slice_label
 from sim_core.survey import value_text
 
-SPLITS = ("question", "slice", "wave", "random")
+SPLITS = registry(
+    Choice("question", "Unseen questions",
+           "whole questions held out: does the adapter generalise to new questions?"),
+    Choice("slice", "Unseen groups",
+           "whole groups (e.g. RELIG=Muslim) held out on every question: does it "
+           "generalise to a subpopulation it never saw?"),
+    Choice("wave", "Unseen wave",
+           "train on earlier waves, test on the latest (needs a wave column)"),
+    Choice("random", "Random rows", "(question, group) rows held out at random"),
+)
 
 
 @dataclass

@@ -23,77 +23,13 @@ from transformers.trainer_utils import get_last_checkpoint
 from finetune import distributed
 from finetune.base import check_qlora, load_base, training_device, training_dtype
 from finetune.callbacks import TrainingMonitor
+from finetune.config import TrainConfig
 from finetune.loss import RowCollator, batch_loss
 from finetune.rows import Split, describe_rows, reweight_slices
+from sim_core.baselines import ROW_BASELINES
 from sim_core.errors import AdapterError, Cancelled, DataError, ModelError
 from sim_core.labels import baseline_entry
-from sim_core.prompts import LETTERS
-
-LOSSES = ("kl", "kl+ordinal", "kl+ce")
-
-
-@dataclass
-class TrainConfig:
-    """How to train. Defaults suit the embedded 135M model on a 2-core CPU (README).
-
-    rank / alpha / dropout / target_modules: the LoRA adapter (alpha / rank = 2 scaling,
-        attention projections: a small adapter that trains fast on CPU).
-    lr: AdamW learning rate, linear decay to 0 after `warmup_steps`.
-    top_layers: adapt only the top N transformer layers (None: all); steps get cheaper
-        because the backward pass stops at the lowest adapted layer.
-    epochs: passes over the training rows; `max_steps` > 0 caps the steps instead.
-    batch_size: rows per step (per device); one step of 8 rows takes ~4 s for the 135M model
-        on 2 cores.
-    loss: "kl" (forward KL(real || model)), "kl+ordinal" (+ ordinal_lambda x energy
-        distance on the ordinal scale, finetune.loss.energy_distance) or "kl+ce" (+ ce_lambda x
-        cross-entropy on individual respondents; needs finetune.rows.respondent_rows).
-    shuffle_options: a fresh random option order per row and epoch (targets permuted too),
-        against the first-letter bias of small models. Off by default: the original order
-        carries information the adapter learns to use (it is then read in that order only).
-    reweight: equal total weight per group (finetune.rows.reweight_slices).
-    qlora: 4-bit NF4 base weights (bitsandbytes); CUDA only.
-    eval_every: validate every N steps (None: at each epoch end); patience: validations
-        without a better validation KL before stopping early (0: never); the best validated
-        weights are the ones saved.
-    save_every: checkpoint every N steps (resume after an interruption).
-    evaluate_test: score base and adapter on the held-out rows (before / after in the card).
-    eval_orders: option orders averaged in that evaluation (None: each checkpoint's own, as
-        the simulator would use them: 2 for the base, 1 for an adapter trained unshuffled).
-    dtype: base weights; "auto" = float32 on CPU, bfloat16 on a GPU (mixed precision).
-    device: "auto" (the first GPU when there is one, else CPU), "cpu" or "cuda"; under
-        accelerate launch each process takes its own GPU. The before/after evaluations and
-        validation run there too.
-    """
-
-    # Defaults chosen on the validation questions of the GSS question split with the embedded
-    # model (docs/fidelity.md): unshuffled options beat shuffled (val WD 0.204 vs 0.226), and
-    # validating every 50 steps keeps the best weights (held-out questions overfit after ~100).
-    rank: int = 16
-    alpha: int = 32
-    dropout: float = 0.05
-    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj",
-                                       "gate_proj", "up_proj", "down_proj")
-    top_layers: int | None = None
-    lr: float = 1e-3
-    epochs: float = 1.0
-    max_steps: int = -1
-    batch_size: int = 8
-    warmup_steps: int = 10
-    weight_decay: float = 0.0
-    loss: str = "kl"
-    ordinal_lambda: float = 1.0
-    ce_lambda: float = 1.0
-    shuffle_options: bool = False
-    reweight: bool = False
-    qlora: bool = False
-    seed: int = 0
-    eval_every: int | None = 50
-    patience: int = 2
-    save_every: int = 50
-    evaluate_test: bool = True
-    eval_orders: int | None = None
-    dtype: str = "auto"
-    device: str = "auto"
+from sim_core.prompts import LETTERS, PromptStyle
 
 
 @dataclass
@@ -109,9 +45,7 @@ class TrainResult:
 
 
 def _check_inputs(split: Split, config: TrainConfig) -> None:
-    """Clear messages for inputs that cannot train."""
-    if config.loss not in LOSSES:
-        raise DataError(f"Unknown loss '{config.loss}': use one of {', '.join(LOSSES)}.")
+    """Clear messages for inputs that cannot train (the config checks its own bounds)."""
     if not split.train:
         raise DataError("No training rows left after the split; use more data or a smaller "
                         "test fraction.")
@@ -201,7 +135,7 @@ def _training_args(config: TrainConfig, out_dir: Path, device: str,
     cuda = device.startswith("cuda")
     args = TrainingArguments(
         output_dir=str(out_dir), per_device_train_batch_size=config.batch_size,
-        num_train_epochs=config.epochs, max_steps=config.max_steps, learning_rate=config.lr,
+        num_train_epochs=config.epochs, max_steps=config.max_steps or -1, learning_rate=config.lr,
         warmup_steps=config.warmup_steps, weight_decay=config.weight_decay,
         lr_scheduler_type="linear", seed=config.seed, logging_strategy="no",
         save_strategy="steps", save_steps=config.save_every, save_total_limit=2,
@@ -225,7 +159,7 @@ def _lora(model, config: TrainConfig):
         # Adapting only the top layers means the backward pass stops there: cheaper steps.
         n_layers = model.config.num_hidden_layers
         layers = list(range(max(0, n_layers - config.top_layers), n_layers))
-    lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
+    lora = LoraConfig(r=config.rank, lora_alpha=config.lora_alpha, lora_dropout=config.dropout,
                       target_modules=list(config.target_modules), task_type="CAUSAL_LM",
                       bias="none", layers_to_transform=layers)
     try:
@@ -244,7 +178,8 @@ def _existing_adapter(name: str) -> bool:
 
 
 def _card(name: str, lm, split: Split, config: TrainConfig, data_info: dict | None,
-          scores: dict, monitor: TrainingMonitor, state, seconds: float) -> dict:
+          scores: dict, monitor: TrainingMonitor, state, seconds: float,
+          style: PromptStyle) -> dict:
     """The adapter card (card.json): what was trained on what, how, and how well."""
     seen = describe_rows(split.train + split.val)
     return {
@@ -255,8 +190,10 @@ def _card(name: str, lm, split: Split, config: TrainConfig, data_info: dict | No
         # Trained on the original option order: its order carries what it learned, so the
         # simulator uses that order alone unless told otherwise (sim_core.simulate.orders_for).
         "inference_orders": None if config.shuffle_options else 1,
-        "hyperparameters": {k: (list(v) if isinstance(v, tuple) else v)
-                            for k, v in asdict(config).items()},
+        "hyperparameters": {**{k: (list(v) if isinstance(v, tuple) else v)
+                               for k, v in asdict(config).items()},
+                            "lora_alpha": config.lora_alpha},
+        "prompt_style": asdict(style),
         "before": scores["before"], "after": scores["after"], "baselines": scores["baselines"],
         "test_rows": len(split.test), "steps": state.global_step,
         "best_val_step": monitor.best_step or None, "val_history": monitor.val_history,
@@ -274,7 +211,7 @@ def _before_scores(lm, split: Split, config: TrainConfig, job_dir: Path) -> tupl
     if cached.exists():
         saved = json.loads(cached.read_text())
         return saved["before"], saved["baselines"]
-    before, baselines = _evaluate(lm, split.test, config, ("uniform", "population"))
+    before, baselines = _evaluate(lm, split.test, config, ROW_BASELINES)
     if distributed.is_main():
         cached.write_text(json.dumps({"before": before, "baselines": baselines}))
     return before, baselines
@@ -344,7 +281,11 @@ def _run(split, name, base, config, data_info, callback, should_stop, overwrite,
     before, baselines = _before_scores(lm, split, config, work)
     model = _lora(lm.model, config)
     rows = reweight_slices(split.train) if config.reweight else list(split.train)
-    collator = RowCollator(rows, lm.tokenizer, shuffle=config.shuffle_options, seed=config.seed)
+    # Training prompts use the simulator's default wording; the card records it, so that a
+    # simulation with other wording can warn that the adapter never saw it.
+    style = PromptStyle()
+    collator = RowCollator(rows, lm.tokenizer, shuffle=config.shuffle_options, seed=config.seed,
+                           style=style)
     trainer = SurveyTrainer(model=model, args=args,
                             train_dataset=_IndexDataset(len(rows)), data_collator=collator,
                             survey_tokenizer=lm.tokenizer, train_config=config)
@@ -369,7 +310,7 @@ def _run(split, name, base, config, data_info, callback, should_stop, overwrite,
     after, _ = _evaluate(tuned, split.test, config)
     scores = {"before": before, "after": after, "baselines": baselines}
     card = _card(name, lm, split, config, data_info, scores, monitor, trainer.state,
-                 time.time() - started)
+                 time.time() - started, style)
     if not trainer.is_world_process_zero():      # one adapter and card, from rank 0
         return TrainResult(Path(), card, before, after, baselines, model)
     path = save_adapter(lambda folder: model.save_pretrained(folder, safe_serialization=True),

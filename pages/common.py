@@ -29,16 +29,29 @@ def show_error(error: BaseException) -> None:
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading model…")
-def _load_model_cached(name: str, adapter: str | None):
-    """Load a model once per process and (name, adapter)."""
+def _load_model_cached(name: str, adapter: str | None, device: str):
+    """Load a model once per process and (name, adapter, device)."""
     from sim_core.models import load_model  # lazy: torch is slow to import
 
-    return load_model(name, adapter)
+    return load_model(name, adapter, device=device)
 
 
 def get_model(name: str, adapter: str | None = None):
-    """The loaded model for (name, adapter); loads on first use only."""
-    return _load_model_cached(name, adapter or None)
+    """The loaded model for (name, adapter) on the sidebar's device; loads on first use only."""
+    return _load_model_cached(name, adapter or None, device_choice())
+
+
+def device_choice() -> str:
+    """The device picked in the sidebar ("auto" until one is picked)."""
+    return st.session_state.get("side_device") or "auto"
+
+
+@st.cache_data(show_spinner=False)
+def device_options() -> list[str]:
+    """auto, cpu and each CUDA GPU torch sees (once per process: counting GPUs starts CUDA)."""
+    from sim_core.devices import cuda_count
+
+    return ["auto", "cpu", *[f"cuda:{i}" for i in range(cuda_count())]]
 
 
 def model_choice() -> tuple[str, str | None]:
@@ -93,7 +106,17 @@ def sidebar() -> None:
             adapters = []
         picked = st.selectbox("Adapter (LoRA)", [NO_ADAPTER, *adapters], key="side_adapter")
         st.session_state["side_adapter_name"] = None if picked == NO_ADAPTER else picked
+        device_widget()
         st.caption("The model loads when you first run something, once per server process.")
+
+
+def device_widget() -> None:
+    """Sidebar device choice (simulation, evaluation and training); its help is SimConfig's."""
+    from sim_core.options import describe
+    from sim_core.simulate import SimConfig
+
+    st.selectbox("Device", device_options(), key="side_device",
+                 help=describe(SimConfig, "device"))
 
 
 def checkpoint_label(adapter: str | None) -> str:
@@ -157,6 +180,37 @@ def survey_picker(prefix: str, label: str = "Survey"):
     except SimError as error:
         show_error(error)
         return None, None
+
+
+def setting_widget(container, cls: type, name: str, key: str, value=None):
+    """One widget for a setting of a config dataclass, with the label, help and bounds that
+    the field declares (sim_core.options.setting); returns the value the user chose."""
+    import dataclasses
+    import typing
+
+    from sim_core import options
+
+    field = {f.name: f for f in dataclasses.fields(cls)}[name]
+    meta = field.metadata["setting"]
+    value = field.default if value is None else value
+    label, help_text = options.label(cls, name), options.describe(cls, name)
+    kind = options.base_type(typing.get_type_hints(cls)[name])
+    if meta.get("choices"):
+        choices = meta["choices"]
+        keys = list(choices)
+        names = {k: getattr(choices[k], "label", k) for k in keys} if isinstance(choices, dict) \
+            else {k: k for k in keys}
+        return container.selectbox(label, keys, index=keys.index(value), key=key,
+                                   format_func=names.get, help=help_text)
+    if kind is bool:
+        return container.checkbox(label, value=bool(value), key=key, help=help_text)
+    low = meta.get("min") if meta.get("min") is not None else meta.get("above")
+    number = container.number_input(
+        label, min_value=None if low is None else kind(low),
+        max_value=None if meta.get("max") is None else kind(meta["max"]), value=value,
+        step=1 if kind is int else None, format=None if kind is int else "%g", key=key,
+        help=help_text, placeholder=meta.get("none"))
+    return None if number is None else kind(number)
 
 
 ORDER_CHOICES = (0, 1, 2, 4, 8)

@@ -13,11 +13,31 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import OneHotEncoder
 
 from sim_core.errors import DataError
+from sim_core.options import Choice, registry
 from sim_core.slices import _respondent_frame, group_values, real_marginals, slice_label
 from sim_core.survey import MARGINALS, Survey
 
-BASELINES = ("uniform", "population", "classifier")
+BASELINES = registry(
+    Choice("uniform", "Uniform guess", "every option equally likely"),
+    Choice("population", "Population average",
+           "the whole population's real answer shares, guessed for every group"),
+    Choice("classifier", "Classifier on demographics",
+           "multinomial logistic regression of the answer on the demographic attributes, "
+           "trained on 70 % of the respondents (respondent-level data only)"),
+)
+"""Every baseline, in display order; compare() offers all, evaluate() the ROW_BASELINES."""
+ROW_BASELINES = ("uniform", "population")
+"""Baselines that need only (question, slice) rows, no respondents (evaluation, training)."""
 MISSING_GROUP = "(missing)"    # a demographic left blank is its own one-hot category
+
+
+def check_names(which: Sequence[str], allowed: Sequence[str] = tuple(BASELINES)) -> list[str]:
+    """The baseline names, refused with a DataError when one is unknown (before any work)."""
+    unknown = [name for name in which if name not in allowed]
+    if unknown:
+        raise DataError(f"unknown baseline(s) {', '.join(unknown)}; choose from "
+                        f"{', '.join(allowed)}.")
+    return list(which)
 
 
 def uniform(k: int) -> np.ndarray:
@@ -173,7 +193,7 @@ def classifier_baseline(survey: Survey, question_id: str, by: Sequence[str], *,
 
 def baselines_for(survey: Survey, question_id: str, by: Sequence[str], *,
                   wave: str | None = None, bins=None,
-                  which: Sequence[str] = BASELINES) -> dict[str, dict[str, np.ndarray]]:
+                  which: Sequence[str] = tuple(BASELINES)) -> dict[str, dict[str, np.ndarray]]:
     """Every requested baseline for every slice of a question.
 
     Args:
@@ -184,9 +204,7 @@ def baselines_for(survey: Survey, question_id: str, by: Sequence[str], *,
         baseline name -> slice label -> distribution; the classifier is skipped for
         marginal tables.
     """
-    unknown = [name for name in which if name not in BASELINES]
-    if unknown:
-        raise ValueError(f"unknown baseline(s) {', '.join(unknown)}; known: {', '.join(BASELINES)}")
+    check_names(which)
     question = survey.question(question_id)
     labels = [m.label for m in real_marginals(survey, question_id, by, wave=wave, bins=bins,
                                               min_n_eff=0)]

@@ -191,7 +191,7 @@ def _scores(question: Question, real: SliceMarginal, entries: dict[str, np.ndarr
 def compare(models: list[Any], question: Question, *, survey: Survey | None = None,
             by: Sequence[str] = (), wave: str | None = None, slices: list[dict] | None = None,
             config: SimConfig | None = None, bins=None,
-            baselines: Sequence[str] = ("uniform", "population", "classifier"),
+            baselines: Sequence[str] = tuple(base_lib.BASELINES),
             progress: Progress = None, should_stop=None) -> Comparison:
     """Compare checkpoints with the real answers to one question, slice by slice.
 
@@ -205,13 +205,14 @@ def compare(models: list[Any], question: Question, *, survey: Survey | None = No
             [{}], or the survey's groups for `by`).
         config: SimConfig (default: first-token, default orders).
         bins: band edges for numeric attributes.
-        baselines: which of "uniform", "population", "classifier".
+        baselines: names from sim_core.baselines.BASELINES.
         progress: (done, total) callback; should_stop: polled, raises Cancelled.
 
     Returns:
         Comparison; without real data every slice has real None and no scores.
     """
     config = config or SimConfig()
+    base_lib.check_names(baselines)
     by = list(by)
     reals, slice_list = _real_and_slices(question, survey, by, wave, slices, bins)
     labels = unique_labels(models)

@@ -57,17 +57,25 @@ def cuda_count() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
+def check_device_name(device: str | None) -> tuple[str, str | None]:
+    """(kind, index) of a device name, checked without touching CUDA.
+
+    Raises:
+        ModelError: not one of auto, cpu, cuda, cuda:N.
+    """
+    match = _DEVICE.match((device or "auto").strip().lower())
+    if not match or (match.group(2) is not None and match.group(1) != "cuda"):
+        raise ModelError(f"Unknown device '{device}': use {DEVICES_HELP}.")
+    return match.group(1), match.group(2)
+
+
 def resolve_device(device: str | None = "auto") -> str:
     """"auto" -> "cuda:N" (the current GPU) or "cpu"; "cuda" -> "cuda:N"; checked names pass.
 
     Raises:
         ModelError: unknown name, CUDA asked for without a GPU, or an index out of range.
     """
-    text = (device or "auto").strip().lower()
-    match = _DEVICE.match(text)
-    if not match or (match.group(2) is not None and match.group(1) != "cuda"):
-        raise ModelError(f"Unknown device '{device}': use {DEVICES_HELP}.")
-    kind, index = match.group(1), match.group(2)
+    kind, index = check_device_name(device)
     count = cuda_count()
     if kind == "cpu" or (kind == "auto" and count == 0):
         return "cpu"

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from sim_core.baselines import uniform
+from sim_core.baselines import ROW_BASELINES, check_names, population_average, uniform
 from sim_core.compare import model_progress
 from sim_core.labels import Progress, baseline_entry, unique_labels
 from sim_core.errors import DataError
@@ -20,7 +20,6 @@ from sim_core.simulate import SimConfig, orders_for, simulate_rows
 from sim_core.slices import SurveyRow, slice_label, survey_rows
 from sim_core.survey import Survey
 
-EVAL_BASELINES = ("uniform", "population")
 
 
 @dataclass
@@ -170,7 +169,7 @@ def _row_info(rows: list[SurveyRow]) -> pd.DataFrame:
 
 def evaluate_rows(models: list[Any], rows: list[SurveyRow], *, config: SimConfig | None = None,
                   reference_rows: list[SurveyRow] | None = None,
-                  baselines: Sequence[str] = EVAL_BASELINES,
+                  baselines: Sequence[str] = ROW_BASELINES,
                   population: dict[str, np.ndarray] | None = None, survey_name: str = "",
                   wave: str | None = None, progress: Progress = None,
                   should_stop=None) -> Evaluation:
@@ -182,7 +181,7 @@ def evaluate_rows(models: list[Any], rows: list[SurveyRow], *, config: SimConfig
         config: SimConfig (default: first-token, default orders).
         reference_rows: rows whose per-question mean is the population baseline
             (default: `rows`; e.g. the training groups for a split by slice).
-        baselines: among "uniform", "population".
+        baselines: among sim_core.baselines.ROW_BASELINES.
         population: question id -> population distribution, overriding reference_rows.
         survey_name, wave: labels for the result.
         progress: (done, total) callback; should_stop: polled, raises Cancelled.
@@ -192,9 +191,7 @@ def evaluate_rows(models: list[Any], rows: list[SurveyRow], *, config: SimConfig
     """
     if not rows:
         raise DataError("nothing to evaluate: no (question, slice) rows.")
-    unknown = [b for b in baselines if b not in EVAL_BASELINES]
-    if unknown:
-        raise ValueError(f"unknown baseline(s) {', '.join(unknown)}; known: uniform, population")
+    check_names(baselines, ROW_BASELINES)
     config = config or SimConfig()
     dists: dict[str, list] = {}
     entry_orders: dict[str, int] = {}
@@ -220,7 +217,7 @@ def evaluate_rows(models: list[Any], rows: list[SurveyRow], *, config: SimConfig
 def evaluate(models: list[Any], survey: Survey, *, by: Sequence[str] | None = None,
              wave: str | None = None, questions: Sequence[str] | None = None,
              config: SimConfig | None = None, bins=None, min_n_eff: float = 0,
-             baselines: Sequence[str] = EVAL_BASELINES, progress: Progress = None,
+             baselines: Sequence[str] = ROW_BASELINES, progress: Progress = None,
              should_stop=None) -> Evaluation:
     """Evaluate checkpoints on a whole survey (rows from sim_core.slices.survey_rows).
 
@@ -235,8 +232,6 @@ def evaluate(models: list[Any], survey: Survey, *, by: Sequence[str] | None = No
         Evaluation; the population baseline is the survey's whole-population marginal
         (respondent data) or the mean of each question's groups (marginal tables).
     """
-    from sim_core.baselines import population_average
-
     rows = survey_rows(survey, by, wave=wave, questions=questions, bins=bins,
                        min_n_eff=min_n_eff)
     population = None

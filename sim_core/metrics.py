@@ -8,7 +8,7 @@ vectorised over rows: p and q of shape (k,) give a float, (m, k) give an array (
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Callable
 
@@ -27,30 +27,9 @@ class Metric:
     formula: str
     direction: str      # "lower" | "higher": which is better
     range: str
+    fn: Callable[..., np.ndarray] = field(compare=False, repr=False)
     ordinal_only: bool = False
     needs_n: bool = False
-
-
-METRICS: dict[str, Metric] = {m.key: m for m in (
-    Metric("wasserstein", "Wasserstein (ordinal)",
-           "sum over adjacent options of |CDF_p - CDF_q| x gap in ordinal values, "
-           "divided by (v_max - v_min); ordinal questions only", "lower", "[0, 1]",
-           ordinal_only=True),
-    Metric("js", "JS divergence", "1/2 KL(p||m) + 1/2 KL(q||m), m = (p+q)/2, base 2",
-           "lower", "[0, 1]"),
-    Metric("kl", "KL divergence",
-           "sum p_i ln(p_i / q_i), nats; q smoothed with 1e-8 and renormalised",
-           "lower", "[0, inf)"),
-    Metric("tv", "Total variation", "1/2 sum |p_i - q_i|", "lower", "[0, 1]"),
-    Metric("chi2", "Chi-square", "Pearson X^2 = sum (n p_i - n q_i)^2 / (n q_i) of the real "
-           "counts n p against the simulated shares q", "lower", "[0, inf)", needs_n=True),
-    Metric("chi2_p", "Chi-square p-value", "P(X^2 >= observed) on k-1 degrees of freedom",
-           "higher", "[0, 1]", needs_n=True),
-    Metric("cosine", "Cosine similarity", "p.q / (|p| |q|)", "higher", "[0, 1]"),
-    Metric("jaccard", "Jaccard (weighted)", "sum min(p_i, q_i) / sum max(p_i, q_i)",
-           "higher", "[0, 1]"),
-    Metric("rmse", "RMSE", "sqrt(mean (p_i - q_i)^2) over options", "lower", "[0, 1]"),
-)}
 
 
 # ---------------------------------------------------------------- helpers
@@ -137,10 +116,28 @@ def _chi2_p(p, q, *, n=None, **_):
     return chi2_dist.sf(_chi2(p, q, n=n), p.shape[1] - 1)
 
 
-_FUNCTIONS: dict[str, Callable[..., np.ndarray]] = {
-    "wasserstein": _wasserstein, "js": _js, "kl": _kl, "tv": _tv, "chi2": _chi2,
-    "chi2_p": _chi2_p, "cosine": _cosine, "jaccard": _jaccard, "rmse": _rmse,
-}
+METRICS: dict[str, Metric] = {m.key: m for m in (
+    Metric("wasserstein", "Wasserstein (ordinal)",
+           "sum over adjacent options of |CDF_p - CDF_q| x gap in ordinal values, "
+           "divided by (v_max - v_min); ordinal questions only", "lower", "[0, 1]",
+           _wasserstein, ordinal_only=True),
+    Metric("js", "JS divergence", "1/2 KL(p||m) + 1/2 KL(q||m), m = (p+q)/2, base 2",
+           "lower", "[0, 1]", _js),
+    Metric("kl", "KL divergence",
+           "sum p_i ln(p_i / q_i), nats; q smoothed with 1e-8 and renormalised",
+           "lower", "[0, inf)", _kl),
+    Metric("tv", "Total variation", "1/2 sum |p_i - q_i|", "lower", "[0, 1]", _tv),
+    Metric("chi2", "Chi-square", "Pearson X^2 = sum (n p_i - n q_i)^2 / (n q_i) of the real "
+           "counts n p against the simulated shares q", "lower", "[0, inf)", _chi2,
+           needs_n=True),
+    Metric("chi2_p", "Chi-square p-value", "P(X^2 >= observed) on k-1 degrees of freedom",
+           "higher", "[0, 1]", _chi2_p, needs_n=True),
+    Metric("cosine", "Cosine similarity", "p.q / (|p| |q|)", "higher", "[0, 1]", _cosine),
+    Metric("jaccard", "Jaccard (weighted)", "sum min(p_i, q_i) / sum max(p_i, q_i)",
+           "higher", "[0, 1]", _jaccard),
+    Metric("rmse", "RMSE", "sqrt(mean (p_i - q_i)^2) over options", "lower", "[0, 1]", _rmse),
+)}
+"""Every score in display order: the one table the UI, report, CLI and tests read."""
 
 
 def compute(key: str, p, q, *, ordinal_values=None, n=None) -> float | np.ndarray:
@@ -159,7 +156,7 @@ def compute(key: str, p, q, *, ordinal_values=None, n=None) -> float | np.ndarra
     Raises:
         KeyError: unknown score key. ValueError: shapes differ, or n missing for chi2.
     """
-    if key not in _FUNCTIONS:
+    if key not in METRICS:
         raise KeyError(f"unknown score {key!r}; known: {', '.join(METRICS)}")
     single = np.ndim(p) == 1 and np.ndim(q) == 1
     p2, q2 = _rows(p), _rows(q)
@@ -171,7 +168,7 @@ def compute(key: str, p, q, *, ordinal_values=None, n=None) -> float | np.ndarra
         raise ValueError(f"{len(ordinal_values)} ordinal values for {p2.shape[1]} options")
     if METRICS[key].needs_n and n is None:
         raise ValueError(f"score {key!r} needs the real sample size n")
-    out = _FUNCTIONS[key](p2, q2, ordinal_values=ordinal_values, n=n)
+    out = METRICS[key].fn(p2, q2, ordinal_values=ordinal_values, n=n)
     return float(out[0]) if single else out
 
 
@@ -239,15 +236,18 @@ def _noise_floor(p: tuple, n: int, ordinal_values, n_sims: int, seed: int) -> tu
                      for key, v in scores.items())
 
 
-def best_entry(scores: dict[str, float], key: str) -> str | None:
+def best_entry(scores: dict[str, float], key: str, *, direction: str | None = None
+               ) -> str | None:
     """The entry with the best finite value of score `key` (None when there is none).
 
     Args:
         scores: entry -> value of that score.
         key: a METRICS key; its direction decides lower or higher.
+        direction: "lower" | "higher", overriding METRICS (a saved report carries its own).
     """
-    finite = {e: v for e, v in scores.items() if v is not None and np.isfinite(v)}
+    finite = {e: float(v) for e, v in scores.items()
+              if isinstance(v, (int, float)) and np.isfinite(v)}
     if not finite:
         return None
-    pick = min if METRICS[key].direction == "lower" else max
+    pick = min if (direction or METRICS[key].direction) == "lower" else max
     return pick(finite, key=finite.get)

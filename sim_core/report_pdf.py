@@ -24,6 +24,7 @@ from matplotlib.patches import Patch
 from sim_core import palette
 from sim_core.errors import SimError
 from sim_core.labels import NOISE_FLOOR, REAL, is_baseline
+from sim_core.metrics import best_entry
 from sim_core.report import QuestionReport, Report, SliceResult, is_number
 
 PAGE_SIZES = ("A4", "Letter")
@@ -88,15 +89,6 @@ def render_pdf(report: Report, page_size: str = "A4") -> bytes:
 
 
 # ---------------------------------------------------------------- text helpers
-
-def best_of(values: dict[str, float], direction: str) -> str | None:
-    """Entry with the best finite value for a score of the given direction."""
-    finite = {k: v for k, v in values.items() if is_number(v)}
-    if not finite:
-        return None
-    pick = min if direction == "lower" else max
-    return pick(finite, key=finite.get)
-
 
 def format_score(value: Any) -> str:
     """How scores are printed in the PDF tables: 3 decimals, scientific when tiny or huge."""
@@ -229,8 +221,8 @@ def _score_cells(report: Report, values_by_entry: dict[str, dict[str, float]], e
     """Formatted score cells of one entry, the best entry per score in bold with a star."""
     cells = []
     for key in keys:
-        best = best_of({e: v.get(key, math.nan) for e, v in values_by_entry.items()},
-                       report.score_info(key).direction)
+        best = best_entry({e: v.get(key, math.nan) for e, v in values_by_entry.items()},
+                          key, direction=report.score_info(key).direction)
         text = format_score(values_by_entry[entry].get(key))
         cells.append((text + BEST, _BOLD) if entry == best else (text, None))
     return cells

@@ -5,14 +5,18 @@ from __future__ import annotations
 import re
 import zlib
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
-import torch
 
+from sim_core.devices import CPU_BATCH, DEVICES_HELP, GPU_BATCH_CAP, check_device_name
 from sim_core.errors import Cancelled, ModelError, SimError
 from sim_core.labels import Progress, ShouldStop
+from sim_core.options import Choice, check, registry, setting
 from sim_core.prompts import LETTERS, PromptStyle, build_prompt, option_orders
+
+if TYPE_CHECKING:
+    import torch
 
 # Measured on 100 random real GSS rows with the embedded model (float32): mean ordinal WD
 # 0.268 with 1 order, 0.201 with 2, 0.199 with 4 (uniform guess 0.200): the reversed order
@@ -24,33 +28,50 @@ DEFAULT_ORDERS = 2
 # recommends 1 order (finetune writes `inference_orders`; docs/fidelity.md).
 MAX_NEW_TOKENS = 6
 
+MODES = registry(
+    Choice("first-token", "First-token probabilities",
+           "the next-token probabilities of the option letters (SubPOP's method: one "
+           "forward pass per prompt)"),
+    Choice("sample", "Sampling (synthetic respondents)",
+           "generate answers from N synthetic respondents per slice and count them (costs "
+           "about 20x more per distribution)"),
+)
 
 
 @dataclass
 class SimConfig:
-    """Simulation settings.
+    """Simulation settings; every field's help and bounds live in its `setting(...)`.
 
-    Attributes:
-        mode: "first-token" (letter probabilities at the next token) or "sample".
-        orders: option orders averaged (identity, reversed, cyclic shifts), first-token mode;
-            None = each checkpoint's own: DEFAULT_ORDERS for a base model, the number its
-            card recommends for an adapter (see orders_for).
-        samples: respondents generated per slice in sampling mode.
-        temperature: sampling temperature in sampling mode.
-        batch_size: prompts per forward pass.
-        seed: sampling seed (combined with each prompt, so results do not depend on order).
-        style: persona templates and wording.
-        use_cache: read and write the on-disk result cache.
+    `style` (persona templates and wording) is the only field without a CLI flag.
     """
 
-    mode: str = "first-token"
-    orders: int | None = None
-    samples: int = 20
-    temperature: float = 1.0
-    batch_size: int = 8
-    seed: int = 0
+    mode: str = setting("first-token", choices=MODES, label="Mode",
+                        help="how the answer distribution is read from the model")
+    orders: int | None = setting(
+        None, min=1, max=26, label="Option orders averaged",
+        none="each checkpoint's own: %d for a base model, 1 for an adapter trained on the "
+             "original option order" % DEFAULT_ORDERS,
+        help="option orders averaged against letter bias (original, reversed, cyclic "
+             "shifts; first-token mode)")
+    samples: int = setting(20, min=1, max=1000, label="Samples per slice",
+                           help="synthetic respondents generated per slice (sampling mode)")
+    temperature: float = setting(1.0, above=0, max=10, label="Sampling temperature",
+                                 help="temperature of the sampled answers (sampling mode)")
+    batch_size: int | None = setting(
+        None, min=1, max=1024, label="Batch size", help="prompts per forward pass",
+        none=f"suited to the device: {CPU_BATCH} on the CPU, as many as half the GPU's free "
+             f"memory holds on a GPU (up to {GPU_BATCH_CAP})")
+    device: str = setting("auto", label="Device", help=f"where the model runs: {DEVICES_HELP}")
+    seed: int = setting(0, min=0, label="Seed",
+                        help="sampling seed, combined with each prompt so results do not "
+                             "depend on the order prompts run in")
     style: PromptStyle = field(default_factory=PromptStyle)
-    use_cache: bool = True
+    use_cache: bool = setting(True, flag="cache", label="Use the result cache",
+                              help="read and write the on-disk result cache")
+
+    def __post_init__(self) -> None:
+        check(self)
+        check_device_name(self.device)
 
 
 @dataclass
@@ -88,8 +109,10 @@ def letter_token_ids(tokenizer: Any, k: int) -> list[list[int]]:
     return ids
 
 
-def _last_logprobs(model: Any, tokenizer: Any, prompts: list[str]) -> torch.Tensor:
+def _last_logprobs(model: Any, tokenizer: Any, prompts: list[str]) -> "torch.Tensor":
     """(batch, vocab) log-probabilities of the next token after each prompt (left padded)."""
+    import torch  # heavy: imported where the model runs, so SimConfig stays cheap to import
+
     special = not getattr(tokenizer, "chat_template", None)  # chat templates carry their own
     encoded = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left",
                         add_special_tokens=special)
@@ -102,13 +125,15 @@ def _last_logprobs(model: Any, tokenizer: Any, prompts: list[str]) -> torch.Tens
     return torch.log_softmax(logits[:, -1, :].float(), dim=-1)
 
 
-def _letter_logprobs(logprobs: torch.Tensor, ids: list[list[int]]) -> torch.Tensor:
+def _letter_logprobs(logprobs: "torch.Tensor", ids: list[list[int]]) -> "torch.Tensor":
     """(batch, k) unnormalised letter log-probs: logsumexp over each letter's spellings."""
+    import torch
+
     columns = [torch.logsumexp(logprobs[:, letter_ids], dim=-1) for letter_ids in ids]
     return torch.stack(columns, dim=-1)
 
 
-def letter_logits(model: Any, tokenizer: Any, prompts: list[str], k: int) -> torch.Tensor:
+def letter_logits(model: Any, tokenizer: Any, prompts: list[str], k: int) -> "torch.Tensor":
     """Log-probabilities over the k option letters at the next position, renormalised.
 
     Args:
@@ -119,6 +144,8 @@ def letter_logits(model: Any, tokenizer: Any, prompts: list[str], k: int) -> tor
     Returns:
         Tensor (batch, k): log-probabilities that sum (in probability) to 1 per row.
     """
+    import torch
+
     letters = _letter_logprobs(_last_logprobs(model, tokenizer, prompts),
                                letter_token_ids(tokenizer, k))
     return letters - torch.logsumexp(letters, dim=-1, keepdim=True)
@@ -140,6 +167,8 @@ def first_token_batch(lm: Any, prompts: list[str], ks: list[int],
     Returns:
         Per prompt: (renormalised shares over its k letters in shown order, letter mass).
     """
+    import torch
+
     ids = letter_token_ids(lm.tokenizer, max(ks))
     if not batch_size:
         from sim_core.devices import auto_batch_size
@@ -206,6 +235,8 @@ def sample_answers(lm: Any, prompt: str, options: Sequence[str], config: SimConf
     Returns:
         (shares over the options, n_samples, n_unparsed); uniform shares when none parsed.
     """
+    import torch
+
     tokenizer = lm.tokenizer
     special = not getattr(tokenizer, "chat_template", None)
     encoded = tokenizer([prompt], return_tensors="pt", add_special_tokens=special)
@@ -215,7 +246,7 @@ def sample_answers(lm: Any, prompt: str, options: Sequence[str], config: SimConf
     with torch.random.fork_rng(devices=[]), torch.inference_mode():
         torch.manual_seed(seed)
         generated = lm.model.generate(
-            **encoded, do_sample=True, temperature=max(config.temperature, 1e-4),
+            **encoded, do_sample=True, temperature=config.temperature,
             top_k=0, top_p=1.0, max_new_tokens=MAX_NEW_TOKENS,
             num_return_sequences=config.samples, pad_token_id=tokenizer.pad_token_id)
     texts = tokenizer.batch_decode(generated[:, encoded["input_ids"].shape[1]:],
@@ -264,10 +295,6 @@ def _make_tasks(lm: Any, pairs: list[tuple[Any, dict]], config: SimConfig) -> li
     """Prompts and cache keys for every (question, slice)."""
     from sim_core.cache import cache_key
 
-    if config.mode not in ("first-token", "sample"):
-        raise SimError(f"Unknown simulation mode '{config.mode}': use first-token or sample.")
-    if config.mode == "sample" and config.samples < 1:
-        raise SimError("Sampling mode needs at least 1 sample per slice.")
     tasks = []
     for question, slice_ in pairs:
         k = len(question.options)
@@ -324,12 +351,25 @@ def _run_sampling(lm: Any, tasks: list[_Task], config: SimConfig, progress: Prog
     return values
 
 
+def _check_device(lm: Any, config: SimConfig) -> None:
+    """Refuse to run elsewhere than config.device asks ("auto": wherever lm was loaded)."""
+    if config.device.strip().lower() == "auto":
+        return
+    from sim_core.devices import resolve_device
+
+    wanted, have = resolve_device(config.device), str(getattr(lm, "device", "cpu"))
+    if wanted != have:
+        raise ModelError(f"The model is loaded on {have}, but the settings ask for {wanted}: "
+                         f"load it with load_model(..., device='{config.device}').")
+
+
 def _simulate_pairs(lm: Any, pairs: list[tuple[Any, dict]], config: SimConfig | None,
                     progress: Progress, should_stop: ShouldStop) -> list[SimResult]:
     """Cache lookup, model calls for the misses (each distinct prompt set once), cache write."""
     from sim_core.cache import ResultCache
 
     config = config or SimConfig()
+    _check_device(lm, config)
     tasks = _make_tasks(lm, pairs, config)
     cache = ResultCache() if config.use_cache else None
     stored = cache.get_many([t.key for t in tasks]) if cache else {}

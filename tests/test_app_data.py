@@ -37,7 +37,7 @@ def test_pages_render_without_loading_a_model(monkeypatch):
     assert at.sidebar.selectbox(key="side_adapter").options[0] == "(none)"
     assert "Workspace" in at.sidebar.caption[0].value
     for page, title in (("pages/simulate.py", "Simulate & compare"), ("pages/evaluate.py",
-                        "Evaluate a checkpoint on a whole survey"), ("pages/finetune.py",
+                        "Evaluate a checkpoint on a whole survey"), ("pages/fine_tune.py",
                         "Fine-tune an adapter"), ("pages/reports.py", "Reports")):
         at.switch_page(page).run()
         assert not at.exception, (page, [e.value for e in at.exception])

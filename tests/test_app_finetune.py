@@ -30,7 +30,7 @@ def test_defaults_train_and_adapter_card(monkeypatch, tiny_model_dir, tmp_path):
     store.save_survey("tiny-train", "train.csv", CSV.encode(),
                       {"demographics": ["sex"], "questions": ["q1", "q2", "q3"]})
     at = AppTest.from_file(APP, default_timeout=120).run()
-    at.switch_page("pages/finetune.py").run()
+    at.switch_page("pages/fine_tune.py").run()
     at.selectbox(key="ft_survey").set_value("tiny-train").run()
     defaults = TrainConfig()
     assert at.number_input(key="ft_cfg_rank").value == defaults.rank

@@ -115,7 +115,7 @@ def test_baselines_for():
     out = B.baselines_for(table, "q1", ["sex"])
     assert list(out) == ["uniform", "population"]       # no classifier on marginal tables
     assert set(out["uniform"]) == {"sex=Female", "sex=Male"}
-    with pytest.raises(ValueError):
+    with pytest.raises(DataError, match="oracle"):
         B.baselines_for(table, "q1", ["sex"], which=("oracle",))
 
 

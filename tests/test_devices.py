@@ -163,7 +163,7 @@ def test_gpu_results_are_cached_apart(tiny_model_dir):
     """Results computed on a GPU never answer for the CPU (and back): different kernels,
     slightly different numbers. CPU cache keys are unchanged."""
     lm = load_model(str(tiny_model_dir), dtype="float32", device="cpu")
-    config = SimConfig(orders=1, seed=12345)
+    config = SimConfig(orders=1, seed=12345, batch_size=8)   # (no GPU to size a batch for)
     [first] = simulate(lm, QUESTION, [{"SEX": "Female"}], config)
     [again] = simulate(lm, QUESTION, [{"SEX": "Female"}], config)
     assert again.cached
@@ -198,3 +198,21 @@ def test_named_gpu_too_small_refused_auto_spreads(tiny_model_dir):
     spread = plan_placement(tiny_model_dir, "bfloat16", "cuda:0", need=free)
     assert spread.device_map == "auto" and "cuda:0" in spread.label
 
+
+
+def test_settings_carry_device_and_auto_batch(tiny_model_dir):
+    from finetune.config import TrainConfig
+    from sim_core.options import describe
+
+    assert SimConfig().device == "auto" and SimConfig().batch_size is None
+    assert TrainConfig().device == "auto" and TrainConfig().dtype == "auto"
+    assert "suited to the device" in describe(SimConfig, "batch_size")
+    assert "cuda:N" in describe(SimConfig, "device")
+    with pytest.raises(ModelError, match="Unknown device 'gpu'"):
+        SimConfig(device="gpu")
+    # a model loaded on one device is not silently run for settings that ask for another
+    lm = load_model(str(tiny_model_dir), dtype="float32", device="cpu")
+    assert simulate(lm, QUESTION, [{}], SimConfig(device="cpu", use_cache=False))
+    elsewhere = dataclasses.replace(lm, device="cuda:0")
+    with pytest.raises(ModelError, match="loaded on cuda:0, but the settings ask for cpu"):
+        simulate(elsewhere, QUESTION, [{}], SimConfig(device="cpu", use_cache=False))

@@ -143,7 +143,7 @@ def test_evaluate_on_respondents(tiny):
 def test_errors_and_cancel(tiny, gss_rows):
     with pytest.raises(DataError):
         evaluate_rows([tiny], [], config=CONFIG)
-    with pytest.raises(ValueError):
+    with pytest.raises(DataError, match="classifier"):
         evaluate_rows([tiny], gss_rows, config=CONFIG, baselines=("classifier",))
     with pytest.raises(Cancelled):
         evaluate_rows([tiny], gss_rows, config=SimConfig(orders=1, use_cache=False),

@@ -13,6 +13,7 @@ import json
 
 import numpy as np
 
+from sim_core.baselines import ROW_BASELINES
 from sim_core.commands import common
 from sim_core.labels import NOISE_FLOOR, REAL
 from sim_core.commands.compare import (floats, format_rows, score_legend, slice_heading,
@@ -47,7 +48,7 @@ def question_baselines(survey, qid: str, by, *, wave=None, bins=None, test_fract
     question = survey.questions[qid]
     marginals = real_marginals(survey, qid, by, wave=wave, bins=bins)
     dists = B.baselines_for(survey, qid, by, wave=wave, bins=bins,
-                            which=("uniform", "population"))
+                            which=ROW_BASELINES)
     fit = None
     if survey.kind == "respondents":
         fit = B.classifier_fit(survey, qid, by, wave=wave, bins=bins,

@@ -11,44 +11,29 @@ from pages import common
 from pages.charts import loss_figure
 from sim_core.errors import SimError
 
-SPLITS = {"question": "Unseen questions", "slice": "Unseen groups", "wave": "Unseen wave",
-          "random": "Random rows"}
-# TrainConfig fields shown as widgets; the others keep their documented defaults.
-SHOWN = ("rank", "alpha", "lr", "epochs", "max_steps", "batch_size", "loss", "eval_every",
-         "shuffle_options", "reweight", "seed")
-HELP = {"max_steps": "-1: train for `epochs` passes; > 0 caps the number of steps",
-        "eval_every": "validate every N steps (0: at each epoch end)",
-        "loss": "kl: forward KL(real || model); kl+ordinal adds an ordinal energy distance"}
+# TrainConfig fields shown up front; every other field is under "More settings". Labels,
+# help and bounds come from the fields themselves (finetune.config.TrainConfig).
+MAIN = ("loss", "lr", "epochs", "max_steps", "batch_size", "rank")
+FROM_SIDEBAR = ("device",)
 
 
 def config_widgets():
-    """TrainConfig from widgets whose defaults are TrainConfig's own."""
-    from finetune.train import TrainConfig
+    """TrainConfig from widgets that start at TrainConfig's own defaults (SimError if a value
+    is out of bounds: shown before anything starts)."""
+    from finetune.config import TrainConfig
 
-    defaults = TrainConfig()
     values = {}
-    cols = st.columns(4)
-    for i, field in enumerate(f for f in dataclasses.fields(TrainConfig) if f.name in SHOWN):
-        value, key, col = getattr(defaults, field.name), f"ft_cfg_{field.name}", cols[i % 4]
-        if field.name == "eval_every":
-            every = int(col.number_input("eval_every", min_value=0, value=value or 0, step=1,
-                                         key=key, help=HELP[field.name]))
-            values[field.name] = every or None
-        elif isinstance(value, bool):
-            values[field.name] = col.checkbox(field.name, value=value, key=key)
-        elif field.name == "loss":
-            options = ["kl", "kl+ordinal", "kl+ce"]
-            values[field.name] = col.selectbox("loss", options, index=options.index(value),
-                                               key=key, help=HELP["loss"])
-        elif isinstance(value, int):
-            values[field.name] = int(col.number_input(field.name, value=value, step=1, key=key,
-                                                      help=HELP.get(field.name)))
-        elif isinstance(value, float):
-            values[field.name] = float(col.number_input(field.name, value=value, format="%g", key=key))
-    with st.expander("All training settings (defaults from finetune.train.TrainConfig)"):
-        st.json({f.name: str(getattr(defaults, f.name)) for f in dataclasses.fields(TrainConfig)},
-                expanded=False)
-    return dataclasses.replace(defaults, **values)
+    cols = st.columns(3)
+    for i, name in enumerate(MAIN):
+        values[name] = common.setting_widget(cols[i % 3], TrainConfig, name, f"ft_cfg_{name}")
+    with st.expander("More settings"):
+        cols = st.columns(3)
+        rest = [f.name for f in dataclasses.fields(TrainConfig)
+                if f.name not in MAIN + FROM_SIDEBAR and f.metadata["setting"]["cli"]]
+        for i, name in enumerate(rest):
+            values[name] = common.setting_widget(cols[i % 3], TrainConfig, name,
+                                                 f"ft_cfg_{name}")
+    return TrainConfig(**values, device=common.device_choice())
 
 
 def start(survey_name: str, survey, name: str, how: str, config) -> None:
@@ -208,11 +193,15 @@ def main() -> None:
     st.header("Fine-tune an adapter")
     name_, survey = common.survey_picker("ft", "Training data (a loaded survey)")
     if survey is not None:
-        how = st.selectbox("Hold out", list(SPLITS), format_func=SPLITS.get, key="ft_split")
+        from finetune.rows import SPLITS
+
+        how = st.selectbox("Hold out for testing", list(SPLITS),
+                           format_func=lambda k: SPLITS[k].label, key="ft_split",
+                           help="; ".join(f"{c.label}: {c.help}" for c in SPLITS.values()))
         name = st.text_input("Adapter name", value=f"{name_}-lora", key="ft_name")
         try:
             config = config_widgets()
-        except (TypeError, ValueError) as error:
+        except SimError as error:
             common.show_error(error)
             config = None
         if st.button("Start training", type="primary", key="ft_start", disabled=config is None):
