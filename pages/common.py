@@ -48,10 +48,10 @@ def device_choice() -> str:
 
 @st.cache_data(show_spinner=False)
 def device_options() -> list[str]:
-    """auto, cpu and each CUDA GPU torch sees (once per process: counting GPUs starts CUDA)."""
-    from sim_core.devices import cuda_count
+    """auto, cpu and each CUDA GPU (listed without loading torch)."""
+    from sim_core.devices import listed_gpu_count
 
-    return ["auto", "cpu", *[f"cuda:{i}" for i in range(cuda_count())]]
+    return ["auto", "cpu", *[f"cuda:{i}" for i in range(listed_gpu_count())]]
 
 
 def model_choice() -> tuple[str, str | None]:

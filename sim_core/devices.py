@@ -7,6 +7,7 @@ spread over several GPUs (and CPU RAM) with accelerate's big-model inference
 
 from __future__ import annotations
 
+import os
 import re
 import warnings
 from dataclasses import dataclass
@@ -67,6 +68,22 @@ def check_device_name(device: str | None) -> tuple[str, str | None]:
     if not match or (match.group(2) is not None and match.group(1) != "cuda"):
         raise ModelError(f"Unknown device '{device}': use {DEVICES_HELP}.")
     return match.group(1), match.group(2)
+
+
+def listed_gpu_count() -> int:
+    """CUDA GPUs, counted without importing torch when it is not loaded yet (the dashboard's
+    first page stays fast): the NVIDIA driver's list, narrowed by CUDA_VISIBLE_DEVICES.
+    resolve_device still checks a pick against torch."""
+    import sys
+
+    if "torch" in sys.modules:
+        return cuda_count()
+    driver = Path("/proc/driver/nvidia/gpus")
+    count = len(list(driver.iterdir())) if driver.is_dir() else 0
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        count = min(count, len([v for v in visible.split(",") if v.strip()]))
+    return count
 
 
 def resolve_device(device: str | None = "auto") -> str:
