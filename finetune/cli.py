@@ -51,13 +51,14 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--by", help="slice attributes, comma-separated (default: each on its own)")
     p.add_argument("--questions", help="question ids, comma-separated (default: all)")
     p.add_argument("--base", default="default", help="base model: default or a folder/name")
-    p.add_argument("--device", default=None,
-                   help="auto (the first GPU when present, else CPU), cpu, cuda or cuda:N "
-                        "(eval); training uses one GPU per process (accelerate launch: all)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser with every subcommand."""
+    from finetune.config import TrainConfig
+    from sim_core.commands.common import add_device_args
+    from sim_core.options import add_arguments
+
     parser = argparse.ArgumentParser(prog="python -m finetune",
                                      description="Train and manage LoRA adapters on survey data.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -77,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="adapt only the top N transformer layers (cheaper steps)")
     t.add_argument("--loss", choices=("kl", "kl+ordinal", "kl+ce"))
     t.add_argument("--qlora", action="store_true", help="4-bit NF4 base (CUDA only)")
+    add_arguments(t, TrainConfig, names=("device",))
     t.add_argument("--shuffle", action="store_true",
                    help="shuffle the option order per row and epoch (off by default: the "
                         "adapter then learns from, and is read in, the original order)")
@@ -89,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="score an adapter against the base on a survey")
     _add_data_args(e)
     e.add_argument("--adapter", required=True)
+    add_device_args(e)
     e.add_argument("--orders", type=int, help="option orders averaged (default: simulator's)")
     e.add_argument("--rows", choices=("held-out", "all"), default="held-out",
                    help="held-out: only the rows the adapter's card says it never saw "
@@ -186,6 +189,7 @@ def cmd_train(args) -> int:
     from finetune.train import train_adapter
 
     from finetune import distributed
+    from finetune.base import training_device
 
     folder = Path(args.job_dir) if args.job_dir else None
     # several processes (accelerate launch): only the main one reports, prints and writes
@@ -198,9 +202,10 @@ def cmd_train(args) -> int:
         else:
             if not args.name:
                 raise SimError("Give the adapter a name with --name NAME.")
+            config = config_from_args(args)
+            training_device(config.device)      # a bad device fails before the data is read
             split, info = rows_from_args(args)
             name, base, overwrite = args.name, args.base, args.overwrite
-            config = config_from_args(args)
         if reporter:
             reporter.running()
         bar = _tqdm_callback(main and not args.json and reporter is None)
@@ -272,6 +277,8 @@ def cmd_eval(args) -> int:
     """Score base and base + adapter on a survey (the Evaluate page's table)."""
     import dataclasses
 
+    from sim_core.commands.common import device_settings
+    from sim_core.devices import resolve_device
     from sim_core.evaluate import evaluate_rows
     from sim_core.models import load_model
     from sim_core.simulate import SimConfig
@@ -279,6 +286,8 @@ def cmd_eval(args) -> int:
 
     if not args.data:
         raise SimError("Give the survey to score on with --data FILE.")
+    config = SimConfig(**device_settings(args))
+    resolve_device(config.device)          # a bad device fails before anything is read
     survey = load_data(args.data, args.codebook)
     rows = survey_rows(survey, by=_csv(args.by), questions=_csv(args.questions))
     reference = rows
@@ -294,12 +303,10 @@ def cmd_eval(args) -> int:
             reference = [r for r in reference if id(r) not in held]
         print(f"scoring the {len(rows)} held-out rows (split by {split.get('how')})",
               file=sys.stderr)
-    config = SimConfig()
     if args.orders:
         config = dataclasses.replace(config, orders=args.orders)
-    device = args.device or "auto"
-    models = [load_model(args.base, device=device),
-              load_model(args.base, adapter=args.adapter, device=device)]
+    models = [load_model(args.base, device=config.device),
+              load_model(args.base, adapter=args.adapter, device=config.device)]
     from sim_core.commands.compare import tqdm_progress
 
     bar, progress = tqdm_progress("eval")

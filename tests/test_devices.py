@@ -216,3 +216,34 @@ def test_settings_carry_device_and_auto_batch(tiny_model_dir):
     elsewhere = dataclasses.replace(lm, device="cuda:0")
     with pytest.raises(ModelError, match="loaded on cuda:0, but the settings ask for cpu"):
         simulate(elsewhere, QUESTION, [{}], SimConfig(device="cpu", use_cache=False))
+
+
+@pytest.mark.skipif(CUDA, reason="checks the refusal on a machine without CUDA")
+def test_cli_device_refusals_are_one_line(tiny_model_dir, gss_path, capsys):
+    """Every command that loads a model takes --device; CUDA without a GPU, an unknown name:
+    exit status 2 and one message, before any model is loaded or anything is written."""
+    from finetune.cli import main as finetune_main
+    from sim_core.__main__ import main as sim_main
+    from sim_core.adapters import list_adapters
+
+    model = ["--model", str(tiny_model_dir)]
+    data = ["--data", str(gss_path), "--question", "natspac", "--by", "SEX"]
+    commands = [
+        (sim_main, ["simulate", "--question", "Q?", "--options", "A|B", *model]),
+        (sim_main, ["compare", *data, *model]),
+        (sim_main, ["report", *data, *model, "--pdf", "never.pdf"]),
+        (finetune_main, ["eval", "--data", str(gss_path), "--adapter", "x", "--base",
+                         str(tiny_model_dir)]),
+        (finetune_main, ["train", "--data", str(gss_path), "--questions", "natspac,natenvir", "--name",
+                         "never", "--base", str(tiny_model_dir)]),
+    ]
+    before = [a.name for a in list_adapters()]
+    for main, argv in commands:
+        for device, words in (("cuda", "no CUDA GPU"), ("cuda:7", "no CUDA GPU"),
+                              ("gpu", "Unknown device 'gpu'")):
+            capsys.readouterr()
+            assert main([*argv, "--device", device]) == 2, (argv[0], device)
+            err = capsys.readouterr().err
+            assert words in err and err.count("error:") == 1, (argv[0], device, err)
+    assert [a.name for a in list_adapters()] == before
+    assert not (tiny_model_dir.parent / "never.pdf").exists()

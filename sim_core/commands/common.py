@@ -42,8 +42,17 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
+def add_device_args(parser: argparse.ArgumentParser) -> None:
+    """--device and --batch-size, generated from SimConfig's fields (their help and bounds)."""
+    from sim_core.options import add_arguments
+    from sim_core.simulate import SimConfig
+
+    add_arguments(parser, SimConfig, names=("device", "batch_size"))
+
+
 def add_simulation_args(parser: argparse.ArgumentParser) -> None:
-    """--orders, --mode, --samples, --temperature, --dtype, --no-cache (simulate, compare)."""
+    """--orders, --mode, --samples, --temperature, --dtype, --no-cache, --device, --batch-size
+    (simulate, compare)."""
     from sim_core.simulate import DEFAULT_ORDERS
 
     parser.add_argument("--orders", type=int, default=None,
@@ -55,6 +64,7 @@ def add_simulation_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
     parser.add_argument("--dtype", default="auto", help="auto | float32 | bfloat16")
     parser.add_argument("--no-cache", action="store_true", help="ignore the result cache")
+    add_device_args(parser)
 
 
 def sim_config_from_args(args: argparse.Namespace):
@@ -63,7 +73,12 @@ def sim_config_from_args(args: argparse.Namespace):
 
     return SimConfig(mode=args.mode, orders=args.orders and max(1, args.orders),
                      samples=args.samples, temperature=args.temperature,
-                     use_cache=not args.no_cache)
+                     use_cache=not args.no_cache, **device_settings(args))
+
+
+def device_settings(args: argparse.Namespace) -> dict:
+    """SimConfig's device and batch_size from add_device_args (the defaults where not given)."""
+    return {"device": args.device or "auto", "batch_size": args.batch_size}
 
 
 def survey_from_args(args: argparse.Namespace) -> Survey:

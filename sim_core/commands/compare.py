@@ -157,8 +157,9 @@ def run(args: argparse.Namespace) -> int:
     ids = common.question_ids(args, survey)
     which = tuple(b.strip() for b in args.baselines.split(",") if b.strip())
     config = common.sim_config_from_args(args)
-    models = [load_model(args.model, dtype=args.dtype)] + [
-        load_model(args.model, adapter=a, dtype=args.dtype) for a in args.adapter]
+    models = [load_model(args.model, dtype=args.dtype, device=config.device)] + [
+        load_model(args.model, adapter=a, dtype=args.dtype, device=config.device)
+        for a in args.adapter]
     comparisons = []
     for qid in ids:
         bar, progress = tqdm_progress(qid)

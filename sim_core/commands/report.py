@@ -31,6 +31,7 @@ def register(subparsers) -> None:
                         help="option orders averaged against order bias (default: each "
                              "checkpoint's own: 2 for a base model, 1 for an adapter trained "
                              "on the original option order)")
+    common.add_device_args(parser)
     parser.add_argument("--title", default=None, help="report title")
     parser.add_argument("--pdf", required=True, type=Path, help="PDF file to write")
     parser.add_argument("--csv", type=Path, default=None,
@@ -67,8 +68,9 @@ def run(args: argparse.Namespace) -> int:
     by = common.by_from_args(args, survey)
     ids = common.question_ids(args, survey)
     bins = common.bins_from_args(args)
-    config = SimConfig() if args.orders is None else SimConfig(orders=args.orders)
-    models = [load_model(args.model)] + [load_model(args.model, adapter=a) for a in args.adapter]
+    config = SimConfig(orders=args.orders, **common.device_settings(args))
+    models = [load_model(args.model, device=config.device)] + [
+        load_model(args.model, adapter=a, device=config.device) for a in args.adapter]
     comparisons = []
     for qid in ids:
         bar, progress = _progress_bar()

@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
                         ordinal_values=tuple(float(i + 1) for i in range(len(options)))
                         if args.ordinal else None)
     config = common.sim_config_from_args(args)
-    lm = load_model(args.model, args.adapter, dtype=args.dtype)
+    lm = load_model(args.model, args.adapter, dtype=args.dtype, device=config.device)
     with tqdm(total=1, desc="simulating", file=sys.stderr, disable=None) as bar:
         def progress(done: int, total: int) -> None:
             bar.total = total
