@@ -267,7 +267,6 @@ def _run(split, name, base, config, data_info, callback, should_stop, overwrite,
          work: Path, device: str) -> TrainResult:
     """train_adapter after the checks: load, score before, train, score after, save."""
     from finetune.rows import split_to_json
-    from sim_core.adapters import save_adapter
 
     started = time.time()
     torch.manual_seed(config.seed)
@@ -278,18 +277,46 @@ def _run(split, name, base, config, data_info, callback, should_stop, overwrite,
         raise DataError("The training processes split the rows differently (different data "
                         "or seed per process?); nothing was trained.")
     lm = load_base(base, config, device, dtype)
-    before, baselines = _before_scores(lm, split, config, work)
+    # Under FSDP the weights are sharded over the GPUs only once training starts: the base
+    # model is scored afterwards, with the adapter switched off.
+    scores = {} if distributed.fsdp() else dict(zip(("before", "baselines"),
+                                                    _before_scores(lm, split, config, work)))
     model = _lora(lm.model, config)
+    trainer, monitor, style = _fit(model, lm.tokenizer, split, config, args, callback,
+                                   should_stop, work)
+    if monitor.cancelled:
+        raise Cancelled(f"Training of '{name}' stopped at step {trainer.state.global_step}; "
+                        "no adapter was saved.")
+    monitor.restore_best(model)
+    model.eval()
+    on_device = dataclasses.replace(lm, model=model, device=str(args.device))
+    if not scores:
+        with model.disable_adapter():
+            scores = dict(zip(("before", "baselines"),
+                              _before_scores(on_device, split, config, work)))
+    # scored as the simulator will read it (orders from its card; see _card)
+    tuned = dataclasses.replace(on_device, adapter=name,
+                                inference_orders=None if config.shuffle_options else 1)
+    scores["after"] = _evaluate(tuned, split.test, config)[0]
+    card = _card(name, lm, split, config, data_info, scores, monitor, trainer.state,
+                 time.time() - started, style)
+    return _save(trainer, model, name, card, scores, overwrite)
+
+
+def _fit(model, tokenizer, split: Split, config: TrainConfig, args, callback, should_stop,
+         work: Path):
+    """Train (resuming from the last checkpoint in work/checkpoints); (trainer, monitor,
+    prompt style)."""
     rows = reweight_slices(split.train) if config.reweight else list(split.train)
     # Training prompts use the simulator's default wording; the card records it, so that a
     # simulation with other wording can warn that the adapter never saw it.
     style = PromptStyle()
-    collator = RowCollator(rows, lm.tokenizer, shuffle=config.shuffle_options, seed=config.seed,
+    collator = RowCollator(rows, tokenizer, shuffle=config.shuffle_options, seed=config.seed,
                            style=style)
     trainer = SurveyTrainer(model=model, args=args,
                             train_dataset=_IndexDataset(len(rows)), data_collator=collator,
-                            survey_tokenizer=lm.tokenizer, train_config=config)
-    monitor = TrainingMonitor(collator, list(split.val), lm.tokenizer, callback=callback,
+                            survey_tokenizer=tokenizer, train_config=config)
+    monitor = TrainingMonitor(collator, list(split.val), tokenizer, callback=callback,
                               should_stop=should_stop, eval_every=config.eval_every,
                               patience=config.patience, loss_of=lambda: trainer.last_loss,
                               batch_size=config.batch_size)
@@ -298,21 +325,18 @@ def _run(split, name, base, config, data_info, callback, should_stop, overwrite,
     last = get_last_checkpoint(str(work / "checkpoints")) \
         if (work / "checkpoints").is_dir() else None
     trainer.train(resume_from_checkpoint=last)
-    if monitor.cancelled:
-        raise Cancelled(f"Training of '{name}' stopped at step {trainer.state.global_step}; "
-                        "no adapter was saved.")
-    monitor.restore_best(model)
-    model.eval()
-    # scored as the simulator will read it (orders from its card; see _card), on the device
-    # it trained on
-    tuned = dataclasses.replace(lm, model=model, adapter=name, device=str(args.device),
-                                inference_orders=None if config.shuffle_options else 1)
-    after, _ = _evaluate(tuned, split.test, config)
-    scores = {"before": before, "after": after, "baselines": baselines}
-    card = _card(name, lm, split, config, data_info, scores, monitor, trainer.state,
-                 time.time() - started, style)
-    if not trainer.is_world_process_zero():      # one adapter and card, from rank 0
+    return trainer, monitor, style
+
+
+def _save(trainer, model, name: str, card: dict, scores: dict, overwrite: bool) -> TrainResult:
+    """One adapter and card, written by the main process (rank 0)."""
+    from sim_core.adapters import save_adapter
+
+    # FSDP: gathering the full weights takes every process; elsewhere rank 0 has them all
+    state = trainer.accelerator.get_state_dict(model) if distributed.fsdp() else None
+    before, after, baselines = scores["before"], scores["after"], scores["baselines"]
+    if not trainer.is_world_process_zero():
         return TrainResult(Path(), card, before, after, baselines, model)
-    path = save_adapter(lambda folder: model.save_pretrained(folder, safe_serialization=True),
-                        name, card, overwrite=overwrite)
+    path = save_adapter(lambda folder: model.save_pretrained(
+        folder, safe_serialization=True, state_dict=state), name, card, overwrite=overwrite)
     return TrainResult(path, card, before, after, baselines, model)

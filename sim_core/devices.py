@@ -251,3 +251,21 @@ def auto_batch_size(model: Any, device: str) -> int:
     while size * 2 <= min(fits, GPU_BATCH_CAP):
         size *= 2
     return size
+
+
+def check_model_device(lm: Any, device: str) -> None:
+    """Refuse to run a loaded model for settings that ask for another device ("auto":
+    wherever it was loaded) rather than run somewhere unasked."""
+    if device.strip().lower() == "auto":
+        return
+    wanted, have = resolve_device(device), str(getattr(lm, "device", "cpu"))
+    if wanted != have:
+        raise ModelError(f"The model is loaded on {have}, but the settings ask for {wanted}: "
+                         f"load it with load_model(..., device='{device}').")
+
+
+def device_key(lm: Any) -> dict[str, str]:
+    """Result-cache key part for the hardware: GPU kernels give (slightly) different numbers
+    than the CPU, so their results are kept apart; CPU keys stay as they always were."""
+    device = str(getattr(lm, "device", "cpu"))
+    return {} if device == "cpu" else {"device": device.split(":")[0]}

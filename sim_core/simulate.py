@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from sim_core.devices import CPU_BATCH, DEVICES_HELP, GPU_BATCH_CAP, check_device_name
+from sim_core.devices import (CPU_BATCH, DEVICES_HELP, GPU_BATCH_CAP, check_device_name,
+                              check_model_device, device_key)
 from sim_core.errors import Cancelled, ModelError, SimError
 from sim_core.labels import Progress, ShouldStop
 from sim_core.options import Choice, check, registry, setting
@@ -284,13 +285,6 @@ def orders_for(lm: Any, config: "SimConfig") -> int:
     return int(getattr(lm, "inference_orders", None) or DEFAULT_ORDERS)
 
 
-def _device_part(lm: Any) -> dict[str, str]:
-    """Cache-key part for the hardware: GPU kernels give (slightly) different numbers than
-    the CPU, so their results are kept apart; CPU keys stay as they always were."""
-    device = str(getattr(lm, "device", "cpu"))
-    return {} if device == "cpu" else {"device": device.split(":")[0]}
-
-
 def _make_tasks(lm: Any, pairs: list[tuple[Any, dict]], config: SimConfig) -> list[_Task]:
     """Prompts and cache keys for every (question, slice)."""
     from sim_core.cache import cache_key
@@ -308,7 +302,7 @@ def _make_tasks(lm: Any, pairs: list[tuple[Any, dict]], config: SimConfig) -> li
             "seed": config.seed, "max_new_tokens": MAX_NEW_TOKENS}
         key = cache_key(model=lm.fingerprint, dtype=getattr(lm, "dtype", ""),
                         adapter=lm.adapter_fingerprint, prompts=prompts, mode=config.mode,
-                        options=list(question.options), **params, **_device_part(lm))
+                        options=list(question.options), **params, **device_key(lm))
         tasks.append(_Task(question, dict(slice_), orders, prompts, key))
     return tasks
 
@@ -351,25 +345,13 @@ def _run_sampling(lm: Any, tasks: list[_Task], config: SimConfig, progress: Prog
     return values
 
 
-def _check_device(lm: Any, config: SimConfig) -> None:
-    """Refuse to run elsewhere than config.device asks ("auto": wherever lm was loaded)."""
-    if config.device.strip().lower() == "auto":
-        return
-    from sim_core.devices import resolve_device
-
-    wanted, have = resolve_device(config.device), str(getattr(lm, "device", "cpu"))
-    if wanted != have:
-        raise ModelError(f"The model is loaded on {have}, but the settings ask for {wanted}: "
-                         f"load it with load_model(..., device='{config.device}').")
-
-
 def _simulate_pairs(lm: Any, pairs: list[tuple[Any, dict]], config: SimConfig | None,
                     progress: Progress, should_stop: ShouldStop) -> list[SimResult]:
     """Cache lookup, model calls for the misses (each distinct prompt set once), cache write."""
     from sim_core.cache import ResultCache
 
     config = config or SimConfig()
-    _check_device(lm, config)
+    check_model_device(lm, config.device)
     tasks = _make_tasks(lm, pairs, config)
     cache = ResultCache() if config.use_cache else None
     stored = cache.get_many([t.key for t in tasks]) if cache else {}
