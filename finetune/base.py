@@ -47,7 +47,7 @@ def training_device(requested: str | None) -> str:
             raise ModelError(f"--device {text}: under accelerate launch every process trains "
                              "on its own GPU; use --device cuda or auto (or cpu).")
         device = resolve_device(text)         # checks the name and that CUDA exists
-        return device if device == "cpu" else f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+        return device if device == "cpu" else f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
     device = resolve_device(text)
     if device.startswith("cuda:") and device != "cuda:0":
         index = device.split(":")[1]

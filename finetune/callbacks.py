@@ -12,7 +12,9 @@ from transformers import TrainerCallback
 
 from finetune import distributed
 from finetune.loss import RowCollator, masked_log_probs
+from sim_core.metrics import compute
 from sim_core.prompts import build_prompt
+from sim_core.simulate import letter_logits
 from sim_core.slices import SurveyRow
 
 
@@ -20,8 +22,6 @@ from sim_core.slices import SurveyRow
 def letter_distributions(model: Any, tokenizer: Any, rows: Sequence[SurveyRow],
                          batch_size: int = 8, style=None) -> list[np.ndarray]:
     """Model letter distributions of rows in their original option order (one order)."""
-    from sim_core.simulate import letter_logits
-
     was_training = model.training
     model.eval()
     out: list[np.ndarray] = []
@@ -48,8 +48,6 @@ def validation_scores(model: Any, tokenizer: Any, rows: Sequence[SurveyRow],
     With several training processes each scores its share of the rows and the sums are
     added up: every process gets the same scores, hence the same early-stopping decision.
     """
-    from sim_core.metrics import compute
-
     mine = distributed.share(rows)
     dists = letter_distributions(model, tokenizer, mine, batch_size, style) if mine else []
     kl = [float(compute("kl", r.dist, q)) for r, q in zip(mine, dists)]

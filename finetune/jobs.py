@@ -19,12 +19,14 @@ import secrets
 import subprocess
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from finetune.rows import Split, split_to_json
+from finetune.config import TrainConfig
+from finetune.rows import Split, split_from_json, split_to_json
+from sim_core.devices import resolve_device
 from sim_core.errors import SimError
 from sim_core.workspace import safe_name, subdir
 
@@ -78,8 +80,6 @@ def start_job(split: Split, *, name: str, base: str = "default", config: Any = N
     Returns:
         The job id (a folder name under workspace/jobs).
     """
-    from finetune.train import TrainConfig
-
     config = config or TrainConfig()
     safe_name(name)            # a bad adapter name fails here, not in the background
     gpu = _visible_gpu(config.device)
@@ -102,8 +102,6 @@ def _visible_gpu(device: str | None) -> str | None:
     """For device "cuda:N": the CUDA_VISIBLE_DEVICES entry of that GPU (a training process
     runs on its first visible GPU); None otherwise. The device name is checked here, so a
     bad one fails at once, not in the background."""
-    from sim_core.devices import resolve_device
-
     text = (device or "auto").strip().lower()
     resolved = resolve_device(text)
     if not text.startswith("cuda:"):
@@ -112,6 +110,19 @@ def _visible_gpu(device: str | None) -> str | None:
     visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")
                if v.strip()]
     return visible[index] if index < len(visible) else str(index)
+
+
+def read_job_spec(folder: Path) -> dict:
+    """What a job trains: split, name, base, config (TrainConfig), data_info, overwrite."""
+    try:
+        spec = json.loads((folder / JOB_FILE).read_text())
+        known = {f.name for f in fields(TrainConfig)}
+        config = TrainConfig(**{k: v for k, v in spec.get("config", {}).items() if k in known})
+        return {"split": split_from_json(spec["split"]), "name": spec["name"],
+                "base": spec.get("base", "default"), "config": config,
+                "data_info": spec.get("data_info", {}), "overwrite": bool(spec.get("overwrite"))}
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise SimError(f"The job in {folder} cannot be read: {error}") from error
 
 
 def launch(folder: Path) -> subprocess.Popen:
@@ -180,16 +191,6 @@ def cancel_job(job_id: str) -> None:
     """Ask a job to stop: the training callback sees the cancel file within one step."""
     folder = job_dir(job_id)
     (folder / CANCEL_FILE).write_text(_now())
-
-
-def resume_job(job_id: str) -> None:
-    """Start a failed or cancelled job again; it continues from its last checkpoint."""
-    folder = job_dir(job_id)
-    if job_status(job_id).get("status") in ACTIVE:
-        raise SimError(f"Job '{job_id}' is still running.")
-    (folder / CANCEL_FILE).unlink(missing_ok=True)
-    update_status(folder, state="queued", error=None)
-    launch(folder)
 
 
 class JobReporter:

@@ -16,21 +16,10 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from finetune.config import SPLITS
 from sim_core.errors import DataError
-from sim_core.options import Choice, registry
 from sim_core.slices import SurveyRow, group_values, slice_label
-from sim_core.survey import value_text
-
-SPLITS = registry(
-    Choice("question", "Unseen questions",
-           "whole questions held out: does the adapter generalise to new questions?"),
-    Choice("slice", "Unseen groups",
-           "whole groups (e.g. RELIG=Muslim) held out on every question: does it "
-           "generalise to a subpopulation it never saw?"),
-    Choice("wave", "Unseen wave",
-           "train on earlier waves, test on the latest (needs a wave column)"),
-    Choice("random", "Random rows", "(question, group) rows held out at random"),
-)
+from sim_core.survey import Question, value_text
 
 
 @dataclass
@@ -192,6 +181,17 @@ def held_out_rows(rows: Sequence[SurveyRow], info: dict) -> list[SurveyRow]:
     return out
 
 
+def held_out_with_reference(rows: Sequence[SurveyRow], info: dict
+                            ) -> tuple[list[SurveyRow], list[SurveyRow]]:
+    """The held-out rows (held_out_rows) and the rows their population baseline may use:
+    all rows, except for a slice split, where only the groups the adapter saw count."""
+    held = held_out_rows(rows, info)
+    if (info or {}).get("how") != "slice":
+        return held, list(rows)
+    held_ids = {id(r) for r in held}
+    return held, [r for r in rows if id(r) not in held_ids]
+
+
 def reweight_slices(rows: Sequence[SurveyRow]) -> list[SurveyRow]:
     """Give every group (slice label) the same total weight, so small groups count.
 
@@ -334,8 +334,6 @@ def split_to_json(split: Split) -> dict:
 
 def split_from_json(data: dict) -> Split:
     """Inverse of split_to_json; DataError when the data is malformed."""
-    from sim_core.survey import Question
-
     questions: dict[str, Question] = {}
 
     def row(d: dict) -> SurveyRow:

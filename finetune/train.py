@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+import pandas as pd
 import torch
 from transformers import PrinterCallback, Trainer, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
@@ -25,11 +26,16 @@ from finetune.base import check_qlora, load_base, training_device, training_dtyp
 from finetune.callbacks import TrainingMonitor
 from finetune.config import TrainConfig
 from finetune.loss import RowCollator, batch_loss
-from finetune.rows import Split, describe_rows, reweight_slices
+from finetune.rows import Split, describe_rows, reweight_slices, split_to_json
+from sim_core.adapters import AdapterCard, adapters_dir, save_adapter
 from sim_core.baselines import ROW_BASELINES
 from sim_core.errors import AdapterError, Cancelled, DataError, ModelError
+from sim_core.evaluate import evaluate_rows
 from sim_core.labels import baseline_entry
+from sim_core.metrics import METRICS
 from sim_core.prompts import LETTERS, PromptStyle
+from sim_core.simulate import SimConfig, letter_logits
+from sim_core.workspace import safe_name
 
 
 @dataclass
@@ -37,7 +43,7 @@ class TrainResult:
     """What train_adapter produced: the saved adapter, its card, and held-out scores."""
 
     adapter_path: Path
-    card: dict
+    card: AdapterCard
     before: dict[str, float]
     after: dict[str, float]
     baselines: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -56,8 +62,6 @@ def _check_inputs(split: Split, config: TrainConfig) -> None:
 
 def _sim_config(config: TrainConfig):
     """Simulation settings for the before/after evaluation (no cache: weights change)."""
-    from sim_core.simulate import SimConfig
-
     # batch_size None: as many prompts per pass as the training device suits
     sim = SimConfig(use_cache=False, seed=config.seed, batch_size=None)
     return dataclasses.replace(sim, orders=config.eval_orders) if config.eval_orders else sim
@@ -66,8 +70,6 @@ def _sim_config(config: TrainConfig):
 def _mean_scores(df, device: str) -> dict[str, float]:
     """Mean of every score over the rows of df, over every process's share of the rows (sums
     and counts are added up, so every process gets the same means)."""
-    from sim_core.metrics import METRICS
-
     keys = list(METRICS)        # the same vector on every process, whatever its rows
     sums = [float(df[k].sum()) if k in df else 0.0 for k in keys]
     counts = [float(df[k].notna().sum()) if k in df else 0.0 for k in keys]
@@ -81,10 +83,6 @@ def _evaluate(lm, rows, config: TrainConfig, baselines=()) -> tuple[dict, dict]:
     several processes each scores its share of the rows."""
     if not rows or not config.evaluate_test:
         return {}, {}
-    import pandas as pd
-
-    from sim_core.evaluate import evaluate_rows
-
     mine = distributed.share(rows)
     scored = evaluate_rows([lm], mine, config=_sim_config(config), baselines=baselines,
                            reference_rows=list(rows)).rows if mine \
@@ -105,8 +103,6 @@ class SurveyTrainer(Trainer):
         self.last_loss: float | None = None
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        from sim_core.simulate import letter_logits
-
         kmax = inputs["mask"].shape[1]
         logp = letter_logits(model, self.survey_tokenizer, inputs["prompts"], kmax)
         loss = batch_loss(logp, inputs, self.train_config.loss,
@@ -171,38 +167,32 @@ def _lora(model, config: TrainConfig):
 
 def _existing_adapter(name: str) -> bool:
     """Whether the registry already holds an adapter of this name."""
-    from sim_core.adapters import adapters_dir
-    from sim_core.workspace import safe_name
-
     return (adapters_dir() / safe_name(name)).exists()
 
 
 def _card(name: str, lm, split: Split, config: TrainConfig, data_info: dict | None,
           scores: dict, monitor: TrainingMonitor, state, seconds: float,
-          style: PromptStyle) -> dict:
+          style: PromptStyle) -> AdapterCard:
     """The adapter card (card.json): what was trained on what, how, and how well."""
     seen = describe_rows(split.train + split.val)
-    return {
-        "name": name, "base_model": lm.name, "base_label": lm.label,
-        "base_fingerprint": lm.fingerprint, "data": dict(data_info or {}),
-        "questions_seen": seen["questions"], "slices_seen": seen["slices"],
-        "split": split.info, "loss": config.loss,
+    return AdapterCard(
+        name=name, base_model=lm.name, base_label=lm.label, base_fingerprint=lm.fingerprint,
+        data=dict(data_info or {}), questions_seen=seen["questions"],
+        slices_seen=seen["slices"], split=split.info, loss=config.loss,
         # Trained on the original option order: its order carries what it learned, so the
         # simulator uses that order alone unless told otherwise (sim_core.simulate.orders_for).
-        "inference_orders": None if config.shuffle_options else 1,
-        "hyperparameters": {**{k: (list(v) if isinstance(v, tuple) else v)
-                               for k, v in asdict(config).items()},
-                            "lora_alpha": config.lora_alpha},
-        "prompt_style": asdict(style),
-        "before": scores["before"], "after": scores["after"], "baselines": scores["baselines"],
-        "test_rows": len(split.test), "steps": state.global_step,
-        "best_val_step": monitor.best_step or None, "val_history": monitor.val_history,
-        "train_seconds": round(seconds, 1),
-        "device": lm.placement if distributed.world_size() == 1 else
+        inference_orders=None if config.shuffle_options else 1,
+        hyperparameters={**{k: (list(v) if isinstance(v, tuple) else v)
+                            for k, v in asdict(config).items()},
+                         "lora_alpha": config.lora_alpha},
+        prompt_style=asdict(style), before=scores["before"], after=scores["after"],
+        baselines=scores["baselines"], test_rows=len(split.test), steps=state.global_step,
+        best_val_step=monitor.best_step or None, val_history=monitor.val_history,
+        train_seconds=round(seconds, 1),
+        device=lm.placement if distributed.world_size() == 1 else
         f"{distributed.world_size()} processes on {lm.device.split(':')[0]}",
-        "processes": distributed.world_size(),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
+        processes=distributed.world_size(),
+        date=datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
 
 def _before_scores(lm, split: Split, config: TrainConfig, job_dir: Path) -> tuple[dict, dict]:
@@ -266,8 +256,6 @@ def train_adapter(split: Split, *, name: str, base: str = "default",
 def _run(split, name, base, config, data_info, callback, should_stop, overwrite,
          work: Path, device: str) -> TrainResult:
     """train_adapter after the checks: load, score before, train, score after, save."""
-    from finetune.rows import split_to_json
-
     started = time.time()
     torch.manual_seed(config.seed)
     dtype = training_dtype(config, device)
@@ -328,10 +316,9 @@ def _fit(model, tokenizer, split: Split, config: TrainConfig, args, callback, sh
     return trainer, monitor, style
 
 
-def _save(trainer, model, name: str, card: dict, scores: dict, overwrite: bool) -> TrainResult:
+def _save(trainer, model, name: str, card: AdapterCard, scores: dict,
+          overwrite: bool) -> TrainResult:
     """One adapter and card, written by the main process (rank 0)."""
-    from sim_core.adapters import save_adapter
-
     # FSDP: gathering the full weights takes every process; elsewhere rank 0 has them all
     state = trainer.accelerator.get_state_dict(model) if distributed.fsdp() else None
     before, after, baselines = scores["before"], scores["after"], scores["baselines"]

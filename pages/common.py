@@ -12,7 +12,13 @@ from typing import Callable, Iterator
 
 import streamlit as st
 
+from sim_core import models, options
+from sim_core.adapters import list_adapters
+from sim_core.devices import listed_gpu_count
 from sim_core.errors import SimError
+from sim_core.simulate import SimConfig
+from sim_core.store import load_saved, saved_surveys, stamp
+from sim_core.workspace import workspace_dir
 
 NO_ADAPTER = "(none)"
 OTHER_MODEL = "Other (folder or hub id)…"
@@ -31,9 +37,8 @@ def show_error(error: BaseException) -> None:
 @st.cache_resource(max_entries=4, show_spinner="Loading model…")
 def _load_model_cached(name: str, adapter: str | None, device: str):
     """Load a model once per process and (name, adapter, device)."""
-    from sim_core.models import load_model  # lazy: torch is slow to import
-
-    return load_model(name, adapter, device=device)
+    # torch and transformers load here, on first use
+    return models.load_model(name, adapter, device=device)
 
 
 def get_model(name: str, adapter: str | None = None):
@@ -49,8 +54,6 @@ def device_choice() -> str:
 @st.cache_data(show_spinner=False)
 def device_options() -> list[str]:
     """auto, cpu and each CUDA GPU (listed without loading torch)."""
-    from sim_core.devices import listed_gpu_count
-
     return ["auto", "cpu", *[f"cuda:{i}" for i in range(listed_gpu_count())]]
 
 
@@ -64,18 +67,14 @@ def model_choice() -> tuple[str, str | None]:
 def adapter_names() -> list[str]:
     """Names of the adapters in the workspace registry (a folder listing: not cached, so an
     adapter trained in the background or by the CLI shows up at once)."""
-    from sim_core.adapters import list_adapters
-
     return [info.name for info in list_adapters()]
 
 
 @st.cache_data(ttl=10, show_spinner=False)
 def base_checkpoints() -> dict[str, str]:
     """Base models known locally: name -> label (sim_core.models.list_checkpoints)."""
-    from sim_core.models import list_checkpoints
-
     try:
-        items = list_checkpoints()
+        items = models.list_checkpoints()
     except SimError:
         return {}
     return {str(c["name"]): str(c.get("label") or c["name"]) for c in items
@@ -84,8 +83,6 @@ def base_checkpoints() -> dict[str, str]:
 
 def sidebar() -> None:
     """Workspace, base model and adapter choice; results go to side_model / side_adapter_name."""
-    from sim_core.workspace import workspace_dir
-
     with st.sidebar:
         st.caption(f"Workspace: `{workspace_dir()}`")
         default = default_model_name()
@@ -112,16 +109,25 @@ def sidebar() -> None:
 
 def device_widget() -> None:
     """Sidebar device choice (simulation, evaluation and training); its help is SimConfig's."""
-    from sim_core.options import describe
-    from sim_core.simulate import SimConfig
-
     st.selectbox("Device", device_options(), key="side_device",
-                 help=describe(SimConfig, "device"))
+                 help=options.describe(SimConfig, "device"))
 
 
-def checkpoint_label(adapter: str | None) -> str:
-    """Label used in checkpoint pickers: the adapter name or the base model."""
-    return adapter or f"base: {model_choice()[0]}"
+BASE = "(base model)"
+
+
+def checkpoint_picker(prefix: str, label: str) -> list[tuple[str, str | None]]:
+    """Checkpoints to run: the base model and/or adapters (default: the sidebar's choice).
+
+    Returns:
+        (base model name, adapter name or None) per checkpoint picked.
+    """
+    base, side_adapter = model_choice()
+    choices = [BASE, *adapter_names()]
+    default = [side_adapter] if side_adapter in choices else [BASE]
+    picked = st.multiselect(f"{label} (base: {base})", choices, default=default,
+                            key=f"{prefix}_checkpoints")
+    return [(base, None if p == BASE else p) for p in picked]
 
 
 @contextmanager
@@ -154,22 +160,16 @@ def progress_and_stop(prefix: str, label: str) -> Iterator[tuple[Callable, Calla
 @st.cache_resource(max_entries=16, show_spinner="Reading survey…")
 def _survey_cached(name: str, stamp: float):
     """A stored survey, re-read only when its folder changes."""
-    from pages.store import load_saved
-
     return load_saved(name)
 
 
 def get_survey(name: str):
     """The stored survey `name` as a sim_core Survey (cached per process)."""
-    from pages.store import stamp
-
     return _survey_cached(name, stamp(name))
 
 
 def survey_picker(prefix: str, label: str = "Survey"):
     """Selectbox over stored surveys; returns (name, Survey) or (None, None) with a hint."""
-    from pages.store import saved_surveys
-
     names = saved_surveys()
     if not names:
         st.info("No survey loaded yet: add one on the Data page (demo data is one click).")
@@ -182,13 +182,13 @@ def survey_picker(prefix: str, label: str = "Survey"):
         return None, None
 
 
-def setting_widget(container, cls: type, name: str, key: str, value=None):
+def setting_widget(container, cls: type, name: str, key: str, value=None, **widget_args):
     """One widget for a setting of a config dataclass, with the label, help and bounds that
-    the field declares (sim_core.options.setting); returns the value the user chose."""
+    the field declares (sim_core.options.setting); returns the value the user chose.
+    `widget_args` go to the Streamlit widget (e.g. disabled=True)."""
     import dataclasses
     import typing
 
-    from sim_core import options
 
     field = {f.name: f for f in dataclasses.fields(cls)}[name]
     meta = field.metadata["setting"]
@@ -201,15 +201,16 @@ def setting_widget(container, cls: type, name: str, key: str, value=None):
         names = {k: getattr(choices[k], "label", k) for k in keys} if isinstance(choices, dict) \
             else {k: k for k in keys}
         return container.selectbox(label, keys, index=keys.index(value), key=key,
-                                   format_func=names.get, help=help_text)
+                                   format_func=names.get, help=help_text, **widget_args)
     if kind is bool:
-        return container.checkbox(label, value=bool(value), key=key, help=help_text)
+        return container.checkbox(label, value=bool(value), key=key, help=help_text,
+                                  **widget_args)
     low = meta.get("min") if meta.get("min") is not None else meta.get("above")
     number = container.number_input(
         label, min_value=None if low is None else kind(low),
         max_value=None if meta.get("max") is None else kind(meta["max"]), value=value,
         step=1 if kind is int else None, format=None if kind is int else "%g", key=key,
-        help=help_text, placeholder=meta.get("none"))
+        help=help_text, placeholder=meta.get("none"), **widget_args)
     return None if number is None else kind(number)
 
 

@@ -7,8 +7,12 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from pages import common, store
+from pages import common
+from sim_core import demo, store
 from sim_core.errors import DataError, SimError
+from sim_core.fileio import read_table
+from sim_core.readers import load_survey
+from sim_core.slices import real_marginals
 
 UPLOAD_TYPES = ["csv", "tsv", "txt", "jsonl"]
 NONE = "(none)"
@@ -18,8 +22,6 @@ NONE = "(none)"
 def parse_upload(filename: str, data: bytes, codebook: bytes | None = None,
                  mapping: tuple = ()):
     """Read uploaded bytes through sim_core.readers.load_survey (mapping as sorted items)."""
-    from sim_core.readers import load_survey
-
     kwargs = {k: (list(v) if isinstance(v, tuple) else v) for k, v in mapping if v}
     try:
         return load_survey(data, name=Path(filename).stem, codebook=codebook, **kwargs)
@@ -30,8 +32,6 @@ def parse_upload(filename: str, data: bytes, codebook: bytes | None = None,
 @st.cache_data(max_entries=8, show_spinner=False)
 def upload_columns(data: bytes) -> list[str]:
     """All columns of an uploaded CSV (sim_core.fileio.read_table)."""
-    from sim_core.fileio import read_table
-
     return [str(c) for c in read_table(data)[0].columns]
 
 
@@ -111,8 +111,6 @@ def upload_section() -> None:
 
 def demo_sources() -> dict[str, tuple[Path, Path | None]]:
     """Demo data sets shipped with the core: description -> (data file, codebook or None)."""
-    from sim_core import demo
-
     anes, anes_codebook = demo.demo_anes_paths()
     return {demo.DEMOS["gss2022"]: (demo.demo_gss_path(), None),
             demo.DEMOS["anes96"]: (anes, anes_codebook)}
@@ -149,8 +147,6 @@ def marginals_table(marginals) -> pd.DataFrame:
 
 def preview_section() -> None:
     """Questions and real marginals per slice of a saved survey."""
-    from sim_core.slices import real_marginals
-
     name, survey = common.survey_picker("data", "Saved survey")
     if survey is None:
         return

@@ -7,9 +7,12 @@ import streamlit as st
 
 from pages import common
 from pages.charts import heatmap_figure, waves_figure
-from pages.simulate import BASE
+from sim_core.adapters import read_card, resolve_adapter
 from sim_core.errors import SimError
+from sim_core.evaluate import evaluate
 from sim_core.labels import is_baseline
+from sim_core.metrics import METRICS
+from sim_core.simulate import SimConfig
 
 
 def settings(survey):
@@ -22,24 +25,17 @@ def settings(survey):
     ids = list(survey.questions)
     limit = st.number_input(f"Questions to use (of {len(ids)}; fewer is faster)", 1, len(ids),
                             value=min(len(ids), 5), key="eval_limit")
-    base, side_adapter = common.model_choice()
-    choices = [BASE, *common.adapter_names()]
-    default = [side_adapter] if side_adapter in choices else [BASE]
-    picked = st.multiselect(f"Checkpoints (two or more are compared; base: {base})", choices,
-                            default=default, key="eval_checkpoints")
+    checkpoints = common.checkpoint_picker("eval", "Checkpoints (two or more are compared)")
     orders = common.orders_widget(st, "eval_orders")
-    checkpoints = [(base, None if p == BASE else p) for p in picked]
-    warn_seen_questions([p for p in picked if p != BASE], ids[: int(limit)])
+    warn_seen_questions([adapter for _, adapter in checkpoints if adapter], ids[: int(limit)])
     return by or None, picked_waves or [None], ids[: int(limit)], checkpoints, orders
 
 
 def warn_seen_questions(adapters: list[str], ids: list[str]) -> None:
     """Say when an adapter was trained on some of these questions: no held-out test there."""
-    from sim_core.adapters import read_card, resolve_adapter
-
     for name in adapters:
         try:
-            seen = set(read_card(resolve_adapter(name)).get("questions_seen", []))
+            seen = set(read_card(resolve_adapter(name)).questions_seen)
         except SimError:
             continue
         overlap = [q for q in ids if q in seen]
@@ -52,8 +48,6 @@ def warn_seen_questions(adapters: list[str], ids: list[str]) -> None:
 
 def run(survey, by, waves, ids, checkpoints, orders) -> None:
     """Evaluate once per wave; results go to eval_results (wave -> Evaluation)."""
-    from sim_core.evaluate import evaluate
-    from sim_core.simulate import SimConfig
 
     results = {}
     try:
@@ -72,9 +66,9 @@ def run(survey, by, waves, ids, checkpoints, orders) -> None:
 
 def show(results: dict) -> None:
     """Summary, heatmap, worst groups, checkpoint comparison and waves over time."""
-    from sim_core.metrics import METRICS
-
     evaluation = results[next(reversed(results))]
+    for note in evaluation.notes:
+        st.warning(note)
     summary = evaluation.summary()
     summary["group deviation r"] = [evaluation.group_deviation_correlation(e)
                                     for e in summary.index]
@@ -110,15 +104,10 @@ def show(results: dict) -> None:
 
 def two_checkpoints(evaluation, models: list[str], score: str) -> None:
     """Two checkpoints side by side: mean score per question and the difference."""
-    from sim_core.metrics import METRICS
-
     cols = st.columns(2)
     first = cols[0].selectbox("Compare", models, key="eval_cmp_a")
     second = cols[1].selectbox("with", [m for m in models if m != first], key="eval_cmp_b")
-    rows = evaluation.rows[evaluation.rows["entry"].isin([first, second])]
-    table = rows.pivot_table(index="question_id", columns="entry", values=score,
-                             aggfunc="mean", sort=False)[[first, second]]
-    table["difference"] = table[second] - table[first]
+    table = evaluation.compare_entries(first, second, score)
     better = "lower" if METRICS[score].direction == "lower" else "higher"
     st.markdown(f"**{first} vs {second}**: mean {METRICS[score].name} per question "
                 f"({better} is better; difference = second - first)")

@@ -7,9 +7,16 @@ import dataclasses
 import pandas as pd
 import streamlit as st
 
+from finetune import jobs
+from finetune.config import SPLITS, TrainConfig
+from finetune.rows import split_rows
 from pages import common
 from pages.charts import loss_figure
+from sim_core import adapters
+from sim_core.adapters import list_adapters
 from sim_core.errors import SimError
+from sim_core.metrics import METRICS
+from sim_core.slices import survey_rows
 
 # TrainConfig fields shown up front; every other field is under "More settings". Labels,
 # help and bounds come from the fields themselves (finetune.config.TrainConfig).
@@ -20,8 +27,6 @@ FROM_SIDEBAR = ("device",)
 def config_widgets():
     """TrainConfig from widgets that start at TrainConfig's own defaults (SimError if a value
     is out of bounds: shown before anything starts)."""
-    from finetune.config import TrainConfig
-
     values = {}
     cols = st.columns(3)
     for i, name in enumerate(MAIN):
@@ -38,9 +43,6 @@ def config_widgets():
 
 def start(survey_name: str, survey, name: str, how: str, config) -> None:
     """Split the survey rows and start a background job (its state is in workspace/jobs)."""
-    from finetune import jobs
-    from finetune.rows import split_rows
-    from sim_core.slices import survey_rows
 
     base, _ = common.model_choice()
     try:
@@ -56,8 +58,6 @@ def start(survey_name: str, survey, name: str, how: str, config) -> None:
 
 def job_panel() -> None:
     """The latest job (any tab, any session: its state is in workspace/jobs)."""
-    from finetune import jobs
-
     try:
         states = jobs.list_jobs()
     except SimError as error:
@@ -74,8 +74,6 @@ def job_panel() -> None:
 @st.fragment(run_every=2)
 def live_job(job_id: str) -> None:
     """Redraws the running job every 2 s; reruns the page once it has ended."""
-    from finetune import jobs
-
     state = jobs.job_status(job_id)
     draw_job(state)
     if state.get("status") not in jobs.ACTIVE:
@@ -91,8 +89,6 @@ def history(events: list[dict]) -> pd.DataFrame:
 
 def draw_job(state: dict) -> None:
     """Status, progress with ETA, loss curve, cancel; scores and card when done."""
-    from finetune import jobs
-
     status = state.get("status", "?")
     st.subheader(f"Job '{state.get('name')}': {status}")
     events = history(state.get("events") or [])
@@ -118,8 +114,6 @@ def draw_job(state: dict) -> None:
 
 def result_panel(result: dict) -> None:
     """Held-out scores before and after training, and the new adapter's card."""
-    from sim_core.adapters import list_adapters
-    from sim_core.metrics import METRICS
 
     keys = [k for k in METRICS if k in result.get("before", {}) or k in result.get("after", {})]
     table = pd.DataFrame({"score": [METRICS[k].name for k in keys],
@@ -134,14 +128,12 @@ def result_panel(result: dict) -> None:
     card = next((a.card for a in list_adapters() if a.name == result.get("adapter")), None)
     if card is not None:
         with st.expander("Adapter card"):
-            st.json(card, expanded=1)
+            st.json(card.to_dict(), expanded=1)
 
 
 def adapter_action(action: str) -> None:
     """Rename or delete the picked adapter (button callback: runs before the page redraws,
     so the sidebar and every list see the change); errors kept for the page to show."""
-    from sim_core import adapters
-
     name, new = st.session_state.get("ft_adapter"), st.session_state.get("ft_new_name", "")
     try:
         if action == "rename":
@@ -157,17 +149,14 @@ def adapter_action(action: str) -> None:
 def adapters_table(infos) -> pd.DataFrame:
     """One row per adapter: base, data, steps, date and held-out KL before / after."""
     return pd.DataFrame([{
-        "name": a.name, "base": a.card.get("base_label") or a.card.get("base_model"),
-        "trained on": (a.card.get("data") or {}).get("survey"), "steps": a.card.get("steps"),
-        "KL before": (a.card.get("before") or {}).get("kl"),
-        "KL after": (a.card.get("after") or {}).get("kl"), "date": a.card.get("date")}
-        for a in infos])
+        "name": a.name, "base": a.card.base_label or a.card.base_model,
+        "trained on": a.card.data.get("survey"), "steps": a.card.steps,
+        "KL before": a.card.before.get("kl"), "KL after": a.card.after.get("kl"),
+        "date": a.card.date} for a in infos])
 
 
 def adapters_section() -> None:
     """List, rename, delete and download adapters (sim_core.adapters)."""
-    from sim_core import adapters
-
     st.subheader("Adapters")
     if st.session_state.get("ft_adapter_error"):
         st.error(st.session_state["ft_adapter_error"])
@@ -178,7 +167,7 @@ def adapters_section() -> None:
     st.dataframe(adapters_table(infos), hide_index=True, key="ft_adapters_table")
     name = st.selectbox("Adapter", [a.name for a in infos], key="ft_adapter")
     with st.expander("Card"):
-        st.json(next(a.card for a in infos if a.name == name), expanded=1)
+        st.json(next(a.card for a in infos if a.name == name).to_dict(), expanded=1)
     cols = st.columns([2, 1, 1, 1], vertical_alignment="bottom")
     new = cols[0].text_input("New name", key="ft_new_name")
     cols[1].button("Rename", key="ft_rename", disabled=not new.strip(),
@@ -193,8 +182,6 @@ def main() -> None:
     st.header("Fine-tune an adapter")
     name_, survey = common.survey_picker("ft", "Training data (a loaded survey)")
     if survey is not None:
-        from finetune.rows import SPLITS
-
         how = st.selectbox("Hold out for testing", list(SPLITS),
                            format_func=lambda k: SPLITS[k].label, key="ft_split",
                            help="; ".join(f"{c.label}: {c.help}" for c in SPLITS.values()))

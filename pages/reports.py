@@ -6,15 +6,20 @@ import streamlit as st
 
 from pages import common
 from sim_core.errors import SimError
+from sim_core.report import (
+    report_csv,
+    report_from_comparisons,
+    report_from_evaluation,
+    report_json,
+)
+from sim_core.report_pdf import render_pdf
+from sim_core.workspace import safe_name
 
 SOURCES = ("Comparisons from Simulate & compare", "Last evaluation")
 
 
 def build(source: str, title: str | None, page_size: str) -> None:
     """Build the Report and its three files once; kept in rep_files."""
-    from sim_core.report_pdf import render_pdf
-    from sim_core.report import (report_csv, report_from_comparisons,
-                                 report_from_evaluation, report_json)
 
     try:
         if source == SOURCES[0]:
@@ -32,8 +37,6 @@ def build(source: str, title: str | None, page_size: str) -> None:
 
 def downloads(files: dict) -> None:
     """Download buttons for the built report."""
-    from sim_core.workspace import safe_name
-
     stem = safe_name(files["title"]) if files["title"] else "report"
     st.success(f"Report ready: {files['title']} ({len(files['pdf']) // 1024} KiB PDF)")
     cols = st.columns(3)

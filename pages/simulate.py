@@ -7,36 +7,17 @@ import streamlit as st
 
 from pages import common
 from pages.charts import comparison_figure
-from sim_core.errors import DataError, SimError
-
-BASE = "(base model)"
-MODES = {"First-token probabilities": "first-token", "Sampling (synthetic respondents)": "sample"}
-
-
-def parse_slices(text: str) -> list[dict[str, str]]:
-    """Typed slices, one per line as attribute=value[, attribute=value]; DataError if malformed.
-
-    sim_core.slices.parse_slice_label is lenient (a line without '=' becomes an empty group),
-    so every part is checked here first to give the user a message instead.
-    """
-    from sim_core.slices import parse_slice_label
-
-    slices = []
-    for number, line in enumerate(text.splitlines() or ["All"], start=1):
-        line = ", ".join(p.strip() for p in line.split(",") if p.strip())
-        parsed = parse_slice_label(line)
-        bad = [k for k, v in parsed.items() if not k.strip() or not v.strip()]
-        if bad or (line not in ("", "All") and not parsed):
-            raise DataError(f"Slice line {number} ('{line}') is not attribute=value: write e.g. "
-                            "'SEX=Female' or 'SEX=Male, AGE=18-29', or 'All'.")
-        slices.append({k.strip(): v.strip() for k, v in parsed.items()})
-    return list({repr(sorted(s.items())): s for s in slices}.values())
+from sim_core.baselines import BASELINES
+from sim_core.compare import compare
+from sim_core.errors import SimError
+from sim_core.metrics import METRICS
+from sim_core.simulate import MODES, SimConfig
+from sim_core.slices import parse_slices
+from sim_core.survey import Question
 
 
 def draft_question():
     """The drafted question and slices from the form, or (None, None) with a message."""
-    from sim_core.survey import Question
-
     text = st.text_area("Question wording", key="sim_draft_text",
                         placeholder="Should the government spend more on public transport?")
     lines = st.text_area("Options, in order, one per line", key="sim_draft_options",
@@ -77,29 +58,23 @@ def survey_question():
 
 def settings():
     """Checkpoints and SimConfig from the widgets."""
-    from sim_core.simulate import SimConfig
-
-    base, side_adapter = common.model_choice()
-    choices = [BASE, *common.adapter_names()]
-    default = [side_adapter] if side_adapter in choices else [BASE]
-    picked = st.multiselect(f"Checkpoints to compare (base: {base})", choices, default=default,
-                            key="sim_checkpoints")
+    checkpoints = common.checkpoint_picker("sim", "Checkpoints to compare")
     cols = st.columns(3)
-    mode = MODES[cols[0].radio("Mode", list(MODES), key="sim_mode")]
+    mode = cols[0].radio("Mode", list(MODES), key="sim_mode",
+                         format_func=lambda k: MODES[k].label,
+                         help="; ".join(f"{c.label}: {c.help}" for c in MODES.values()))
     orders = common.orders_widget(cols[1], "sim_orders")
-    samples = cols[2].number_input("Samples per slice (sampling mode)", 5, 500, value=20,
-                                   key="sim_samples", disabled=mode != "sample")
-    baselines = st.multiselect("Baselines", ["uniform", "population", "classifier"],
-                               default=["uniform", "population", "classifier"],
-                               key="sim_baselines")
+    samples = common.setting_widget(cols[2], SimConfig, "samples", "sim_samples",
+                                    disabled=mode != "sample")
+    baselines = st.multiselect("Baselines", list(BASELINES), default=list(BASELINES),
+                               key="sim_baselines", format_func=lambda k: BASELINES[k].label,
+                               help="; ".join(f"{c.label}: {c.help}" for c in BASELINES.values()))
     config = SimConfig(mode=mode, orders=orders, samples=int(samples))
-    return [(base, None if p == BASE else p) for p in picked], config, tuple(baselines)
+    return checkpoints, config, tuple(baselines)
 
 
 def run_compare(question, survey, wave, by, slices, checkpoints, config, baselines) -> None:
     """Load the chosen models (cached) and call sim_core.compare.compare."""
-    from sim_core.compare import compare
-
     try:
         models = [common.get_model(name, adapter) for name, adapter in checkpoints]
         with common.progress_and_stop("sim", "Simulating") as (progress, should_stop):
@@ -117,16 +92,12 @@ def run_compare(question, survey, wave, by, slices, checkpoints, config, baselin
 
 def score_header(key: str) -> str:
     """Score column heading with its direction, e.g. 'KL divergence (lower is better)'."""
-    from sim_core.metrics import METRICS
-
     return f"{METRICS[key].name} ({METRICS[key].direction} is better)"
 
 
 def score_rows(comparison) -> pd.DataFrame:
     """Comparison.score_table() for display: ★ on the best entry per slice and score,
     the noise-floor rows kept, every heading with its direction."""
-    from sim_core.metrics import METRICS
-
     table = comparison.score_table()
     keys = [k for k in METRICS if k in table.columns]
     shown = table[["slice", "entry", "n", "n_eff"]].copy()
@@ -140,8 +111,6 @@ def score_rows(comparison) -> pd.DataFrame:
 
 def score_legend() -> pd.DataFrame:
     """Every score's name, direction and formula (from sim_core.metrics.METRICS)."""
-    from sim_core.metrics import METRICS
-
     return pd.DataFrame([{"score": m.name, "better": f"{m.direction} is better",
                           "range": m.range, "formula": m.formula} for m in METRICS.values()])
 

@@ -1,42 +1,25 @@
-"""Command line: `python -m sim_core SUBCOMMAND ...` (see README, section CLI).
-
-Each subcommand lives in sim_core/commands/<name>.py and defines
-`register(subparsers)`, which adds its parser and sets `func=run` on it.
-`run(args) -> int` returns the exit status. SimError messages are printed without a
-traceback and exit with status 2.
-"""
+"""`python -m sim_core SUBCOMMAND ...`: survey data, simulation, comparison, reports,
+adapters and saved surveys (see README, section Command line, and sim_core/commands)."""
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import sys
 
-from sim_core.errors import SimError
+from sim_core.commands import CORE_COMMANDS, run_main
+from sim_core.commands import build_parser as _build
 
-SUBCOMMANDS = ("marginals", "baselines", "simulate", "compare", "report")
+SUBCOMMANDS = tuple(name.rsplit(".", 1)[1] for name in CORE_COMMANDS)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m sim_core",
-                                     description="Opinion simulator: survey data, simulation, comparison.")
-    subparsers = parser.add_subparsers(dest="command", required=True)
-    for name in SUBCOMMANDS:
-        module = importlib.import_module(f"sim_core.commands.{name}")
-        module.register(subparsers)
-    return parser
+def build_parser():
+    """The parser of `python -m sim_core`."""
+    return _build("python -m sim_core", CORE_COMMANDS,
+                  "Opinion simulator: survey data, simulation, comparison.")
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except SimError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("stopped", file=sys.stderr)
-        return 130
+    """Entry point; returns the exit status."""
+    return run_main(build_parser(), argv)
 
 
 if __name__ == "__main__":

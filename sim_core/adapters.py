@@ -1,7 +1,7 @@
 """The adapter registry: LoRA adapters (peft format) with a JSON card, in workspace/adapters.
 
-Card keys this module reads (finetune writes them): "base_model" (name given to load_model),
-"base_fingerprint" (LoadedModel.fingerprint of the base). Everything else is free-form.
+The card (card.json) is an AdapterCard: finetune writes it, the simulator, pages, reports
+and the CLI read its fields; keys it does not know are kept in `extra` and written back.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import json
 import shutil
 import tempfile
 import zipfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -25,12 +25,84 @@ ADAPTER_CONFIG = "adapter_config.json"
 
 
 @dataclass
+class AdapterCard:
+    """What an adapter is: its base model, the data and split it was trained on, how, and
+    its scores on the held-out rows before and after training.
+
+    Attributes:
+        name: registry name; created/date: when it was saved / trained (ISO 8601, UTC).
+        base_model: the name given to load_model; base_label: its display name;
+            base_fingerprint: LoadedModel.fingerprint of the base (checked at load time).
+        data: survey name, file, fingerprint, slice attributes, questions chosen.
+        questions_seen, slices_seen: what training and validation rows covered.
+        split: how the rows were split (finetune.rows.split_rows' info: held-out units).
+        loss, hyperparameters: the TrainConfig used (hyperparameters has every field).
+        prompt_style: the persona templates and wording used in training.
+        inference_orders: option orders the simulator should average (1 when trained on the
+            original option order; None: the simulator's default).
+        before, after: mean held-out scores of the base model and of the adapter.
+        baselines: baseline name -> mean held-out scores.
+        test_rows, steps, best_val_step, val_history, train_seconds: training facts.
+        device, processes: where it trained ("cpu", "cuda:0", "2 processes on cuda") and how
+            many training processes shared the work.
+        extra: keys of a card this version does not know (kept as they are).
+        error: why the card could not be read ("" when fine).
+    """
+
+    name: str = ""
+    created: str | None = None
+    date: str | None = None
+    base_model: str | None = None
+    base_label: str | None = None
+    base_fingerprint: str | None = None
+    data: dict = field(default_factory=dict)
+    questions_seen: list = field(default_factory=list)
+    slices_seen: list = field(default_factory=list)
+    split: dict = field(default_factory=dict)
+    loss: str | None = None
+    hyperparameters: dict = field(default_factory=dict)
+    prompt_style: dict | None = None
+    inference_orders: int | None = None
+    before: dict = field(default_factory=dict)
+    after: dict = field(default_factory=dict)
+    baselines: dict = field(default_factory=dict)
+    test_rows: int | None = None
+    steps: int | None = None
+    best_val_step: int | None = None
+    val_history: list = field(default_factory=list)
+    train_seconds: float | None = None
+    device: str | None = None
+    processes: int | None = None
+    extra: dict = field(default_factory=dict)
+    error: str = ""
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "AdapterCard":
+        """A card from card.json's object (unknown keys go to `extra`)."""
+        known = {f.name for f in fields(cls)} - {"extra", "error"}
+        card = cls(**{k: v for k, v in data.items() if k in known and v is not None})
+        card.extra = {k: v for k, v in data.items() if k not in known}
+        return card
+
+    def to_dict(self) -> dict:
+        """The card as card.json holds it (extra keys merged back, empty error left out)."""
+        out = {k: v for k, v in asdict(self).items() if k not in ("extra", "error")}
+        return {**out, **self.extra, **({"error": self.error} if self.error else {})}
+
+    @property
+    def orders(self) -> int | None:
+        """inference_orders when it is a usable number of option orders, else None."""
+        value = self.inference_orders
+        return int(value) if isinstance(value, (int, float)) and value >= 1 else None
+
+
+@dataclass
 class AdapterInfo:
     """One registered adapter."""
 
     name: str
     path: Path
-    card: dict
+    card: AdapterCard
 
 
 def adapters_dir() -> Path:
@@ -54,7 +126,7 @@ def list_adapters() -> list[AdapterInfo]:
             try:
                 card = read_card(path)
             except AdapterError as error:
-                card = {"error": str(error)}
+                card = AdapterCard(name=path.name, error=str(error))
             found.append(AdapterInfo(name=path.name, path=path, card=card))
     return found
 
@@ -78,34 +150,37 @@ def resolve_adapter(name_or_path: str) -> Path:
     raise AdapterError(f"Adapter '{name_or_path}' not found (registered adapters: {known}).")
 
 
-def read_card(path: Path) -> dict:
-    """The adapter's card.json as a dict ({} when there is none)."""
+def read_card(path: Path) -> AdapterCard:
+    """The adapter's card.json (an empty card when there is none)."""
     card_path = Path(path) / CARD_FILE
     if not card_path.exists():
-        return {}
+        return AdapterCard(name=Path(path).name)
     try:
         card = json.loads(card_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise AdapterError(f"The card of adapter '{Path(path).name}' is unreadable: {error}")
     if not isinstance(card, dict):
         raise AdapterError(f"The card of adapter '{Path(path).name}' is not a JSON object.")
-    return card
+    try:
+        return AdapterCard.from_dict(card)
+    except TypeError as error:
+        raise AdapterError(f"The card of adapter '{Path(path).name}' is malformed: {error}")
 
 
-def _write_card(folder: Path, card: dict) -> None:
+def _write_card(folder: Path, card: AdapterCard) -> None:
     """Write card.json (UTF-8, indented)."""
-    (folder / CARD_FILE).write_text(json.dumps(card, indent=2, default=str, ensure_ascii=False),
-                                    encoding="utf-8")
+    text = json.dumps(card.to_dict(), indent=2, default=str, ensure_ascii=False)
+    (folder / CARD_FILE).write_text(text, encoding="utf-8")
 
 
-def save_adapter(write: Callable[[Path], None], name: str, card: dict, *,
+def save_adapter(write: Callable[[Path], None], name: str, card: AdapterCard | dict, *,
                  overwrite: bool = False) -> Path:
     """Save an adapter atomically: it appears in the registry only once complete.
 
     Args:
         write: fills a temporary folder with the adapter (e.g. peft_model.save_pretrained).
         name: registry name (sanitised with safe_name).
-        card: JSON-serialisable metadata; "name" and "created" are added when missing.
+        card: the AdapterCard (or its dict); its name is set and `created` is stamped.
         overwrite: replace an existing adapter of that name.
     Returns:
         The adapter's folder.
@@ -122,9 +197,9 @@ def save_adapter(write: Callable[[Path], None], name: str, card: dict, *,
         write(temp)
         if not (temp / ADAPTER_CONFIG).exists():
             raise AdapterError(f"Saving adapter '{name}' produced no {ADAPTER_CONFIG}.")
-        card = {"name": name, "created": datetime.now(timezone.utc).isoformat(
-            timespec="seconds"), **card}
-        card["name"] = name
+        card = AdapterCard.from_dict(card) if isinstance(card, dict) else card
+        card.name = name
+        card.created = card.created or datetime.now(timezone.utc).isoformat(timespec="seconds")
         _write_card(temp, card)
         if target.exists():
             trash = Path(tempfile.mkdtemp(prefix=f".trash-{name}-", dir=adapters_dir()))
@@ -146,7 +221,7 @@ def rename_adapter(old: str, new: str) -> Path:
         raise AdapterError(f"An adapter named '{new}' already exists.")
     source.rename(target)
     card = read_card(target)
-    card["name"] = new
+    card.name = new
     _write_card(target, card)
     return target
 
@@ -186,7 +261,7 @@ def adapter_fingerprint(path: Path) -> str:
 def adapter_base(path: Path) -> tuple[str | None, str | None]:
     """(base model name, base fingerprint) from the card, else from adapter_config.json."""
     card = read_card(path)
-    base = card.get("base_model")
+    base = card.base_model
     if not base:
         try:
             config = json.loads((Path(path) / ADAPTER_CONFIG).read_text(encoding="utf-8"))
@@ -194,7 +269,7 @@ def adapter_base(path: Path) -> tuple[str | None, str | None]:
             raise AdapterError(f"Adapter '{Path(path).name}': unreadable {ADAPTER_CONFIG} "
                                f"({error}).") from error
         base = config.get("base_model_name_or_path")
-    return base, card.get("base_fingerprint")
+    return base, card.base_fingerprint
 
 
 def check_base(path: Path, lm: Any) -> None:

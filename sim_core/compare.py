@@ -10,10 +10,11 @@ import numpy as np
 import pandas as pd
 
 from sim_core import baselines as base_lib
+from sim_core.adapters import read_card
 from sim_core.errors import DataError, SimError
 from sim_core.labels import NOISE_FLOOR, REAL, Progress, baseline_entry, unique_labels
 from sim_core.metrics import METRICS, best_entry, noise_floor, score_all
-from sim_core.simulate import SimConfig, SimResult, orders_for, simulate
+from sim_core.simulate import SimConfig, SimResult, orders_for, simulate, style_warning
 from sim_core.slices import SliceMarginal, real_marginals, slice_label
 from sim_core.survey import Question, Survey
 
@@ -108,13 +109,11 @@ class Comparison:
 
 def checkpoint_info(lm: Any, label: str, config: SimConfig | None = None) -> dict:
     """label, name, adapter, fingerprints, option orders used and the adapter card."""
-    card: dict = {}
-    if lm.adapter:
-        try:
-            from sim_core.adapters import read_card, resolve_adapter
-            card = read_card(resolve_adapter(lm.adapter))
-        except (SimError, OSError, ValueError):
-            card = {}       # adapter loaded from a folder outside the registry
+    path = getattr(lm, "adapter_path", None)
+    try:
+        card = read_card(path).to_dict() if path is not None else {}
+    except SimError:
+        card = {}           # an unreadable card: the report says nothing about it
     return {"label": label, "name": lm.name, "adapter": lm.adapter,
             "fingerprint": lm.fingerprint,
             "adapter_fingerprint": getattr(lm, "adapter_fingerprint", None), "card": card,
@@ -220,7 +219,7 @@ def compare(models: list[Any], question: Question, *, survey: Survey | None = No
                                progress=model_progress(progress, i, len(models)),
                                should_stop=should_stop)
                for i, (lm, label) in enumerate(zip(models, labels))}
-    notes: list[str] = []
+    notes = [w for w in (style_warning(lm, config) for lm in models) if w]
     slice_labels = [slice_label(s) for s in slice_list]
     base = _baselines(survey, question, by, wave, bins, baselines, slice_labels, notes)
     out = []

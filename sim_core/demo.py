@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sim_core.errors import DataError
+from sim_core.readers import read_respondents_csv, read_subpop_jsonl
 from sim_core.survey import Survey
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -24,11 +25,6 @@ def demo_anes_paths() -> tuple[Path, Path]:
     return DATA_DIR / "anes96.csv", DATA_DIR / "anes96_codebook.csv"
 
 
-def demo_files() -> dict[str, Path]:
-    """Description -> main data file of each demo (for upload-style pages)."""
-    return {DEMOS["gss2022"]: demo_gss_path(), DEMOS["anes96"]: demo_anes_paths()[0]}
-
-
 def load_demo(name: str) -> Survey:
     """Load a demo survey by name ("gss2022" or "anes96").
 
@@ -37,8 +33,6 @@ def load_demo(name: str) -> Survey:
     Returns:
         Survey (ANES with its codebook, so options keep their order and labels).
     """
-    from sim_core.readers import read_respondents_csv, read_subpop_jsonl
-
     if name == "gss2022":
         return read_subpop_jsonl(demo_gss_path(), name="gss2022")
     if name == "anes96":

@@ -13,13 +13,12 @@ import pandas as pd
 
 from sim_core.baselines import ROW_BASELINES, check_names, population_average, uniform
 from sim_core.compare import model_progress
-from sim_core.labels import Progress, baseline_entry, unique_labels
 from sim_core.errors import DataError
+from sim_core.labels import Progress, baseline_entry, unique_labels
 from sim_core.metrics import METRICS, compute, is_ordinal
-from sim_core.simulate import SimConfig, orders_for, simulate_rows
+from sim_core.simulate import SimConfig, orders_for, simulate_rows, style_warning
 from sim_core.slices import SurveyRow, slice_label, survey_rows
 from sim_core.survey import Survey
-
 
 
 @dataclass
@@ -36,6 +35,7 @@ class Evaluation:
         entry_orders: checkpoint label -> option orders it was simulated with.
         dists: entry -> predicted distribution per survey row (row order of `survey_rows`).
         survey_rows: the SurveyRows evaluated.
+        notes: what the reader should know (e.g. an adapter trained with other wording).
     """
 
     survey_name: str
@@ -47,6 +47,7 @@ class Evaluation:
     entry_orders: dict[str, int] = field(default_factory=dict)
     dists: dict[str, list[np.ndarray]] = field(default_factory=dict, repr=False)
     survey_rows: list[SurveyRow] = field(default_factory=list, repr=False)
+    notes: list[str] = field(default_factory=list)
 
     def score_keys(self) -> list[str]:
         """Score columns with at least one value, in METRICS order."""
@@ -77,6 +78,20 @@ class Evaluation:
         table = self.rows.pivot_table(index="attribute", columns="entry", values=score,
                                       aggfunc="mean", sort=False)
         return table[[e for e in self.entries if e in table.columns]]
+
+    def compare_entries(self, first: str, second: str, score: str = "wasserstein"
+                        ) -> pd.DataFrame:
+        """Two entries side by side: mean score per question and the difference.
+
+        Returns:
+            Index question_id; columns first, second and difference (second - first).
+        """
+        self._entry(first), self._entry(second)        # KeyError for unknown entries
+        rows = self.rows[self.rows["entry"].isin([first, second])]
+        table = rows.pivot_table(index="question_id", columns="entry", values=score,
+                                 aggfunc="mean", sort=False)[[first, second]]
+        table["difference"] = table[second] - table[first]
+        return table
 
     def group_deviation_correlation(self, entry: str) -> float:
         """Pearson correlation of simulated and real deviations from each question's mean.
@@ -211,7 +226,8 @@ def evaluate_rows(models: list[Any], rows: list[SurveyRow], *, config: SimConfig
     return Evaluation(survey_name=survey_name, wave=wave, entries=list(dists), rows=table,
                       mode=config.mode, entry_orders=entry_orders,
                       orders=(config.orders or 0) if config.mode == "first-token" else 1,
-                      dists=dists, survey_rows=list(rows))
+                      dists=dists, survey_rows=list(rows),
+                      notes=[w for w in (style_warning(lm, config) for lm in models) if w])
 
 
 def evaluate(models: list[Any], survey: Survey, *, by: Sequence[str] | None = None,

@@ -9,8 +9,15 @@ import numpy as np
 import pandas as pd
 
 from sim_core.errors import DataError
-from sim_core.fileio import (SHARE_TOLERANCE, decode, fingerprint, load_bytes, number,
-                             read_table, stem)
+from sim_core.fileio import (
+    SHARE_TOLERANCE,
+    decode,
+    fingerprint,
+    load_bytes,
+    number,
+    read_table,
+    stem,
+)
 from sim_core.survey import MARGINAL_COLUMNS, MARGINALS, Question, Survey
 
 # Vote choice between candidates has no order, although the SubPOP file codes Clinton 1 and

@@ -1,4 +1,4 @@
-"""Model loading: the embedded SmolLM2, local folders, hub ids, LoRA adapters, tiny test models."""
+"""Model loading: the embedded SmolLM2, local folders, hub ids, LoRA adapters."""
 
 from __future__ import annotations
 
@@ -11,6 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sim_core.adapters import (
+    adapter_fingerprint,
+    check_base,
+    list_adapters,
+    read_card,
+    resolve_adapter,
+)
 from sim_core.devices import Placement, auto_dtype, plan_placement, resolve_device
 from sim_core.errors import AdapterError, ModelError
 from sim_core.fileio import folder_fingerprint
@@ -35,12 +42,15 @@ class LoadedModel:
     fingerprint: str
     adapter: str | None = None
     adapter_fingerprint: str | None = None
+    adapter_path: Path | None = None
     is_chat: bool = True
     dtype: str = "float32"
     device: str = "cpu"              # where inputs go ("cpu", "cuda:0")
     placement: str = "cpu"           # where the weights are ("cuda:0+cuda:1" when spread)
     # Option orders to average when SimConfig.orders is None (an adapter's card may say 1).
     inference_orders: int | None = None
+    # The prompt wording an adapter was trained with (its card), to warn when it differs.
+    prompt_style: dict | None = None
 
     @property
     def label(self) -> str:
@@ -239,8 +249,6 @@ def attach_adapter(lm: LoadedModel, adapter: str) -> LoadedModel:
     """Put a peft adapter on lm (in place) after checking it was trained on the same base."""
     from peft import PeftModel
 
-    from sim_core.adapters import adapter_fingerprint, check_base, resolve_adapter
-
     path = resolve_adapter(adapter)
     check_base(path, lm)
     try:
@@ -248,21 +256,14 @@ def attach_adapter(lm: LoadedModel, adapter: str) -> LoadedModel:
     except Exception as error:
         raise AdapterError(f"Adapter '{adapter}' could not be loaded: {error}") from error
     lm.model.eval()
-    lm.adapter = path.name
+    lm.adapter, lm.adapter_path = path.name, path
     lm.adapter_fingerprint = adapter_fingerprint(path)
-    lm.inference_orders = _card_orders(path)
-    return lm
-
-
-def _card_orders(path: Path) -> int | None:
-    """The option orders an adapter's card recommends (None: the simulator's default)."""
-    from sim_core.adapters import read_card
-
     try:
-        value = read_card(path).get("inference_orders")
+        card = read_card(path)
+        lm.inference_orders, lm.prompt_style = card.orders, card.prompt_style
     except AdapterError:
-        return None
-    return int(value) if isinstance(value, (int, float)) and value >= 1 else None
+        lm.inference_orders = None    # an unreadable card: the simulator's default orders
+    return lm
 
 
 def list_checkpoints() -> list[dict]:
@@ -271,8 +272,6 @@ def list_checkpoints() -> list[dict]:
     Returns:
         Dicts with kind ("base" | "adapter"), name, path, label, and card (adapters).
     """
-    from sim_core.adapters import list_adapters
-
     models = subdir("models")
     found = [{"kind": "base", "name": DEFAULT_MODEL, "label": EMBEDDED_LABEL,
               "path": str(models / EMBEDDED_FOLDER),
@@ -285,5 +284,5 @@ def list_checkpoints() -> list[dict]:
     for info in list_adapters():
         found.append({"kind": "adapter", "name": info.name, "label": info.name,
                       "path": str(info.path), "card": info.card,
-                      "base_model": info.card.get("base_model")})
+                      "base_model": info.card.base_model})
     return found

@@ -33,9 +33,6 @@ CHECKPOINTS: tuple[str, ...] = (
 )
 """Up to six checkpoints, in the order they were chosen; a seventh reuses the first."""
 
-NOISE_FLOOR_COLOR = "#7f7f7f"
-"""Sampling-noise floor lines / text."""
-
 HEATMAP_SCALE = "YlOrRd"
 """Sequential colour scale for score heatmaps (lower = lighter); a name known to both
 matplotlib and plotly."""

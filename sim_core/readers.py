@@ -15,8 +15,15 @@ import numpy as np
 import pandas as pd
 
 from sim_core.errors import DataError
-from sim_core.fileio import (MAX_FILE_BYTES, MISSING_TOKENS, fingerprint, number,
-                             number_text, read_table, stem)
+from sim_core.fileio import (
+    MAX_FILE_BYTES,
+    MISSING_TOKENS,
+    fingerprint,
+    number,
+    number_text,
+    read_table,
+    stem,
+)
 from sim_core.marginal_files import read_marginals_csv, read_subpop_jsonl
 from sim_core.survey import RESPONDENTS, Question, Survey
 

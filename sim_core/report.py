@@ -26,7 +26,17 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sim_core.labels import NOISE_FLOOR, REAL, baseline_entry, baseline_name, is_baseline
+from sim_core.errors import SimError
+from sim_core.labels import (
+    NOISE_FLOOR,
+    REAL,
+    baseline_entry,
+    baseline_name,
+    is_baseline,
+)
+from sim_core.metrics import METRICS
+from sim_core.slices import slice_label
+
 CSV_COLUMNS = ("table", "question_id", "slice", "entry", "option", "share", "ci_low",
                "ci_high", "n_eff", "score", "value", "direction", "text")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -160,7 +170,6 @@ def _today() -> str:
 
 def _score_infos(keys: set[str]) -> list[ScoreInfo]:
     """ScoreInfo for the keys present, in METRICS display order."""
-    from sim_core.metrics import METRICS
     return [ScoreInfo(m.key, m.name, m.formula, m.direction, m.range)
             for key, m in METRICS.items() if key in keys]
 
@@ -171,7 +180,6 @@ def _floats(array: Any) -> list[float] | None:
 
 def _slice_result(sc: Any) -> SliceResult:
     """SliceResult from a sim_core.compare.SliceComparison."""
-    from sim_core.slices import slice_label
     real = sc.real
     shares = {label: _floats(result.shares) for label, result in sc.simulated.items()}
     shares.update({baseline_entry(name): _floats(dist)
@@ -213,10 +221,10 @@ def report_from_comparisons(comparisons: list[Any], title: str | None = None) ->
         title: report title; default "Simulated vs real: <survey>".
 
     Returns:
-        The Report (plain data), ready for sim_core.report_pdf.render_pdf, report_csv and report_json.
+        The Report (plain data), ready for sim_core.report_pdf.render_pdf, report_csv and
+        report_json.
     """
     if not comparisons:
-        from sim_core.errors import SimError
         raise SimError("Nothing to report: no comparison was given.")
     first = comparisons[0]
     questions = [_question_report(c) for c in comparisons]
@@ -322,7 +330,6 @@ def report_from_evaluation(evaluation: Any, title: str | None = None) -> Report:
     Returns:
         A Report with `evaluation` filled and no per-question sections.
     """
-    from sim_core.metrics import METRICS
     rows = evaluation.rows
     keys = [k for k in METRICS if k in rows.columns and rows[k].notna().any()]
     score = _eval_score(keys)

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import re
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from sim_core.devices import (CPU_BATCH, DEVICES_HELP, GPU_BATCH_CAP, check_device_name,
-                              check_model_device, device_key)
+from sim_core.cache import ResultCache, cache_key
+from sim_core.devices import (
+    CPU_BATCH,
+    DEVICES_HELP,
+    GPU_BATCH_CAP,
+    auto_batch_size,
+    check_device_name,
+    check_model_device,
+    device_key,
+)
 from sim_core.errors import Cancelled, ModelError, SimError
 from sim_core.labels import Progress, ShouldStop
 from sim_core.options import Choice, check, registry, setting
@@ -172,8 +180,6 @@ def first_token_batch(lm: Any, prompts: list[str], ks: list[int],
 
     ids = letter_token_ids(lm.tokenizer, max(ks))
     if not batch_size:
-        from sim_core.devices import auto_batch_size
-
         batch_size = auto_batch_size(lm.model, getattr(lm, "device", "cpu"))
     lengths = [len(lm.tokenizer.encode(p, add_special_tokens=False)) for p in prompts]
     ranked = sorted(range(len(prompts)), key=lambda i: lengths[i])  # little padding per batch
@@ -276,6 +282,18 @@ class _Task:
     key: str = ""
 
 
+def style_warning(lm: Any, config: SimConfig) -> str | None:
+    """A note when an adapter was trained with other prompt wording than this simulation's
+    (its card records the style; an adapter reads prompts it never saw less reliably)."""
+    trained = getattr(lm, "prompt_style", None)
+    if not trained or trained == asdict(config.style):
+        return None
+    changed = sorted(k for k in set(trained) | set(asdict(config.style))
+                     if trained.get(k) != asdict(config.style).get(k))
+    return (f"{lm.label} was trained with other prompt wording ({', '.join(changed)} "
+            "differ): its simulated shares may be less reliable with this wording.")
+
+
 def orders_for(lm: Any, config: "SimConfig") -> int:
     """Option orders averaged for this checkpoint: config.orders, or the checkpoint's own."""
     if config.mode != "first-token":
@@ -287,8 +305,6 @@ def orders_for(lm: Any, config: "SimConfig") -> int:
 
 def _make_tasks(lm: Any, pairs: list[tuple[Any, dict]], config: SimConfig) -> list[_Task]:
     """Prompts and cache keys for every (question, slice)."""
-    from sim_core.cache import cache_key
-
     tasks = []
     for question, slice_ in pairs:
         k = len(question.options)
@@ -348,8 +364,6 @@ def _run_sampling(lm: Any, tasks: list[_Task], config: SimConfig, progress: Prog
 def _simulate_pairs(lm: Any, pairs: list[tuple[Any, dict]], config: SimConfig | None,
                     progress: Progress, should_stop: ShouldStop) -> list[SimResult]:
     """Cache lookup, model calls for the misses (each distinct prompt set once), cache write."""
-    from sim_core.cache import ResultCache
-
     config = config or SimConfig()
     check_model_device(lm, config.device)
     tasks = _make_tasks(lm, pairs, config)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -31,20 +32,43 @@ def slice_label(slice: dict[str, str]) -> str:
 
 
 def parse_slice_label(label: str) -> dict[str, str]:
-    """Inverse of slice_label (group values may themselves contain ", ")."""
-    if label.strip() in ("", "All"):
+    """Inverse of slice_label, and the one parser of typed slices (CLI --slice, pages).
+
+    Parts are separated by commas; a part without "=" continues the previous value, so group
+    labels may hold commas ("INCOME=$100,000 or more", "X=a, b"). "" and "All" are {}.
+
+    Raises:
+        DataError: a part before the first "=" or an empty attribute or value.
+    """
+    text = label.strip()
+    if text in ("", "All"):
         return {}
-    parts: list[str] = []
-    for part in label.split(", "):
-        if "=" in part or not parts:
-            parts.append(part)
+    pieces = re.split(r"(,\s*)", text)          # parts and the separators between them
+    result: dict[str, str] = {}
+    key = None
+    for i in range(0, len(pieces), 2):
+        part = pieces[i]
+        if "=" in part:
+            key, _, value = part.partition("=")
+            key = key.strip()
+            result[key] = value
+        elif key is not None:
+            result[key] += pieces[i - 1] + part
         else:
-            parts[-1] += ", " + part
-    result = {}
-    for part in parts:
-        key, _, value = part.partition("=")
-        result[key] = value
-    return result
+            key = ""
+            result[key] = part
+    bad = [k for k, v in result.items() if not k or not v.strip()]
+    if bad:
+        raise DataError(f"slice '{text}' is not attribute=value: write ATTR=VALUE, several "
+                        "joined by commas, e.g. 'SEX=Female' or 'SEX=Male, AGE=18-29', "
+                        "or 'All'.")
+    return {k: v.strip() for k, v in result.items()}
+
+
+def parse_slices(text: str) -> list[dict[str, str]]:
+    """Slices typed one per line (see parse_slice_label), duplicates dropped, in order."""
+    slices = [parse_slice_label(line) for line in text.splitlines() or ["All"]]
+    return list({slice_label(s): s for s in slices}.values())
 
 
 def _edge_text(value: float) -> str:

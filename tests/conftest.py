@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
+
+# bench/shapes.py (random models of published shapes) serves the tests too: the tiny model
+# is its "tiny" shape (tests/factories.py).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 GSS_JSONL = SHARED_DATA / "gss2022_subpop" / "subpop_eval.jsonl"
@@ -28,7 +33,7 @@ def isolated_workspace(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A tiny randomly initialised Llama with the embedded model's real tokenizer."""
-    from sim_core.random_models import build_tiny_model
+    from factories import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model"), seed=0)
 

@@ -10,10 +10,19 @@ import zipfile
 import numpy as np
 import pytest
 import torch
+from factories import random_lora, save_random_adapter
 
-from sim_core.adapters import (CARD_FILE, adapters_dir, delete_adapter, export_adapter_zip,
-                               list_adapters, read_card, rename_adapter, resolve_adapter,
-                               save_adapter)
+from sim_core.adapters import (
+    CARD_FILE,
+    adapters_dir,
+    delete_adapter,
+    export_adapter_zip,
+    list_adapters,
+    read_card,
+    rename_adapter,
+    resolve_adapter,
+    save_adapter,
+)
 from sim_core.errors import AdapterError
 from sim_core.models import load_model
 from sim_core.simulate import SimConfig, simulate
@@ -23,36 +32,21 @@ QUESTION = Question(id="q", text="Do you favor the death penalty?", options=("Fa
 NO_CACHE = SimConfig(orders=1, use_cache=False)
 
 
-def random_lora(tiny_model_dir, seed: int = 0):
-    """A LoRA with random (non-zero) B matrices on a freshly loaded tiny model, and its base."""
-    from peft import LoraConfig, get_peft_model
-
-    lm = load_model(str(tiny_model_dir), dtype="float32")
-    torch.manual_seed(seed)
-    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
-                        init_lora_weights=False)
-    return get_peft_model(lm.model, config), lm
-
-
-def save_random(tiny_model_dir, name: str, card: dict | None = None, **kw):
-    peft_model, lm = random_lora(tiny_model_dir)
-    card = {"base_model": str(tiny_model_dir), "base_fingerprint": lm.fingerprint} \
-        if card is None else card
-    return save_adapter(peft_model.save_pretrained, name, card, **kw), lm
+save_random = save_random_adapter
 
 
 def test_save_list_and_refuse_overwrite(tiny_model_dir):
     path, lm = save_random(tiny_model_dir, "my adapter!")
     assert path.name == "my-adapter" and (path / "adapter_model.safetensors").exists()
     card = read_card(path)
-    assert card["name"] == "my-adapter" and card["base_fingerprint"] == lm.fingerprint
-    assert "created" in card
+    assert card.name == "my-adapter" and card.base_fingerprint == lm.fingerprint
+    assert card.created
     assert "my-adapter" in [info.name for info in list_adapters()]
     assert resolve_adapter("my-adapter") == path
     with pytest.raises(AdapterError, match="already exists"):
         save_random(tiny_model_dir, "my-adapter")
     replaced, _ = save_random(tiny_model_dir, "my-adapter", {"note": "v2"}, overwrite=True)
-    assert read_card(replaced)["note"] == "v2"
+    assert read_card(replaced).extra["note"] == "v2"
 
 
 def test_crashed_save_leaves_nothing(tiny_model_dir):
@@ -81,7 +75,7 @@ def test_rename_delete(tiny_model_dir):
     with pytest.raises(AdapterError, match="already exists"):
         rename_adapter(old, taken)
     path = rename_adapter(old, new)
-    assert path == adapters_dir() / new and read_card(path)["name"] == new
+    assert path == adapters_dir() / new and read_card(path).name == new
     assert not (adapters_dir() / old).exists()
     delete_adapter(new)
     delete_adapter(taken)
@@ -141,3 +135,30 @@ def test_mismatched_base_refused(tiny_model_dir):
 def test_missing_adapter(tiny_model_dir):
     with pytest.raises(AdapterError, match="not found"):
         load_model(str(tiny_model_dir), adapter="does-not-exist", dtype="float32")
+
+
+def test_simulation_notes_an_adapter_trained_with_other_prompt_wording(tiny_model_dir):
+    """The card records the training prompt style; compare() and evaluate_rows() say when a
+    simulation uses other wording, and say nothing when it is the same."""
+    from dataclasses import asdict, replace
+
+    from sim_core.compare import compare
+    from sim_core.evaluate import evaluate_rows
+    from sim_core.prompts import PromptStyle
+    from sim_core.simulate import SimConfig
+    from sim_core.slices import SurveyRow
+    from sim_core.survey import Question
+
+    _, lm = random_lora(tiny_model_dir)
+    card = {"base_model": str(tiny_model_dir), "base_fingerprint": lm.fingerprint,
+            "prompt_style": asdict(PromptStyle())}
+    save_random(tiny_model_dir, "styled", card)
+    tuned = load_model(str(tiny_model_dir), adapter="styled", dtype="float32")
+    question = Question("q", "Trust?", ("Yes", "No"))
+    same = SimConfig(orders=1, use_cache=False)
+    other = replace(same, style=PromptStyle(system="You answer a survey in Germany."))
+    assert compare([tuned], question, slices=[{}], config=same, baselines=()).notes == []
+    [note] = compare([tuned], question, slices=[{}], config=other, baselines=()).notes
+    assert "styled" in note and "system" in note and "other prompt wording" in note
+    rows = [SurveyRow(question, {}, np.array([0.5, 0.5]), 100.0)]
+    assert evaluate_rows([tuned], rows, config=other, baselines=()).notes == [note]

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import json
+from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -12,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 
-from pages import store
+from sim_core import store
 
 # 10 women (6 agree, weights 1) and 10 men (2 agree): hand-countable shares.
 CSV = "gender,agegroup,wt,trust\n" + "".join(

@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 
-from pages import store
+from sim_core import store
 
 # Two waves, two questions, sex as the only demographic.
 CSV = "sex,year,q1,q2\n" + "".join(
@@ -54,20 +54,16 @@ def test_evaluate_two_waves(monkeypatch, tiny_model_dir):
 def test_two_checkpoints_side_by_side(monkeypatch, tiny_model_dir):
     """Base model and a random LoRA: the per-question table is the core's rows, and the
     difference column is second minus first."""
-    import torch
-    from peft import LoraConfig, get_peft_model
+    from factories import save_random_adapter
 
-    from sim_core.adapters import save_adapter
     from sim_core.models import load_model
 
     monkeypatch.setenv("SIM_DEFAULT_MODEL", str(tiny_model_dir))
     lm = load_model(str(tiny_model_dir))
-    torch.manual_seed(0)
-    lora = get_peft_model(lm.model, LoraConfig(r=4, lora_alpha=8, init_lora_weights=False,
-                                               target_modules=["q_proj", "v_proj"]))
-    save_adapter(lora.save_pretrained, "eval-random", {"base_model": str(tiny_model_dir),
-                                                       "base_fingerprint": lm.fingerprint,
-                                                       "questions_seen": ["q2", "q9"]})
+    save_random_adapter(tiny_model_dir, "eval-random", {"base_model": str(tiny_model_dir),
+                                                        "base_fingerprint": lm.fingerprint,
+                                                        "questions_seen": ["q2", "q9"]},
+                        dtype="auto")
     store.save_survey("tiny-two", "two.csv", CSV.encode(),
                       {"demographics": ["sex"], "questions": ["q1", "q2"], "wave": "year"})
     at = AppTest.from_file(APP, default_timeout=120).run()

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import time
+from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -12,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 
-from pages import store
+from sim_core import store
 
 CSV = "sex,q1,q2,q3\n" + "".join(
     f"{sex},{'Yes' if i % 3 else 'No'},{'A' if i % 2 else 'B'},{'Up' if i % 4 else 'Down'}\n"

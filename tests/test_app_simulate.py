@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import base64
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 
-from pages import store
+from sim_core import store
 
 # 20 women: 12 Yes / 8 No; 20 men: 5 Yes / 15 No (hand-countable real shares).
 CSV = "sex,age,q1\n" + "".join(

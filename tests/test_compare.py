@@ -8,8 +8,8 @@ import pytest
 from sim_core import metrics
 from sim_core.baselines import baselines_for
 from sim_core.compare import compare
-from sim_core.labels import BASELINE_PREFIX, NOISE_FLOOR, REAL
 from sim_core.errors import DataError
+from sim_core.labels import BASELINE_PREFIX, NOISE_FLOOR, REAL
 from sim_core.readers import read_respondents_csv
 from sim_core.simulate import SimConfig, simulate
 from sim_core.slices import real_marginals

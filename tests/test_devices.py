@@ -9,13 +9,22 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from shapes import SHAPES, parameter_count, shape_config  # bench/shapes.py
 
-from sim_core.devices import (CPU_BATCH, GPU_BATCH_CAP, HEADROOM, NF4_BYTES, _spread,
-                              auto_batch_size, free_bytes, model_bytes, plan_placement,
-                              resolve_device)
+from sim_core.devices import (
+    CPU_BATCH,
+    GPU_BATCH_CAP,
+    HEADROOM,
+    NF4_BYTES,
+    _spread,
+    auto_batch_size,
+    free_bytes,
+    model_bytes,
+    plan_placement,
+    resolve_device,
+)
 from sim_core.errors import ModelError
 from sim_core.models import load_model
-from sim_core.random_models import SHAPES, parameter_count, shape_config
 from sim_core.simulate import SimConfig, simulate
 from sim_core.survey import Question
 
@@ -232,10 +241,9 @@ def test_cli_device_refusals_are_one_line(tiny_model_dir, gss_path, capsys):
         (sim_main, ["simulate", "--question", "Q?", "--options", "A|B", *model]),
         (sim_main, ["compare", *data, *model]),
         (sim_main, ["report", *data, *model, "--pdf", "never.pdf"]),
-        (finetune_main, ["eval", "--data", str(gss_path), "--adapter", "x", "--base",
-                         str(tiny_model_dir)]),
-        (finetune_main, ["train", "--data", str(gss_path), "--questions", "natspac,natenvir", "--name",
-                         "never", "--base", str(tiny_model_dir)]),
+        (finetune_main, ["eval", "--data", str(gss_path), "--adapter", "x", *model]),
+        (finetune_main, ["train", "--data", str(gss_path), "--question", "natspac,natenvir",
+                         "--name", "never", *model]),
     ]
     before = [a.name for a in list_adapters()]
     for main, argv in commands:

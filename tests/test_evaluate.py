@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_compare import small_survey
 
 from sim_core import metrics
 from sim_core.baselines import population_average
-from sim_core.labels import BASELINE_PREFIX
 from sim_core.errors import Cancelled, DataError
 from sim_core.evaluate import evaluate, evaluate_rows, group_deviation_correlation
+from sim_core.labels import BASELINE_PREFIX
 from sim_core.simulate import SimConfig, simulate_rows
 from sim_core.slices import slice_label, survey_rows
-
-from test_compare import small_survey
 
 CONFIG = SimConfig(orders=1)    # cached in the session workspace: repeats are free
 QUESTIONS = ["nataid", "pres16"]    # ordinal with unsorted values [2, 3, 1]; nominal

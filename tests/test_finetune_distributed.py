@@ -38,7 +38,7 @@ def test_share_takes_every_world_th_row(monkeypatch):
         monkeypatch.setenv("RANK", str(rank))
         shares.append(distributed.share(list(range(8))))
     assert shares == [[0, 3, 6], [1, 4, 7], [2, 5]]
-    assert sorted(sum(shares, [])) == list(range(8))        # every row once
+    assert sorted(r for share in shares for r in share) == list(range(8))   # each row once
     assert not distributed.is_main()
     monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")         # sharded model: all in lockstep
     assert distributed.share(list(range(8))) == list(range(8))
@@ -85,10 +85,11 @@ def test_training_device_choices(monkeypatch):
 
 @pytest.mark.skipif(CUDA, reason="checks the refusal on a machine without CUDA")
 def test_training_cuda_refused_without_gpu_before_any_work(tiny_model_dir):
+    from test_finetune_train import fixed_split, names
+
     from finetune.jobs import jobs_dir, start_job
     from finetune.rows import Split
     from finetune.train import train_adapter
-    from test_finetune_train import fixed_split, names
 
     before = names()
     with pytest.raises(ModelError, match="no CUDA GPU"):

@@ -6,14 +6,14 @@ import json
 import time
 
 import pytest
+from test_finetune_rows import make_rows
 
 from finetune import jobs
-from finetune.cli import main
+from finetune.cli import opinion_sim as cli
 from finetune.rows import Split
 from finetune.train import TrainConfig
 from sim_core.adapters import list_adapters
 from sim_core.errors import SimError
-from test_finetune_rows import make_rows
 
 FAST = TrainConfig(max_steps=3, batch_size=4, rank=4, alpha=8, evaluate_test=False,
                    save_every=1000)
@@ -43,7 +43,7 @@ def test_background_job_runs_to_done(tiny_model_dir):
     assert status["result"]["adapter"] == "bg-job"
     assert any(j["id"] == job_id for j in jobs.list_jobs())
     card = next(a.card for a in list_adapters() if a.name == "bg-job")
-    assert card["data"] == {"file": "demo.csv"} and card["split"]["how"] == "question"
+    assert card.data == {"file": "demo.csv"} and card.split["how"] == "question"
 
 
 def test_cancel_file_and_dead_process(tmp_path, monkeypatch):
@@ -65,8 +65,8 @@ def test_cancel_file_and_dead_process(tmp_path, monkeypatch):
 
 
 def test_cli_train_json_list_and_manage(tiny_model_dir, gss_path, capsys, tmp_path):
-    code = main(["train", "--data", str(gss_path), "--questions", "natspac,natenvir,natheal",
-                 "--name", "cli-lora", "--base", str(tiny_model_dir), "--split", "slice",
+    code = cli(["train", "--data", str(gss_path), "--question", "natspac,natenvir,natheal",
+                 "--name", "cli-lora", "--model", str(tiny_model_dir), "--split", "slice",
                  "--test-slices", "2", "--max-steps", "2", "--batch-size", "4", "--json"])
     out = capsys.readouterr().out
     assert code == 0
@@ -76,10 +76,10 @@ def test_cli_train_json_list_and_manage(tiny_model_dir, gss_path, capsys, tmp_pa
     assert set(result["card"]["questions_seen"]) == {"natspac", "natenvir", "natheal"}
     if result["before"]:
         assert set(result["before"]) == set(result["after"]) and "kl" in result["after"]
-    assert main(["list"]) == 0 and "cli-lora" in capsys.readouterr().out
+    assert cli(["adapters", "list"]) == 0 and "cli-lora" in capsys.readouterr().out
     # by default only the rows the adapter never saw: the 2 held-out groups of natspac
-    assert main(["eval", "--adapter", "cli-lora", "--data", str(gss_path), "--questions",
-                 "natspac", "--base", str(tiny_model_dir), "--orders", "1", "--json"]) == 0
+    assert cli(["eval", "--adapter", "cli-lora", "--data", str(gss_path), "--question",
+                 "natspac", "--model", str(tiny_model_dir), "--orders", "1", "--json"]) == 0
     captured = capsys.readouterr()
     assert "scoring the 2 held-out rows (split by slice)" in captured.err
     table = json.loads(captured.out)      # entry -> score -> mean
@@ -88,21 +88,21 @@ def test_cli_train_json_list_and_manage(tiny_model_dir, gss_path, capsys, tmp_pa
     # the held-out groups are never SEX groups here, so --by SEX needs --rows all
     held = set(result["card"]["split"]["test_slices"])
     if not any(h.startswith("SEX=") for h in held):
-        assert main(["eval", "--adapter", "cli-lora", "--data", str(gss_path), "--questions",
-                     "natspac", "--by", "SEX", "--base", str(tiny_model_dir)]) == 2
+        assert cli(["eval", "--adapter", "cli-lora", "--data", str(gss_path), "--question",
+                     "natspac", "--by", "SEX", "--model", str(tiny_model_dir)]) == 2
         assert "--rows all" in capsys.readouterr().err
-    assert main(["eval", "--adapter", "cli-lora", "--data", str(gss_path), "--questions",
-                 "natspac", "--by", "SEX", "--base", str(tiny_model_dir), "--orders", "1",
+    assert cli(["eval", "--adapter", "cli-lora", "--data", str(gss_path), "--question",
+                 "natspac", "--by", "SEX", "--model", str(tiny_model_dir), "--orders", "1",
                  "--rows", "all", "--json"]) == 0
     assert len(json.loads(capsys.readouterr().out)) >= 3
-    assert main(["rename", "cli-lora", "cli-renamed"]) == 0
-    assert main(["export", "cli-renamed", "--out", str(tmp_path / "a.zip")]) == 0
+    assert cli(["adapters", "rename", "cli-lora", "cli-renamed"]) == 0
+    assert cli(["adapters", "export", "cli-renamed", "--out", str(tmp_path / "a.zip")]) == 0
     assert (tmp_path / "a.zip").stat().st_size > 0
-    assert main(["delete", "cli-renamed"]) == 0
+    assert cli(["adapters", "delete", "cli-renamed"]) == 0
     capsys.readouterr()
     # errors: a clear message, exit status 2, no traceback
-    assert main(["train", "--data", str(tmp_path / "missing.csv"), "--name", "x"]) == 2
+    assert cli(["train", "--data", str(tmp_path / "missing.csv"), "--name", "x"]) == 2
     assert "missing.csv" in capsys.readouterr().err
-    assert main(["train", "--data", str(gss_path), "--name", "q", "--qlora",
-                 "--base", str(tiny_model_dir), "--questions", "natspac,natenvir"]) == 2
+    assert cli(["train", "--data", str(gss_path), "--name", "q", "--qlora",
+                 "--model", str(tiny_model_dir), "--question", "natspac,natenvir"]) == 2
     assert "CUDA" in capsys.readouterr().err or __import__("torch").cuda.is_available()

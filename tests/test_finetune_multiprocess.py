@@ -55,8 +55,8 @@ def launch_two(args: list[str], workspace: Path, tmp: Path) -> subprocess.Comple
 def test_two_processes_write_one_adapter_that_loads(tiny_model_dir, gss_path, tmp_path):
     workspace, tmp = tmp_path / "workspace", tmp_path / "tmp"
     tmp.mkdir()
-    done = launch_two(["train", "--device", "cpu", "--data", str(gss_path), "--questions",
-                       QUESTIONS, "--split", "question", "--base", str(tiny_model_dir),
+    done = launch_two(["train", "--device", "cpu", "--data", str(gss_path), "--question",
+                       QUESTIONS, "--split", "question", "--model", str(tiny_model_dir),
                        "--name", "two-procs", "--max-steps", "3", "--batch-size", "4",
                        "--rank", "4", "--lr", "0.05", "--json"], workspace, tmp)
     assert done.returncode == 0, done.stderr[-4000:]

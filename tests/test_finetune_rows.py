@@ -10,10 +10,22 @@ import pytest
 import torch
 from scipy.stats import entropy
 
-from finetune.loss import (RowCollator, batch_loss, energy_distance, kl_per_row,
-                           masked_log_probs, normalised_ordinal)
-from finetune.rows import (permute_target, reweight_slices, shuffle_order, split_from_json,
-                           split_rows, split_to_json)
+from finetune.loss import (
+    RowCollator,
+    batch_loss,
+    energy_distance,
+    kl_per_row,
+    masked_log_probs,
+    normalised_ordinal,
+)
+from finetune.rows import (
+    permute_target,
+    reweight_slices,
+    shuffle_order,
+    split_from_json,
+    split_rows,
+    split_to_json,
+)
 from sim_core.errors import DataError
 from sim_core.prompts import LETTERS
 from sim_core.slices import SurveyRow, slice_label

@@ -27,4 +27,4 @@ def test_lora_lowers_heldout_kl_on_gss(gss_path):
     print("before", before, "after", after, "baselines", result.baselines)
     assert after["kl"] < 0.8 * before["kl"]
     assert after["wasserstein"] < before["wasserstein"]
-    assert result.card["test_rows"] == len(split.test) == 35
+    assert result.card.test_rows == len(split.test) == 35

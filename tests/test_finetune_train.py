@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
+from test_finetune_rows import make_rows
 
 from finetune.callbacks import letter_distributions
 from finetune.rows import Split
@@ -16,7 +17,6 @@ from sim_core.adapters import list_adapters
 from sim_core.errors import AdapterError, Cancelled, ModelError
 from sim_core.slices import SurveyRow
 from sim_core.survey import Question
-from test_finetune_rows import make_rows
 
 FAST = dict(evaluate_test=False, save_every=1000, batch_size=4, rank=4, alpha=8)
 
@@ -129,7 +129,7 @@ def test_resume_continues_from_checkpoint(tiny_model_dir, tmp_path):
     result = train_adapter(split, name="resumed", base=str(tiny_model_dir), config=config,
                            job_dir=tmp_path, callback=lambda e: later.append(e["step"]))
     assert later == [5, 6]                          # global step continued after 4
-    assert result.card["steps"] == 6 and "resumed" in names()
+    assert result.card.steps == 6 and "resumed" in names()
 
 
 def test_ordinal_and_reweight_options_train(tiny_model_dir):
@@ -139,7 +139,7 @@ def test_ordinal_and_reweight_options_train(tiny_model_dir):
     result = train_adapter(split, name="ordinal", base=str(tiny_model_dir), config=config,
                            callback=events.append)
     assert all(np.isfinite(e["loss"]) for e in events)
-    assert result.card["loss"] == "kl+ordinal" and result.card["hyperparameters"]["reweight"]
+    assert result.card.loss == "kl+ordinal" and result.card.hyperparameters["reweight"]
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU refusal")
@@ -176,7 +176,7 @@ def test_top_layers_adapts_only_the_top_layers(tiny_model_dir):
     layers = {int(k.split(".layers.")[1].split(".")[0]) for k in weights}
     assert layers == {n_layers - 1}
     assert any(k.endswith("lora_B.weight") and weights[k].abs().sum() > 0 for k in weights)
-    assert result.card["hyperparameters"]["top_layers"] == 1
+    assert result.card.hyperparameters["top_layers"] == 1
 
 
 def test_adapter_trained_on_fixed_order_is_read_in_that_order(tiny_model_dir):
@@ -189,7 +189,7 @@ def test_adapter_trained_on_fixed_order_is_read_in_that_order(tiny_model_dir):
     config = TrainConfig(max_steps=1, shuffle_options=False, **FAST)
     result = train_adapter(fixed_split(), name="fixed-order", base=str(tiny_model_dir),
                            config=config)
-    assert result.card["inference_orders"] == 1
+    assert result.card.inference_orders == 1
     base = load_model(str(tiny_model_dir), dtype="float32")
     tuned = load_model(str(tiny_model_dir), adapter="fixed-order", dtype="float32")
     auto = SimConfig(use_cache=False)
@@ -206,4 +206,4 @@ def test_adapter_trained_on_fixed_order_is_read_in_that_order(tiny_model_dir):
     assert checkpoint_info(base, "b", auto)["orders"] == 2
     shuffled = train_adapter(fixed_split(), name="shuffled", base=str(tiny_model_dir),
                              config=TrainConfig(max_steps=1, shuffle_options=True, **FAST))
-    assert shuffled.card["inference_orders"] is None
+    assert shuffled.card.inference_orders is None

@@ -5,8 +5,14 @@ from __future__ import annotations
 import pytest
 
 from sim_core.errors import SimError
-from sim_core.prompts import (ANSWER_CUE, PromptStyle, build_prompt, option_orders,
-                              persona_text, question_block)
+from sim_core.prompts import (
+    ANSWER_CUE,
+    PromptStyle,
+    build_prompt,
+    option_orders,
+    persona_text,
+    question_block,
+)
 from sim_core.survey import Question
 
 QUESTION = Question(id="natspac", text="Spending on space exploration?",

@@ -17,8 +17,16 @@ import pytest
 from pypdf import PdfReader
 
 from sim_core.errors import SimError
-from sim_core.report import (QuestionReport, Report, ScoreInfo, SliceResult, methods_text,
-                             report_csv, report_from_json, report_json)
+from sim_core.report import (
+    QuestionReport,
+    Report,
+    ScoreInfo,
+    SliceResult,
+    methods_text,
+    report_csv,
+    report_from_json,
+    report_json,
+)
 from sim_core.report_pdf import format_score, render_pdf
 
 CKPT = "SmolLM2-135M-Instruct + my-adapter"
@@ -397,6 +405,7 @@ def test_report_from_real_evaluation(request, mini_files):
 def _cli(argv: list[str]):
     """Parse and run `report` alone (the other subcommands need not be importable)."""
     import argparse
+
     from sim_core.commands import report as command
     parser = argparse.ArgumentParser()
     command.register(parser.add_subparsers(dest="command", required=True))

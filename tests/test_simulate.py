@@ -12,8 +12,14 @@ import torch
 from sim_core.errors import Cancelled, SimError
 from sim_core.models import load_model
 from sim_core.prompts import build_prompt
-from sim_core.simulate import (SimConfig, letter_logits, letter_token_ids, parse_answer,
-                               simulate, simulate_rows)
+from sim_core.simulate import (
+    SimConfig,
+    letter_logits,
+    letter_token_ids,
+    parse_answer,
+    simulate,
+    simulate_rows,
+)
 from sim_core.survey import Question
 
 QUESTION = Question(id="natspac", text="Are we spending too much on space exploration?",

@@ -11,8 +11,14 @@ from scipy.stats import norm
 
 from sim_core.errors import DataError
 from sim_core.readers import read_respondents_csv
-from sim_core.slices import (DEFAULT_BINS, bin_numeric, parse_slice_label, real_marginals,
-                             slice_label, survey_rows)
+from sim_core.slices import (
+    DEFAULT_BINS,
+    bin_numeric,
+    parse_slice_label,
+    real_marginals,
+    slice_label,
+    survey_rows,
+)
 
 SIX_ROWS = """sex,age,q,w
 F,25,Yes,1

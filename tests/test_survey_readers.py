@@ -11,8 +11,13 @@ import pytest
 
 from sim_core import fileio
 from sim_core.errors import DataError
-from sim_core.readers import (guess_columns, load_survey, read_marginals_csv,
-                              read_respondents_csv, read_subpop_jsonl)
+from sim_core.readers import (
+    guess_columns,
+    load_survey,
+    read_marginals_csv,
+    read_respondents_csv,
+    read_subpop_jsonl,
+)
 from sim_core.slices import real_marginals, survey_rows
 
 ROWS = [("sex", "region", "q1", "wt"), ("Female", "Nord", "Café", "1"),

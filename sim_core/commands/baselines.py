@@ -13,11 +13,13 @@ import json
 
 import numpy as np
 
+from sim_core import baselines as B
 from sim_core.baselines import ROW_BASELINES
 from sim_core.commands import common
+from sim_core.commands.formatting import floats, format_rows, score_legend, slice_heading
 from sim_core.labels import NOISE_FLOOR, REAL
-from sim_core.commands.compare import (floats, format_rows, score_legend, slice_heading,
-                                       tqdm_progress)
+from sim_core.metrics import METRICS, best_entry, noise_floor, score_all
+from sim_core.slices import real_marginals
 
 
 def register(subparsers) -> None:
@@ -41,9 +43,6 @@ def question_baselines(survey, qid: str, by, *, wave=None, bins=None, test_fract
         {"question", "marginals", "baselines": name -> label -> dist, "classifier": fit
         or None, "scores": label -> name -> scores, "noise_floor": label -> scores}.
     """
-    from sim_core import baselines as B
-    from sim_core.metrics import noise_floor, score_all
-    from sim_core.slices import real_marginals
 
     question = survey.questions[qid]
     marginals = real_marginals(survey, qid, by, wave=wave, bins=bins)
@@ -89,7 +88,6 @@ def result_json(result: dict) -> dict:
 
 def format_result(result: dict) -> str:
     """Plain-text tables: one per slice."""
-    from sim_core.metrics import METRICS, best_entry
     q = result["question"]
     keys = [k for k in METRICS if any(k in s for per in result["scores"].values()
                                       for s in per.values())]
@@ -117,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     by = common.by_from_args(args, survey)
     bins = common.bins_from_args(args)
     ids = common.question_ids(args, survey)
-    bar, progress = tqdm_progress("baselines")
+    bar, progress = common.tqdm_progress("baselines", unit="question")
     results = []
     try:
         for i, qid in enumerate(ids):

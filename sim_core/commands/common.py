@@ -1,100 +1,150 @@
-"""Arguments shared by the data-reading subcommands (marginals, baselines, compare, report).
+"""Arguments every command spells the same way, and how they become core objects.
 
---data FILE (or a demo name), --codebook, --weight, --wave, --question, --by, --bins, --json.
+- data: --data FILE | demo name | saved survey name, --codebook, --weight, --wave,
+  --wave-column, --question (ids, comma-separated), --by, --bins, --json;
+- model: --model (base model), --adapter, --dtype;
+- simulation: one flag per SimConfig setting (generated from its fields: sim_core.options).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
+from sim_core import options
+from sim_core.baselines import BASELINES, check_names
+from sim_core.demo import DEMOS, load_demo
+from sim_core.devices import resolve_device
 from sim_core.errors import DataError
+from sim_core.models import load_model
+from sim_core.readers import load_survey
+from sim_core.simulate import SimConfig
+from sim_core.store import load_saved, saved_surveys
 from sim_core.survey import Survey
 
 
-def add_data_args(parser: argparse.ArgumentParser) -> None:
+def add_data_args(parser: argparse.ArgumentParser, *, questions: str = "required",
+                  data_required: bool = True) -> None:
     """Add the shared survey arguments to a subcommand parser.
+
+    Args:
+        parser: the subcommand's parser.
+        questions: "required" (--question must name at least one) or "all" (default: every
+            question of the survey).
+        data_required: False when the command can get its data elsewhere (a job folder).
 
     A subcommand may redefine --json afterwards (e.g. `report --json FILE`): the parser
     resolves that conflict in favour of the later definition.
     """
-    from sim_core.demo import DEMOS
-
     # argparse copies conflict_handler into each argument group at creation, so set both;
     # "resolve" lets a later add_argument("--json", ...) replace ours instead of failing.
     for container in (parser, *parser._action_groups):
         container.conflict_handler = "resolve"
-    parser.add_argument("--data", required=True,
-                        help="survey file (respondent CSV, marginals CSV, SubPOP JSONL) or "
-                             f"a demo: {', '.join(DEMOS)}")
+    parser.add_argument("--data", required=data_required,
+                        help="survey file (respondent CSV, marginals CSV, SubPOP JSONL), a "
+                             f"demo ({', '.join(DEMOS)}) or the name of a saved survey")
     parser.add_argument("--codebook", default=None, help="codebook CSV for respondent data")
     parser.add_argument("--weight", default=None, help="weight column of respondent data")
     parser.add_argument("--wave", default=None, help="wave/year to use (column given with "
                         "--wave-column for respondent data)")
     parser.add_argument("--wave-column", default=None, help="wave/year column of respondent data")
     parser.add_argument("--question", default=None,
-                        help="question id (several separated by commas where accepted)")
+                        help="question id(s), comma-separated"
+                             + (" (default: every question)" if questions == "all" else ""))
     parser.add_argument("--by", default="", help="slice attribute(s), comma-separated, "
                         "e.g. sex,age (crossed)")
     parser.add_argument("--bins", action="append", default=[],
                         help='bands for a numeric attribute, e.g. "age=18,30,45,65,200" '
                              "(repeatable)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.set_defaults(questions_default=questions)
 
 
-def add_device_args(parser: argparse.ArgumentParser) -> None:
-    """--device and --batch-size, generated from SimConfig's fields (their help and bounds)."""
-    from sim_core.options import add_arguments
-    from sim_core.simulate import SimConfig
+def add_model_args(parser: argparse.ArgumentParser, *, adapters: str = "many") -> None:
+    """--model (base model), --adapter and --dtype.
 
-    add_arguments(parser, SimConfig, names=("device", "batch_size"))
+    Args:
+        adapters: "many" (repeatable; the base model is always included too), "one"
+            (optional, one) or "required" (exactly one).
+    """
+    parser.add_argument("--model", default="default",
+                        help="base model: 'default' (the embedded SmolLM2-135M-Instruct), a "
+                             "model folder, a model name in the workspace or a hub id")
+    if adapters == "many":
+        parser.add_argument("--adapter", action="append", default=[],
+                            help="LoRA adapter (name or folder); repeatable; the base model "
+                                 "is always compared too")
+    else:
+        parser.add_argument("--adapter", required=adapters == "required", default=None,
+                            help="LoRA adapter (registry name or folder)")
+    parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16",
+                                                            "float16"),
+                        help="weights precision (auto: bfloat16, measured fastest on CPU; "
+                             "float16 on GPUs without bfloat16)")
 
 
 def add_simulation_args(parser: argparse.ArgumentParser) -> None:
-    """--orders, --mode, --samples, --temperature, --dtype, --no-cache, --device, --batch-size
-    (simulate, compare)."""
-    from sim_core.simulate import DEFAULT_ORDERS
-
-    parser.add_argument("--orders", type=int, default=None,
-                        help="option orders averaged against letter bias (default: each "
-                             f"checkpoint's own: {DEFAULT_ORDERS} for a base model, 1 for an "
-                             "adapter trained on the original option order)")
-    parser.add_argument("--mode", choices=("first-token", "sample"), default="first-token")
-    parser.add_argument("--samples", type=int, default=20, help="respondents per slice (sample)")
-    parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
-    parser.add_argument("--dtype", default="auto", help="auto | float32 | bfloat16")
-    parser.add_argument("--no-cache", action="store_true", help="ignore the result cache")
-    add_device_args(parser)
+    """One flag per SimConfig setting, with its help, default and bounds."""
+    options.add_arguments(parser, SimConfig)
 
 
-def sim_config_from_args(args: argparse.Namespace):
-    """SimConfig from the options of add_simulation_args."""
-    from sim_core.simulate import SimConfig
+def add_baselines_arg(parser: argparse.ArgumentParser, names=None) -> None:
+    """--baselines, comma-separated names checked by argparse (before any model loads)."""
+    names = tuple(names or BASELINES)
 
-    return SimConfig(mode=args.mode, orders=args.orders and max(1, args.orders),
-                     samples=args.samples, temperature=args.temperature,
-                     use_cache=not args.no_cache, **device_settings(args))
+    def parse(text: str) -> list[str]:
+        try:
+            return check_names([n.strip() for n in text.split(",") if n.strip()], names)
+        except DataError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+    parser.add_argument("--baselines", type=parse, default=list(names),
+                        help="comma-separated, from: " + "; ".join(
+                            f"{n} ({BASELINES[n].label})" for n in names)
+                        + " (default: all of them)")
 
 
-def device_settings(args: argparse.Namespace) -> dict:
-    """SimConfig's device and batch_size from add_device_args (the defaults where not given)."""
-    return {"device": args.device or "auto", "batch_size": args.batch_size}
+def sim_config_from_args(args: argparse.Namespace) -> SimConfig:
+    """SimConfig from the flags of add_simulation_args (SimError when out of bounds); the
+    device is checked here too (CUDA present, index in range), before any data or model."""
+    config = options.from_arguments(SimConfig, args)
+    resolve_device(config.device)
+    return config
+
+
+def _device(args: argparse.Namespace) -> str:
+    """--device (a SimConfig flag), "auto" when not given."""
+    return getattr(args, "device", None) or "auto"
+
+
+def models_from_args(args: argparse.Namespace) -> list:
+    """The base model, then base + each --adapter (for commands that compare checkpoints)."""
+    adapters = args.adapter if isinstance(args.adapter, list) else [args.adapter]
+    return [load_model(args.model, dtype=args.dtype, device=_device(args))] + [
+        load_model(args.model, adapter=a, dtype=args.dtype, device=_device(args))
+        for a in adapters if a]
+
+
+def model_from_args(args: argparse.Namespace):
+    """The one model a command runs: --model with its --adapter, if any."""
+    return load_model(args.model, args.adapter or None, dtype=args.dtype,
+                      device=_device(args))
 
 
 def survey_from_args(args: argparse.Namespace) -> Survey:
-    """Load the survey named by --data (a file, or a demo name) with the other options.
+    """The survey named by --data: a file, a demo name or a saved survey's name.
 
     Returns:
         Survey; DataError when the file is missing or invalid.
     """
-    from sim_core.demo import DEMOS, load_demo
-    from sim_core.readers import load_survey
-
     data = args.data
-    if data in DEMOS and not Path(data).exists():
-        return load_demo(data)
-    if not Path(data).is_file():
-        raise DataError(f"no such file, and not a demo ({', '.join(DEMOS)}).", file=data)
+    if not Path(data).exists():
+        if data in DEMOS:
+            return load_demo(data)
+        if data in saved_surveys():
+            return load_saved(data)
+        raise DataError(f"no such file, demo ({', '.join(DEMOS)}) or saved survey "
+                        f"({', '.join(saved_surveys()) or 'none yet'}).", file=data)
     kwargs = {}
     if getattr(args, "weight", None):
         kwargs["weight"] = args.weight
@@ -141,9 +191,12 @@ def bins_from_args(args: argparse.Namespace) -> dict[str, list[float]] | None:
 
 
 def question_ids(args: argparse.Namespace, survey: Survey) -> list[str]:
-    """Question ids from --question (comma-separated), checked against the survey."""
+    """Question ids from --question (comma-separated), checked against the survey; every
+    question when the command takes all by default and none was named."""
     ids = [q.strip() for q in (getattr(args, "question", None) or "").split(",") if q.strip()]
     if not ids:
+        if getattr(args, "questions_default", "required") == "all":
+            return list(survey.questions)
         raise DataError("--question: give a question id; the survey has: "
                         + ", ".join(list(survey.questions)[:30]))
     unknown = [q for q in ids if q not in survey.questions]
@@ -151,3 +204,16 @@ def question_ids(args: argparse.Namespace, survey: Survey) -> list[str]:
         raise DataError(f"--question: unknown question(s) {', '.join(unknown)}; the survey "
                         "has: " + ", ".join(list(survey.questions)[:30]))
     return ids
+
+
+def tqdm_progress(desc: str, unit: str = "prompt"):
+    """A tqdm bar on stderr and the progress(done, total) callback that drives it."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=1, desc=desc, unit=unit, file=sys.stderr, disable=None)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+    return bar, progress

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-import textwrap
 
 import numpy as np
 
 from sim_core.commands import common
-
-SCORE_WIDTH = 12
+from sim_core.commands.formatting import floats, format_rows, score_legend, slice_heading
+from sim_core.compare import compare
+from sim_core.labels import NOISE_FLOOR, REAL
+from sim_core.metrics import METRICS, best_entry
 
 
 def register(subparsers) -> None:
@@ -28,73 +28,11 @@ def register(subparsers) -> None:
         description="Simulate a survey question for every slice and score the simulated "
                     "shares against the real ones, next to the baselines and the noise floor.")
     common.add_data_args(parser)
-    parser.add_argument("--model", default="default", help="default | model folder | hub id")
-    parser.add_argument("--adapter", action="append", default=[],
-                        help="LoRA adapter (name or folder); repeatable; the base model is "
-                             "always compared too")
+    common.add_model_args(parser, adapters="many")
     common.add_simulation_args(parser)
-    parser.add_argument("--baselines", default="uniform,population,classifier",
-                        help="comma-separated baselines (default all three)")
+    common.add_baselines_arg(parser)
     parser.set_defaults(func=run)
 
-
-# ---------------------------------------------------------------- shared formatting
-
-def floats(values) -> list[float] | None:
-    """Rounded floats for JSON (None stays None, NaN becomes None)."""
-    if values is None:
-        return None
-    return [None if not np.isfinite(v) else round(float(v), 6) for v in values]
-
-
-def score_legend(keys) -> str:
-    """One line naming each score shown and which direction is better."""
-    from sim_core.metrics import METRICS
-    text = "scores: " + "; ".join(f"{k} = {METRICS[k].name} ({METRICS[k].direction} is better)"
-                                  for k in keys)
-    return textwrap.fill(text, width=100, subsequent_indent="  ")
-
-
-def format_rows(options, rows: list[tuple[str, np.ndarray | None, dict]], keys,
-                best: dict[str, str | None]) -> str:
-    """Aligned table: entry, share per option, then scores; '*' marks the best entry."""
-    width = max([len("entry")] + [len(name) for name, _, _ in rows]) + 2
-    head = "entry".ljust(width) + "".join(f"{o[:11]:>{SCORE_WIDTH}}" for o in options)
-    lines = [head + "".join(f"{k:>{SCORE_WIDTH}}" for k in keys)]
-    for name, shares, scores in rows:
-        cells = "".join(f"{'':>{SCORE_WIDTH}}" if shares is None else f"{s:>{SCORE_WIDTH}.3f}"
-                        for s in (shares if shares is not None else options))
-        for k in keys:
-            value = scores.get(k)
-            text = "-" if value is None or not np.isfinite(value) else f"{value:.4g}"
-            text += "*" if best.get(k) == name else " "
-            cells += f"{text:>{SCORE_WIDTH}}"
-        lines.append(name.ljust(width) + cells)
-    return "\n".join(line.rstrip() for line in lines)
-
-
-def slice_heading(label: str, real) -> str:
-    """'sex=Female (n 60, n_eff 58.2)', with a warning when the slice is small."""
-    if real is None:
-        return f"{label} (no real data)"
-    n = "-" if real.n is None else str(real.n)
-    n_eff = "-" if real.n_eff is None else f"{real.n_eff:.1f}"
-    return f"{label} (n {n}, n_eff {n_eff}){'  SMALL: read with care' if real.too_small else ''}"
-
-
-def tqdm_progress(desc: str):
-    """A tqdm bar on stderr and the progress(done, total) callback that drives it."""
-    from tqdm import tqdm
-    bar = tqdm(total=1, desc=desc, file=sys.stderr, disable=None)
-
-    def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.n = done
-        bar.refresh()
-    return bar, progress
-
-
-# ---------------------------------------------------------------- compare
 
 def comparison_json(comp) -> dict:
     """JSON-ready comparison of one question."""
@@ -122,8 +60,6 @@ def comparison_json(comp) -> dict:
 
 def format_comparison(comp) -> str:
     """Plain-text comparison: one table per slice."""
-    from sim_core.labels import NOISE_FLOOR, REAL
-    from sim_core.metrics import METRICS, best_entry
     keys = [k for k in METRICS if any(k in s for sc in comp.slices for s in sc.scores.values())]
     out = [f"{comp.question.id}: {comp.question.text}",
            "checkpoints: " + ", ".join(c["label"] for c in comp.checkpoints)
@@ -146,29 +82,30 @@ def format_comparison(comp) -> str:
     return "\n".join(out)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Load survey and models, compare each question, print tables or JSON."""
-    from sim_core.compare import compare
-    from sim_core.models import load_model
-
+def comparisons_from_args(args: argparse.Namespace) -> tuple:
+    """(survey, one Comparison per --question) from the data, model and simulation flags
+    (every flag is checked before a model loads); a progress bar per question."""
+    config = common.sim_config_from_args(args)
     survey = common.survey_from_args(args)
     by = common.by_from_args(args, survey)
     bins = common.bins_from_args(args)
     ids = common.question_ids(args, survey)
-    which = tuple(b.strip() for b in args.baselines.split(",") if b.strip())
-    config = common.sim_config_from_args(args)
-    models = [load_model(args.model, dtype=args.dtype, device=config.device)] + [
-        load_model(args.model, adapter=a, dtype=args.dtype, device=config.device)
-        for a in args.adapter]
+    models = common.models_from_args(args)
     comparisons = []
     for qid in ids:
-        bar, progress = tqdm_progress(qid)
+        bar, progress = common.tqdm_progress(qid)
         try:
             comparisons.append(compare(models, survey.questions[qid], survey=survey, by=by,
                                        wave=args.wave, bins=bins, config=config,
-                                       baselines=which, progress=progress))
+                                       baselines=args.baselines, progress=progress))
         finally:
             bar.close()
+    return survey, comparisons
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load survey and models, compare each question, print tables or JSON."""
+    survey, comparisons = comparisons_from_args(args)
     if args.json:
         print(json.dumps([comparison_json(c) for c in comparisons], indent=1,
                          ensure_ascii=False, default=str))

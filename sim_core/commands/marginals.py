@@ -13,6 +13,7 @@ import argparse
 import json
 
 from sim_core.commands import common
+from sim_core.slices import real_marginals
 
 
 def register(subparsers) -> None:
@@ -57,7 +58,6 @@ def format_table(question, marginals) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Load the survey, compute the marginals, print them."""
-    from sim_core.slices import real_marginals
 
     survey = common.survey_from_args(args)
     by = common.by_from_args(args, survey)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 from sim_core.commands import common
 from sim_core.errors import SimError
+from sim_core.simulate import orders_for, simulate
+from sim_core.slices import parse_slice_label, slice_label
+from sim_core.survey import Question
 
 
 def register(subparsers) -> None:
@@ -21,51 +23,31 @@ def register(subparsers) -> None:
     parser.add_argument("--slice", action="append", default=[],
                         help='one slice, e.g. "SEX=Female,AGE=30-44" (crossed); repeatable; '
                              "none = the whole population")
-    parser.add_argument("--model", default="default", help="default | model folder | hub id")
-    parser.add_argument("--adapter", default=None, help="adapter name or folder")
+    common.add_model_args(parser, adapters="one")
     common.add_simulation_args(parser)
     parser.add_argument("--ordinal", action="store_true", help="options are ordered (1..k)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.set_defaults(func=run)
 
 
-def parse_slice(text: str) -> dict[str, str]:
-    """ "SEX=Female,AGE=30-44" -> {"SEX": "Female", "AGE": "30-44"} (SimError when malformed)."""
-    result = {}
-    for part in text.split(","):
-        attribute, sep, value = part.partition("=")
-        if not sep or not attribute.strip() or not value.strip():
-            raise SimError(f"--slice '{text}': write ATTR=VALUE, several joined by commas.")
-        result[attribute.strip()] = value.strip()
-    return result
-
-
 def run(args: argparse.Namespace) -> int:
     """Load the model, simulate each slice, print a table or JSON."""
-    from tqdm import tqdm
-
-    from sim_core.models import load_model
-    from sim_core.simulate import simulate
-    from sim_core.survey import Question
-
     options = tuple(o.strip() for o in args.options.split("|") if o.strip())
     if len(options) < 2:
         raise SimError("--options needs at least two options separated by '|'.")
     if not args.question.strip():
         raise SimError("--question is empty.")
-    slices = [parse_slice(s) for s in args.slice] or [{}]
+    slices = [parse_slice_label(s) for s in args.slice] or [{}]
     question = Question(id="cli", text=args.question.strip(), options=options,
                         ordinal_values=tuple(float(i + 1) for i in range(len(options)))
                         if args.ordinal else None)
     config = common.sim_config_from_args(args)
-    lm = load_model(args.model, args.adapter, dtype=args.dtype, device=config.device)
-    with tqdm(total=1, desc="simulating", file=sys.stderr, disable=None) as bar:
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.n = done
-            bar.refresh()
-
+    lm = common.model_from_args(args)
+    bar, progress = common.tqdm_progress("simulating")
+    try:
         results = simulate(lm, question, slices, config, progress=progress)
+    finally:
+        bar.close()
     if args.json:
         print(json.dumps([{"slice": r.slice, "options": list(r.options),
                            "shares": [round(float(s), 6) for s in r.shares],
@@ -80,9 +62,6 @@ def run(args: argparse.Namespace) -> int:
 
 def print_table(results, lm, config) -> None:
     """Plain-text table: one row per slice, one column per option."""
-    from sim_core.simulate import orders_for
-    from sim_core.slices import slice_label
-
     label = lm.label
     width = max(len(slice_label(r.slice)) for r in results) + 2
     print(f"model: {label}; mode: {config.mode}; "

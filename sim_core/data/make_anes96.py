@@ -3,6 +3,7 @@
 statsmodels, with the code labels of statsmodels.datasets.anes96 (its NOTE)."""
 import csv
 from pathlib import Path
+
 import pandas as pd
 from statsmodels.datasets import anes96
 

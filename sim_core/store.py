@@ -1,4 +1,5 @@
-"""Surveys the user loaded, kept in workspace/surveys/ so they are there on the next visit.
+"""Saved surveys: files the user loaded, kept in workspace/surveys/ for every page and the
+CLI (`--data NAME`, `python -m sim_core surveys`).
 
 Each survey is a folder named with safe_name holding the original file bytes and a
 mapping.json (reader arguments: columns chosen for weight, wave, demographics, questions).
@@ -11,6 +12,7 @@ import json
 import shutil
 from pathlib import Path
 
+from sim_core.readers import load_survey
 from sim_core.workspace import safe_name, subdir
 
 MAPPING_FILE = "mapping.json"
@@ -67,8 +69,6 @@ def stamp(name: str) -> float:
 
 def load_saved(name: str):
     """Re-read a stored survey through sim_core.readers.load_survey."""
-    from sim_core.readers import load_survey
-
     info = read_info(name)
     folder = surveys_dir() / safe_name(name)
     codebook = folder / info["codebook"] if info.get("codebook") else None

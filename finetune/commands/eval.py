@@ -1,0 +1,62 @@
+"""`python -m finetune eval`: score an adapter against its base model (and the baselines) on
+a survey, by default on the rows its card says it never saw.
+
+Example:
+    python -m finetune eval --adapter gss-lora --data gss2022
+    python -m finetune eval --adapter gss-lora --data other.csv --rows all --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from finetune.rows import held_out_with_reference
+from sim_core.adapters import read_card, resolve_adapter
+from sim_core.commands import common
+from sim_core.evaluate import evaluate_rows
+from sim_core.slices import survey_rows
+
+
+def register(subparsers) -> None:
+    """Add the `eval` subcommand."""
+    parser = subparsers.add_parser("eval", help="score an adapter against its base model",
+                                   description="Simulate every (question, group) row with the "
+                                               "base model and the adapter and score both.")
+    common.add_data_args(parser, questions="all")
+    common.add_model_args(parser, adapters="required")
+    common.add_simulation_args(parser)
+    parser.add_argument("--rows", choices=("held-out", "all"), default="held-out",
+                        help="held-out: only the rows the adapter's card says it never saw "
+                             "(default); all: every row of --data")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Score base and base + adapter; print the mean score table (or JSON)."""
+    config = common.sim_config_from_args(args)
+    survey = common.survey_from_args(args)
+    by = common.by_from_args(args, survey) or None
+    rows = survey_rows(survey, by=by, wave=args.wave, questions=common.question_ids(args, survey),
+                       bins=common.bins_from_args(args))
+    reference = rows
+    if args.rows == "held-out":
+        split = read_card(resolve_adapter(args.adapter)).split
+        rows, reference = held_out_with_reference(rows, split)
+        print(f"scoring the {len(rows)} held-out rows (split by {split.get('how')})",
+              file=sys.stderr)
+    models = common.models_from_args(args)
+    bar, progress = common.tqdm_progress("eval")
+    try:
+        evaluation = evaluate_rows(models, rows, config=config, reference_rows=reference,
+                                   progress=progress)
+    finally:
+        bar.close()
+    for note in evaluation.notes:
+        print(f"note: {note}", file=sys.stderr)
+    table = evaluation.summary()
+    if args.json:
+        print(table.to_json(orient="index"))
+    else:
+        print(table.to_string(float_format=lambda v: f"{v:.4f}"))
+    return 0
