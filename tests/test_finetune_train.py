@@ -15,6 +15,8 @@ from finetune.rows import Split
 from finetune.train import TrainConfig, check_qlora, train_adapter
 from sim_core.adapters import list_adapters
 from sim_core.errors import AdapterError, Cancelled, ModelError
+from sim_core.models import load_model
+from sim_core.simulate import SimConfig, simulate_rows
 from sim_core.slices import SurveyRow
 from sim_core.survey import Question
 
@@ -35,8 +37,6 @@ def names() -> set[str]:
 
 
 def test_loss_goes_down_base_frozen_lora_changes_and_reload(tiny_model_dir):
-    from sim_core.models import load_model
-
     events = []
     split = fixed_split()
     # float32 on every device: the reload below must reproduce the trained model's numbers
@@ -161,6 +161,36 @@ def test_qlora_trains_on_cuda(tiny_model_dir):
                            callback=events.append)
     assert len(events) == 4 and all(np.isfinite(e["loss"]) for e in events)
     assert (result.adapter_path / "adapter_model.safetensors").exists()
+    # the base was loaded once, in 4 bits, on the GPU; the adapter reads back through the
+    # simulator's loader
+    import bitsandbytes as bnb
+
+    assert any(isinstance(m, bnb.nn.Linear4bit) for m in result.model.modules())
+    assert result.card.device.startswith("cuda") and result.card.processes == 1
+    lm = load_model(str(tiny_model_dir), adapter="qlora", dtype="bfloat16", device="cuda")
+    [shares] = [r.shares for r in simulate_rows(lm, fixed_split().train[:1],
+                                                 SimConfig(orders=1, use_cache=False))]
+    assert abs(shares.sum() - 1) < 1e-9
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_training_and_its_scoring_run_on_the_gpu(tiny_model_dir):
+    """device auto on a CUDA machine: bf16 base on the GPU, LoRA trained there, the before /
+    after scores computed there (the card says where), the loss still goes down."""
+    events = []
+    config = TrainConfig(max_steps=8, lr=5e-2, dropout=0.0, eval_every=4, patience=0,
+                         **{**FAST, "evaluate_test": True})
+    split = fixed_split()
+    split = Split(train=split.train, val=split.val, test=split.train[:2], info=split.info)
+    result = train_adapter(split, name="on-gpu", base=str(tiny_model_dir), config=config,
+                           callback=events.append)
+    assert result.card.device == "cuda:0" and result.before and result.after
+    assert result.card.hyperparameters["dtype"] == "auto"
+    assert all(p.device.type == "cuda" for p in result.model.parameters())
+    base = [p for n, p in result.model.named_parameters() if "lora_" not in n]
+    assert {p.dtype for p in base} == {torch.bfloat16}
+    losses = [e["loss"] for e in events]
+    assert losses[-1] < losses[0]
 
 
 def test_top_layers_adapts_only_the_top_layers(tiny_model_dir):
