@@ -89,7 +89,8 @@ def child(path: str, args) -> dict:
 
     torch.set_num_threads(args.threads)
     rows = workload(args.questions, args.slices)
-    lm = load_model("default", dtype="float32" if path == "naive" else "auto")
+    # a CPU benchmark (threads, RSS): the CPU even where a GPU is present (bench/gpu.py)
+    lm = load_model("default", dtype="float32" if path == "naive" else "auto", device="cpu")
     prompts = [build_prompt(lm.tokenizer, r.question, r.slice) for r in rows]
     tokens = sum(len(lm.tokenizer.encode(p, add_special_tokens=False)) for p in prompts)
     config = SimConfig(orders=1, use_cache=path == "cached", batch_size=args.batch_size)
