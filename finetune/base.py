@@ -21,10 +21,13 @@ def check_qlora(config: Any) -> None:
     """Refuse QLoRA before any work unless CUDA and bitsandbytes are both present."""
     if not config.qlora:
         return
-    if not torch.cuda.is_available() or (config.device or "").strip().lower() == "cpu":
-        raise ModelError("QLoRA (4-bit) training needs a CUDA GPU; this machine has none. "
-                         "Train a plain LoRA adapter instead (leave out --qlora): 4-bit "
-                         "training on CPU can silently stop learning.")
+    on_cpu = (config.device or "").strip().lower() == "cpu"
+    if not torch.cuda.is_available() or on_cpu:
+        why = "--device cpu was asked for" if on_cpu and torch.cuda.is_available() \
+            else "this machine has none"
+        raise ModelError(f"QLoRA (4-bit) training needs a CUDA GPU; {why}. Train a plain "
+                         "LoRA adapter instead (leave out --qlora): 4-bit training on CPU can "
+                         "silently stop learning.")
     if importlib.util.find_spec("bitsandbytes") is None:
         raise ModelError("QLoRA needs the bitsandbytes package, which is not installed "
                          "(pip install -r requirements-gpu.txt), or leave out --qlora.")

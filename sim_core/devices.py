@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +29,8 @@ AUTO_CPU_DTYPE = "bfloat16"
 HEADROOM = 1.2
 # Bytes per parameter of 4-bit NF4 weights with double quantisation (4 bits + block scales).
 NF4_BYTES = 0.53
-# Prompts per forward pass: the CPU default measured by bench/throughput.py (larger batches
-# gained nothing on 2 cores); on a GPU as many as the free memory holds, up to this cap.
+# Prompts per forward pass: on the CPU the batch size bench/throughput.py measured the
+# optimised path with; on a GPU as many as the free memory holds, up to this cap.
 CPU_BATCH = 8
 GPU_BATCH_CAP = 128
 # Prompt tokens budgeted per prompt when sizing GPU batches (survey prompts are ~150).
@@ -74,8 +75,6 @@ def listed_gpu_count() -> int:
     """CUDA GPUs, counted without importing torch when it is not loaded yet (the dashboard's
     first page stays fast): the NVIDIA driver's list, narrowed by CUDA_VISIBLE_DEVICES.
     resolve_device still checks a pick against torch."""
-    import sys
-
     if "torch" in sys.modules:
         return cuda_count()
     driver = Path("/proc/driver/nvidia/gpus")
@@ -110,7 +109,7 @@ def resolve_device(device: str | None = "auto") -> str:
 
 
 def _torch_build() -> str:
-    """'torch 2.13.0+cpu, a CPU-only build' or 'torch 2.13.0 built for CUDA 12.8'."""
+    """Why torch sees no GPU: a CPU-only build, or a CUDA build with no GPU visible."""
     import torch
 
     if torch.version.cuda is None:
@@ -209,8 +208,9 @@ def plan_placement(folder: Path, dtype: str, device: str, *, spread: bool = True
         raise ModelError(f"{what}, but only {_gb(free)} of RAM is available. Use a smaller "
                          "model, a GPU (--device cuda) or close other programs.")
     if not spread:
-        raise ModelError(f"{what}, but {device} has only {_gb(free)} free. Use --device cuda "
-                         "(spreads the model over every GPU) or a 4-bit model.")
+        raise ModelError(f"{what}, but {device} has only {_gb(free)} free. Use a GPU with "
+                         "more free memory or a smaller model (training: QLoRA's 4-bit "
+                         "weights); to simulate, --device cuda spreads a model over every GPU.")
     return _spread(need, what, device)
 
 
@@ -230,8 +230,9 @@ def _spread(need: int, what: str, device: str) -> Placement:
         used.append("cpu")
         warnings.warn(f"{what}, more than the GPUs hold: some layers run from CPU RAM, "
                       "which is much slower.", stacklevel=3)
-    return Placement(device=device, device_map="auto", max_memory=max_memory,
-                     label="+".join(used))
+    # the map starts on the first GPU: inputs go there
+    return Placement(device=f"cuda:{min(gpus)}" if gpus else device, device_map="auto",
+                     max_memory=max_memory, label="+".join(used))
 
 
 def auto_batch_size(model: Any, device: str) -> int:

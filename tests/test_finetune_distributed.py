@@ -108,3 +108,11 @@ def test_training_cuda_refused_without_gpu_before_any_work(tiny_model_dir):
 def test_one_process_trains_on_the_first_visible_gpu():
     with pytest.raises(ModelError, match="CUDA_VISIBLE_DEVICES=1"):
         training_device("cuda:1")
+
+
+def test_qlora_on_the_cpu_device_refused_everywhere():
+    from finetune.base import check_qlora
+
+    with pytest.raises(ModelError, match="QLoRA \\(4-bit\\) training needs a CUDA GPU"):
+        check_qlora(TrainConfig(qlora=True, device="cpu"))
+    check_qlora(TrainConfig(qlora=False, device="cpu"))          # plain LoRA: fine
