@@ -113,7 +113,7 @@ def test_export_zip_loads_with_plain_peft(tiny_model_dir, tmp_path):
     archive.extractall(tmp_path)
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
                                       tmp_path / "zipped").eval()
-    ours = load_model(str(tiny_model_dir), adapter="zipped", dtype="float32")
+    ours = load_model(str(tiny_model_dir), adapter="zipped", dtype="float32", device="cpu")
     ids = ours.tokenizer("Hello there", return_tensors="pt").input_ids
     with torch.no_grad():
         torch.testing.assert_close(model(input_ids=ids).logits, ours.model(input_ids=ids).logits)
