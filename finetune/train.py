@@ -286,7 +286,7 @@ def _run(split, name, base, config, data_info, callback, should_stop, overwrite,
     tuned = dataclasses.replace(on_device, adapter=name,
                                 inference_orders=None if config.shuffle_options else 1)
     scores["after"] = _evaluate(tuned, split.test, config)[0]
-    card = _card(name, lm, split, config, data_info, scores, monitor, trainer.state,
+    card = _card(name, on_device, split, config, data_info, scores, monitor, trainer.state,
                  time.time() - started, style)
     return _save(trainer, model, name, card, scores, overwrite)
 
