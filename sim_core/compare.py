@@ -108,7 +108,8 @@ class Comparison:
 # ---------------------------------------------------------------- shared helpers
 
 def checkpoint_info(lm: Any, label: str, config: SimConfig | None = None) -> dict:
-    """label, name, adapter, fingerprints, option orders used and the adapter card."""
+    """label, name, adapter, fingerprints, option orders used, the adapter card, and the
+    weights' dtype and device (GPU and CPU numbers differ slightly)."""
     path = getattr(lm, "adapter_path", None)
     try:
         card = read_card(path).to_dict() if path is not None else {}
@@ -117,7 +118,8 @@ def checkpoint_info(lm: Any, label: str, config: SimConfig | None = None) -> dic
     return {"label": label, "name": lm.name, "adapter": lm.adapter,
             "fingerprint": lm.fingerprint,
             "adapter_fingerprint": getattr(lm, "adapter_fingerprint", None), "card": card,
-            "orders": orders_for(lm, config or SimConfig())}
+            "orders": orders_for(lm, config or SimConfig()),
+            "dtype": getattr(lm, "dtype", None), "device": getattr(lm, "placement", None)}
 
 
 def model_progress(progress: Progress, index: int, count: int) -> Progress:

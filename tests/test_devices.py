@@ -255,3 +255,11 @@ def test_cli_device_refusals_are_one_line(tiny_model_dir, gss_path, capsys):
             assert words in err and err.count("error:") == 1, (argv[0], device, err)
     assert [a.name for a in list_adapters()] == before
     assert not (tiny_model_dir.parent / "never.pdf").exists()
+
+
+def test_comparisons_record_dtype_and_device(tiny_model_dir):
+    from sim_core.compare import checkpoint_info
+
+    lm = load_model(str(tiny_model_dir), dtype="float32", device="cpu")
+    info = checkpoint_info(lm, "tiny")
+    assert info["dtype"] == "float32" and info["device"] == "cpu"
