@@ -120,8 +120,9 @@ def _checkpoint(path: str, args):
                        timeout=args.timeout)
     from sim_core.models import load_model
 
+    # a CPU benchmark (threads, RSS): the CPU even where a GPU is present (bench/gpu.py)
     return load_model(args.model, dtype="float32" if path in ("naive", "optimised-fp32")
-                      else "auto")
+                      else "auto", device="cpu")
 
 
 def matmul_gflops(dtype_name: str, threads: int, n: int = 1024, repeat: int = 5) -> float:

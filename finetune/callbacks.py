@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from transformers import TrainerCallback
 
+from finetune import distributed
 from finetune.loss import RowCollator, masked_log_probs
 from sim_core.metrics import compute
 from sim_core.prompts import build_prompt
@@ -42,14 +43,21 @@ def letter_distributions(model: Any, tokenizer: Any, rows: Sequence[SurveyRow],
 
 def validation_scores(model: Any, tokenizer: Any, rows: Sequence[SurveyRow],
                       batch_size: int = 8, style=None) -> dict[str, float]:
-    """Mean KL and (ordinal rows) Wasserstein of the model on validation rows."""
-    dists = letter_distributions(model, tokenizer, rows, batch_size, style)
-    kl = [float(compute("kl", r.dist, q)) for r, q in zip(rows, dists)]
+    """Mean KL and (ordinal rows) Wasserstein of the model on validation rows.
+
+    With several training processes each scores its share of the rows and the sums are
+    added up: every process gets the same scores, hence the same early-stopping decision.
+    """
+    mine = distributed.share(rows)
+    dists = letter_distributions(model, tokenizer, mine, batch_size, style) if mine else []
+    kl = [float(compute("kl", r.dist, q)) for r, q in zip(mine, dists)]
     wd = [float(compute("wasserstein", r.dist, q, ordinal_values=r.question.ordinal_values))
-          for r, q in zip(rows, dists) if r.question.is_ordinal]
-    scores = {"kl": float(np.mean(kl))}
-    if wd:
-        scores["wasserstein"] = float(np.mean(wd))
+          for r, q in zip(mine, dists) if r.question.is_ordinal]
+    kl_sum, kl_n, wd_sum, wd_n = distributed.all_sum(
+        [sum(kl), len(kl), sum(wd), len(wd)], next(model.parameters()).device)
+    scores = {"kl": kl_sum / kl_n}
+    if wd_n:
+        scores["wasserstein"] = wd_sum / wd_n
     return scores
 
 
@@ -96,7 +104,10 @@ class TrainingMonitor(TrainerCallback):
         val = None
         if self.val_rows and self.eval_every and state.global_step % self.eval_every == 0:
             val = self._validate(model, state, control)
-        if self.should_stop is not None and self.should_stop():
+        # every process takes part (one that stopped alone would hang the others); only
+        # the main one may have a should_stop (the job's cancel file)
+        asked = self.should_stop is not None and self.should_stop()
+        if distributed.any_true(asked, next(model.parameters()).device):
             self.cancelled = True
             control.should_training_stop = True
         self._emit(state, loss, val)

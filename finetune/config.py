@@ -10,6 +10,11 @@ from dataclasses import dataclass
 
 from sim_core.options import MAX_SEED, Choice, check, registry, setting
 
+DEVICE_HELP = ("where training runs: auto (the first GPU when there is one, else the CPU), "
+               "cpu or cuda; one process uses one GPU (another one: CUDA_VISIBLE_DEVICES=N; "
+               "every GPU: accelerate launch); the held-out scoring and validation run there "
+               "too")
+
 LOSSES = registry(
     Choice("kl", "Population fit (KL)",
            "forward KL(real || model) between each group's real answer shares and the model's "
@@ -126,8 +131,12 @@ class TrainConfig:
     eval_orders: int | None = setting(None, min=1, max=26, label="Option orders when scoring",
                                       none="each checkpoint's own, as the simulator reads it",
                                       help="option orders averaged in the held-out scoring")
-    dtype: str = setting("float32", choices=("float32", "bfloat16"), label="Weights dtype",
-                         help="precision of the base model while training")
+    dtype: str = setting("auto", choices=("auto", "float32", "bfloat16", "float16"),
+                         label="Weights dtype",
+                         help="precision of the base model while training; auto: float32 on "
+                              "the CPU (the defaults were chosen so), bfloat16 with mixed "
+                              "precision on a GPU")
+    device: str = setting("auto", label="Device", help=DEVICE_HELP)
 
     def __post_init__(self) -> None:
         self.target_modules = tuple(self.target_modules)

@@ -19,7 +19,7 @@ import secrets
 import subprocess
 import sys
 import time
-from dataclasses import asdict, fields
+from dataclasses import asdict, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from typing import Any
 from finetune.config import TrainConfig
 from finetune.rows import Split, split_from_json, split_to_json
 from sim_core.adapters import check_new_adapter
+from sim_core.devices import resolve_device
 from sim_core.errors import SimError
 from sim_core.storage import atomic_write, make_folder
 from sim_core.workspace import is_valid_name, subdir
@@ -81,16 +82,33 @@ def start_job(split: Split, *, name: str, base: str = "default", config: Any = N
     """
     config = config or TrainConfig()
     check_new_adapter(name, overwrite)   # a bad or taken name fails here, not in the background
+    gpu = _visible_gpu(config.device)
+    if gpu is not None:        # the job's process sees that one GPU only, as its cuda:0
+        config = replace(config, device="cuda")
     job_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
     folder = make_folder(jobs_dir() / job_id)
     write_json(folder / JOB_FILE, {"name": name, "base": base, "config": asdict(config),
                                    "data_info": data_info or {}, "overwrite": overwrite,
-                                   "split": split_to_json(split)})
+                                   "gpu": gpu, "split": split_to_json(split)})
     write_json(folder / STATUS_FILE, {"id": job_id, "name": name, "base": base,
                                       "status": "queued", "state": "queued", "created": _now(),
                                       "step": 0, "total": None, "events": []})
     launch(folder)
     return job_id
+
+
+def _visible_gpu(device: str | None) -> str | None:
+    """For device "cuda:N": the CUDA_VISIBLE_DEVICES entry of that GPU (a training process
+    runs on its first visible GPU); None otherwise. The device name is checked here, so a
+    bad one fails at once, not in the background."""
+    text = (device or "auto").strip().lower()
+    resolved = resolve_device(text)
+    if not text.startswith("cuda:"):
+        return None
+    index = int(resolved.split(":")[1])
+    visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")
+               if v.strip()]
+    return visible[index] if index < len(visible) else str(index)
 
 
 def read_job_spec(folder: Path) -> dict:
@@ -109,6 +127,9 @@ def read_job_spec(folder: Path) -> dict:
 def launch(folder: Path) -> subprocess.Popen:
     """Run `python -m finetune train --job-dir folder` detached, output to log.txt."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    gpu = json.loads((folder / JOB_FILE).read_text()).get("gpu")
+    if gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = str(gpu)
     root = str(Path(__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     with open(folder / LOG_FILE, "ab") as log:

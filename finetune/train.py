@@ -7,7 +7,6 @@ underneath, so `accelerate launch -m finetune train ...` runs the same code on s
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import shutil
 import tempfile
@@ -17,21 +16,23 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+import pandas as pd
 import torch
 from transformers import PrinterCallback, Trainer, TrainingArguments
 
+from finetune import distributed
+from finetune.base import check_qlora, load_base, training_device, training_dtype
 from finetune.callbacks import TrainingMonitor
 from finetune.checkpoints import SealCheckpoints, last_whole_checkpoint
 from finetune.config import TrainConfig
 from finetune.loss import RowCollator, batch_loss
-from finetune.rows import Split, describe_rows, reweight_slices
+from finetune.rows import Split, describe_rows, reweight_slices, split_to_json
 from sim_core.adapters import AdapterCard, check_new_adapter, save_adapter
 from sim_core.baselines import ROW_BASELINES
 from sim_core.errors import Cancelled, DataError, ModelError, SimError
 from sim_core.evaluate import evaluate_rows
 from sim_core.labels import baseline_entry
 from sim_core.metrics import METRICS
-from sim_core.models import load_model, resolve_model
 from sim_core.prompts import LETTERS, PromptStyle
 from sim_core.simulate import SimConfig, letter_logits
 from sim_core.storage import atomic_write, failure_message, is_storage_failure, make_folder
@@ -49,19 +50,6 @@ class TrainResult:
     model: Any = field(default=None, repr=False)      # the trained peft model, in memory
 
 
-def check_qlora(config: "TrainConfig") -> None:
-    """Refuse QLoRA before any work unless CUDA and bitsandbytes are both present."""
-    if not config.qlora:
-        return
-    if not torch.cuda.is_available():
-        raise ModelError("QLoRA (4-bit) training needs a CUDA GPU; this machine has none. "
-                         "Train a plain LoRA adapter instead (leave out --qlora): 4-bit "
-                         "training on CPU can silently stop learning.")
-    if importlib.util.find_spec("bitsandbytes") is None:
-        raise ModelError("QLoRA needs the bitsandbytes package, which is not installed "
-                         "(pip install bitsandbytes), or leave out --qlora.")
-
-
 def _check_inputs(split: Split, config: TrainConfig) -> None:
     """Clear messages for inputs that cannot train (the config checks its own bounds)."""
     if not split.train:
@@ -72,42 +60,37 @@ def _check_inputs(split: Split, config: TrainConfig) -> None:
         raise DataError(f"Question '{too_many[0]}' has more than {len(LETTERS)} options.")
 
 
-def _load_base(base: str, config: TrainConfig):
-    """The base model as a LoadedModel, in float32 (LoRA) or 4-bit NF4 (QLoRA)."""
-    if not config.qlora:
-        return load_model(base, dtype=config.dtype)
-    from peft import prepare_model_for_kbit_training
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
-
-    lm = load_model(base, dtype="bfloat16")
-    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                               bnb_4bit_use_double_quant=True,
-                               bnb_4bit_compute_dtype=torch.bfloat16)
-    model = AutoModelForCausalLM.from_pretrained(resolve_model(base), quantization_config=quant,
-                                                 trust_remote_code=False)
-    lm.model = prepare_model_for_kbit_training(model)
-    return lm
-
-
 def _sim_config(config: TrainConfig):
     """Simulation settings for the before/after evaluation (no cache: weights change)."""
-    sim = SimConfig(use_cache=False, seed=config.seed, batch_size=config.batch_size)
+    # batch_size None: as many prompts per pass as the training device suits
+    sim = SimConfig(use_cache=False, seed=config.seed, batch_size=None)
     return dataclasses.replace(sim, orders=config.eval_orders) if config.eval_orders else sim
 
 
-def _mean_scores(evaluation, entry: str) -> dict[str, float]:
-    """Mean of every score over the rows of one evaluation entry."""
-    df = evaluation.rows[evaluation.rows["entry"] == entry]
-    return {k: float(df[k].mean()) for k in METRICS if k in df and df[k].notna().any()}
+def _mean_scores(df, device: str) -> dict[str, float]:
+    """Mean of every score over the rows of df, over every process's share of the rows (sums
+    and counts are added up, so every process gets the same means)."""
+    keys = list(METRICS)        # the same vector on every process, whatever its rows
+    sums = [float(df[k].sum()) if k in df else 0.0 for k in keys]
+    counts = [float(df[k].notna().sum()) if k in df else 0.0 for k in keys]
+    totals = distributed.all_sum(sums + counts, device)
+    return {k: totals[i] / totals[len(keys) + i] for i, k in enumerate(keys)
+            if totals[len(keys) + i] > 0}
 
 
 def _evaluate(lm, rows, config: TrainConfig, baselines=()) -> tuple[dict, dict]:
-    """Mean scores of lm (and the named baselines) on held-out rows."""
+    """Mean scores of lm (and the named baselines) on held-out rows, on lm's device; with
+    several processes each scores its share of the rows."""
     if not rows or not config.evaluate_test:
         return {}, {}
-    ev = evaluate_rows([lm], rows, config=_sim_config(config), baselines=baselines)
-    return (_mean_scores(ev, lm.label),
-            {b: _mean_scores(ev, baseline_entry(b)) for b in baselines})
+    mine = distributed.share(rows)
+    scored = evaluate_rows([lm], mine, config=_sim_config(config), baselines=baselines,
+                           reference_rows=list(rows)).rows if mine \
+        else pd.DataFrame({"entry": pd.Series(dtype=str)})   # fewer rows than processes
+
+    def means(entry: str) -> dict[str, float]:
+        return _mean_scores(scored[scored["entry"] == entry], lm.device)
+    return means(lm.label), {b: means(baseline_entry(b)) for b in baselines}
 
 
 class SurveyTrainer(Trainer):
@@ -141,17 +124,26 @@ class _IndexDataset(torch.utils.data.Dataset):
         return {"index": i}
 
 
-def _training_args(config: TrainConfig, out_dir: Path) -> TrainingArguments:
-    """TrainingArguments: our own progress and validation, checkpoints for resuming."""
-    return TrainingArguments(
+def _training_args(config: TrainConfig, out_dir: Path, device: str,
+                   dtype: str) -> TrainingArguments:
+    """TrainingArguments: our own progress and validation, checkpoints for resuming, the
+    device and mixed precision. Building them starts the process group under a launcher."""
+    cuda = device.startswith("cuda")
+    args = TrainingArguments(
         output_dir=str(out_dir), per_device_train_batch_size=config.batch_size,
         num_train_epochs=config.epochs, max_steps=config.max_steps or -1, learning_rate=config.lr,
         warmup_steps=config.warmup_steps, weight_decay=config.weight_decay,
         lr_scheduler_type="linear", seed=config.seed, logging_strategy="no",
         save_strategy="steps", save_steps=config.save_every, save_total_limit=2,
         report_to="none", disable_tqdm=True, remove_unused_columns=False,
-        dataloader_num_workers=0, use_cpu=not torch.cuda.is_available(),
-        bf16=config.qlora)
+        dataloader_num_workers=0, use_cpu=not cuda, bf16=cuda and dtype == "bfloat16",
+        fp16=cuda and dtype == "float16",
+        ddp_find_unused_parameters=False)     # every LoRA weight is used in every step
+    if args.device.type == "cuda" and distributed.world_size() == 1:
+        # One process trains on one GPU; the Trainer would otherwise wrap the model in
+        # DataParallel over every visible GPU (several GPUs: accelerate launch).
+        args._n_gpu = 1
+    return args
 
 
 def _lora(model, config: TrainConfig):
@@ -192,6 +184,9 @@ def _card(name: str, lm, split: Split, config: TrainConfig, data_info: dict | No
         baselines=scores["baselines"], test_rows=len(split.test), steps=state.global_step,
         best_val_step=monitor.best_step or None, val_history=monitor.val_history,
         train_seconds=round(seconds, 1),
+        device=lm.placement if distributed.world_size() == 1 else
+        f"{distributed.world_size()} processes on {lm.device.split(':')[0]}",
+        processes=distributed.world_size(),
         date=datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
 
@@ -204,7 +199,8 @@ def _before_scores(lm, split: Split, config: TrainConfig, job_dir: Path) -> tupl
     except (OSError, ValueError, KeyError, TypeError):
         pass                     # none yet (or unreadable): score again
     before, baselines = _evaluate(lm, split.test, config, ROW_BASELINES)
-    atomic_write(cached, json.dumps({"before": before, "baselines": baselines}))
+    if distributed.is_main():
+        atomic_write(cached, json.dumps({"before": before, "baselines": baselines}))
     return before, baselines
 
 
@@ -234,13 +230,18 @@ def train_adapter(split: Split, *, name: str, base: str = "default",
     """
     config = config or TrainConfig()
     check_qlora(config)
+    device = training_device(config.device)       # before any loading
     _check_inputs(split, config)
     check_new_adapter(name, overwrite)
     temp = job_dir is None
     work = Path(tempfile.mkdtemp(prefix="finetune-")) if temp else make_folder(Path(job_dir))
     try:
         return _run(split, name, base, config, data_info, callback, should_stop, overwrite,
-                    work)
+                    work, device)
+    except torch.OutOfMemoryError as error:
+        raise ModelError(f"Out of memory on {device} while training '{name}' (batch size "
+                         f"{config.batch_size}); no adapter was saved. Use a smaller "
+                         "--batch-size, --top-layers, or QLoRA (--qlora).") from error
     finally:
         if temp:
             shutil.rmtree(work, ignore_errors=True)
@@ -261,30 +262,24 @@ def _train(trainer: Trainer, checkpoints: Path, name: str) -> None:
 
 
 def _run(split, name, base, config, data_info, callback, should_stop, overwrite,
-         work: Path) -> TrainResult:
+         work: Path, device: str) -> TrainResult:
     """train_adapter after the checks: load, score before, train, score after, save."""
     started = time.time()
     torch.manual_seed(config.seed)
-    lm = _load_base(base, config)
-    before, baselines = _before_scores(lm, split, config, work)
+    dtype = training_dtype(config, device)
+    args = _training_args(config, work / "checkpoints", device, dtype)
+    if not distributed.same_everywhere(json.dumps(split_to_json(split), sort_keys=True),
+                                       device):
+        raise DataError("The training processes split the rows differently (different data "
+                        "or seed per process?); nothing was trained.")
+    lm = load_base(base, config, device, dtype)
+    # Under FSDP the weights are sharded over the GPUs only once training starts: the base
+    # model is scored afterwards, with the adapter switched off.
+    scores = {} if distributed.fsdp() else dict(zip(("before", "baselines"),
+                                                    _before_scores(lm, split, config, work)))
     model = _lora(lm.model, config)
-    rows = reweight_slices(split.train) if config.reweight else list(split.train)
-    # Training prompts use the simulator's default wording; the card records it, so that a
-    # simulation with other wording can warn that the adapter never saw it.
-    style = PromptStyle()
-    collator = RowCollator(rows, lm.tokenizer, shuffle=config.shuffle_options, seed=config.seed,
-                           style=style)
-    trainer = SurveyTrainer(model=model, args=_training_args(config, work / "checkpoints"),
-                            train_dataset=_IndexDataset(len(rows)), data_collator=collator,
-                            survey_tokenizer=lm.tokenizer, train_config=config)
-    monitor = TrainingMonitor(collator, list(split.val), lm.tokenizer, callback=callback,
-                              should_stop=should_stop, eval_every=config.eval_every,
-                              patience=config.patience, loss_of=lambda: trainer.last_loss,
-                              batch_size=config.batch_size)
-    trainer.add_callback(monitor)
-    trainer.add_callback(SealCheckpoints())
-    trainer.remove_callback(PrinterCallback)      # keeps stdout clean for --json
-    _train(trainer, work / "checkpoints", name)
+    trainer, monitor, style = _fit(model, lm.tokenizer, split, config, args, callback,
+                                   should_stop, work, name)
     if monitor.cancelled:
         raise Cancelled(f"Training of '{name}' stopped at step {trainer.state.global_step}; "
                         "no adapter was saved.")
@@ -293,15 +288,52 @@ def _run(split, name, base, config, data_info, callback, should_stop, overwrite,
                         "adapter was saved.")
     monitor.restore_best(model)
     model.eval()
+    on_device = dataclasses.replace(lm, model=model, device=str(args.device))
+    if not scores:
+        with model.disable_adapter():
+            scores = dict(zip(("before", "baselines"),
+                              _before_scores(on_device, split, config, work)))
     # scored as the simulator will read it (orders from its card; see _card)
-    tuned = dataclasses.replace(lm, model=model, adapter=name,
+    tuned = dataclasses.replace(on_device, adapter=name,
                                 inference_orders=None if config.shuffle_options else 1)
-    after, _ = _evaluate(tuned, split.test, config)
-    scores = {"before": before, "after": after, "baselines": baselines}
-    card = _card(name, lm, split, config, data_info, scores, monitor, trainer.state,
+    scores["after"] = _evaluate(tuned, split.test, config)[0]
+    card = _card(name, on_device, split, config, data_info, scores, monitor, trainer.state,
                  time.time() - started, style)
+    return _save(trainer, model, name, card, scores, overwrite)
+
+
+def _fit(model, tokenizer, split: Split, config: TrainConfig, args, callback, should_stop,
+         work: Path, name: str):
+    """Train (resuming from the last whole checkpoint in work/checkpoints); (trainer, monitor,
+    prompt style)."""
+    rows = reweight_slices(split.train) if config.reweight else list(split.train)
+    # Training prompts use the simulator's default wording; the card records it, so that a
+    # simulation with other wording can warn that the adapter never saw it.
+    style = PromptStyle()
+    collator = RowCollator(rows, tokenizer, shuffle=config.shuffle_options, seed=config.seed,
+                           style=style)
+    trainer = SurveyTrainer(model=model, args=args,
+                            train_dataset=_IndexDataset(len(rows)), data_collator=collator,
+                            survey_tokenizer=tokenizer, train_config=config)
+    monitor = TrainingMonitor(collator, list(split.val), tokenizer, callback=callback,
+                              should_stop=should_stop, eval_every=config.eval_every,
+                              patience=config.patience, loss_of=lambda: trainer.last_loss,
+                              batch_size=config.batch_size)
+    trainer.add_callback(monitor)
+    trainer.add_callback(SealCheckpoints())
+    trainer.remove_callback(PrinterCallback)      # keeps stdout clean for --json
+    _train(trainer, work / "checkpoints", name)
+    return trainer, monitor, style
+
+
+def _save(trainer, model, name: str, card: AdapterCard, scores: dict,
+          overwrite: bool) -> TrainResult:
+    """One adapter and card, written by the main process (rank 0)."""
+    # FSDP: gathering the full weights takes every process; elsewhere rank 0 has them all
+    state = trainer.accelerator.get_state_dict(model) if distributed.fsdp() else None
+    before, after, baselines = scores["before"], scores["after"], scores["baselines"]
     if not trainer.is_world_process_zero():
         return TrainResult(Path(), card, before, after, baselines, model)
-    path = save_adapter(lambda folder: model.save_pretrained(folder, safe_serialization=True),
-                        name, card, overwrite=overwrite)
+    path = save_adapter(lambda folder: model.save_pretrained(
+        folder, safe_serialization=True, state_dict=state), name, card, overwrite=overwrite)
     return TrainResult(path, card, before, after, baselines, model)

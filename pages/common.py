@@ -14,7 +14,9 @@ import streamlit as st
 
 from sim_core import endpoint, models, options
 from sim_core.adapters import list_adapters
+from sim_core.devices import listed_gpu_count
 from sim_core.errors import SimError
+from sim_core.simulate import SimConfig
 from sim_core.store import load_saved, saved_surveys, stamp
 from sim_core.workspace import workspace_dir
 
@@ -34,9 +36,10 @@ def show_error(error: BaseException) -> None:
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading model…")
-def _load_model_cached(name: str, adapter: str | None):
-    """Load a model once per process and (name, adapter)."""
-    return models.load_model(name, adapter)   # torch and transformers load here, on first use
+def _load_model_cached(name: str, adapter: str | None, device: str):
+    """Load a model once per process and (name, adapter, device)."""
+    # torch and transformers load here, on first use
+    return models.load_model(name, adapter, device=device)
 
 
 # ttl: a restarted server may serve other weights under the same names; re-check each minute.
@@ -56,12 +59,24 @@ def endpoint_settings() -> dict | None:
 
 
 def get_model(name: str, adapter: str | None = None):
-    """The model for (name, adapter), local or served (sidebar switch); loads on first use."""
+    """The model for (name, adapter), local on the sidebar's device or served (sidebar
+    switch); loads on first use only."""
     settings = endpoint_settings()
     if settings is not None:
         config = endpoint.BackendConfig(backend=ENDPOINT, served_model=name, **settings)
         return _connect_cached(config, adapter or None)
-    return _load_model_cached(name, adapter or None)
+    return _load_model_cached(name, adapter or None, device_choice())
+
+
+def device_choice() -> str:
+    """The device picked in the sidebar ("auto" until one is picked)."""
+    return st.session_state.get("side_device") or "auto"
+
+
+@st.cache_data(show_spinner=False)
+def device_options() -> list[str]:
+    """auto, cpu and each CUDA GPU (listed without loading torch)."""
+    return ["auto", "cpu", *[f"cuda:{i}" for i in range(listed_gpu_count())]]
 
 
 def model_choice() -> tuple[str, str | None]:
@@ -175,7 +190,14 @@ def local_sidebar() -> None:
     picked = st.selectbox("Adapter (LoRA)", [NO_ADAPTER, *adapters], key="side_adapter")
     st.session_state["side_adapter_name"] = None if picked == NO_ADAPTER else picked
     st.session_state["side_local_model"] = st.session_state["side_model"]
+    device_widget()
     st.caption("The model loads when you first run something, once per server process.")
+
+
+def device_widget() -> None:
+    """Sidebar device choice (simulation, evaluation and training); its help is SimConfig's."""
+    st.selectbox("Device", device_options(), key="side_device",
+                 help=options.describe(SimConfig, "device"))
 
 
 BASE = "(base model)"

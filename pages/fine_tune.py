@@ -22,6 +22,7 @@ from sim_core.workspace import MAX_NAME, safe_name
 # TrainConfig fields shown up front; every other field is under "More settings". Labels,
 # help and bounds come from the fields themselves (finetune.config.TrainConfig).
 MAIN = ("loss", "lr", "epochs", "max_steps", "batch_size", "rank")
+FROM_SIDEBAR = ("device",)
 
 
 def config_widgets():
@@ -34,11 +35,11 @@ def config_widgets():
     with st.expander("More settings"):
         cols = st.columns(3)
         rest = [f.name for f in dataclasses.fields(TrainConfig)
-                if f.name not in MAIN and f.metadata["setting"]["cli"]]
+                if f.name not in MAIN + FROM_SIDEBAR and f.metadata["setting"]["cli"]]
         for i, name in enumerate(rest):
             values[name] = common.setting_widget(cols[i % 3], TrainConfig, name,
                                                  f"ft_cfg_{name}")
-    return TrainConfig(**values)
+    return TrainConfig(**values, device=common.device_choice())
 
 
 def start(survey_name: str, survey, name: str, how: str, config, overwrite: bool) -> None:

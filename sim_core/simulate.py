@@ -10,6 +10,15 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from sim_core.cache import cache_key, cached_values, open_cache, store_values
+from sim_core.devices import (
+    CPU_BATCH,
+    DEVICES_HELP,
+    GPU_BATCH_CAP,
+    auto_batch_size,
+    check_device_name,
+    check_model_device,
+    device_key,
+)
 from sim_core.errors import Cancelled, ModelError, SimError
 from sim_core.labels import Progress, ShouldStop
 from sim_core.options import MAX_SEED, Choice, check, registry, setting
@@ -57,8 +66,11 @@ class SimConfig:
                            help="synthetic respondents generated per slice (sampling mode)")
     temperature: float = setting(1.0, above=0, max=10, label="Sampling temperature",
                                  help="temperature of the sampled answers (sampling mode)")
-    batch_size: int = setting(8, min=1, max=1024, label="Batch size",
-                              help="prompts per forward pass")
+    batch_size: int | None = setting(
+        None, min=1, max=1024, label="Batch size", help="prompts per forward pass",
+        none=f"suited to the device: {CPU_BATCH} on the CPU, as many as half the GPU's free "
+             f"memory holds on a GPU (up to {GPU_BATCH_CAP})")
+    device: str = setting("auto", label="Device", help=f"where the model runs: {DEVICES_HELP}")
     seed: int = setting(0, min=0, max=MAX_SEED, label="Seed",
                         help="sampling seed, combined with each prompt so results do not "
                              "depend on the order prompts run in")
@@ -68,6 +80,7 @@ class SimConfig:
 
     def __post_init__(self) -> None:
         check(self)
+        check_device_name(self.device)
 
 
 @dataclass
@@ -199,17 +212,21 @@ def _check(should_stop: ShouldStop) -> None:
         raise Cancelled("Simulation stopped.")
 
 
-def first_token_batch(lm: Any, prompts: list[str], ks: list[int], batch_size: int = 8, *,
+def first_token_batch(lm: Any, prompts: list[str], ks: list[int],
+                      batch_size: int | None = None, *,
                       progress: Progress = None, should_stop: ShouldStop = None,
                       done: int = 0, total: int | None = None) -> list[tuple[np.ndarray, float]]:
     """Letter distributions and letter mass for many prompts, batched by similar length.
 
+    batch_size: prompts per forward pass; None = devices.auto_batch_size for lm's device.
     Returns:
         Per prompt: (renormalised shares over its k letters in shown order, letter mass).
     """
     import torch
 
     ids = letter_token_ids(lm.tokenizer, max(ks))
+    if not batch_size:
+        batch_size = auto_batch_size(lm.model, getattr(lm, "device", "cpu"))
     lengths = [len(lm.tokenizer.encode(p, add_special_tokens=False)) for p in prompts]
     ranked = sorted(range(len(prompts)), key=lambda i: lengths[i])  # little padding per batch
     out: list[tuple[np.ndarray, float] | None] = [None] * len(prompts)
@@ -218,8 +235,13 @@ def first_token_batch(lm: Any, prompts: list[str], ks: list[int], batch_size: in
         for start in range(0, len(ranked), max(1, batch_size)):
             _check(should_stop)
             chunk = ranked[start:start + max(1, batch_size)]
-            logprobs = _last_logprobs(lm.model, lm.tokenizer, [prompts[i] for i in chunk],
-                                      _flat(ids))
+            try:
+                logprobs = _last_logprobs(lm.model, lm.tokenizer, [prompts[i] for i in chunk],
+                                          _flat(ids))
+            except torch.OutOfMemoryError as error:
+                raise ModelError(f"Out of memory on {getattr(lm, 'placement', 'the device')} "
+                                 f"with {len(chunk)} prompts per batch: use a smaller batch "
+                                 "size (--batch-size).") from error
             letters = _letter_logprobs(logprobs, ids)
             for row, i in enumerate(chunk):
                 probs = letters[row, :ks[i]].double().exp().cpu().numpy()
@@ -369,7 +391,7 @@ def _make_tasks(lm: Any, pairs: list[tuple[Any, dict]], config: SimConfig) -> li
             "samples": config.samples, "temperature": config.temperature,
             "seed": config.seed, "max_new_tokens": MAX_NEW_TOKENS}
         key = cache_key(**_identity(lm), prompts=prompts, mode=config.mode,
-                        options=list(question.options), **params)
+                        options=list(question.options), **params, **device_key(lm))
         tasks.append(_Task(question, dict(slice_), orders, prompts, key))
     return tasks
 
@@ -444,6 +466,7 @@ def _simulate_pairs(lm: Any, pairs: list[tuple[Any, dict]], config: SimConfig | 
                     progress: Progress, should_stop: ShouldStop) -> list[SimResult]:
     """Cache lookup, model calls for the misses (each distinct prompt set once), cache write."""
     config = config or SimConfig()
+    check_model_device(lm, config.device)
     tasks = _make_tasks(lm, pairs, config)
     cache = open_cache() if config.use_cache else None
     stored = cached_values(cache, [t.key for t in tasks])

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
+
+# bench/shapes.py (random models of published shapes) serves the tests too: the tiny model
+# is its "tiny" shape (tests/factories.py).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 GSS_JSONL = SHARED_DATA / "gss2022_subpop" / "subpop_eval.jsonl"

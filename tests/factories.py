@@ -7,14 +7,15 @@ from pathlib import Path
 
 import torch
 from peft import LoraConfig, get_peft_model
-from transformers import LlamaConfig, LlamaForCausalLM
+from shapes import build_random_model  # bench/shapes.py (conftest puts bench/ on the path)
 
 from sim_core.adapters import save_adapter
-from sim_core.models import load_embedded_tokenizer, load_model
+from sim_core.models import load_model
 
 
 def build_tiny_model(folder: Path, seed: int = 0) -> Path:
-    """A tiny random Llama with the embedded tokenizer (chat template included).
+    """A tiny random Llama with the embedded tokenizer (chat template included): the "tiny"
+    shape of bench/shapes.py.
 
     Args:
         folder: where to save it (created).
@@ -22,18 +23,7 @@ def build_tiny_model(folder: Path, seed: int = 0) -> Path:
     Returns:
         The folder, loadable with sim_core.models.load_model(str(folder)).
     """
-    tokenizer = load_embedded_tokenizer()
-    torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
-                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
-                         max_position_embeddings=2048, tie_word_embeddings=True,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id)
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return build_random_model("tiny", folder, seed=seed)
 
 
 def random_lora(model_dir, seed: int = 0, dtype: str = "float32"):

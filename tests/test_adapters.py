@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import uuid
 import zipfile
 
 import numpy as np
@@ -101,19 +102,23 @@ def test_crashed_save_leaves_nothing(tiny_model_dir):
 
 
 def test_rename_delete(tiny_model_dir):
-    save_random(tiny_model_dir, "old-name")
-    save_random(tiny_model_dir, "taken")
+    # Unique names: the session workspace is shared, and other tests (finetune) leave
+    # adapters such as 'taken' behind.
+    tag = uuid.uuid4().hex[:8]
+    old, new, taken = f"old-{tag}", f"new-{tag}", f"taken-{tag}"
+    save_random(tiny_model_dir, old)
+    save_random(tiny_model_dir, taken)
     with pytest.raises(AdapterError, match="already exists"):
-        rename_adapter("old-name", "taken")
-    path = rename_adapter("old-name", "new-name")
-    assert read_card(path).name == "new-name"
-    assert not (adapters_dir() / "old-name").exists()
-    delete_adapter("new-name")
-    delete_adapter("taken")
+        rename_adapter(old, taken)
+    path = rename_adapter(old, new)
+    assert path == adapters_dir() / new and read_card(path).name == new
+    assert not (adapters_dir() / old).exists()
+    delete_adapter(new)
+    delete_adapter(taken)
     names = [info.name for info in list_adapters()]
-    assert "new-name" not in names and "taken" not in names
+    assert new not in names and taken not in names
     with pytest.raises(AdapterError):
-        delete_adapter("new-name")
+        delete_adapter(new)
     with pytest.raises(AdapterError):
         delete_adapter("../../etc")
 
@@ -144,7 +149,7 @@ def test_export_zip_loads_with_plain_peft(tiny_model_dir, tmp_path):
     archive.extractall(tmp_path)
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
                                       tmp_path / "zipped").eval()
-    ours = load_model(str(tiny_model_dir), adapter="zipped", dtype="float32")
+    ours = load_model(str(tiny_model_dir), adapter="zipped", dtype="float32", device="cpu")
     ids = ours.tokenizer("Hello there", return_tensors="pt").input_ids
     with torch.no_grad():
         torch.testing.assert_close(model(input_ids=ids).logits, ours.model(input_ids=ids).logits)

@@ -43,7 +43,9 @@ def test_defaults_train_and_adapter_card(monkeypatch, tiny_model_dir, tmp_path):
     deadline = time.time() + 120
     while time.time() < deadline:
         at.run()
-        if any(s.key == "ft_adapter" and "tiny-ft" in s.options for s in at.selectbox):
+        # the adapter is saved a moment before the job's status says done: wait for both
+        if any(s.key == "ft_adapter" and "tiny-ft" in s.options for s in at.selectbox) \
+                and any("'tiny-ft': done" in h.value for h in at.subheader):
             break
         time.sleep(1)
     assert "tiny-ft" in at.selectbox(key="ft_adapter").options

@@ -153,3 +153,32 @@ def test_bad_slice_text_shows_message(app):
 def _table_with(at, column: str):
     """The first st.dataframe on the page that has `column` (AppTest keeps no dataframe keys)."""
     return next(d.value for d in at.dataframe if column in d.value.columns)
+
+
+def test_sidebar_device_choice(app):
+    """The sidebar offers auto, cpu and each listed GPU; a simulation runs on the pick."""
+    from sim_core.devices import listed_gpu_count
+
+    home = AppTest.from_file(APP, default_timeout=120).run()
+    device = home.sidebar.selectbox(key="side_device")
+    assert device.options == ["auto", "cpu"] + [f"cuda:{i}" for i in range(listed_gpu_count())]
+    assert device.value == "auto" and "cuda:N" in device.help
+    at = app                      # (a page opened alone has no sidebar: set its state)
+    at.session_state["side_device"] = "cpu"
+    at.selectbox(key="sim_survey").set_value("tiny-yes-no").run()
+    at.multiselect(key="sim_by").set_value(["sex"])
+    at.button(key="sim_run").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert len(at.session_state["sim_comparison"].slices) == 2
+    if listed_gpu_count() == 0 and not torch_cuda():
+        # the pick reaches load_model: CUDA on a machine without it is one clear message
+        at.session_state["side_device"] = "cuda"
+        at.button(key="sim_run").click().run()
+        assert not at.exception
+        assert any("no CUDA GPU" in e.value for e in at.error)
+
+
+def torch_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()

@@ -35,7 +35,7 @@ def no_model(monkeypatch):
         raise AssertionError("a model was loaded before the arguments were checked")
     monkeypatch.setattr(models, "load_model", refuse)
     monkeypatch.setattr("sim_core.commands.common.load_model", refuse)
-    monkeypatch.setattr("finetune.train.load_model", refuse)
+    monkeypatch.setattr("finetune.base.load_base", refuse)
 
 
 @contextmanager

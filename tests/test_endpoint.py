@@ -331,7 +331,7 @@ def test_cli_simulate_through_endpoint(server, tiny_model_dir, capsys):
      "The endpoint, tokenizer setting(s) are for the endpoint backend (--backend openai)"),
     (["--backend", "openai", "--served-model", "x"], "(--endpoint URL --served-model NAME)"),
     (["--backend", "openai", "--endpoint", "http://127.0.0.1:9", "--served-model", "x",
-      "--dtype", "float32"], "--model and --dtype are for the local backend"),
+      "--dtype", "float32"], "--model, --dtype and --device are for the local backend"),
     (["--backend", "openai", "--endpoint", "http://127.0.0.1:9", "--served-model", "x",
       "--concurrency", "0"], "concurrency = 0 is out of range: it must be 1 to 256"),
 ])

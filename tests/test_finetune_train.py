@@ -15,6 +15,8 @@ from finetune.rows import Split
 from finetune.train import TrainConfig, check_qlora, train_adapter
 from sim_core.adapters import list_adapters
 from sim_core.errors import AdapterError, Cancelled, ModelError
+from sim_core.models import load_model
+from sim_core.simulate import SimConfig, simulate_rows
 from sim_core.slices import SurveyRow
 from sim_core.survey import Question
 
@@ -35,12 +37,11 @@ def names() -> set[str]:
 
 
 def test_loss_goes_down_base_frozen_lora_changes_and_reload(tiny_model_dir):
-    from sim_core.models import load_model
-
     events = []
     split = fixed_split()
+    # float32 on every device: the reload below must reproduce the trained model's numbers
     config = TrainConfig(max_steps=12, lr=5e-2, dropout=0.0, shuffle_options=False,
-                         eval_every=6, patience=0, **FAST)
+                         eval_every=6, patience=0, dtype="float32", **FAST)
     result = train_adapter(split, name="fixed-target", base=str(tiny_model_dir), config=config,
                            callback=events.append, data_info={"file": "x.csv"})
     losses = [e["loss"] for e in events if e.get("loss") is not None]
@@ -50,7 +51,8 @@ def test_loss_goes_down_base_frozen_lora_changes_and_reload(tiny_model_dir):
     base = load_file(str(tiny_model_dir / "model.safetensors"))
     params = dict(result.model.named_parameters())
     q_base = params["base_model.model.model.layers.0.self_attn.q_proj.base_layer.weight"]
-    assert torch.equal(q_base, base["model.layers.0.self_attn.q_proj.weight"])
+    # the trained model lives on the training device (CUDA when present): compare on the CPU
+    assert torch.equal(q_base.detach().cpu(), base["model.layers.0.self_attn.q_proj.weight"])
     assert not any(p.requires_grad for n, p in params.items() if "lora_" not in n)
     lora_b = [p for n, p in params.items() if "lora_B" in n]
     assert lora_b and all(float(p.abs().sum()) > 0 for p in lora_b)
@@ -159,6 +161,36 @@ def test_qlora_trains_on_cuda(tiny_model_dir):
                            callback=events.append)
     assert len(events) == 4 and all(np.isfinite(e["loss"]) for e in events)
     assert (result.adapter_path / "adapter_model.safetensors").exists()
+    # the base was loaded once, in 4 bits, on the GPU; the adapter reads back through the
+    # simulator's loader
+    import bitsandbytes as bnb
+
+    assert any(isinstance(m, bnb.nn.Linear4bit) for m in result.model.modules())
+    assert result.card.device.startswith("cuda") and result.card.processes == 1
+    lm = load_model(str(tiny_model_dir), adapter="qlora", dtype="bfloat16", device="cuda")
+    [shares] = [r.shares for r in simulate_rows(lm, fixed_split().train[:1],
+                                                 SimConfig(orders=1, use_cache=False))]
+    assert abs(shares.sum() - 1) < 1e-9
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_training_and_its_scoring_run_on_the_gpu(tiny_model_dir):
+    """device auto on a CUDA machine: bf16 base on the GPU, LoRA trained there, the before /
+    after scores computed there (the card says where), the loss still goes down."""
+    events = []
+    config = TrainConfig(max_steps=8, lr=5e-2, dropout=0.0, eval_every=4, patience=0,
+                         **{**FAST, "evaluate_test": True})
+    split = fixed_split()
+    split = Split(train=split.train, val=split.val, test=split.train[:2], info=split.info)
+    result = train_adapter(split, name="on-gpu", base=str(tiny_model_dir), config=config,
+                           callback=events.append)
+    assert result.card.device == "cuda:0" and result.before and result.after
+    assert result.card.hyperparameters["dtype"] == "auto"
+    assert all(p.device.type == "cuda" for p in result.model.parameters())
+    base = [p for n, p in result.model.named_parameters() if "lora_" not in n]
+    assert {p.dtype for p in base} == {torch.bfloat16}
+    losses = [e["loss"] for e in events]
+    assert losses[-1] < losses[0]
 
 
 def test_top_layers_adapts_only_the_top_layers(tiny_model_dir):

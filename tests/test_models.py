@@ -55,7 +55,7 @@ def test_base_model_without_chat_template(tiny_model_dir, tmp_path):
     config = json.loads((copy / "tokenizer_config.json").read_text())
     config.pop("chat_template", None)
     (copy / "tokenizer_config.json").write_text(json.dumps(config))
-    lm = load_model(str(copy))  # dtype "auto": bfloat16 on CPU (measured, see models.py)
+    lm = load_model(str(copy), device="cpu")  # dtype "auto": bfloat16 on CPU (measured)
     assert not lm.is_chat
     assert lm.dtype == "bfloat16" and next(lm.model.parameters()).dtype == torch.bfloat16
 

@@ -1,4 +1,5 @@
-"""First-token and sampling simulation on the tiny model, against independent computations."""
+"""First-token and sampling simulation on the tiny model, against independent computations
+(on the CPU: the hand computations use CPU tensors; tests/test_devices.py covers CUDA)."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ NO_CACHE = SimConfig(orders=1, use_cache=False)
 
 @pytest.fixture(scope="module")
 def tiny(tiny_model_dir):
-    return load_model(str(tiny_model_dir), dtype="float32")
+    return load_model(str(tiny_model_dir), dtype="float32", device="cpu")
 
 
 def manual_shares(lm, prompt: str, k: int) -> tuple[np.ndarray, float]:
@@ -107,7 +108,7 @@ def biased_head(lm, bias: dict[int, float]) -> None:
 
 
 def test_letter_mass_hand_computed(tiny_model_dir):
-    lm = load_model(str(tiny_model_dir), dtype="float32")
+    lm = load_model(str(tiny_model_dir), dtype="float32", device="cpu")
     b = 5.0
     biased_head(lm, {330: b, 49: b})  # " A" and "A" both raised
     [result] = simulate(lm, QUESTION, [{}], NO_CACHE)
@@ -120,7 +121,7 @@ def test_letter_mass_hand_computed(tiny_model_dir):
 
 
 def test_debiasing_maps_back_to_original_options(tiny_model_dir):
-    lm = load_model(str(tiny_model_dir), dtype="float32")
+    lm = load_model(str(tiny_model_dir), dtype="float32", device="cpu")
     biased_head(lm, {330: 3.0})  # the model always prefers letter A, whatever it shows
     [one] = simulate(lm, QUESTION, [{}], NO_CACHE)
     [two] = simulate(lm, QUESTION, [{}], SimConfig(orders=2, use_cache=False))
@@ -176,7 +177,7 @@ def test_parse_prefers_longest_option_text():
 
 
 def test_sampling_counts(tiny_model_dir):
-    lm = load_model(str(tiny_model_dir), dtype="float32")
+    lm = load_model(str(tiny_model_dir), dtype="float32", device="cpu")
     biased_head(lm, {389: 15.0, 330: 15.0, 104: 15.0})  # " B", " A", "x" (unparseable)
     config = SimConfig(mode="sample", samples=15, temperature=1.0, seed=3, use_cache=False)
     [result] = simulate(lm, QUESTION, [{"SEX": "Female"}], config)
@@ -191,7 +192,7 @@ def test_sampling_counts(tiny_model_dir):
 
 
 def test_sampling_all_unparsed_is_uniform_and_reported(tiny_model_dir):
-    lm = load_model(str(tiny_model_dir), dtype="float32")
+    lm = load_model(str(tiny_model_dir), dtype="float32", device="cpu")
     biased_head(lm, {104: 30.0})
     config = SimConfig(mode="sample", samples=5, use_cache=False)
     [result] = simulate(lm, QUESTION, [{}], config)

@@ -17,7 +17,8 @@ import json
 import sys
 from pathlib import Path
 
-from finetune import jobs
+from finetune import distributed, jobs
+from finetune.base import training_device
 from finetune.config import SplitConfig, TrainConfig
 from finetune.rows import individual_training_rows, split_rows
 from finetune.train import train_adapter
@@ -95,6 +96,7 @@ def _spec(args: argparse.Namespace, folder: Path | None) -> dict:
         raise SimError("Give the adapter a name with --name NAME.")
     check_new_adapter(args.name, args.overwrite)      # before the data and the model load
     config = options.from_arguments(TrainConfig, args)
+    training_device(config.device)          # a bad device fails before the data is read
     split, info = rows_from_args(args, config)
     return {"split": split, "name": args.name, "base": args.model, "config": config,
             "data_info": info, "overwrite": args.overwrite}
@@ -105,13 +107,16 @@ def run(args: argparse.Namespace) -> int:
     folder = Path(args.job_dir) if args.job_dir else None
     if folder is not None and folder.exists() and not folder.is_dir():
         raise SimError(f"--job-dir {folder} is a file, not a folder.")
-    reporter = jobs.JobReporter(folder) if folder and (folder / jobs.STATUS_FILE).exists() \
-        else None
+    # several processes (accelerate launch): only the main one reports, prints and writes
+    main = distributed.is_main()
+    reporter = jobs.JobReporter(folder) \
+        if main and folder and (folder / jobs.STATUS_FILE).exists() else None
     try:
         spec = _spec(args, folder)
         if reporter:
             reporter.running()
-        result = _train(spec, folder, reporter, bar=not args.json and reporter is None)
+        result = _train(spec, folder, reporter,
+                        bar=main and not args.json and reporter is None)
     except Cancelled as error:
         if reporter:
             reporter.finish("cancelled", error=str(error))
@@ -124,6 +129,8 @@ def run(args: argparse.Namespace) -> int:
         if reporter:
             reporter.finish("failed", error=f"{type(error).__name__}: {error}")
         raise
+    if not main:
+        return 0
     out = {"adapter": result.adapter_path.name, "adapter_path": str(result.adapter_path),
            "before": result.before, "after": result.after, "baselines": result.baselines}
     if reporter:

@@ -20,6 +20,7 @@ from pathlib import Path
 from sim_core import options
 from sim_core.baselines import BASELINES, check_names
 from sim_core.demo import DEMOS, load_demo
+from sim_core.devices import resolve_device
 from sim_core.endpoint import BackendConfig
 from sim_core.errors import DataError, SimError
 from sim_core.models import load_model
@@ -118,7 +119,8 @@ def add_model_args(parser: argparse.ArgumentParser, *, adapters: str = "many") -
                             help="LoRA adapter (registry name or folder)")
     parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16",
                                                             "float16"),
-                        help="weights precision (auto: bfloat16, measured fastest on CPU)")
+                        help="weights precision (auto: bfloat16, measured fastest on CPU; "
+                             "float16 on GPUs without bfloat16)")
     options.add_arguments(parser.add_argument_group(
         "backend", "where the model runs: in this process (local) or behind an "
         "OpenAI-compatible /v1/completions endpoint such as `vllm serve` (openai); --adapter "
@@ -146,8 +148,16 @@ def add_baselines_arg(parser: argparse.ArgumentParser, names=None) -> None:
 
 
 def sim_config_from_args(args: argparse.Namespace) -> SimConfig:
-    """SimConfig from the flags of add_simulation_args (SimError when out of bounds)."""
-    return options.from_arguments(SimConfig, args)
+    """SimConfig from the flags of add_simulation_args (SimError when out of bounds); the
+    device is checked here too (CUDA present, index in range), before any data or model."""
+    config = options.from_arguments(SimConfig, args)
+    resolve_device(config.device)
+    return config
+
+
+def _device(args: argparse.Namespace) -> str:
+    """--device (a SimConfig flag), "auto" when not given."""
+    return getattr(args, "device", None) or "auto"
 
 
 def models_from_args(args: argparse.Namespace) -> list:
@@ -165,10 +175,11 @@ def _checkpoints(args: argparse.Namespace, adapters: list[str | None]) -> list:
     """Local models, or endpoint models when --backend openai (its flags checked first)."""
     backend = options.from_arguments(BackendConfig, args)
     if backend.backend == "local":
-        return [load_model(args.model, adapter, dtype=args.dtype) for adapter in adapters]
-    if args.model != "default" or args.dtype != "auto":
-        raise SimError("--model and --dtype are for the local backend; the endpoint serves "
-                       "its own model (--served-model).")
+        return [load_model(args.model, adapter, dtype=args.dtype, device=_device(args))
+                for adapter in adapters]
+    if args.model != "default" or args.dtype != "auto" or _device(args) != "auto":
+        raise SimError("--model, --dtype and --device are for the local backend; the endpoint "
+                       "serves its own model (--served-model).")
     return [backend.connect(adapter) for adapter in adapters]
 
 
