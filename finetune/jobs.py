@@ -27,6 +27,7 @@ from typing import Any
 from finetune.config import TrainConfig
 from finetune.rows import Split, split_from_json, split_to_json
 from sim_core.errors import SimError
+from sim_core.fileio import write_json_atomic
 from sim_core.workspace import safe_name, subdir
 
 STATUS_FILE, JOB_FILE, CANCEL_FILE, LOG_FILE = "status.json", "job.json", "cancel", "log.txt"
@@ -49,13 +50,6 @@ def job_dir(job_id: str) -> Path:
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def write_json(path: Path, data: dict) -> None:
-    """Write JSON atomically (a reader never sees half a file)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, default=str))
-    os.replace(tmp, path)
 
 
 def read_status(folder: Path) -> dict:
@@ -84,10 +78,10 @@ def start_job(split: Split, *, name: str, base: str = "default", config: Any = N
     job_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
     folder = jobs_dir() / job_id
     folder.mkdir(parents=True)
-    write_json(folder / JOB_FILE, {"name": name, "base": base, "config": asdict(config),
+    write_json_atomic(folder / JOB_FILE, {"name": name, "base": base, "config": asdict(config),
                                    "data_info": data_info or {}, "overwrite": overwrite,
                                    "split": split_to_json(split)})
-    write_json(folder / STATUS_FILE, {"id": job_id, "name": name, "base": base,
+    write_json_atomic(folder / STATUS_FILE, {"id": job_id, "name": name, "base": base,
                                       "status": "queued", "state": "queued", "created": _now(),
                                       "step": 0, "total": None, "events": []})
     launch(folder)
@@ -127,7 +121,7 @@ def update_status(folder: Path, **changes: Any) -> dict:
     status.update(changes)
     if "state" in changes:
         status["status"] = changes["state"]
-    write_json(folder / STATUS_FILE, status)
+    write_json_atomic(folder / STATUS_FILE, status)
     return status
 
 

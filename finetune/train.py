@@ -28,9 +28,11 @@ from finetune.rows import Split, describe_rows, reweight_slices
 from sim_core.adapters import AdapterCard, adapters_dir, save_adapter
 from sim_core.baselines import ROW_BASELINES
 from sim_core.errors import AdapterError, Cancelled, DataError, ModelError
-from sim_core.evaluate import evaluate_rows
+from sim_core.calibrate import fit_on_rows, heldout_measurement, heldout_unit
+from sim_core.calibration import Calibration
+from sim_core.evaluate import evaluate_rows, mean_scores
+from sim_core.fileio import write_json_atomic
 from sim_core.labels import baseline_entry
-from sim_core.metrics import METRICS
 from sim_core.models import load_model, resolve_model
 from sim_core.prompts import LETTERS, PromptStyle
 from sim_core.simulate import SimConfig, letter_logits
@@ -39,7 +41,8 @@ from sim_core.workspace import safe_name
 
 @dataclass
 class TrainResult:
-    """What train_adapter produced: the saved adapter, its card, and held-out scores."""
+    """What train_adapter produced: the saved adapter, its card, and held-out scores (raw;
+    the card also holds them calibrated, the calibration and the verdict's measurement)."""
 
     adapter_path: Path
     card: AdapterCard
@@ -95,19 +98,39 @@ def _sim_config(config: TrainConfig):
     return dataclasses.replace(sim, orders=config.eval_orders) if config.eval_orders else sim
 
 
-def _mean_scores(evaluation, entry: str) -> dict[str, float]:
-    """Mean of every score over the rows of one evaluation entry."""
-    df = evaluation.rows[evaluation.rows["entry"] == entry]
-    return {k: float(df[k].mean()) for k in METRICS if k in df and df[k].notna().any()}
+def reference_rows(split: Split) -> list:
+    """Rows whose per-question mean is the population baseline on the held-out rows: the
+    groups seen in training for a slice split, else the held-out rows themselves (for a
+    question split an oracle: the real average of the groups of the same question)."""
+    return split.train + split.val if split.info.get("how") == "slice" else split.test
 
 
-def _evaluate(lm, rows, config: TrainConfig, baselines=()) -> tuple[dict, dict]:
-    """Mean scores of lm (and the named baselines) on held-out rows."""
-    if not rows or not config.evaluate_test:
-        return {}, {}
-    ev = evaluate_rows([lm], rows, config=_sim_config(config), baselines=baselines)
-    return (_mean_scores(ev, lm.label),
-            {b: _mean_scores(ev, baseline_entry(b)) for b in baselines})
+def _held_out(lm, split: Split, config: TrainConfig, calibration, baselines=()) -> dict:
+    """Mean held-out scores of lm raw and calibrated, and the distributions per row."""
+    ev = evaluate_rows([lm], split.test, config=_sim_config(config), baselines=baselines,
+                       reference_rows=reference_rows(split), calibrations=[calibration])
+    label = ev.entries[0]
+    raw = ev.raw_dists.get(label, ev.dists[label])
+    return {"raw": mean_scores(split.test, raw),
+            "calibrated": mean_scores(split.test, ev.dists[label]) if ev.calibrated[label]
+            else {},
+            "baselines": {b: mean_scores(split.test, ev.dists[baseline_entry(b)])
+                          for b in baselines},
+            "dists": {"raw": raw, **{b: ev.dists[baseline_entry(b)] for b in baselines}}}
+
+
+def _fit(lm, split: Split, config: TrainConfig):
+    """lm's calibration on the validation rows (None without any)."""
+    if not split.val:
+        return None
+    return fit_on_rows(lm, split.val, _sim_config(config), prior_rows=split.train,
+                       fitted_on={"rows": "validation rows of the split"})
+
+
+def _listed(dists: dict) -> dict:
+    """Distributions as JSON lists (None kept)."""
+    return {k: [None if d is None else [float(x) for x in d] for d in v]
+            for k, v in dists.items()}
 
 
 class SurveyTrainer(Trainer):
@@ -194,21 +217,52 @@ def _card(name: str, lm, split: Split, config: TrainConfig, data_info: dict | No
                             for k, v in asdict(config).items()},
                          "lora_alpha": config.lora_alpha},
         prompt_style=asdict(style), before=scores["before"], after=scores["after"],
-        baselines=scores["baselines"], test_rows=len(split.test), steps=state.global_step,
+        before_calibrated=scores["before_calibrated"],
+        after_calibrated=scores["after_calibrated"], baselines=scores["baselines"],
+        calibration=scores["calibration"].to_dict() if scores["calibration"] else None,
+        heldout=scores["heldout"].to_dict() if scores["heldout"] else None,
+        test_rows=len(split.test), steps=state.global_step,
         best_val_step=monitor.best_step or None, val_history=monitor.val_history,
         train_seconds=round(seconds, 1),
         date=datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
 
-def _before_scores(lm, split: Split, config: TrainConfig, job_dir: Path) -> tuple[dict, dict]:
-    """Zero-shot scores on the held-out rows, cached in the job folder for resumed runs."""
+def _zero_shot(lm, split: Split, config: TrainConfig, job_dir: Path) -> dict:
+    """The base model before LoRA touches it: its calibration on the validation rows and its
+    held-out scores and distributions, cached in the job folder for resumed runs."""
     cached = job_dir / "before.json"
     if cached.exists():
-        saved = json.loads(cached.read_text())
-        return saved["before"], saved["baselines"]
-    before, baselines = _evaluate(lm, split.test, config, ROW_BASELINES)
-    cached.write_text(json.dumps({"before": before, "baselines": baselines}))
-    return before, baselines
+        return json.loads(cached.read_text())
+    calibration = _fit(lm, split, config)
+    out = {"calibration": calibration.to_dict() if calibration else None, "before": {},
+           "before_calibrated": {}, "baselines": {}, "dists": {}}
+    if split.test and config.evaluate_test:
+        scores = _held_out(lm, split, config, calibration, ROW_BASELINES)
+        out.update(before=scores["raw"], before_calibrated=scores["calibrated"],
+                   baselines=scores["baselines"], dists=_listed(scores["dists"]))
+    write_json_atomic(cached, out)
+    return out
+
+
+def _measure(tuned, split: Split, config: TrainConfig, zero: dict,
+             data_info: dict | None) -> dict:
+    """The adapter's calibration, held-out scores (raw and calibrated) and the verdict's
+    measurement against the uniform guess, the population average and zero-shot."""
+    calibration = _fit(tuned, split, config)
+    out = {"calibration": calibration, "after": {}, "after_calibrated": {}, "heldout": None}
+    if not (split.test and config.evaluate_test):
+        return out
+    scores = _held_out(tuned, split, config, calibration)
+    dists = zero["dists"]
+    zero_calibration = Calibration.from_dict(zero["calibration"]) \
+        if zero.get("calibration") else None
+    heldout = heldout_measurement(
+        split.test, scores["dists"]["raw"], calibration, dists, kind="adapter",
+        unit=heldout_unit(split.info), survey=str((data_info or {}).get("survey") or ""),
+        level=_sim_config(config).interval_level, zero_shot=dists.get("raw"),
+        zero_shot_calibration=zero_calibration)
+    out.update(after=scores["raw"], after_calibrated=scores["calibrated"], heldout=heldout)
+    return out
 
 
 def train_adapter(split: Split, *, name: str, base: str = "default",
@@ -258,7 +312,7 @@ def _run(split, name, base, config, data_info, callback, should_stop, overwrite,
     started = time.time()
     torch.manual_seed(config.seed)
     lm = _load_base(base, config)
-    before, baselines = _before_scores(lm, split, config, work)
+    zero = _zero_shot(lm, split, config, work)
     model = _lora(lm.model, config)
     rows = reweight_slices(split.train) if config.reweight else list(split.train)
     # Training prompts use the simulator's default wording; the card records it, so that a
@@ -284,14 +338,16 @@ def _run(split, name, base, config, data_info, callback, should_stop, overwrite,
     monitor.restore_best(model)
     model.eval()
     # scored as the simulator will read it (orders from its card; see _card)
-    tuned = dataclasses.replace(lm, model=model, adapter=name,
+    tuned = dataclasses.replace(lm, model=model, adapter=name, calibration=None,
                                 inference_orders=None if config.shuffle_options else 1)
-    after, _ = _evaluate(tuned, split.test, config)
-    scores = {"before": before, "after": after, "baselines": baselines}
+    scores = {**zero, **_measure(tuned, split, config, zero, data_info)}
     card = _card(name, lm, split, config, data_info, scores, monitor, trainer.state,
                  time.time() - started, style)
+    result = TrainResult(Path(), card, scores["before"], scores["after"], scores["baselines"],
+                         model)
     if not trainer.is_world_process_zero():
-        return TrainResult(Path(), card, before, after, baselines, model)
-    path = save_adapter(lambda folder: model.save_pretrained(folder, safe_serialization=True),
-                        name, card, overwrite=overwrite)
-    return TrainResult(path, card, before, after, baselines, model)
+        return result
+    result.adapter_path = save_adapter(
+        lambda folder: model.save_pretrained(folder, safe_serialization=True), name, card,
+        overwrite=overwrite)
+    return result

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from sim_core.baselines import ROW_BASELINES, check_names, population_average, uniform
+from sim_core.calibration_store import calibration_for
 from sim_core.compare import model_progress
 from sim_core.errors import DataError
 from sim_core.labels import Progress, baseline_entry, unique_labels
@@ -36,6 +37,9 @@ class Evaluation:
         dists: entry -> predicted distribution per survey row (row order of `survey_rows`).
         survey_rows: the SurveyRows evaluated.
         notes: what the reader should know (e.g. an adapter trained with other wording).
+        calibrated: checkpoint label -> whether its shares were calibrated.
+        raw_dists: checkpoint label -> its uncalibrated distributions (calibrated ones only).
+        records: checkpoint label -> its CheckpointCalibration (None: none), for verdicts.
     """
 
     survey_name: str
@@ -48,6 +52,9 @@ class Evaluation:
     dists: dict[str, list[np.ndarray]] = field(default_factory=dict, repr=False)
     survey_rows: list[SurveyRow] = field(default_factory=list, repr=False)
     notes: list[str] = field(default_factory=list)
+    calibrated: dict[str, bool] = field(default_factory=dict)
+    raw_dists: dict[str, list[np.ndarray]] = field(default_factory=dict, repr=False)
+    records: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def score_keys(self) -> list[str]:
         """Score columns with at least one value, in METRICS order."""
@@ -171,6 +178,12 @@ def _score_frame(rows: list[SurveyRow], entry: str, dists: list) -> pd.DataFrame
     return frame
 
 
+def mean_scores(rows: list[SurveyRow], dists: list) -> dict[str, float]:
+    """Mean of every score over the rows (NaN-aware; scores that never apply left out)."""
+    frame = _score_frame(rows, "", dists)
+    return {k: float(frame[k].mean()) for k in METRICS if frame[k].notna().any()}
+
+
 def _row_info(rows: list[SurveyRow]) -> pd.DataFrame:
     """question_id, slice, attribute, group, wave, n_eff of each row."""
     return pd.DataFrame({
@@ -186,8 +199,8 @@ def evaluate_rows(models: list[Any], rows: list[SurveyRow], *, config: SimConfig
                   reference_rows: list[SurveyRow] | None = None,
                   baselines: Sequence[str] = ROW_BASELINES,
                   population: dict[str, np.ndarray] | None = None, survey_name: str = "",
-                  wave: str | None = None, progress: Progress = None,
-                  should_stop=None) -> Evaluation:
+                  wave: str | None = None, calibrations: Sequence[Any] | None = None,
+                  progress: Progress = None, should_stop=None) -> Evaluation:
     """Simulate every row with every model (batched) and score it with the baselines.
 
     Args:
@@ -199,6 +212,8 @@ def evaluate_rows(models: list[Any], rows: list[SurveyRow], *, config: SimConfig
         baselines: among sim_core.baselines.ROW_BASELINES.
         population: question id -> population distribution, overriding reference_rows.
         survey_name, wave: labels for the result.
+        calibrations: one sim_core.calibration.Calibration (or None) per model (default:
+            each model's own, an adapter card's); applied when config.calibrate.
         progress: (done, total) callback; should_stop: polled, raises Cancelled.
 
     Returns:
@@ -209,12 +224,19 @@ def evaluate_rows(models: list[Any], rows: list[SurveyRow], *, config: SimConfig
     check_names(baselines, ROW_BASELINES)
     config = config or SimConfig()
     dists: dict[str, list] = {}
+    raw: dict[str, list] = {}
+    calibrated: dict[str, bool] = {}
     entry_orders: dict[str, int] = {}
+    calibrations = list(calibrations) if calibrations is not None else [None] * len(models)
     for i, (lm, label) in enumerate(zip(models, unique_labels(models))):
         entry_orders[label] = orders_for(lm, config)
-        results = simulate_rows(lm, rows, config, should_stop=should_stop,
+        results = simulate_rows(lm, rows, config, calibration=calibrations[i],
+                                should_stop=should_stop,
                                 progress=model_progress(progress, i, len(models)))
         dists[label] = [r.shares for r in results]
+        calibrated[label] = bool(results) and all(r.calibrated for r in results)
+        if calibrated[label]:
+            raw[label] = [r.raw_shares for r in results]
     if "uniform" in baselines:
         dists[baseline_entry("uniform")] = [uniform(r.question.k) for r in rows]
     if "population" in baselines:
@@ -226,15 +248,16 @@ def evaluate_rows(models: list[Any], rows: list[SurveyRow], *, config: SimConfig
     return Evaluation(survey_name=survey_name, wave=wave, entries=list(dists), rows=table,
                       mode=config.mode, entry_orders=entry_orders,
                       orders=(config.orders or 0) if config.mode == "first-token" else 1,
-                      dists=dists, survey_rows=list(rows),
+                      dists=dists, survey_rows=list(rows), calibrated=calibrated,
+                      raw_dists=raw,
                       notes=[w for w in (style_warning(lm, config) for lm in models) if w])
 
 
 def evaluate(models: list[Any], survey: Survey, *, by: Sequence[str] | None = None,
              wave: str | None = None, questions: Sequence[str] | None = None,
              config: SimConfig | None = None, bins=None, min_n_eff: float = 0,
-             baselines: Sequence[str] = ROW_BASELINES, progress: Progress = None,
-             should_stop=None) -> Evaluation:
+             baselines: Sequence[str] = ROW_BASELINES, calibrations: Sequence | None = None,
+             progress: Progress = None, should_stop=None) -> Evaluation:
     """Evaluate checkpoints on a whole survey (rows from sim_core.slices.survey_rows).
 
     Args:
@@ -242,6 +265,9 @@ def evaluate(models: list[Any], survey: Survey, *, by: Sequence[str] | None = No
         survey: the real data.
         by: None = every attribute on its own; a list = those attributes crossed.
         wave, questions, bins, min_n_eff: as in survey_rows.
+        calibrations: one Calibration (or None) per model; default: each checkpoint's own
+            (sim_core.calibration_store.calibration_for: adapter card, or the base model's
+            record for this survey), kept in Evaluation.records for the verdicts.
         config, baselines, progress, should_stop: as in evaluate_rows.
 
     Returns:
@@ -254,9 +280,16 @@ def evaluate(models: list[Any], survey: Survey, *, by: Sequence[str] | None = No
     if "population" in baselines and survey.kind == "respondents":
         population = {qid: population_average(survey, qid, wave=wave)
                       for qid in dict.fromkeys(r.question.id for r in rows)}
-    return evaluate_rows(models, rows, config=config, baselines=baselines,
-                         population=population, survey_name=survey.name, wave=wave,
-                         progress=progress, should_stop=should_stop)
+    records = [calibration_for(lm, survey) for lm in models] if calibrations is None else []
+    if calibrations is None:
+        calibrations = [r.calibration if r is not None else None for r in records]
+    evaluation = evaluate_rows(models, rows, config=config, baselines=baselines,
+                               population=population, survey_name=survey.name, wave=wave,
+                               calibrations=calibrations, progress=progress,
+                               should_stop=should_stop)
+    evaluation.records = dict(zip(unique_labels(models), records))
+    evaluation.notes += [r.note for r in records if r is not None and r.note]
+    return evaluation
 
 
 def group_deviation_correlation(source: Any, rows: list[SurveyRow] | None = None, *,

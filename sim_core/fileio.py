@@ -13,6 +13,7 @@ import math
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -122,6 +123,17 @@ def _check_header(table: pd.DataFrame, file: str) -> None:
             raise DataError("the column name appears twice in the header.", file=file,
                             row=1, column=base)
         seen.add(name)
+
+
+def write_json_atomic(path: Path, data: Any, **dump_args: Any) -> None:
+    """Write JSON whole: a temporary file beside it, then a rename (readers never see half)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(data, default=str, **dump_args), encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def fingerprint(*parts: bytes) -> str:

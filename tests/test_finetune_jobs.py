@@ -49,7 +49,7 @@ def test_background_job_runs_to_done(tiny_model_dir):
 def test_cancel_file_and_dead_process(tmp_path, monkeypatch):
     folder = jobs.jobs_dir() / "manual-job"
     folder.mkdir()
-    jobs.write_json(folder / jobs.STATUS_FILE, {"id": "manual-job", "status": "running",
+    jobs.write_json_atomic(folder / jobs.STATUS_FILE, {"id": "manual-job", "status": "running",
                                                 "state": "running", "pid": 999999999})
     reporter = jobs.JobReporter(folder)
     assert not reporter.should_stop()

@@ -190,14 +190,14 @@ def test_adapter_trained_on_fixed_order_is_read_in_that_order(tiny_model_dir):
     assert result.card.inference_orders == 1
     base = load_model(str(tiny_model_dir), dtype="float32")
     tuned = load_model(str(tiny_model_dir), adapter="fixed-order", dtype="float32")
-    auto = SimConfig(use_cache=False)
+    auto = SimConfig(use_cache=False, calibrate=False)   # the orders show in the raw shares
     assert orders_for(base, auto) == DEFAULT_ORDERS == 2 and orders_for(tuned, auto) == 1
     assert orders_for(tuned, SimConfig(orders=3)) == 3
     assert orders_for(tuned, SimConfig(mode="sample")) == 1
     rows = fixed_split().train[:1]
     got = simulate_rows(tuned, rows, auto)[0]
-    one = simulate_rows(tuned, rows, SimConfig(orders=1, use_cache=False))[0]
-    two = simulate_rows(tuned, rows, SimConfig(orders=2, use_cache=False))[0]
+    one = simulate_rows(tuned, rows, SimConfig(orders=1, use_cache=False, calibrate=False))[0]
+    two = simulate_rows(tuned, rows, SimConfig(orders=2, use_cache=False, calibrate=False))[0]
     np.testing.assert_allclose(got.shares, one.shares, atol=1e-6)
     assert not np.allclose(got.shares, two.shares, atol=1e-4)
     assert checkpoint_info(tuned, "t", auto)["orders"] == 1
