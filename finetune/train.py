@@ -27,9 +27,9 @@ from finetune.loss import RowCollator, batch_loss
 from finetune.rows import Split, describe_rows, reweight_slices
 from sim_core.adapters import AdapterCard, adapters_dir, save_adapter
 from sim_core.baselines import ROW_BASELINES
-from sim_core.errors import AdapterError, Cancelled, DataError, ModelError
 from sim_core.calibrate import fit_on_rows, heldout_measurement, heldout_unit
 from sim_core.calibration import Calibration
+from sim_core.errors import AdapterError, Cancelled, DataError, ModelError
 from sim_core.evaluate import evaluate_rows, mean_scores
 from sim_core.fileio import write_json_atomic
 from sim_core.labels import baseline_entry

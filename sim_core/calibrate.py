@@ -177,7 +177,7 @@ def calibrate_base(lm: Any, survey: Any, *, by: Sequence[str] | None = None,
     settings = settings or CalibrateConfig()
     config = dataclasses.replace(config or SimConfig(), calibrate=False)
     rows = survey_rows(survey, by, wave=wave, questions=questions, bins=bins)
-    fit, test, info = _split_questions(rows, settings)
+    fit, _, info = _split_questions(rows, settings)
     half = (lambda done, total: progress(done, 2 * total)) if progress else None
     rest = (lambda done, total: progress(total + done, 2 * total)) if progress else None
     calibration = fit_on_rows(lm, fit, config, reference=settings.reference,

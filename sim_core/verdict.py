@@ -87,7 +87,8 @@ def heldout_from_rows(rows: Sequence[Any], dists: dict[str, Sequence[np.ndarray]
         rows: SurveyRows (question, slice, real dist) never used for fitting.
         dists: entry key -> one distribution per row (None: the entry has no value there).
         kind: "adapter" or "base".
-        unit: how the rows were held out, e.g. "unseen questions".
+        unit: how the rows were held out, e.g. "unseen questions" (the survey's name is
+            put after "questions").
         survey: the survey's name, for the text.
         score: metric key (default: default_score of the questions).
         coverage: interval coverage measured on the same rows.
@@ -117,10 +118,15 @@ def heldout_from_rows(rows: Sequence[Any], dists: dict[str, Sequence[np.ndarray]
         counts.append(len(indices))
         for entry, value in means.items():
             entries[entry].append(value)
-    where = f" of {survey}" if survey else ""
+    if len(questions) == 1:
+        unit = unit.replace("questions", "question", 1)
+    noun = "question" if len(questions) == 1 else "questions"
+    if survey:   # "unseen questions" -> "unseen questions of gss2022"
+        unit = unit.replace(noun, f"{noun} of {survey}", 1) if noun in unit \
+            else f"{unit} of {survey}"
     return HeldOut(score=score, kind=kind, questions=questions, rows=counts,
                    entries=dict(entries), coverage=dict(coverage or {}),
-                   what=f"{len(questions)} {unit}{where} ({sum(counts)} rows)")
+                   what=f"{len(questions)} {unit} ({sum(counts)} rows)")
 
 
 @dataclass
@@ -254,7 +260,7 @@ def verdict(heldout: HeldOut, *, calibrated: bool = True, subject: str = "this a
 
 
 def heldout_from_evaluation(evaluation: Any, entry: str, *, zero_shot: str | None = None,
-                            unit: str = "questions evaluated") -> HeldOut:
+                            unit: str = "questions") -> HeldOut:
     """A HeldOut from an Evaluation (sim_core.evaluate): `entry` as the checkpoint, its
     baselines and optionally another entry as the zero-shot model.
 

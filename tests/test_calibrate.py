@@ -145,8 +145,8 @@ def test_calibrate_base_split_record_and_compare(tiny, gss):
                          config=SimConfig(orders=1), baselines=("uniform",))
     info = comparison.checkpoints[0]
     assert info["calibrated"] and info["interval_level"] == 0.9
-    assert info["verdict"].startswith(f"{tiny.label}: On 3 questions held out of its "
-                                      "calibration of gss-test (66 rows) this model")
+    assert info["verdict"].startswith(f"{tiny.label}: On 3 questions of gss-test held out of "
+                                      "its calibration (66 rows) this model")
     table = comparison.shares_table()
     mine = table[table["entry"] == tiny.label]
     assert mine["pi_low"].notna().all() and (mine["pi_low"] <= mine["share"]).all()
