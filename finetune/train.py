@@ -50,6 +50,8 @@ class TrainResult:
     after: dict[str, float]
     baselines: dict[str, dict[str, float]] = field(default_factory=dict)
     model: Any = field(default=None, repr=False)      # the trained peft model, in memory
+    # the base model's calibration on the same validation rows (its card's zero-shot side)
+    zero_shot_calibration: Calibration | None = None
 
 
 def check_qlora(config: "TrainConfig") -> None:
@@ -344,7 +346,8 @@ def _run(split, name, base, config, data_info, callback, should_stop, overwrite,
     card = _card(name, lm, split, config, data_info, scores, monitor, trainer.state,
                  time.time() - started, style)
     result = TrainResult(Path(), card, scores["before"], scores["after"], scores["baselines"],
-                         model)
+                         model, Calibration.from_dict(zero["calibration"])
+                         if zero.get("calibration") else None)
     if not trainer.is_world_process_zero():
         return result
     result.adapter_path = save_adapter(

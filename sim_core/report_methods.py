@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
-if TYPE_CHECKING:
-    from sim_core.report import Report
-
-__all__ = ["calibration_text", "methods_text", "orders_sentence"]
+# Functions take a sim_core.report.Report (typed Any: that module imports this one).
+Report = Any
 
 
-def orders_sentence(report: "Report") -> str:
+def orders_sentence(report: Report) -> str:
     """How many option orders were averaged, in words (per checkpoint when they differ)."""
     def words(n: int) -> str:
         return ("the original option order only" if n <= 1 else
@@ -29,7 +27,7 @@ def orders_sentence(report: "Report") -> str:
         "option order is read in that order only)")
 
 
-def methods_text(report: "Report") -> str:
+def methods_text(report: Report) -> str:
     """The methods paragraph: how distributions are simulated and scores defined."""
     orders = orders_sentence(report)
     mode = ("the next-token probabilities of the option letters, renormalised over the "
@@ -54,7 +52,7 @@ def methods_text(report: "Report") -> str:
     return "\n\n".join(parts)
 
 
-def calibration_text(report: "Report") -> str:
+def calibration_text(report: Report) -> str:
     """How calibration, prediction intervals and the verdicts were made."""
     calibrated = [c["label"] for c in report.checkpoints if c.get("calibrated")]
     state = (f"Calibrated here: {', '.join(calibrated)}." if calibrated else

@@ -185,6 +185,20 @@ def _outcome(difference: float, low: float, high: float, direction: str) -> str:
     return UNCLEAR if gain > 0 else NO_BETTER
 
 
+def margin(heldout: HeldOut, checkpoint: str, reference: str, label: str = "", *,
+           level: float = 0.95, seed: int = 0, n_resamples: int = 2000) -> Margin:
+    """One entry against another on the held-out questions: row-weighted means, the mean
+    difference (checkpoint - reference) and its percentile bootstrap interval over questions.
+    """
+    weights = np.asarray(heldout.rows, dtype=np.float64)
+    diff = np.asarray(heldout.entries[checkpoint]) - np.asarray(heldout.entries[reference])
+    low, high = _interval(diff, weights, level, seed, n_resamples)
+    mean_diff = float(np.average(diff, weights=weights))
+    return Margin(reference, label or reference, heldout.mean(checkpoint),
+                  heldout.mean(reference), mean_diff, low, high,
+                  _outcome(mean_diff, low, high, METRICS[heldout.score].direction))
+
+
 def _references(heldout: HeldOut, checkpoint: str) -> list[tuple[str, str]]:
     """(entry key, words) of the references present, uniform first."""
     out = [(UNIFORM, "a uniform guess"), (POPULATION, "the population average")]
@@ -229,17 +243,9 @@ def verdict(heldout: HeldOut, *, calibrated: bool = True, subject: str = "this a
         else CHECKPOINT
     if checkpoint not in heldout.entries or not heldout.questions:
         raise SimError("the held-out measurement has no scores for this checkpoint.")
-    weights = np.asarray(heldout.rows, dtype=np.float64)
-    direction = METRICS[heldout.score].direction
-    mine = np.asarray(heldout.entries[checkpoint])
-    margins = []
-    for i, (key, words) in enumerate(_references(heldout, checkpoint)):
-        other = np.asarray(heldout.entries[key])
-        diff = mine - other
-        low, high = _interval(diff, weights, level, seed + i, n_resamples)
-        mean_diff = float(np.average(diff, weights=weights))
-        margins.append(Margin(key, words, heldout.mean(checkpoint), heldout.mean(key),
-                              mean_diff, low, high, _outcome(mean_diff, low, high, direction)))
+    margins = [margin(heldout, checkpoint, key, words, level=level, seed=seed + i,
+                      n_resamples=n_resamples)
+               for i, (key, words) in enumerate(_references(heldout, checkpoint))]
     short = SHORT.get(heldout.score, METRICS[heldout.score].name)
     state = ", calibrated," if checkpoint == CHECKPOINT_CAL else ""
     clauses = [_clause(m, short, level) for m in margins]
@@ -255,7 +261,7 @@ def verdict(heldout: HeldOut, *, calibrated: bool = True, subject: str = "this a
                  f"{cover['coverage'] * 100:.0f} % of the real shares there (mean width "
                  f"{cover['mean_width']:.2f}).")
     return Verdict(text=text, margins=margins, score=heldout.score,
-                   n_questions=len(heldout.questions), n_rows=int(weights.sum()),
+                   n_questions=len(heldout.questions), n_rows=int(sum(heldout.rows)),
                    calibrated=checkpoint == CHECKPOINT_CAL)
 
 
