@@ -127,6 +127,10 @@ def checkpoint_info(lm: Any, label: str, config: SimConfig | None = None,
         card = read_card(path).to_dict() if path is not None else {}
     except SimError:
         card = {}           # an unreadable card: the report says nothing about it
+    if card.get("calibration") or card.get("heldout"):
+        # reports show the calibration in words, not its thousand residuals
+        card["calibration"] = summary(record.calibration)["text"] if record else None
+        card["heldout"] = (card.get("heldout") or {}).get("what")
     applies = record is not None and config.mode == "first-token"
     return {"label": label, "name": lm.name, "adapter": lm.adapter,
             "fingerprint": lm.fingerprint,
