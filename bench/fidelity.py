@@ -53,6 +53,9 @@ from sim_core.simulate import SimConfig  # noqa: E402
 from sim_core.slices import slice_label, survey_rows  # noqa: E402
 from sim_core.storage import atomic_write  # noqa: E402
 
+from fidelity_calibration import calibration_part  # noqa: E402
+from fidelity_calibration import markdown as calibration_markdown  # noqa: E402
+
 RESULTS = ROOT / "bench" / "results"
 GSS_PATH = ROOT.parent / "shared" / "data" / "gss2022_subpop" / "subpop_eval.jsonl"
 ZS, FT = "zero-shot", "fine-tuned"
@@ -224,7 +227,8 @@ def bench_split(how: str, rows, base, settings: BenchSettings, timings: dict) ->
     models = [base, tuned]
     names = {ZS: base.label, FT: tuned.label}
     ref = reference_rows(how, split)
-    fixed = replace(SimConfig(), orders=1, use_cache=False, seed=settings.seed)
+    # raw shares (calibration off); the calibration part applies each checkpoint's own
+    fixed = replace(SimConfig(), orders=1, use_cache=False, seed=settings.seed, calibrate=False)
     debias = replace(fixed, orders=settings.debias_orders)
     sample = replace(fixed, mode="sample", samples=settings.samples)
     t0 = time.time()
@@ -261,6 +265,8 @@ def bench_split(how: str, rows, base, settings: BenchSettings, timings: dict) ->
             "per_attribute_wasserstein": attrs,
             "training": {"before": trained.before, "after": trained.after,
                          "adapter": str(trained.adapter_path)},
+            "calibration": calibration_part(split, ev_fixed, ev_debias, names, trained, tuned,
+                                            "GSS 2022"),
             "adapter_fingerprint": tuned.adapter_fingerprint}
 
 
@@ -294,8 +300,10 @@ def markdown(result: dict) -> str:
                   "orders) | " + " | ".join(attrs) + " |",
                   "|---|" + "---|" * len(attrs)]
         for attr in attrs[FT]:
-            lines.append(f"| {attr} | " + " | ".join(fmt(attrs[m].get(attr)) for m in attrs) + " |")
+            lines.append(f"| {attr} | " + " | ".join(fmt(attrs[m].get(attr)) for m in attrs)
+                         + " |")
         lines.append("")
+        lines += calibration_markdown(split.get("calibration") or {}, how)
     return "\n".join(lines)
 
 

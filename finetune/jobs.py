@@ -29,6 +29,7 @@ from finetune.rows import Split, split_from_json, split_to_json
 from sim_core.adapters import check_new_adapter
 from sim_core.devices import resolve_device
 from sim_core.errors import SimError
+from sim_core.fileio import write_json_atomic
 from sim_core.storage import atomic_write, make_folder
 from sim_core.workspace import is_valid_name, subdir
 
@@ -52,11 +53,6 @@ def job_dir(job_id: str) -> Path:
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def write_json(path: Path, data: dict) -> None:
-    """Write JSON atomically (a reader never sees half a file)."""
-    atomic_write(path, json.dumps(data, default=str))
 
 
 def read_status(folder: Path) -> dict:
@@ -87,12 +83,13 @@ def start_job(split: Split, *, name: str, base: str = "default", config: Any = N
         config = replace(config, device="cuda")
     job_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
     folder = make_folder(jobs_dir() / job_id)
-    write_json(folder / JOB_FILE, {"name": name, "base": base, "config": asdict(config),
-                                   "data_info": data_info or {}, "overwrite": overwrite,
-                                   "gpu": gpu, "split": split_to_json(split)})
-    write_json(folder / STATUS_FILE, {"id": job_id, "name": name, "base": base,
-                                      "status": "queued", "state": "queued", "created": _now(),
-                                      "step": 0, "total": None, "events": []})
+    write_json_atomic(folder / JOB_FILE, {"name": name, "base": base, "config": asdict(config),
+                                          "data_info": data_info or {}, "overwrite": overwrite,
+                                          "gpu": gpu, "split": split_to_json(split)})
+    write_json_atomic(folder / STATUS_FILE, {"id": job_id, "name": name, "base": base,
+                                             "status": "queued", "state": "queued",
+                                             "created": _now(), "step": 0, "total": None,
+                                             "events": []})
     launch(folder)
     return job_id
 
@@ -147,7 +144,7 @@ def update_status(folder: Path, **changes: Any) -> dict:
     status.update(changes)
     if "state" in changes:
         status["status"] = changes["state"]
-    write_json(folder / STATUS_FILE, status)
+    write_json_atomic(folder / STATUS_FILE, status)
     return status
 
 

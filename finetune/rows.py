@@ -18,6 +18,7 @@ import pandas as pd
 
 from finetune.config import SPLITS
 from sim_core.errors import DataError
+from sim_core.sampling import holdout_count, pick, rank
 from sim_core.slices import SurveyRow, group_values, slice_label
 from sim_core.survey import Question, value_text
 
@@ -35,23 +36,6 @@ class Split:
     info: dict = field(default_factory=dict)
 
 
-def _rank(seed: int, key: str) -> str:
-    """Seeded, order-independent sort key for one unit (question id, group label, row)."""
-    return hashlib.sha256(f"{seed}\x00{key}".encode()).hexdigest()
-
-
-def _pick(units: Sequence[str], count: int, seed: int) -> set[str]:
-    """The `count` units with the smallest seeded hash."""
-    return set(sorted(set(units), key=lambda u: _rank(seed, u))[:count])
-
-
-def _count(n_units: int, fraction: float) -> int:
-    """Units to hold out: at least one, and at least one left over."""
-    if n_units < 2:
-        return 0
-    return min(n_units - 1, max(1, round(fraction * n_units)))
-
-
 def row_key(row: SurveyRow) -> str:
     """Unique key of a row: question, slice and wave."""
     return f"{row.question.id}|{slice_label(row.slice)}|{row.wave}"
@@ -60,7 +44,7 @@ def row_key(row: SurveyRow) -> str:
 def _divide(rows: list[SurveyRow], unit: Callable[[SurveyRow], str], count: int,
             seed: int) -> tuple[list[SurveyRow], list[SurveyRow], list[str]]:
     """Split rows into (kept, held out) by holding out `count` whole units."""
-    held = _pick([unit(r) for r in rows], count, seed)
+    held = pick([unit(r) for r in rows], count, seed)
     kept = [r for r in rows if unit(r) not in held]
     out = [r for r in rows if unit(r) in held]
     return kept, out, sorted(held)
@@ -105,7 +89,7 @@ def split_rows(rows: Sequence[SurveyRow], how: str = "question", *, test_fractio
     info: dict = {"how": how, "seed": seed, "val_fraction": val_fraction}
     if how == "question":
         n_q = len({r.question.id for r in rows})
-        train, test, held = _divide(rows, _by_question, _count(n_q, test_fraction), seed)
+        train, test, held = _divide(rows, _by_question, holdout_count(n_q, test_fraction), seed)
         info.update(test_fraction=test_fraction, test_questions=held)
         val_unit = _by_question
     elif how == "slice":
@@ -115,7 +99,7 @@ def split_rows(rows: Sequence[SurveyRow], how: str = "question", *, test_fractio
             raise DataError(f"Cannot hold out {', '.join(sorted(forced - groups))}: no such "
                             "group in these rows.")
         count = min(test_slices, max(len(groups) - 1, 0))
-        held_set = forced | _pick(sorted(groups - forced), max(0, count - len(forced)), seed)
+        held_set = forced | pick(sorted(groups - forced), max(0, count - len(forced)), seed)
         train = [r for r in rows if _by_slice(r) not in held_set]
         test = [r for r in rows if _by_slice(r) in held_set]
         held = sorted(held_set)
@@ -132,13 +116,13 @@ def split_rows(rows: Sequence[SurveyRow], how: str = "question", *, test_fractio
         info.update(test_waves=[waves[-1]], train_waves=waves[:-1])
         val_unit = row_key
     else:
-        train, test, _ = _divide(rows, row_key, _count(len(rows), test_fraction), seed)
+        train, test, _ = _divide(rows, row_key, holdout_count(len(rows), test_fraction), seed)
         info.update(test_fraction=test_fraction)
         val_unit = row_key
     if not test:
         raise DataError(f"Split by {how}: too few {how}s to hold any out for testing.")
     n_units = len({val_unit(r) for r in train})
-    train, val, val_held = _divide(train, val_unit, _count(n_units, val_fraction) if
+    train, val, val_held = _divide(train, val_unit, holdout_count(n_units, val_fraction) if
                                    val_fraction > 0 else 0, seed + 1)
     if how in ("question", "slice"):
         info["val_units"] = val_held
@@ -279,7 +263,7 @@ def respondent_rows(survey, by: Sequence[str], *, questions: Sequence[str] | Non
         answers = df[qid]
         idx = [i for i in df.index[answers.notna()]
                if all(not pd.isna(groups[a].loc[i]) for a in by)]
-        idx = sorted(idx, key=lambda i: _rank(seed, f"{qid}|{i}"))[:max_per_question]
+        idx = sorted(idx, key=lambda i: rank(seed, f"{qid}|{i}"))[:max_per_question]
         for i in idx:
             dist = np.zeros(len(q.options))
             dist[q.options.index(str(answers.loc[i]))] = 1.0

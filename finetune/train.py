@@ -16,7 +16,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-import pandas as pd
 import torch
 from transformers import PrinterCallback, Trainer, TrainingArguments
 
@@ -29,18 +28,21 @@ from finetune.loss import RowCollator, batch_loss
 from finetune.rows import Split, describe_rows, reweight_slices, split_to_json
 from sim_core.adapters import AdapterCard, check_new_adapter, save_adapter
 from sim_core.baselines import ROW_BASELINES
+from sim_core.calibrate import fit_on_rows, heldout_measurement, heldout_unit
+from sim_core.calibration import Calibration
 from sim_core.errors import Cancelled, DataError, ModelError, SimError
-from sim_core.evaluate import evaluate_rows
+from sim_core.evaluate import evaluate_rows, mean_scores
+from sim_core.fileio import write_json_atomic
 from sim_core.labels import baseline_entry
-from sim_core.metrics import METRICS
 from sim_core.prompts import LETTERS, PromptStyle
 from sim_core.simulate import SimConfig, letter_logits
-from sim_core.storage import atomic_write, failure_message, is_storage_failure, make_folder
+from sim_core.storage import failure_message, is_storage_failure, make_folder
 
 
 @dataclass
 class TrainResult:
-    """What train_adapter produced: the saved adapter, its card, and held-out scores."""
+    """What train_adapter produced: the saved adapter, its card, and held-out scores (raw;
+    the card also holds them calibrated, the calibration and the verdict's measurement)."""
 
     adapter_path: Path
     card: AdapterCard
@@ -48,6 +50,8 @@ class TrainResult:
     after: dict[str, float]
     baselines: dict[str, dict[str, float]] = field(default_factory=dict)
     model: Any = field(default=None, repr=False)      # the trained peft model, in memory
+    # the base model's calibration on the same validation rows (its card's zero-shot side)
+    zero_shot_calibration: Calibration | None = None
 
 
 def _check_inputs(split: Split, config: TrainConfig) -> None:
@@ -67,30 +71,39 @@ def _sim_config(config: TrainConfig):
     return dataclasses.replace(sim, orders=config.eval_orders) if config.eval_orders else sim
 
 
-def _mean_scores(df, device: str) -> dict[str, float]:
-    """Mean of every score over the rows of df, over every process's share of the rows (sums
-    and counts are added up, so every process gets the same means)."""
-    keys = list(METRICS)        # the same vector on every process, whatever its rows
-    sums = [float(df[k].sum()) if k in df else 0.0 for k in keys]
-    counts = [float(df[k].notna().sum()) if k in df else 0.0 for k in keys]
-    totals = distributed.all_sum(sums + counts, device)
-    return {k: totals[i] / totals[len(keys) + i] for i, k in enumerate(keys)
-            if totals[len(keys) + i] > 0}
+def reference_rows(split: Split) -> list:
+    """Rows whose per-question mean is the population baseline on the held-out rows: the
+    groups seen in training for a slice split, else the held-out rows themselves (for a
+    question split an oracle: the real average of the groups of the same question)."""
+    return split.train + split.val if split.info.get("how") == "slice" else split.test
 
 
-def _evaluate(lm, rows, config: TrainConfig, baselines=()) -> tuple[dict, dict]:
-    """Mean scores of lm (and the named baselines) on held-out rows, on lm's device; with
-    several processes each scores its share of the rows."""
-    if not rows or not config.evaluate_test:
-        return {}, {}
-    mine = distributed.share(rows)
-    scored = evaluate_rows([lm], mine, config=_sim_config(config), baselines=baselines,
-                           reference_rows=list(rows)).rows if mine \
-        else pd.DataFrame({"entry": pd.Series(dtype=str)})   # fewer rows than processes
+def _held_out(lm, split: Split, config: TrainConfig, calibration, baselines=()) -> dict:
+    """Mean held-out scores of lm raw and calibrated, and the distributions per row."""
+    ev = evaluate_rows([lm], split.test, config=_sim_config(config), baselines=baselines,
+                       reference_rows=reference_rows(split), calibrations=[calibration])
+    label = ev.entries[0]
+    raw = ev.raw_dists.get(label, ev.dists[label])
+    return {"raw": mean_scores(split.test, raw),
+            "calibrated": mean_scores(split.test, ev.dists[label]) if ev.calibrated[label]
+            else {},
+            "baselines": {b: mean_scores(split.test, ev.dists[baseline_entry(b)])
+                          for b in baselines},
+            "dists": {"raw": raw, **{b: ev.dists[baseline_entry(b)] for b in baselines}}}
 
-    def means(entry: str) -> dict[str, float]:
-        return _mean_scores(scored[scored["entry"] == entry], lm.device)
-    return means(lm.label), {b: means(baseline_entry(b)) for b in baselines}
+
+def _calibrate(lm, split: Split, config: TrainConfig):
+    """lm's calibration on the validation rows (None without any)."""
+    if not split.val:
+        return None
+    return fit_on_rows(lm, split.val, _sim_config(config), prior_rows=split.train,
+                       fitted_on={"rows": "validation rows of the split"})
+
+
+def _listed(dists: dict) -> dict:
+    """Distributions as JSON lists (None kept)."""
+    return {k: [None if d is None else [float(x) for x in d] for d in v]
+            for k, v in dists.items()}
 
 
 class SurveyTrainer(Trainer):
@@ -181,7 +194,11 @@ def _card(name: str, lm, split: Split, config: TrainConfig, data_info: dict | No
                             for k, v in asdict(config).items()},
                          "lora_alpha": config.lora_alpha},
         prompt_style=asdict(style), before=scores["before"], after=scores["after"],
-        baselines=scores["baselines"], test_rows=len(split.test), steps=state.global_step,
+        before_calibrated=scores["before_calibrated"],
+        after_calibrated=scores["after_calibrated"], baselines=scores["baselines"],
+        calibration=scores["calibration"].to_dict() if scores["calibration"] else None,
+        heldout=scores["heldout"].to_dict() if scores["heldout"] else None,
+        test_rows=len(split.test), steps=state.global_step,
         best_val_step=monitor.best_step or None, val_history=monitor.val_history,
         train_seconds=round(seconds, 1),
         device=lm.placement if distributed.world_size() == 1 else
@@ -190,18 +207,45 @@ def _card(name: str, lm, split: Split, config: TrainConfig, data_info: dict | No
         date=datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
 
-def _before_scores(lm, split: Split, config: TrainConfig, job_dir: Path) -> tuple[dict, dict]:
-    """Zero-shot scores on the held-out rows, cached in the job folder for resumed runs."""
+def _zero_shot(lm, split: Split, config: TrainConfig, job_dir: Path) -> dict:
+    """The base model before LoRA touches it: its calibration on the validation rows and its
+    held-out scores and distributions, cached in the job folder for resumed runs."""
     cached = job_dir / "before.json"
     try:
-        saved = json.loads(cached.read_text())
-        return saved["before"], saved["baselines"]
-    except (OSError, ValueError, KeyError, TypeError):
+        return json.loads(cached.read_text())
+    except (OSError, ValueError):
         pass                     # none yet (or unreadable): score again
-    before, baselines = _evaluate(lm, split.test, config, ROW_BASELINES)
+    calibration = _calibrate(lm, split, config)
+    out = {"calibration": calibration.to_dict() if calibration else None, "before": {},
+           "before_calibrated": {}, "baselines": {}, "dists": {}}
+    if split.test and config.evaluate_test:
+        scores = _held_out(lm, split, config, calibration, ROW_BASELINES)
+        out.update(before=scores["raw"], before_calibrated=scores["calibrated"],
+                   baselines=scores["baselines"], dists=_listed(scores["dists"]))
     if distributed.is_main():
-        atomic_write(cached, json.dumps({"before": before, "baselines": baselines}))
-    return before, baselines
+        write_json_atomic(cached, out)
+    return out
+
+
+def _measure(tuned, split: Split, config: TrainConfig, zero: dict,
+             data_info: dict | None) -> dict:
+    """The adapter's calibration, held-out scores (raw and calibrated) and the verdict's
+    measurement against the uniform guess, the population average and zero-shot."""
+    calibration = _calibrate(tuned, split, config)
+    out = {"calibration": calibration, "after": {}, "after_calibrated": {}, "heldout": None}
+    if not (split.test and config.evaluate_test):
+        return out
+    scores = _held_out(tuned, split, config, calibration)
+    dists = zero["dists"]
+    zero_calibration = Calibration.from_dict(zero["calibration"]) \
+        if zero.get("calibration") else None
+    heldout = heldout_measurement(
+        split.test, scores["dists"]["raw"], calibration, dists, kind="adapter",
+        unit=heldout_unit(split.info), survey=str((data_info or {}).get("survey") or ""),
+        level=_sim_config(config).interval_level, zero_shot=dists.get("raw"),
+        zero_shot_calibration=zero_calibration)
+    out.update(after=scores["raw"], after_calibrated=scores["calibrated"], heldout=heldout)
+    return out
 
 
 def train_adapter(split: Split, *, name: str, base: str = "default",
@@ -275,8 +319,7 @@ def _run(split, name, base, config, data_info, callback, should_stop, overwrite,
     lm = load_base(base, config, device, dtype)
     # Under FSDP the weights are sharded over the GPUs only once training starts: the base
     # model is scored afterwards, with the adapter switched off.
-    scores = {} if distributed.fsdp() else dict(zip(("before", "baselines"),
-                                                    _before_scores(lm, split, config, work)))
+    zero = None if distributed.fsdp() else _zero_shot(lm, split, config, work)
     model = _lora(lm.model, config)
     trainer, monitor, style = _fit(model, lm.tokenizer, split, config, args, callback,
                                    should_stop, work, name)
@@ -289,17 +332,18 @@ def _run(split, name, base, config, data_info, callback, should_stop, overwrite,
     monitor.restore_best(model)
     model.eval()
     on_device = dataclasses.replace(lm, model=model, device=str(args.device))
-    if not scores:
+    if zero is None:
         with model.disable_adapter():
-            scores = dict(zip(("before", "baselines"),
-                              _before_scores(on_device, split, config, work)))
+            zero = _zero_shot(on_device, split, config, work)
     # scored as the simulator will read it (orders from its card; see _card)
-    tuned = dataclasses.replace(on_device, adapter=name,
+    tuned = dataclasses.replace(on_device, adapter=name, calibration=None,
                                 inference_orders=None if config.shuffle_options else 1)
-    scores["after"] = _evaluate(tuned, split.test, config)[0]
+    scores = {**zero, **_measure(tuned, split, config, zero, data_info)}
     card = _card(name, on_device, split, config, data_info, scores, monitor, trainer.state,
                  time.time() - started, style)
-    return _save(trainer, model, name, card, scores, overwrite)
+    zero_calibration = Calibration.from_dict(zero["calibration"]) \
+        if zero.get("calibration") else None
+    return _save(trainer, model, name, card, scores, overwrite, zero_calibration)
 
 
 def _fit(model, tokenizer, split: Split, config: TrainConfig, args, callback, should_stop,
@@ -326,14 +370,15 @@ def _fit(model, tokenizer, split: Split, config: TrainConfig, args, callback, sh
     return trainer, monitor, style
 
 
-def _save(trainer, model, name: str, card: AdapterCard, scores: dict,
-          overwrite: bool) -> TrainResult:
+def _save(trainer, model, name: str, card: AdapterCard, scores: dict, overwrite: bool,
+          zero_calibration: Calibration | None) -> TrainResult:
     """One adapter and card, written by the main process (rank 0)."""
     # FSDP: gathering the full weights takes every process; elsewhere rank 0 has them all
     state = trainer.accelerator.get_state_dict(model) if distributed.fsdp() else None
-    before, after, baselines = scores["before"], scores["after"], scores["baselines"]
+    result = TrainResult(Path(), card, scores["before"], scores["after"], scores["baselines"],
+                         model, zero_calibration)
     if not trainer.is_world_process_zero():
-        return TrainResult(Path(), card, before, after, baselines, model)
-    path = save_adapter(lambda folder: model.save_pretrained(
+        return result
+    result.adapter_path = save_adapter(lambda folder: model.save_pretrained(
         folder, safe_serialization=True, state_dict=state), name, card, overwrite=overwrite)
-    return TrainResult(path, card, before, after, baselines, model)
+    return result

@@ -11,10 +11,12 @@ from sim_core.labels import is_baseline
 
 
 def comparison_figure(shares: pd.DataFrame, *, show_baselines: bool = True) -> go.Figure:
-    """Grouped bars of real vs simulated shares, one panel per slice, real CI as error bars.
+    """Grouped bars of real vs simulated shares, one panel per slice; error bars: the real
+    shares' 95 % interval and a calibrated checkpoint's prediction interval.
 
     Args:
-        shares: Comparison.shares_table() (slice, entry, option, share, ci_low, ci_high).
+        shares: Comparison.shares_table() (slice, entry, option, share, ci_low, ci_high,
+            pi_low, pi_high).
         show_baselines: draw the "baseline: ..." entries too.
     Returns:
         The figure (one trace per entry and panel).
@@ -22,8 +24,10 @@ def comparison_figure(shares: pd.DataFrame, *, show_baselines: bool = True) -> g
     df = shares.copy()
     if not show_baselines:
         df = df[~df["entry"].map(is_baseline)]
-    df["err_plus"] = (df["ci_high"] - df["share"]).astype(float)
-    df["err_minus"] = (df["share"] - df["ci_low"]).astype(float)
+    low = df["ci_low"].fillna(df["pi_low"]) if "pi_low" in df else df["ci_low"]
+    high = df["ci_high"].fillna(df["pi_high"]) if "pi_high" in df else df["ci_high"]
+    df["err_plus"] = (high - df["share"]).astype(float)
+    df["err_minus"] = (df["share"] - low).astype(float)
     entries = list(dict.fromkeys(df["entry"].astype(str)))
     n_slices = df["slice"].nunique()
     wrap = 1 if n_slices == 1 else 2

@@ -26,9 +26,12 @@ def settings(survey):
     limit = st.number_input(f"Questions to use (of {len(ids)}; fewer is faster)", 1, len(ids),
                             value=min(len(ids), 5), key="eval_limit")
     checkpoints = common.checkpoint_picker("eval", "Checkpoints (two or more are compared)")
-    orders = common.orders_widget(st, "eval_orders")
+    cols = st.columns(2)
+    orders = common.orders_widget(cols[0], "eval_orders")
+    calibrate = common.setting_widget(cols[1], SimConfig, "calibrate", "eval_calibrate")
     warn_seen_questions([adapter for _, adapter in checkpoints if adapter], ids[: int(limit)])
-    return by or None, picked_waves or [None], ids[: int(limit)], checkpoints, orders
+    config = SimConfig(orders=orders, calibrate=calibrate)
+    return by or None, picked_waves or [None], ids[: int(limit)], checkpoints, config
 
 
 def warn_seen_questions(adapters: list[str], ids: list[str]) -> None:
@@ -46,7 +49,7 @@ def warn_seen_questions(adapters: list[str], ids: list[str]) -> None:
                        f"--adapter {name}` scores only the rows it never saw.")
 
 
-def run(survey, by, waves, ids, checkpoints, orders) -> None:
+def run(survey, by, waves, ids, checkpoints, config) -> None:
     """Evaluate once per wave; results go to eval_results (wave -> Evaluation)."""
 
     results = {}
@@ -56,7 +59,7 @@ def run(survey, by, waves, ids, checkpoints, orders) -> None:
             for wave in waves:
                 results[wave or ""] = evaluate(
                     models, survey, by=by, wave=wave, questions=ids,
-                    config=SimConfig(orders=orders), progress=progress, should_stop=should_stop)
+                    config=config, progress=progress, should_stop=should_stop)
     except SimError as error:
         common.show_error(error)
         return
@@ -69,6 +72,7 @@ def show(results: dict) -> None:
     evaluation = results[next(reversed(results))]
     for note in evaluation.notes:
         st.warning(note)
+    show_verdicts(evaluation)
     summary = evaluation.summary()
     summary["group deviation r"] = [evaluation.group_deviation_correlation(e)
                                     for e in summary.index]
@@ -102,6 +106,19 @@ def show(results: dict) -> None:
             st.plotly_chart(waves_figure(over_time, score, METRICS[score].name), key="eval_waves_chart")
 
 
+def show_verdicts(evaluation) -> None:
+    """Each checkpoint's verdict on its held-out rows, and on the rows evaluated here."""
+    st.markdown("**How far to trust each checkpoint** (measured on rows it never saw)")
+    for text in evaluation.verdicts().values():
+        st.info(text)
+    models = [e for e in evaluation.entries if not is_baseline(e)]
+    with st.expander("The same comparison on the rows evaluated here"):
+        st.caption("These rows are held out only if the checkpoint never saw them (see the "
+                   "warning above for adapters trained on some of these questions).")
+        for entry in models:
+            st.write(evaluation.verdict_here(entry))
+
+
 def two_checkpoints(evaluation, models: list[str], score: str) -> None:
     """Two checkpoints side by side: mean score per question and the difference."""
     cols = st.columns(2)
@@ -120,9 +137,9 @@ def main() -> None:
     _, survey = common.survey_picker("eval")
     if survey is None:
         return
-    by, waves, ids, checkpoints, orders = settings(survey)
+    by, waves, ids, checkpoints, config = settings(survey)
     if st.button("Evaluate", type="primary", key="eval_run", disabled=not checkpoints):
-        run(survey, by, waves, ids, checkpoints, orders)
+        run(survey, by, waves, ids, checkpoints, config)
     if st.session_state.get("eval_results"):
         show(st.session_state["eval_results"])
 

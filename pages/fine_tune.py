@@ -14,6 +14,7 @@ from pages import common
 from pages.charts import loss_figure
 from sim_core import adapters
 from sim_core.adapters import list_adapters
+from sim_core.calibration_store import card_calibration, checkpoint_verdict
 from sim_core.errors import SimError
 from sim_core.metrics import METRICS
 from sim_core.slices import survey_rows
@@ -113,23 +114,44 @@ def draw_job(state: dict) -> None:
         (st.warning if status == "cancelled" else st.error)(state["error"])
 
 
+SCORE_COLUMNS = {"before": "before (raw)", "before_calibrated": "before (calibrated)",
+                 "after": "after (raw)", "after_calibrated": "after (calibrated)"}
+
+
+def scores_table(scores: dict) -> pd.DataFrame:
+    """Held-out scores of a training result or card: raw and calibrated, and baselines."""
+    keys = [k for k in METRICS if any(k in (scores.get(c) or {}) for c in SCORE_COLUMNS)]
+    table = pd.DataFrame({"score": [METRICS[k].name for k in keys],
+                          "better": [METRICS[k].direction for k in keys]})
+    for column, heading in SCORE_COLUMNS.items():
+        if scores.get(column):
+            table[heading] = [scores[column].get(k) for k in keys]
+    for name, values in (scores.get("baselines") or {}).items():
+        table[name] = [values.get(k) for k in keys]
+    return table
+
+
+def card_panel(card, key: str) -> None:
+    """The adapter's verdict, its held-out scores raw and calibrated, and the whole card."""
+    try:
+        st.info(checkpoint_verdict(card_calibration(card), card.name))
+    except SimError as error:
+        common.show_error(error)
+    st.dataframe(scores_table(card.to_dict()), hide_index=True, key=f"{key}_scores")
+    with st.expander("Adapter card"):
+        st.json(card.to_dict(), expanded=1)
+
+
 def result_panel(result: dict) -> None:
     """Held-out scores before and after training, and the new adapter's card."""
-
-    keys = [k for k in METRICS if k in result.get("before", {}) or k in result.get("after", {})]
-    table = pd.DataFrame({"score": [METRICS[k].name for k in keys],
-                          "better": [METRICS[k].direction for k in keys],
-                          "before": [result.get("before", {}).get(k) for k in keys],
-                          "after": [result.get("after", {}).get(k) for k in keys]})
-    for name, scores in (result.get("baselines") or {}).items():
-        table[name] = [scores.get(k) for k in keys]
-    st.markdown(f"**Adapter '{result.get('adapter')}' saved. Held-out (test) scores, "
-                "base model before and with the adapter after:**")
-    st.dataframe(table, hide_index=True, key="ft_before_after")
+    st.markdown(f"**Adapter '{result.get('adapter')}' saved. Held-out (test) scores, base "
+                "model before and with the adapter after, each raw and calibrated (fitted on "
+                "the validation rows):**")
     card = next((a.card for a in list_adapters() if a.name == result.get("adapter")), None)
     if card is not None:
-        with st.expander("Adapter card"):
-            st.json(card.to_dict(), expanded=1)
+        card_panel(card, "ft_before_after")
+    else:
+        st.dataframe(scores_table(result), hide_index=True, key="ft_before_after_scores")
 
 
 def adapter_action(action: str) -> None:
@@ -153,6 +175,7 @@ def adapters_table(infos) -> pd.DataFrame:
         "name": a.name, "base": a.card.base_label or a.card.base_model,
         "trained on": a.card.data.get("survey"), "steps": a.card.steps,
         "KL before": a.card.before.get("kl"), "KL after": a.card.after.get("kl"),
+        "KL after, calibrated": a.card.after_calibrated.get("kl"),
         "date": a.card.date} for a in infos])
 
 
@@ -167,8 +190,7 @@ def adapters_section() -> None:
         return
     st.dataframe(adapters_table(infos), hide_index=True, key="ft_adapters_table")
     name = st.selectbox("Adapter", [a.name for a in infos], key="ft_adapter")
-    with st.expander("Card"):
-        st.json(next(a.card for a in infos if a.name == name).to_dict(), expanded=1)
+    card_panel(next(a.card for a in infos if a.name == name), "ft_card")
     cols = st.columns([2, 1, 1, 1], vertical_alignment="bottom")
     new = cols[0].text_input("New name", key="ft_new_name", max_chars=MAX_NAME)
     cols[1].button("Rename", key="ft_rename", disabled=not new.strip(),

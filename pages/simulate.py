@@ -69,7 +69,11 @@ def settings():
     baselines = st.multiselect("Baselines", list(BASELINES), default=list(BASELINES),
                                key="sim_baselines", format_func=lambda k: BASELINES[k].label,
                                help="; ".join(f"{c.label}: {c.help}" for c in BASELINES.values()))
-    config = SimConfig(mode=mode, orders=orders, samples=int(samples))
+    cols = st.columns(2)
+    calibrate = common.setting_widget(cols[0], SimConfig, "calibrate", "sim_calibrate")
+    level = common.setting_widget(cols[1], SimConfig, "interval_level", "sim_interval_level")
+    config = SimConfig(mode=mode, orders=orders, samples=int(samples), calibrate=calibrate,
+                       interval_level=level)
     return checkpoints, config, tuple(baselines)
 
 
@@ -130,9 +134,16 @@ def show_comparison(comparison) -> None:
                + (f" · wave {comparison.wave}" if comparison.wave else ""))
     for note in comparison.notes:
         st.caption(note)
+    st.markdown("**How far to trust these bars** (each checkpoint measured on rows it never "
+                "saw)")
+    for checkpoint in comparison.checkpoints:
+        st.info(checkpoint["verdict"])
     show_baselines = st.toggle("Show baselines", value=True, key="sim_show_baselines")
     st.plotly_chart(comparison_figure(comparison.shares_table(), show_baselines=show_baselines),
                     key="sim_chart")
+    st.caption("Error bars: the real shares' 95 % interval; a calibrated checkpoint's "
+               f"{config.interval_level * 100:g} % prediction interval (split conformal on "
+               "its validation residuals).")
     first = next(iter(comparison.slices[0].simulated.values()), None) if comparison.slices else None
     if first is not None:
         with st.expander("Exact prompt (first slice, original option order)"):

@@ -46,8 +46,13 @@ class AdapterCard:
         prompt_style: the persona templates and wording used in training.
         inference_orders: option orders the simulator should average (1 when trained on the
             original option order; None: the simulator's default).
-        before, after: mean held-out scores of the base model and of the adapter.
+        before, after: mean held-out scores of the base model and of the adapter (raw).
+        before_calibrated, after_calibrated: the same with each one's calibration applied.
         baselines: baseline name -> mean held-out scores.
+        calibration: the adapter's calibration (sim_core.calibration.Calibration.to_dict),
+            fitted on the split's validation rows; None when none was fitted.
+        heldout: the held-out measurement behind its verdict
+            (sim_core.verdict.HeldOut.to_dict); None when the test rows were not scored.
         test_rows, steps, best_val_step, val_history, train_seconds: training facts.
         device, processes: where it trained ("cpu", "cuda:0", "2 processes on cuda") and how
             many training processes shared the work.
@@ -71,7 +76,11 @@ class AdapterCard:
     inference_orders: int | None = None
     before: dict = field(default_factory=dict)
     after: dict = field(default_factory=dict)
+    before_calibrated: dict = field(default_factory=dict)
+    after_calibrated: dict = field(default_factory=dict)
     baselines: dict = field(default_factory=dict)
+    calibration: dict | None = None
+    heldout: dict | None = None
     test_rows: int | None = None
     steps: int | None = None
     best_val_step: int | None = None

@@ -8,14 +8,19 @@ uniform guess or toward the training prior by option position (what real answers
 on average at each letter). Both are chosen to minimise the mean KL(real || calibrated) on
 rows never used for testing. A checkpoint no better than a uniform guess gets w near 1, so
 its bars say honestly how little it knows.
+
+Prediction intervals are split conformal: the conformity score of one share is
+|real - simulated| / scale(simulated) on the validation rows; for a new share q the interval
+is q +- s * scale(q), where s is the ceil((n + 1) * level)-th smallest validation score. Raw
+and calibrated residuals are both kept, so intervals exist with calibration on or off.
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
-from typing import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Sequence
 
 import numpy as np
 from scipy.optimize import minimize
@@ -30,6 +35,8 @@ REFERENCES = registry(
            "the mean real answer shares at each option position of the training rows"),
 )
 TEMPERATURE_BOUNDS = (0.05, 20.0)   # wide enough for any sane model; keeps the fit finite
+RESIDUAL_DIGITS = 5                 # conformity scores are stored rounded (JSON size)
+SCALE_FLOOR = 0.05                  # share_scale's floor (see there)
 
 
 def temper(shares, temperature: float) -> np.ndarray:
@@ -62,6 +69,8 @@ class Calibration:
         reference: "uniform" or "prior" (REFERENCES).
         prior: k -> shares by option position (reference "prior"; uniform for other k).
         fitted_on: what it was fitted on (rows, split, orders, mean KL before and after).
+        residuals: "raw" / "calibrated" -> sorted conformity scores of every validation
+            share (empty: no intervals).
     """
 
     temperature: float = 1.0
@@ -69,6 +78,7 @@ class Calibration:
     reference: str = "uniform"
     prior: dict[int, list[float]] | None = None
     fitted_on: dict = field(default_factory=dict)
+    residuals: dict[str, list[float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         low, high = TEMPERATURE_BOUNDS
@@ -89,6 +99,25 @@ class Calibration:
         """Calibrated distribution(s) in the same shape as `shares`."""
         q = temper(shares, self.temperature)
         return (1 - self.shrink) * q + self.shrink * self.reference_for(q.shape[-1])
+
+    def interval(self, shares, level: float = 0.9, *, calibrated: bool = True
+                 ) -> tuple[np.ndarray, np.ndarray] | None:
+        """Split-conformal prediction interval of every share, or None without residuals.
+
+        Args:
+            shares: simulated shares (k,) or (m, k): calibrated ones when `calibrated`.
+            level: nominal coverage in (0, 1).
+            calibrated: use the residuals of the calibrated (else the raw) validation shares.
+        Returns:
+            (low, high), clipped to [0, 1], in the shape of `shares`.
+        """
+        scores = self.residuals.get("calibrated" if calibrated else "raw") or []
+        if not scores:
+            return None
+        half = conformal_quantile(scores, level)
+        q = np.asarray(shares, dtype=np.float64)
+        width = half * share_scale(q)
+        return np.clip(q - width, 0.0, 1.0), np.clip(q + width, 0.0, 1.0)
 
     @property
     def is_identity(self) -> bool:
@@ -112,9 +141,54 @@ class Calibration:
                        reference=str(data.get("reference", "uniform")),
                        prior=None if prior is None else {int(k): [float(x) for x in v]
                                                          for k, v in prior.items()},
-                       fitted_on=dict(data.get("fitted_on") or {}))
+                       fitted_on=dict(data.get("fitted_on") or {}),
+                       residuals={str(k): [float(x) for x in v]
+                                  for k, v in (data.get("residuals") or {}).items()})
         except (TypeError, ValueError, AttributeError) as error:
             raise SimError(f"malformed calibration record: {error}") from error
+
+
+def summary(calibration: Calibration) -> dict:
+    """The calibration in a few plain values (no residuals), with a sentence for people."""
+    facts = calibration.fitted_on
+    text = (f"temperature {calibration.temperature:.2f}, shrink {calibration.shrink:.2f} "
+            f"toward {REFERENCES[calibration.reference].label.lower()}")
+    if "n_rows" in facts:
+        text += f", fitted on {facts['n_rows']} validation rows"
+    return {"temperature": calibration.temperature, "shrink": calibration.shrink,
+            "reference": calibration.reference, "n_rows": facts.get("n_rows"),
+            "kl_raw": facts.get("kl_raw"), "kl_calibrated": facts.get("kl_calibrated"),
+            "text": text}
+
+
+def share_scale(q) -> np.ndarray:
+    """How far a share can move, for the conformity score: sqrt(q (1 - q)) plus a floor.
+
+    A share near 0 or 1 moves less than one near 1/2 (a binomial standard deviation); the
+    floor keeps intervals around tiny shares from collapsing to nothing.
+    """
+    q = np.asarray(q, dtype=np.float64)
+    return np.sqrt(q * (1 - q)) + SCALE_FLOOR
+
+
+def conformity_scores(real, simulated) -> np.ndarray:
+    """|real - simulated| / share_scale(simulated) of every share of every row (flat)."""
+    return np.concatenate([np.abs(np.asarray(p, float) - np.asarray(q, float)) / share_scale(q)
+                           for p, q in zip(real, simulated)])
+
+
+def conformal_quantile(scores: Sequence[float], level: float) -> float:
+    """The ceil((n + 1) level)-th smallest score (inf when n is too small for the level)."""
+    if not 0 < level < 1:
+        raise SimError(f"interval level must be between 0 and 1, not {level!r}.")
+    ordered = np.sort(np.asarray(scores, dtype=np.float64))
+    rank = math.ceil((len(ordered) + 1) * level)
+    return float(ordered[rank - 1]) if rank <= len(ordered) else math.inf
+
+
+def _residuals(real, simulated) -> list[float]:
+    """Sorted, rounded conformity scores (as stored in a Calibration)."""
+    return np.round(np.sort(conformity_scores(real, simulated)), RESIDUAL_DIGITS).tolist()
 
 
 def _mean_kl(real: dict[int, np.ndarray], sim: dict[int, np.ndarray], calibration) -> float:
@@ -127,33 +201,8 @@ def _mean_kl(real: dict[int, np.ndarray], sim: dict[int, np.ndarray], calibratio
     return total / n
 
 
-def fit_calibration(real: Sequence[np.ndarray], simulated: Sequence[np.ndarray], *,
-                    reference: str = "uniform", prior: dict[int, list[float]] | None = None,
-                    fit_shrink: bool = True, fitted_on: dict | None = None) -> Calibration:
-    """Temperature (and shrinkage) minimising the mean KL(real || calibrated).
-
-    Args:
-        real, simulated: one distribution per validation row (never test rows), in the
-            question's option order; rows may have different numbers of options.
-        reference: "uniform" or "prior" (then `prior`, e.g. position_prior(training rows)).
-        fit_shrink: False fits the temperature alone (shrink stays 0).
-        fitted_on: facts to keep with the result (split, orders, row count...).
-    Returns:
-        The Calibration, with fitted_on holding n_rows and the mean KL before and after.
-    """
-    if len(real) != len(simulated) or not real:
-        raise SimError("calibration needs the same number (at least one) of real and "
-                       "simulated distributions.")
-    grouped_real: dict[int, list] = defaultdict(list)
-    grouped_sim: dict[int, list] = defaultdict(list)
-    for p, q in zip(real, simulated):
-        if len(p) != len(q):
-            raise SimError(f"a real distribution has {len(p)} options, its simulated one "
-                           f"{len(q)}.")
-        grouped_real[len(p)].append(p)
-        grouped_sim[len(p)].append(q)
-    p_by_k = {k: np.asarray(v, dtype=np.float64) for k, v in grouped_real.items()}
-    q_by_k = {k: np.asarray(v, dtype=np.float64) for k, v in grouped_sim.items()}
+def _fit_one(p_by_k, q_by_k, reference: str, prior, fit_shrink: bool) -> Calibration:
+    """The temperature (and shrinkage) minimising mean KL for one reference."""
     low, high = np.log(TEMPERATURE_BOUNDS)
 
     def make(x) -> Calibration:
@@ -167,8 +216,107 @@ def fit_calibration(real: Sequence[np.ndarray], simulated: Sequence[np.ndarray],
     bounds = [(low, high), (0.0, 1.0 if fit_shrink else 0.0)]
     best = min((minimize(loss, np.array(s), method="L-BFGS-B", bounds=bounds) for s in starts),
                key=lambda result: result.fun)
-    fitted = make(best.x)
-    identity = Calibration(reference=reference, prior=prior)
+    return make(best.x)
+
+
+def _group_by_k(real, simulated) -> tuple[dict, dict]:
+    """Rows grouped by their number of options (vectorised scoring); SimError on a mismatch."""
+    if len(real) != len(simulated) or not len(real):
+        raise SimError("calibration needs the same number (at least one) of real and "
+                       "simulated distributions.")
+    grouped_real: dict[int, list] = defaultdict(list)
+    grouped_sim: dict[int, list] = defaultdict(list)
+    for p, q in zip(real, simulated):
+        if len(p) != len(q):
+            raise SimError(f"a real distribution has {len(p)} options, its simulated one "
+                           f"{len(q)}.")
+        grouped_real[len(p)].append(p)
+        grouped_sim[len(p)].append(q)
+    return ({k: np.asarray(v, dtype=np.float64) for k, v in grouped_real.items()},
+            {k: np.asarray(v, dtype=np.float64) for k, v in grouped_sim.items()})
+
+
+def fit_calibration(real: Sequence[np.ndarray], simulated: Sequence[np.ndarray], *,
+                    reference: str = "uniform", prior: dict[int, list[float]] | None = None,
+                    fit_shrink: bool = True, fitted_on: dict | None = None) -> Calibration:
+    """Temperature (and shrinkage) minimising the mean KL(real || calibrated), with the
+    conformity scores of the raw and calibrated shares for prediction intervals.
+
+    Args:
+        real, simulated: one distribution per validation row (never test rows), in the
+            question's option order; rows may have different numbers of options.
+        reference: "uniform", "prior" (then `prior`, e.g. position_prior(training rows)) or
+            "auto": both fitted, the one with the lower validation KL kept.
+        fit_shrink: False fits the temperature alone (shrink stays 0).
+        fitted_on: facts to keep with the result (split, orders, row count...).
+    Returns:
+        The Calibration; fitted_on holds n_rows and the mean KL before and after (and per
+        reference with "auto"), residuals the conformity scores.
+    """
+    if reference not in (*REFERENCES, "auto"):
+        raise SimError(f"unknown calibration reference '{reference}': use "
+                       + ", ".join((*REFERENCES, "auto")) + ".")
+    p_by_k, q_by_k = _group_by_k(real, simulated)
+    candidates = ["uniform", "prior"] if reference == "auto" else [reference]
+    if reference == "auto" and not prior:
+        candidates = ["uniform"]
+    fits = {name: _fit_one(p_by_k, q_by_k, name, prior if name == "prior" else None,
+                           fit_shrink) for name in candidates}
+    kls = {name: _mean_kl(p_by_k, q_by_k, fit) for name, fit in fits.items()}
+    chosen = min(kls, key=kls.get)
+    fitted = fits[chosen]
     facts = {**(fitted_on or {}), "n_rows": len(real),
-             "kl_raw": _mean_kl(p_by_k, q_by_k, identity), "kl_calibrated": float(best.fun)}
-    return Calibration(fitted.temperature, fitted.shrink, reference, prior, facts)
+             "kl_raw": _mean_kl(p_by_k, q_by_k, Calibration()), "kl_calibrated": kls[chosen]}
+    if len(kls) > 1:
+        facts["kl_by_reference"] = kls
+    calibrated = [fitted.apply(q) for q in simulated]
+    return Calibration(fitted.temperature, fitted.shrink, chosen, fitted.prior, facts,
+                       {"raw": _residuals(real, simulated),
+                        "calibrated": _residuals(real, calibrated)})
+
+
+def interval_coverage(calibration: Calibration, real: Sequence[np.ndarray],
+                      simulated: Sequence[np.ndarray], level: float = 0.9, *,
+                      calibrated: bool = True) -> dict[str, float]:
+    """How often the prediction intervals hold the real share, on rows the fit never saw.
+
+    Args:
+        calibration: a fitted Calibration (with residuals).
+        real: the real distributions of the held-out rows.
+        simulated: their RAW simulated distributions (calibrated here when `calibrated`).
+        level: nominal coverage.
+        calibrated: intervals around calibrated (else raw) shares.
+    Returns:
+        level, coverage (share of real shares inside their interval), mean_width, n_shares.
+    """
+    inside, widths = [], []
+    for p, q in zip(real, simulated):
+        shown = calibration.apply(q) if calibrated else np.asarray(q, dtype=np.float64)
+        bounds = calibration.interval(shown, level, calibrated=calibrated)
+        if bounds is None:
+            raise SimError("this calibration stores no residuals: no intervals to measure.")
+        low, high = bounds
+        inside.append((np.asarray(p) >= low - 1e-12) & (np.asarray(p) <= high + 1e-12))
+        widths.append(high - low)
+    flat_in, flat_w = np.concatenate(inside), np.concatenate(widths)
+    return {"level": float(level), "coverage": float(flat_in.mean()),
+            "mean_width": float(flat_w.mean()), "n_shares": int(flat_in.size)}
+
+
+def calibrate_result(result: Any, calibration: Calibration | None, config: Any) -> Any:
+    """A SimResult with the calibration applied (config.calibrate) and its prediction interval.
+
+    Runs after debiasing and after the cache, which holds raw shares only; sampling mode is
+    left as it is (its calibration was never measured).
+    """
+    if calibration is None or config.mode != "first-token":
+        return result
+    raw = result.shares
+    if config.calibrate:
+        result = replace(result, shares=calibration.apply(raw), raw_shares=raw,
+                         calibrated=True)
+    bounds = calibration.interval(result.shares, config.interval_level,
+                                  calibrated=config.calibrate)
+    if bounds is not None:
+        result = replace(result, interval_low=bounds[0], interval_high=bounds[1])
+    return result

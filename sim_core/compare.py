@@ -11,6 +11,8 @@ import pandas as pd
 
 from sim_core import baselines as base_lib
 from sim_core.adapters import read_card
+from sim_core.calibration import summary
+from sim_core.calibration_store import CheckpointCalibration, calibration_for, checkpoint_verdict
 from sim_core.design import interval_method
 from sim_core.errors import DataError, SimError
 from sim_core.labels import NOISE_FLOOR, REAL, Progress, baseline_entry, unique_labels
@@ -69,18 +71,26 @@ class Comparison:
     survey_facts: dict[str, str] = field(default_factory=dict)   # population, weighting, intervals
 
     def shares_table(self) -> pd.DataFrame:
-        """Long table: slice, entry, option, share, ci_low, ci_high (CIs for the real row)."""
+        """Long table: slice, entry, option, share, ci_low, ci_high (the real shares' 95 %
+        interval), pi_low, pi_high (a checkpoint's prediction interval at
+        config.interval_level, where it has a calibration)."""
         records = []
+        nothing = (None, None)
         for sc in self.slices:
-            parts = [(REAL, sc.real.shares, sc.real.ci_low, sc.real.ci_high)] if sc.real else []
-            parts += [(entry, dist, None, None) for entry, dist in sc.entries().items()]
-            for entry, dist, low, high in parts:
+            parts = [(REAL, sc.real.shares, (sc.real.ci_low, sc.real.ci_high), nothing)] \
+                if sc.real else []
+            parts += [(entry, result.shares, nothing,
+                       (result.interval_low, result.interval_high))
+                      for entry, result in sc.simulated.items()]
+            parts += [(baseline_entry(name), dist, nothing, nothing)
+                      for name, dist in sc.baselines.items()]
+            for entry, dist, ci, pi in parts:
                 for i, option in enumerate(self.question.options):
                     records.append((sc.label, entry, option, float(dist[i]),
-                                    np.nan if low is None else float(low[i]),
-                                    np.nan if high is None else float(high[i])))
+                                    *(np.nan if b is None else float(b[i]) for b in (*ci, *pi))))
         return pd.DataFrame.from_records(
-            records, columns=["slice", "entry", "option", "share", "ci_low", "ci_high"])
+            records, columns=["slice", "entry", "option", "share", "ci_low", "ci_high",
+                              "pi_low", "pi_high"])
 
     def score_table(self) -> pd.DataFrame:
         """Scores per slice and entry, plus the noise floor of each slice.
@@ -109,21 +119,33 @@ class Comparison:
 
 # ---------------------------------------------------------------- shared helpers
 
-def checkpoint_info(lm: Any, label: str, config: SimConfig | None = None) -> dict:
-    """label, name, adapter, fingerprints, option orders used, the adapter card, and the
-    endpoint (None for a local model), the weights' dtype and device (GPU and CPU numbers
-    differ slightly)."""
+def checkpoint_info(lm: Any, label: str, config: SimConfig | None = None,
+                    record: CheckpointCalibration | None = None) -> dict:
+    """label, name, adapter, fingerprints, option orders used, the adapter card, the endpoint
+    (None for a local model), the weights' dtype and device (GPU and CPU numbers differ
+    slightly), and its calibration: whether it was applied, the interval level and the
+    verdict in words."""
+    config = config or SimConfig()
     path = getattr(lm, "adapter_path", None)
     try:
         card = read_card(path).to_dict() if path is not None else {}
     except SimError:
         card = {}           # an unreadable card: the report says nothing about it
+    if card.get("calibration") or card.get("heldout"):
+        # reports show the calibration in words, not its thousand residuals
+        card["calibration"] = summary(record.calibration)["text"] if record else None
+        card["heldout"] = (card.get("heldout") or {}).get("what")
+    applies = record is not None and config.mode == "first-token"
     return {"label": label, "name": lm.name, "adapter": lm.adapter,
             "fingerprint": lm.fingerprint,
             "adapter_fingerprint": getattr(lm, "adapter_fingerprint", None), "card": card,
-            "orders": orders_for(lm, config or SimConfig()),
+            "orders": orders_for(lm, config),
             "endpoint": getattr(lm, "endpoint", None),
-            "dtype": getattr(lm, "dtype", None), "device": getattr(lm, "placement", None)}
+            "dtype": getattr(lm, "dtype", None), "device": getattr(lm, "placement", None),
+            "calibrated": applies and config.calibrate,
+            "calibration": summary(record.calibration) if applies else None,
+            "interval_level": config.interval_level if applies else None,
+            "verdict": checkpoint_verdict(record, label, calibrated=applies and config.calibrate)}
 
 
 def model_progress(progress: Progress, index: int, count: int) -> Progress:
@@ -228,12 +250,18 @@ def compare(models: list[Any], question: Question, *, survey: Survey | None = No
     by = list(by)
     reals, slice_list = _real_and_slices(question, survey, by, wave, slices, bins)
     labels = unique_labels(models)
+    records = [calibration_for(lm, survey) for lm in models]
     results = {label: simulate(lm, question, slice_list, config,
+                               calibration=record.calibration if record else None,
                                progress=model_progress(progress, i, len(models)),
                                should_stop=should_stop)
-               for i, (lm, label) in enumerate(zip(models, labels))}
+               for i, (lm, label, record) in enumerate(zip(models, labels, records))}
     attributes = {a for s in slice_list for a in s}
     notes = [w for w in (style_warning(lm, config, attributes) for lm in models) if w]
+    notes += [r.note for r in records if r is not None and r.note]
+    if config.mode != "first-token" and any(records):
+        notes.append("Sampling mode: the shares are not calibrated and carry no prediction "
+                     "interval (calibrations are fitted on first-token shares).")
     slice_labels = [slice_label(s) for s in slice_list]
     base = _baselines(survey, question, by, wave, bins, baselines, slice_labels, notes)
     out = []
@@ -248,8 +276,8 @@ def compare(models: list[Any], question: Question, *, survey: Survey | None = No
         out.append(sc)
     return Comparison(question=question, survey_name=survey.name if survey else None,
                       wave=wave, by=by, config=config,
-                      checkpoints=[checkpoint_info(lm, lab, config)
-                                   for lm, lab in zip(models, labels)],
+                      checkpoints=[checkpoint_info(lm, lab, config, record)
+                                   for lm, lab, record in zip(models, labels, records)],
                       slices=out, notes=notes, survey_facts=survey_facts(survey))
 
 
@@ -257,7 +285,7 @@ def survey_facts(survey: Survey | None) -> dict[str, str]:
     """Population, weighting and interval method of a survey, in words (for reports)."""
     if survey is None:
         return {}
-    summary = survey.weight_summary()
+    weights = survey.weight_summary()
     return {"population": survey.population or "",
-            "weighting": "" if summary is None else summary.text(),
-            "intervals": interval_method(survey.design) if summary is not None else ""}
+            "weighting": "" if weights is None else weights.text(),
+            "intervals": interval_method(survey.design) if weights is not None else ""}

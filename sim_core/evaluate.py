@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from sim_core.baselines import ROW_BASELINES, check_names, population_average, uniform
+from sim_core.calibration_store import calibration_for, checkpoint_verdict
 from sim_core.compare import model_progress, with_survey_style
 from sim_core.errors import DataError
 from sim_core.labels import Progress, baseline_entry, unique_labels
@@ -19,6 +20,7 @@ from sim_core.metrics import METRICS, compute, is_ordinal
 from sim_core.simulate import SimConfig, orders_for, simulate_rows, style_warning
 from sim_core.slices import SurveyRow, slice_label, survey_rows
 from sim_core.survey import Survey
+from sim_core.verdict import heldout_from_evaluation, verdict
 
 
 @dataclass
@@ -36,6 +38,10 @@ class Evaluation:
         dists: entry -> predicted distribution per survey row (row order of `survey_rows`).
         survey_rows: the SurveyRows evaluated.
         notes: what the reader should know (e.g. an adapter trained with other wording).
+        calibrated: checkpoint label -> whether its shares were calibrated.
+        raw_dists: checkpoint label -> its uncalibrated distributions (calibrated ones only).
+        records: checkpoint label -> its CheckpointCalibration (None: none), for verdicts.
+        zero_shot_of: adapter label -> label of its base model when that was evaluated too.
     """
 
     survey_name: str
@@ -48,6 +54,10 @@ class Evaluation:
     dists: dict[str, list[np.ndarray]] = field(default_factory=dict, repr=False)
     survey_rows: list[SurveyRow] = field(default_factory=list, repr=False)
     notes: list[str] = field(default_factory=list)
+    calibrated: dict[str, bool] = field(default_factory=dict)
+    raw_dists: dict[str, list[np.ndarray]] = field(default_factory=dict, repr=False)
+    records: dict[str, Any] = field(default_factory=dict, repr=False)
+    zero_shot_of: dict[str, str] = field(default_factory=dict)
 
     def score_keys(self) -> list[str]:
         """Score columns with at least one value, in METRICS order."""
@@ -113,6 +123,22 @@ class Evaluation:
             return float("nan")     # no deviation at all (e.g. a constant baseline)
         return float(np.corrcoef(real_all, sim_all)[0, 1])
 
+    def verdicts(self) -> dict[str, str]:
+        """Checkpoint label -> its verdict from its held-out measurement (card or record),
+        judged as it was simulated here (calibrated or raw)."""
+        return {label: checkpoint_verdict(self.records.get(label), label,
+                                          calibrated=self.calibrated.get(label, False))
+                for label in self.entry_orders}
+
+    def verdict_here(self, entry: str) -> str:
+        """The verdict on the rows evaluated here (they are held out only if the checkpoint
+        never saw them): the entry against its baselines and, for an adapter whose base
+        model was evaluated too, against that zero-shot model."""
+        held = heldout_from_evaluation(self, entry, zero_shot=self.zero_shot_of.get(entry))
+        if not held.questions:
+            return f"{entry}: no question here has the score the verdict uses."
+        return f"{entry}: " + verdict(held, subject="it").text
+
     def _entry(self, entry: str) -> pd.DataFrame:
         if entry not in self.entries:
             raise KeyError(f"unknown entry {entry!r}; known: {', '.join(self.entries)}")
@@ -171,6 +197,12 @@ def _score_frame(rows: list[SurveyRow], entry: str, dists: list) -> pd.DataFrame
     return frame
 
 
+def mean_scores(rows: list[SurveyRow], dists: list) -> dict[str, float]:
+    """Mean of every score over the rows (NaN-aware; scores that never apply left out)."""
+    frame = _score_frame(rows, "", dists)
+    return {k: float(frame[k].mean()) for k in METRICS if frame[k].notna().any()}
+
+
 def _row_info(rows: list[SurveyRow]) -> pd.DataFrame:
     """question_id, slice, attribute, group, wave, n_eff of each row."""
     return pd.DataFrame({
@@ -186,7 +218,8 @@ def evaluate_rows(models: list[Any], rows: list[SurveyRow], *, config: SimConfig
                   reference_rows: list[SurveyRow] | None = None,
                   baselines: Sequence[str] = ROW_BASELINES,
                   population: dict[str, np.ndarray] | None = None, survey_name: str = "",
-                  wave: str | None = None, progress: Progress = None,
+                  wave: str | None = None, calibrations: Sequence[Any] | None = None,
+                  records: Sequence[Any] | None = None, progress: Progress = None,
                   should_stop=None) -> Evaluation:
     """Simulate every row with every model (batched) and score it with the baselines.
 
@@ -199,6 +232,11 @@ def evaluate_rows(models: list[Any], rows: list[SurveyRow], *, config: SimConfig
         baselines: among sim_core.baselines.ROW_BASELINES.
         population: question id -> population distribution, overriding reference_rows.
         survey_name, wave: labels for the result.
+        calibrations: one sim_core.calibration.Calibration (or None) per model, applied
+            when config.calibrate (given: exactly these, e.g. while training).
+        records: one CheckpointCalibration (or None) per model, for the calibrations and
+            the verdicts (default: sim_core.calibration_store.calibration_for each model:
+            an adapter's card; a base model's record for `survey_name`, if one is given).
         progress: (done, total) callback; should_stop: polled, raises Cancelled.
 
     Returns:
@@ -209,12 +247,25 @@ def evaluate_rows(models: list[Any], rows: list[SurveyRow], *, config: SimConfig
     check_names(baselines, ROW_BASELINES)
     config = config or SimConfig()
     dists: dict[str, list] = {}
+    raw: dict[str, list] = {}
+    calibrated: dict[str, bool] = {}
     entry_orders: dict[str, int] = {}
+    if records is None:
+        records = [None] * len(models) if calibrations is not None else [
+            calibration_for(lm, survey_name or None)
+            if survey_name or getattr(lm, "adapter_path", None) is not None else None
+            for lm in models]
+    if calibrations is None:
+        calibrations = [r.calibration if r is not None else None for r in records]
     for i, (lm, label) in enumerate(zip(models, unique_labels(models))):
         entry_orders[label] = orders_for(lm, config)
-        results = simulate_rows(lm, rows, config, should_stop=should_stop,
+        results = simulate_rows(lm, rows, config, calibration=calibrations[i],
+                                should_stop=should_stop,
                                 progress=model_progress(progress, i, len(models)))
         dists[label] = [r.shares for r in results]
+        calibrated[label] = bool(results) and all(r.calibrated for r in results)
+        if calibrated[label]:
+            raw[label] = [r.raw_shares for r in results]
     if "uniform" in baselines:
         dists[baseline_entry("uniform")] = [uniform(r.question.k) for r in rows]
     if "population" in baselines:
@@ -224,19 +275,26 @@ def evaluate_rows(models: list[Any], rows: list[SurveyRow], *, config: SimConfig
     attributes = {a for r in rows for a in r.slice}
     frames = [pd.concat([info, _score_frame(rows, entry, d)], axis=1) for entry, d in dists.items()]
     table = pd.concat(frames, ignore_index=True)
+    notes = [w for w in (style_warning(lm, config, attributes) for lm in models) if w]
+    labels = unique_labels(models)
+    keys = [(getattr(lm, "fingerprint", None), getattr(lm, "adapter", None)) for lm in models]
+    bases = {fp: label for (fp, adapter), label in zip(keys, labels) if not adapter}
+    zero_shot_of = {label: bases[fp] for (fp, adapter), label in zip(keys, labels)
+                    if adapter and fp in bases}
     return Evaluation(survey_name=survey_name, wave=wave, entries=list(dists), rows=table,
                       mode=config.mode, entry_orders=entry_orders,
                       orders=(config.orders or 0) if config.mode == "first-token" else 1,
-                      dists=dists, survey_rows=list(rows),
-                      notes=[w for w in (style_warning(lm, config, attributes) for lm in models)
-                             if w])
+                      dists=dists, survey_rows=list(rows), calibrated=calibrated,
+                      raw_dists=raw, records=dict(zip(labels, records)),
+                      zero_shot_of=zero_shot_of,
+                      notes=notes + [r.note for r in records if r is not None and r.note])
 
 
 def evaluate(models: list[Any], survey: Survey, *, by: Sequence[str] | None = None,
              wave: str | None = None, questions: Sequence[str] | None = None,
              config: SimConfig | None = None, bins=None, min_n_eff: float = 0,
-             baselines: Sequence[str] = ROW_BASELINES, progress: Progress = None,
-             should_stop=None) -> Evaluation:
+             baselines: Sequence[str] = ROW_BASELINES, calibrations: Sequence | None = None,
+             progress: Progress = None, should_stop=None) -> Evaluation:
     """Evaluate checkpoints on a whole survey (rows from sim_core.slices.survey_rows).
 
     Args:
@@ -244,6 +302,9 @@ def evaluate(models: list[Any], survey: Survey, *, by: Sequence[str] | None = No
         survey: the real data.
         by: None = every attribute on its own; a list = those attributes crossed.
         wave, questions, bins, min_n_eff: as in survey_rows.
+        calibrations: as in evaluate_rows; default: each checkpoint's own
+            (calibration_for: adapter card, or the base model's record for this survey,
+            matched by the data's fingerprint), kept in Evaluation.records for the verdicts.
         config, baselines, progress, should_stop: as in evaluate_rows.
 
     Returns:
@@ -257,9 +318,11 @@ def evaluate(models: list[Any], survey: Survey, *, by: Sequence[str] | None = No
     if "population" in baselines and survey.kind == "respondents":
         population = {qid: population_average(survey, qid, wave=wave)
                       for qid in dict.fromkeys(r.question.id for r in rows)}
+    records = [calibration_for(lm, survey) for lm in models] if calibrations is None else None
     return evaluate_rows(models, rows, config=config, baselines=baselines,
                          population=population, survey_name=survey.name, wave=wave,
-                         progress=progress, should_stop=should_stop)
+                         calibrations=calibrations, records=records, progress=progress,
+                         should_stop=should_stop)
 
 
 def group_deviation_correlation(source: Any, rows: list[SurveyRow] | None = None, *,

@@ -14,6 +14,7 @@ import os
 import re
 import stat
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -214,6 +215,11 @@ def _check_header(header: list[str], file: str) -> None:
             raise DataError(f"the column name appears twice in the header (columns "
                             f"{seen[name]} and {position}).", file=file, row=1, column=name)
         seen[name] = position
+
+
+def write_json_atomic(path: Path, data: Any, **dump_args: Any) -> None:
+    """Write JSON whole (storage.atomic_write: readers never see half a file)."""
+    atomic_write(path, json.dumps(data, default=str, **dump_args))
 
 
 def fingerprint(*parts: bytes) -> str:

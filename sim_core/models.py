@@ -18,8 +18,9 @@ from sim_core.adapters import (
     read_card,
     resolve_adapter,
 )
+from sim_core.calibration import Calibration
 from sim_core.devices import Placement, auto_dtype, plan_placement, resolve_device
-from sim_core.errors import AdapterError, ModelError
+from sim_core.errors import AdapterError, ModelError, SimError
 from sim_core.fileio import folder_fingerprint
 from sim_core.storage import failure_message, is_storage_failure
 from sim_core.workspace import is_valid_name, subdir
@@ -52,6 +53,8 @@ class LoadedModel:
     inference_orders: int | None = None
     # The prompt wording an adapter was trained with (its card), to warn when it differs.
     prompt_style: dict | None = None
+    # The adapter card's calibration (sim_core.calibration), applied by the simulator.
+    calibration: Calibration | None = None
 
     @property
     def label(self) -> str:
@@ -265,8 +268,10 @@ def attach_adapter(lm: LoadedModel, adapter: str) -> LoadedModel:
     try:
         card = read_card(path)
         lm.inference_orders, lm.prompt_style = card.orders, card.prompt_style
-    except AdapterError:
-        lm.inference_orders = None    # an unreadable card: the simulator's default orders
+        lm.calibration = Calibration.from_dict(card.calibration) if card.calibration else None
+    except SimError:
+        # an unreadable card or calibration: the simulator's default orders, uncalibrated
+        lm.inference_orders, lm.calibration = None, None
     return lm
 
 

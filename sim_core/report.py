@@ -7,13 +7,15 @@ saved as JSON and read back (report_from_json) without any model or survey at ha
 CSV design (report_csv): one tidy long table; the column `table` says what a row is:
     question   question_id, option, value = option index, text = question wording
     shares     question_id, slice, entry ("real", a checkpoint, "baseline: <name>"),
-               option, share, ci_low, ci_high (real only), n_eff
+               option, share, ci_low, ci_high (real only: 95 % interval), pi_low, pi_high
+               (a calibrated checkpoint: prediction interval at the report's level), n_eff
     scores     question_id, slice, entry (or "noise floor"), score, value, direction
     counts     question_id, slice, score ("n" valid answers, "n_asked", "n_total"), value
     nonresponse  question_id, slice, option = reason ("dk", "refused", "not_asked",
                "other"), share = weighted share of the slice's respondents, text = meaning
     eval_summary  entry, score, value (mean over question x slice), direction
     eval_scores   question_id, slice, entry, score, value, direction
+    verdict    entry (a checkpoint), text = its verdict on held-out rows
 Read it back with pandas.read_csv(..., keep_default_na=False, na_values=[""]) so that a
 group called "None" or "NA" stays text. Text cells starting with = + - @ tab or CR get a
 leading single quote (spreadsheet formula injection); numbers are written as numbers.
@@ -39,10 +41,11 @@ from sim_core.labels import (
 )
 from sim_core.metrics import METRICS
 from sim_core.nonresponse import REASONS
+from sim_core.report_methods import methods_text
 from sim_core.slices import slice_label
 
 CSV_COLUMNS = ("table", "question_id", "slice", "entry", "option", "share", "ci_low",
-               "ci_high", "n_eff", "score", "value", "direction", "text")
+               "ci_high", "pi_low", "pi_high", "n_eff", "score", "value", "direction", "text")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -72,6 +75,7 @@ class SliceResult:
     n_total: int | None = None               # respondents in the slice
     n_asked: int | None = None               # minus not asked / system-missing
     nonresponse: dict[str, float] = field(default_factory=dict)   # reason -> weighted share
+    intervals: dict[str, list[list[float]]] = field(default_factory=dict)  # entry -> [low, high]
 
 
 @dataclass
@@ -138,7 +142,8 @@ class Report:
     created: str                             # ISO date
     survey: str | None
     wave: str | None
-    checkpoints: list[dict]                  # label, name, adapter, fingerprint, card
+    checkpoints: list[dict]                  # label, name, adapter, fingerprint, card,
+                                             # calibrated, calibration, verdict
     baselines: list[str]
     mode: str
     orders: int
@@ -149,6 +154,7 @@ class Report:
     population: str = ""                     # who the survey speaks for
     weighting: str = ""                      # weight column, sum, CV, Kish design effect
     intervals: str = ""                      # how the 95 % intervals were computed
+    interval_level: float | None = None      # prediction intervals' level (None: none)
 
     def score_info(self, key: str) -> ScoreInfo:
         """Metadata of a score key (a bare ScoreInfo if the key is unknown)."""
@@ -195,8 +201,10 @@ def _slice_result(sc: Any) -> SliceResult:
     shares = {label: _floats(result.shares) for label, result in sc.simulated.items()}
     shares.update({baseline_entry(name): _floats(dist)
                    for name, dist in sc.baselines.items()})
+    intervals = {label: [_floats(r.interval_low), _floats(r.interval_high)]
+                 for label, r in sc.simulated.items() if r.interval_low is not None}
     return SliceResult(
-        label=slice_label(sc.slice),
+        label=slice_label(sc.slice), intervals=intervals,
         n_eff=None if real is None or real.n_eff is None else float(real.n_eff),
         too_small=bool(real.too_small) if real is not None else False,
         real=None if real is None else _floats(real.shares),
@@ -254,7 +262,8 @@ def report_from_comparisons(comparisons: list[Any], title: str | None = None) ->
                     created=_today(), survey=survey, wave=_joined([c.wave for c in comparisons]),
                     checkpoints=checkpoints, baselines=baselines,
                     mode=str(first.config.mode), orders=int(first.config.orders or 0),
-                    scores=_score_infos(keys), questions=questions)
+                    scores=_score_infos(keys), questions=questions,
+                    interval_level=_interval_level(checkpoints))
     facts = getattr(first, "survey_facts", {}) or {}
     report.population = facts.get("population", "")
     report.weighting = facts.get("weighting", "")
@@ -263,61 +272,15 @@ def report_from_comparisons(comparisons: list[Any], title: str | None = None) ->
     return report
 
 
+def _interval_level(checkpoints: list[dict]) -> float | None:
+    """The prediction intervals' level, when any checkpoint has them."""
+    return next((c["interval_level"] for c in checkpoints if c.get("interval_level")), None)
+
+
 def _plain(value: Any) -> Any:
     """JSON-safe copy of a card (numpy numbers, paths and tuples become plain values)."""
     return json.loads(json.dumps(value, default=lambda v: v.item() if hasattr(v, "item")
                                  else str(v)))
-
-
-def orders_sentence(report: Report) -> str:
-    """How many option orders were averaged, in words (per checkpoint when they differ)."""
-    def words(n: int) -> str:
-        return ("the original option order only" if n <= 1 else
-                f"{n} option orders (original, reversed, cyclic shifts), averaged after mapping "
-                "back to the original options")
-
-    if report.orders >= 1:
-        return words(report.orders)
-    per = [(c.get("label"), c.get("orders")) for c in report.checkpoints if c.get("orders")]
-    if not per:
-        return "each checkpoint's own number of option orders"
-    if len({n for _, n in per}) == 1:
-        return words(per[0][1])
-    return ("each checkpoint's own number of option orders (" + "; ".join(
-        f"{label}: {words(n)}" for label, n in per) + "; an adapter trained on the original "
-        "option order is read in that order only)")
-
-
-def methods_text(report: Report) -> str:
-    """The methods paragraph: how distributions are simulated and scores defined."""
-    orders = orders_sentence(report)
-    mode = ("the next-token probabilities of the option letters, renormalised over the "
-            "options" if report.mode == "first-token" else
-            "answers sampled from the model and parsed into options")
-    parts = [
-        "Each slice is described to the model by a persona (one sentence per attribute), "
-        "followed by the question with lettered options and an instruction to answer with "
-        f"a letter. The simulated distribution is {mode}, using {orders}.",
-        "Real shares are weighted shares of the survey respondents of each slice who gave a "
-        "valid answer; nonresponse (don't know, refused, not asked / system-missing, other "
-        "missing codes) is never an option and is reported as weighted shares of the "
-        "slice's respondents. The 95 % interval: "
-        + (report.intervals or "a Wilson interval using the Kish effective sample size n_eff")
-        + (". Intervals reflect weighting only, not clustering or stratification."
-           if report.intervals.startswith("weighting only") else ".")
-        + " Slices marked 'small' have too few respondents to trust."
-        + (f" Weighting: {report.weighting}." if report.weighting else "")
-        + (f" Population named in the prompt: {report.population}." if report.population
-           else ""),
-        "Baselines: uniform = every option equally likely; population = the whole-population "
-        "real distribution for every slice; classifier = multinomial logistic regression on "
-        "demographics. The noise floor is the score two independent real samples of size "
-        "n_eff would get: a model cannot meaningfully beat it.",
-        ("Scores (p = real, q = simulated): " + "; ".join(
-            f"{s.name} = {s.formula} ({s.direction} is better)" for s in report.scores) + "."
-         if report.scores else "No scores: there is no real data to compare with."),
-    ]
-    return "\n\n".join(parts)
 
 
 def _table(df: Any) -> Table:
@@ -375,10 +338,13 @@ def report_from_evaluation(evaluation: Any, title: str | None = None) -> Report:
         worst={e: _table(evaluation.worst_slices(e, score)) for e in models},
         rows=_table(long_rows.reset_index(drop=True)))
     baselines = [baseline_name(e) for e in evaluation.entries if is_baseline(e)]
+    verdicts = evaluation.verdicts()
     report = Report(title=title or f"Evaluation: {evaluation.survey_name}", created=_today(),
                     survey=evaluation.survey_name, wave=evaluation.wave,
                     checkpoints=[{"label": e, "orders": getattr(evaluation, "entry_orders", {})
-                                  .get(e)} for e in models], baselines=baselines,
+                                  .get(e), "calibrated": evaluation.calibrated.get(e, False),
+                                  "verdict": verdicts.get(e)} for e in models],
+                    baselines=baselines,
                     mode=str(getattr(evaluation, "mode", "first-token")),
                     orders=int(getattr(evaluation, "orders", 1)),
                     scores=_score_infos(set(keys)), evaluation=part)
@@ -411,6 +377,9 @@ def _csv_rows(report: Report) -> list[dict[str, Any]]:
                                n_eff=s.n_eff if entry == REAL else None)
                     if entry == REAL and s.ci_low is not None and s.ci_high is not None:
                         row.update(ci_low=s.ci_low[i], ci_high=s.ci_high[i])
+                    if entry in s.intervals:
+                        row.update(pi_low=s.intervals[entry][0][i],
+                                   pi_high=s.intervals[entry][1][i])
                     rows.append(row)
             rows += _nonresponse_rows(q.id, s)
             scored = list(s.scores.items()) + [(NOISE_FLOOR, s.noise_floor)]
@@ -419,6 +388,8 @@ def _csv_rows(report: Report) -> list[dict[str, Any]]:
                      for entry, values in scored for key, value in values.items()]
     if report.evaluation is not None:
         rows += _eval_csv_rows(report.evaluation, direction)
+    rows += [dict(table="verdict", entry=c.get("label"), text=c["verdict"])
+             for c in report.checkpoints if c.get("verdict")]
     return rows
 
 

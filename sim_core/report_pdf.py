@@ -212,6 +212,11 @@ def _title_page(pdf: _PDF, report: Report) -> None:
                  _card_text(c.get("card") or {}) or "—"] for c in report.checkpoints]
         _table(pdf, ["Checkpoint", "Adapter", "Fingerprint", "Adapter card"],
                _plain_rows(rows), [3, 2, 2, 5])
+    verdicts = [c["verdict"] for c in report.checkpoints if c.get("verdict")]
+    if verdicts:
+        _heading(pdf, "How far to trust these simulations (held-out rows)", 12)
+        for text in verdicts:
+            _para(pdf, text, 9)
     if report.questions:
         _heading(pdf, "Questions", 12)
         rows = [[q.id, q.text, str(len(q.slices))] for q in report.questions]
@@ -234,7 +239,8 @@ def _question_section(pdf: _PDF, report: Report, q: QuestionReport) -> None:
     _nonresponse_table(pdf, q)
     entries = [e for e in q.entries() if not is_baseline(e)]
     for start in range(0, len(q.slices), CHART_SLICES):
-        _image(pdf, _bars_png(q, q.slices[start:start + CHART_SLICES], entries))
+        _image(pdf, _bars_png(q, q.slices[start:start + CHART_SLICES], entries,
+                              report.interval_level))
     if any(s.scores for s in q.slices):
         _score_summary(pdf, report, q)
         _slice_scores(pdf, report, q)
@@ -406,9 +412,17 @@ def _png(fig: Figure) -> tuple[bytes, float]:
     return buffer.getvalue(), height / width
 
 
+def _error(values: list[float], low: list[float], high: list[float]) -> list[list[float]]:
+    """Matplotlib's yerr (distances below and above) from an interval."""
+    return [[max(v - lo, 0) for v, lo in zip(values, low)],
+            [max(hi - v, 0) for v, hi in zip(values, high)]]
+
+
 @_plain_text
-def _bars_png(q: QuestionReport, slices: list[SliceResult], entries: list[str]) -> tuple[bytes, float]:
-    """Small multiples: per slice, bars per option for real (with 95 % CI) and each entry."""
+def _bars_png(q: QuestionReport, slices: list[SliceResult], entries: list[str],
+              level: float | None = None) -> tuple[bytes, float]:
+    """Small multiples: per slice, bars per option for real (with 95 % CI) and each entry
+    (a calibrated checkpoint with its prediction interval)."""
     series = ([REAL] if any(s.real is not None for s in slices) else []) + entries
     colors = palette.entry_colors(series)
     cols = min(3, len(slices))
@@ -424,8 +438,9 @@ def _bars_png(q: QuestionReport, slices: list[SliceResult], entries: list[str]) 
             xs = [i - 0.4 + width * (j + 0.5) for i in range(len(q.options))]
             err = None
             if name == REAL and s.ci_low is not None and s.ci_high is not None:
-                err = [[max(v - lo, 0) for v, lo in zip(values, s.ci_low)],
-                       [max(hi - v, 0) for v, hi in zip(values, s.ci_high)]]
+                err = _error(values, s.ci_low, s.ci_high)
+            elif name in s.intervals:
+                err = _error(values, *s.intervals[name])
             ax.bar(xs, values, width, color=colors[name], yerr=err, capsize=1.5,
                    error_kw={"elinewidth": 0.7, "ecolor": "#555555"})
         ax.set_title(textwrap.fill(_short(s.label, 76), 38), fontsize=7)
@@ -436,7 +451,10 @@ def _bars_png(q: QuestionReport, slices: list[SliceResult], entries: list[str]) 
     for ax in list(axes.flat)[len(slices):]:
         ax.set_visible(False)
     handles = [Patch(color=colors[n]) for n in series]
-    labels = [_short(n if n != REAL else "real (95 % CI)", 40) for n in series]
+    with_pi = {n for s in slices for n in s.intervals}
+    pi = f" ({level * 100:g} % PI)" if level else " (PI)"
+    labels = [_short(n, 40 - len(pi)) + (pi if n in with_pi else "") if n != REAL
+              else "real (95 % CI)" for n in series]
     fig.legend(handles, labels, loc="upper center", ncol=min(len(series), 4), fontsize=7,
                frameon=False)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / fig.get_figheight()))

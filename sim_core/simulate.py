@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from sim_core.cache import cache_key, cached_values, open_cache, store_values
+from sim_core.calibration import calibrate_result
 from sim_core.devices import (
     CPU_BATCH,
     DEVICES_HELP,
@@ -77,6 +78,14 @@ class SimConfig:
     style: PromptStyle = field(default_factory=PromptStyle)
     use_cache: bool = setting(True, flag="cache", label="Use the result cache",
                               help="read and write the on-disk result cache")
+    calibrate: bool = setting(True, label="Calibrate",
+                              help="apply the checkpoint's calibration (temperature and "
+                                   "shrinkage fitted on validation rows it was never tested "
+                                   "on) when it has one; first-token mode")
+    interval_level: float = setting(0.9, min=0.5, max=0.99, label="Prediction interval level",
+                                    help="nominal coverage of the prediction interval drawn "
+                                         "around each simulated share (split conformal on "
+                                         "the checkpoint's validation residuals)")
 
     def __post_init__(self) -> None:
         check(self)
@@ -95,6 +104,10 @@ class SimResult:
     n_samples: int = 0
     n_unparsed: int = 0
     cached: bool = False
+    raw_shares: np.ndarray | None = None        # before calibration (None: not calibrated)
+    interval_low: np.ndarray | None = None      # prediction interval (None: no calibration
+    interval_high: np.ndarray | None = None     # with residuals for this checkpoint)
+    calibrated: bool = False
 
 
 def letter_spellings(letter: str) -> tuple[str, str]:
@@ -463,10 +476,13 @@ def _run_sampling(lm: Any, tasks: list[_Task], config: SimConfig, progress: Prog
 
 
 def _simulate_pairs(lm: Any, pairs: list[tuple[Any, dict]], config: SimConfig | None,
-                    progress: Progress, should_stop: ShouldStop) -> list[SimResult]:
-    """Cache lookup, model calls for the misses (each distinct prompt set once), cache write."""
+                    progress: Progress, should_stop: ShouldStop,
+                    calibration: Any = None) -> list[SimResult]:
+    """Cache lookup, model calls for the misses (each distinct prompt set once), cache write,
+    then the calibration (raw shares are what the cache holds)."""
     config = config or SimConfig()
     check_model_device(lm, config.device)
+    calibration = calibration if calibration is not None else getattr(lm, "calibration", None)
     tasks = _make_tasks(lm, pairs, config)
     cache = open_cache() if config.use_cache else None
     stored = cached_values(cache, [t.key for t in tasks])
@@ -476,34 +492,42 @@ def _simulate_pairs(lm: Any, pairs: list[tuple[Any, dict]], config: SimConfig | 
     store_values(cache, computed)
     if not missing and progress is not None:
         progress(1, 1)
-    return [_result(t, stored[t.key], True) if t.key in stored else
-            _result(t, computed[t.key], False) for t in tasks]
+    results = [_result(t, stored[t.key], True) if t.key in stored else
+               _result(t, computed[t.key], False) for t in tasks]
+    return [calibrate_result(r, calibration, config) for r in results]
 
 
 def simulate(lm: Any, question: Any, slices: list[dict[str, str]],
-             config: SimConfig | None = None, *, progress: Progress = None,
-             should_stop: ShouldStop = None) -> list[SimResult]:
+             config: SimConfig | None = None, *, calibration: Any = None,
+             progress: Progress = None, should_stop: ShouldStop = None) -> list[SimResult]:
     """Simulated answer distribution of one question for each slice.
 
     Args:
         lm: a LoadedModel.
         question: sim_core.survey.Question.
         slices: attribute -> group dicts ({} = whole population).
-        config: SimConfig (default: first-token, each checkpoint's own orders, cache on).
+        config: SimConfig (default: first-token, each checkpoint's own orders, cache on,
+            calibration on).
+        calibration: a sim_core.calibration.Calibration (default: lm.calibration, an
+            adapter card's); applied after debiasing when config.calibrate.
         progress: called with (done, total) prompts (or slices in sampling mode).
         should_stop: polled between batches; True raises Cancelled.
     Returns:
-        One SimResult per slice, in the given order, shares in original option order.
+        One SimResult per slice, in the given order, shares in original option order
+        (calibrated, with raw_shares and the prediction interval, when a calibration applies).
     """
-    return _simulate_pairs(lm, [(question, s) for s in slices], config, progress, should_stop)
+    return _simulate_pairs(lm, [(question, s) for s in slices], config, progress, should_stop,
+                           calibration)
 
 
 def simulate_rows(lm: Any, rows: list[Any], config: SimConfig | None = None, *,
-                  progress: Progress = None, should_stop: ShouldStop = None) -> list[SimResult]:
+                  calibration: Any = None, progress: Progress = None,
+                  should_stop: ShouldStop = None) -> list[SimResult]:
     """Simulate many (question, slice) rows at once (SurveyRow-like: .question, .slice).
 
     Returns:
-        One SimResult per row, in row order; all prompts batched together.
+        One SimResult per row, in row order; all prompts batched together; calibration as
+        in simulate().
     """
     return _simulate_pairs(lm, [(row.question, row.slice) for row in rows], config,
-                           progress, should_stop)
+                           progress, should_stop, calibration)

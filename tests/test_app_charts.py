@@ -31,6 +31,27 @@ def test_comparison_figure_hides_baselines():
     assert model.marker.color == palette.checkpoint_color(0)
 
 
+def test_comparison_figure_draws_prediction_intervals_on_simulated_bars():
+    """A calibrated checkpoint's prediction interval becomes its error bars; entries
+    without one get none."""
+    rows = []
+    for entry in ("real", "model", "baseline: uniform"):
+        for opt, share in (("x", 0.6), ("y", 0.4)):
+            rows.append({"slice": "All", "entry": entry, "option": opt, "share": share,
+                         "ci_low": share - 0.05 if entry == "real" else np.nan,
+                         "ci_high": share + 0.05 if entry == "real" else np.nan,
+                         "pi_low": share - 0.2 if entry == "model" else np.nan,
+                         "pi_high": min(share + 0.3, 1.0) if entry == "model" else np.nan})
+    fig = comparison_figure(pd.DataFrame(rows))
+    model = [t for t in fig.data if t.name == "model"][0]
+    assert list(model.error_y.array) == pytest.approx([0.3, 0.3])
+    assert list(model.error_y.arrayminus) == pytest.approx([0.2, 0.2])
+    real = [t for t in fig.data if t.name == "real"][0]
+    assert list(real.error_y.array) == pytest.approx([0.05, 0.05])
+    uniform = [t for t in fig.data if t.name == "baseline: uniform"][0]
+    assert all(np.isnan(v) for v in uniform.error_y.array)
+
+
 def test_loss_figure_has_validation_axis():
     """Loss per step and the validation points on a second axis."""
     history = pd.DataFrame({"step": [1, 2, 3], "loss": [0.9, 0.7, 0.6], "val": [None, 0.3, None]})

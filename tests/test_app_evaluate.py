@@ -50,6 +50,12 @@ def test_evaluate_two_waves(monkeypatch, tiny_model_dir):
     assert table.shape == (2, 2)  # 2 questions x 2 slices (sex=Female, sex=Male)
     worst = next(d.value for d in at.dataframe if "question_id" in d.value.columns)
     assert len(worst) == min(5, len(evaluation.worst_slices(entry, score, n=5)))
+    # the verdicts: none measured for the bare tiny model; the one on these rows in words
+    (label,) = evaluation.entry_orders
+    assert f"{label}: no held-out measurement" in at.info[0].value
+    here = evaluation.verdict_here(label)
+    assert here.startswith(f"{label}: On 2 questions of tiny-waves (4 rows) it is ")
+    assert "TV" in here and here in [m.value for m in at.markdown]
 
 
 def test_two_checkpoints_side_by_side(monkeypatch, tiny_model_dir):

@@ -182,3 +182,64 @@ def torch_cuda() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+def test_calibrated_checkpoint_shows_verdict_and_interval_bars(app, tiny_model_dir):
+    """A base model with a calibration record for this survey: calibrated shares, its
+    prediction intervals as error bars, its verdict in words; a drafted question shows the
+    same measured held-out accuracy next to its bars."""
+    from sim_core.calibration import Calibration
+    from sim_core.calibration_store import CheckpointCalibration, record_path, save_record
+    from sim_core.fileio import folder_fingerprint
+    from sim_core.verdict import CHECKPOINT, CHECKPOINT_CAL, UNIFORM, HeldOut
+
+    survey = store.load_saved("tiny-yes-no")
+    calibration = Calibration(2.0, 0.5, residuals={"calibrated": [0.2] * 19, "raw": [0.4] * 19})
+    held = HeldOut("tv", "3 questions of tiny-yes-no held out of its calibration (6 rows)",
+                   "base", ["a", "b", "c"], [2, 2, 2],
+                   {UNIFORM: [0.2, 0.3, 0.25], CHECKPOINT: [0.4, 0.4, 0.5],
+                    CHECKPOINT_CAL: [0.21, 0.3, 0.26]})
+    record = CheckpointCalibration(calibration, held, "record", str(tiny_model_dir),
+                                   folder_fingerprint(tiny_model_dir), "tiny-yes-no",
+                                   survey.fingerprint, {"how": "question"}, "2030-01-01")
+    path = save_record(record)
+    try:
+        at = app
+        at.selectbox(key="sim_survey").set_value("tiny-yes-no").run()
+        at.multiselect(key="sim_baselines").set_value(["uniform"])
+        at.number_input(key="sim_interval_level").set_value(0.8)
+        at.button(key="sim_run").click().run()
+        assert not at.exception and not at.error, [e.value for e in at.error]
+        comparison = at.session_state["sim_comparison"]
+        result = next(iter(comparison.slices[0].simulated.values()))
+        np.testing.assert_allclose(result.shares, calibration.apply(result.raw_shares))
+        verdicts = [i.value for i in at.info if "held out of its calibration" in i.value]
+        assert len(verdicts) == 1 and "this model, calibrated, is" in verdicts[0]
+        model = next(t for t in _plotly_bars(at) if t["name"] == result_label(comparison))
+        low, high = calibration.interval(result.shares, 0.8)
+        np.testing.assert_allclose(_values(model["error_y"]["array"]), high - result.shares)
+        np.testing.assert_allclose(_values(model["error_y"]["arrayminus"]),
+                                   result.shares - low)
+        # a drafted question: the model's most recent record gives its held-out accuracy
+        at.radio(key="sim_source").set_value("Draft a new question").run()
+        at.text_area(key="sim_draft_text").input("Do you like trains?")
+        at.text_area(key="sim_draft_options").input("Yes\nNo")
+        at.run()
+        at.button(key="sim_run").click().run()
+        assert not at.exception and not at.error
+        assert any("held out of its calibration" in i.value for i in at.info)
+        assert any("record for survey 'tiny-yes-no'" in c.value for c in at.caption)
+        # switched off: raw shares, the same verdict judged raw
+        at.checkbox(key="sim_calibrate").uncheck().run()
+        at.button(key="sim_run").click().run()
+        drafted = next(iter(at.session_state["sim_comparison"].slices[0].simulated.values()))
+        assert not drafted.calibrated and drafted.interval_low is not None
+        assert any("this model is" in i.value for i in at.info)
+    finally:
+        path.unlink()
+    assert not record_path(record.model_fingerprint, "tiny-yes-no").exists()
+
+
+def result_label(comparison) -> str:
+    """The label of the comparison's only checkpoint."""
+    return comparison.checkpoints[0]["label"]

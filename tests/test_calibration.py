@@ -76,3 +76,110 @@ def test_round_trip_and_bad_input():
         fit_calibration([np.full(3, 1 / 3)], [np.full(2, 0.5)])
     with pytest.raises(SimError):
         Calibration.from_dict({"temperature": "hot"})
+
+
+def test_conformal_quantile_and_interval_by_hand():
+    from sim_core.calibration import conformal_quantile, share_scale
+
+    scores = [0.1 * i for i in range(1, 11)]              # 0.1 .. 1.0, n = 10
+    assert conformal_quantile(scores, 0.9) == pytest.approx(1.0)   # ceil(11 * 0.9) = 10th
+    assert conformal_quantile(scores, 0.8) == pytest.approx(0.9)   # ceil(8.8) = 9th
+    assert conformal_quantile(scores, 0.95) == float("inf")        # ceil(10.45) = 11 > n
+    assert share_scale(np.array([0.5, 0.0]))[0] == pytest.approx(0.5 + 0.05)
+    calibration = Calibration(residuals={"calibrated": scores, "raw": [0.2] * 10})
+    low, high = calibration.interval(np.array([0.5, 0.3, 0.2]), 0.8)
+    half = 0.9 * (np.sqrt(np.array([0.25, 0.21, 0.16])) + 0.05)
+    np.testing.assert_allclose(low, np.clip([0.5, 0.3, 0.2] - half, 0, 1))
+    np.testing.assert_allclose(high, np.clip([0.5, 0.3, 0.2] + half, 0, 1))
+    raw_low, _ = calibration.interval(np.array([0.5, 0.5]), 0.8, calibrated=False)
+    np.testing.assert_allclose(raw_low, 0.5 - 0.2 * 0.55)
+    wide = calibration.interval(np.array([0.5, 0.5]), 0.95)
+    np.testing.assert_allclose(wide[0], [0, 0]) and np.testing.assert_allclose(wide[1], [1, 1])
+    assert Calibration().interval(np.array([0.5, 0.5])) is None
+    with pytest.raises(SimError):
+        calibration.interval(np.array([0.5, 0.5]), 1.0)
+
+
+def _noisy(simulated, seed: int, concentration: float = 40.0):
+    """Real distributions scattered around the simulated ones (exchangeable rows)."""
+    rng = np.random.default_rng(seed)
+    return [rng.dirichlet(concentration * q + 0.05) for q in simulated]
+
+
+def test_split_conformal_coverage_on_fresh_rows():
+    """Fit on 300 rows, measure on 2000 fresh ones from the same process: the observed
+    coverage is close to the nominal level (split conformal's guarantee, pooled shares)."""
+    from sim_core.calibration import interval_coverage
+
+    fit_sim = _random_rows(300, seed=4)
+    calibration = fit_calibration(_noisy(fit_sim, 5), fit_sim)
+    assert len(calibration.residuals["raw"]) == sum(len(q) for q in fit_sim)
+    assert calibration.residuals["raw"] == sorted(calibration.residuals["raw"])
+    test_sim = _random_rows(2000, seed=6)
+    test_real = _noisy(test_sim, 7)
+    for level in (0.8, 0.9):
+        for calibrated in (True, False):
+            got = interval_coverage(calibration, test_real, test_sim, level,
+                                    calibrated=calibrated)
+            assert got["coverage"] == pytest.approx(level, abs=0.025)
+            assert 0 < got["mean_width"] < 1 and got["n_shares"] == sum(map(len, test_sim))
+
+
+def test_interval_coverage_by_hand():
+    from sim_core.calibration import interval_coverage
+
+    calibration = Calibration(residuals={"calibrated": [0.2] * 19, "raw": [0.2] * 19})
+    real = [np.array([0.5, 0.5]), np.array([0.9, 0.1])]
+    simulated = [np.array([0.5, 0.5]), np.array([0.5, 0.5])]
+    got = interval_coverage(calibration, real, simulated, 0.9)
+    # half width 0.2 * 0.55 = 0.11 around 0.5: holds 0.5, 0.5 and misses 0.9, 0.1
+    assert got == {"level": 0.9, "coverage": 0.5, "mean_width": pytest.approx(0.22),
+                   "n_shares": 4}
+
+
+def test_auto_reference_picks_the_prior_when_it_fits_better():
+    simulated = _random_rows(300, seed=8)
+    prior = {k: list(np.arange(1, k + 1) / np.arange(1, k + 1).sum()) for k in range(2, 6)}
+    truth = Calibration(1.0, 0.6, "prior", prior)
+    real = [truth.apply(q) for q in simulated]
+    fitted = fit_calibration(real, simulated, reference="auto", prior=prior)
+    assert fitted.reference == "prior" and fitted.shrink == pytest.approx(0.6, abs=0.02)
+    kls = fitted.fitted_on["kl_by_reference"]
+    assert kls["prior"] < kls["uniform"]
+    assert fit_calibration(real, simulated, reference="auto").reference == "uniform"  # no prior
+    with pytest.raises(SimError):
+        fit_calibration(real, simulated, reference="median")
+
+
+def test_calibrate_result_applies_after_debiasing_and_keeps_raw():
+    from sim_core.calibration import calibrate_result
+    from sim_core.simulate import SimConfig, SimResult
+
+    raw = np.array([0.7, 0.2, 0.1])
+    result = SimResult({}, ("a", "b", "c"), raw, 1.0, "prompt")
+    calibration = Calibration(2.0, 0.5, residuals={"calibrated": [0.1] * 9, "raw": [0.3] * 9})
+    on = calibrate_result(result, calibration, SimConfig())
+    np.testing.assert_allclose(on.shares, calibration.apply(raw))
+    np.testing.assert_allclose(on.raw_shares, raw)
+    assert on.calibrated
+    np.testing.assert_allclose(on.interval_low, calibration.interval(on.shares, 0.9)[0])
+    off = calibrate_result(result, calibration, SimConfig(calibrate=False, interval_level=0.8))
+    np.testing.assert_allclose(off.shares, raw)
+    assert not off.calibrated and off.raw_shares is None
+    np.testing.assert_allclose(off.interval_high,
+                               calibration.interval(raw, 0.8, calibrated=False)[1])
+    sampled = calibrate_result(result, calibration, SimConfig(mode="sample"))
+    assert sampled is result
+    assert calibrate_result(result, None, SimConfig()) is result
+
+
+def test_round_trip_with_residuals_and_summary():
+    from sim_core.calibration import summary
+
+    fitted = fit_calibration(_noisy(_random_rows(50, 9), 10), _random_rows(50, 9),
+                             fitted_on={"split": "validation"})
+    again = Calibration.from_dict(fitted.to_dict())
+    assert again == fitted
+    facts = summary(fitted)
+    assert facts["n_rows"] == 50 and "residuals" not in facts
+    assert facts["text"].startswith(f"temperature {fitted.temperature:.2f}, shrink ")

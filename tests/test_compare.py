@@ -165,3 +165,44 @@ def test_cli_compare(tiny_model_dir, tmp_path, capsys):
     assert main(args) == 0
     text = capsys.readouterr().out
     assert "noise floor" in text and "sex=Female" in text and "baseline: population" in text
+
+
+def test_cli_compare_prints_intervals_and_verdicts(tiny_model_dir, tmp_path, capsys):
+    """With a calibration record for (model, survey): calibrated shares, a prediction
+    interval per option in the JSON and the table, and the verdict sentence."""
+    import json
+
+    from sim_core.__main__ import main
+    from sim_core.calibration import Calibration
+    from sim_core.calibration_store import CheckpointCalibration, save_record
+    from sim_core.fileio import folder_fingerprint
+
+    path = tmp_path / "smallcal.csv"
+    small_survey().respondents[["sex", "spend", "vote"]].to_csv(path, index=False)
+    calibration = Calibration(1.5, 0.25, residuals={"calibrated": [0.3] * 9, "raw": [0.5] * 9})
+    saved = save_record(CheckpointCalibration(calibration, None, "record", "tiny",
+                                              folder_fingerprint(tiny_model_dir), "smallcal"))
+    try:
+        args = ["compare", "--data", str(path), "--question", "vote", "--by", "sex",
+                "--model", str(tiny_model_dir), "--orders", "1", "--baselines", "uniform",
+                "--interval-level", "0.8"]
+        assert main(args + ["--json"]) == 0
+        (item,) = json.loads(capsys.readouterr().out)
+        label = item["checkpoints"][0]["label"]
+        assert item["checkpoints"][0]["calibrated"] and item["interval_level"] == 0.8
+        assert "not scored, so there is no verdict" in item["verdicts"][label]
+        for sl in item["slices"]:
+            shares = np.array(sl["entries"][label])
+            low, high = calibration.interval(shares, 0.8)
+            np.testing.assert_allclose(sl["intervals"][label]["low"], low, atol=1e-6)
+            np.testing.assert_allclose(sl["intervals"][label]["high"], high, atol=1e-6)
+            assert "baseline: uniform" not in sl["intervals"]
+        assert main(args) == 0
+        text = capsys.readouterr().out
+        assert text.count("80 % PI") == 2 and "no verdict" in text
+        assert main(args + ["--no-calibrate", "--json"]) == 0
+        (raw,) = json.loads(capsys.readouterr().out)
+        assert not raw["checkpoints"][0]["calibrated"]
+        assert raw["slices"][0]["entries"][label] != item["slices"][0]["entries"][label]
+    finally:
+        saved.unlink()

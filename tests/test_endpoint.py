@@ -367,7 +367,7 @@ def test_finetune_eval_through_endpoint(server, tiny_model_dir, capsys):
                    "--backend", "openai", "--endpoint", server.url, "--served-model",
                    "base-model", "--tokenizer", str(tiny_model_dir)])
     assert status == 0
-    summary = json.loads(capsys.readouterr().out)
+    summary = json.loads(capsys.readouterr().out)["summary"]
     host = server.url.split("//")[1]
     assert {f"base-model @ {host}", f"base-model + tiny-lora @ {host}"} <= set(summary)
     models = {r["body"]["model"] for r in server.state.requests}

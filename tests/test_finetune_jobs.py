@@ -49,7 +49,7 @@ def test_background_job_runs_to_done(tiny_model_dir):
 def test_cancel_file_and_dead_process(tmp_path, monkeypatch):
     folder = jobs.jobs_dir() / "manual-job"
     folder.mkdir()
-    jobs.write_json(folder / jobs.STATUS_FILE, {"id": "manual-job", "status": "running",
+    jobs.write_json_atomic(folder / jobs.STATUS_FILE, {"id": "manual-job", "status": "running",
                                                 "state": "running", "pid": 999999999})
     reporter = jobs.JobReporter(folder)
     assert not reporter.should_stop()
@@ -82,9 +82,18 @@ def test_cli_train_json_list_and_manage(tiny_model_dir, gss_path, capsys, tmp_pa
                  "natspac", "--model", str(tiny_model_dir), "--orders", "1", "--json"]) == 0
     captured = capsys.readouterr()
     assert "scoring the 2 held-out rows (split by slice)" in captured.err
-    table = json.loads(captured.out)      # entry -> score -> mean
+    out = json.loads(captured.out)
+    table = out["summary"]                # entry -> score -> mean
     assert any("cli-lora" in entry for entry in table) and len(table) >= 3
     assert all(0 <= scores["tv"] <= 1 for scores in table.values())
+    adapter = next(entry for entry in table if "cli-lora" in entry)
+    # trained with validation groups: calibrated; its card's verdict covers all its held-out
+    # rows (3 questions x 2 groups), the one here the 2 rows scored now
+    assert out["calibrated"][adapter] is True
+    assert out["verdicts"][adapter].startswith(
+        f"{adapter}: On 3 questions of subpop_eval asked of 2 unseen groups (6 rows) this "
+        "adapter, calibrated, is ")
+    assert out["verdicts_here"][adapter].startswith(f"{adapter}: On 1 question of ")
     # the held-out groups are never SEX groups here, so --by SEX needs --rows all
     held = set(result["card"]["split"]["test_slices"])
     if not any(h.startswith("SEX=") for h in held):
@@ -94,7 +103,7 @@ def test_cli_train_json_list_and_manage(tiny_model_dir, gss_path, capsys, tmp_pa
     assert cli(["eval", "--adapter", "cli-lora", "--data", str(gss_path), "--question",
                  "natspac", "--by", "SEX", "--model", str(tiny_model_dir), "--orders", "1",
                  "--rows", "all", "--json"]) == 0
-    assert len(json.loads(capsys.readouterr().out)) >= 3
+    assert len(json.loads(capsys.readouterr().out)["summary"]) >= 3
     assert cli(["adapters", "rename", "cli-lora", "cli-renamed"]) == 0
     assert cli(["adapters", "export", "cli-renamed", "--out", str(tmp_path / "a.zip")]) == 0
     assert (tmp_path / "a.zip").stat().st_size > 0

@@ -222,14 +222,14 @@ def test_adapter_trained_on_fixed_order_is_read_in_that_order(tiny_model_dir):
     assert result.card.inference_orders == 1
     base = load_model(str(tiny_model_dir), dtype="float32")
     tuned = load_model(str(tiny_model_dir), adapter="fixed-order", dtype="float32")
-    auto = SimConfig(use_cache=False)
+    auto = SimConfig(use_cache=False, calibrate=False)   # the orders show in the raw shares
     assert orders_for(base, auto) == DEFAULT_ORDERS == 2 and orders_for(tuned, auto) == 1
     assert orders_for(tuned, SimConfig(orders=3)) == 3
     assert orders_for(tuned, SimConfig(mode="sample")) == 1
     rows = fixed_split().train[:1]
     got = simulate_rows(tuned, rows, auto)[0]
-    one = simulate_rows(tuned, rows, SimConfig(orders=1, use_cache=False))[0]
-    two = simulate_rows(tuned, rows, SimConfig(orders=2, use_cache=False))[0]
+    one = simulate_rows(tuned, rows, SimConfig(orders=1, use_cache=False, calibrate=False))[0]
+    two = simulate_rows(tuned, rows, SimConfig(orders=2, use_cache=False, calibrate=False))[0]
     np.testing.assert_allclose(got.shares, one.shares, atol=1e-6)
     assert not np.allclose(got.shares, two.shares, atol=1e-4)
     assert checkpoint_info(tuned, "t", auto)["orders"] == 1
@@ -237,3 +237,49 @@ def test_adapter_trained_on_fixed_order_is_read_in_that_order(tiny_model_dir):
     shuffled = train_adapter(fixed_split(), name="shuffled", base=str(tiny_model_dir),
                              config=TrainConfig(max_steps=1, shuffle_options=True, **FAST))
     assert shuffled.card.inference_orders is None
+
+
+def test_card_holds_calibration_scores_raw_and_calibrated_and_the_verdict(tiny_model_dir):
+    """The adapter and zero-shot calibrations are fitted on the validation rows only; the
+    card's calibrated held-out scores are what the simulator then shows."""
+    from finetune.rows import split_rows
+    from sim_core.calibration import Calibration
+    from sim_core.calibration_store import card_calibration, checkpoint_verdict
+    from sim_core.evaluate import evaluate_rows
+    from sim_core.models import load_model
+    from sim_core.simulate import SimConfig
+    from sim_core.verdict import (
+        CHECKPOINT,
+        CHECKPOINT_CAL,
+        POPULATION,
+        UNIFORM,
+        ZERO_SHOT,
+        ZERO_SHOT_CAL,
+    )
+
+    split = split_rows(make_rows(10), "question", test_fraction=0.3, val_fraction=0.3, seed=0)
+    config = TrainConfig(max_steps=2, **{**FAST, "evaluate_test": True})
+    result = train_adapter(split, name="calibrated", base=str(tiny_model_dir), config=config,
+                           data_info={"survey": "made-up"})
+    card = result.card
+    calibration = Calibration.from_dict(card.calibration)
+    assert calibration.fitted_on["n_rows"] == len(split.val)
+    assert len(calibration.residuals["raw"]) == sum(len(r.dist) for r in split.val)
+    held = card.heldout
+    assert sorted(held["questions"]) == sorted({r.question.id for r in split.test})
+    assert set(held["entries"]) == {UNIFORM, POPULATION, ZERO_SHOT, ZERO_SHOT_CAL, CHECKPOINT,
+                                    CHECKPOINT_CAL}
+    assert held["what"].startswith("3 unseen questions of made-up")
+    assert set(card.after_calibrated) == set(card.after) and card.before_calibrated
+    # independent check: the saved adapter, simulated as the simulator reads it, scores
+    # what the card says (calibrated by default, raw with calibrate=False)
+    tuned = load_model(str(tiny_model_dir), adapter="calibrated", dtype="float32")
+    assert tuned.calibration == calibration
+    for calibrate, expected in ((True, card.after_calibrated), (False, card.after)):
+        ev = evaluate_rows([tuned], split.test, baselines=(),
+                           config=SimConfig(use_cache=False, calibrate=calibrate))
+        got = ev.summary().loc[tuned.label]
+        assert got["kl"] == pytest.approx(expected["kl"], rel=1e-3)
+    text = checkpoint_verdict(card_calibration(card), "calibrated")
+    assert text.startswith("calibrated: On 3 unseen questions of made-up")
+    assert "zero-shot model (calibrated the same way)" in text

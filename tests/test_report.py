@@ -446,7 +446,7 @@ def test_orders_sentence_per_checkpoint():
     """Methods text names the option orders: one number, or each checkpoint's own."""
     from types import SimpleNamespace
 
-    from sim_core.report import orders_sentence
+    from sim_core.report_methods import orders_sentence
 
     one = SimpleNamespace(orders=1, checkpoints=[])
     assert orders_sentence(one) == "the original option order only"
@@ -492,3 +492,43 @@ def test_report_carries_nonresponse_weighting_and_intervals(request, tmp_path):
     _, text = _pdf_text(render_pdf(report))
     assert "Nonresponse: weighted shares" in text and "22.2 %" in text   # women's DK
     assert "adults in Ohio (2004)" in text
+
+
+def test_intervals_and_verdicts_in_csv_json_and_pdf():
+    """A calibrated checkpoint's prediction intervals go to the CSV (pi_low/pi_high), the
+    JSON round trip and the PDF legend; each checkpoint's verdict to the title page and CSV."""
+    question = _question("Q1", "Bike lanes?", ["REGION=North"])
+    question.slices[0].intervals = {CKPT: [[0.2, 0.15, 0.05], [0.6, 0.55, 0.45]]}
+    report = _report([question])
+    verdict = (f"{CKPT}: On 27 unseen questions of gss (594 rows) this adapter, calibrated, "
+               "is no better than a uniform guess (WD 0.190 vs 0.190, 95 % CI of the "
+               "difference -0.008..+0.007).")
+    report.checkpoints[0].update(calibrated=True, verdict=verdict)
+    report.interval_level = 0.8
+    report.methods = methods_text(report)
+    table = pd.read_csv(io.StringIO(report_csv(report)), keep_default_na=False, na_values=[""])
+    mine = table[(table["table"] == "shares") & (table["entry"] == CKPT)]
+    assert list(mine["pi_low"]) == [0.2, 0.15, 0.05] and list(mine["pi_high"]) == [0.6, 0.55,
+                                                                                     0.45]
+    assert table[(table["table"] == "shares") & (table["entry"] == "real")]["pi_low"].isna().all()
+    assert table[table["table"] == "verdict"]["text"].tolist() == [verdict]
+    again = report_from_json(report_json(report))
+    assert again.questions[0].slices[0].intervals == question.slices[0].intervals
+    assert again.interval_level == 0.8
+    _, text = _pdf_text(render_pdf(report))
+    assert "How far to trust these simulations" in text
+    assert _squash("no better than a uniform guess (WD 0.190 vs 0.190") in _squash(text)
+    assert _squash("Prediction intervals (80 %) are split conformal") in _squash(text)
+    assert "Calibrated here: " + CKPT in text.replace("\n", " ")
+
+
+def test_old_reports_without_intervals_still_load():
+    report = _report([_question("Q1", "Bike lanes?", ["REGION=North"])])
+    data = json.loads(report_json(report))
+    data.pop("interval_level")
+    for q in data["questions"]:
+        for s in q["slices"]:
+            s.pop("intervals")
+    again = report_from_json(json.dumps(data))
+    assert again.interval_level is None and again.questions[0].slices[0].intervals == {}
+    render_pdf(again)

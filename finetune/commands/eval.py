@@ -9,11 +9,14 @@ Example:
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import textwrap
 from pathlib import Path
 
 from finetune.rows import held_out_with_reference
 from sim_core.adapters import read_card
+from sim_core.calibration_store import calibration_for
 from sim_core.commands import common
 from sim_core.errors import AdapterError
 from sim_core.evaluate import evaluate_rows
@@ -51,16 +54,26 @@ def run(args: argparse.Namespace) -> int:
     bar, progress = common.tqdm_progress("eval")
     try:
         evaluation = evaluate_rows(models, rows, config=config, reference_rows=reference,
-                                   progress=progress)
+                                   survey_name=survey.name, progress=progress,
+                                   records=[calibration_for(lm, survey) for lm in models])
     finally:
         bar.close()
     for note in evaluation.notes:
         print(f"note: {note}", file=sys.stderr)
     table = evaluation.summary()
+    here = {e: evaluation.verdict_here(e) for e in evaluation.entry_orders}
     if args.json:
-        print(table.to_json(orient="index"))
+        print(json.dumps({"summary": json.loads(table.to_json(orient="index")),
+                          "calibrated": evaluation.calibrated,
+                          "verdicts": evaluation.verdicts(), "verdicts_here": here}))
     else:
         print(table.to_string(float_format=lambda v: f"{v:.4f}"))
+        print("\nOn the rows scored here:")
+        print("\n".join(textwrap.fill(text, 100, subsequent_indent="  ")
+                        for text in here.values()))
+        print("\nFrom each checkpoint's own held-out measurement:")
+        print("\n".join(textwrap.fill(text, 100, subsequent_indent="  ")
+                        for text in evaluation.verdicts().values()))
     return 0
 
 

@@ -24,6 +24,7 @@ from finetune.rows import individual_training_rows, split_rows
 from finetune.train import train_adapter
 from sim_core import options
 from sim_core.adapters import check_new_adapter
+from sim_core.calibration_store import card_calibration, checkpoint_verdict
 from sim_core.commands import common
 from sim_core.errors import Cancelled, SimError
 from sim_core.slices import survey_rows
@@ -131,14 +132,18 @@ def run(args: argparse.Namespace) -> int:
         raise
     if not main:
         return 0
+    card = result.card
     out = {"adapter": result.adapter_path.name, "adapter_path": str(result.adapter_path),
-           "before": result.before, "after": result.after, "baselines": result.baselines}
+           "before": result.before, "after": result.after, "baselines": result.baselines,
+           "before_calibrated": card.before_calibrated,
+           "after_calibrated": card.after_calibrated,
+           "verdict": checkpoint_verdict(card_calibration(card), card.name)}
     if reporter:
         reporter.finish("done", result=out)
     if args.json:
         print(json.dumps({**out, "card": result.card.to_dict()}, default=str))
     else:
-        print_scores(result)
+        print_scores(result, out["verdict"])
     return 0
 
 
@@ -160,13 +165,17 @@ def _train(spec: dict, folder: Path | None, reporter, *, bar: bool):
         draw.close()
 
 
-def print_scores(result) -> None:
-    """Before/after table on stdout."""
+def print_scores(result, verdict_text: str) -> None:
+    """Before/after table on stdout: raw and calibrated, then the verdict."""
     print(f"saved adapter: {result.adapter_path}")
-    keys = sorted(set(result.before) | set(result.after))
-    if not keys:
-        return
-    print(f"{'score':<12}{'before':>10}{'after':>10}")
-    for k in keys:
-        b, a = result.before.get(k), result.after.get(k)
-        print(f"{k:<12}{'' if b is None else f'{b:.4f}':>10}{'' if a is None else f'{a:.4f}':>10}")
+    card = result.card
+    columns = {"before": card.before, "before cal.": card.before_calibrated,
+               "after": card.after, "after cal.": card.after_calibrated}
+    columns = {name: values for name, values in columns.items() if values}
+    keys = sorted({k for values in columns.values() for k in values})
+    if keys:
+        print(f"{'score':<12}" + "".join(f"{name:>13}" for name in columns))
+        for k in keys:
+            cells = [values.get(k) for values in columns.values()]
+            print(f"{k:<12}" + "".join(f"{'' if v is None else f'{v:.4f}':>13}" for v in cells))
+    print(verdict_text)

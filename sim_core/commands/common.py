@@ -105,7 +105,7 @@ def add_model_args(parser: argparse.ArgumentParser, *, adapters: str = "many") -
 
     Args:
         adapters: "many" (repeatable; the base model is always included too), "one"
-            (optional, one) or "required" (exactly one).
+            (optional, one), "required" (exactly one) or "none" (no --adapter flag).
     """
     parser.add_argument("--model", default="default",
                         help="base model: 'default' (the embedded SmolLM2-135M-Instruct), a "
@@ -114,7 +114,7 @@ def add_model_args(parser: argparse.ArgumentParser, *, adapters: str = "many") -
         parser.add_argument("--adapter", action="append", default=[],
                             help="LoRA adapter (name or folder); repeatable; the base model "
                                  "is always compared too")
-    else:
+    elif adapters != "none":
         parser.add_argument("--adapter", required=adapters == "required", default=None,
                             help="LoRA adapter (registry name or folder)")
     parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16",
@@ -168,7 +168,7 @@ def models_from_args(args: argparse.Namespace) -> list:
 
 def model_from_args(args: argparse.Namespace):
     """The one model a command runs: --model with its --adapter, if any."""
-    return _checkpoints(args, [args.adapter or None])[0]
+    return _checkpoints(args, [getattr(args, "adapter", None) or None])[0]
 
 
 def _checkpoints(args: argparse.Namespace, adapters: list[str | None]) -> list:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import textwrap
 
 import numpy as np
 
@@ -41,7 +42,8 @@ def comparison_json(comp) -> dict:
             "by": comp.by, "mode": comp.config.mode,
             "orders": {c["label"]: c["orders"] for c in comp.checkpoints},
             "checkpoints": [{k: v for k, v in c.items()} for c in comp.checkpoints],
-            "notes": comp.notes,
+            "notes": comp.notes, "interval_level": comp.config.interval_level,
+            "verdicts": {c["label"]: c["verdict"] for c in comp.checkpoints},
             "slices": [{"slice": sc.slice, "label": sc.label,
                         "n": None if sc.real is None else sc.real.n,
                         "n_asked": None if sc.real is None else sc.real.n_asked,
@@ -55,10 +57,24 @@ def comparison_json(comp) -> dict:
                         "entries": {e: floats(d) for e, d in sc.entries().items()},
                         "letter_mass": {e: round(r.letter_mass, 6)
                                         for e, r in sc.simulated.items()},
+                        "intervals": intervals_json(sc),
                         "scores": {e: {k: None if not np.isfinite(v) else round(v, 6)
                                        for k, v in s.items()} for e, s in sc.scores.items()},
                         "noise_floor": {k: round(v, 6) for k, v in sc.noise_floor.items()}}
                        for sc in comp.slices]}
+
+
+def intervals_json(sc) -> dict:
+    """Checkpoint label -> {"low": [...], "high": [...]} prediction interval per option."""
+    return {label: {"low": floats(r.interval_low), "high": floats(r.interval_high)}
+            for label, r in sc.simulated.items() if r.interval_low is not None}
+
+
+def interval_rows(sc, level: float) -> dict[str, tuple[str, list[str]]]:
+    """Checkpoint label -> (row name, "low-high" per option) of its prediction interval."""
+    return {label: (f"  {level * 100:g} % PI", [f"{lo:.2f}-{hi:.2f}" for lo, hi in
+                                                zip(r.interval_low, r.interval_high)])
+            for label, r in sc.simulated.items() if r.interval_low is not None}
 
 
 def format_comparison(comp) -> str:
@@ -73,6 +89,8 @@ def format_comparison(comp) -> str:
            score_legend(keys) + "; * = best entry; noise floor = score of a second real "
            "sample of the same size"]
     out += [f"note: {note}" for note in comp.notes]
+    out += [textwrap.fill(c["verdict"], width=100, subsequent_indent="  ")
+            for c in comp.checkpoints]
     for sc in comp.slices:
         rows = [(REAL, sc.real.shares, {})] if sc.real is not None else []
         rows += [(e, d, sc.scores.get(e, {})) for e, d in sc.entries().items()]
@@ -81,7 +99,8 @@ def format_comparison(comp) -> str:
         best = {k: best_entry({e: s.get(k, np.nan) for e, s in sc.scores.items()}, k)
                 for k in keys}
         out += ["", slice_heading(sc.label, sc.real),
-                format_rows(comp.question.options, rows, keys, best)]
+                format_rows(comp.question.options, rows, keys, best,
+                            intervals=interval_rows(sc, comp.config.interval_level))]
     return "\n".join(out)
 
 

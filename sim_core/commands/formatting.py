@@ -26,9 +26,13 @@ def score_legend(keys) -> str:
 
 
 def format_rows(options, rows: list[tuple[str, np.ndarray | None, dict]], keys,
-                best: dict[str, str | None]) -> str:
-    """Aligned table: entry, share per option, then scores; '*' marks the best entry."""
-    width = max([len("entry")] + [len(name) for name, _, _ in rows]) + 2
+                best: dict[str, str | None],
+                intervals: dict[str, tuple[str, list[str]]] | None = None) -> str:
+    """Aligned table: entry, share per option, then scores; '*' marks the best entry;
+    `intervals` (entry -> row name, text per option) adds a row under that entry."""
+    intervals = intervals or {}
+    width = max([len("entry")] + [len(name) for name, _, _ in rows]
+                + [len(name) for name, _ in intervals.values()]) + 2
     head = "entry".ljust(width) + "".join(f"{o[:11]:>{SCORE_WIDTH}}" for o in options)
     lines = [head + "".join(f"{k:>{SCORE_WIDTH}}" for k in keys)]
     for name, shares, scores in rows:
@@ -40,6 +44,9 @@ def format_rows(options, rows: list[tuple[str, np.ndarray | None, dict]], keys,
             text += "*" if best.get(k) == name else " "
             cells += f"{text:>{SCORE_WIDTH}}"
         lines.append(name.ljust(width) + cells)
+        if name in intervals:
+            label, texts = intervals[name]
+            lines.append(label.ljust(width) + "".join(f"{x:>{SCORE_WIDTH}}" for x in texts))
     return "\n".join(line.rstrip() for line in lines)
 
 

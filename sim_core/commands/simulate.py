@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import textwrap
 from dataclasses import replace
 
+from sim_core.calibration_store import calibration_for, checkpoint_verdict
 from sim_core.commands import common
+from sim_core.commands.formatting import floats
 from sim_core.errors import SimError
 from sim_core.prompts import LETTERS
 from sim_core.simulate import orders_for, simulate
@@ -19,7 +22,9 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "simulate", help="simulate a question's answer distribution for demographic slices",
         description="Simulate how slices would answer a question (first-token letter "
-                    "probabilities, or sampled respondents).")
+                    "probabilities, or sampled respondents). A checkpoint with a calibration "
+                    "(an adapter's card, or a base model's most recent record) is calibrated, "
+                    "gets prediction intervals, and its held-out accuracy is printed.")
     parser.add_argument("--question", required=True, help="question text")
     parser.add_argument("--options", required=True, help='answer options, "opt1|opt2|..."')
     parser.add_argument("--slice", action="append", default=[],
@@ -51,20 +56,31 @@ def run(args: argparse.Namespace) -> int:
     if args.population is not None:
         config = replace(config, style=replace(config.style, population=args.population))
     lm = common.model_from_args(args)
+    record = calibration_for(lm)       # a drafted question: the checkpoint's own measurement
     bar, progress = common.tqdm_progress("simulating")
     try:
-        results = simulate(lm, question, slices, config, progress=progress)
+        results = simulate(lm, question, slices, config, progress=progress,
+                           calibration=record.calibration if record else None)
     finally:
         bar.close()
+    applies = record is not None and config.mode == "first-token"
+    text = checkpoint_verdict(record, lm.label, calibrated=applies and config.calibrate)
     if args.json:
         print(json.dumps([{"slice": r.slice, "options": list(r.options),
-                           "shares": [round(float(s), 6) for s in r.shares],
+                           "shares": floats(r.shares), "raw_shares": floats(r.raw_shares),
+                           "interval_low": floats(r.interval_low),
+                           "interval_high": floats(r.interval_high),
+                           "interval_level": config.interval_level if applies else None,
+                           "calibrated": r.calibrated, "heldout_accuracy": text,
                            "letter_mass": round(r.letter_mass, 6), "prompt": r.prompt,
                            "n_samples": r.n_samples, "n_unparsed": r.n_unparsed,
                            "cached": r.cached, "model": lm.label} for r in results],
                          indent=2, ensure_ascii=False))
         return 0
     print_table(results, lm, config)
+    print(textwrap.fill("held-out accuracy: " + text, width=100, subsequent_indent="  "))
+    if record is not None and record.note:
+        print(f"note: {record.note}")
     return 0
 
 
@@ -80,3 +96,7 @@ def print_table(results, lm, config) -> None:
     for r in results:
         cells = "".join(f"{share:>20.3f}" for share in r.shares)
         print(slice_label(r.slice).ljust(width) + cells + f"{r.letter_mass:>14.3f}")
+        if r.interval_low is not None:
+            spans = "".join(f"{f'{lo:.2f}-{hi:.2f}':>20}"
+                            for lo, hi in zip(r.interval_low, r.interval_high))
+            print(f"  {config.interval_level * 100:g} % PI".ljust(width) + spans)
