@@ -24,11 +24,12 @@ from transformers.trainer_utils import get_last_checkpoint
 from finetune.callbacks import TrainingMonitor
 from finetune.config import TrainConfig
 from finetune.loss import RowCollator, batch_loss
-from finetune.rows import Split, describe_rows, reweight_slices
+from finetune.rows import Split, balance_groups, describe_rows, reweight_slices
 from sim_core.adapters import AdapterCard, adapters_dir, save_adapter
 from sim_core.baselines import ROW_BASELINES
 from sim_core.errors import AdapterError, Cancelled, DataError, ModelError
 from sim_core.evaluate import evaluate_rows
+from sim_core.fairness import fairness_record, group_gaps
 from sim_core.labels import baseline_entry
 from sim_core.metrics import METRICS
 from sim_core.models import load_model, resolve_model
@@ -101,13 +102,15 @@ def _mean_scores(evaluation, entry: str) -> dict[str, float]:
     return {k: float(df[k].mean()) for k in METRICS if k in df and df[k].notna().any()}
 
 
-def _evaluate(lm, rows, config: TrainConfig, baselines=()) -> tuple[dict, dict]:
-    """Mean scores of lm (and the named baselines) on held-out rows."""
+def _evaluate(lm, rows, config: TrainConfig, baselines=()) -> tuple[dict, dict, dict]:
+    """Mean scores of lm (and the named baselines) on held-out rows, and lm's per-group
+    gaps (sim_core.fairness.GroupGaps.to_dict, in KL)."""
     if not rows or not config.evaluate_test:
-        return {}, {}
+        return {}, {}, {}
     ev = evaluate_rows([lm], rows, config=_sim_config(config), baselines=baselines)
     return (_mean_scores(ev, lm.label),
-            {b: _mean_scores(ev, baseline_entry(b)) for b in baselines})
+            {b: _mean_scores(ev, baseline_entry(b)) for b in baselines},
+            group_gaps(ev, lm.label, "kl").to_dict())
 
 
 class SurveyTrainer(Trainer):
@@ -122,8 +125,9 @@ class SurveyTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         kmax = inputs["mask"].shape[1]
         logp = letter_logits(model, self.survey_tokenizer, inputs["prompts"], kmax)
-        loss = batch_loss(logp, inputs, self.train_config.loss,
-                          self.train_config.ordinal_lambda, self.train_config.ce_lambda)
+        config = self.train_config
+        loss = batch_loss(logp, inputs, config.loss, config.ordinal_lambda, config.ce_lambda,
+                          config.fairness_lambda, config.fairness_spread)
         self.last_loss = float(loss.detach())
         return (loss, None) if return_outputs else loss
 
@@ -194,21 +198,31 @@ def _card(name: str, lm, split: Split, config: TrainConfig, data_info: dict | No
                             for k, v in asdict(config).items()},
                          "lora_alpha": config.lora_alpha},
         prompt_style=asdict(style), before=scores["before"], after=scores["after"],
-        baselines=scores["baselines"], test_rows=len(split.test), steps=state.global_step,
+        baselines=scores["baselines"], fairness=scores["fairness"],
+        test_rows=len(split.test), steps=state.global_step,
         best_val_step=monitor.best_step or None, val_history=monitor.val_history,
         train_seconds=round(seconds, 1),
         date=datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
 
-def _before_scores(lm, split: Split, config: TrainConfig, job_dir: Path) -> tuple[dict, dict]:
-    """Zero-shot scores on the held-out rows, cached in the job folder for resumed runs."""
+def _before_scores(lm, split: Split, config: TrainConfig, job_dir: Path
+                   ) -> tuple[dict, dict, dict]:
+    """Zero-shot scores and group gaps on the held-out rows, cached in the job folder for
+    resumed runs."""
     cached = job_dir / "before.json"
     if cached.exists():
         saved = json.loads(cached.read_text())
-        return saved["before"], saved["baselines"]
-    before, baselines = _evaluate(lm, split.test, config, ROW_BASELINES)
-    cached.write_text(json.dumps({"before": before, "baselines": baselines}))
-    return before, baselines
+        if "groups" in saved:
+            return saved["before"], saved["baselines"], saved["groups"]
+    before, baselines, groups = _evaluate(lm, split.test, config, ROW_BASELINES)
+    cached.write_text(json.dumps({"before": before, "baselines": baselines,
+                                  "groups": groups}, default=_json_number))
+    return before, baselines, groups
+
+
+def _json_number(value):
+    """numpy numbers as plain ones for json.dumps."""
+    return value.item() if hasattr(value, "item") else str(value)
 
 
 def train_adapter(split: Split, *, name: str, base: str = "default",
@@ -258,9 +272,10 @@ def _run(split, name, base, config, data_info, callback, should_stop, overwrite,
     started = time.time()
     torch.manual_seed(config.seed)
     lm = _load_base(base, config)
-    before, baselines = _before_scores(lm, split, config, work)
+    before, baselines, groups_before = _before_scores(lm, split, config, work)
     model = _lora(lm.model, config)
-    rows = reweight_slices(split.train) if config.reweight else list(split.train)
+    rows = balance_groups(split.train, config.balance_floor, config.seed)
+    rows = reweight_slices(rows) if config.reweight else rows
     # Training prompts use the simulator's default wording; the card records it, so that a
     # simulation with other wording can warn that the adapter never saw it.
     style = PromptStyle()
@@ -286,8 +301,9 @@ def _run(split, name, base, config, data_info, callback, should_stop, overwrite,
     # scored as the simulator will read it (orders from its card; see _card)
     tuned = dataclasses.replace(lm, model=model, adapter=name,
                                 inference_orders=None if config.shuffle_options else 1)
-    after, _ = _evaluate(tuned, split.test, config)
-    scores = {"before": before, "after": after, "baselines": baselines}
+    after, _, groups_after = _evaluate(tuned, split.test, config)
+    scores = {"before": before, "after": after, "baselines": baselines,
+              "fairness": fairness_record(groups_before, groups_after) if groups_after else None}
     card = _card(name, lm, split, config, data_info, scores, monitor, trainer.state,
                  time.time() - started, style)
     if not trainer.is_world_process_zero():

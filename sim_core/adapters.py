@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import tempfile
 import zipfile
@@ -43,6 +44,11 @@ class AdapterCard:
         before, after: mean held-out scores of the base model and of the adapter.
         baselines: baseline name -> mean held-out scores.
         test_rows, steps, best_val_step, val_history, train_seconds: training facts.
+        fairness: per-group gap against group size on the held-out rows, before and after
+            training, the spread across groups and the groups whose gap grew
+            (finetune.train; sim_core.fairness).
+        temperature_sweep: the individual-level KL/RMSE temperature curve, the temperature
+            chosen and on which respondents it was chosen (sim_core.individual.sweep_record).
         extra: keys of a card this version does not know (kept as they are).
         error: why the card could not be read ("" when fine).
     """
@@ -69,6 +75,8 @@ class AdapterCard:
     best_val_step: int | None = None
     val_history: list = field(default_factory=list)
     train_seconds: float | None = None
+    fairness: dict | None = None
+    temperature_sweep: dict | None = None
     extra: dict = field(default_factory=dict)
     error: str = ""
 
@@ -164,9 +172,39 @@ def read_card(path: Path) -> AdapterCard:
 
 
 def _write_card(folder: Path, card: AdapterCard) -> None:
-    """Write card.json (UTF-8, indented)."""
+    """Write card.json (UTF-8, indented) atomically: a reader never sees half a card."""
     text = json.dumps(card.to_dict(), indent=2, default=str, ensure_ascii=False)
-    (folder / CARD_FILE).write_text(text, encoding="utf-8")
+    handle, temp = tempfile.mkstemp(prefix=".card-", suffix=".json", dir=folder)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(temp, folder / CARD_FILE)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def update_card(name_or_path: str | Path, **changes: Any) -> AdapterCard:
+    """Set fields of an adapter's card (e.g. temperature_sweep) and write it atomically.
+
+    Args:
+        name_or_path: registry name or adapter folder.
+        **changes: AdapterCard field -> new value (unknown names refused).
+    Returns:
+        The updated card. The adapter's weights, and so its fingerprint, are untouched.
+    Raises:
+        AdapterError: no such adapter, or an unknown card field.
+    """
+    folder = resolve_adapter(str(name_or_path))
+    known = {f.name for f in fields(AdapterCard)} - {"extra", "error", "name"}
+    unknown = sorted(set(changes) - known)
+    if unknown:
+        raise AdapterError(f"unknown adapter card field(s): {', '.join(unknown)}.")
+    card = read_card(folder)
+    for key, value in changes.items():
+        setattr(card, key, value)
+    _write_card(folder, card)
+    return card
 
 
 def save_adapter(write: Callable[[Path], None], name: str, card: AdapterCard | dict, *,
