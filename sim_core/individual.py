@@ -23,6 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from sim_core.adapters import read_card
 from sim_core.calibration import TEMPERATURE_BOUNDS, temper
 from sim_core.compare import model_progress
 from sim_core.demographic import MODEL_BASELINES, fit_demographic
@@ -67,7 +68,8 @@ class IndividualConfig:
     val_fraction: float = setting(0.25, above=0, max=0.9, label="Validation share",
                                   help="share of the other respondents on which the "
                                        "temperature is chosen")
-    seed: int = setting(0, min=0, label="Seed", help="seeds which respondents are held out")
+    split_seed: int = setting(0, min=0, label="Split seed",
+                              help="seeds which respondents are held out")
     criterion: str = setting("kl", choices=CRITERIA, label="Choose the temperature by",
                              help="what the chosen temperature minimises on the validation "
                                   "respondents")
@@ -191,7 +193,7 @@ def _respondents(survey, question, attributes, split, config, wave, bins) -> _Re
     groups = respondent_groups(frame, attributes, bins)
     complete = groups.notna().all(axis=1).to_numpy()
     chosen = {part: _sample(frame.index[split.part(frame.index, part) & complete],
-                            config.max_respondents, config.seed)
+                            config.max_respondents, config.split_seed)
               for part in (VAL, TEST)}
     index = pd.Index(np.concatenate([chosen[VAL], chosen[TEST]]))
     sub = frame.loc[index]
@@ -292,6 +294,45 @@ def _sweep(label: str, rows: pd.DataFrame, mode: str, criterion: str) -> Sweep:
     return Sweep(label, mode, criterion, curve, float(val.loc[best, "temperature"]))
 
 
+def adapter_splits(models: Sequence[Any]) -> dict[str, dict]:
+    """Checkpoint label -> the split its adapter card records (base models: none)."""
+    out = {}
+    for lm, label in zip(models, unique_labels(models)):
+        path = getattr(lm, "adapter_path", None)
+        if path is not None:
+            out[label] = read_card(path).split or {}
+    return out
+
+
+def split_from_cards(models: Sequence[Any]) -> tuple[float, int] | None:
+    """(test share, seed) of the adapters' respondent split, when they hold one out; the
+    individual evaluation must hold out the same people (DataError when adapters differ)."""
+    found = {(s["test_fraction"], s["seed"]) for s in adapter_splits(models).values()
+             if s.get("how") == "respondent"}
+    if len(found) > 1:
+        raise DataError("these adapters held out different respondents "
+                        f"({sorted(found)}); evaluate them separately.")
+    return next(iter(found), None)
+
+
+def _check_adapters(models, config: IndividualConfig, notes: list[str]) -> None:
+    """Refuse an adapter trained on people this evaluation holds out; note adapters trained
+    on other splits (their training rows included these respondents' answers)."""
+    for label, split in adapter_splits(models).items():
+        if split.get("how") == "respondent":
+            if (split["test_fraction"], split["seed"]) != (config.test_fraction, config.split_seed):
+                raise DataError(
+                    f"{label} held out respondents with test share {split['test_fraction']} "
+                    f"and seed {split['seed']}; score it on the same people (test share "
+                    f"{split['test_fraction']}, split seed {split['seed']}), or it is scored "
+                    "on people it was trained on.")
+        else:
+            notes.append(f"{label} was trained with a {split.get('how', 'unknown')} split: "
+                         "its training rows included these respondents' answers (as group "
+                         "shares), so its individual scores are not a held-out test; train "
+                         "with --split respondent for one.")
+
+
 def evaluate_individuals(models: list[Any], survey: Survey, attributes: Sequence[str], *,
                          questions: Sequence[str] | None = None,
                          config: IndividualConfig | None = None, sim: SimConfig | None = None,
@@ -324,7 +365,7 @@ def evaluate_individuals(models: list[Any], survey: Survey, attributes: Sequence
                         f"{', '.join(INDIVIDUAL_BASELINES)}.")
     attributes = check_attributes(survey, attributes, bins)
     split = respondent_split(survey, test_fraction=config.test_fraction,
-                             val_fraction=config.val_fraction, seed=config.seed)
+                             val_fraction=config.val_fraction, seed=config.split_seed)
     ids = list(questions or survey.questions)
     items = [_respondents(survey, survey.question(q), attributes, split, config, wave, bins)
              for q in ids]
@@ -336,6 +377,7 @@ def evaluate_individuals(models: list[Any], survey: Survey, attributes: Sequence
         raise DataError("choosing the temperature by RMSE needs an ordinal question.")
     pairs = _profile_pairs(items, attributes)
     labels, rows, notes = unique_labels(models), [], []
+    _check_adapters(models, config, notes)
     for i, (lm, label) in enumerate(zip(models, labels)):
         shares = _simulated(lm, pairs, sim, config.temperatures, should_stop=should_stop,
                             progress=model_progress(progress, i, len(models)))

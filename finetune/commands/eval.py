@@ -9,12 +9,16 @@ Example:
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from finetune.rows import held_out_with_reference
+from finetune.splits import respondent_parts
 from sim_core.adapters import read_card, resolve_adapter
 from sim_core.commands import common
 from sim_core.evaluate import evaluate_rows
+from sim_core.fairness import gap_changes, group_gaps
+from sim_core.labels import is_baseline
 from sim_core.slices import survey_rows
 
 
@@ -29,6 +33,9 @@ def register(subparsers) -> None:
     parser.add_argument("--rows", choices=("held-out", "all"), default="held-out",
                         help="held-out: only the rows the adapter's card says it never saw "
                              "(default); all: every row of --data")
+    parser.add_argument("--fairness", action="store_true",
+                        help="also print the gap per group against group size, the spread "
+                             "across groups and the groups whose gap grew with the adapter")
     parser.set_defaults(func=run)
 
 
@@ -42,7 +49,12 @@ def run(args: argparse.Namespace) -> int:
     reference = rows
     if args.rows == "held-out":
         split = read_card(resolve_adapter(args.adapter)).split
-        rows, reference = held_out_with_reference(rows, split)
+        if split.get("how") == "respondent":    # the groups of the held-out people
+            parts = respondent_parts(survey, split, by, bins=common.bins_from_args(args),
+                                     wave=args.wave, questions=common.question_ids(args, survey))
+            rows, reference = parts["test"], parts["train"] + parts["val"]
+        else:
+            rows, reference = held_out_with_reference(rows, split)
         print(f"scoring the {len(rows)} held-out rows (split by {split.get('how')})",
               file=sys.stderr)
     models = common.models_from_args(args)
@@ -55,8 +67,38 @@ def run(args: argparse.Namespace) -> int:
     for note in evaluation.notes:
         print(f"note: {note}", file=sys.stderr)
     table = evaluation.summary()
+    gaps = fairness_tables(evaluation) if args.fairness else None
     if args.json:
-        print(table.to_json(orient="index"))
+        out = json.loads(table.to_json(orient="index"))
+        print(json.dumps(out if gaps is None else {"summary": out, "fairness": gaps}))
     else:
         print(table.to_string(float_format=lambda v: f"{v:.4f}"))
+        if gaps is not None:
+            print(format_fairness(gaps))
     return 0
+
+
+def fairness_tables(evaluation) -> dict:
+    """Per checkpoint: KL gap per group with n_eff and noise floor, the spread; for each
+    adapter, the groups whose gap grew against the base model (the first checkpoint)."""
+    labels = [e for e in evaluation.entries if not is_baseline(e)]
+    gaps = {label: group_gaps(evaluation, label, "kl") for label in labels}
+    return {"score": "kl", "gaps": {label: g.to_dict() for label, g in gaps.items()},
+            "changes": {label: gap_changes(gaps[labels[0]], gaps[label]).to_dict(
+                orient="records") for label in labels[1:]}}
+
+
+def format_fairness(tables: dict) -> str:
+    """The fairness tables as text."""
+    out = ["", "gap per group (KL; floor = noise floor at the group's n_eff)"]
+    for label, data in tables["gaps"].items():
+        spread = data["spread"]
+        out.append(f"{label}: mean gap {spread['mean_gap']:.4f}, sd {spread['sd']:.4f}, "
+                   f"range {spread['range']:.4f} over {spread['groups']} groups")
+    for label, rows in tables["changes"].items():
+        grew = [r for r in rows if r["grew"]]
+        out.append(f"{label}: gap grew for {len(grew)} of {len(rows)} groups"
+                   + "".join(f"\n  {r['group']} (n_eff {r['n_eff']:.0f}): {r['before']:.4f} "
+                             f"-> {r['after']:.4f}{' beyond noise' if r['beyond_noise'] else ''}"
+                             for r in grew))
+    return "\n".join(out)

@@ -16,8 +16,8 @@ from typing import Sequence
 from sim_core.errors import SimError
 
 CORE_COMMANDS = tuple(f"sim_core.commands.{name}" for name in
-                      ("marginals", "baselines", "simulate", "compare", "report", "adapters",
-                       "surveys"))
+                      ("marginals", "baselines", "simulate", "compare", "individual", "report",
+                       "adapters", "surveys"))
 
 
 def build_parser(prog: str, modules: Sequence[str], description: str) -> argparse.ArgumentParser:
