@@ -327,10 +327,10 @@ def _check_adapters(models, config: IndividualConfig, notes: list[str]) -> None:
                     f"{split['test_fraction']}, split seed {split['seed']}), or it is scored "
                     "on people it was trained on.")
         else:
-            notes.append(f"{label} was trained with a {split.get('how', 'unknown')} split: "
-                         "its training rows included these respondents' answers (as group "
-                         "shares), so its individual scores are not a held-out test; train "
-                         "with --split respondent for one.")
+            how = f"with a {split['how']} split" if split.get("how") else "without a recorded split"
+            notes.append(f"{label} was trained {how}: its training rows may include these "
+                         "respondents' answers (as group shares), so its individual scores "
+                         "are not a held-out test; train with the respondent split for one.")
 
 
 def evaluate_individuals(models: list[Any], survey: Survey, attributes: Sequence[str], *,

@@ -35,6 +35,16 @@ from sim_core.labels import (
     is_baseline,
 )
 from sim_core.metrics import METRICS
+from sim_core.report_methods import methods_text
+from sim_core.report_parts import (
+    FairnessPart,
+    IndividualPart,
+    fairness_from_dict,
+    fairness_parts,
+    individual_from_dict,
+    individual_part,
+    parts_csv_rows,
+)
 from sim_core.slices import slice_label
 
 CSV_COLUMNS = ("table", "question_id", "slice", "entry", "option", "share", "ci_low",
@@ -121,6 +131,7 @@ class EvaluationReport:
     heatmaps: list[Heatmap]
     worst: dict[str, Table]                  # entry -> worst slices
     rows: Table                              # question_id, slice, entry, score keys...
+    fairness: list[FairnessPart] = field(default_factory=list)   # gap per group, per model
 
 
 @dataclass
@@ -137,6 +148,7 @@ class Report:
     scores: list[ScoreInfo]
     questions: list[QuestionReport] = field(default_factory=list)
     evaluation: EvaluationReport | None = None
+    individual: IndividualPart | None = None
     methods: str = ""
 
     def score_info(self, key: str) -> ScoreInfo:
@@ -249,49 +261,6 @@ def _plain(value: Any) -> Any:
                                  else str(v)))
 
 
-def orders_sentence(report: Report) -> str:
-    """How many option orders were averaged, in words (per checkpoint when they differ)."""
-    def words(n: int) -> str:
-        return ("the original option order only" if n <= 1 else
-                f"{n} option orders (original, reversed, cyclic shifts), averaged after mapping "
-                "back to the original options")
-
-    if report.orders >= 1:
-        return words(report.orders)
-    per = [(c.get("label"), c.get("orders")) for c in report.checkpoints if c.get("orders")]
-    if not per:
-        return "each checkpoint's own number of option orders"
-    if len({n for _, n in per}) == 1:
-        return words(per[0][1])
-    return ("each checkpoint's own number of option orders (" + "; ".join(
-        f"{label}: {words(n)}" for label, n in per) + "; an adapter trained on the original "
-        "option order is read in that order only)")
-
-
-def methods_text(report: Report) -> str:
-    """The methods paragraph: how distributions are simulated and scores defined."""
-    orders = orders_sentence(report)
-    mode = ("the next-token probabilities of the option letters, renormalised over the "
-            "options" if report.mode == "first-token" else
-            "answers sampled from the model and parsed into options")
-    parts = [
-        "Each slice is described to the model by a persona (one sentence per attribute), "
-        "followed by the question with lettered options and an instruction to answer with "
-        f"a letter. The simulated distribution is {mode}, using {orders}.",
-        "Real shares are weighted shares of the survey respondents of each slice; the 95 % "
-        "interval is a Wilson interval using the Kish effective sample size n_eff. Slices "
-        "marked 'small' have too few respondents to trust.",
-        "Baselines: uniform = every option equally likely; population = the whole-population "
-        "real distribution for every slice; classifier = multinomial logistic regression on "
-        "demographics. The noise floor is the score two independent real samples of size "
-        "n_eff would get: a model cannot meaningfully beat it.",
-        ("Scores (p = real, q = simulated): " + "; ".join(
-            f"{s.name} = {s.formula} ({s.direction} is better)" for s in report.scores) + "."
-         if report.scores else "No scores: there is no real data to compare with."),
-    ]
-    return "\n\n".join(parts)
-
-
 def _table(df: Any) -> Table:
     """Table from a pandas DataFrame (index kept as first column unless it is 0..n-1)."""
     if df.index.name is not None or list(df.index) != list(range(len(df))):
@@ -345,7 +314,8 @@ def report_from_evaluation(evaluation: Any, title: str | None = None) -> Report:
         summary=_table(summary[[k for k in keys if k in summary.columns]]),
         heatmaps=[_heatmap(evaluation, e, score) for e in models],
         worst={e: _table(evaluation.worst_slices(e, score)) for e in models},
-        rows=_table(long_rows.reset_index(drop=True)))
+        rows=_table(long_rows.reset_index(drop=True)),
+        fairness=fairness_parts(evaluation, score))
     baselines = [baseline_name(e) for e in evaluation.entries if is_baseline(e)]
     report = Report(title=title or f"Evaluation: {evaluation.survey_name}", created=_today(),
                     survey=evaluation.survey_name, wave=evaluation.wave,
@@ -354,6 +324,25 @@ def report_from_evaluation(evaluation: Any, title: str | None = None) -> Report:
                     mode=str(getattr(evaluation, "mode", "first-token")),
                     orders=int(getattr(evaluation, "orders", 1)),
                     scores=_score_infos(set(keys)), evaluation=part)
+    report.methods = methods_text(report)
+    return report
+
+
+def report_from_individual(result: Any, title: str | None = None) -> Report:
+    """Build a Report from a sim_core.individual.IndividualResult.
+
+    Args:
+        result: held-out respondents' scores, temperature sweeps and baselines.
+        title: report title; default "Individual level: <survey>".
+    Returns:
+        A Report with `individual` filled (no per-question sections).
+    """
+    part = individual_part(result)
+    report = Report(title=title or f"Individual level: {result.survey_name}",
+                    created=_today(), survey=result.survey_name, wave=None,
+                    checkpoints=[{"label": e} for e in result.entries],
+                    baselines=list(result.baselines), mode=result.mode, orders=0,
+                    scores=[], individual=part)
     report.methods = methods_text(report)
     return report
 
@@ -390,6 +379,8 @@ def _csv_rows(report: Report) -> list[dict[str, Any]]:
                      for entry, values in scored for key, value in values.items()]
     if report.evaluation is not None:
         rows += _eval_csv_rows(report.evaluation, direction)
+    rows += parts_csv_rows(report.evaluation.fairness if report.evaluation else [],
+                           report.individual)
     return rows
 
 
@@ -458,5 +449,8 @@ def report_from_json(text: str) -> Report:
         data["evaluation"] = EvaluationReport(
             entries=part["entries"], score=part["score"], summary=Table(**part["summary"]),
             heatmaps=[Heatmap(**h) for h in part["heatmaps"]],
-            worst={k: Table(**t) for k, t in part["worst"].items()}, rows=Table(**part["rows"]))
+            worst={k: Table(**t) for k, t in part["worst"].items()}, rows=Table(**part["rows"]),
+            fairness=[fairness_from_dict(f) for f in part.get("fairness") or []])
+    if data.get("individual") is not None:
+        data["individual"] = individual_from_dict(data["individual"])
     return Report(**data)

@@ -446,7 +446,7 @@ def test_orders_sentence_per_checkpoint():
     """Methods text names the option orders: one number, or each checkpoint's own."""
     from types import SimpleNamespace
 
-    from sim_core.report import orders_sentence
+    from sim_core.report_methods import orders_sentence
 
     one = SimpleNamespace(orders=1, checkpoints=[])
     assert orders_sentence(one) == "the original option order only"

@@ -1,0 +1,86 @@
+"""The methods text of a report: how distributions were simulated and scores defined, in
+words a reader of the PDF can follow (sim_core.report builds it, report_pdf prints it)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sim_core.report_parts import IndividualPart
+
+
+def orders_sentence(report: Any) -> str:
+    """How many option orders were averaged, in words (per checkpoint when they differ)."""
+    def words(n: int) -> str:
+        return ("the original option order only" if n <= 1 else
+                f"{n} option orders (original, reversed, cyclic shifts), averaged after mapping "
+                "back to the original options")
+
+    if report.orders >= 1:
+        return words(report.orders)
+    per = [(c.get("label"), c.get("orders")) for c in report.checkpoints if c.get("orders")]
+    if not per:
+        return "each checkpoint's own number of option orders"
+    if len({n for _, n in per}) == 1:
+        return words(per[0][1])
+    return ("each checkpoint's own number of option orders (" + "; ".join(
+        f"{label}: {words(n)}" for label, n in per) + "; an adapter trained on the original "
+        "option order is read in that order only)")
+
+
+def methods_text(report: Any) -> str:
+    """The methods paragraph: how distributions are simulated and scores defined."""
+    orders = orders_sentence(report)
+    mode = ("the next-token probabilities of the option letters, renormalised over the "
+            "options" if report.mode == "first-token" else
+            "answers sampled from the model and parsed into options")
+    parts = [
+        "Each slice is described to the model by a persona (one sentence per attribute), "
+        "followed by the question with lettered options and an instruction to answer with "
+        f"a letter. The simulated distribution is {mode}, using {orders}.",
+        "Real shares are weighted shares of the survey respondents of each slice; the 95 % "
+        "interval is a Wilson interval using the Kish effective sample size n_eff. Slices "
+        "marked 'small' have too few respondents to trust.",
+        "Baselines: uniform = every option equally likely; population = the whole-population "
+        "real distribution for every slice; classifier = multinomial logistic regression on "
+        "demographics. The noise floor is the score two independent real samples of size "
+        "n_eff would get: a model cannot meaningfully beat it.",
+        ("Scores (p = real, q = simulated): " + "; ".join(
+            f"{s.name} = {s.formula} ({s.direction} is better)" for s in report.scores) + "."
+         if report.scores else "" if report.individual else
+         "No scores: there is no real data to compare with."),
+    ]
+    if report.evaluation is not None and report.evaluation.fairness:
+        parts.append(FAIRNESS_METHODS)
+    if report.individual is not None:
+        parts.append(individual_methods(report.individual))
+    return "\n\n".join(p for p in parts if p)
+
+
+FAIRNESS_METHODS = (
+    "Fairness view: a group's gap is its mean score over its (question, group) rows, drawn "
+    "against the group's mean effective sample size. The noise floor curve is the score two "
+    "independent real samples of that size would get (mean over the questions), so a small "
+    "group's larger gap is read against its larger noise. Spread across groups: standard "
+    "deviation and range of the gaps. A group's gap 'grew' when an adapter's gap exceeds the "
+    "first checkpoint's (usually the base model); 'beyond noise' when the growth exceeds the "
+    "group's noise floor.")
+
+
+def individual_methods(part: IndividualPart) -> str:
+    """The methods paragraph of the individual-level evaluation."""
+    split = part.split
+    return (
+        f"Individual level: the survey's respondents were split once (seed {split.get('seed')}"
+        f"): {split.get('test_fraction')} of them held out for the test, and "
+        f"{split.get('val_fraction')} of the rest set aside for validation. Each validation "
+        f"and test respondent is simulated from their own profile on {', '.join(part.attributes)} "
+        "(identical profiles share one prompt) and scored against their own answer. A virtual "
+        "respondent answers by drawing from the simulated distribution at temperature T "
+        + ("(first-token mode: the letter probabilities raised to 1/T and renormalised); "
+           if part.mode == "first-token" else "(sampling mode: answers sampled at T); ")
+        + f"T is chosen on the validation respondents by {part.criterion} and every entry is "
+        "scored on the test respondents. The model baselines (logistic regression, gradient "
+        "boosting, SVR on the ordinal value) are fitted on the non-test respondents' "
+        "demographics on the same attributes. RMSEs are on the ordinal value scale scaled to "
+        "0-1. Scores: " + "; ".join(f"{s['name']} = {s['formula']} ({s['direction']} is "
+                                    "better)" for s in part.scores) + ".")
