@@ -14,10 +14,10 @@ from sim_core.errors import SimError
 from sim_core.individual import (
     IndividualConfig,
     evaluate_individuals,
-    split_from_cards,
     sweep_record,
 )
 from sim_core.labels import is_baseline
+from sim_core.respondents import split_from_cards
 from sim_core.simulate import SimConfig
 
 

@@ -23,7 +23,6 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from sim_core.adapters import read_card
 from sim_core.calibration import TEMPERATURE_BOUNDS, temper
 from sim_core.compare import model_progress
 from sim_core.demographic import MODEL_BASELINES, fit_demographic
@@ -32,6 +31,7 @@ from sim_core.individual_scores import INDIVIDUAL_SCORES, score_predictions
 from sim_core.labels import Progress, ShouldStop, baseline_entry, unique_labels
 from sim_core.options import Choice, check, registry, setting
 from sim_core.respondents import (
+    check_adapter_splits,
     check_attributes,
     require_respondents,
     respondent_groups,
@@ -294,45 +294,6 @@ def _sweep(label: str, rows: pd.DataFrame, mode: str, criterion: str) -> Sweep:
     return Sweep(label, mode, criterion, curve, float(val.loc[best, "temperature"]))
 
 
-def adapter_splits(models: Sequence[Any]) -> dict[str, dict]:
-    """Checkpoint label -> the split its adapter card records (base models: none)."""
-    out = {}
-    for lm, label in zip(models, unique_labels(models)):
-        path = getattr(lm, "adapter_path", None)
-        if path is not None:
-            out[label] = read_card(path).split or {}
-    return out
-
-
-def split_from_cards(models: Sequence[Any]) -> tuple[float, int] | None:
-    """(test share, seed) of the adapters' respondent split, when they hold one out; the
-    individual evaluation must hold out the same people (DataError when adapters differ)."""
-    found = {(s["test_fraction"], s["seed"]) for s in adapter_splits(models).values()
-             if s.get("how") == "respondent"}
-    if len(found) > 1:
-        raise DataError("these adapters held out different respondents "
-                        f"({sorted(found)}); evaluate them separately.")
-    return next(iter(found), None)
-
-
-def _check_adapters(models, config: IndividualConfig, notes: list[str]) -> None:
-    """Refuse an adapter trained on people this evaluation holds out; note adapters trained
-    on other splits (their training rows included these respondents' answers)."""
-    for label, split in adapter_splits(models).items():
-        if split.get("how") == "respondent":
-            if (split["test_fraction"], split["seed"]) != (config.test_fraction, config.split_seed):
-                raise DataError(
-                    f"{label} held out respondents with test share {split['test_fraction']} "
-                    f"and seed {split['seed']}; score it on the same people (test share "
-                    f"{split['test_fraction']}, split seed {split['seed']}), or it is scored "
-                    "on people it was trained on.")
-        else:
-            how = f"with a {split['how']} split" if split.get("how") else "without a recorded split"
-            notes.append(f"{label} was trained {how}: its training rows may include these "
-                         "respondents' answers (as group shares), so its individual scores "
-                         "are not a held-out test; train with the respondent split for one.")
-
-
 def evaluate_individuals(models: list[Any], survey: Survey, attributes: Sequence[str], *,
                          questions: Sequence[str] | None = None,
                          config: IndividualConfig | None = None, sim: SimConfig | None = None,
@@ -377,7 +338,7 @@ def evaluate_individuals(models: list[Any], survey: Survey, attributes: Sequence
         raise DataError("choosing the temperature by RMSE needs an ordinal question.")
     pairs = _profile_pairs(items, attributes)
     labels, rows, notes = unique_labels(models), [], []
-    _check_adapters(models, config, notes)
+    check_adapter_splits(models, config.test_fraction, config.split_seed, notes)
     for i, (lm, label) in enumerate(zip(models, labels)):
         shares = _simulated(lm, pairs, sim, config.temperatures, should_stop=should_stop,
                             progress=model_progress(progress, i, len(models)))

@@ -10,12 +10,14 @@ their answers, whichever question it is).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
+from sim_core.adapters import read_card
 from sim_core.errors import DataError
+from sim_core.labels import unique_labels
 from sim_core.slices import group_values
 from sim_core.survey import MARGINALS, Survey
 
@@ -119,3 +121,44 @@ def check_attributes(survey: Survey, attributes: Sequence[str], bins=None) -> li
             raise DataError(f"attribute '{attribute}' has a single group{only}: it cannot "
                             "tell groups apart; choose another attribute.")
     return attributes
+
+
+def adapter_splits(models: Sequence[Any]) -> dict[str, dict]:
+    """Checkpoint label -> the split its adapter card records (base models: none)."""
+    out = {}
+    for lm, label in zip(models, unique_labels(models)):
+        path = getattr(lm, "adapter_path", None)
+        if path is not None:
+            out[label] = read_card(path).split or {}
+    return out
+
+
+def split_from_cards(models: Sequence[Any]) -> tuple[float, int] | None:
+    """(test share, seed) of the adapters' respondent split, when they hold one out; the
+    individual evaluation must hold out the same people (DataError when adapters differ)."""
+    found = {(s["test_fraction"], s["seed"]) for s in adapter_splits(models).values()
+             if s.get("how") == "respondent"}
+    if len(found) > 1:
+        raise DataError("these adapters held out different respondents "
+                        f"({sorted(found)}); evaluate them separately.")
+    return next(iter(found), None)
+
+
+def check_adapter_splits(models: Sequence[Any], test_fraction: float, seed: int,
+                         notes: list[str]) -> None:
+    """Refuse an adapter trained on people that a split with this test share and seed holds
+    out; note adapters trained on other splits (their training rows may include these
+    respondents' answers)."""
+    for label, split in adapter_splits(models).items():
+        if split.get("how") == "respondent":
+            if (split["test_fraction"], split["seed"]) != (test_fraction, seed):
+                raise DataError(
+                    f"{label} held out respondents with test share {split['test_fraction']} "
+                    f"and seed {split['seed']}; score it on the same people (test share "
+                    f"{split['test_fraction']}, split seed {split['seed']}), or it is scored "
+                    "on people it was trained on.")
+        else:
+            how = f"with a {split['how']} split" if split.get("how") else "without a recorded split"
+            notes.append(f"{label} was trained {how}: its training rows may include these "
+                         "respondents' answers (as group shares), so its individual scores "
+                         "are not a held-out test; train with the respondent split for one.")

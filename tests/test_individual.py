@@ -16,13 +16,12 @@ from sim_core.errors import DataError
 from sim_core.individual import (
     IndividualConfig,
     evaluate_individuals,
-    split_from_cards,
     sweep_record,
 )
 from sim_core.individual_scores import INDIVIDUAL_SCORES, score_predictions
 from sim_core.models import load_model
 from sim_core.readers import read_marginals_csv, read_respondents_csv
-from sim_core.respondents import respondent_split
+from sim_core.respondents import respondent_split, split_from_cards
 from sim_core.simulate import SimConfig, simulate
 from sim_core.slices import _respondent_frame
 

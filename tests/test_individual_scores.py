@@ -10,8 +10,8 @@ import pytest
 from test_baselines import synthetic_survey
 
 from sim_core.calibration import temper
-from sim_core.demographic import fit_demographic, nearest_option, ordinal_scale
 from sim_core.demo import load_demo
+from sim_core.demographic import fit_demographic, nearest_option, ordinal_scale
 from sim_core.errors import DataError
 from sim_core.individual_scores import score_predictions
 from sim_core.readers import read_marginals_csv, read_respondents_csv
@@ -112,7 +112,7 @@ def test_scores_match_hand_computation():
     brier = [(0.5 - 1) ** 2 + 0.09 + 0.04, 0.01 + 0.04 + 0.16 + 0.01]
     assert s["brier"] == pytest.approx((brier[0] + 3 * brier[1]) / 4)
     assert s["accuracy"] == pytest.approx(1.0)
-    real, mean = np.array([0.25, 0, 0.75, 0]), (probs[0] + 3 * probs[1]) / 4
+    mean = (probs[0] + 3 * probs[1]) / 4     # real answer shares: 0.25 Low, 0.75 High
     assert s["kl"] == pytest.approx(0.25 * math.log(0.25 / mean[0])
                                     + 0.75 * math.log(0.75 / mean[2]), rel=1e-6)
 

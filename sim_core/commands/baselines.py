@@ -78,8 +78,8 @@ def question_baselines(survey, qid: str, by, *, wave=None, bins=None, test_fract
 
 def fit_json(fit) -> dict:
     """How well a model baseline predicts individuals (held-out accuracy), JSON-ready."""
-    return {"accuracy": round(fit.accuracy, 4), "majority_accuracy": round(fit.majority_accuracy, 4),
-            "n_train": fit.n_train, "n_test": fit.n_test, "features": fit.features,
+    return {"accuracy": round(fit.accuracy, 4),
+            "majority_accuracy": round(fit.majority_accuracy, 4), "n_train": fit.n_train, "n_test": fit.n_test, "features": fit.features,
             "in_sample_slices": fit.in_sample}
 
 

@@ -23,10 +23,10 @@ from sim_core.individual import (
     INDIVIDUAL_BASELINES,
     IndividualConfig,
     evaluate_individuals,
-    split_from_cards,
     sweep_record,
 )
 from sim_core.individual_scores import INDIVIDUAL_SCORES
+from sim_core.respondents import split_from_cards
 
 
 def register(subparsers) -> None:
