@@ -36,6 +36,17 @@ SPLITS = registry(
     Choice("wave", "Unseen wave",
            "train on earlier waves, test on the latest (needs a wave column)"),
     Choice("random", "Random rows", "(question, group) rows held out at random"),
+    Choice("respondent", "Unseen respondents",
+           "whole respondents held out (respondent-level data): trained on the group shares "
+           "of the other people, tested on the held-out people's groups and, with "
+           "`sim_core individual`, on each held-out person's own answers"),
+)
+
+SPREADS = registry(
+    Choice("variance", "Variance across groups",
+           "variance of the per-group mean KL within the batch (in nats squared)"),
+    Choice("max-mean", "Worst group minus the mean",
+           "largest per-group mean KL minus the mean over the batch's groups (in nats)"),
 )
 
 
@@ -46,8 +57,9 @@ class SplitConfig:
     how: str = setting("question", choices=SPLITS, flag="split", label="Hold out for testing",
                        help="which unit is held out for the before/after test")
     test_fraction: float = setting(0.2, above=0, max=0.9, label="Test share",
-                                   help="share of questions (question split) or rows (random "
-                                        "split) held out for testing")
+                                   help="share of questions (question split), rows (random "
+                                        "split) or respondents (respondent split) held out "
+                                        "for testing")
     val_fraction: float = setting(0.1, min=0, max=0.9, label="Validation share",
                                   help="share of the remaining units used for validation "
                                        "(early stopping; 0: none)")
@@ -112,6 +124,19 @@ class TrainConfig:
     reweight: bool = setting(False, label="Equal weight per group",
                              help="every group gets the same total weight, so small groups "
                                   "count (Lin 2024)")
+    fairness_lambda: float = setting(
+        0.0, min=0, max=100, label="Fairness weight",
+        help="weight of a penalty on how unequal the fit is across groups: the spread of "
+             "the per-group KL within each batch (Lin 2024's multi-objective loss; 0: off). "
+             "Groups are slice labels; respondent rows (kl+ce) are left out of the term")
+    fairness_spread: str = setting("variance", choices=SPREADS, label="Fairness spread",
+                                   help="how the spread across groups is measured")
+    balance_floor: float = setting(
+        0.0, min=0, max=1, label="Oversample small groups up to",
+        help="repeat the rows of small groups until every group has at least this share "
+             "of the mean rows per group (0: off; 1: none below the mean). Copies, not "
+             "synthetic rows: SMOTE-style interpolation between respondents is not "
+             "meaningful for text prompts")
     qlora: bool = setting(False, label="QLoRA (4-bit base, CUDA only)",
                           help="load the base model in 4-bit NF4 (bitsandbytes; CUDA GPU "
                                "only)")

@@ -16,7 +16,7 @@ import torch
 
 from finetune.rows import permute_target, row_key, shuffle_order
 from sim_core.prompts import PromptStyle, build_prompt
-from sim_core.slices import SurveyRow
+from sim_core.slices import SurveyRow, slice_label
 
 
 def normalised_ordinal(values: Sequence[float] | None, k: int) -> np.ndarray:
@@ -41,7 +41,9 @@ class RowCollator:
 
     With `shuffle` each row gets a random option order per epoch (seeded by seed, epoch and
     row key); the target, ordinal values and everything else are permuted the same way.
-    `epoch` is set by the training callback at the start of each epoch.
+    `epoch` is set by the training callback at the start of each epoch. Each batch also
+    carries the group (slice label) index of its rows for the fairness term (-1 for
+    respondent rows).
     """
 
     rows: list[SurveyRow]
@@ -50,6 +52,14 @@ class RowCollator:
     seed: int = 0
     style: PromptStyle | None = None
     epoch: int = 0
+
+    def __post_init__(self) -> None:
+        labels = dict.fromkeys(slice_label(r.slice) for r in self.rows if not is_individual(r))
+        self.group_ids = {label: i for i, label in enumerate(labels)}
+
+    def group_of(self, row: SurveyRow) -> int:
+        """Index of the row's group, -1 for a respondent row (not in the fairness term)."""
+        return -1 if is_individual(row) else self.group_ids.get(slice_label(row.slice), -1)
 
     def order_for(self, row: SurveyRow) -> tuple[int, ...]:
         """Shown option order of one row in the current epoch."""
@@ -76,7 +86,8 @@ class RowCollator:
                 normalised_ordinal(row.question.ordinal_values, k)[list(order)])
         return {"prompts": prompts, "target": target, "mask": mask, "ordinal": ordinal,
                 "weight": torch.tensor([float(r.weight) for r in rows]),
-                "individual": torch.tensor([is_individual(r) for r in rows])}
+                "individual": torch.tensor([is_individual(r) for r in rows]),
+                "group": torch.tensor([self.group_of(r) for r in rows], dtype=torch.long)}
 
 
 def masked_log_probs(letter_logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -127,8 +138,37 @@ def _weighted_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     return (values * weights).sum() / total if total > 0 else values.sum() * 0.0
 
 
+def group_spread(per_row: torch.Tensor, weight: torch.Tensor, group: torch.Tensor,
+                 how: str = "variance") -> torch.Tensor:
+    """Spread across groups of the per-group weighted mean KL in one batch.
+
+    Args:
+        per_row: (batch,) KL per row; weight: (batch,) row weights.
+        group: (batch,) group index, -1 for rows outside the term.
+        how: "variance" (population variance of the group means) or "max-mean" (the worst
+            group's mean minus the mean of the group means).
+    Returns:
+        Scalar tensor; 0 when fewer than two groups with weight are in the batch.
+    """
+    valid = (group >= 0) & (weight > 0)
+    if int(valid.sum()) == 0:
+        return per_row.sum() * 0.0
+    ids, inverse = torch.unique(group[valid], return_inverse=True)
+    if ids.numel() < 2:
+        return per_row.sum() * 0.0
+    w, values = weight[valid], per_row[valid]
+    sums = torch.zeros(ids.numel(), dtype=values.dtype, device=values.device)
+    totals = torch.zeros_like(sums)
+    means = sums.index_add(0, inverse, values * w) / totals.index_add(0, inverse, w)
+    if how == "max-mean":
+        return means.max() - means.mean()
+    return ((means - means.mean()) ** 2).mean()
+
+
 def batch_loss(letter_logp: torch.Tensor, batch: dict, loss: str = "kl",
-               ordinal_lambda: float = 1.0, ce_lambda: float = 1.0) -> torch.Tensor:
+               ordinal_lambda: float = 1.0, ce_lambda: float = 1.0,
+               fairness_lambda: float = 0.0, fairness_spread: str = "variance"
+               ) -> torch.Tensor:
     """The training loss of one batch.
 
     Args:
@@ -139,6 +179,9 @@ def batch_loss(letter_logp: torch.Tensor, batch: dict, loss: str = "kl",
             cross-entropy on individual respondents' answers).
         ordinal_lambda: weight of the ordinal penalty.
         ce_lambda: weight of the respondent cross-entropy.
+        fairness_lambda: weight of group_spread() of the per-row KL (aggregate rows; needs
+            batch["group"]); 0 leaves the loss as it was.
+        fairness_spread: "variance" or "max-mean" (group_spread).
     Returns:
         Scalar tensor.
     """
@@ -150,10 +193,14 @@ def batch_loss(letter_logp: torch.Tensor, batch: dict, loss: str = "kl",
         individual = batch["individual"].to(letter_logp.device)
         aggregate = _weighted_mean(per_row, weight * (~individual))
         # KL against a one-hot target is exactly the cross-entropy of that answer.
-        return aggregate + ce_lambda * _weighted_mean(per_row, weight * individual)
-    total = _weighted_mean(per_row, weight)
+        total = aggregate + ce_lambda * _weighted_mean(per_row, weight * individual)
+    else:
+        total = _weighted_mean(per_row, weight)
     if loss == "kl+ordinal":
         penalty = energy_distance(target, logq.exp() * batch["mask"],
                                   batch["ordinal"].to(letter_logp.device, letter_logp.dtype))
         total = total + ordinal_lambda * _weighted_mean(penalty, weight)
+    if fairness_lambda > 0:
+        total = total + fairness_lambda * group_spread(
+            per_row, weight, batch["group"].to(letter_logp.device), fairness_spread)
     return total

@@ -19,6 +19,7 @@ import pandas as pd
 from finetune.config import SPLITS
 from sim_core.errors import DataError
 from sim_core.sampling import holdout_count, pick, rank
+from sim_core.respondent_split import respondent_split
 from sim_core.slices import SurveyRow, group_values, slice_label
 from sim_core.survey import Question, value_text
 
@@ -84,6 +85,9 @@ def split_rows(rows: Sequence[SurveyRow], how: str = "question", *, test_fractio
     rows = list(rows)
     if how not in SPLITS:
         raise DataError(f"Unknown split '{how}': use one of {', '.join(SPLITS)}.")
+    if how == "respondent":
+        raise DataError("Holding out respondents needs the survey, not its rows: use "
+                        "finetune.splits.training_split.")
     if not rows:
         raise DataError("No training rows: the survey gave no (question, slice) rows.")
     info: dict = {"how": how, "seed": seed, "val_fraction": val_fraction}
@@ -202,6 +206,40 @@ def reweight_slices(rows: Sequence[SurveyRow]) -> list[SurveyRow]:
     return out
 
 
+def balance_groups(rows: Sequence[SurveyRow], floor: float, seed: int = 0) -> list[SurveyRow]:
+    """Oversample small groups: repeat their rows until each group (slice label) has at
+    least `floor` x the mean number of rows per group.
+
+    Whole copies first, then a seeded choice of rows for the remainder. Copies, never
+    synthetic rows: SMOTE-style interpolation between two respondents' prompts has no
+    meaning for text (Lin 2024 balanced tabular features).
+
+    Args:
+        rows: training rows (aggregate or respondent rows).
+        floor: 0 (nothing changes) to 1 (no group below the mean).
+        seed: seeds which rows fill the remainder.
+    Returns:
+        The rows followed by the added copies.
+    """
+    rows = list(rows)
+    if floor <= 0 or not rows:
+        return rows
+    groups: dict[str, list[SurveyRow]] = defaultdict(list)
+    for row in rows:
+        groups[slice_label(row.slice)].append(row)
+    target = int(np.ceil(floor * len(rows) / len(groups)))
+    added = []
+    for label, members in groups.items():
+        missing = target - len(members)
+        if missing <= 0:
+            continue
+        whole, rest = divmod(missing, len(members))
+        added += members * whole
+        ranked = sorted(members, key=lambda r: rank(seed, f"{label}|{row_key(r)}"))
+        added += ranked[:rest]
+    return rows + added
+
+
 def shuffle_order(k: int, seed: int, epoch: int, key: str) -> tuple[int, ...]:
     """A random option order for one row in one epoch (seeded, so runs repeat and resume).
 
@@ -227,7 +265,8 @@ def describe_rows(rows: Sequence[SurveyRow]) -> dict:
 
 def respondent_rows(survey, by: Sequence[str], *, questions: Sequence[str] | None = None,
                     max_per_question: int = 2000, seed: int = 0,
-                    bins: dict[str, list[float]] | None = None) -> list[SurveyRow]:
+                    bins: dict[str, list[float]] | None = None,
+                    respondents: Sequence | None = None) -> list[SurveyRow]:
     """One row per respondent and question: slice = their groups, target = their answer.
 
     For the "kl+ce" loss: KL against a one-hot target is the cross-entropy of that person's
@@ -242,6 +281,7 @@ def respondent_rows(survey, by: Sequence[str], *, questions: Sequence[str] | Non
         max_per_question: seeded subsample per question, to keep training time bounded.
         seed: seeds the subsample.
         bins: band edges for numeric attributes (as for the slices).
+        respondents: only these respondents (index labels; default: everyone).
     Returns:
         SurveyRows with one-hot `dist`, `n_eff` 1 and the respondent's survey weight.
     Raises:
@@ -254,6 +294,8 @@ def respondent_rows(survey, by: Sequence[str], *, questions: Sequence[str] | Non
     missing = [a for a in by if a not in df.columns]
     if missing:
         raise DataError(f"Unknown attribute(s) {', '.join(missing)} in '{survey.name}'.")
+    if respondents is not None:
+        df = df.loc[df.index.isin(respondents)]
     groups = {a: pd.Series(group_values(df, a, bins), index=df.index).astype(object)
               for a in by}
     weights = df[survey.weight].astype(float) if survey.weight else None
@@ -281,8 +323,9 @@ def individual_training_rows(survey, by: Sequence[str], split: Split, *, seed: i
     Args:
         survey: a respondent-level Survey.
         by: the attributes describing each respondent (the slices of the split's rows).
-        split: the aggregate split; only its training questions are used, and with a slice
-            split no respondent of a held-out (test or validation) group.
+        split: the aggregate split; only its training questions are used, with a slice
+            split no respondent of a held-out (test or validation) group, and with a
+            respondent split only the training respondents.
         seed: seeds the per-question subsample.
         bins: band edges for numeric attributes (as for the split's rows).
     Raises:
@@ -293,7 +336,13 @@ def individual_training_rows(survey, by: Sequence[str], split: Split, *, seed: i
     train_q = {r.question.id for r in split.train}
     held = [r.slice for r in split.test + split.val if r.slice] \
         if split.info.get("how") == "slice" else []
-    rows = respondent_rows(survey, by, questions=sorted(train_q), seed=seed, bins=bins)
+    people = None
+    if split.info.get("how") == "respondent":       # only the training respondents
+        people = respondent_split(survey, test_fraction=split.info["test_fraction"],
+                                  val_fraction=split.info["val_fraction"],
+                                  seed=split.info["seed"]).train
+    rows = respondent_rows(survey, by, questions=sorted(train_q), seed=seed, bins=bins,
+                           respondents=people)
     return [r for r in rows if not any(h.items() <= r.slice.items() for h in held)]
 
 

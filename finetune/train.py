@@ -25,14 +25,15 @@ from finetune.callbacks import TrainingMonitor
 from finetune.checkpoints import SealCheckpoints, last_whole_checkpoint
 from finetune.config import TrainConfig
 from finetune.loss import RowCollator, batch_loss
-from finetune.rows import Split, describe_rows, reweight_slices, split_to_json
+from finetune.rows import Split, balance_groups, describe_rows, reweight_slices, split_to_json
 from sim_core.adapters import AdapterCard, check_new_adapter, save_adapter
 from sim_core.baselines import ROW_BASELINES
 from sim_core.calibrate import fit_on_rows, heldout_measurement, heldout_unit
 from sim_core.calibration import Calibration
 from sim_core.errors import Cancelled, DataError, ModelError, SimError
-from sim_core.evaluate import evaluate_rows, mean_scores
+from sim_core.evaluate import evaluate_rows, mean_scores, uncalibrated
 from sim_core.fileio import write_json_atomic
+from sim_core.fairness import fairness_record, group_gaps
 from sim_core.labels import baseline_entry
 from sim_core.prompts import LETTERS, PromptStyle
 from sim_core.simulate import SimConfig, letter_logits
@@ -89,7 +90,10 @@ def _held_out(lm, split: Split, config: TrainConfig, calibration, baselines=()) 
             else {},
             "baselines": {b: mean_scores(split.test, ev.dists[baseline_entry(b)])
                           for b in baselines},
-            "dists": {"raw": raw, **{b: ev.dists[baseline_entry(b)] for b in baselines}}}
+            "dists": {"raw": raw, **{b: ev.dists[baseline_entry(b)] for b in baselines}},
+            # per-group gaps (sim_core.fairness, KL) on the raw shares, like the card's
+            # before/after scores
+            "groups": group_gaps(uncalibrated(ev), label, "kl").to_dict()}
 
 
 def _calibrate(lm, split: Split, config: TrainConfig):
@@ -118,8 +122,9 @@ class SurveyTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         kmax = inputs["mask"].shape[1]
         logp = letter_logits(model, self.survey_tokenizer, inputs["prompts"], kmax)
-        loss = batch_loss(logp, inputs, self.train_config.loss,
-                          self.train_config.ordinal_lambda, self.train_config.ce_lambda)
+        config = self.train_config
+        loss = batch_loss(logp, inputs, config.loss, config.ordinal_lambda, config.ce_lambda,
+                          config.fairness_lambda, config.fairness_spread)
         self.last_loss = float(loss.detach())
         return (loss, None) if return_outputs else loss
 
@@ -198,6 +203,7 @@ def _card(name: str, lm, split: Split, config: TrainConfig, data_info: dict | No
         after_calibrated=scores["after_calibrated"], baselines=scores["baselines"],
         calibration=scores["calibration"].to_dict() if scores["calibration"] else None,
         heldout=scores["heldout"].to_dict() if scores["heldout"] else None,
+        fairness=scores["fairness"],
         test_rows=len(split.test), steps=state.global_step,
         best_val_step=monitor.best_step or None, val_history=monitor.val_history,
         train_seconds=round(seconds, 1),
@@ -221,7 +227,8 @@ def _zero_shot(lm, split: Split, config: TrainConfig, job_dir: Path) -> dict:
     if split.test and config.evaluate_test:
         scores = _held_out(lm, split, config, calibration, ROW_BASELINES)
         out.update(before=scores["raw"], before_calibrated=scores["calibrated"],
-                   baselines=scores["baselines"], dists=_listed(scores["dists"]))
+                   baselines=scores["baselines"], dists=_listed(scores["dists"]),
+                   groups=scores["groups"])
     if distributed.is_main():
         write_json_atomic(cached, out)
     return out
@@ -232,7 +239,8 @@ def _measure(tuned, split: Split, config: TrainConfig, zero: dict,
     """The adapter's calibration, held-out scores (raw and calibrated) and the verdict's
     measurement against the uniform guess, the population average and zero-shot."""
     calibration = _calibrate(tuned, split, config)
-    out = {"calibration": calibration, "after": {}, "after_calibrated": {}, "heldout": None}
+    out = {"calibration": calibration, "after": {}, "after_calibrated": {}, "heldout": None,
+           "fairness": None}
     if not (split.test and config.evaluate_test):
         return out
     scores = _held_out(tuned, split, config, calibration)
@@ -244,7 +252,9 @@ def _measure(tuned, split: Split, config: TrainConfig, zero: dict,
         unit=heldout_unit(split.info), survey=str((data_info or {}).get("survey") or ""),
         level=_sim_config(config).interval_level, zero_shot=dists.get("raw"),
         zero_shot_calibration=zero_calibration)
-    out.update(after=scores["raw"], after_calibrated=scores["calibrated"], heldout=heldout)
+    out.update(after=scores["raw"], after_calibrated=scores["calibrated"], heldout=heldout,
+               fairness=fairness_record(zero["groups"], scores["groups"])
+               if zero.get("groups") else None)
     return out
 
 
@@ -350,7 +360,8 @@ def _fit(model, tokenizer, split: Split, config: TrainConfig, args, callback, sh
          work: Path, name: str):
     """Train (resuming from the last whole checkpoint in work/checkpoints); (trainer, monitor,
     prompt style)."""
-    rows = reweight_slices(split.train) if config.reweight else list(split.train)
+    rows = balance_groups(split.train, config.balance_floor, config.seed)
+    rows = reweight_slices(rows) if config.reweight else rows
     # Training prompts use the simulator's default wording; the card records it, so that a
     # simulation with other wording can warn that the adapter never saw it.
     style = PromptStyle()

@@ -74,3 +74,63 @@ def loss_figure(history: pd.DataFrame) -> go.Figure:
         fig.update_layout(yaxis2=dict(overlaying="y", side="right", title="validation"))
     fig.update_layout(xaxis_title="step", yaxis_title="loss", height=320, margin=dict(t=30))
     return fig
+
+
+def fairness_figure(table: pd.DataFrame, curve: pd.DataFrame, score_name: str) -> go.Figure:
+    """Gap per group against its effective n (log scale) with the noise floor as a curve.
+
+    Args:
+        table: GroupGaps.table (group, attribute, n_eff, gap), optionally with a `grew`
+            column (groups whose gap grew are drawn with a red ring).
+        curve: GroupGaps.curve (n, floor).
+        score_name: axis title.
+    """
+    df = table.dropna(subset=["n_eff"])
+    fig = px.scatter(df, x="n_eff", y="gap", color="attribute", hover_name="group",
+                     log_x=True, labels={"n_eff": "effective n of the group", "gap": score_name})
+    if "grew" in df and df["grew"].any():
+        grown = df[df["grew"]]
+        fig.add_trace(go.Scatter(x=grown["n_eff"], y=grown["gap"], mode="markers",
+                                 name="gap grew", hovertext=grown["group"],
+                                 marker=dict(size=16, symbol="circle-open",
+                                             color="#D55E00", line=dict(width=2))))
+    if len(curve):
+        fig.add_trace(go.Scatter(x=curve["n"], y=curve["floor"], mode="lines",
+                                 name="noise floor", line=dict(color=palette.REAL_COLOR,
+                                                               dash="dot")))
+    fig.update_layout(height=380, margin=dict(t=30), legend_title_text="")
+    return fig
+
+
+def tradeoff_figure(curves: dict[str, pd.DataFrame], chosen: dict[str, float],
+                    baselines: pd.DataFrame, x: str = "rmse") -> go.Figure:
+    """Population KL against an individual score, one line per checkpoint through its
+    temperatures (labelled), the chosen temperature starred, baselines as grey points.
+
+    Args:
+        curves: checkpoint label -> Sweep.curve rows of one part (temperature, scores).
+        chosen: checkpoint label -> chosen temperature.
+        baselines: rows of IndividualResult.summary() for the baselines (entry, scores).
+        x: the individual score on the x axis ("rmse", or "log_loss" without ordinal
+            questions).
+    """
+    fig = go.Figure()
+    colors = palette.entry_colors(list(curves) + list(baselines["entry"]))
+    for label, curve in curves.items():
+        fig.add_trace(go.Scatter(x=curve[x], y=curve["kl"], mode="lines+markers+text",
+                                 name=label, text=[f"T={t:g}" for t in curve["temperature"]],
+                                 textposition="top center",
+                                 line=dict(color=colors[label])))
+        best = curve[curve["temperature"] == chosen[label]]
+        fig.add_trace(go.Scatter(x=best[x], y=best["kl"], mode="markers", showlegend=False,
+                                 name=f"{label}: chosen", hoverinfo="name",
+                                 marker=dict(symbol="star", size=18, color=colors[label])))
+    for row in baselines.to_dict(orient="records"):
+        fig.add_trace(go.Scatter(x=[row[x]], y=[row["kl"]], mode="markers+text",
+                                 name=row["entry"], text=[row["entry"].split(": ")[-1]],
+                                 textposition="bottom center",
+                                 marker=dict(color=colors[row["entry"]], size=10)))
+    fig.update_layout(height=420, margin=dict(t=30), legend_title_text="",
+                      xaxis_title=f"individual {x.replace('_', '-')} (lower is better)",
+                      yaxis_title="population KL (lower is better)")
+    return fig

@@ -7,6 +7,8 @@ import streamlit as st
 
 from pages import common
 from pages.charts import heatmap_figure, waves_figure
+from pages.fairness_view import fairness_section
+from pages.individual_view import individual_section
 from sim_core.adapters import read_card, resolve_adapter
 from sim_core.errors import SimError
 from sim_core.evaluate import evaluate
@@ -97,6 +99,7 @@ def show(results: dict) -> None:
         two_checkpoints(evaluation, models, score)
     st.markdown(f"**Mean {METRICS[score].name} per slice attribute**")
     st.dataframe(evaluation.per_attribute(score), key="eval_per_attribute")
+    fairness_section(evaluation, score)
     if len(results) > 1:
         st.markdown(f"**Gap over time** (mean {METRICS[score].name} per wave)")
         frames = [s.assign(wave=w) for w, s in
@@ -142,6 +145,8 @@ def main() -> None:
         run(survey, by, waves, ids, checkpoints, config)
     if st.session_state.get("eval_results"):
         show(st.session_state["eval_results"])
+    st.divider()
+    individual_section(survey, ids, checkpoints, config.orders)
 
 
 if __name__ == "__main__":

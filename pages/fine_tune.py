@@ -8,8 +8,8 @@ import pandas as pd
 import streamlit as st
 
 from finetune import jobs
-from finetune.config import SPLITS, TrainConfig
-from finetune.rows import split_rows
+from finetune.config import SPLITS, SplitConfig, TrainConfig
+from finetune.splits import training_split
 from pages import common
 from pages.charts import loss_figure
 from sim_core import adapters
@@ -17,7 +17,6 @@ from sim_core.adapters import list_adapters
 from sim_core.calibration_store import card_calibration, checkpoint_verdict
 from sim_core.errors import SimError
 from sim_core.metrics import METRICS
-from sim_core.slices import survey_rows
 from sim_core.workspace import MAX_NAME, safe_name
 
 # TrainConfig fields shown up front; every other field is under "More settings". Labels,
@@ -48,7 +47,8 @@ def start(survey_name: str, survey, name: str, how: str, config, overwrite: bool
 
     base = common.local_model_name()   # training runs here, whatever the sidebar's backend
     try:
-        split = split_rows(survey_rows(survey), how=how, seed=config.seed)
+        split = training_split(survey, None, SplitConfig(how=how), seed=config.seed,
+                               loss=config.loss)
         job = jobs.start_job(split, name=name, base=base, config=config, overwrite=overwrite,
                              data_info={"survey": survey_name, "fingerprint": survey.fingerprint})
     except SimError as error:

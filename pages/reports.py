@@ -10,12 +10,15 @@ from sim_core.report import (
     report_csv,
     report_from_comparisons,
     report_from_evaluation,
+    report_from_individual,
     report_json,
 )
 from sim_core.report_pdf import render_pdf
 from sim_core.workspace import safe_name
 
-SOURCES = ("Comparisons from Simulate & compare", "Last evaluation")
+SOURCES = ("Comparisons from Simulate & compare", "Last evaluation",
+           "Last individual-level run")
+STATE_KEYS = ("sim_history", "eval_evaluation", "eval_individual")
 
 
 def build(source: str, title: str | None, page_size: str) -> None:
@@ -24,8 +27,10 @@ def build(source: str, title: str | None, page_size: str) -> None:
     try:
         if source == SOURCES[0]:
             report = report_from_comparisons(st.session_state["sim_history"], title=title)
-        else:
+        elif source == SOURCES[1]:
             report = report_from_evaluation(st.session_state["eval_evaluation"], title=title)
+        else:
+            report = report_from_individual(st.session_state["eval_individual"], title=title)
         with st.spinner("Rendering PDF…"):
             pdf = render_pdf(report, page_size=page_size)
     except SimError as error:
@@ -51,7 +56,7 @@ def downloads(files: dict) -> None:
 def main() -> None:
     """Draw the page."""
     st.header("Reports")
-    available = [s for s, key in zip(SOURCES, ("sim_history", "eval_evaluation"))
+    available = [s for s, key in zip(SOURCES, STATE_KEYS)
                  if st.session_state.get(key)]
     if not available:
         st.info("Nothing to report yet: run a comparison (Simulate & compare) or an evaluation.")

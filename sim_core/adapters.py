@@ -56,6 +56,11 @@ class AdapterCard:
         test_rows, steps, best_val_step, val_history, train_seconds: training facts.
         device, processes: where it trained ("cpu", "cuda:0", "2 processes on cuda") and how
             many training processes shared the work.
+        fairness: per-group gap against group size on the held-out rows, before and after
+            training, the spread across groups and the groups whose gap grew
+            (finetune.train; sim_core.fairness).
+        temperature_sweep: the individual-level KL/RMSE temperature curve, the temperature
+            chosen and on which respondents it was chosen (sim_core.individual.sweep_record).
         extra: keys of a card this version does not know (kept as they are).
         error: why the card could not be read ("" when fine).
     """
@@ -88,6 +93,8 @@ class AdapterCard:
     train_seconds: float | None = None
     device: str | None = None
     processes: int | None = None
+    fairness: dict | None = None
+    temperature_sweep: dict | None = None
     extra: dict = field(default_factory=dict)
     error: str = ""
 
@@ -202,6 +209,29 @@ def check_new_adapter(name: str, overwrite: bool = False) -> str:
         raise AdapterError(f"An adapter named '{name}' already exists; choose another name "
                            "or allow replacing it (--overwrite on the command line).")
     return name
+
+
+def update_card(name_or_path: str | Path, **changes: Any) -> AdapterCard:
+    """Set fields of an adapter's card (e.g. temperature_sweep) and write it atomically.
+
+    Args:
+        name_or_path: registry name or adapter folder.
+        **changes: AdapterCard field -> new value (unknown names refused).
+    Returns:
+        The updated card. The adapter's weights, and so its fingerprint, are untouched.
+    Raises:
+        AdapterError: no such adapter, or an unknown card field.
+    """
+    folder = resolve_adapter(str(name_or_path))
+    known = {f.name for f in fields(AdapterCard)} - {"extra", "error", "name"}
+    unknown = sorted(set(changes) - known)
+    if unknown:
+        raise AdapterError(f"unknown adapter card field(s): {', '.join(unknown)}.")
+    card = read_card(folder)
+    for key, value in changes.items():
+        setattr(card, key, value)
+    _write_card(folder, card)
+    return card
 
 
 def save_adapter(write: Callable[[Path], None], name: str, card: AdapterCard | dict, *,

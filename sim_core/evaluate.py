@@ -5,7 +5,7 @@ The one code path behind the Evaluate page, `python -m finetune eval` and bench/
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
 import numpy as np
@@ -195,6 +195,18 @@ def _score_frame(rows: list[SurveyRow], entry: str, dists: list) -> pd.DataFrame
     frame = pd.DataFrame(values, columns=keys)
     frame.insert(0, "entry", entry)
     return frame
+
+
+def uncalibrated(evaluation: Evaluation) -> Evaluation:
+    """The same evaluation scored on every checkpoint's raw (uncalibrated) shares."""
+    if not evaluation.raw_dists:
+        return evaluation
+    dists = {**evaluation.dists, **evaluation.raw_dists}
+    rows, info = evaluation.survey_rows, _row_info(evaluation.survey_rows)
+    table = pd.concat([pd.concat([info, _score_frame(rows, entry, d)], axis=1)
+                       for entry, d in dists.items()], ignore_index=True)
+    return replace(evaluation, rows=table, dists=dists, raw_dists={},
+                   calibrated={label: False for label in evaluation.calibrated})
 
 
 def mean_scores(rows: list[SurveyRow], dists: list) -> dict[str, float]:

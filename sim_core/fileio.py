@@ -218,8 +218,14 @@ def _check_header(header: list[str], file: str) -> None:
 
 
 def write_json_atomic(path: Path, data: Any, **dump_args: Any) -> None:
-    """Write JSON whole (storage.atomic_write: readers never see half a file)."""
-    atomic_write(path, json.dumps(data, default=str, **dump_args))
+    """Write JSON whole (storage.atomic_write: readers never see half a file); numpy numbers
+    are written as plain numbers, anything else unknown as its text."""
+    atomic_write(path, json.dumps(data, default=_json_default, **dump_args))
+
+
+def _json_default(value: Any) -> Any:
+    """numpy scalars as Python numbers (json cannot), anything else as str."""
+    return value.item() if isinstance(value, np.generic) else str(value)
 
 
 def fingerprint(*parts: bytes) -> str:

@@ -17,6 +17,8 @@ BASELINES: dict[str, str] = {
     "uniform": "#d0d0d0",
     "population": "#a0a0a0",
     "classifier": "#707070",
+    "boosting": "#505050",
+    "svr": "#8c8c8c",
 }
 """Baseline name (as in sim_core.baselines / "baseline: <name>" entries) -> colour."""
 

@@ -42,6 +42,15 @@ from sim_core.labels import (
 from sim_core.metrics import METRICS
 from sim_core.nonresponse import REASONS
 from sim_core.report_methods import methods_text
+from sim_core.report_parts import (
+    FairnessPart,
+    IndividualPart,
+    fairness_from_dict,
+    fairness_parts,
+    individual_from_dict,
+    individual_part,
+    parts_csv_rows,
+)
 from sim_core.slices import slice_label
 
 CSV_COLUMNS = ("table", "question_id", "slice", "entry", "option", "share", "ci_low",
@@ -133,6 +142,7 @@ class EvaluationReport:
     heatmaps: list[Heatmap]
     worst: dict[str, Table]                  # entry -> worst slices
     rows: Table                              # question_id, slice, entry, score keys...
+    fairness: list[FairnessPart] = field(default_factory=list)   # gap per group, per model
 
 
 @dataclass
@@ -150,6 +160,7 @@ class Report:
     scores: list[ScoreInfo]
     questions: list[QuestionReport] = field(default_factory=list)
     evaluation: EvaluationReport | None = None
+    individual: IndividualPart | None = None
     methods: str = ""
     population: str = ""                     # who the survey speaks for
     weighting: str = ""                      # weight column, sum, CV, Kish design effect
@@ -336,7 +347,8 @@ def report_from_evaluation(evaluation: Any, title: str | None = None) -> Report:
         summary=_table(summary[[k for k in keys if k in summary.columns]]),
         heatmaps=[_heatmap(evaluation, e, score) for e in models],
         worst={e: _table(evaluation.worst_slices(e, score)) for e in models},
-        rows=_table(long_rows.reset_index(drop=True)))
+        rows=_table(long_rows.reset_index(drop=True)),
+        fairness=fairness_parts(evaluation, score))
     baselines = [baseline_name(e) for e in evaluation.entries if is_baseline(e)]
     verdicts = evaluation.verdicts()
     report = Report(title=title or f"Evaluation: {evaluation.survey_name}", created=_today(),
@@ -348,6 +360,25 @@ def report_from_evaluation(evaluation: Any, title: str | None = None) -> Report:
                     mode=str(getattr(evaluation, "mode", "first-token")),
                     orders=int(getattr(evaluation, "orders", 1)),
                     scores=_score_infos(set(keys)), evaluation=part)
+    report.methods = methods_text(report)
+    return report
+
+
+def report_from_individual(result: Any, title: str | None = None) -> Report:
+    """Build a Report from a sim_core.individual.IndividualResult.
+
+    Args:
+        result: held-out respondents' scores, temperature sweeps and baselines.
+        title: report title; default "Individual level: <survey>".
+    Returns:
+        A Report with `individual` filled (no per-question sections).
+    """
+    part = individual_part(result)
+    report = Report(title=title or f"Individual level: {result.survey_name}",
+                    created=_today(), survey=result.survey_name, wave=None,
+                    checkpoints=[{"label": e} for e in result.entries],
+                    baselines=list(result.baselines), mode=result.mode, orders=0,
+                    scores=[], individual=part)
     report.methods = methods_text(report)
     return report
 
@@ -390,6 +421,8 @@ def _csv_rows(report: Report) -> list[dict[str, Any]]:
         rows += _eval_csv_rows(report.evaluation, direction)
     rows += [dict(table="verdict", entry=c.get("label"), text=c["verdict"])
              for c in report.checkpoints if c.get("verdict")]
+    rows += parts_csv_rows(report.evaluation.fairness if report.evaluation else [],
+                           report.individual)
     return rows
 
 
@@ -469,5 +502,8 @@ def report_from_json(text: str) -> Report:
         data["evaluation"] = EvaluationReport(
             entries=part["entries"], score=part["score"], summary=Table(**part["summary"]),
             heatmaps=[Heatmap(**h) for h in part["heatmaps"]],
-            worst={k: Table(**t) for k, t in part["worst"].items()}, rows=Table(**part["rows"]))
+            worst={k: Table(**t) for k, t in part["worst"].items()}, rows=Table(**part["rows"]),
+            fairness=[fairness_from_dict(f) for f in part.get("fairness") or []])
+    if data.get("individual") is not None:
+        data["individual"] = individual_from_dict(data["individual"])
     return Report(**data)

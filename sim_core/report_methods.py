@@ -1,8 +1,11 @@
-"""The methods paragraphs of a report: how shares were simulated, calibrated and scored."""
+"""The methods text of a report: how distributions were simulated, calibrated and scored,
+in words a reader of the PDF can follow (sim_core.report builds it, report_pdf prints it)."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from sim_core.report_parts import IndividualPart
 
 # Functions take a sim_core.report.Report (typed Any: that module imports this one).
 Report = Any
@@ -50,14 +53,21 @@ def methods_text(report: Report) -> str:
            else ""),
         "Baselines: uniform = every option equally likely; population = the whole-population "
         "real distribution for every slice; classifier = multinomial logistic regression on "
-        "demographics. The noise floor is the score two independent real samples of size "
+        "demographics; boosting = gradient-boosted trees on demographics; svr = support vector "
+        "regression of the ordinal value on demographics (the model baselines are fitted on "
+        "the same 70 % of the respondents). The noise floor is the score two independent real samples of size "
         "n_eff would get: a model cannot meaningfully beat it.",
         calibration_text(report),
         ("Scores (p = real, q = simulated): " + "; ".join(
             f"{s.name} = {s.formula} ({s.direction} is better)" for s in report.scores) + "."
-         if report.scores else "No scores: there is no real data to compare with."),
+         if report.scores else "" if report.individual else
+         "No scores: there is no real data to compare with."),
     ]
-    return "\n\n".join(parts)
+    if report.evaluation is not None and report.evaluation.fairness:
+        parts.append(FAIRNESS_METHODS)
+    if report.individual is not None:
+        parts.append(individual_methods(report.individual))
+    return "\n\n".join(p for p in parts if p)
 
 
 def calibration_text(report: Report) -> str:
@@ -75,3 +85,35 @@ def calibration_text(report: Report) -> str:
             "residuals on the validation rows. Verdicts compare the checkpoint with the "
             "uniform guess, the population average and the zero-shot model on held-out "
             "rows, with 95 % bootstrap intervals of each difference over questions (seeded).")
+
+
+
+
+FAIRNESS_METHODS = (
+    "Fairness view: a group's gap is its mean score over its (question, group) rows, drawn "
+    "against the group's mean effective sample size. The noise floor curve is the score two "
+    "independent real samples of that size would get (mean over the questions), so a small "
+    "group's larger gap is read against its larger noise. Spread across groups: standard "
+    "deviation and range of the gaps. A group's gap 'grew' when an adapter's gap exceeds the "
+    "first checkpoint's (usually the base model); 'beyond noise' when the growth exceeds the "
+    "group's noise floor.")
+
+
+def individual_methods(part: IndividualPart) -> str:
+    """The methods paragraph of the individual-level evaluation."""
+    split = part.split
+    return (
+        f"Individual level: the survey's respondents were split once (seed {split.get('seed')}"
+        f"): {split.get('test_fraction')} of them held out for the test, and "
+        f"{split.get('val_fraction')} of the rest set aside for validation. Each validation "
+        f"and test respondent is simulated from their own profile on {', '.join(part.attributes)} "
+        "(identical profiles share one prompt) and scored against their own answer. A virtual "
+        "respondent answers by drawing from the simulated distribution at temperature T "
+        + ("(first-token mode: the letter probabilities raised to 1/T and renormalised); "
+           if part.mode == "first-token" else "(sampling mode: answers sampled at T); ")
+        + f"T is chosen on the validation respondents by {part.criterion} and every entry is "
+        "scored on the test respondents. The model baselines (logistic regression, gradient "
+        "boosting, SVR on the ordinal value) are fitted on the non-test respondents' "
+        "demographics on the same attributes. RMSEs are on the ordinal value scale scaled to "
+        "0-1. Scores: " + "; ".join(f"{s['name']} = {s['formula']} ({s['direction']} is "
+                                    "better)" for s in part.scores) + ".")

@@ -43,7 +43,7 @@ def test_evaluate_two_waves(monkeypatch, tiny_model_dir):
     assert shown.loc["baseline: uniform", "kl"] == pytest.approx(rows["kl"].mean())
     assert shown.loc["baseline: uniform", "rows"] == 4
     heat = at.get("plotly_chart")
-    assert len(heat) == 2  # heatmap + waves line chart
+    assert len(heat) == 3  # heatmap + fairness view + waves line chart
     entry = at.selectbox(key="eval_entry").value
     score = at.selectbox(key="eval_score").value
     table = evaluation.heatmap(entry, score)
@@ -98,3 +98,56 @@ def test_two_checkpoints_side_by_side(monkeypatch, tiny_model_dir):
         assert table.loc[qid, first] == pytest.approx(a)
         assert table.loc[qid, "difference"] == pytest.approx(b - a)
     assert abs(table["difference"]).max() > 0  # the random adapter changes the answers
+
+
+def test_fairness_view_and_individual_level(monkeypatch, tiny_model_dir):
+    """Fairness view: the core's gaps per group; individual level on held-out respondents:
+    the core's summary and a trade-off curve, and the chosen temperature saved in a card."""
+    from factories import save_random_adapter
+
+    from sim_core.adapters import read_card
+    from sim_core.demo import demo_anes_paths
+    from sim_core.fairness import group_gaps
+    from sim_core.individual import IndividualConfig
+    from sim_core.models import load_model
+
+    monkeypatch.setenv("SIM_DEFAULT_MODEL", str(tiny_model_dir))
+    lm = load_model(str(tiny_model_dir))
+    folder, _ = save_random_adapter(tiny_model_dir, "ind-random", dtype="auto")
+    data, book = demo_anes_paths()
+    store.save_survey("anes-app", "anes96.csv", data.read_bytes(),
+                      codebook=("codebook.csv", book.read_bytes()))
+    at = AppTest.from_file(APP, default_timeout=300).run()
+    at.switch_page("pages/evaluate.py").run()
+    at.selectbox(key="eval_survey").set_value("anes-app").run()
+    at.multiselect(key="eval_by").set_value(["PID"])
+    at.number_input(key="eval_limit").set_value(2)
+    at.multiselect(key="eval_checkpoints").set_value(["(base model)", "ind-random"])
+    at.selectbox(key="eval_orders").set_value(1).run()
+    at.button(key="eval_run").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    evaluation = at.session_state["eval_evaluation"]
+    score = at.selectbox(key="eval_score").value
+    entry = at.selectbox(key="eval_fair_entry").value
+    table = next(d.value for d in at.dataframe if "beyond_noise" in d.value.columns)
+    expected = group_gaps(evaluation, entry, score).table
+    assert list(table["group"]) == list(expected["group"])
+    assert table["gap"].to_numpy() == pytest.approx(expected["gap"].to_numpy())
+    assert len(table) == 7            # the seven PID groups
+    # individual level: few respondents, three temperatures
+    at.multiselect(key="eval_ind_by").set_value(["PID", "age"])
+    at.number_input(key="eval_ind_max_respondents").set_value(20)
+    at.text_input(key="eval_ind_temps").set_value("0.5,1,2").run()
+    at.button(key="eval_ind_run").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    result = at.session_state["eval_individual"]
+    assert result.config == IndividualConfig(max_respondents=20, temperatures=(0.5, 1, 2))
+    shown = next(d.value for d in at.dataframe if "log_loss" in d.value.columns)
+    summary = result.summary()
+    assert list(shown["entry"]) == list(summary["entry"])
+    assert shown["kl"].to_numpy() == pytest.approx(summary["kl"].to_numpy(), nan_ok=True)
+    assert any(c.proto.spec and "T=0.5" in c.proto.spec for c in at.get("plotly_chart"))
+    label = f"{lm.label} + ind-random"
+    at.button(key=f"eval_ind_save_{label}").click().run()
+    sweep = read_card(folder).temperature_sweep
+    assert sweep["chosen"] == result.sweeps[label].chosen and sweep["chosen_on"] == "val"

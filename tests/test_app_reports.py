@@ -53,3 +53,33 @@ def test_report_from_comparison(comparison):
     assert list(shares["share"]) == pytest.approx(list(simulated.shares), abs=1e-6)
     assert "Trains or buses?" in files["json"]
     assert {b.key for b in at.download_button} == {"rep_pdf", "rep_csv", "rep_json"}
+
+
+def test_report_from_individual_level_run(tiny_model_dir):
+    """An individual-level run becomes a report: its section in the PDF, its summary in the
+    CSV (same numbers as the core's)."""
+    from pypdf import PdfReader
+
+    from sim_core.demo import load_demo
+    from sim_core.individual import IndividualConfig, evaluate_individuals
+    from sim_core.models import load_model
+    from sim_core.simulate import SimConfig
+
+    result = evaluate_individuals(
+        [load_model(str(tiny_model_dir))], load_demo("anes96"), ["PID"], questions=["selfLR"],
+        config=IndividualConfig(max_respondents=15, temperatures=(0.5, 1.0)),
+        sim=SimConfig(orders=1), baselines=("population", "svr"))
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.session_state["eval_individual"] = result
+    at.switch_page("pages/reports.py").run()
+    at.radio(key="rep_source").set_value("Last individual-level run").run()
+    at.button(key="rep_build").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    files = at.session_state["rep_files"]
+    text = "".join(p.extract_text() for p in PdfReader(io.BytesIO(files["pdf"])).pages)
+    assert "Individual level: held-out respondents" in text and "Temperature sweep" in text
+    table = pd.read_csv(io.StringIO(files["csv"]))
+    rows = table[(table["table"] == "individual") & (table["score"] == "rmse")]
+    summary = result.summary()
+    assert list(rows["entry"]) == list(summary["entry"])
+    assert list(rows["value"]) == pytest.approx(list(summary["rmse"]))

@@ -108,10 +108,11 @@ def test_upload_compare_in_chromium(server, tmp_path):
             expect(page.get_by_text("Scores (★ = best entry")).to_be_visible()
             table = page.locator("[data-testid='stDataFrame']").first
             expect(table).to_be_visible()
-            # chart: one bar group per entry (real + model + 3 baselines) over 8 options
+            # chart: one bar group per entry (real + model + 5 baselines: uniform,
+            # population, classifier, boosting, svr) over 8 options
             legend = page.locator(".js-plotly-plot .legend .traces")
-            expect(legend).to_have_count(5)
-            assert page.locator(".js-plotly-plot .bars .point").count() == 5 * 8
+            expect(legend).to_have_count(7)
+            assert page.locator(".js-plotly-plot .bars .point").count() == 7 * 8
             assert not page.locator("[data-testid='stException']").count()
             _shoot(chart, "compare_chart", tmp_path)
             _shoot(table, "compare_scores", tmp_path)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sim_core import metrics
-from sim_core.baselines import baselines_for
+from sim_core.baselines import BASELINES, baselines_for
 from sim_core.compare import compare
 from sim_core.errors import DataError
 from sim_core.labels import BASELINE_PREFIX, NOISE_FLOOR, REAL
@@ -53,11 +53,12 @@ def test_compare_scores_match_independent_recomputation(tiny, survey):
     reals = real_marginals(survey, "spend", ["sex"])
     assert [sc.label for sc in comp.slices] == [m.label for m in reals] == ["sex=Female", "sex=Male"]
     sims = simulate(tiny, question, [m.slice for m in reals], CONFIG)
-    base = baselines_for(survey, "spend", ["sex"])
+    base = baselines_for(survey, "spend", ["sex"], which=tuple(BASELINES))
+    assert list(base) == list(BASELINES)        # compare() offers every baseline
     for sc, real, sim in zip(comp.slices, reals, sims):
         np.testing.assert_allclose(sc.real.shares, real.shares)
         np.testing.assert_allclose(sc.simulated[tiny.label].shares, sim.shares, atol=1e-6)
-        for name in ("uniform", "population", "classifier"):
+        for name in BASELINES:
             np.testing.assert_allclose(sc.baselines[name], base[name][real.label])
         assert set(sc.scores) == {tiny.label} | {BASELINE_PREFIX + b for b in base}
         for entry, dist in sc.entries().items():
@@ -75,15 +76,15 @@ def test_tables(tiny, survey):
     question = survey.questions["spend"]
     comp = compare([tiny], question, survey=survey, by=["sex"], config=CONFIG)
     shares = comp.shares_table()
-    # real + 1 checkpoint + 3 baselines, per slice and option
-    assert len(shares) == 2 * 5 * 3
+    # real + 1 checkpoint + every baseline, per slice and option
+    assert len(shares) == 2 * (2 + len(BASELINES)) * 3
     real_rows = shares[(shares["entry"] == REAL) & (shares["slice"] == "sex=Male")]
     np.testing.assert_allclose(real_rows["share"], comp.slices[1].real.shares)
     np.testing.assert_allclose(real_rows["ci_low"], comp.slices[1].real.ci_low)
     assert shares[shares["entry"] != REAL]["ci_low"].isna().all()
     scores = comp.score_table()
     assert set(scores["entry"]) == {tiny.label, NOISE_FLOOR} | {
-        BASELINE_PREFIX + b for b in ("uniform", "population", "classifier")}
+        BASELINE_PREFIX + b for b in BASELINES}
     for sc in comp.slices:
         part = scores[scores["slice"] == sc.label].set_index("entry")
         for entry, dist in sc.entries().items():

@@ -15,11 +15,14 @@ import textwrap
 from pathlib import Path
 
 from finetune.rows import held_out_with_reference
+from finetune.splits import respondent_parts
 from sim_core.adapters import read_card
 from sim_core.calibration_store import calibration_for
 from sim_core.commands import common
 from sim_core.errors import AdapterError
 from sim_core.evaluate import evaluate_rows
+from sim_core.fairness import gap_changes, group_gaps
+from sim_core.labels import is_baseline
 from sim_core.slices import survey_rows
 
 
@@ -34,6 +37,9 @@ def register(subparsers) -> None:
     parser.add_argument("--rows", choices=("held-out", "all"), default="held-out",
                         help="held-out: only the rows the adapter's card says it never saw "
                              "(default); all: every row of --data")
+    parser.add_argument("--fairness", action="store_true",
+                        help="also print the gap per group against group size, the spread "
+                             "across groups and the groups whose gap grew with the adapter")
     parser.set_defaults(func=run)
 
 
@@ -48,7 +54,12 @@ def run(args: argparse.Namespace) -> int:
     models = common.models_from_args(args)
     if args.rows == "held-out":
         split = read_card(_card_folder(models[-1], args.adapter)).split
-        rows, reference = held_out_with_reference(rows, split)
+        if split.get("how") == "respondent":    # the groups of the held-out people
+            parts = respondent_parts(survey, split, by, bins=common.bins_from_args(args),
+                                     wave=args.wave, questions=common.question_ids(args, survey))
+            rows, reference = parts["test"], parts["train"] + parts["val"]
+        else:
+            rows, reference = held_out_with_reference(rows, split)
         print(f"scoring the {len(rows)} held-out rows (split by {split.get('how')})",
               file=sys.stderr)
     bar, progress = common.tqdm_progress("eval")
@@ -62,10 +73,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: {note}", file=sys.stderr)
     table = evaluation.summary()
     here = {e: evaluation.verdict_here(e) for e in evaluation.entry_orders}
+    gaps = fairness_tables(evaluation) if args.fairness else None
     if args.json:
-        print(json.dumps({"summary": json.loads(table.to_json(orient="index")),
-                          "calibrated": evaluation.calibrated,
-                          "verdicts": evaluation.verdicts(), "verdicts_here": here}))
+        out = {"summary": json.loads(table.to_json(orient="index")),
+               "calibrated": evaluation.calibrated,
+               "verdicts": evaluation.verdicts(), "verdicts_here": here}
+        print(json.dumps(out if gaps is None else {**out, "fairness": gaps}))
     else:
         print(table.to_string(float_format=lambda v: f"{v:.4f}"))
         print("\nOn the rows scored here:")
@@ -74,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
         print("\nFrom each checkpoint's own held-out measurement:")
         print("\n".join(textwrap.fill(text, 100, subsequent_indent="  ")
                         for text in evaluation.verdicts().values()))
+        if gaps is not None:
+            print(format_fairness(gaps))
     return 0
 
 
@@ -85,3 +100,29 @@ def _card_folder(lm, adapter: str) -> Path:
     raise AdapterError(f"The served adapter '{adapter}' has no card on this machine (neither "
                        "at its path on the server nor in the registry), so its held-out rows "
                        "are unknown: give --rows all, or copy the adapter into the registry.")
+
+
+def fairness_tables(evaluation) -> dict:
+    """Per checkpoint: KL gap per group with n_eff and noise floor, the spread; for each
+    adapter, the groups whose gap grew against the base model (the first checkpoint)."""
+    labels = [e for e in evaluation.entries if not is_baseline(e)]
+    gaps = {label: group_gaps(evaluation, label, "kl") for label in labels}
+    return {"score": "kl", "gaps": {label: g.to_dict() for label, g in gaps.items()},
+            "changes": {label: gap_changes(gaps[labels[0]], gaps[label]).to_dict(
+                orient="records") for label in labels[1:]}}
+
+
+def format_fairness(tables: dict) -> str:
+    """The fairness tables as text."""
+    out = ["", "gap per group (KL; floor = noise floor at the group's n_eff)"]
+    for label, data in tables["gaps"].items():
+        spread = data["spread"]
+        out.append(f"{label}: mean gap {spread['mean_gap']:.4f}, sd {spread['sd']:.4f}, "
+                   f"range {spread['range']:.4f} over {spread['groups']} groups")
+    for label, rows in tables["changes"].items():
+        grew = [r for r in rows if r["grew"]]
+        out.append(f"{label}: gap grew for {len(grew)} of {len(rows)} groups"
+                   + "".join(f"\n  {r['group']} (n_eff {r['n_eff']:.0f}): {r['before']:.4f} "
+                             f"-> {r['after']:.4f}{' beyond noise' if r['beyond_noise'] else ''}"
+                             for r in grew))
+    return "\n".join(out)

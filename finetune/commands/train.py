@@ -20,14 +20,13 @@ from pathlib import Path
 from finetune import distributed, jobs
 from finetune.base import training_device
 from finetune.config import SplitConfig, TrainConfig
-from finetune.rows import individual_training_rows, split_rows
+from finetune.splits import training_split
 from finetune.train import train_adapter
 from sim_core import options
 from sim_core.adapters import check_new_adapter
 from sim_core.calibration_store import card_calibration, checkpoint_verdict
 from sim_core.commands import common
 from sim_core.errors import Cancelled, SimError
-from sim_core.slices import survey_rows
 
 
 def register(subparsers) -> None:
@@ -55,14 +54,9 @@ def rows_from_args(args: argparse.Namespace, config: TrainConfig):
     by = common.by_from_args(args, survey) or None
     bins = common.bins_from_args(args)
     ids = common.question_ids(args, survey)
-    rows = survey_rows(survey, by=by, wave=args.wave, questions=ids, bins=bins)
-    split_config = options.from_arguments(SplitConfig, args)
-    split = split_rows(rows, how=split_config.how, test_fraction=split_config.test_fraction,
-                       val_fraction=split_config.val_fraction, seed=config.seed,
-                       test_slices=split_config.test_slices)
-    if config.loss == "kl+ce":
-        split.train += individual_training_rows(survey, by or [], split, seed=config.seed,
-                                                bins=bins)
+    split = training_split(survey, by, options.from_arguments(SplitConfig, args),
+                           seed=config.seed, loss=config.loss, bins=bins, wave=args.wave,
+                           questions=ids)
     info = {"survey": survey.name, "file": Path(args.data).name,
             "fingerprint": survey.fingerprint, "by": by, "questions": args.question and ids,
             "weight": survey.weight, "wave": args.wave}

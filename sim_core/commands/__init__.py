@@ -18,8 +18,8 @@ from sim_core.errors import SimError
 from sim_core.storage import failure_message
 
 CORE_COMMANDS = tuple(f"sim_core.commands.{name}" for name in
-                      ("marginals", "baselines", "simulate", "compare", "report", "calibrate",
-                       "codebook", "adapters", "surveys"))
+                      ("marginals", "baselines", "simulate", "compare", "individual", "report",
+                       "calibrate", "codebook", "adapters", "surveys"))
 
 
 def build_parser(prog: str, modules: Sequence[str], description: str) -> argparse.ArgumentParser:

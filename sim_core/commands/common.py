@@ -132,19 +132,26 @@ def add_simulation_args(parser: argparse.ArgumentParser) -> None:
     options.add_arguments(parser, SimConfig)
 
 
-def add_baselines_arg(parser: argparse.ArgumentParser, names=None) -> None:
-    """--baselines, comma-separated names checked by argparse (before any model loads)."""
+def add_baselines_arg(parser: argparse.ArgumentParser, names=None, default=None) -> None:
+    """--baselines, comma-separated names checked by argparse (before any model loads).
+
+    Args:
+        names: the names allowed (default: every baseline).
+        default: the names used when the flag is not given (default: all allowed).
+    """
     names = tuple(names or BASELINES)
+    default = list(default or names)
 
     def parse(text: str) -> list[str]:
         try:
             return check_names([n.strip() for n in text.split(",") if n.strip()], names)
         except DataError as error:
             raise argparse.ArgumentTypeError(str(error)) from None
-    parser.add_argument("--baselines", type=parse, default=list(names),
+    parser.add_argument("--baselines", type=parse, default=default,
                         help="comma-separated, from: " + "; ".join(
                             f"{n} ({BASELINES[n].label})" for n in names)
-                        + " (default: all of them)")
+                        + (" (default: all of them)" if default == list(names) else
+                           f" (default: {','.join(default)})"))
 
 
 def sim_config_from_args(args: argparse.Namespace) -> SimConfig:

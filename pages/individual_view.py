@@ -1,0 +1,112 @@
+"""Evaluate page, individual level: held-out respondents simulated one by one, the KL/RMSE
+temperature curve per checkpoint, and saving the chosen temperature (sim_core.individual)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import streamlit as st
+
+from pages import common
+from pages.charts import tradeoff_figure
+from sim_core.adapters import update_card
+from sim_core.errors import SimError
+from sim_core.individual import (
+    IndividualConfig,
+    evaluate_individuals,
+    sweep_record,
+)
+from sim_core.labels import is_baseline
+from sim_core.respondent_split import split_from_cards
+from sim_core.simulate import SimConfig
+
+
+def _settings(survey, orders) -> tuple[list[str], IndividualConfig, SimConfig]:
+    """Widgets -> (profile attributes, IndividualConfig, SimConfig)."""
+    attributes = st.multiselect("Profile attributes (each respondent is described by all)",
+                                survey.demographics, key="eval_ind_by")
+    cols = st.columns(3)
+    values = {name: common.setting_widget(cols[i % 3], IndividualConfig, name,
+                                          f"eval_ind_{name}")
+              for i, name in enumerate(("criterion", "test_fraction", "val_fraction",
+                                        "split_seed", "max_respondents"))}
+    text = cols[2].text_input("Temperatures (comma-separated)", key="eval_ind_temps",
+                              value=",".join(f"{t:g}" for t in IndividualConfig().temperatures))
+    mode = common.setting_widget(cols[0], SimConfig, "mode", "eval_ind_mode")
+    try:
+        temperatures = tuple(float(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise SimError(f"Temperatures: '{text}' is not a comma-separated list of numbers.")
+    return attributes, IndividualConfig(**values, temperatures=temperatures), SimConfig(
+        mode=mode, orders=orders)
+
+
+def _run(survey, ids, checkpoints, attributes, config, sim) -> None:
+    """Run the individual-level evaluation; result in eval_individual."""
+    try:
+        models = [common.get_model(name, adapter) for name, adapter in checkpoints]
+        held = split_from_cards(models)
+        if held and (held[0], held[1]) != (config.test_fraction, config.split_seed):
+            config = dataclasses.replace(config, test_fraction=held[0], split_seed=held[1])
+            st.info(f"Holding out the adapters' own respondents: test share {held[0]}, "
+                    f"split seed {held[1]}.")
+        with common.progress_and_stop("eval_ind", "Simulating respondents") as (progress, stop):
+            result = evaluate_individuals(models, survey, attributes, questions=ids,
+                                          config=config, sim=sim, progress=progress,
+                                          should_stop=stop)
+    except SimError as error:
+        common.show_error(error)
+        return
+    st.session_state["eval_individual"] = result
+    st.session_state["eval_individual_paths"] = {
+        label: getattr(lm, "adapter_path", None) for lm, label in zip(models, result.entries)}
+
+
+def _show(result) -> None:
+    """Summary table, the trade-off curve and saving the chosen temperatures."""
+    for note in result.notes:
+        st.warning(note)
+    summary = result.summary()
+    st.markdown(f"**Held-out test respondents** ({result.n_scored['test']} answers; "
+                f"{result.n_profiles} distinct prompts; RMSEs on the 0-1 value scale; "
+                f"temperature chosen on {result.n_scored['val']} validation answers by "
+                f"{result.config.criterion})")
+    st.dataframe(summary, hide_index=True, key="eval_ind_summary")
+    x = "rmse" if summary["rmse"].notna().any() else "log_loss"
+    curves = {label: s.curve[s.curve["part"] == "test"] for label, s in result.sweeps.items()}
+    chosen = {label: s.chosen for label, s in result.sweeps.items()}
+    st.plotly_chart(tradeoff_figure(curves, chosen, summary[summary["entry"].map(is_baseline)],
+                                    x=x), key="eval_ind_curve")
+    st.caption("Each line runs through one checkpoint's temperatures (test respondents); the "
+               "star marks the temperature chosen on validation respondents. Low "
+               "temperature: each virtual respondent gives their most likely answer; high: "
+               "answers spread like a population's.")
+    paths = st.session_state.get("eval_individual_paths", {})
+    for label, path in paths.items():
+        if path is not None and st.button(f"Save T = {chosen[label]:g} in the card of "
+                                          f"{label}", key=f"eval_ind_save_{label}"):
+            try:
+                update_card(path, temperature_sweep=sweep_record(result, label))
+                st.success(f"Saved in {path.name}'s card.")
+            except SimError as error:
+                common.show_error(error)
+
+
+def individual_section(survey, ids: list[str], checkpoints, orders) -> None:
+    """Draw the individual-level part of the Evaluate page (the page's questions,
+    checkpoints and option orders)."""
+    st.subheader("Individual level: held-out respondents")
+    if survey.kind != "respondents":
+        st.info("Individual-level simulation needs respondent-level data (one row per "
+                "person); this survey holds marginal tables only.")
+        return
+    try:
+        attributes, config, sim = _settings(survey, orders)
+    except SimError as error:
+        common.show_error(error)
+        return
+    if st.button("Simulate respondents", key="eval_ind_run",
+                 disabled=not attributes or not checkpoints):
+        _run(survey, ids, checkpoints, attributes, config, sim)
+    if st.session_state.get("eval_individual") is not None:
+        _show(st.session_state["eval_individual"])
