@@ -32,8 +32,8 @@ from sim_core.calibrate import fit_on_rows, heldout_measurement, heldout_unit
 from sim_core.calibration import Calibration
 from sim_core.errors import Cancelled, DataError, ModelError, SimError
 from sim_core.evaluate import evaluate_rows, mean_scores, uncalibrated
-from sim_core.fileio import write_json_atomic
 from sim_core.fairness import fairness_record, group_gaps
+from sim_core.fileio import write_json_atomic
 from sim_core.labels import baseline_entry
 from sim_core.prompts import LETTERS, PromptStyle
 from sim_core.simulate import SimConfig, letter_logits
@@ -65,10 +65,11 @@ def _check_inputs(split: Split, config: TrainConfig) -> None:
         raise DataError(f"Question '{too_many[0]}' has more than {len(LETTERS)} options.")
 
 
-def _sim_config(config: TrainConfig):
-    """Simulation settings for the before/after evaluation (no cache: weights change)."""
+def _sim_config(config: TrainConfig, style: PromptStyle) -> SimConfig:
+    """Simulation settings for the before/after evaluation (no cache: weights change), in
+    the prompt style the adapter is trained with."""
     # batch_size None: as many prompts per pass as the training device suits
-    sim = SimConfig(use_cache=False, seed=config.seed, batch_size=None)
+    sim = SimConfig(use_cache=False, seed=config.seed, batch_size=None, style=style)
     return dataclasses.replace(sim, orders=config.eval_orders) if config.eval_orders else sim
 
 
@@ -79,9 +80,9 @@ def reference_rows(split: Split) -> list:
     return split.train + split.val if split.info.get("how") == "slice" else split.test
 
 
-def _held_out(lm, split: Split, config: TrainConfig, calibration, baselines=()) -> dict:
+def _held_out(lm, split: Split, sim: SimConfig, calibration, baselines=()) -> dict:
     """Mean held-out scores of lm raw and calibrated, and the distributions per row."""
-    ev = evaluate_rows([lm], split.test, config=_sim_config(config), baselines=baselines,
+    ev = evaluate_rows([lm], split.test, config=sim, baselines=baselines,
                        reference_rows=reference_rows(split), calibrations=[calibration])
     label = ev.entries[0]
     raw = ev.raw_dists.get(label, ev.dists[label])
@@ -96,11 +97,11 @@ def _held_out(lm, split: Split, config: TrainConfig, calibration, baselines=()) 
             "groups": group_gaps(uncalibrated(ev), label, "kl").to_dict()}
 
 
-def _calibrate(lm, split: Split, config: TrainConfig):
+def _calibrate(lm, split: Split, sim: SimConfig):
     """lm's calibration on the validation rows (None without any)."""
     if not split.val:
         return None
-    return fit_on_rows(lm, split.val, _sim_config(config), prior_rows=split.train,
+    return fit_on_rows(lm, split.val, sim, prior_rows=split.train,
                        fitted_on={"rows": "validation rows of the split"})
 
 
@@ -213,7 +214,7 @@ def _card(name: str, lm, split: Split, config: TrainConfig, data_info: dict | No
         date=datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
 
-def _zero_shot(lm, split: Split, config: TrainConfig, job_dir: Path) -> dict:
+def _zero_shot(lm, split: Split, config: TrainConfig, sim: SimConfig, job_dir: Path) -> dict:
     """The base model before LoRA touches it: its calibration on the validation rows and its
     held-out scores and distributions, cached in the job folder for resumed runs."""
     cached = job_dir / "before.json"
@@ -221,11 +222,11 @@ def _zero_shot(lm, split: Split, config: TrainConfig, job_dir: Path) -> dict:
         return json.loads(cached.read_text())
     except (OSError, ValueError):
         pass                     # none yet (or unreadable): score again
-    calibration = _calibrate(lm, split, config)
+    calibration = _calibrate(lm, split, sim)
     out = {"calibration": calibration.to_dict() if calibration else None, "before": {},
            "before_calibrated": {}, "baselines": {}, "dists": {}}
     if split.test and config.evaluate_test:
-        scores = _held_out(lm, split, config, calibration, ROW_BASELINES)
+        scores = _held_out(lm, split, sim, calibration, ROW_BASELINES)
         out.update(before=scores["raw"], before_calibrated=scores["calibrated"],
                    baselines=scores["baselines"], dists=_listed(scores["dists"]),
                    groups=scores["groups"])
@@ -234,23 +235,23 @@ def _zero_shot(lm, split: Split, config: TrainConfig, job_dir: Path) -> dict:
     return out
 
 
-def _measure(tuned, split: Split, config: TrainConfig, zero: dict,
+def _measure(tuned, split: Split, config: TrainConfig, sim: SimConfig, zero: dict,
              data_info: dict | None) -> dict:
     """The adapter's calibration, held-out scores (raw and calibrated) and the verdict's
     measurement against the uniform guess, the population average and zero-shot."""
-    calibration = _calibrate(tuned, split, config)
+    calibration = _calibrate(tuned, split, sim)
     out = {"calibration": calibration, "after": {}, "after_calibrated": {}, "heldout": None,
            "fairness": None}
     if not (split.test and config.evaluate_test):
         return out
-    scores = _held_out(tuned, split, config, calibration)
+    scores = _held_out(tuned, split, sim, calibration)
     dists = zero["dists"]
     zero_calibration = Calibration.from_dict(zero["calibration"]) \
         if zero.get("calibration") else None
     heldout = heldout_measurement(
         split.test, scores["dists"]["raw"], calibration, dists, kind="adapter",
         unit=heldout_unit(split.info), survey=str((data_info or {}).get("survey") or ""),
-        level=_sim_config(config).interval_level, zero_shot=dists.get("raw"),
+        level=sim.interval_level, zero_shot=dists.get("raw"),
         zero_shot_calibration=zero_calibration)
     out.update(after=scores["raw"], after_calibrated=scores["calibrated"], heldout=heldout,
                fairness=fairness_record(zero["groups"], scores["groups"])
@@ -262,7 +263,8 @@ def train_adapter(split: Split, *, name: str, base: str = "default",
                   config: TrainConfig | None = None, data_info: dict | None = None,
                   callback: Callable[[dict], None] | None = None,
                   should_stop: Callable[[], bool] | None = None, overwrite: bool = False,
-                  job_dir: str | Path | None = None) -> TrainResult:
+                  job_dir: str | Path | None = None,
+                  style: PromptStyle | None = None) -> TrainResult:
     """Train a LoRA (or QLoRA) adapter on split.train and save it to the adapter registry.
 
     Args:
@@ -276,6 +278,8 @@ def train_adapter(split: Split, *, name: str, base: str = "default",
         overwrite: replace an existing adapter of the same name.
         job_dir: folder for checkpoints; an interrupted run given the same folder resumes
             from its last checkpoint. Default: a temporary folder, removed afterwards.
+        style: how prompts are written (PromptStyle().for_survey(survey): the survey's
+            population and display names); default the simulator's default wording.
     Returns:
         TrainResult with the adapter path, card and mean scores before / after.
     Raises:
@@ -291,7 +295,7 @@ def train_adapter(split: Split, *, name: str, base: str = "default",
     work = Path(tempfile.mkdtemp(prefix="finetune-")) if temp else make_folder(Path(job_dir))
     try:
         return _run(split, name, base, config, data_info, callback, should_stop, overwrite,
-                    work, device)
+                    work, device, style)
     except torch.OutOfMemoryError as error:
         raise ModelError(f"Out of memory on {device} while training '{name}' (batch size "
                          f"{config.batch_size}); no adapter was saved. Use a smaller "
@@ -316,7 +320,7 @@ def _train(trainer: Trainer, checkpoints: Path, name: str) -> None:
 
 
 def _run(split, name, base, config, data_info, callback, should_stop, overwrite,
-         work: Path, device: str) -> TrainResult:
+         work: Path, device: str, style: PromptStyle | None) -> TrainResult:
     """train_adapter after the checks: load, score before, train, score after, save."""
     started = time.time()
     torch.manual_seed(config.seed)
@@ -329,10 +333,15 @@ def _run(split, name, base, config, data_info, callback, should_stop, overwrite,
     lm = load_base(base, config, device, dtype)
     # Under FSDP the weights are sharded over the GPUs only once training starts: the base
     # model is scored afterwards, with the adapter switched off.
-    zero = None if distributed.fsdp() else _zero_shot(lm, split, config, work)
+    # Training prompts use the survey's style (population, display names; the simulator's
+    # wording otherwise); the card records it, so that a simulation with other wording can
+    # warn that the adapter never saw it. Scoring before and after uses the same style.
+    style = style or PromptStyle()
+    sim = _sim_config(config, style)
+    zero = None if distributed.fsdp() else _zero_shot(lm, split, config, sim, work)
     model = _lora(lm.model, config)
-    trainer, monitor, style = _fit(model, lm.tokenizer, split, config, args, callback,
-                                   should_stop, work, name)
+    trainer, monitor = _fit(model, lm.tokenizer, split, config, args, callback,
+                            should_stop, work, name, style)
     if monitor.cancelled:
         raise Cancelled(f"Training of '{name}' stopped at step {trainer.state.global_step}; "
                         "no adapter was saved.")
@@ -344,11 +353,11 @@ def _run(split, name, base, config, data_info, callback, should_stop, overwrite,
     on_device = dataclasses.replace(lm, model=model, device=str(args.device))
     if zero is None:
         with model.disable_adapter():
-            zero = _zero_shot(on_device, split, config, work)
+            zero = _zero_shot(on_device, split, config, sim, work)
     # scored as the simulator will read it (orders from its card; see _card)
     tuned = dataclasses.replace(on_device, adapter=name, calibration=None,
                                 inference_orders=None if config.shuffle_options else 1)
-    scores = {**zero, **_measure(tuned, split, config, zero, data_info)}
+    scores = {**zero, **_measure(tuned, split, config, sim, zero, data_info)}
     card = _card(name, on_device, split, config, data_info, scores, monitor, trainer.state,
                  time.time() - started, style)
     zero_calibration = Calibration.from_dict(zero["calibration"]) \
@@ -357,14 +366,11 @@ def _run(split, name, base, config, data_info, callback, should_stop, overwrite,
 
 
 def _fit(model, tokenizer, split: Split, config: TrainConfig, args, callback, should_stop,
-         work: Path, name: str):
-    """Train (resuming from the last whole checkpoint in work/checkpoints); (trainer, monitor,
-    prompt style)."""
+         work: Path, name: str, style: PromptStyle):
+    """Train (resuming from the last whole checkpoint in work/checkpoints) on prompts in
+    `style`; (trainer, monitor)."""
     rows = balance_groups(split.train, config.balance_floor, config.seed)
     rows = reweight_slices(rows) if config.reweight else rows
-    # Training prompts use the simulator's default wording; the card records it, so that a
-    # simulation with other wording can warn that the adapter never saw it.
-    style = PromptStyle()
     collator = RowCollator(rows, tokenizer, shuffle=config.shuffle_options, seed=config.seed,
                            style=style)
     trainer = SurveyTrainer(model=model, args=args,
@@ -378,7 +384,7 @@ def _fit(model, tokenizer, split: Split, config: TrainConfig, args, callback, sh
     trainer.add_callback(SealCheckpoints())
     trainer.remove_callback(PrinterCallback)      # keeps stdout clean for --json
     _train(trainer, work / "checkpoints", name)
-    return trainer, monitor, style
+    return trainer, monitor
 
 
 def _save(trainer, model, name: str, card: AdapterCard, scores: dict, overwrite: bool,
