@@ -14,7 +14,14 @@ import pandas as pd
 
 from sim_core.codebook import read_codebook
 from sim_core.errors import DataError
-from sim_core.fileio import MAX_FILE_BYTES, fingerprint, load_bytes, read_table, stem
+from sim_core.fileio import (
+    MAX_FILE_BYTES,
+    decimal_comma_notes,
+    fingerprint,
+    load_bytes,
+    read_table,
+    stem,
+)
 from sim_core.marginal_files import read_marginals_csv, read_subpop_jsonl
 from sim_core.nonresponse import canonical
 from sim_core.respondents import ReadOptions, assemble, make_survey, read_options
@@ -112,6 +119,7 @@ def read_respondents_csv(data: str | Path | bytes, *, name: str | None = None,
                      raw_weights=weights, file=file, unlabelled="refuse",
                      rows=table.attrs.get("rows"))
     labels = {c: book[c].text for c in roles.demographics if c in book}
+    parts.warnings += decimal_comma_notes(table)
     return make_survey(stem(data, name), parts, roles, opts,
                        source=file if codebook is None else f"{file} + codebook",
                        fingerprint=fingerprint(raw, book_raw), specs=specs, labels=labels,
