@@ -17,7 +17,7 @@ from sim_core.readers import columns_of, load_survey
 from sim_core.slices import real_marginals
 from sim_core.workspace import MAX_NAME, check_name
 
-UPLOAD_TYPES = ["csv", "tsv", "txt", "jsonl", "sav", "zsav", "por", "dta"]
+UPLOAD_TYPES = ["csv", "tsv", "txt", "xlsx", "xlsm", "jsonl", "sav", "zsav", "por", "dta"]
 NONE = "(none)"
 
 
@@ -192,8 +192,9 @@ def describe(survey) -> None:
 
 def upload_section() -> None:
     """File uploaders and one mapping form per file."""
-    uploads = st.file_uploader("Survey files: respondent CSV, SPSS (.sav, .zsav, .por), Stata "
-                               "(.dta), marginals CSV or GSS/SubPOP JSONL (one file per wave)",
+    uploads = st.file_uploader("Survey files: respondent CSV or Excel (.xlsx), SPSS (.sav, .zsav, "
+                               ".por), Stata (.dta), marginals CSV or GSS/SubPOP JSONL (one file "
+                               "per wave)",
                                type=UPLOAD_TYPES,
                                accept_multiple_files=True, key="data_upload")
     codebook = st.file_uploader("Codebook CSV (optional; column, question_text, options, "
