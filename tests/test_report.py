@@ -532,3 +532,22 @@ def test_old_reports_without_intervals_still_load():
     again = report_from_json(json.dumps(data))
     assert again.interval_level is None and again.questions[0].slices[0].intervals == {}
     render_pdf(again)
+
+
+def test_chinese_text_reaches_the_pdf_or_the_render_says_why(monkeypatch):
+    """A Chinese survey's wording, options and slices are drawn with the CJK fallback font
+    (text extracted back from the PDF); without any CJK font the render refuses with one
+    message instead of dropping the characters."""
+    from sim_core import pdf_kit
+
+    if pdf_kit.cjk_font_file() is None:
+        pytest.skip("no CJK font installed (make install adds fonts-wqy-microhei)")
+    question = _question("Q1", "你同意政府应该增加公共交通投资吗？", ["地区=北方", "地区=南方"],
+                         options=("非常同意", "同意", "不同意"))
+    _, text = _pdf_text(render_pdf(_report([question], title="中国综合社会调查")))
+    for part in ("中国综合社会调查", "你同意政府应该增加公共交通投资吗？", "地区=北方",
+                 "非常同意"):
+        assert _squash(part) in _squash(text), part
+    monkeypatch.setattr(pdf_kit, "CJK_FONT_FILES", ())
+    with pytest.raises(SimError, match="cannot draw some characters"):
+        render_pdf(_report([question]))
