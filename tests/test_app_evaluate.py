@@ -12,9 +12,9 @@ APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 from sim_core import store
 
-# Two waves, two questions, sex as the only demographic.
+# Two waves, two nominal questions (no known scale: TV scores), sex as the only demographic.
 CSV = "sex,year,q1,q2\n" + "".join(
-    f"{sex},{year},{'Yes' if i % 3 else 'No'},{'Agree' if (i + len(sex)) % 2 else 'Disagree'}\n"
+    f"{sex},{year},{'Yes' if i % 3 else 'No'},{'Left' if (i + len(sex)) % 2 else 'Right'}\n"
     for year in (2020, 2022) for sex in ("Female", "Male") for i in range(12))
 
 
