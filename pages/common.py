@@ -6,6 +6,7 @@ Nothing here computes survey numbers; it only wires widgets to sim_core.
 
 from __future__ import annotations
 
+import logging
 import os
 from contextlib import contextmanager
 from typing import Callable, Iterator
@@ -33,6 +34,19 @@ def default_model_name() -> str:
 def show_error(error: BaseException) -> None:
     """Show a core error as one readable message (never a traceback)."""
     st.error(str(error))
+
+
+def show_chart(build: Callable[[], object], key: str) -> bool:
+    """Build a plotly figure and draw it; a failure becomes one warning (the traceback goes
+    to the server log), so the tables drawn after it stay. Returns whether it was drawn."""
+    try:
+        st.plotly_chart(build(), key=key)
+    except Exception as error:   # any plotting bug: the page and its numbers must survive
+        logging.getLogger(__name__).exception("chart %s failed", key)
+        st.warning(f"The chart could not be drawn ({type(error).__name__}: {error}). "
+                   "The numbers below are not affected.")
+        return False
+    return True
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading model…")

@@ -91,8 +91,8 @@ def show(results: dict) -> None:
                               index=scores.index("wasserstein") if "wasserstein" in scores else 0,
                               format_func=lambda k: METRICS[k].name)
     entry = cols[1].selectbox("Checkpoint", models or evaluation.entries, key="eval_entry")
-    st.plotly_chart(heatmap_figure(evaluation.heatmap(entry, score), METRICS[score].name),
-                    key="eval_heatmap")
+    common.show_chart(lambda: heatmap_figure(evaluation.heatmap(entry, score),
+                                             METRICS[score].name), key="eval_heatmap")
     st.markdown(f"**Worst-represented groups** ({METRICS[score].name}, {entry})")
     st.dataframe(evaluation.worst_slices(entry, score, n=5), hide_index=True, key="eval_worst")
     if len(models) >= 2:
@@ -106,7 +106,8 @@ def show(results: dict) -> None:
                   ((w, r.summary().rename_axis("entry").reset_index()) for w, r in results.items())]
         over_time = pd.concat(frames, ignore_index=True)
         if score in over_time:
-            st.plotly_chart(waves_figure(over_time, score, METRICS[score].name), key="eval_waves_chart")
+            common.show_chart(lambda: waves_figure(over_time, score, METRICS[score].name),
+                              key="eval_waves_chart")
 
 
 def show_verdicts(evaluation) -> None:

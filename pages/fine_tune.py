@@ -101,7 +101,7 @@ def draw_job(state: dict) -> None:
         eta_text = f", about {float(eta):.0f} s left" if pd.notna(eta) and status in jobs.ACTIVE else ""
         st.progress(min(int(last["step"]) / total, 1.0),
                     text=f"step {int(last['step'])}/{total}{eta_text}")
-        st.plotly_chart(loss_figure(events), key="ft_loss_chart")
+        common.show_chart(lambda: loss_figure(events), key="ft_loss_chart")
     elif status in jobs.ACTIVE:
         st.caption("Loading the model and scoring the held-out rows before training…")
     if status in jobs.ACTIVE:

@@ -75,8 +75,9 @@ def _show(result) -> None:
     x = "rmse" if summary["rmse"].notna().any() else "log_loss"
     curves = {label: s.curve[s.curve["part"] == "test"] for label, s in result.sweeps.items()}
     chosen = {label: s.chosen for label, s in result.sweeps.items()}
-    st.plotly_chart(tradeoff_figure(curves, chosen, summary[summary["entry"].map(is_baseline)],
-                                    x=x), key="eval_ind_curve")
+    baselines = summary[summary["entry"].map(is_baseline)]
+    common.show_chart(lambda: tradeoff_figure(curves, chosen, baselines, x=x),
+                      key="eval_ind_curve")
     st.caption("Each line runs through one checkpoint's temperatures (test respondents); the "
                "star marks the temperature chosen on validation respondents. Low "
                "temperature: each virtual respondent gives their most likely answer; high: "

@@ -6,7 +6,8 @@ import pandas as pd
 import streamlit as st
 
 from pages import common
-from pages.charts import comparison_figure
+from pages.charts import (SLICES_PER_PAGE, comparison_figure, slice_heatmap_figure,
+                          slice_pages)
 from sim_core.baselines import BASELINES
 from sim_core.compare import compare
 from sim_core.errors import SimError
@@ -119,6 +120,34 @@ def score_legend() -> pd.DataFrame:
                           "range": m.range, "formula": m.formula} for m in METRICS.values()])
 
 
+HEATMAP_VIEW, BARS_VIEW = "Heatmap: all slices", "Bars: a page of slices"
+
+
+def show_shares_chart(comparison) -> None:
+    """Bars per slice; above charts.SLICES_PER_PAGE slices, a slice x option heatmap or
+    pages of bars (the user's pick). Never raises: a chart failure is one warning."""
+    shares = comparison.shares_table()
+    show_baselines = st.toggle("Show baselines", value=True, key="sim_show_baselines")
+    pages = slice_pages(shares)
+    if len(pages) == 1:
+        common.show_chart(lambda: comparison_figure(shares, show_baselines=show_baselines),
+                          key="sim_chart")
+        return
+    cols = st.columns([2, 1])
+    view = cols[0].radio(f"{sum(map(len, pages))} slices", [HEATMAP_VIEW, BARS_VIEW],
+                         horizontal=True, key="sim_chart_view")
+    if view == HEATMAP_VIEW:
+        common.show_chart(lambda: slice_heatmap_figure(shares, show_baselines=show_baselines),
+                          key="sim_heatmap")
+        return
+    page = cols[1].selectbox("Slices", range(len(pages)), key="sim_chart_page",
+                             format_func=lambda i: f"{i * SLICES_PER_PAGE + 1}–"
+                                                   f"{i * SLICES_PER_PAGE + len(pages[i])}")
+    page = min(page or 0, len(pages) - 1)
+    common.show_chart(lambda: comparison_figure(shares, show_baselines=show_baselines,
+                                                slices=pages[page]), key="sim_chart")
+
+
 def show_comparison(comparison) -> None:
     """Chart, prompt, score table and legend for a Comparison."""
     st.subheader(comparison.question.text)
@@ -138,9 +167,7 @@ def show_comparison(comparison) -> None:
                 "saw)")
     for checkpoint in comparison.checkpoints:
         st.info(checkpoint["verdict"])
-    show_baselines = st.toggle("Show baselines", value=True, key="sim_show_baselines")
-    st.plotly_chart(comparison_figure(comparison.shares_table(), show_baselines=show_baselines),
-                    key="sim_chart")
+    show_shares_chart(comparison)
     st.caption("Error bars: the real shares' 95 % interval; a calibrated checkpoint's "
                f"{config.interval_level * 100:g} % prediction interval (split conformal on "
                "its validation residuals).")
