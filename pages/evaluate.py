@@ -56,12 +56,15 @@ def run(survey, by, waves, ids, checkpoints, config) -> None:
 
     results = {}
     try:
-        models = [common.get_model(name, adapter) for name, adapter in checkpoints]
-        with common.progress_and_stop("eval", "Evaluating") as (progress, should_stop):
-            for wave in waves:
+        with common.status_box("eval", "Evaluate", "question x slice",
+                               len(checkpoints)) as status:
+            models = common.load_checkpoints(status, checkpoints)
+            for i, wave in enumerate(waves, start=1):
+                status.step(f"Evaluating {len(ids)} questions"
+                            + (f", wave {wave} ({i} of {len(waves)})" if len(waves) > 1 else ""))
                 results[wave or ""] = evaluate(
-                    models, survey, by=by, wave=wave, questions=ids,
-                    config=config, progress=progress, should_stop=should_stop)
+                    models, survey, by=by, wave=wave, questions=ids, config=config,
+                    progress=status.progress, should_stop=status.should_stop)
     except SimError as error:
         common.show_error(error)
         return

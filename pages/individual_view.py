@@ -44,16 +44,18 @@ def _settings(survey, orders) -> tuple[list[str], IndividualConfig, SimConfig]:
 def _run(survey, ids, checkpoints, attributes, config, sim) -> None:
     """Run the individual-level evaluation; result in eval_individual."""
     try:
-        models = [common.get_model(name, adapter) for name, adapter in checkpoints]
-        held = split_from_cards(models)
-        if held and (held[0], held[1]) != (config.test_fraction, config.split_seed):
-            config = dataclasses.replace(config, test_fraction=held[0], split_seed=held[1])
-            st.info(f"Holding out the adapters' own respondents: test share {held[0]}, "
-                    f"split seed {held[1]}.")
-        with common.progress_and_stop("eval_ind", "Simulating respondents") as (progress, stop):
+        with common.status_box("eval_ind", "Individual level", "") as status:
+            models = common.load_checkpoints(status, checkpoints)
+            held = split_from_cards(models)
+            if held and (held[0], held[1]) != (config.test_fraction, config.split_seed):
+                config = dataclasses.replace(config, test_fraction=held[0],
+                                             split_seed=held[1])
+                st.info(f"Holding out the adapters' own respondents: test share {held[0]}, "
+                        f"split seed {held[1]}.")
+            status.step("Simulating respondents")
             result = evaluate_individuals(models, survey, attributes, questions=ids,
-                                          config=config, sim=sim, progress=progress,
-                                          should_stop=stop)
+                                          config=config, sim=sim, progress=status.progress,
+                                          should_stop=status.should_stop)
     except SimError as error:
         common.show_error(error)
         return

@@ -81,11 +81,13 @@ def settings():
 def run_compare(question, survey, wave, by, slices, checkpoints, config, baselines) -> None:
     """Load the chosen models (cached) and call sim_core.compare.compare."""
     try:
-        models = [common.get_model(name, adapter) for name, adapter in checkpoints]
-        with common.progress_and_stop("sim", "Simulating") as (progress, should_stop):
+        with common.status_box("sim", "Simulate and compare", "slice",
+                               len(checkpoints)) as status:
+            models = common.load_checkpoints(status, checkpoints)
+            status.step("Simulating")
             comparison = compare(models, question, survey=survey, by=by, wave=wave,
                                  slices=slices, config=config, baselines=baselines,
-                                 progress=progress, should_stop=should_stop)
+                                 progress=status.progress, should_stop=status.should_stop)
     except SimError as error:
         common.show_error(error)
         return

@@ -32,6 +32,8 @@ def test_evaluate_two_waves(monkeypatch, tiny_model_dir):
     at.selectbox(key="eval_orders").set_value(1)
     at.button(key="eval_run").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
+    box = at.status[0]                 # the status box under the button, finished
+    assert box.label.startswith("Evaluate: done in ") and box.state == "complete"
     results = at.session_state["eval_results"]
     assert list(results) == ["2020", "2022"]
     evaluation = results["2022"]

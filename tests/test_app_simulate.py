@@ -306,3 +306,27 @@ def test_chart_failure_keeps_the_score_table(app, monkeypatch):
     assert any("chart could not be drawn" in w.value and "plotly refused" in w.value
                for w in at.warning)
     assert _table_with(at, "entry")["slice"].nunique() == 2
+
+
+def _main_order(at) -> list[str]:
+    """Types (with keys for buttons) of the page's top-level elements, in page order."""
+    out = []
+    for node in at.main.children.values():
+        key = getattr(getattr(node, "proto", None), "id", "") if node.type == "button" else ""
+        out.append(f"button:{key.split('-')[-1]}" if node.type == "button" else node.type)
+    return out
+
+
+def test_status_box_right_under_the_button(app):
+    """The run's status box is the element right after the Run button, ends complete with
+    the time taken; the core counted slices (2 of them), not prompts."""
+    at = app
+    at.selectbox(key="sim_survey").set_value("tiny-yes-no").run()
+    at.multiselect(key="sim_by").set_value(["sex"])
+    at.button(key="sim_run").click().run()
+    assert not at.exception and not at.error
+    order = _main_order(at)
+    button = next(i for i, t in enumerate(order) if t.startswith("button") and "sim_run" in t)
+    assert order[button + 1] == "status", order
+    box = at.status[0]
+    assert box.label.startswith("Simulate and compare: done in ") and box.state == "complete"
