@@ -106,11 +106,39 @@ def slice_heatmap_figure(shares: pd.DataFrame, *, show_baselines: bool = True) -
     return fig
 
 
-def heatmap_figure(table: pd.DataFrame, score_name: str) -> go.Figure:
-    """Heatmap of a question x slice score table (Evaluation.heatmap)."""
-    fig = px.imshow(table.astype(float), color_continuous_scale=palette.HEATMAP_SCALE,
-                    aspect="auto", labels=dict(color=score_name, x="slice", y="question"))
-    fig.update_layout(height=max(320, 22 * len(table) + 160), margin=dict(t=30))
+HEATMAP_ROW = 34
+"""Pixels per question row of the Evaluate heatmap (the figure grows with the questions)."""
+
+
+def heatmap_figure(table: pd.DataFrame, score_name: str,
+                   wording: dict[str, str] | None = None) -> go.Figure:
+    """Heatmap of a question x slice score table (Evaluation.heatmap): one labelled row per
+    question (its wording on hover), every slice labelled, a colour bar of fixed size.
+
+    Args:
+        table: question_id index x slice columns.
+        score_name: the score's display name (colour bar and hover).
+        wording: question id -> full question text, shown on hover.
+    """
+    wording = wording or {}
+    questions = [str(q) for q in table.index]
+    slices = [str(c) for c in table.columns]
+    z = table.to_numpy(dtype=float)
+    hover = [[wording.get(q, q)[:200] for _ in slices] for q in questions]
+    fig = go.Figure(go.Heatmap(
+        z=z, x=slices, y=questions, customdata=hover, colorscale=palette.HEATMAP_SCALE,
+        hovertemplate="%{y}: %{customdata}<br>%{x}<br>" + score_name
+                      + ": %{z:.4f}<extra></extra>",
+        colorbar=dict(title=dict(text=score_name, side="right"), thickness=16,
+                      lenmode="pixels", len=max(120, min(300, HEATMAP_ROW * len(questions))))))
+    longest = max((len(s) for s in slices), default=0)
+    bottom = 40 + min(longest, 40) * 6          # room for the slanted slice labels
+    fig.update_yaxes(autorange="reversed", tickmode="array", tickvals=questions,
+                     ticktext=questions, title_text="question")
+    fig.update_xaxes(tickmode="array", tickvals=slices, ticktext=slices, tickangle=-40,
+                     title_text="")
+    fig.update_layout(height=max(260, HEATMAP_ROW * len(questions)) + bottom + 40,
+                      margin=dict(t=30, b=bottom))
     return fig
 
 

@@ -13,12 +13,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
+import pandas as pd
 import streamlit as st
 
 from sim_core import endpoint, models, options
 from sim_core.adapters import list_adapters
 from sim_core.devices import listed_gpu_count
 from sim_core.errors import SimError
+from sim_core.metrics import METRICS
 from sim_core.simulate import SimConfig
 from sim_core.store import load_saved, saved_surveys, stamp
 from sim_core.workspace import workspace_dir
@@ -36,6 +38,16 @@ def default_model_name() -> str:
 def show_error(error: BaseException) -> None:
     """Show a core error as one readable message (never a traceback)."""
     st.error(str(error))
+
+
+def score_header(key: str) -> str:
+    """Score column heading with its direction, e.g. 'KL divergence (lower is better)'."""
+    return f"{METRICS[key].name} ({METRICS[key].direction} is better)"
+
+
+def with_score_names(table: pd.DataFrame) -> pd.DataFrame:
+    """A table whose score columns (sim_core.metrics keys) get their display headings."""
+    return table.rename(columns={k: score_header(k) for k in METRICS if k in table.columns})
 
 
 def show_chart(build: Callable[[], object], key: str) -> bool:

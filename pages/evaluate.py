@@ -85,7 +85,7 @@ def show(results: dict) -> None:
     st.markdown("**Mean score per entry** (baselines for context; "
                 + "; ".join(f"{METRICS[k].name}: {METRICS[k].direction} is better" for k in scores)
                 + ")")
-    st.dataframe(summary, key="eval_summary")
+    st.dataframe(common.with_score_names(summary), key="eval_summary")
     st.caption("group deviation r: correlation of simulated and real differences between "
                "groups (1 = moves between groups exactly as people do; higher is better).")
     models = [e for e in evaluation.entries if not is_baseline(e)]
@@ -94,10 +94,12 @@ def show(results: dict) -> None:
                               index=scores.index("wasserstein") if "wasserstein" in scores else 0,
                               format_func=lambda k: METRICS[k].name)
     entry = cols[1].selectbox("Checkpoint", models or evaluation.entries, key="eval_entry")
+    texts = wording(evaluation)
     common.show_chart(lambda: heatmap_figure(evaluation.heatmap(entry, score),
-                                             METRICS[score].name), key="eval_heatmap")
+                                             METRICS[score].name, texts), key="eval_heatmap")
     st.markdown(f"**Worst-represented groups** ({METRICS[score].name}, {entry})")
-    st.dataframe(evaluation.worst_slices(entry, score, n=5), hide_index=True, key="eval_worst")
+    worst = with_wording(evaluation.worst_slices(entry, score, n=5), texts)
+    st.dataframe(common.with_score_names(worst), hide_index=True, key="eval_worst")
     if len(models) >= 2:
         two_checkpoints(evaluation, models, score)
     st.markdown(f"**Mean {METRICS[score].name} per slice attribute**")
@@ -111,6 +113,20 @@ def show(results: dict) -> None:
         if score in over_time:
             common.show_chart(lambda: waves_figure(over_time, score, METRICS[score].name),
                               key="eval_waves_chart")
+
+
+def wording(evaluation) -> dict[str, str]:
+    """Question id -> full wording, for the questions evaluated."""
+    return {r.question.id: r.question.text for r in evaluation.survey_rows}
+
+
+def with_wording(table: pd.DataFrame, texts: dict[str, str]) -> pd.DataFrame:
+    """A table keyed by question_id (column or index) with the question's wording beside it."""
+    table = table.copy()
+    ids = table["question_id"] if "question_id" in table.columns else table.index.to_series()
+    table.insert(1 if "question_id" in table.columns else 0, "question",
+                 ids.map(lambda q: texts.get(q, "")).to_numpy())
+    return table
 
 
 def show_verdicts(evaluation) -> None:
@@ -131,7 +147,8 @@ def two_checkpoints(evaluation, models: list[str], score: str) -> None:
     cols = st.columns(2)
     first = cols[0].selectbox("Compare", models, key="eval_cmp_a")
     second = cols[1].selectbox("with", [m for m in models if m != first], key="eval_cmp_b")
-    table = evaluation.compare_entries(first, second, score)
+    table = with_wording(evaluation.compare_entries(first, second, score),
+                         wording(evaluation))
     better = "lower" if METRICS[score].direction == "lower" else "higher"
     st.markdown(f"**{first} vs {second}**: mean {METRICS[score].name} per question "
                 f"({better} is better; difference = second - first)")

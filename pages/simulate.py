@@ -97,11 +97,6 @@ def run_compare(question, survey, wave, by, slices, checkpoints, config, baselin
     del history[:-10]
 
 
-def score_header(key: str) -> str:
-    """Score column heading with its direction, e.g. 'KL divergence (lower is better)'."""
-    return f"{METRICS[key].name} ({METRICS[key].direction} is better)"
-
-
 def score_rows(comparison) -> pd.DataFrame:
     """Comparison.score_table() for display: ★ on the best entry per slice and score,
     the noise-floor rows kept, every heading with its direction."""
@@ -110,7 +105,7 @@ def score_rows(comparison) -> pd.DataFrame:
     shown = table[["slice", "entry", "n", "n_eff"]].copy()
     shown["n_eff"] = shown["n_eff"].astype(float).round(1)
     for key in keys:
-        shown[score_header(key)] = [
+        shown[common.score_header(key)] = [
             "" if pd.isna(v) else f"{v:.4f}{' ★' if best else ''}"
             for v, best in zip(table[key], table[f"best_{key}"])]
     return shown

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pages.charts import (PANEL_HEIGHT, comparison_figure, loss_figure, slice_heatmap_figure,
-                          slice_pages)
+from pages.charts import (PANEL_HEIGHT, comparison_figure, heatmap_figure, loss_figure,
+                          slice_heatmap_figure, slice_pages)
 from sim_core import palette
 
 
@@ -110,3 +110,24 @@ def test_slice_heatmap_holds_every_share():
     with_baseline = pd.concat([shares, shares[shares["entry"] == "model"].assign(
         entry="baseline: uniform")])
     assert len(slice_heatmap_figure(with_baseline, show_baselines=False).data) == 2
+
+
+def test_evaluate_heatmap_labels_every_question_and_grows():
+    """Five questions: every question and slice labelled, wording on hover, a row height
+    that does not shrink, a colour bar of at least 120 px; more questions, a taller chart."""
+    table = pd.DataFrame(np.arange(15, dtype=float).reshape(5, 3) / 15,
+                         index=[f"q{i}" for i in range(5)],
+                         columns=["sex=Female", "sex=Male", "age=18-29"])
+    wording = {f"q{i}": f"Full wording of question {i}?" for i in range(5)}
+    fig = heatmap_figure(table, "Wasserstein distance", wording)
+    (trace,) = fig.data
+    assert list(fig.layout.yaxis.tickvals) == list(table.index)
+    assert list(fig.layout.xaxis.tickvals) == list(table.columns)
+    assert [row[0] for row in trace.customdata] == [wording[q] for q in table.index]
+    assert np.asarray(trace.z, dtype=float) == pytest.approx(table.to_numpy())
+    assert trace.colorbar.lenmode == "pixels" and trace.colorbar.len >= 120
+    plot = fig.layout.height - fig.layout.margin.t - fig.layout.margin.b
+    assert plot / 5 >= 30                                  # ~34 px a question row
+    tall = pd.concat([table] * 4, ignore_index=False)
+    tall.index = [f"q{i}" for i in range(20)]
+    assert heatmap_figure(tall, "x").layout.height > fig.layout.height
