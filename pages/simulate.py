@@ -11,6 +11,7 @@ from pages.charts import (SLICES_PER_PAGE, comparison_figure, slice_heatmap_figu
 from sim_core.baselines import BASELINES
 from sim_core.compare import compare
 from sim_core.errors import SimError
+from sim_core.labels import question_choice_labels
 from sim_core.metrics import METRICS
 from sim_core.simulate import MODES, SimConfig
 from sim_core.slices import parse_slices
@@ -48,8 +49,10 @@ def survey_question():
     if survey is None:
         return None, None, None, []
     ids = list(survey.questions)
-    qid = st.selectbox("Question", ids, key="sim_question",
-                       format_func=lambda i: f"{i}: {survey.questions[i].text[:90]}")
+    labels = question_choice_labels({i: q.text for i, q in survey.questions.items()})
+    qid = st.selectbox("Question (type to search its wording)", ids, key="sim_question",
+                       format_func=labels.get)
+    st.caption(survey.questions[qid].text)
     waves = survey.waves()
     wave = st.selectbox("Wave", waves, key="sim_wave") if len(waves) > 1 else None
     by = st.multiselect("Slice by (several attributes are crossed)", survey.demographics,

@@ -330,3 +330,24 @@ def test_status_box_right_under_the_button(app):
     assert order[button + 1] == "status", order
     box = at.status[0]
     assert box.label.startswith("Simulate and compare: done in ") and box.state == "complete"
+
+
+def test_question_picker_tells_the_gss_nat_battery_apart(app):
+    """The GSS demo's nat* questions share a long preamble: the picker shows each item's
+    own words first (the preamble after, so a search finds any word of the wording) and
+    the full wording under the picker."""
+    from sim_core.demo import DEMO_POPULATION, demo_gss_path
+
+    path = demo_gss_path()
+    store.save_survey("gss-picker", path.name, path.read_bytes(),
+                      {"population": DEMO_POPULATION}, overwrite=True)
+    at = app
+    at.run()
+    at.selectbox(key="sim_survey").set_value("gss-picker").run()
+    picker = at.selectbox(key="sim_question")
+    survey = store.load_saved("gss-picker")
+    labels = dict(zip(survey.questions, picker.options))
+    assert labels["natspac"].startswith("natspac: Space exploration program. · We are faced")
+    assert labels["natenvir"].startswith("natenvir: Improving and protecting the environment.")
+    picker.set_value("natenvir").run()
+    assert survey.questions["natenvir"].text in [c.value for c in at.caption]
