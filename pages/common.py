@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator
 import pandas as pd
 import streamlit as st
 
-from sim_core import endpoint, models, options
+from sim_core import endpoint, history, models, options
 from sim_core.adapters import list_adapters
 from sim_core.devices import listed_gpu_count
 from sim_core.errors import SimError
@@ -48,6 +48,18 @@ def score_header(key: str) -> str:
 def with_score_names(table: pd.DataFrame) -> pd.DataFrame:
     """A table whose score columns (sim_core.metrics keys) get their display headings."""
     return table.rename(columns={k: score_header(k) for k in METRICS if k in table.columns})
+
+
+def keep_result(kind: str, build: Callable[[], object], title: str) -> None:
+    """Store a finished result in the workspace history (sim_core.history), so a refresh
+    or another tab loses nothing; a failure to store is said, the result stays shown."""
+    try:
+        saved = history.save_result(kind, build(), title)
+    except SimError as error:
+        st.warning(f"This {kind} could not be saved to the workspace history: {error}")
+        return
+    st.session_state[f"kept_{kind}"] = saved
+    st.caption(f"Saved to the workspace history as '{title}' (Reports page).")
 
 
 def show_chart(build: Callable[[], object], key: str) -> bool:

@@ -14,6 +14,7 @@ from sim_core.errors import SimError
 from sim_core.evaluate import evaluate
 from sim_core.labels import is_baseline
 from sim_core.metrics import METRICS
+from sim_core.report import report_from_evaluation
 from sim_core.simulate import SimConfig
 
 
@@ -70,6 +71,9 @@ def run(survey, by, waves, ids, checkpoints, config) -> None:
         return
     st.session_state["eval_results"] = results
     st.session_state["eval_evaluation"] = results[next(reversed(results))]
+    for wave, evaluation in results.items():
+        common.keep_result("evaluation", lambda e=evaluation: report_from_evaluation(e),
+                           f"Evaluation of {survey.name}" + (f", wave {wave}" if wave else ""))
 
 
 def show(results: dict) -> None:

@@ -12,6 +12,7 @@ from sim_core.baselines import BASELINES
 from sim_core.compare import compare
 from sim_core.errors import SimError
 from sim_core.labels import question_choice_labels
+from sim_core.report import report_from_comparisons
 from sim_core.metrics import METRICS
 from sim_core.simulate import MODES, SimConfig
 from sim_core.slices import parse_slices
@@ -98,6 +99,8 @@ def run_compare(question, survey, wave, by, slices, checkpoints, config, baselin
     history = st.session_state.setdefault("sim_history", [])
     history.append(comparison)
     del history[:-10]
+    common.keep_result("comparison", lambda: report_from_comparisons([comparison]),
+                       comparison.question.text[:120])
 
 
 def score_rows(comparison) -> pd.DataFrame:

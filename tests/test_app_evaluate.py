@@ -38,6 +38,16 @@ def test_evaluate_two_waves(monkeypatch, tiny_model_dir):
     assert box.label.startswith("Evaluate: done in ") and box.state == "complete"
     results = at.session_state["eval_results"]
     assert list(results) == ["2020", "2022"]
+    # each wave's evaluation is saved to the workspace history as it finishes
+    from sim_core import history
+
+    titles = [r.title for r in history.list_results() if r.kind == "evaluation"]
+    assert {"Evaluation of tiny-waves, wave 2020", "Evaluation of tiny-waves, wave 2022"} \
+        <= set(titles)
+    saved = next(r for r in history.list_results()
+                 if r.title == "Evaluation of tiny-waves, wave 2022")
+    summary = history.load_result(saved.id).evaluation.summary
+    assert summary.columns[0] == "entry" and "baseline: uniform" in [r[0] for r in summary.rows]
     evaluation = results["2022"]
     shown = at.dataframe[0].value
     summary = evaluation.summary()
