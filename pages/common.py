@@ -62,6 +62,14 @@ def keep_result(kind: str, build: Callable[[], object], title: str) -> None:
     st.caption(f"Saved to the workspace history as '{title}' (Reports page).")
 
 
+def previous_result_note(prefix: str, what: str) -> None:
+    """After a failed run, say that the result below is the earlier one, so it is not read
+    as the answer to the request that failed."""
+    if st.session_state.get(f"{prefix}_failed"):
+        st.warning(f"The request above failed; below is the previous result ({what}), not an "
+                   "answer to it.")
+
+
 def show_chart(build: Callable[[], object], key: str) -> bool:
     """Build a plotly figure and draw it; a failure becomes one warning (the traceback goes
     to the server log), so the tables drawn after it stay. Returns whether it was drawn."""

@@ -68,7 +68,9 @@ def run(survey, by, waves, ids, checkpoints, config) -> None:
                     progress=status.progress, should_stop=status.should_stop)
     except SimError as error:
         common.show_error(error)
+        st.session_state["eval_failed"] = True
         return
+    st.session_state["eval_failed"] = False
     st.session_state["eval_results"] = results
     st.session_state["eval_evaluation"] = results[next(reversed(results))]
     for wave, evaluation in results.items():
@@ -169,6 +171,8 @@ def main() -> None:
     if st.button("Evaluate", type="primary", key="eval_run", disabled=not checkpoints):
         run(survey, by, waves, ids, checkpoints, config)
     if st.session_state.get("eval_results"):
+        evaluation = st.session_state["eval_evaluation"]
+        common.previous_result_note("eval", f"the evaluation of {evaluation.survey_name}")
         show(st.session_state["eval_results"])
     st.divider()
     individual_section(survey, ids, checkpoints, config.orders)

@@ -94,7 +94,9 @@ def run_compare(question, survey, wave, by, slices, checkpoints, config, baselin
                                  progress=status.progress, should_stop=status.should_stop)
     except SimError as error:
         common.show_error(error)
+        st.session_state["sim_failed"] = True
         return
+    st.session_state["sim_failed"] = False
     st.session_state["sim_comparison"] = comparison
     history = st.session_state.setdefault("sim_history", [])
     history.append(comparison)
@@ -205,6 +207,7 @@ def main() -> None:
         run_compare(question, survey, wave, by, slices, checkpoints, config, baselines)
     comparison = st.session_state.get("sim_comparison")
     if comparison is not None:
+        common.previous_result_note("sim", comparison.question.text)
         show_comparison(comparison)
 
 

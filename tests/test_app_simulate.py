@@ -351,3 +351,20 @@ def test_question_picker_tells_the_gss_nat_battery_apart(app):
     assert labels["natenvir"].startswith("natenvir: Improving and protecting the environment.")
     picker.set_value("natenvir").run()
     assert survey.questions["natenvir"].text in [c.value for c in at.caption]
+
+
+def test_failed_request_marks_the_old_result_as_previous(app):
+    """A new request that fails shows its error and says the chart below is the previous
+    result; a successful run removes the note."""
+    at = app
+    at.selectbox(key="sim_survey").set_value("tiny-yes-no").run()
+    at.button(key="sim_run").click().run()
+    assert not at.exception and not at.error
+    assert not any("previous result" in w.value for w in at.warning)
+    at.session_state["side_device"] = "cuda:99"         # no such GPU: one clear error
+    at.button(key="sim_run").click().run()
+    assert not at.exception and at.error
+    assert any("previous result" in w.value for w in at.warning)
+    at.session_state["side_device"] = "cpu"
+    at.button(key="sim_run").click().run()
+    assert not at.error and not any("previous result" in w.value for w in at.warning)
