@@ -34,6 +34,7 @@ from sim_core.adapters import check_new_adapter
 from sim_core.devices import resolve_device
 from sim_core.errors import SimError
 from sim_core.fileio import write_json_atomic
+from sim_core.prompts import PromptStyle
 from sim_core.storage import atomic_write, make_folder
 from sim_core.workspace import is_valid_name, subdir
 
@@ -70,7 +71,8 @@ def read_status(folder: Path) -> dict:
 
 
 def start_job(split: Split, *, name: str, base: str = "default", config: Any = None,
-              data_info: dict | None = None, overwrite: bool = False) -> str:
+              data_info: dict | None = None, overwrite: bool = False,
+              style: PromptStyle | None = None) -> str:
     """Start training in a separate process; returns the job id at once.
 
     Args:
@@ -78,6 +80,7 @@ def start_job(split: Split, *, name: str, base: str = "default", config: Any = N
         name: adapter name; base: base model; config: TrainConfig (defaults when None).
         data_info: data fingerprint / file name for the card.
         overwrite: replace an existing adapter of that name.
+        style: the prompt style to train with (finetune.train.train_adapter).
     Returns:
         The job id (a folder name under workspace/jobs).
     """
@@ -90,7 +93,8 @@ def start_job(split: Split, *, name: str, base: str = "default", config: Any = N
     folder = make_folder(jobs_dir() / job_id)
     write_json_atomic(folder / JOB_FILE, {"name": name, "base": base, "config": asdict(config),
                                           "data_info": data_info or {}, "overwrite": overwrite,
-                                          "gpu": gpu, "split": split_to_json(split)})
+                                          "gpu": gpu, "split": split_to_json(split),
+                                          "style": asdict(style) if style else None})
     write_json_atomic(folder / STATUS_FILE, {"id": job_id, "name": name, "base": base,
                                              "status": "queued", "state": "queued",
                                              "created": _now(), "step": 0, "total": None,
@@ -114,14 +118,16 @@ def _visible_gpu(device: str | None) -> str | None:
 
 
 def read_job_spec(folder: Path) -> dict:
-    """What a job trains: split, name, base, config (TrainConfig), data_info, overwrite."""
+    """What a job trains: split, name, base, config (TrainConfig), data_info, overwrite,
+    style (PromptStyle or None)."""
     try:
         spec = json.loads((folder / JOB_FILE).read_text())
         known = {f.name for f in fields(TrainConfig)}
         config = TrainConfig(**{k: v for k, v in spec.get("config", {}).items() if k in known})
         return {"split": split_from_json(spec["split"]), "name": spec["name"],
                 "base": spec.get("base", "default"), "config": config,
-                "data_info": spec.get("data_info", {}), "overwrite": bool(spec.get("overwrite"))}
+                "data_info": spec.get("data_info", {}), "overwrite": bool(spec.get("overwrite")),
+                "style": PromptStyle.from_dict(spec["style"]) if spec.get("style") else None}
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise SimError(f"The job in {folder} cannot be read: {error}") from error
 

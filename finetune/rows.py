@@ -18,8 +18,8 @@ import pandas as pd
 
 from finetune.config import SPLITS
 from sim_core.errors import DataError
-from sim_core.sampling import holdout_count, pick, rank
 from sim_core.respondent_split import respondent_split
+from sim_core.sampling import holdout_count, pick, rank
 from sim_core.slices import SurveyRow, group_values, slice_label
 from sim_core.survey import Question, value_text
 

@@ -32,8 +32,8 @@ from sim_core.calibrate import fit_on_rows, heldout_measurement, heldout_unit
 from sim_core.calibration import Calibration
 from sim_core.errors import Cancelled, DataError, ModelError, SimError
 from sim_core.evaluate import evaluate_rows, mean_scores, uncalibrated
-from sim_core.fileio import write_json_atomic
 from sim_core.fairness import fairness_record, group_gaps
+from sim_core.fileio import write_json_atomic
 from sim_core.labels import baseline_entry
 from sim_core.prompts import LETTERS, PromptStyle
 from sim_core.simulate import SimConfig, letter_logits
@@ -68,10 +68,11 @@ def _check_inputs(split: Split, config: TrainConfig) -> None:
         raise DataError(f"Question '{too_many[0]}' has more than {len(LETTERS)} options.")
 
 
-def _sim_config(config: TrainConfig):
-    """Simulation settings for the before/after evaluation (no cache: weights change)."""
+def _sim_config(config: TrainConfig, style: PromptStyle) -> SimConfig:
+    """Simulation settings for the before/after evaluation (no cache: weights change), in
+    the prompt style the adapter is trained with."""
     # batch_size None: as many prompts per pass as the training device suits
-    sim = SimConfig(use_cache=False, seed=config.seed, batch_size=None)
+    sim = SimConfig(use_cache=False, seed=config.seed, batch_size=None, style=style)
     return dataclasses.replace(sim, orders=config.eval_orders) if config.eval_orders else sim
 
 
@@ -82,10 +83,10 @@ def reference_rows(split: Split) -> list:
     return split.train + split.val if split.info.get("how") == "slice" else split.test
 
 
-def _held_out(lm, split: Split, config: TrainConfig, calibration, baselines=(),
+def _held_out(lm, split: Split, sim: SimConfig, calibration, baselines=(),
               progress=None, should_stop=None) -> dict:
     """Mean held-out scores of lm raw and calibrated, and the distributions per row."""
-    ev = evaluate_rows([lm], split.test, config=_sim_config(config), baselines=baselines,
+    ev = evaluate_rows([lm], split.test, config=sim, baselines=baselines,
                        reference_rows=reference_rows(split), calibrations=[calibration],
                        progress=progress, should_stop=should_stop)
     label = ev.entries[0]
@@ -101,11 +102,11 @@ def _held_out(lm, split: Split, config: TrainConfig, calibration, baselines=(),
             "groups": group_gaps(uncalibrated(ev), label, "kl").to_dict()}
 
 
-def _calibrate(lm, split: Split, config: TrainConfig, progress=None, should_stop=None):
+def _calibrate(lm, split: Split, sim: SimConfig, progress=None, should_stop=None):
     """lm's calibration on the validation rows (None without any)."""
     if not split.val:
         return None
-    return fit_on_rows(lm, split.val, _sim_config(config), prior_rows=split.train,
+    return fit_on_rows(lm, split.val, sim, prior_rows=split.train,
                        fitted_on={"rows": "validation rows of the split"},
                        progress=progress, should_stop=should_stop)
 
@@ -227,8 +228,8 @@ def _card(name: str, lm, split: Split, config: TrainConfig, data_info: dict | No
         date=datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
 
-def _zero_shot(lm, split: Split, config: TrainConfig, job_dir: Path, on_phase=None,
-               should_stop=None) -> dict:
+def _zero_shot(lm, split: Split, config: TrainConfig, sim: SimConfig, job_dir: Path,
+               on_phase=None, should_stop=None) -> dict:
     """The base model before LoRA touches it: its calibration on the validation rows and its
     held-out scores and distributions, cached in the job folder for resumed runs; progress
     events of the phase "scoring before training", should_stop polled between batches."""
@@ -238,11 +239,11 @@ def _zero_shot(lm, split: Split, config: TrainConfig, job_dir: Path, on_phase=No
     except (OSError, ValueError):
         pass                     # none yet (or unreadable): score again
     phase, stop = _scoring(on_phase, should_stop, BEFORE, split, config)
-    calibration = _calibrate(lm, split, config, phase.part(len(split.val)), stop)
+    calibration = _calibrate(lm, split, sim, phase.part(len(split.val)), stop)
     out = {"calibration": calibration.to_dict() if calibration else None, "before": {},
            "before_calibrated": {}, "baselines": {}, "dists": {}}
     if split.test and config.evaluate_test:
-        scores = _held_out(lm, split, config, calibration, ROW_BASELINES,
+        scores = _held_out(lm, split, sim, calibration, ROW_BASELINES,
                            phase.part(len(split.test)), stop)
         out.update(before=scores["raw"], before_calibrated=scores["calibrated"],
                    baselines=scores["baselines"], dists=_listed(scores["dists"]),
@@ -252,25 +253,24 @@ def _zero_shot(lm, split: Split, config: TrainConfig, job_dir: Path, on_phase=No
     return out
 
 
-def _measure(tuned, split: Split, config: TrainConfig, zero: dict,
+def _measure(tuned, split: Split, config: TrainConfig, sim: SimConfig, zero: dict,
              data_info: dict | None, on_phase=None, should_stop=None) -> dict:
     """The adapter's calibration, held-out scores (raw and calibrated) and the verdict's
     measurement against the uniform guess, the population average and zero-shot."""
     phase, stop = _scoring(on_phase, should_stop, AFTER, split, config)
-    calibration = _calibrate(tuned, split, config, phase.part(len(split.val)), stop)
+    calibration = _calibrate(tuned, split, sim, phase.part(len(split.val)), stop)
     out = {"calibration": calibration, "after": {}, "after_calibrated": {}, "heldout": None,
            "fairness": None}
     if not (split.test and config.evaluate_test):
         return out
-    scores = _held_out(tuned, split, config, calibration, (),
-                       phase.part(len(split.test)), stop)
+    scores = _held_out(tuned, split, sim, calibration, (), phase.part(len(split.test)), stop)
     dists = zero["dists"]
     zero_calibration = Calibration.from_dict(zero["calibration"]) \
         if zero.get("calibration") else None
     heldout = heldout_measurement(
         split.test, scores["dists"]["raw"], calibration, dists, kind="adapter",
         unit=heldout_unit(split.info), survey=str((data_info or {}).get("survey") or ""),
-        level=_sim_config(config).interval_level, zero_shot=dists.get("raw"),
+        level=sim.interval_level, zero_shot=dists.get("raw"),
         zero_shot_calibration=zero_calibration)
     out.update(after=scores["raw"], after_calibrated=scores["calibrated"], heldout=heldout,
                fairness=fairness_record(zero["groups"], scores["groups"])
@@ -283,6 +283,7 @@ def train_adapter(split: Split, *, name: str, base: str = "default",
                   callback: Callable[[dict], None] | None = None,
                   should_stop: Callable[[], bool] | None = None, overwrite: bool = False,
                   job_dir: str | Path | None = None,
+                  style: PromptStyle | None = None,
                   on_phase: Callable[[dict], None] | None = None) -> TrainResult:
     """Train a LoRA (or QLoRA) adapter on split.train and save it to the adapter registry.
 
@@ -293,11 +294,13 @@ def train_adapter(split: Split, *, name: str, base: str = "default",
         config: hyperparameters (TrainConfig defaults).
         data_info: data fingerprint, file name etc. for the card.
         callback: progress events {step, total_steps, epoch, loss, val, eta_s}.
-        should_stop: polled after every step and between scoring batches (one process);
-            True raises Cancelled and saves nothing.
+        should_stop: polled after every step, after loading and between scoring batches
+            (one process); True raises Cancelled and saves nothing.
         overwrite: replace an existing adapter of the same name.
         job_dir: folder for checkpoints; an interrupted run given the same folder resumes
             from its last checkpoint. Default: a temporary folder, removed afterwards.
+        style: how prompts are written (PromptStyle().for_survey(survey): the survey's
+            population and display names); default the simulator's default wording.
         on_phase: progress outside the steps, events {phase, done, total, eta_s} with
             phase LOADING, BEFORE or AFTER (done, total: rows scored).
     Returns:
@@ -315,7 +318,7 @@ def train_adapter(split: Split, *, name: str, base: str = "default",
     work = Path(tempfile.mkdtemp(prefix="finetune-")) if temp else make_folder(Path(job_dir))
     try:
         return _run(split, name, base, config, data_info, (callback, on_phase), should_stop,
-                    overwrite, work, device)
+                    overwrite, work, device, style)
     except torch.OutOfMemoryError as error:
         raise ModelError(f"Out of memory on {device} while training '{name}' (batch size "
                          f"{config.batch_size}); no adapter was saved. Use a smaller "
@@ -340,7 +343,7 @@ def _train(trainer: Trainer, checkpoints: Path, name: str) -> None:
 
 
 def _run(split, name, base, config, data_info, callbacks, should_stop, overwrite,
-         work: Path, device: str) -> TrainResult:
+         work: Path, device: str, style: PromptStyle | None) -> TrainResult:
     """train_adapter after the checks: load, score before, train, score after, save;
     callbacks: (step events, phase events)."""
     callback, on_phase = callbacks
@@ -357,15 +360,20 @@ def _run(split, name, base, config, data_info, callbacks, should_stop, overwrite
     _stop_if_asked(should_stop, name, "after loading the model")
     # Under FSDP the weights are sharded over the GPUs only once training starts: the base
     # model is scored afterwards, with the adapter switched off.
+    # Training prompts use the survey's style (population, display names; the simulator's
+    # wording otherwise); the card records it, so that a simulation with other wording can
+    # warn that the adapter never saw it. Scoring before and after uses the same style.
+    style = style or PromptStyle()
+    sim = _sim_config(config, style)
     try:
-        zero = None if distributed.fsdp() else _zero_shot(lm, split, config, work, on_phase,
-                                                          should_stop)
+        zero = None if distributed.fsdp() else _zero_shot(lm, split, config, sim, work,
+                                                          on_phase, should_stop)
     except Cancelled as error:
         raise Cancelled(f"Training of '{name}' cancelled while {BEFORE}; no adapter was "
                         "saved.") from error
     model = _lora(lm.model, config)
-    trainer, monitor, style = _fit(model, lm.tokenizer, split, config, args, callback,
-                                   should_stop, work, name)
+    trainer, monitor = _fit(model, lm.tokenizer, split, config, args, callback,
+                            should_stop, work, name, style)
     if monitor.cancelled:
         raise Cancelled(f"Training of '{name}' stopped at step {trainer.state.global_step}; "
                         "no adapter was saved.")
@@ -377,11 +385,12 @@ def _run(split, name, base, config, data_info, callbacks, should_stop, overwrite
     on_device = dataclasses.replace(lm, model=model, device=str(args.device))
     if zero is None:
         with model.disable_adapter():
-            zero = _zero_shot(on_device, split, config, work, on_phase, should_stop)
+            zero = _zero_shot(on_device, split, config, sim, work, on_phase, should_stop)
     # scored as the simulator will read it (orders from its card; see _card)
     tuned = dataclasses.replace(on_device, adapter=name, calibration=None,
                                 inference_orders=None if config.shuffle_options else 1)
-    scores = {**zero, **_measure(tuned, split, config, zero, data_info, on_phase, should_stop)}
+    scores = {**zero, **_measure(tuned, split, config, sim, zero, data_info, on_phase,
+                                 should_stop)}
     card = _card(name, on_device, split, config, data_info, scores, monitor, trainer.state,
                  time.time() - started, style)
     zero_calibration = Calibration.from_dict(zero["calibration"]) \
@@ -397,14 +406,11 @@ def _stop_if_asked(should_stop, name: str, when: str) -> None:
 
 
 def _fit(model, tokenizer, split: Split, config: TrainConfig, args, callback, should_stop,
-         work: Path, name: str):
-    """Train (resuming from the last whole checkpoint in work/checkpoints); (trainer, monitor,
-    prompt style)."""
+         work: Path, name: str, style: PromptStyle):
+    """Train (resuming from the last whole checkpoint in work/checkpoints) on prompts in
+    `style`; (trainer, monitor)."""
     rows = balance_groups(split.train, config.balance_floor, config.seed)
     rows = reweight_slices(rows) if config.reweight else rows
-    # Training prompts use the simulator's default wording; the card records it, so that a
-    # simulation with other wording can warn that the adapter never saw it.
-    style = PromptStyle()
     collator = RowCollator(rows, tokenizer, shuffle=config.shuffle_options, seed=config.seed,
                            style=style)
     trainer = SurveyTrainer(model=model, args=args,
@@ -418,7 +424,7 @@ def _fit(model, tokenizer, split: Split, config: TrainConfig, args, callback, sh
     trainer.add_callback(SealCheckpoints())
     trainer.remove_callback(PrinterCallback)      # keeps stdout clean for --json
     _train(trainer, work / "checkpoints", name)
-    return trainer, monitor, style
+    return trainer, monitor
 
 
 def _save(trainer, model, name: str, card: AdapterCard, scores: dict, overwrite: bool,

@@ -9,7 +9,7 @@ import streamlit as st
 
 from pages import common
 from sim_core import demo, store
-from sim_core.codebook import codebook_csv
+from sim_core.codebook import codebook_csv, codebook_rows, edited_codebook
 from sim_core.design import interval_method
 from sim_core.errors import DataError, SimError
 from sim_core.nonresponse import nonresponse_text
@@ -17,7 +17,7 @@ from sim_core.readers import columns_of, load_survey
 from sim_core.slices import real_marginals
 from sim_core.workspace import MAX_NAME, check_name
 
-UPLOAD_TYPES = ["csv", "tsv", "txt", "jsonl", "sav", "zsav", "por", "dta"]
+UPLOAD_TYPES = ["csv", "tsv", "txt", "xlsx", "xlsm", "jsonl", "sav", "zsav", "por", "dta"]
 NONE = "(none)"
 
 
@@ -88,6 +88,10 @@ def mapping_widgets(i: int, filename: str, data: bytes, guess) -> dict:
 def upload_one(i: int, upload, codebook) -> None:
     """Validate one uploaded file with its mapping, and save it to the workspace."""
     data, book = upload.getvalue(), codebook.getvalue() if codebook else None
+    book_name = codebook.name if codebook else None
+    edited = st.session_state.get(f"data_book_{i}")
+    if edited is not None and edited[0] == upload.name:   # the question editor's codebook
+        book, book_name = edited[1], f"{Path(upload.name).stem}-codebook.csv"
     try:
         survey = parse_upload(upload.name, data, book)
         mapping = mapping_widgets(i, upload.name, data, survey) \
@@ -104,11 +108,44 @@ def upload_one(i: int, upload, codebook) -> None:
         return
     describe(survey)
     if survey.codebook:
+        question_editor(i, survey, upload.name)
         st.download_button("Download the codebook (edit wording, options, ordinal, roles; "
                            "upload it above)", codebook_csv(survey).encode("utf-8"),
                            file_name=f"{Path(upload.name).stem}-codebook.csv",
                            mime="text/csv", key=f"data_codebook_download_{i}")
-    save_form(i, upload.name, data, mapping, (codebook.name, book) if book else None)
+    save_form(i, upload.name, data, mapping, (book_name, book) if book else None)
+
+
+def question_editor(i: int, survey, filename: str) -> None:
+    """Wording, option order and ordinal flag of every question, edited in place and applied
+    as a codebook (the one the download gives), so the saved survey keeps the edits."""
+    rows = [row for row in codebook_rows(survey) if row["column"] in survey.questions]
+    if not rows:
+        return
+    with st.expander("Edit questions: wording, option order, ordinal"):
+        st.caption("Options in order, separated by |: reorder them by editing the text (the "
+                   "same options, no new ones). Demographics and questions are chosen above.")
+        frame = pd.DataFrame({"column": [r["column"] for r in rows],
+                              "question_text": [r["question_text"] for r in rows],
+                              "options": [r["options"] for r in rows],
+                              "ordinal": [r["ordinal"] == "true" for r in rows]})
+        edited = st.data_editor(
+            frame, key=f"data_editor_{i}", hide_index=True, disabled=["column"],
+            column_config={"question_text": st.column_config.TextColumn("wording"),
+                           "options": st.column_config.TextColumn("options in order (|)"),
+                           "ordinal": st.column_config.CheckboxColumn("ordinal")})
+        if st.button("Apply the edits", key=f"data_apply_{i}"):
+            edits = {r["column"]: {"question_text": r["question_text"],
+                                   "options": str(r["options"]).split("|"),
+                                   "ordinal": bool(r["ordinal"])}
+                     for r in edited.to_dict("records")}
+            try:
+                book = edited_codebook(survey, edits).encode("utf-8")
+            except SimError as error:
+                common.show_error(error)
+                return
+            st.session_state[f"data_book_{i}"] = (filename, book)
+            st.rerun()
 
 
 def save_form(i: int, filename: str, data: bytes, mapping: dict, book) -> None:
@@ -155,8 +192,9 @@ def describe(survey) -> None:
 
 def upload_section() -> None:
     """File uploaders and one mapping form per file."""
-    uploads = st.file_uploader("Survey files: respondent CSV, SPSS (.sav, .zsav, .por), Stata "
-                               "(.dta), marginals CSV or GSS/SubPOP JSONL (one file per wave)",
+    uploads = st.file_uploader("Survey files: respondent CSV or Excel (.xlsx), SPSS (.sav, .zsav, "
+                               ".por), Stata (.dta), marginals CSV or GSS/SubPOP JSONL (one file "
+                               "per wave)",
                                type=UPLOAD_TYPES,
                                accept_multiple_files=True, key="data_upload")
     codebook = st.file_uploader("Codebook CSV (optional; column, question_text, options, "

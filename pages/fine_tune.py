@@ -17,6 +17,7 @@ from sim_core.adapters import list_adapters
 from sim_core.calibration_store import card_calibration, checkpoint_verdict
 from sim_core.errors import SimError
 from sim_core.metrics import METRICS
+from sim_core.prompts import PromptStyle
 from sim_core.workspace import MAX_NAME, safe_name
 
 # TrainConfig fields shown up front; every other field is under "More settings". Labels,
@@ -50,6 +51,7 @@ def start(survey_name: str, survey, name: str, how: str, config, overwrite: bool
         split = training_split(survey, None, SplitConfig(how=how), seed=config.seed,
                                loss=config.loss)
         job = jobs.start_job(split, name=name, base=base, config=config, overwrite=overwrite,
+                             style=PromptStyle().for_survey(survey),
                              data_info={"survey": survey_name, "fingerprint": survey.fingerprint})
     except SimError as error:
         common.show_error(error)

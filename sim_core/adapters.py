@@ -117,6 +117,16 @@ class AdapterCard:
         value = self.inference_orders
         return int(value) if isinstance(value, (int, float)) and value >= 1 else None
 
+    @property
+    def sampling_temperature(self) -> float | None:
+        """The temperature the individual-level sweep chose in sampling mode (later sampling
+        simulations use it unless told otherwise), else None."""
+        sweep = self.temperature_sweep if isinstance(self.temperature_sweep, dict) else {}
+        chosen = sweep.get("chosen")
+        if sweep.get("mode") != "sample" or not isinstance(chosen, (int, float)):
+            return None
+        return float(chosen) if chosen > 0 else None
+
 
 @dataclass
 class AdapterInfo:

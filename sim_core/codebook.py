@@ -192,9 +192,47 @@ def codebook_rows(survey: Survey) -> list[dict[str, str]]:
 def codebook_csv(survey: Survey) -> str:
     """The survey's codebook as CSV text: edit wording, options, ordinal, roles, and load
     it again with the same data file (`codebook=`)."""
+    return _rows_csv(codebook_rows(survey))
+
+
+def edited_codebook(survey: Survey, edits: dict[str, dict]) -> str:
+    """The survey's codebook CSV with the wording, option order and ordinal flag of some
+    columns changed (the dashboard's question editor).
+
+    Args:
+        survey: the survey as read.
+        edits: column -> {"question_text": str, "options": labels in the new order,
+            "ordinal": bool}.
+    Returns:
+        Codebook CSV text; each option keeps its own code when the column has codes.
+    Raises:
+        DataError: an edited option list is not a reordering of the column's options (a
+            renamed or dropped option would no longer match the data).
+    """
+    rows = codebook_rows(survey)
+    for row in rows:
+        edit = edits.get(row["column"])
+        if not edit:
+            continue
+        old = row["options"].split("|") if row["options"] else []
+        new = [str(option).strip() for option in edit["options"]]
+        if sorted(new) != sorted(old):
+            raise DataError(f"the options of '{row['column']}' can be reordered, not renamed, "
+                            f"added or dropped: expected {', '.join(old)}; got "
+                            f"{', '.join(new)}.", column=row["column"])
+        if row["codes"]:
+            code_of = dict(zip(old, row["codes"].split("|")))
+            row["codes"] = "|".join(code_of[option] for option in new)
+        row.update(question_text=str(edit["question_text"]).strip() or row["question_text"],
+                   options="|".join(new), ordinal="true" if edit["ordinal"] else "false")
+    return _rows_csv(rows)
+
+
+def _rows_csv(rows: list[dict[str, str]]) -> str:
+    """Codebook rows as CSV text (the codebook's columns, in order)."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CODEBOOK_REQUIRED + CODEBOOK_OPTIONAL,
                             lineterminator="\n")
     writer.writeheader()
-    writer.writerows(codebook_rows(survey))
+    writer.writerows(rows)
     return buffer.getvalue()

@@ -171,7 +171,34 @@ def read_table(data, what: str = "file") -> tuple[pd.DataFrame, str, bytes]:
                           for i, col in enumerate(columns)})
     table.columns = header
     table.attrs["rows"] = [row for row, _ in body]      # spreadsheet row of each data row
+    table.attrs["decimal_commas"] = _decimal_commas(table) if sep != "," else []
     return table, file, raw
+
+
+_DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+$")
+_INTEGER = re.compile(r"^[+-]?\d+$")
+
+
+def decimal_comma_notes(table: pd.DataFrame) -> list[str]:
+    """The warning for columns read_table converted from decimal commas (none: [])."""
+    commas = table.attrs.get("decimal_commas")
+    return [f"decimal commas read as decimal points in: {', '.join(commas)} (e.g. 1,5 = "
+            "1.5)."] if commas else []
+
+
+def _decimal_commas(table: pd.DataFrame) -> list[str]:
+    """Columns of a semicolon/tab file written with decimal commas ("1,5"), converted in place
+    to decimal points; only where every non-empty cell is such a number or an integer (a
+    thousands separator cannot be told apart there, so "1.234,5" is left alone)."""
+    converted = []
+    for column in table.columns:
+        cells = table[column][table[column] != ""]
+        if cells.empty or not cells.str.match(_DECIMAL_COMMA).any():
+            continue
+        if (cells.str.match(_DECIMAL_COMMA) | cells.str.match(_INTEGER)).all():
+            table[column] = table[column].str.replace(",", ".", regex=False)
+            converted.append(column)
+    return converted
 
 
 def rows_at(positions, rows=None) -> list[int]:

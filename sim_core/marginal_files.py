@@ -12,6 +12,7 @@ from jsonschema import Draft202012Validator
 from sim_core.errors import DataError
 from sim_core.fileio import (
     SHARE_TOLERANCE,
+    decimal_comma_notes,
     decode,
     fingerprint,
     load_bytes,
@@ -246,7 +247,7 @@ def read_marginals_csv(data, *, name: str | None = None) -> Survey:
             float(values.sum()) if value_col == "count" else np.nan)
         for option, share in zip(question.options, shares):
             records.append((qid, attribute, group, wave, option, share, n))
-    warnings = []
+    warnings = decimal_comma_notes(table)
     if renormalised:
         warnings.append(f"shares renormalised in {renormalised} slices (sum off 1 by more "
                         f"than {SHARE_TOLERANCE}).")

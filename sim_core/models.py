@@ -55,6 +55,9 @@ class LoadedModel:
     prompt_style: dict | None = None
     # The adapter card's calibration (sim_core.calibration), applied by the simulator.
     calibration: Calibration | None = None
+    # The sampling temperature an adapter's individual-level sweep chose (its card), used
+    # when SimConfig.temperature is None.
+    sampling_temperature: float | None = None
 
     @property
     def label(self) -> str:
@@ -269,6 +272,7 @@ def attach_adapter(lm: LoadedModel, adapter: str) -> LoadedModel:
         card = read_card(path)
         lm.inference_orders, lm.prompt_style = card.orders, card.prompt_style
         lm.calibration = Calibration.from_dict(card.calibration) if card.calibration else None
+        lm.sampling_temperature = card.sampling_temperature
     except SimError:
         # an unreadable card or calibration: the simulator's default orders, uncalibrated
         lm.inference_orders, lm.calibration = None, None

@@ -24,6 +24,7 @@ import pandas as pd
 
 from sim_core.errors import DataError
 from sim_core.fileio import MISSING_TOKENS, number, number_text, rows_at
+from sim_core.scales import known_order
 from sim_core.survey import ColumnSpec
 
 REASONS: dict[str, str] = {
@@ -81,6 +82,8 @@ class Coded:
         treated_missing: undeclared nonresponse labels made missing -> count.
         kept: nonresponse-like option labels kept as options (keep_nonresponse).
         unlabelled: codes present in the data but without a label -> count.
+        scale: name of the known scale (sim_core.scales) whose order the options were put
+            in, when they were read without labels; None otherwise.
     """
 
     labels: pd.Series
@@ -90,6 +93,7 @@ class Coded:
     treated_missing: dict[str, int] = field(default_factory=dict)
     kept: list[str] = field(default_factory=list)
     unlabelled: dict[str, int] = field(default_factory=dict)
+    scale: str | None = None
 
 
 def declared_reason(code: str, spec: ColumnSpec, missing: dict[str, str] | None = None
@@ -157,8 +161,16 @@ def code_column(values: pd.Series, spec: ColumnSpec, *, keep_nonresponse: bool =
     kept = [o for o in options if nonresponse_reason(o) is not None]
     labels = values.map(mapping).astype("string")
     reasons = values.map(reasons_of).astype("string")
-    return Coded(labels, reasons, options, _ordinal(options, spec, kept, values, mapping),
-                 treated, kept, {k: int(counts[v]) for v, k in extra.items()})
+    ordinal = _ordinal(options, spec, kept, values, mapping)
+    known = None if spec.options or ordinal is not None else \
+        known_order([o for o in options if o not in kept])
+    if known is not None:      # text answers of a known scale: its order, not the alphabet's
+        ordered, scale = known
+        options = ordered + [o for o in options if o in kept]
+        ordinal = tuple(float(i + 1) for i in range(len(ordered))) + (math.nan,) * len(kept)
+    return Coded(labels, reasons, options, ordinal, treated, kept,
+                 {k: int(counts[v]) for v, k in extra.items()},
+                 None if known is None else known[1].name)
 
 
 def _labelled(distinct, declared, spec, unlabelled, values, where):
@@ -224,6 +236,10 @@ def describe_treated(column: str, coded: Coded) -> list[str]:
     if coded.kept:
         notes.append(f"{column}: nonresponse option(s) {', '.join(coded.kept)} kept as "
                      "options; they carry no ordinal value.")
+    if coded.scale:
+        notes.append(f"{column}: options put in the order of a known {coded.scale} scale "
+                     f"({' < '.join(coded.options)}) and read as ordinal; if that is wrong, "
+                     "give the order in a codebook (download it, edit, upload it again).")
     if coded.unlabelled:
         listed = ", ".join(f"{code} ({n})" for code, n in coded.unlabelled.items())
         notes.append(f"{column}: code(s) {listed} have no value label; kept as options "

@@ -14,11 +14,19 @@ import pandas as pd
 
 from sim_core.codebook import read_codebook
 from sim_core.errors import DataError
-from sim_core.fileio import MAX_FILE_BYTES, fingerprint, load_bytes, read_table, stem
+from sim_core.fileio import (
+    MAX_FILE_BYTES,
+    decimal_comma_notes,
+    fingerprint,
+    load_bytes,
+    read_table,
+    stem,
+)
 from sim_core.marginal_files import read_marginals_csv, read_subpop_jsonl
 from sim_core.nonresponse import canonical
 from sim_core.respondents import ReadOptions, assemble, make_survey, read_options
 from sim_core.roles import guess_columns, resolve_roles
+from sim_core.spreadsheets import is_spreadsheet, workbook_csv
 from sim_core.survey import ColumnSpec, Survey
 from sim_core.survey_files import SURVEY_FILE_SUFFIXES, file_columns, read_survey_file
 
@@ -32,7 +40,8 @@ def load_survey(data, *, name: str | None = None, codebook=None, filename: str |
     """Read any supported survey file, choosing the reader by extension or content.
 
     One rule for files and uploads: the file name's extension decides (.sav/.zsav/.por/.dta:
-    SPSS/Stata, .jsonl/.json: SubPOP JSONL, anything else: CSV); only bytes without a name are
+    SPSS/Stata, .xlsx/.xlsm: the workbook's data sheet read as CSV, .jsonl/.json: SubPOP
+    JSONL, anything else: CSV); only bytes without a name are
     sniffed (a leading `{` means JSONL). So a CSV whose header starts with `{` reads as a CSV
     everywhere.
 
@@ -53,6 +62,10 @@ def load_survey(data, *, name: str | None = None, codebook=None, filename: str |
     if suffix in SURVEY_FILE_SUFFIXES:
         return read_survey_file(data, name=name, codebook=codebook, filename=filename,
                                 **kw)
+    if is_spreadsheet(named):       # the data sheet, read as the CSV it would export
+        data, name = workbook_csv(data, Path(named).name), name or Path(named).stem
+        return _labelled_errors(load_survey, Path(named).name, data, name=name,
+                                codebook=codebook, filename=f"{name}.csv", **kw)
     sniffed = not named and bytes(data[:64]).lstrip().startswith(b"{")
     if suffix in (".jsonl", ".json") or sniffed:
         _no_options("a SubPOP JSONL file", kw, codebook)
@@ -63,6 +76,18 @@ def load_survey(data, *, name: str | None = None, codebook=None, filename: str |
         _no_options("a marginals table", kw, codebook)
         return _with_population(read_marginals_csv(data, name=name), kw)
     return read_respondents_csv(data, name=name, codebook=codebook, **kw)
+
+
+def _labelled_errors(read, file: str, *args, **kwargs):
+    """read(*args, **kwargs) with DataErrors naming `file` (bytes converted from it are
+    otherwise an anonymous upload)."""
+    try:
+        return read(*args, **kwargs)
+    except DataError as error:
+        if error.file and error.file.startswith("uploaded"):
+            raise DataError(error.detail, file=file, column=error.column,
+                            rows=error.rows) from None
+        raise
 
 
 def _with_population(survey: Survey, kw: dict) -> Survey:
@@ -112,6 +137,7 @@ def read_respondents_csv(data: str | Path | bytes, *, name: str | None = None,
                      raw_weights=weights, file=file, unlabelled="refuse",
                      rows=table.attrs.get("rows"))
     labels = {c: book[c].text for c in roles.demographics if c in book}
+    parts.warnings += decimal_comma_notes(table)
     return make_survey(stem(data, name), parts, roles, opts,
                        source=file if codebook is None else f"{file} + codebook",
                        fingerprint=fingerprint(raw, book_raw), specs=specs, labels=labels,
@@ -131,6 +157,9 @@ def is_survey_file(filename: str | None) -> bool:
 def columns_of(data, filename: str | None = None) -> tuple[list[str], dict[str, str]]:
     """Columns of a respondent file and their variable labels ({} for CSV), cheaply:
     metadata only for SPSS/Stata (for the column-mapping screen)."""
-    if is_survey_file(filename or ("" if isinstance(data, (bytes, bytearray)) else str(data))):
+    named = filename or ("" if isinstance(data, (bytes, bytearray)) else str(data))
+    if is_survey_file(named):
         return file_columns(data, filename)
+    if is_spreadsheet(named):
+        data = workbook_csv(data, Path(named).name)
     return [str(c) for c in read_table(data)[0].columns], {}

@@ -150,9 +150,11 @@ def resolve_roles(columns: list[str], book: dict, guess: dict, *, reserved: list
                                 column=column)
     taken = {c for c in reserved if c}
     notes = []
-    if questions is None:
+    if questions is None:      # named demographics are never also guessed as questions
         listed = [c for c, e in book.items() if e.role == "question"]
-        questions = listed if book else [c for c in guess["questions"] if c not in taken]
+        chosen = set(demographics or [])
+        questions = [c for c in (listed if book else guess["questions"])
+                     if c not in taken and c not in chosen]
     if demographics is None:
         listed = [c for c, e in book.items() if e.role == "demographic"]
         demographics = listed or [c for c in guess["demographics"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 # 0.268 with 1 order, 0.201 with 2, 0.199 with 4 (uniform guess 0.200): the reversed order
 # removes nearly all the letter bias at half the cost of 4 orders.
 DEFAULT_ORDERS = 2
+DEFAULT_TEMPERATURE = 1.0   # sampling temperature without a setting or a chosen one
 # An adapter trained on the original option order learned what the position says (scales run
 # low to high, the middle is often the mode): on the GSS validation questions it scored WD
 # 0.204 with its own order and 0.242 averaged over 2 orders, so such an adapter's card
@@ -65,8 +66,11 @@ class SimConfig:
              "shifts; first-token mode)")
     samples: int = setting(20, min=1, max=1000, label="Samples per slice",
                            help="synthetic respondents generated per slice (sampling mode)")
-    temperature: float = setting(1.0, above=0, max=10, label="Sampling temperature",
-                                 help="temperature of the sampled answers (sampling mode)")
+    temperature: float | None = setting(
+        None, above=0, max=10, label="Sampling temperature",
+        none=f"each checkpoint's own: the temperature its individual-level sweep chose in "
+             f"sampling mode (adapter card), else {DEFAULT_TEMPERATURE:g}",
+        help="temperature of the sampled answers (sampling mode)")
     batch_size: int | None = setting(
         None, min=1, max=1024, label="Batch size", help="prompts per forward pass",
         none=f"suited to the device: {CPU_BATCH} on the CPU, as many as half the GPU's free "
@@ -372,6 +376,16 @@ def style_warning(lm: Any, config: SimConfig, attributes=None) -> str | None:
             "differ): its simulated shares may be less reliable with this wording.")
 
 
+def temperature_for(lm: Any, config: SimConfig) -> float:
+    """Sampling temperature for this checkpoint: config.temperature, else the one its
+    individual-level sweep chose in sampling mode (sim_core.individual, saved in the adapter
+    card), else DEFAULT_TEMPERATURE."""
+    if config.temperature is not None:
+        return float(config.temperature)
+    own = getattr(lm, "sampling_temperature", None)
+    return float(own) if own else DEFAULT_TEMPERATURE
+
+
 def orders_for(lm: Any, config: "SimConfig") -> int:
     """Option orders averaged for this checkpoint: config.orders, or the checkpoint's own."""
     if config.mode != "first-token":
@@ -482,6 +496,7 @@ def _simulate_pairs(lm: Any, pairs: list[tuple[Any, dict]], config: SimConfig | 
     then the calibration (raw shares are what the cache holds)."""
     config = config or SimConfig()
     check_model_device(lm, config.device)
+    config = replace(config, temperature=temperature_for(lm, config))
     calibration = calibration if calibration is not None else getattr(lm, "calibration", None)
     tasks = _make_tasks(lm, pairs, config)
     cache = open_cache() if config.use_cache else None

@@ -188,3 +188,36 @@ def test_spss_upload_roles_weight_population_and_nonresponse(app, tmp_path):
     assert table.loc["sex=Male", "nonresponse"] == "DK 12.5 %, refused 12.5 %"
     assert table.loc["sex=Female", "n asked"] == 5
     assert table.loc["sex=Female", "Neutral"].startswith("0.500")
+
+
+def test_question_editor_applies_as_the_saved_codebook(app, tmp_path):
+    """The Data page's question editor: applying it reads the upload through the edited
+    codebook (wording, option order, ordinal) and the saved survey keeps that codebook."""
+    from sim_core.codebook import edited_codebook
+    from sim_core.readers import load_survey
+    from tests.test_survey_files import write_survey
+
+    at = app
+    path = write_survey(tmp_path)
+    at.file_uploader(key="data_upload").upload("phone2004.sav", path.read_bytes(),
+                                               "application/octet-stream")
+    at.run()
+    assert any(e.label.startswith("Edit questions") for e in at.expander)
+    at.button(key="data_apply_0").click().run()          # the editor as shown: same survey
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    filename, book = at.session_state["data_book_0"]
+    assert filename == "phone2004.sav"
+    # what the editor's "Apply" stores for a reordering (the table -> edited_codebook)
+    survey = load_survey(path, codebook=book)
+    assert survey.questions["q1"].options == ("Agree", "Neutral", "Disagree")
+    edits = {"q1": {"question_text": "Agree?", "options": ["Disagree", "Neutral", "Agree"],
+                    "ordinal": True}}
+    at.session_state["data_book_0"] = (filename, edited_codebook(survey, edits).encode())
+    at.run()
+    assert not at.error
+    at.text_input(key="data_name_0").input("edited-phone").run()
+    at.button(key="data_save_0").click().run()
+    saved = store.load_saved("edited-phone")
+    assert saved.questions["q1"].options == ("Disagree", "Neutral", "Agree")
+    assert saved.questions["q1"].text == "Agree?"
+    assert store.read_info("edited-phone")["codebook"] == "codebook/phone2004-codebook.csv"

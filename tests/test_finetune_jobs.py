@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 
@@ -176,3 +177,45 @@ def test_jobs_queue_one_at_a_time(tiny_model_dir):
     third = jobs.job_status(ids[2])
     assert third["status"] == "cancelled" and not third.get("pid")
     assert "queued-2" not in [a.name for a in list_adapters()]
+
+
+def test_training_prompts_name_the_surveys_population(tiny_model_dir, tmp_path, capsys):
+    """A German survey trains (and is scored) with prompts naming its population, from the
+    command line and through a dashboard job alike; the card records it, so simulating that
+    survey needs no wording note, while the default US wording gets one."""
+    from sim_core.compare import compare
+    from sim_core.models import load_model
+    from sim_core.prompts import PromptStyle
+    from sim_core.readers import load_survey
+    from sim_core.simulate import SimConfig
+
+    path = tmp_path / "de.csv"
+    path.write_text("geschlecht,q1,q2\n" + "".join(
+        f"{g},{'Stimme zu' if i % 3 else 'Lehne ab'},{'Ja' if i % 2 else 'Nein'}\n"
+        for i, g in enumerate(["Frau", "Mann"] * 20)), encoding="utf-8")
+    germany = "adults in Germany (2018)"
+    code = cli(["train", "--data", str(path), "--demographics", "geschlecht", "--population",
+                germany, "--name", "de-lora", "--model", str(tiny_model_dir), "--split",
+                "random", "--max-steps", "1", "--batch-size", "4", "--json"])
+    assert code == 0
+    card = json.loads(capsys.readouterr().out)["card"]
+    assert card["prompt_style"]["population"] == germany
+    survey = load_survey(path, demographics=["geschlecht"], population=germany)
+    adapter = load_model(str(tiny_model_dir), "de-lora", dtype="float32")
+    config = SimConfig(orders=1, use_cache=False)
+    same = compare([adapter], survey.questions["q1"], survey=survey, by=["geschlecht"],
+                   config=config, baselines=("uniform",))
+    assert not any("other prompt wording" in n for n in same.notes)
+    assert germany in same.slices[0].simulated[same.checkpoints[0]["label"]].prompt
+    us = load_survey(path, demographics=["geschlecht"])
+    other = compare([adapter], us.questions["q1"], survey=us, by=["geschlecht"],
+                    config=config, baselines=("uniform",))
+    assert any("other prompt wording" in n for n in other.notes)
+    # a dashboard job carries the same style through its job file
+    split = Split(train=[], val=[], test=[], info={})
+    style = PromptStyle().for_survey(survey)
+    folder = jobs.jobs_dir() / "style-job"
+    folder.mkdir(parents=True)
+    jobs.write_json_atomic(folder / jobs.JOB_FILE, {"name": "x", "split": jobs.split_to_json(
+        split), "style": dataclasses.asdict(style)})
+    assert jobs.read_job_spec(folder)["style"] == style

@@ -174,3 +174,39 @@ def test_cli_individual_json_save_and_errors(tiny_model_dir, survey, tmp_path, c
     assert main(["individual", "--data", str(marginals), "--by", "sex", "--model",
                  str(tiny_model_dir)]) == 2
     assert "needs respondent-level data" in capsys.readouterr().err
+
+
+def test_a_sampling_sweeps_chosen_temperature_is_used_later(tiny_model_dir):
+    """The temperature an adapter's sweep chose in sampling mode is what later sampling
+    simulations of that adapter generate with, unless a temperature is given; a first-token
+    sweep changes nothing there."""
+    from factories import save_random_adapter
+
+    from sim_core.models import load_model
+    from sim_core.simulate import SimConfig, simulate, temperature_for
+    from sim_core.survey import Question
+
+    question = Question(id="q", text="Agree?", options=("Yes", "No"))
+    _, base = save_random_adapter(tiny_model_dir, "sample-sweep", {
+        "base_model": str(tiny_model_dir), "temperature_sweep": {"mode": "sample",
+                                                                 "chosen": 2.0}})
+    save_random_adapter(tiny_model_dir, "letter-sweep", {
+        "base_model": str(tiny_model_dir), "temperature_sweep": {"mode": "first-token",
+                                                                 "chosen": 0.5}})
+    sampled = load_model(str(tiny_model_dir), "sample-sweep", dtype="float32")
+    letters = load_model(str(tiny_model_dir), "letter-sweep", dtype="float32")
+    config = SimConfig(mode="sample", samples=2, use_cache=False)
+    assert temperature_for(sampled, config) == 2.0
+    assert temperature_for(sampled, SimConfig(mode="sample", temperature=0.7)) == 0.7
+    assert temperature_for(letters, config) == 1.0 and temperature_for(base, config) == 1.0
+    seen = []
+    generate = sampled.model.generate
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["temperature"])
+        return generate(*args, **kwargs)
+    sampled.model.generate = spy
+    simulate(sampled, question, [{}], config)
+    simulate(sampled, question, [{}], SimConfig(mode="sample", samples=2, temperature=0.7,
+                                                use_cache=False))
+    assert seen == [2.0, 0.7]

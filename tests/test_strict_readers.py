@@ -252,3 +252,29 @@ def test_bytes_starting_with_brace_but_named_csv_are_csv(tmp_path):
     survey = load_survey(b"{x},q1\na,Yes\nb,No\n", filename="odd.csv", questions=["q1"],
                          demographics=["{x}"])
     assert survey.kind == "respondents" and list(survey.respondents.columns) == ["{x}", "q1"]
+
+
+def test_decimal_commas_of_a_semicolon_export(tmp_path):
+    """A European spreadsheet export: ';' between fields, ',' before decimals. Weights and
+    shares are read as numbers (said in a warning); a column mixing 1,5 with text, or a
+    comma file, is left alone."""
+    from sim_core.readers import load_survey
+    from sim_core.slices import real_marginals
+
+    path = tmp_path / "de.csv"
+    path.write_text("geschlecht;gewicht;q1\nFrau;1,5;Ja\nFrau;0,5;Nein\nMann;2;Ja\n",
+                    encoding="utf-8")
+    survey = load_survey(path, weight="gewicht", demographics=["geschlecht"])
+    assert survey.respondents["gewicht"].tolist() == [1.5, 0.5, 2.0]
+    assert any("decimal commas" in w and "gewicht" in w for w in survey.warnings)
+    frau = real_marginals(survey, "q1", ["geschlecht"], min_n_eff=0)[0]
+    assert frau.shares.tolist() == [0.75, 0.25]          # Ja 1.5 of 2.0 (options Ja, Nein)
+    marginals = tmp_path / "m.csv"
+    marginals.write_text("question_id;question_text;option;share\nq;Q?;Ja;0,6\nq;Q?;Nein;0,4\n",
+                         encoding="utf-8")
+    table = load_survey(marginals)
+    assert real_marginals(table, "q", [], min_n_eff=0)[0].shares.tolist() == [0.6, 0.4]
+    assert any("decimal commas" in w for w in table.warnings)
+    mixed = tmp_path / "mixed.csv"
+    mixed.write_text("sex;q1\nF;1,5\nM;viel\n", encoding="utf-8")
+    assert load_survey(mixed, demographics=["sex"]).questions["q1"].options == ("1,5", "viel")

@@ -370,3 +370,25 @@ def test_uploaded_bytes_need_their_file_name(sav):
                          demographics=["sex"])
     assert survey.name == "phone2004" and survey.source == "phone2004.sav"
     assert total(survey, "q1").n == 8
+
+
+def test_edited_codebook_reorders_options_with_their_codes(sav, tmp_path):
+    """The dashboard's question editor: new wording, options reordered (each keeping its own
+    code, so every share stays with its answer), ordinal switched off; renames refused."""
+    from sim_core.codebook import edited_codebook
+
+    survey = load_survey(sav, weight="wt", demographics=["sex", "age"])
+    edits = {"q1": {"question_text": "Do you agree with it?",
+                    "options": ["Disagree", "Neutral", "Agree"], "ordinal": False}}
+    book = tmp_path / "edited.csv"
+    book.write_text(edited_codebook(survey, edits), encoding="utf-8")
+    again = load_survey(sav, codebook=book, weight="wt")
+    q1 = again.questions["q1"]
+    assert q1.text == "Do you agree with it?" and q1.options == ("Disagree", "Neutral", "Agree")
+    assert q1.ordinal_values is None
+    female = real_marginals(again, "q1", ["sex"], min_n_eff=0)[1]
+    assert female.shares.tolist() == pytest.approx([1 / 6, 1 / 2, 1 / 3], abs=1e-15)
+    assert female.nonresponse == real_marginals(survey, "q1", ["sex"], min_n_eff=0)[1].nonresponse
+    with pytest.raises(DataError, match="reordered, not renamed"):
+        edited_codebook(survey, {"q1": {"question_text": "", "ordinal": True,
+                                        "options": ["Disagree", "Neutral", "Agreed"]}})

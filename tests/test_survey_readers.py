@@ -332,3 +332,14 @@ def test_weight_candidates_by_name_and_label(name, label, expected):
 def test_demographic_names_and_short_labels(name, label, expected):
     from sim_core.roles import looks_demographic
     assert looks_demographic(name, label) is expected
+
+
+def test_a_named_demographic_is_not_also_guessed_as_a_question(tmp_path):
+    """'geschlecht' is no known demographic name, so the guess offers it as a question; once
+    the user names it a demographic, it is one (named > guessed), not a clash."""
+    path = tmp_path / "de.csv"
+    path.write_text("geschlecht,q1\nFrau,Ja\nMann,Nein\nFrau,Ja\n", encoding="utf-8")
+    survey = load_survey(path, demographics=["geschlecht"])
+    assert survey.demographics == ["geschlecht"] and list(survey.questions) == ["q1"]
+    with pytest.raises(DataError, match="both a question and a demographic"):
+        load_survey(path, demographics=["geschlecht"], questions=["geschlecht", "q1"])

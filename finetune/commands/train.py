@@ -27,6 +27,7 @@ from sim_core.adapters import check_new_adapter
 from sim_core.calibration_store import card_calibration, checkpoint_verdict
 from sim_core.commands import common
 from sim_core.errors import Cancelled, SimError
+from sim_core.prompts import PromptStyle
 
 
 def register(subparsers) -> None:
@@ -49,7 +50,8 @@ def register(subparsers) -> None:
 
 
 def rows_from_args(args: argparse.Namespace, config: TrainConfig):
-    """(Split, data_info) from --data, the data options and the split settings."""
+    """(Split, data_info, prompt style) from --data, the data options and the split
+    settings; the style names the survey's population and display names."""
     survey = common.survey_from_args(args)
     by = common.by_from_args(args, survey) or None
     bins = common.bins_from_args(args)
@@ -60,7 +62,7 @@ def rows_from_args(args: argparse.Namespace, config: TrainConfig):
     info = {"survey": survey.name, "file": Path(args.data).name,
             "fingerprint": survey.fingerprint, "by": by, "questions": args.question and ids,
             "weight": survey.weight, "wave": args.wave}
-    return split, info
+    return split, info, PromptStyle().for_survey(survey)
 
 
 def tqdm_callback(enabled: bool):
@@ -96,9 +98,9 @@ def _spec(args: argparse.Namespace, folder: Path | None) -> dict:
     check_new_adapter(args.name, args.overwrite)      # before the data and the model load
     config = options.from_arguments(TrainConfig, args)
     training_device(config.device)          # a bad device fails before the data is read
-    split, info = rows_from_args(args, config)
+    split, info, style = rows_from_args(args, config)
     return {"split": split, "name": args.name, "base": args.model, "config": config,
-            "data_info": info, "overwrite": args.overwrite}
+            "data_info": info, "overwrite": args.overwrite, "style": style}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -159,7 +161,7 @@ def _train(spec: dict, folder: Path | None, reporter, *, bar: bool):
                              config=spec["config"], data_info=spec["data_info"],
                              callback=events, overwrite=spec["overwrite"], job_dir=folder,
                              should_stop=reporter.should_stop if reporter else None,
-                             on_phase=events)
+                             style=spec.get("style"), on_phase=events)
     finally:
         draw.close()
 

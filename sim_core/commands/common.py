@@ -50,8 +50,8 @@ def add_data_args(parser: argparse.ArgumentParser, *, questions: str = "required
     for container in (parser, *parser._action_groups):
         container.conflict_handler = "resolve"
     parser.add_argument("--data", required=data_required,
-                        help="survey file (respondent CSV, SPSS .sav/.zsav/.por, Stata .dta, "
-                             f"marginals CSV, SubPOP JSONL), a demo ({', '.join(DEMOS)}) or "
+                        help="survey file (respondent CSV or .xlsx, SPSS .sav/.zsav/.por, Stata "
+                             f".dta, marginals CSV, SubPOP JSONL), a demo ({', '.join(DEMOS)}) or "
                              "the name of a saved survey")
     parser.add_argument("--codebook", default=None,
                         help="codebook CSV for respondent data (wording, options, missing "

@@ -12,7 +12,7 @@ from sim_core.commands import common
 from sim_core.commands.formatting import floats
 from sim_core.errors import SimError
 from sim_core.prompts import LETTERS
-from sim_core.simulate import orders_for, simulate
+from sim_core.simulate import orders_for, simulate, temperature_for
 from sim_core.slices import parse_slice_label, slice_label
 from sim_core.survey import Question
 
@@ -90,7 +90,7 @@ def print_table(results, lm, config) -> None:
     width = max(len(slice_label(r.slice)) for r in results) + 2
     print(f"model: {label}; mode: {config.mode}; "
           + (f"orders averaged: {orders_for(lm, config)}" if config.mode == "first-token"
-             else f"samples: {config.samples}, temperature {config.temperature}"))
+             else f"samples: {config.samples}, temperature {temperature_for(lm, config):g}"))
     header = "slice".ljust(width) + "".join(f"{o[:18]:>20}" for o in results[0].options)
     print(header + f"{'letter mass' if config.mode == 'first-token' else 'parsed':>14}")
     for r in results:
