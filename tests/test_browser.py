@@ -145,18 +145,16 @@ def test_upload_compare_in_chromium(server, tmp_path):
             browser.close()
 
 
-def test_47_slices_at_1280x800(server, tmp_path):
+def test_47_slices_at_1280x800(server, tmp_path, monkeypatch):
     """ANES PID x educ (47 slices) at 1280x800: the status box appears right under the Run
     button, inside the first screen; the result is a slice x option heatmap of every slice
     with the score table below it and no error."""
-    import os
-
     from playwright.sync_api import expect, sync_playwright
 
     from sim_core import store
     from sim_core.demo import DEMO_POPULATION, demo_anes_paths
 
-    os.environ["SIM_WORKSPACE"] = server_workspace(tmp_path)
+    monkeypatch.setenv("SIM_WORKSPACE", server_workspace(tmp_path))
     data, codebook = demo_anes_paths()
     store.save_survey("anes96", data.name, data.read_bytes(), {"population": DEMO_POPULATION},
                       codebook=(codebook.name, codebook.read_bytes()))
