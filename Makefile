@@ -4,7 +4,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install install-test install-vllm run test test-fast bench
+.PHONY: install install-test install-vllm run dev test test-fast bench
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -30,6 +30,10 @@ install-test: install
 
 run: install
 	$(BIN)/streamlit run app.py
+
+# Development: uncaught errors show their traceback in the browser (users get one message).
+dev: install
+	$(BIN)/streamlit run app.py --client.showErrorDetails=full
 
 # vLLM's CPU build, in its own venv (it needs transformers<5.20), for the real-engine test
 # and the throughput benchmark. The stamp file is written last, so a broken install is redone;

@@ -153,3 +153,31 @@ class TrainingMonitor(TrainerCallback):
             for key, value in self.best_state.items():
                 params[key].copy_(value)
         return True
+
+
+class PhaseProgress:
+    """Progress of work outside the training steps (loading, scoring before or after
+    training) as callback events {"phase", "done", "total", "eta_s"}, so the job page can
+    show a bar and a time left there too; parts map the core's progress(done, total)."""
+
+    def __init__(self, callback: Callable[[dict], None] | None, phase: str, total: int):
+        self.callback, self.phase, self.total = callback, phase, max(int(total), 1)
+        self.offset, self.started = 0, time.monotonic()
+        self.emit(0)
+
+    def part(self, size: int) -> Callable[[int, int], None]:
+        """A progress(done, total) callback for the next `size` units of the phase."""
+        offset = self.offset
+        self.offset += size
+
+        def report(done: int, total: int) -> None:
+            self.emit(offset + int(done / max(total, 1) * size))
+        return report
+
+    def emit(self, done: int) -> None:
+        """Send one event; the time left is measured on this phase so far."""
+        if self.callback is None:
+            return
+        elapsed = time.monotonic() - self.started
+        eta = elapsed / done * (self.total - done) if done else None
+        self.callback({"phase": self.phase, "done": done, "total": self.total, "eta_s": eta})

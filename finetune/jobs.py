@@ -1,28 +1,32 @@
 """Background training jobs for the dashboard, with their state in workspace/jobs/<id>/.
 
 A job is a separate process (`python -m finetune train --job-dir DIR`), so the page stays
-usable and every browser tab sees the same job. Files in the job folder:
+usable and every browser tab sees the same job. Jobs queue: one runs at a time per machine
+(workspace), the oldest queued one starts when it ends (launch_next). Files in the job folder:
 
     job.json      what to train (split rows, name, base, config, data info)
     status.json   state (queued | running | done | failed | cancelled), step, total, loss and
                   validation history, eta, error message, result (adapter name, scores)
-    cancel        present = cancel requested; the training callback checks it every step
+    cancel        present = cancel requested; the training side checks it every step and
+                  between scoring batches (a job not started yet is cancelled at once)
     log.txt       the process's output
     checkpoints/  Trainer checkpoints (a job started again resumes from the last one)
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import secrets
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from finetune.config import TrainConfig
 from finetune.rows import Split, split_from_json, split_to_json
@@ -35,6 +39,7 @@ from sim_core.storage import atomic_write, make_folder
 from sim_core.workspace import is_valid_name, subdir
 
 STATUS_FILE, JOB_FILE, CANCEL_FILE, LOG_FILE = "status.json", "job.json", "cancel", "log.txt"
+QUEUE_LOCK = ".queue.lock"
 ACTIVE = ("queued", "running")
 MAX_EVENTS = 2000          # status.json stays small for long runs
 
@@ -94,7 +99,7 @@ def start_job(split: Split, *, name: str, base: str = "default", config: Any = N
                                              "status": "queued", "state": "queued",
                                              "created": _now(), "step": 0, "total": None,
                                              "events": []})
-    launch(folder)
+    launch_next()
     return job_id
 
 
@@ -183,15 +188,64 @@ def job_status(job_id: str) -> dict:
     return status
 
 
+def _job_folders() -> list[Path]:
+    """Job folders, oldest first (ids start with their start time)."""
+    return sorted((p for p in jobs_dir().iterdir() if (p / STATUS_FILE).exists()),
+                  key=lambda p: p.name)
+
+
 def list_jobs() -> list[dict]:
-    """Every job's status, newest first."""
-    folders = [p for p in jobs_dir().iterdir() if (p / STATUS_FILE).exists()]
-    return [job_status(p.name) for p in sorted(folders, key=lambda p: p.name, reverse=True)]
+    """Every job's status, newest first; a queued job starts here if none runs (e.g. the
+    process that should have started it died)."""
+    for folder in _job_folders():
+        job_status(folder.name)         # a dead process reads as failed before the queue
+    launch_next()
+    return [job_status(p.name) for p in reversed(_job_folders())]
+
+
+@contextmanager
+def _queue_lock() -> Iterator[None]:
+    """One process at a time decides what runs next (an flock on jobs/.queue.lock)."""
+    with open(jobs_dir() / QUEUE_LOCK, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _waiting(status: dict) -> bool:
+    """Queued and not handed to a process yet."""
+    return status.get("status") == "queued" and not status.get("pid")
+
+
+def launch_next() -> str | None:
+    """Start the oldest waiting job unless one is running; returns its id (or None)."""
+    with _queue_lock():
+        states = [(folder, read_status(folder)) for folder in _job_folders()]
+        if any(s.get("status") in ACTIVE and _alive(s.get("pid")) for _, s in states):
+            return None
+        for folder, status in states:
+            if not _waiting(status):
+                continue
+            if (folder / CANCEL_FILE).exists():
+                update_status(folder, state="cancelled", finished=_now(),
+                              error="Cancelled before it started; nothing was trained.")
+                continue
+            launch(folder)
+            return folder.name
+    return None
 
 
 def cancel_job(job_id: str) -> None:
-    """Ask a job to stop: the training callback sees the cancel file within one step."""
-    atomic_write(job_dir(job_id) / CANCEL_FILE, _now())
+    """Ask a job to stop: the training side sees the cancel file within one step or scoring
+    batch; a job still waiting in the queue is cancelled at once."""
+    folder = job_dir(job_id)
+    atomic_write(folder / CANCEL_FILE, _now())
+    with _queue_lock():
+        if _waiting(read_status(folder)):
+            update_status(folder, state="cancelled", finished=_now(),
+                          error="Cancelled before it started; nothing was trained.")
 
 
 class JobReporter:
@@ -210,12 +264,19 @@ class JobReporter:
                       error=None)
 
     def __call__(self, event: dict) -> None:
+        if "phase" in event:            # loading / scoring: its own count, not a step
+            update_status(self.folder, phase=event["phase"], phase_done=event["done"],
+                          phase_total=event["total"], phase_eta_s=event.get("eta_s"))
+            return
         self.events = (self.events + [event])[-MAX_EVENTS:]
-        update_status(self.folder, step=event.get("step"), total=event.get("total_steps"),
+        update_status(self.folder, phase="training", step=event.get("step"),
+                      total=event.get("total_steps"),
                       eta_s=event.get("eta_s"), events=self.events,
                       loss_history=[[e["step"], e.get("loss")] for e in self.events],
                       val_history=[[e["step"], e["val"]] for e in self.events if e.get("val")])
 
     def finish(self, state: str, *, error: str | None = None, result: dict | None = None):
-        """Final state: done (with result), failed (with error) or cancelled."""
+        """Final state: done (with result), failed (with error) or cancelled; then the
+        next queued job starts."""
         update_status(self.folder, state=state, error=error, result=result, finished=_now())
+        launch_next()

@@ -21,7 +21,7 @@ from transformers import PrinterCallback, Trainer, TrainingArguments
 
 from finetune import distributed
 from finetune.base import check_qlora, load_base, training_device, training_dtype
-from finetune.callbacks import TrainingMonitor
+from finetune.callbacks import PhaseProgress, TrainingMonitor
 from finetune.checkpoints import SealCheckpoints, last_whole_checkpoint
 from finetune.config import TrainConfig
 from finetune.loss import RowCollator, batch_loss
@@ -38,6 +38,9 @@ from sim_core.labels import baseline_entry
 from sim_core.prompts import LETTERS, PromptStyle
 from sim_core.simulate import SimConfig, letter_logits
 from sim_core.storage import failure_message, is_storage_failure, make_folder
+
+# Phases outside the training steps, as named in progress events and on the job page.
+LOADING, BEFORE, AFTER = "loading the model", "scoring before training", "scoring the adapter"
 
 
 @dataclass
@@ -80,10 +83,12 @@ def reference_rows(split: Split) -> list:
     return split.train + split.val if split.info.get("how") == "slice" else split.test
 
 
-def _held_out(lm, split: Split, sim: SimConfig, calibration, baselines=()) -> dict:
+def _held_out(lm, split: Split, sim: SimConfig, calibration, baselines=(),
+              progress=None, should_stop=None) -> dict:
     """Mean held-out scores of lm raw and calibrated, and the distributions per row."""
     ev = evaluate_rows([lm], split.test, config=sim, baselines=baselines,
-                       reference_rows=reference_rows(split), calibrations=[calibration])
+                       reference_rows=reference_rows(split), calibrations=[calibration],
+                       progress=progress, should_stop=should_stop)
     label = ev.entries[0]
     raw = ev.raw_dists.get(label, ev.dists[label])
     return {"raw": mean_scores(split.test, raw),
@@ -97,12 +102,21 @@ def _held_out(lm, split: Split, sim: SimConfig, calibration, baselines=()) -> di
             "groups": group_gaps(uncalibrated(ev), label, "kl").to_dict()}
 
 
-def _calibrate(lm, split: Split, sim: SimConfig):
+def _calibrate(lm, split: Split, sim: SimConfig, progress=None, should_stop=None):
     """lm's calibration on the validation rows (None without any)."""
     if not split.val:
         return None
     return fit_on_rows(lm, split.val, sim, prior_rows=split.train,
-                       fitted_on={"rows": "validation rows of the split"})
+                       fitted_on={"rows": "validation rows of the split"},
+                       progress=progress, should_stop=should_stop)
+
+
+def _scoring(on_phase, should_stop, phase: str, split: Split, config: TrainConfig):
+    """(PhaseProgress over the validation + held-out rows, the stop poll or None): under
+    several processes only one sees the cancel file, so scoring is not stopped midway."""
+    tested = len(split.test) if split.test and config.evaluate_test else 0
+    stop = should_stop if distributed.world_size() == 1 else None
+    return PhaseProgress(on_phase, phase, len(split.val) + tested), stop
 
 
 def _listed(dists: dict) -> dict:
@@ -214,19 +228,23 @@ def _card(name: str, lm, split: Split, config: TrainConfig, data_info: dict | No
         date=datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
 
-def _zero_shot(lm, split: Split, config: TrainConfig, sim: SimConfig, job_dir: Path) -> dict:
+def _zero_shot(lm, split: Split, config: TrainConfig, sim: SimConfig, job_dir: Path,
+               on_phase=None, should_stop=None) -> dict:
     """The base model before LoRA touches it: its calibration on the validation rows and its
-    held-out scores and distributions, cached in the job folder for resumed runs."""
+    held-out scores and distributions, cached in the job folder for resumed runs; progress
+    events of the phase "scoring before training", should_stop polled between batches."""
     cached = job_dir / "before.json"
     try:
         return json.loads(cached.read_text())
     except (OSError, ValueError):
         pass                     # none yet (or unreadable): score again
-    calibration = _calibrate(lm, split, sim)
+    phase, stop = _scoring(on_phase, should_stop, BEFORE, split, config)
+    calibration = _calibrate(lm, split, sim, phase.part(len(split.val)), stop)
     out = {"calibration": calibration.to_dict() if calibration else None, "before": {},
            "before_calibrated": {}, "baselines": {}, "dists": {}}
     if split.test and config.evaluate_test:
-        scores = _held_out(lm, split, sim, calibration, ROW_BASELINES)
+        scores = _held_out(lm, split, sim, calibration, ROW_BASELINES,
+                           phase.part(len(split.test)), stop)
         out.update(before=scores["raw"], before_calibrated=scores["calibrated"],
                    baselines=scores["baselines"], dists=_listed(scores["dists"]),
                    groups=scores["groups"])
@@ -236,15 +254,16 @@ def _zero_shot(lm, split: Split, config: TrainConfig, sim: SimConfig, job_dir: P
 
 
 def _measure(tuned, split: Split, config: TrainConfig, sim: SimConfig, zero: dict,
-             data_info: dict | None) -> dict:
+             data_info: dict | None, on_phase=None, should_stop=None) -> dict:
     """The adapter's calibration, held-out scores (raw and calibrated) and the verdict's
     measurement against the uniform guess, the population average and zero-shot."""
-    calibration = _calibrate(tuned, split, sim)
+    phase, stop = _scoring(on_phase, should_stop, AFTER, split, config)
+    calibration = _calibrate(tuned, split, sim, phase.part(len(split.val)), stop)
     out = {"calibration": calibration, "after": {}, "after_calibrated": {}, "heldout": None,
            "fairness": None}
     if not (split.test and config.evaluate_test):
         return out
-    scores = _held_out(tuned, split, sim, calibration)
+    scores = _held_out(tuned, split, sim, calibration, (), phase.part(len(split.test)), stop)
     dists = zero["dists"]
     zero_calibration = Calibration.from_dict(zero["calibration"]) \
         if zero.get("calibration") else None
@@ -264,7 +283,8 @@ def train_adapter(split: Split, *, name: str, base: str = "default",
                   callback: Callable[[dict], None] | None = None,
                   should_stop: Callable[[], bool] | None = None, overwrite: bool = False,
                   job_dir: str | Path | None = None,
-                  style: PromptStyle | None = None) -> TrainResult:
+                  style: PromptStyle | None = None,
+                  on_phase: Callable[[dict], None] | None = None) -> TrainResult:
     """Train a LoRA (or QLoRA) adapter on split.train and save it to the adapter registry.
 
     Args:
@@ -274,12 +294,15 @@ def train_adapter(split: Split, *, name: str, base: str = "default",
         config: hyperparameters (TrainConfig defaults).
         data_info: data fingerprint, file name etc. for the card.
         callback: progress events {step, total_steps, epoch, loss, val, eta_s}.
-        should_stop: polled after every step; True raises Cancelled and saves nothing.
+        should_stop: polled after every step, after loading and between scoring batches
+            (one process); True raises Cancelled and saves nothing.
         overwrite: replace an existing adapter of the same name.
         job_dir: folder for checkpoints; an interrupted run given the same folder resumes
             from its last checkpoint. Default: a temporary folder, removed afterwards.
         style: how prompts are written (PromptStyle().for_survey(survey): the survey's
             population and display names); default the simulator's default wording.
+        on_phase: progress outside the steps, events {phase, done, total, eta_s} with
+            phase LOADING, BEFORE or AFTER (done, total: rows scored).
     Returns:
         TrainResult with the adapter path, card and mean scores before / after.
     Raises:
@@ -294,8 +317,8 @@ def train_adapter(split: Split, *, name: str, base: str = "default",
     temp = job_dir is None
     work = Path(tempfile.mkdtemp(prefix="finetune-")) if temp else make_folder(Path(job_dir))
     try:
-        return _run(split, name, base, config, data_info, callback, should_stop, overwrite,
-                    work, device, style)
+        return _run(split, name, base, config, data_info, (callback, on_phase), should_stop,
+                    overwrite, work, device, style)
     except torch.OutOfMemoryError as error:
         raise ModelError(f"Out of memory on {device} while training '{name}' (batch size "
                          f"{config.batch_size}); no adapter was saved. Use a smaller "
@@ -319,9 +342,11 @@ def _train(trainer: Trainer, checkpoints: Path, name: str) -> None:
                        ) from error
 
 
-def _run(split, name, base, config, data_info, callback, should_stop, overwrite,
+def _run(split, name, base, config, data_info, callbacks, should_stop, overwrite,
          work: Path, device: str, style: PromptStyle | None) -> TrainResult:
-    """train_adapter after the checks: load, score before, train, score after, save."""
+    """train_adapter after the checks: load, score before, train, score after, save;
+    callbacks: (step events, phase events)."""
+    callback, on_phase = callbacks
     started = time.time()
     torch.manual_seed(config.seed)
     dtype = training_dtype(config, device)
@@ -330,7 +355,9 @@ def _run(split, name, base, config, data_info, callback, should_stop, overwrite,
                                        device):
         raise DataError("The training processes split the rows differently (different data "
                         "or seed per process?); nothing was trained.")
+    PhaseProgress(on_phase, LOADING, 1)
     lm = load_base(base, config, device, dtype)
+    _stop_if_asked(should_stop, name, "after loading the model")
     # Under FSDP the weights are sharded over the GPUs only once training starts: the base
     # model is scored afterwards, with the adapter switched off.
     # Training prompts use the survey's style (population, display names; the simulator's
@@ -338,7 +365,12 @@ def _run(split, name, base, config, data_info, callback, should_stop, overwrite,
     # warn that the adapter never saw it. Scoring before and after uses the same style.
     style = style or PromptStyle()
     sim = _sim_config(config, style)
-    zero = None if distributed.fsdp() else _zero_shot(lm, split, config, sim, work)
+    try:
+        zero = None if distributed.fsdp() else _zero_shot(lm, split, config, sim, work,
+                                                          on_phase, should_stop)
+    except Cancelled as error:
+        raise Cancelled(f"Training of '{name}' cancelled while {BEFORE}; no adapter was "
+                        "saved.") from error
     model = _lora(lm.model, config)
     trainer, monitor = _fit(model, lm.tokenizer, split, config, args, callback,
                             should_stop, work, name, style)
@@ -353,16 +385,24 @@ def _run(split, name, base, config, data_info, callback, should_stop, overwrite,
     on_device = dataclasses.replace(lm, model=model, device=str(args.device))
     if zero is None:
         with model.disable_adapter():
-            zero = _zero_shot(on_device, split, config, sim, work)
+            zero = _zero_shot(on_device, split, config, sim, work, on_phase, should_stop)
     # scored as the simulator will read it (orders from its card; see _card)
     tuned = dataclasses.replace(on_device, adapter=name, calibration=None,
                                 inference_orders=None if config.shuffle_options else 1)
-    scores = {**zero, **_measure(tuned, split, config, sim, zero, data_info)}
+    scores = {**zero, **_measure(tuned, split, config, sim, zero, data_info, on_phase,
+                                 should_stop)}
     card = _card(name, on_device, split, config, data_info, scores, monitor, trainer.state,
                  time.time() - started, style)
     zero_calibration = Calibration.from_dict(zero["calibration"]) \
         if zero.get("calibration") else None
     return _save(trainer, model, name, card, scores, overwrite, zero_calibration)
+
+
+def _stop_if_asked(should_stop, name: str, when: str) -> None:
+    """Raise Cancelled (nothing saved) when a stop was asked; single process only (see
+    _scoring)."""
+    if should_stop is not None and distributed.world_size() == 1 and should_stop():
+        raise Cancelled(f"Training of '{name}' cancelled {when}; no adapter was saved.")
 
 
 def _fit(model, tokenizer, split: Split, config: TrainConfig, args, callback, should_stop,

@@ -5,22 +5,28 @@ from __future__ import annotations
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from sim_core import palette
 from sim_core.labels import is_baseline
 
 
-def comparison_figure(shares: pd.DataFrame, *, show_baselines: bool = True) -> go.Figure:
-    """Grouped bars of real vs simulated shares, one panel per slice; error bars: the real
-    shares' 95 % interval and a calibrated checkpoint's prediction interval.
+# Bars: a fixed panel height and gap (pixels), so the figure grows with the slices instead
+# of squeezing them; plotly's facet_row_spacing is a fraction of the plot height and must stay
+# below 1 / (rows - 1), which a fixed fraction breaks from about 19 slices.
+PANEL_HEIGHT, PANEL_GAP, BAR_MARGINS = 240, 80, 90
+SLICES_PER_PAGE = 12
+"""Above this many slices the page shows a slice x option heatmap or pages of bars."""
 
-    Args:
-        shares: Comparison.shares_table() (slice, entry, option, share, ci_low, ci_high,
-            pi_low, pi_high).
-        show_baselines: draw the "baseline: ..." entries too.
-    Returns:
-        The figure (one trace per entry and panel).
-    """
+
+def slice_pages(shares: pd.DataFrame, per_page: int = SLICES_PER_PAGE) -> list[list[str]]:
+    """The slices of a shares table cut into pages of `per_page`, in table order."""
+    slices = list(dict.fromkeys(shares["slice"].astype(str)))
+    return [slices[i:i + per_page] for i in range(0, len(slices), per_page)] or [[]]
+
+
+def _with_errors(shares: pd.DataFrame, show_baselines: bool) -> pd.DataFrame:
+    """The shares table with err_plus / err_minus (real CI, else prediction interval)."""
     df = shares.copy()
     if not show_baselines:
         df = df[~df["entry"].map(is_baseline)]
@@ -28,27 +34,111 @@ def comparison_figure(shares: pd.DataFrame, *, show_baselines: bool = True) -> g
     high = df["ci_high"].fillna(df["pi_high"]) if "pi_high" in df else df["ci_high"]
     df["err_plus"] = (high - df["share"]).astype(float)
     df["err_minus"] = (df["share"] - low).astype(float)
+    return df
+
+
+def comparison_figure(shares: pd.DataFrame, *, show_baselines: bool = True,
+                      slices: list[str] | None = None) -> go.Figure:
+    """Grouped bars of real vs simulated shares, one panel per slice; error bars: the real
+    shares' 95 % interval and a calibrated checkpoint's prediction interval.
+
+    Args:
+        shares: Comparison.shares_table() (slice, entry, option, share, ci_low, ci_high,
+            pi_low, pi_high).
+        show_baselines: draw the "baseline: ..." entries too.
+        slices: draw only these slices (a page of slice_pages); None: all.
+    Returns:
+        The figure (one trace per entry and panel); panels keep a fixed height for any
+        number of slices.
+    """
+    df = _with_errors(shares, show_baselines)
+    if slices is not None:
+        df = df[df["slice"].astype(str).isin(slices)]
     entries = list(dict.fromkeys(df["entry"].astype(str)))
-    n_slices = df["slice"].nunique()
+    n_slices = max(df["slice"].nunique(), 1)
     wrap = 1 if n_slices == 1 else 2
+    rows = -(-n_slices // wrap)
+    plot_height = rows * PANEL_HEIGHT + (rows - 1) * PANEL_GAP
     fig = px.bar(df, x="option", y="share", color="entry", barmode="group",
                  facet_col="slice", facet_col_wrap=wrap, error_y="err_plus",
-                 error_y_minus="err_minus", color_discrete_map=palette.entry_colors(entries), category_orders={"entry": entries},
-                 facet_row_spacing=0.12, hover_data={"err_plus": False, "err_minus": False})
+                 error_y_minus="err_minus", color_discrete_map=palette.entry_colors(entries),
+                 category_orders={"entry": entries}, facet_row_spacing=PANEL_GAP / plot_height,
+                 hover_data={"err_plus": False, "err_minus": False})
     fig.for_each_annotation(lambda a: a.update(text=a.text.split("=", 1)[-1]))
-    rows = -(-n_slices // wrap)
-    fig.update_layout(height=max(320, 280 * rows), legend_title_text="",
-                      yaxis_title="share", margin=dict(t=40, b=40))
+    fig.update_layout(height=plot_height + BAR_MARGINS, legend_title_text="",
+                      yaxis_title="share", margin=dict(t=40, b=50))
     fig.update_yaxes(range=[0, 1], matches="y")
     fig.update_xaxes(matches=None, showticklabels=True, title_text="")
     return fig
 
 
-def heatmap_figure(table: pd.DataFrame, score_name: str) -> go.Figure:
-    """Heatmap of a question x slice score table (Evaluation.heatmap)."""
-    fig = px.imshow(table.astype(float), color_continuous_scale=palette.HEATMAP_SCALE,
-                    aspect="auto", labels=dict(color=score_name, x="slice", y="question"))
-    fig.update_layout(height=max(320, 22 * len(table) + 160), margin=dict(t=30))
+def slice_heatmap_figure(shares: pd.DataFrame, *, show_baselines: bool = True) -> go.Figure:
+    """Slice x option heatmap of the shares, one panel per entry (real first), for many
+    slices: every slice on one readable row, the share printed in each cell.
+
+    Args:
+        shares: Comparison.shares_table().
+        show_baselines: draw the "baseline: ..." entries too.
+    Returns:
+        The figure (one heatmap trace per entry, slices top to bottom in table order).
+    """
+    df = shares if show_baselines else shares[~shares["entry"].map(is_baseline)]
+    entries = list(dict.fromkeys(df["entry"].astype(str)))
+    slices = list(dict.fromkeys(df["slice"].astype(str)))
+    options = list(dict.fromkeys(df["option"].astype(str)))
+    fig = make_subplots(rows=1, cols=len(entries), shared_yaxes=True,
+                        subplot_titles=entries, horizontal_spacing=0.02)
+    for col, entry in enumerate(entries, start=1):
+        part = df[df["entry"].astype(str) == entry]
+        grid = part.pivot_table(index="slice", columns="option", values="share",
+                                aggfunc="first").reindex(index=slices, columns=options)
+        z = grid.to_numpy(dtype=float)
+        fig.add_trace(go.Heatmap(
+            z=z, x=options, y=slices, zmin=0, zmax=1, coloraxis="coloraxis", name=entry,
+            text=[[f"{v:.2f}" if v == v else "" for v in row] for row in z],
+            texttemplate="%{text}", hovertemplate=f"{entry}<br>%{{y}}<br>%{{x}}: "
+                                                  "%{z:.3f}<extra></extra>"), row=1, col=col)
+    fig.update_yaxes(autorange="reversed", tickfont=dict(size=11))
+    fig.update_xaxes(tickangle=-30)
+    fig.update_layout(height=max(360, 22 * len(slices) + 200), margin=dict(t=50, l=10),
+                      coloraxis=dict(colorscale=palette.HEATMAP_SCALE, cmin=0, cmax=1,
+                                     colorbar=dict(title="share", len=0.6, thickness=14)))
+    return fig
+
+
+HEATMAP_ROW = 34
+"""Pixels per question row of the Evaluate heatmap (the figure grows with the questions)."""
+
+
+def heatmap_figure(table: pd.DataFrame, score_name: str,
+                   wording: dict[str, str] | None = None) -> go.Figure:
+    """Heatmap of a question x slice score table (Evaluation.heatmap): one labelled row per
+    question (its wording on hover), every slice labelled, a colour bar of fixed size.
+
+    Args:
+        table: question_id index x slice columns.
+        score_name: the score's display name (colour bar and hover).
+        wording: question id -> full question text, shown on hover.
+    """
+    wording = wording or {}
+    questions = [str(q) for q in table.index]
+    slices = [str(c) for c in table.columns]
+    z = table.to_numpy(dtype=float)
+    hover = [[wording.get(q, q)[:200] for _ in slices] for q in questions]
+    fig = go.Figure(go.Heatmap(
+        z=z, x=slices, y=questions, customdata=hover, colorscale=palette.HEATMAP_SCALE,
+        hovertemplate="%{y}: %{customdata}<br>%{x}<br>" + score_name
+                      + ": %{z:.4f}<extra></extra>",
+        colorbar=dict(title=dict(text=score_name, side="right"), thickness=16,
+                      lenmode="pixels", len=max(120, min(300, HEATMAP_ROW * len(questions))))))
+    longest = max((len(s) for s in slices), default=0)
+    bottom = 40 + min(longest, 40) * 6          # room for the slanted slice labels
+    fig.update_yaxes(autorange="reversed", tickmode="array", tickvals=questions,
+                     ticktext=questions, title_text="question")
+    fig.update_xaxes(tickmode="array", tickvals=slices, ticktext=slices, tickangle=-40,
+                     title_text="")
+    fig.update_layout(height=max(260, HEATMAP_ROW * len(questions)) + bottom + 40,
+                      margin=dict(t=30, b=bottom))
     return fig
 
 

@@ -6,16 +6,21 @@ Nothing here computes survey numbers; it only wires widgets to sim_core.
 
 from __future__ import annotations
 
+import logging
 import os
+import time
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
 
+import pandas as pd
 import streamlit as st
 
-from sim_core import endpoint, models, options
+from sim_core import endpoint, history, models, options
 from sim_core.adapters import list_adapters
 from sim_core.devices import listed_gpu_count
 from sim_core.errors import SimError
+from sim_core.metrics import METRICS
 from sim_core.simulate import SimConfig
 from sim_core.store import load_saved, saved_surveys, stamp
 from sim_core.workspace import workspace_dir
@@ -33,6 +38,49 @@ def default_model_name() -> str:
 def show_error(error: BaseException) -> None:
     """Show a core error as one readable message (never a traceback)."""
     st.error(str(error))
+
+
+def score_header(key: str) -> str:
+    """Score column heading with its direction, e.g. 'KL divergence (lower is better)'."""
+    return f"{METRICS[key].name} ({METRICS[key].direction} is better)"
+
+
+def with_score_names(table: pd.DataFrame) -> pd.DataFrame:
+    """A table whose score columns (sim_core.metrics keys) get their display headings."""
+    return table.rename(columns={k: score_header(k) for k in METRICS if k in table.columns})
+
+
+def keep_result(kind: str, build: Callable[[], object], title: str) -> None:
+    """Store a finished result in the workspace history (sim_core.history), so a refresh
+    or another tab loses nothing; a failure to store is said, the result stays shown."""
+    try:
+        saved = history.save_result(kind, build(), title)
+    except SimError as error:
+        st.warning(f"This {kind} could not be saved to the workspace history: {error}")
+        return
+    st.session_state[f"kept_{kind}"] = saved
+    st.caption(f"Saved to the workspace history as '{title}' (Reports page).")
+
+
+def previous_result_note(prefix: str, what: str) -> None:
+    """After a failed run, say that the result below is the earlier one, so it is not read
+    as the answer to the request that failed."""
+    if st.session_state.get(f"{prefix}_failed"):
+        st.warning(f"The request above failed; below is the previous result ({what}), not an "
+                   "answer to it.")
+
+
+def show_chart(build: Callable[[], object], key: str) -> bool:
+    """Build a plotly figure and draw it; a failure becomes one warning (the traceback goes
+    to the server log), so the tables drawn after it stay. Returns whether it was drawn."""
+    try:
+        st.plotly_chart(build(), key=key)
+    except Exception as error:   # any plotting bug: the page and its numbers must survive
+        logging.getLogger(__name__).exception("chart %s failed", key)
+        st.warning(f"The chart could not be drawn ({type(error).__name__}: {error}). "
+                   "The numbers below are not affected.")
+        return False
+    return True
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading model…")
@@ -217,31 +265,101 @@ def checkpoint_picker(prefix: str, label: str) -> list[tuple[str, str | None]]:
     return [(base, None if p == BASE else p) for p in picked]
 
 
+def eta_text(seconds: float) -> str:
+    """A rough time left in words: "about 70 s left", "about 3 min left"."""
+    if seconds < 90:
+        return f"about {max(1, round(seconds))} s left"
+    return f"about {round(seconds / 60)} min left"
+
+
+def count_text(unit: str, done: int, total: int, checkpoints: int = 1) -> str:
+    """A progress count in the user's units: "slice 12 of 47", or with several checkpoints
+    (the core counts units x checkpoints) "checkpoint 2 of 2 · slice 5 of 47"; no unit:
+    a percentage."""
+    if not unit:          # work the core counts in its own steps: a share is all it means
+        return f"{done / max(total, 1):.0%} done"
+    per = max(total // max(checkpoints, 1), 1)
+    if checkpoints <= 1:
+        return f"{unit} {min(done, total)} of {total}"
+    index = min(max(done - 1, 0) // per, checkpoints - 1)
+    return f"checkpoint {index + 1} of {checkpoints} · {unit} {done - index * per} of {per}"
+
+
+@dataclass
+class StatusBox:
+    """The status of one run, right under its button: the step in words, a bar with a real
+    count and a time left measured on this run, and a Stop button (see status_box)."""
+
+    box: Any
+    bar: Any
+    flag: str
+    unit: str
+    checkpoints: int = 1
+    step_text: str = ""
+    counted_since: float | None = None
+    started: float = field(default_factory=time.monotonic)
+
+    def step(self, text: str) -> None:
+        """Name a new step ("loading the model"); the next count measures its own pace."""
+        self.step_text, self.counted_since = text, None
+        self.box.update(label=text, state="running")
+
+    def progress(self, done: int, total: int) -> None:
+        """The core's progress(done, total) in `unit`s, with the time left at this pace."""
+        now = time.monotonic()
+        if self.counted_since is None:
+            self.counted_since = now
+        text = count_text(self.unit, done, total, self.checkpoints)
+        elapsed = now - self.counted_since
+        if 0 < done < total and elapsed > 1:
+            text += f" · {eta_text(elapsed / done * (total - done))}"
+        label = f"{self.step_text}: {text}" if self.step_text else text
+        self.box.update(label=label)
+        self.bar.progress(min(done / max(total, 1), 1.0), text=text)
+
+    def should_stop(self) -> bool:
+        """Whether Stop was clicked (the core then raises Cancelled)."""
+        return bool(st.session_state.get(self.flag))
+
+
 @contextmanager
-def progress_and_stop(prefix: str, label: str) -> Iterator[tuple[Callable, Callable]]:
-    """Progress bar + Stop button around long work; yields (progress, should_stop).
+def status_box(prefix: str, title: str, unit: str, checkpoints: int = 1) -> Iterator[StatusBox]:
+    """A status box (st.status) with a bar and a Stop button, to open right under the Run
+    button; it ends "complete" with the time taken, or "error" when the work raised.
 
     Clicking Stop reruns the script, which Streamlit uses to interrupt the running one at its
     next progress update; the flag set by the button lets the core stop cleanly as well.
     """
     flag = f"{prefix}_stop"
     st.session_state[flag] = False
-    stop_slot, bar_slot = st.empty(), st.empty()
-    stop_slot.button("Stop", key=f"{prefix}_stop_button",
-                     on_click=lambda: st.session_state.__setitem__(flag, True))
-    bar = bar_slot.progress(0.0, text=label)
-
-    def progress(done: int, total: int) -> None:
-        bar.progress(min(done / max(total, 1), 1.0), text=f"{label} {done}/{total}")
-
-    def should_stop() -> bool:
-        return bool(st.session_state.get(flag))
-
+    box = st.status(title, expanded=True)
+    with box:
+        stop_slot = st.empty()
+        stop_slot.button("Stop", key=f"{prefix}_stop_button",
+                         on_click=lambda: st.session_state.__setitem__(flag, True))
+        bar = st.progress(0.0, text=title)
+    status = StatusBox(box, bar, flag, unit, checkpoints)
     try:
-        yield progress, should_stop
+        yield status
+    except BaseException:
+        box.update(label=f"{title}: stopped" if st.session_state.get(flag) else
+                   f"{title}: failed (see the message below)", state="error", expanded=False)
+        raise
     finally:
         stop_slot.empty()
-        bar_slot.empty()
+    box.update(label=f"{title}: done in {time.monotonic() - status.started:.0f} s",
+               state="complete", expanded=False)
+
+
+def load_checkpoints(status: StatusBox, checkpoints: list[tuple[str, str | None]]) -> list:
+    """Load (or connect to) each checkpoint, naming the step in the status box."""
+    loaded = []
+    for i, (name, adapter) in enumerate(checkpoints, start=1):
+        what = f"{name} + adapter {adapter}" if adapter else name
+        status.step(f"Loading the model {i} of {len(checkpoints)} ({what}; "
+                    "the first time takes longest)")
+        loaded.append(get_model(name, adapter))
+    return loaded
 
 
 @st.cache_resource(max_entries=16, show_spinner="Reading survey…")

@@ -14,6 +14,7 @@ from sim_core.errors import SimError
 from sim_core.evaluate import evaluate
 from sim_core.labels import is_baseline
 from sim_core.metrics import METRICS
+from sim_core.report import report_from_evaluation
 from sim_core.simulate import SimConfig
 
 
@@ -56,17 +57,25 @@ def run(survey, by, waves, ids, checkpoints, config) -> None:
 
     results = {}
     try:
-        models = [common.get_model(name, adapter) for name, adapter in checkpoints]
-        with common.progress_and_stop("eval", "Evaluating") as (progress, should_stop):
-            for wave in waves:
+        with common.status_box("eval", "Evaluate", "question x slice",
+                               len(checkpoints)) as status:
+            models = common.load_checkpoints(status, checkpoints)
+            for i, wave in enumerate(waves, start=1):
+                status.step(f"Evaluating {len(ids)} questions"
+                            + (f", wave {wave} ({i} of {len(waves)})" if len(waves) > 1 else ""))
                 results[wave or ""] = evaluate(
-                    models, survey, by=by, wave=wave, questions=ids,
-                    config=config, progress=progress, should_stop=should_stop)
+                    models, survey, by=by, wave=wave, questions=ids, config=config,
+                    progress=status.progress, should_stop=status.should_stop)
     except SimError as error:
         common.show_error(error)
+        st.session_state["eval_failed"] = True
         return
+    st.session_state["eval_failed"] = False
     st.session_state["eval_results"] = results
     st.session_state["eval_evaluation"] = results[next(reversed(results))]
+    for wave, evaluation in results.items():
+        common.keep_result("evaluation", lambda e=evaluation: report_from_evaluation(e),
+                           f"Evaluation of {survey.name}" + (f", wave {wave}" if wave else ""))
 
 
 def show(results: dict) -> None:
@@ -82,7 +91,7 @@ def show(results: dict) -> None:
     st.markdown("**Mean score per entry** (baselines for context; "
                 + "; ".join(f"{METRICS[k].name}: {METRICS[k].direction} is better" for k in scores)
                 + ")")
-    st.dataframe(summary, key="eval_summary")
+    st.dataframe(common.with_score_names(summary), key="eval_summary")
     st.caption("group deviation r: correlation of simulated and real differences between "
                "groups (1 = moves between groups exactly as people do; higher is better).")
     models = [e for e in evaluation.entries if not is_baseline(e)]
@@ -91,10 +100,12 @@ def show(results: dict) -> None:
                               index=scores.index("wasserstein") if "wasserstein" in scores else 0,
                               format_func=lambda k: METRICS[k].name)
     entry = cols[1].selectbox("Checkpoint", models or evaluation.entries, key="eval_entry")
-    st.plotly_chart(heatmap_figure(evaluation.heatmap(entry, score), METRICS[score].name),
-                    key="eval_heatmap")
+    texts = wording(evaluation)
+    common.show_chart(lambda: heatmap_figure(evaluation.heatmap(entry, score),
+                                             METRICS[score].name, texts), key="eval_heatmap")
     st.markdown(f"**Worst-represented groups** ({METRICS[score].name}, {entry})")
-    st.dataframe(evaluation.worst_slices(entry, score, n=5), hide_index=True, key="eval_worst")
+    worst = with_wording(evaluation.worst_slices(entry, score, n=5), texts)
+    st.dataframe(common.with_score_names(worst), hide_index=True, key="eval_worst")
     if len(models) >= 2:
         two_checkpoints(evaluation, models, score)
     st.markdown(f"**Mean {METRICS[score].name} per slice attribute**")
@@ -106,7 +117,22 @@ def show(results: dict) -> None:
                   ((w, r.summary().rename_axis("entry").reset_index()) for w, r in results.items())]
         over_time = pd.concat(frames, ignore_index=True)
         if score in over_time:
-            st.plotly_chart(waves_figure(over_time, score, METRICS[score].name), key="eval_waves_chart")
+            common.show_chart(lambda: waves_figure(over_time, score, METRICS[score].name),
+                              key="eval_waves_chart")
+
+
+def wording(evaluation) -> dict[str, str]:
+    """Question id -> full wording, for the questions evaluated."""
+    return {r.question.id: r.question.text for r in evaluation.survey_rows}
+
+
+def with_wording(table: pd.DataFrame, texts: dict[str, str]) -> pd.DataFrame:
+    """A table keyed by question_id (column or index) with the question's wording beside it."""
+    table = table.copy()
+    ids = table["question_id"] if "question_id" in table.columns else table.index.to_series()
+    table.insert(1 if "question_id" in table.columns else 0, "question",
+                 ids.map(lambda q: texts.get(q, "")).to_numpy())
+    return table
 
 
 def show_verdicts(evaluation) -> None:
@@ -127,7 +153,8 @@ def two_checkpoints(evaluation, models: list[str], score: str) -> None:
     cols = st.columns(2)
     first = cols[0].selectbox("Compare", models, key="eval_cmp_a")
     second = cols[1].selectbox("with", [m for m in models if m != first], key="eval_cmp_b")
-    table = evaluation.compare_entries(first, second, score)
+    table = with_wording(evaluation.compare_entries(first, second, score),
+                         wording(evaluation))
     better = "lower" if METRICS[score].direction == "lower" else "higher"
     st.markdown(f"**{first} vs {second}**: mean {METRICS[score].name} per question "
                 f"({better} is better; difference = second - first)")
@@ -144,6 +171,8 @@ def main() -> None:
     if st.button("Evaluate", type="primary", key="eval_run", disabled=not checkpoints):
         run(survey, by, waves, ids, checkpoints, config)
     if st.session_state.get("eval_results"):
+        evaluation = st.session_state["eval_evaluation"]
+        common.previous_result_note("eval", f"the evaluation of {evaluation.survey_name}")
         show(st.session_state["eval_results"])
     st.divider()
     individual_section(survey, ids, checkpoints, config.orders)

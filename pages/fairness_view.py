@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from pages import common
 from pages.charts import fairness_figure
 from sim_core.fairness import gap_changes, group_gaps
 from sim_core.labels import is_baseline
@@ -35,7 +36,8 @@ def fairness_section(evaluation, score: str) -> None:
     metrics[2].metric("Range (max - min)", f"{spread['range']:.4f}")
     metrics[3].metric("Groups", spread["groups"])
     if table["n_eff"].notna().any():
-        st.plotly_chart(fairness_figure(table, gaps.curve, name), key="eval_fair_chart")
+        common.show_chart(lambda: fairness_figure(table, gaps.curve, name),
+                          key="eval_fair_chart")
         st.caption("Dotted: the noise floor, the gap a perfect simulator would still show "
                    "against a real sample of that size (mean over the questions). A small "
                    "group's gap is read against its higher floor.")

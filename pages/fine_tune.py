@@ -61,7 +61,8 @@ def start(survey_name: str, survey, name: str, how: str, config, overwrite: bool
 
 
 def job_panel() -> None:
-    """The latest job (any tab, any session: its state is in workspace/jobs)."""
+    """Every job (any tab, any session: their state is in workspace/jobs): the running and
+    queued ones live, one at a time per machine, then a table of all."""
     try:
         states = jobs.list_jobs()
     except SimError as error:
@@ -69,18 +70,31 @@ def job_panel() -> None:
         return
     if not states:
         return
-    if states[0].get("status") in jobs.ACTIVE:
-        live_job(states[0]["id"])
+    active = [s["id"] for s in reversed(states) if s.get("status") in jobs.ACTIVE]
+    if active:
+        live_jobs(active)
     else:
         draw_job(states[0])
+    if len(states) > 1:
+        with st.expander(f"All training jobs ({len(states)})"):
+            st.dataframe(jobs_table(states), hide_index=True, key="ft_jobs_table")
+
+
+def jobs_table(states: list[dict]) -> pd.DataFrame:
+    """One row per job, newest first: adapter name, state, when, and why it ended."""
+    return pd.DataFrame([{"adapter": s.get("name"), "state": s.get("status"),
+                          "created": s.get("created"), "finished": s.get("finished"),
+                          "message": s.get("error") or ""} for s in states])
 
 
 @st.fragment(run_every=2)
-def live_job(job_id: str) -> None:
-    """Redraws the running job every 2 s; reruns the page once it has ended."""
-    state = jobs.job_status(job_id)
-    draw_job(state)
-    if state.get("status") not in jobs.ACTIVE:
+def live_jobs(job_ids: list[str]) -> None:
+    """Redraws the running and queued jobs (oldest first) every 2 s; reruns the page once
+    one has ended."""
+    states = [jobs.job_status(job_id) for job_id in job_ids]
+    for place, state in enumerate(states):
+        draw_job(state, place)
+    if any(state.get("status") not in jobs.ACTIVE for state in states):
         st.rerun()
 
 
@@ -91,29 +105,52 @@ def history(events: list[dict]) -> pd.DataFrame:
     return frame
 
 
-def draw_job(state: dict) -> None:
-    """Status, progress with ETA, loss curve, cancel; scores and card when done."""
+def draw_job(state: dict, place: int = 0) -> None:
+    """Status, the current phase with its own bar (loading, scoring before training,
+    training steps, scoring the adapter) and time left, loss curve, cancel; scores and
+    card when done. `place`: position among the live jobs (0 runs, the others wait)."""
     status = state.get("status", "?")
-    st.subheader(f"Job '{state.get('name')}': {status}")
+    job_id = state.get("id", "")
+    waiting = status == "queued" and not state.get("pid")
+    st.subheader(f"Job '{state.get('name')}': "
+                 + (f"waiting (number {place} in the queue)" if waiting else status))
     events = history(state.get("events") or [])
-    if not events.empty:
+    phase = state.get("phase")
+    if status in jobs.ACTIVE and phase and phase != "training" and state.get("phase_total"):
+        phase_bar(state)
+    elif not events.empty:
         last = events.iloc[-1]
         total = max(int(last["total_steps"] or 0), 1)
         eta = last["eta_s"]
-        eta_text = f", about {float(eta):.0f} s left" if pd.notna(eta) and status in jobs.ACTIVE else ""
+        eta_text = f", {common.eta_text(float(eta))}" if pd.notna(eta) and status in jobs.ACTIVE else ""
         st.progress(min(int(last["step"]) / total, 1.0),
                     text=f"step {int(last['step'])}/{total}{eta_text}")
-        st.plotly_chart(loss_figure(events), key="ft_loss_chart")
+    elif waiting:
+        st.caption("Starts when the job before it ends (one training job at a time).")
     elif status in jobs.ACTIVE:
-        st.caption("Loading the model and scoring the held-out rows before training…")
+        st.caption("Starting the training process…")
+    if not events.empty:
+        common.show_chart(lambda: loss_figure(events), key=f"ft_loss_chart_{job_id}")
     if status in jobs.ACTIVE:
-        if st.button("Cancel training", key="ft_cancel"):
-            jobs.cancel_job(state["id"])
-            st.info("Cancelling: training stops after the current step; nothing is saved.")
+        if st.button("Cancel training" if not waiting else "Remove from the queue",
+                     key=f"ft_cancel_{job_id}"):
+            jobs.cancel_job(job_id)
+            st.info("Cancelling: the job stops within seconds; nothing is saved.")
     elif status == "done" and state.get("result"):
         result_panel(state["result"])
     elif state.get("error"):
         (st.warning if status == "cancelled" else st.error)(state["error"])
+
+
+def phase_bar(state: dict) -> None:
+    """The bar of a phase outside the training steps, e.g. "scoring before training: 40 of
+    120 rows, about 30 s left"."""
+    done, total = int(state.get("phase_done") or 0), int(state["phase_total"])
+    eta = state.get("phase_eta_s")
+    unit = "" if state["phase"] == "loading the model" else f": {done} of {total} rows"
+    text = f"{state['phase'].capitalize()}{unit}" + (
+        f", {common.eta_text(float(eta))}" if eta is not None and done < total else "")
+    st.progress(min(done / max(total, 1), 1.0), text=text)
 
 
 SCORE_COLUMNS = {"before": "before (raw)", "before_calibrated": "before (calibrated)",

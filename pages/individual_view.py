@@ -44,16 +44,18 @@ def _settings(survey, orders) -> tuple[list[str], IndividualConfig, SimConfig]:
 def _run(survey, ids, checkpoints, attributes, config, sim) -> None:
     """Run the individual-level evaluation; result in eval_individual."""
     try:
-        models = [common.get_model(name, adapter) for name, adapter in checkpoints]
-        held = split_from_cards(models)
-        if held and (held[0], held[1]) != (config.test_fraction, config.split_seed):
-            config = dataclasses.replace(config, test_fraction=held[0], split_seed=held[1])
-            st.info(f"Holding out the adapters' own respondents: test share {held[0]}, "
-                    f"split seed {held[1]}.")
-        with common.progress_and_stop("eval_ind", "Simulating respondents") as (progress, stop):
+        with common.status_box("eval_ind", "Individual level", "") as status:
+            models = common.load_checkpoints(status, checkpoints)
+            held = split_from_cards(models)
+            if held and (held[0], held[1]) != (config.test_fraction, config.split_seed):
+                config = dataclasses.replace(config, test_fraction=held[0],
+                                             split_seed=held[1])
+                st.info(f"Holding out the adapters' own respondents: test share {held[0]}, "
+                        f"split seed {held[1]}.")
+            status.step("Simulating respondents")
             result = evaluate_individuals(models, survey, attributes, questions=ids,
-                                          config=config, sim=sim, progress=progress,
-                                          should_stop=stop)
+                                          config=config, sim=sim, progress=status.progress,
+                                          should_stop=status.should_stop)
     except SimError as error:
         common.show_error(error)
         return
@@ -75,8 +77,9 @@ def _show(result) -> None:
     x = "rmse" if summary["rmse"].notna().any() else "log_loss"
     curves = {label: s.curve[s.curve["part"] == "test"] for label, s in result.sweeps.items()}
     chosen = {label: s.chosen for label, s in result.sweeps.items()}
-    st.plotly_chart(tradeoff_figure(curves, chosen, summary[summary["entry"].map(is_baseline)],
-                                    x=x), key="eval_ind_curve")
+    baselines = summary[summary["entry"].map(is_baseline)]
+    common.show_chart(lambda: tradeoff_figure(curves, chosen, baselines, x=x),
+                      key="eval_ind_curve")
     st.caption("Each line runs through one checkpoint's temperatures (test respondents); the "
                "star marks the temperature chosen on validation respondents. Low "
                "temperature: each virtual respondent gives their most likely answer; high: "

@@ -1,10 +1,12 @@
-"""Reports: PDF, CSV and JSON from the last comparisons or the last evaluation."""
+"""Reports: PDF, CSV and JSON from the session's last results or from the saved results of
+the workspace history (kept across refreshes; rename and delete them here)."""
 
 from __future__ import annotations
 
 import streamlit as st
 
 from pages import common
+from sim_core import history
 from sim_core.errors import SimError
 from sim_core.report import (
     report_csv,
@@ -19,13 +21,16 @@ from sim_core.workspace import safe_name
 SOURCES = ("Comparisons from Simulate & compare", "Last evaluation",
            "Last individual-level run")
 STATE_KEYS = ("sim_history", "eval_evaluation", "eval_individual")
+SAVED = "Saved results (workspace history)"
 
 
-def build(source: str, title: str | None, page_size: str) -> None:
+def build(source: str, title: str | None, page_size: str, saved: list[str]) -> None:
     """Build the Report and its three files once; kept in rep_files."""
 
     try:
-        if source == SOURCES[0]:
+        if source == SAVED:
+            report = history.combined_report(saved, title=title)
+        elif source == SOURCES[0]:
             report = report_from_comparisons(st.session_state["sim_history"], title=title)
         elif source == SOURCES[1]:
             report = report_from_evaluation(st.session_state["eval_evaluation"], title=title)
@@ -53,22 +58,56 @@ def downloads(files: dict) -> None:
                             "application/json", key="rep_json")
 
 
+def saved_picker(stored: list) -> list[str]:
+    """Pick saved results (several comparisons make one report); rename or delete one."""
+    names = {r.id: f"{r.created} · {r.kind} · {r.title}" for r in stored}
+    picked = st.multiselect("Saved results (several comparisons: one section each)",
+                            list(names), default=[stored[0].id], key="rep_saved",
+                            format_func=names.get)
+    with st.expander("Rename or delete a saved result"):
+        one = st.selectbox("Result", list(names), key="rep_saved_one", format_func=names.get)
+        cols = st.columns([2, 1, 1], vertical_alignment="bottom")
+        title = cols[0].text_input("New title", key="rep_saved_title")
+        sure = cols[2].checkbox("Yes, delete it", key="rep_saved_sure")
+        try:
+            if cols[1].button("Rename", key="rep_saved_rename", disabled=not title.strip()):
+                history.rename_result(one, title)
+                st.rerun()
+            if cols[2].button("Delete", key="rep_saved_delete", disabled=not sure):
+                history.delete_result(one)
+                st.rerun()
+        except SimError as error:
+            common.show_error(error)
+    return picked
+
+
 def main() -> None:
     """Draw the page."""
     st.header("Reports")
     available = [s for s, key in zip(SOURCES, STATE_KEYS)
                  if st.session_state.get(key)]
+    try:
+        stored = history.list_results()
+    except SimError as error:
+        common.show_error(error)
+        stored = []
+    if stored:
+        available.append(SAVED)
     if not available:
         st.info("Nothing to report yet: run a comparison (Simulate & compare) or an evaluation.")
         return
     source = st.radio("Report on", available, key="rep_source")
+    saved = []
     if source == SOURCES[0]:
         n = len(st.session_state["sim_history"])
         st.caption(f"{n} comparison(s) from this session, one section per question.")
+    elif source == SAVED:
+        saved = saved_picker(stored)
     title = st.text_input("Title", key="rep_title", placeholder="(automatic)").strip() or None
     page_size = st.selectbox("Page size", ["A4", "Letter"], key="rep_page_size")
-    if st.button("Build report", type="primary", key="rep_build"):
-        build(source, title, page_size)
+    if st.button("Build report", type="primary", key="rep_build",
+                 disabled=source == SAVED and not saved):
+        build(source, title, page_size, saved)
     if st.session_state.get("rep_files"):
         downloads(st.session_state["rep_files"])
 

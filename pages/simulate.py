@@ -6,10 +6,13 @@ import pandas as pd
 import streamlit as st
 
 from pages import common
-from pages.charts import comparison_figure
+from pages.charts import (SLICES_PER_PAGE, comparison_figure, slice_heatmap_figure,
+                          slice_pages)
 from sim_core.baselines import BASELINES
 from sim_core.compare import compare
 from sim_core.errors import SimError
+from sim_core.labels import question_choice_labels
+from sim_core.report import report_from_comparisons
 from sim_core.metrics import METRICS
 from sim_core.simulate import MODES, SimConfig
 from sim_core.slices import parse_slices
@@ -47,8 +50,10 @@ def survey_question():
     if survey is None:
         return None, None, None, []
     ids = list(survey.questions)
-    qid = st.selectbox("Question", ids, key="sim_question",
-                       format_func=lambda i: f"{i}: {survey.questions[i].text[:90]}")
+    labels = question_choice_labels({i: q.text for i, q in survey.questions.items()})
+    qid = st.selectbox("Question (type to search its wording)", ids, key="sim_question",
+                       format_func=labels.get)
+    st.caption(survey.questions[qid].text)
     waves = survey.waves()
     wave = st.selectbox("Wave", waves, key="sim_wave") if len(waves) > 1 else None
     by = st.multiselect("Slice by (several attributes are crossed)", survey.demographics,
@@ -80,23 +85,24 @@ def settings():
 def run_compare(question, survey, wave, by, slices, checkpoints, config, baselines) -> None:
     """Load the chosen models (cached) and call sim_core.compare.compare."""
     try:
-        models = [common.get_model(name, adapter) for name, adapter in checkpoints]
-        with common.progress_and_stop("sim", "Simulating") as (progress, should_stop):
+        with common.status_box("sim", "Simulate and compare", "slice",
+                               len(checkpoints)) as status:
+            models = common.load_checkpoints(status, checkpoints)
+            status.step("Simulating")
             comparison = compare(models, question, survey=survey, by=by, wave=wave,
                                  slices=slices, config=config, baselines=baselines,
-                                 progress=progress, should_stop=should_stop)
+                                 progress=status.progress, should_stop=status.should_stop)
     except SimError as error:
         common.show_error(error)
+        st.session_state["sim_failed"] = True
         return
+    st.session_state["sim_failed"] = False
     st.session_state["sim_comparison"] = comparison
     history = st.session_state.setdefault("sim_history", [])
     history.append(comparison)
     del history[:-10]
-
-
-def score_header(key: str) -> str:
-    """Score column heading with its direction, e.g. 'KL divergence (lower is better)'."""
-    return f"{METRICS[key].name} ({METRICS[key].direction} is better)"
+    common.keep_result("comparison", lambda: report_from_comparisons([comparison]),
+                       comparison.question.text[:120])
 
 
 def score_rows(comparison) -> pd.DataFrame:
@@ -107,7 +113,7 @@ def score_rows(comparison) -> pd.DataFrame:
     shown = table[["slice", "entry", "n", "n_eff"]].copy()
     shown["n_eff"] = shown["n_eff"].astype(float).round(1)
     for key in keys:
-        shown[score_header(key)] = [
+        shown[common.score_header(key)] = [
             "" if pd.isna(v) else f"{v:.4f}{' ★' if best else ''}"
             for v, best in zip(table[key], table[f"best_{key}"])]
     return shown
@@ -117,6 +123,34 @@ def score_legend() -> pd.DataFrame:
     """Every score's name, direction and formula (from sim_core.metrics.METRICS)."""
     return pd.DataFrame([{"score": m.name, "better": f"{m.direction} is better",
                           "range": m.range, "formula": m.formula} for m in METRICS.values()])
+
+
+HEATMAP_VIEW, BARS_VIEW = "Heatmap: all slices", "Bars: a page of slices"
+
+
+def show_shares_chart(comparison) -> None:
+    """Bars per slice; above charts.SLICES_PER_PAGE slices, a slice x option heatmap or
+    pages of bars (the user's pick). Never raises: a chart failure is one warning."""
+    shares = comparison.shares_table()
+    show_baselines = st.toggle("Show baselines", value=True, key="sim_show_baselines")
+    pages = slice_pages(shares)
+    if len(pages) == 1:
+        common.show_chart(lambda: comparison_figure(shares, show_baselines=show_baselines),
+                          key="sim_chart")
+        return
+    cols = st.columns([2, 1])
+    view = cols[0].radio(f"{sum(map(len, pages))} slices", [HEATMAP_VIEW, BARS_VIEW],
+                         horizontal=True, key="sim_chart_view")
+    if view == HEATMAP_VIEW:
+        common.show_chart(lambda: slice_heatmap_figure(shares, show_baselines=show_baselines),
+                          key="sim_heatmap")
+        return
+    page = cols[1].selectbox("Slices", range(len(pages)), key="sim_chart_page",
+                             format_func=lambda i: f"{i * SLICES_PER_PAGE + 1}–"
+                                                   f"{i * SLICES_PER_PAGE + len(pages[i])}")
+    page = min(page or 0, len(pages) - 1)
+    common.show_chart(lambda: comparison_figure(shares, show_baselines=show_baselines,
+                                                slices=pages[page]), key="sim_chart")
 
 
 def show_comparison(comparison) -> None:
@@ -138,9 +172,7 @@ def show_comparison(comparison) -> None:
                 "saw)")
     for checkpoint in comparison.checkpoints:
         st.info(checkpoint["verdict"])
-    show_baselines = st.toggle("Show baselines", value=True, key="sim_show_baselines")
-    st.plotly_chart(comparison_figure(comparison.shares_table(), show_baselines=show_baselines),
-                    key="sim_chart")
+    show_shares_chart(comparison)
     st.caption("Error bars: the real shares' 95 % interval; a calibrated checkpoint's "
                f"{config.interval_level * 100:g} % prediction interval (split conformal on "
                "its validation residuals).")
@@ -175,6 +207,7 @@ def main() -> None:
         run_compare(question, survey, wave, by, slices, checkpoints, config, baselines)
     comparison = st.session_state.get("sim_comparison")
     if comparison is not None:
+        common.previous_result_note("sim", comparison.question.text)
         show_comparison(comparison)
 
 

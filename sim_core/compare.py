@@ -3,6 +3,7 @@ and the sampling-noise floor. The dashboard, the CLI and the report all call com
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
@@ -148,14 +149,16 @@ def checkpoint_info(lm: Any, label: str, config: SimConfig | None = None,
             "verdict": checkpoint_verdict(record, label, calibrated=applies and config.calibrate)}
 
 
-def model_progress(progress: Progress, index: int, count: int) -> Progress:
-    """Map one model's (done, total) onto the whole run of `count` models."""
+def model_progress(progress: Progress, index: int, count: int, units: int = 1000) -> Progress:
+    """Map one model's (done, total) onto the whole run of `count` models, in `units` per
+    model (e.g. its slices: done is then the slices' worth of prompts finished, rounded
+    down, so "12 of 47" never claims work that is not done)."""
     if progress is None:
         return None
 
     def report(done: int, total: int) -> None:
         fraction = done / total if total else 1.0
-        progress(int(round((index + fraction) * 1000)), count * 1000)
+        progress(int(math.floor((index + fraction) * units + 1e-9)), count * units)
     return report
 
 
@@ -240,7 +243,8 @@ def compare(models: list[Any], question: Question, *, survey: Survey | None = No
         config: SimConfig (default: first-token, default orders).
         bins: band edges for numeric attributes.
         baselines: names from sim_core.baselines.BASELINES.
-        progress: (done, total) callback; should_stop: polled, raises Cancelled.
+        progress: (done, total) callback counting slices (total = slices x models);
+            should_stop: polled, raises Cancelled.
 
     Returns:
         Comparison; without real data every slice has real None and no scores.
@@ -253,7 +257,8 @@ def compare(models: list[Any], question: Question, *, survey: Survey | None = No
     records = [calibration_for(lm, survey) for lm in models]
     results = {label: simulate(lm, question, slice_list, config,
                                calibration=record.calibration if record else None,
-                               progress=model_progress(progress, i, len(models)),
+                               progress=model_progress(progress, i, len(models),
+                                                       units=len(slice_list)),
                                should_stop=should_stop)
                for i, (lm, label, record) in enumerate(zip(models, labels, records))}
     attributes = {a for s in slice_list for a in s}

@@ -249,7 +249,8 @@ def evaluate_rows(models: list[Any], rows: list[SurveyRow], *, config: SimConfig
         records: one CheckpointCalibration (or None) per model, for the calibrations and
             the verdicts (default: sim_core.calibration_store.calibration_for each model:
             an adapter's card; a base model's record for `survey_name`, if one is given).
-        progress: (done, total) callback; should_stop: polled, raises Cancelled.
+        progress: (done, total) callback counting rows (total = rows x models);
+            should_stop: polled, raises Cancelled.
 
     Returns:
         Evaluation with one scored row per (row, entry).
@@ -273,7 +274,8 @@ def evaluate_rows(models: list[Any], rows: list[SurveyRow], *, config: SimConfig
         entry_orders[label] = orders_for(lm, config)
         results = simulate_rows(lm, rows, config, calibration=calibrations[i],
                                 should_stop=should_stop,
-                                progress=model_progress(progress, i, len(models)))
+                                progress=model_progress(progress, i, len(models),
+                                                        units=len(rows)))
         dists[label] = [r.shares for r in results]
         calibrated[label] = bool(results) and all(r.calibrated for r in results)
         if calibrated[label]:

@@ -43,3 +43,45 @@ def unique_labels(models: Sequence[Any]) -> list[str]:
         seen[label] = seen.get(label, 0) + 1
         out.append(label if seen[label] == 1 else f"{label} ({seen[label]})")
     return out
+
+
+BOUNDARIES = ":.?;!—"
+"""Where a shared preamble may end: the battery item starts after one of these."""
+
+
+def _shared_preamble(text: str, others: Sequence[str], min_shared: int) -> str:
+    """The longest start `text` shares with one of `others`, cut back to the last clause
+    boundary (so "…amount: Improving the X" keeps "Improving"); "" when under min_shared."""
+    longest = 0
+    for other in others:
+        n = 0
+        for a, b in zip(text, other):
+            if a != b:
+                break
+            n += 1
+        longest = max(longest, n)
+    cut = max(text.rfind(ch, 0, longest) for ch in BOUNDARIES) + 1
+    return text[:cut] if cut >= min_shared and text[cut:].strip() else ""
+
+
+def question_choice_labels(texts: dict[str, str], min_shared: int = 40) -> dict[str, str]:
+    """Picker labels that tell a battery's questions apart and keep the full wording.
+
+    Questions sharing a long preamble (GSS "nat*": "We are faced with many problems…
+    about the right amount: Space exploration program.") show their own item first and the
+    preamble after it, so the visible start differs and a search still matches any word.
+
+    Args:
+        texts: question id -> full wording.
+        min_shared: shortest shared start (characters) treated as a preamble.
+    Returns:
+        question id -> "id: item · preamble" (or "id: wording" for a question on its own).
+    """
+    ordered = sorted(texts.items(), key=lambda kv: kv[1])
+    out = {}
+    for i, (qid, text) in enumerate(ordered):
+        neighbours = [t for _, t in ordered[max(0, i - 1):i] + ordered[i + 1:i + 2]]
+        preamble = _shared_preamble(text, neighbours, min_shared)
+        item = text[len(preamble):].strip()
+        out[qid] = f"{qid}: {item} · {preamble.strip()}" if preamble else f"{qid}: {text}"
+    return {qid: out[qid] for qid in texts}

@@ -11,7 +11,7 @@ from sim_core.errors import SimError
 from sim_core.storage import make_folder
 
 DEFAULT_WORKSPACE = "~/.opinion-sim"
-SUBDIRS = ("models", "adapters", "cache", "surveys", "jobs")
+SUBDIRS = ("models", "adapters", "cache", "surveys", "jobs", "history")
 MAX_NAME = 64
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pages.charts import comparison_figure, loss_figure
+from pages.charts import (PANEL_HEIGHT, comparison_figure, heatmap_figure, loss_figure,
+                          slice_heatmap_figure, slice_pages)
 from sim_core import palette
 
 
@@ -58,3 +59,75 @@ def test_loss_figure_has_validation_axis():
     fig = loss_figure(history)
     assert [t.name for t in fig.data] == ["training loss", "validation"]
     assert list(fig.data[1].x) == [2] and fig.data[1].yaxis == "y2"
+
+
+def _many_slices(n: int) -> pd.DataFrame:
+    """A shares table with n slices, entries real + model, options x/y (x share = i/100)."""
+    rows = []
+    for i in range(n):
+        for entry in ("real", "model"):
+            for opt, share in (("x", i / 100), ("y", 1 - i / 100)):
+                rows.append({"slice": f"s{i:02d}", "entry": entry, "option": opt,
+                             "share": share, "ci_low": np.nan, "ci_high": np.nan})
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("n", [1, 19, 20, 47, 120])
+def test_comparison_figure_scales_to_many_slices(n):
+    """Plotly refused a fixed facet_row_spacing from ~19 slices; any count now draws, each
+    panel keeps its height (the figure grows by rows of two panels)."""
+    fig = comparison_figure(_many_slices(n))
+    panels = {t.xaxis for t in fig.data}
+    assert len(panels) == n
+    rows = -(-n // (1 if n == 1 else 2))
+    assert fig.layout.height >= rows * PANEL_HEIGHT
+
+
+def test_slice_pages_cut_in_order():
+    """47 slices: pages of 12, 12, 12, 11, in table order; a page draws only its slices."""
+    shares = _many_slices(47)
+    pages = slice_pages(shares)
+    assert [len(p) for p in pages] == [12, 12, 12, 11]
+    assert pages[3][0] == "s36" and pages[3][-1] == "s46"
+    fig = comparison_figure(shares, slices=pages[3])
+    titles = {a.text for a in fig.layout.annotations}
+    assert titles == set(pages[3])
+
+
+def test_slice_heatmap_holds_every_share():
+    """Slice x option heatmap: one panel per entry, every slice a row, cells = the shares."""
+    shares = _many_slices(47)
+    shares.loc[shares["entry"] == "model", "share"] = 0.5
+    fig = slice_heatmap_figure(shares)
+    assert [t.name for t in fig.data] == ["real", "model"]
+    real = fig.data[0]
+    assert list(real.y) == [f"s{i:02d}" for i in range(47)] and list(real.x) == ["x", "y"]
+    z = np.asarray(real.z, dtype=float)
+    assert z[:, 0] == pytest.approx(np.arange(47) / 100)
+    assert z[:, 1] == pytest.approx(1 - np.arange(47) / 100)
+    assert np.asarray(fig.data[1].z, dtype=float) == pytest.approx(np.full((47, 2), 0.5))
+    assert fig.layout.height >= 22 * 47     # a readable row per slice
+    with_baseline = pd.concat([shares, shares[shares["entry"] == "model"].assign(
+        entry="baseline: uniform")])
+    assert len(slice_heatmap_figure(with_baseline, show_baselines=False).data) == 2
+
+
+def test_evaluate_heatmap_labels_every_question_and_grows():
+    """Five questions: every question and slice labelled, wording on hover, a row height
+    that does not shrink, a colour bar of at least 120 px; more questions, a taller chart."""
+    table = pd.DataFrame(np.arange(15, dtype=float).reshape(5, 3) / 15,
+                         index=[f"q{i}" for i in range(5)],
+                         columns=["sex=Female", "sex=Male", "age=18-29"])
+    wording = {f"q{i}": f"Full wording of question {i}?" for i in range(5)}
+    fig = heatmap_figure(table, "Wasserstein distance", wording)
+    (trace,) = fig.data
+    assert list(fig.layout.yaxis.tickvals) == list(table.index)
+    assert list(fig.layout.xaxis.tickvals) == list(table.columns)
+    assert [row[0] for row in trace.customdata] == [wording[q] for q in table.index]
+    assert np.asarray(trace.z, dtype=float) == pytest.approx(table.to_numpy())
+    assert trace.colorbar.lenmode == "pixels" and trace.colorbar.len >= 120
+    plot = fig.layout.height - fig.layout.margin.t - fig.layout.margin.b
+    assert plot / 5 >= 30                                  # ~34 px a question row
+    tall = pd.concat([table] * 4, ignore_index=False)
+    tall.index = [f"q{i}" for i in range(20)]
+    assert heatmap_figure(tall, "x").layout.height > fig.layout.height

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 
 from sim_core import store
+from sim_core.metrics import METRICS
 
 # Two waves, two nominal questions (no known scale: TV scores), sex as the only demographic.
 CSV = "sex,year,q1,q2\n" + "".join(
@@ -32,15 +34,32 @@ def test_evaluate_two_waves(monkeypatch, tiny_model_dir):
     at.selectbox(key="eval_orders").set_value(1)
     at.button(key="eval_run").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
+    box = at.status[0]                 # the status box under the button, finished
+    assert box.label.startswith("Evaluate: done in ") and box.state == "complete"
     results = at.session_state["eval_results"]
     assert list(results) == ["2020", "2022"]
+    # each wave's evaluation is saved to the workspace history as it finishes
+    from sim_core import history
+
+    titles = [r.title for r in history.list_results() if r.kind == "evaluation"]
+    assert {"Evaluation of tiny-waves, wave 2020", "Evaluation of tiny-waves, wave 2022"} \
+        <= set(titles)
+    saved = next(r for r in history.list_results()
+                 if r.title == "Evaluation of tiny-waves, wave 2022")
+    summary = history.load_result(saved.id).evaluation.summary
+    assert summary.columns[0] == "entry" and "baseline: uniform" in [r[0] for r in summary.rows]
     evaluation = results["2022"]
     shown = at.dataframe[0].value
     summary = evaluation.summary()
-    assert shown[summary.columns].round(6).equals(summary.round(6))
+    # the summary's score columns carry the score table's names, never code names
+    names = {k: f"{METRICS[k].name} ({METRICS[k].direction} is better)"
+             for k in METRICS if k in summary.columns}
+    assert names and not set(names) & set(shown.columns)
+    assert shown[summary.rename(columns=names).columns].round(6).equals(
+        summary.rename(columns=names).round(6))
     # the worst-fitting entry, by the core's own rows: mean over the 2 x 2 (question, slice) rows
     rows = evaluation.rows[evaluation.rows["entry"] == "baseline: uniform"]
-    assert shown.loc["baseline: uniform", "kl"] == pytest.approx(rows["kl"].mean())
+    assert shown.loc["baseline: uniform", names["kl"]] == pytest.approx(rows["kl"].mean())
     assert shown.loc["baseline: uniform", "rows"] == 4
     heat = at.get("plotly_chart")
     assert len(heat) == 3  # heatmap + fairness view + waves line chart
@@ -50,6 +69,14 @@ def test_evaluate_two_waves(monkeypatch, tiny_model_dir):
     assert table.shape == (2, 2)  # 2 questions x 2 slices (sex=Female, sex=Male)
     worst = next(d.value for d in at.dataframe if "question_id" in d.value.columns)
     assert len(worst) == min(5, len(evaluation.worst_slices(entry, score, n=5)))
+    survey = store.load_saved("tiny-waves")
+    texts = {qid: q.text for qid, q in survey.questions.items()}
+    assert list(worst["question"]) == [texts[q] for q in worst["question_id"]]
+    assert names[score] in worst.columns
+    # the heatmap labels both questions and carries their wording on hover
+    spec = json.loads(heat[0].proto.spec)["data"][0]
+    assert spec["type"] == "heatmap" and list(spec["y"]) == list(table.index)
+    assert [row[0] for row in spec["customdata"]] == [texts[q] for q in table.index]
     # the verdicts: none measured for the bare tiny model; the one on these rows in words
     (label,) = evaluation.entry_orders
     assert f"{label}: no held-out measurement" in at.info[0].value
@@ -96,6 +123,7 @@ def test_two_checkpoints_side_by_side(monkeypatch, tiny_model_dir):
         a = rows[rows["entry"] == first][score].mean()
         b = rows[rows["entry"] == second][score].mean()
         assert table.loc[qid, first] == pytest.approx(a)
+        assert table.loc[qid, "question"] == store.load_saved("tiny-two").questions[qid].text
         assert table.loc[qid, "difference"] == pytest.approx(b - a)
     assert abs(table["difference"]).max() > 0  # the random adapter changes the answers
 

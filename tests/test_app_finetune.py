@@ -83,3 +83,37 @@ def test_defaults_train_and_adapter_card(monkeypatch, tiny_model_dir, tmp_path):
 def _table_with(at, column: str):
     """The first st.dataframe on the page that has `column` (AppTest keeps no dataframe keys)."""
     return next(d.value for d in at.dataframe if column in d.value.columns)
+
+
+def test_running_and_queued_jobs_all_listed(monkeypatch, tmp_path):
+    """One job scoring before training (its own bar with rows and time left), one waiting
+    in the queue: both drawn, the waiting one can be removed at once, all in the table."""
+    import os
+
+    from finetune import jobs
+
+    monkeypatch.setenv("SIM_WORKSPACE", str(tmp_path / "ws"))
+    states = {"20260101-000000-aaaaaa": {"name": "first", "status": "running",
+                                         "state": "running", "pid": os.getpid(),
+                                         "phase": "scoring before training",
+                                         "phase_done": 40, "phase_total": 120,
+                                         "phase_eta_s": 30.0, "events": []},
+              "20260101-000001-bbbbbb": {"name": "second", "status": "queued",
+                                         "state": "queued", "events": []}}
+    for job_id, state in states.items():
+        folder = jobs.jobs_dir() / job_id
+        folder.mkdir(parents=True)
+        jobs.write_json_atomic(folder / jobs.STATUS_FILE, {"id": job_id, **state})
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page("pages/fine_tune.py").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    headers = [h.value for h in at.subheader]
+    assert "Job 'first': running" in headers
+    assert "Job 'second': waiting (number 1 in the queue)" in headers
+    bars = [p.proto.text for p in at.get("progress")]
+    assert "Scoring before training: 40 of 120 rows, about 30 s left" in bars
+    table = next(d.value for d in at.dataframe if "adapter" in d.value.columns)
+    assert list(table["adapter"]) == ["second", "first"]            # newest first
+    at.button(key="ft_cancel_20260101-000001-bbbbbb").click().run()
+    assert jobs.job_status("20260101-000001-bbbbbb")["status"] == "cancelled"
+    assert jobs.job_status("20260101-000000-aaaaaa")["status"] == "running"

@@ -24,8 +24,9 @@ def comparison(tiny_model_dir):
     return compare([load_model(str(tiny_model_dir))], question, slices=[{"SEX": "Female"}])
 
 
-def test_nothing_to_report_yet():
-    """Without a comparison or evaluation the page says what to do."""
+def test_nothing_to_report_yet(monkeypatch, tmp_path):
+    """Without a comparison or evaluation (none saved either) the page says what to do."""
+    monkeypatch.setenv("SIM_WORKSPACE", str(tmp_path / "ws"))
     at = AppTest.from_file(APP, default_timeout=60).run()
     at.switch_page("pages/reports.py").run()
     assert not at.exception
@@ -83,3 +84,44 @@ def test_report_from_individual_level_run(tiny_model_dir):
     summary = result.summary()
     assert list(rows["entry"]) == list(summary["entry"])
     assert list(rows["value"]) == pytest.approx(list(summary["rmse"]))
+
+
+def test_results_survive_a_refresh(monkeypatch, tmp_path, tiny_model_dir):
+    """A comparison run on Simulate is saved as it finishes; a new browser session (what a
+    refresh is) finds it on Reports, builds the report from it, renames and deletes it."""
+    from test_app_simulate import CSV
+
+    from sim_core import history, store
+
+    monkeypatch.setenv("SIM_WORKSPACE", str(tmp_path / "ws"))
+    monkeypatch.setenv("SIM_DEFAULT_MODEL", str(tiny_model_dir))
+    store.save_survey("tiny-yes-no", "tiny.csv", CSV.encode(),
+                      {"demographics": ["sex", "age"], "questions": ["q1"]})
+    first = AppTest.from_file(APP, default_timeout=120).run()
+    first.switch_page("pages/simulate.py").run()
+    first.selectbox(key="sim_survey").set_value("tiny-yes-no").run()
+    first.multiselect(key="sim_by").set_value(["sex"])
+    first.button(key="sim_run").click().run()
+    assert not first.exception and not first.error, [e.value for e in first.error]
+    comparison = first.session_state["sim_comparison"]
+    (saved,) = history.list_results()
+    assert saved.kind == "comparison" and saved.title == comparison.question.text
+
+    at = AppTest.from_file(APP, default_timeout=60).run()       # a fresh session
+    at.switch_page("pages/reports.py").run()
+    assert at.radio(key="rep_source").options == ["Saved results (workspace history)"]
+    assert at.multiselect(key="rep_saved").value == [saved.id]
+    at.button(key="rep_build").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    files = at.session_state["rep_files"]
+    table = pd.read_csv(io.StringIO(files["csv"]))
+    real = table[(table["table"] == "shares") & (table["entry"] == "real")]
+    female = real[real["slice"] == "sex=Female"].set_index("option")["share"]
+    assert female["Yes"] == pytest.approx(0.6)        # 12 of 20 women, as compared
+    at.text_input(key="rep_saved_title").input("Yes/no by sex").run()
+    at.button(key="rep_saved_rename").click().run()
+    assert [r.title for r in history.list_results()] == ["Yes/no by sex"]
+    assert at.button(key="rep_saved_delete").disabled          # asks first
+    at.checkbox(key="rep_saved_sure").check().run()
+    at.button(key="rep_saved_delete").click().run()
+    assert history.list_results() == [] and not at.exception

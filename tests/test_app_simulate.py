@@ -44,7 +44,10 @@ def _plotly_bars(at) -> list[dict]:
 def _values(array) -> np.ndarray:
     """A plotly JSON array: a plain list or plotly's base64 typed array."""
     if isinstance(array, dict):
-        return np.frombuffer(base64.b64decode(array["bdata"]), dtype=array["dtype"])
+        flat = np.frombuffer(base64.b64decode(array["bdata"]), dtype=array["dtype"])
+        if "shape" in array:       # 2-D arrays (heatmaps) carry "rows, cols"
+            return flat.reshape([int(d) for d in str(array["shape"]).split(",")])
+        return flat
     return np.asarray(array, dtype=float)
 
 
@@ -243,3 +246,125 @@ def test_calibrated_checkpoint_shows_verdict_and_interval_bars(app, tiny_model_d
 def result_label(comparison) -> str:
     """The label of the comparison's only checkpoint."""
     return comparison.checkpoints[0]["label"]
+
+
+# 47 crossed slices (6 parties x 8 education levels, one cell empty) like ANES PID x educ:
+# in cell (p, e) the first (p + e) % 4 of 4 respondents say Yes.
+CROSS_CELLS = [(p, e) for p in range(6) for e in range(8) if (p, e) != (5, 7)]
+CROSS_CSV = "pid,educ,q1\n" + "".join(
+    f"party{p},educ{e},{'Yes' if i < (p + e) % 4 else 'No'}\n"
+    for p, e in CROSS_CELLS for i in range(4))
+
+
+def test_47_crossed_slices_draw_heatmap_pages_and_scores(app):
+    """47 slices (where plotly's facets raised before): a slice x option heatmap of every
+    slice, pages of 12 bar panels, and the score table for all 47; no error, no traceback."""
+    store.save_survey("cross-47", "cross.csv", CROSS_CSV.encode(),
+                      {"demographics": ["pid", "educ"], "questions": ["q1"]}, overwrite=True)
+    at = app
+    at.run()
+    at.selectbox(key="sim_survey").set_value("cross-47").run()
+    at.multiselect(key="sim_by").set_value(["pid", "educ"])
+    at.multiselect(key="sim_baselines").set_value(["uniform"])
+    at.button(key="sim_run").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert not any("chart" in w.value for w in at.warning), [w.value for w in at.warning]
+    comparison = at.session_state["sim_comparison"]
+    assert len(comparison.slices) == 47
+    yes = comparison.question.options.index("Yes")
+    # heatmap (the default above 12 slices): the real panel holds the hand counts
+    traces = _plotly_bars(at)
+    real = next(t for t in traces if t["name"] == "real")
+    assert real["type"] == "heatmap" and len(real["y"]) == 47
+    z = dict(zip(real["y"], _values(real["z"])))
+    for p, e in CROSS_CELLS:
+        assert z[f"pid=party{p}, educ=educ{e}"][yes] == pytest.approx((p + e) % 4 / 4)
+    # the score table keeps every slice
+    table = _table_with(at, "entry")
+    assert table["slice"].nunique() == 47
+    # bars, last page: slices 37-47, one panel each
+    at.radio(key="sim_chart_view").set_value("Bars: a page of slices").run()
+    at.selectbox(key="sim_chart_page").set_value(3).run()
+    assert not at.exception and not at.error
+    bars = [t for t in _plotly_bars(at) if t["name"] == "real"]
+    assert len(bars) == 11 and all(t["type"] == "bar" for t in bars)
+
+
+def test_chart_failure_keeps_the_score_table(app, monkeypatch):
+    """A chart that raises becomes one warning; the score table is still drawn."""
+    import pages.charts
+
+    def broken(*args, **kwargs):
+        raise ValueError("plotly refused the layout")
+
+    monkeypatch.setattr(pages.charts, "comparison_figure", broken)
+    at = app
+    at.selectbox(key="sim_survey").set_value("tiny-yes-no").run()
+    at.multiselect(key="sim_by").set_value(["sex"])
+    at.button(key="sim_run").click().run()
+    assert not at.exception
+    assert any("chart could not be drawn" in w.value and "plotly refused" in w.value
+               for w in at.warning)
+    assert _table_with(at, "entry")["slice"].nunique() == 2
+
+
+def _main_order(at) -> list[str]:
+    """Types (with keys for buttons) of the page's top-level elements, in page order."""
+    out = []
+    for node in at.main.children.values():
+        key = getattr(getattr(node, "proto", None), "id", "") if node.type == "button" else ""
+        out.append(f"button:{key.split('-')[-1]}" if node.type == "button" else node.type)
+    return out
+
+
+def test_status_box_right_under_the_button(app):
+    """The run's status box is the element right after the Run button, ends complete with
+    the time taken; the core counted slices (2 of them), not prompts."""
+    at = app
+    at.selectbox(key="sim_survey").set_value("tiny-yes-no").run()
+    at.multiselect(key="sim_by").set_value(["sex"])
+    at.button(key="sim_run").click().run()
+    assert not at.exception and not at.error
+    order = _main_order(at)
+    button = next(i for i, t in enumerate(order) if t.startswith("button") and "sim_run" in t)
+    assert order[button + 1] == "status", order
+    box = at.status[0]
+    assert box.label.startswith("Simulate and compare: done in ") and box.state == "complete"
+
+
+def test_question_picker_tells_the_gss_nat_battery_apart(app):
+    """The GSS demo's nat* questions share a long preamble: the picker shows each item's
+    own words first (the preamble after, so a search finds any word of the wording) and
+    the full wording under the picker."""
+    from sim_core.demo import DEMO_POPULATION, demo_gss_path
+
+    path = demo_gss_path()
+    store.save_survey("gss-picker", path.name, path.read_bytes(),
+                      {"population": DEMO_POPULATION}, overwrite=True)
+    at = app
+    at.run()
+    at.selectbox(key="sim_survey").set_value("gss-picker").run()
+    picker = at.selectbox(key="sim_question")
+    survey = store.load_saved("gss-picker")
+    labels = dict(zip(survey.questions, picker.options))
+    assert labels["natspac"].startswith("natspac: Space exploration program. · We are faced")
+    assert labels["natenvir"].startswith("natenvir: Improving and protecting the environment.")
+    picker.set_value("natenvir").run()
+    assert survey.questions["natenvir"].text in [c.value for c in at.caption]
+
+
+def test_failed_request_marks_the_old_result_as_previous(app):
+    """A new request that fails shows its error and says the chart below is the previous
+    result; a successful run removes the note."""
+    at = app
+    at.selectbox(key="sim_survey").set_value("tiny-yes-no").run()
+    at.button(key="sim_run").click().run()
+    assert not at.exception and not at.error
+    assert not any("previous result" in w.value for w in at.warning)
+    at.session_state["side_device"] = "cuda:99"         # no such GPU: one clear error
+    at.button(key="sim_run").click().run()
+    assert not at.exception and at.error
+    assert any("previous result" in w.value for w in at.warning)
+    at.session_state["side_device"] = "cpu"
+    at.button(key="sim_run").click().run()
+    assert not at.error and not any("previous result" in w.value for w in at.warning)

@@ -143,3 +143,58 @@ def test_upload_compare_in_chromium(server, tmp_path):
                 _shoot(page, f"{link.lower().replace('-', '')}_page", tmp_path)
         finally:
             browser.close()
+
+
+def test_47_slices_at_1280x800(server, tmp_path, monkeypatch):
+    """ANES PID x educ (47 slices) at 1280x800: the status box appears right under the Run
+    button, inside the first screen; the result is a slice x option heatmap of every slice
+    with the score table below it and no error."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from sim_core import store
+    from sim_core.demo import DEMO_POPULATION, demo_anes_paths
+
+    monkeypatch.setenv("SIM_WORKSPACE", server_workspace(tmp_path))
+    data, codebook = demo_anes_paths()
+    store.save_survey("anes96", data.name, data.read_bytes(), {"population": DEMO_POPULATION},
+                      codebook=(codebook.name, codebook.read_bytes()))
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.goto(server)
+            page.get_by_role("link", name="Simulate & compare").click()
+            expect(page.get_by_role("heading", name="Simulate & compare")).to_be_visible(
+                timeout=30000)
+            by = page.locator("[data-testid='stMultiSelect']").filter(has_text="Slice by")
+            for attribute in ("PID", "educ"):
+                by.click()
+                page.get_by_role("option", name=attribute, exact=True).click()
+                page.keyboard.press("Escape")
+            run = page.get_by_role("button", name="Simulate and compare")
+            run.scroll_into_view_if_needed()
+            run.click()
+            box = page.locator("[data-testid='stExpander']").filter(
+                has_text="Simulate and compare").first
+            expect(box).to_be_visible(timeout=30000)
+            button_box, status_box = run.bounding_box(), box.bounding_box()
+            assert 0 <= status_box["y"] - (button_box["y"] + button_box["height"]) < 80
+            assert status_box["y"] + 40 < 800           # on screen without scrolling
+            expect(page.get_by_text("47 slices")).to_be_visible(timeout=180000)
+            heatmap = page.locator("[data-testid='stPlotlyChart']").first
+            # one heatmap panel per entry: real, the model and the five baselines
+            expect(heatmap.locator(".heatmaplayer")).to_have_count(7, timeout=30000)
+            expect(page.get_by_text("Scores (★ = best entry")).to_be_visible()
+            assert not page.locator("[data-testid='stException']").count()
+            assert "done in" in box.inner_text()
+            _shoot(page, "compare_47_slices_1280", tmp_path)
+            heatmap.scroll_into_view_if_needed()
+            page.wait_for_timeout(1500)            # plotly lays out once it is on screen
+            _shoot(page, "compare_47_slices_heatmap", tmp_path)
+        finally:
+            browser.close()
+
+
+def server_workspace(tmp_path) -> str:
+    """The workspace of the `server` fixture (the test writes the survey there)."""
+    return str(tmp_path / "ws")

@@ -49,7 +49,9 @@ def test_compare_scores_match_independent_recomputation(tiny, survey):
     steps = []
     comp = compare([tiny], question, survey=survey, by=["sex"], config=CONFIG,
                    progress=lambda done, total: steps.append((done, total)))
-    assert steps and steps[-1][0] == steps[-1][1]
+    assert steps and steps[-1] == (2, 2)               # counted in slices, not prompts
+    assert all(total == 2 for _, total in steps)
+    assert [d for d, _ in steps] == sorted(d for d, _ in steps)
     reals = real_marginals(survey, "spend", ["sex"])
     assert [sc.label for sc in comp.slices] == [m.label for m in reals] == ["sex=Female", "sex=Male"]
     sims = simulate(tiny, question, [m.slice for m in reals], CONFIG)

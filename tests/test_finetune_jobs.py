@@ -118,6 +118,67 @@ def test_cli_train_json_list_and_manage(tiny_model_dir, gss_path, capsys, tmp_pa
     assert "CUDA" in capsys.readouterr().err or __import__("torch").cuda.is_available()
 
 
+def test_cancel_while_scoring_before_training(tiny_model_dir):
+    """Cancel clicked while the base model scores the held-out rows (before any step):
+    the scoring stops at its next batch, within seconds, nothing is trained or saved, and
+    the job's status shows that phase with its own count."""
+    from finetune.train import BEFORE, train_adapter
+    from sim_core.errors import Cancelled
+
+    folder = jobs.jobs_dir() / "cancel-before"
+    folder.mkdir()
+    jobs.write_json_atomic(folder / jobs.STATUS_FILE, {"id": "cancel-before",
+                                                       "status": "running",
+                                                       "state": "running", "pid": None})
+    reporter = jobs.JobReporter(folder)
+    split = Split(train=make_rows(3), val=make_rows(8), test=make_rows(8),
+                  info={"how": "question"})
+    seen, clicked, steps = [], [], []
+
+    def events(event: dict) -> None:
+        reporter(event)
+        seen.append(event)
+        if event.get("phase") == BEFORE and event["done"] > 0 and not clicked:
+            jobs.cancel_job("cancel-before")          # what the page's button does
+            clicked.append(time.monotonic())
+    config = TrainConfig(max_steps=3, batch_size=4, rank=4, alpha=8, save_every=1000,
+                         eval_orders=4)
+    with pytest.raises(Cancelled, match="cancelled while scoring before training"):
+        train_adapter(split, name="never-saved", base=str(tiny_model_dir), config=config,
+                      callback=steps.append, on_phase=events,
+                      should_stop=reporter.should_stop, job_dir=folder)
+    assert time.monotonic() - clicked[0] < 10
+    before = [e for e in seen if e.get("phase") == BEFORE]
+    total = len(split.val) + len(split.test)
+    assert before[-1]["total"] == total and before[-1]["done"] < total   # stopped midway
+    assert steps == []                                                   # no training step
+    status = json.loads((folder / jobs.STATUS_FILE).read_text())
+    assert status["phase"] == BEFORE and status["phase_total"] == total
+    assert "never-saved" not in [a.name for a in list_adapters()]
+
+
+def test_jobs_queue_one_at_a_time(tiny_model_dir):
+    """Three jobs started at once: one runs, the others wait (no process yet); the second
+    starts only after the first ends; the third, cancelled while waiting, never runs."""
+    split = Split(train=make_rows(3), val=make_rows(1), test=[], info={"how": "question"})
+    ids = [jobs.start_job(split, name=f"queued-{i}", base=str(tiny_model_dir), config=FAST)
+           for i in range(3)]
+    states = [jobs.job_status(i) for i in ids]
+    assert states[0].get("pid") and not states[1].get("pid") and not states[2].get("pid")
+    assert [s["status"] for s in states[1:]] == ["queued", "queued"]
+    jobs.cancel_job(ids[2])
+    assert jobs.job_status(ids[2])["status"] == "cancelled"
+    listed = {s["id"] for s in jobs.list_jobs()}
+    assert set(ids) <= listed
+    first, second = wait(ids[0]), wait(ids[1], timeout=180)
+    assert first["status"] == second["status"] == "done", \
+        (jobs.job_dir(ids[1]) / jobs.LOG_FILE).read_text()[-2000:]
+    assert second["started"] >= first["finished"]
+    third = jobs.job_status(ids[2])
+    assert third["status"] == "cancelled" and not third.get("pid")
+    assert "queued-2" not in [a.name for a in list_adapters()]
+
+
 def test_training_prompts_name_the_surveys_population(tiny_model_dir, tmp_path, capsys):
     """A German survey trains (and is scored) with prompts naming its population, from the
     command line and through a dashboard job alike; the card records it, so simulating that

@@ -72,6 +72,10 @@ def tqdm_callback(enabled: bool):
     bar = tqdm(unit="step", desc="training", disable=not enabled, file=sys.stderr)
 
     def callback(event: dict) -> None:
+        if "phase" in event:           # loading / scoring: named on the bar, steps unchanged
+            bar.set_description(event["phase"] if event["done"] < event["total"] else
+                                "training")
+            return
         bar.total = event.get("total_steps") or bar.total
         bar.n = int(event.get("step") or 0)
         post = {"loss": event.get("loss")}
@@ -157,7 +161,7 @@ def _train(spec: dict, folder: Path | None, reporter, *, bar: bool):
                              config=spec["config"], data_info=spec["data_info"],
                              callback=events, overwrite=spec["overwrite"], job_dir=folder,
                              should_stop=reporter.should_stop if reporter else None,
-                             style=spec.get("style"))
+                             style=spec.get("style"), on_phase=events)
     finally:
         draw.close()
 
