@@ -22,6 +22,7 @@ from finetune.rows import held_out_rows
 from sim_core.evaluate import evaluate_rows
 from sim_core.labels import baseline_entry
 from sim_core.models import load_model
+from sim_core.prompts import PromptStyle
 from sim_core.readers import load_survey
 from sim_core.simulate import SimConfig, simulate_rows
 from sim_core.slices import survey_rows
@@ -82,7 +83,9 @@ def test_two_processes_write_one_adapter_that_loads(tiny_model_dir, gss_path, tm
     test_rows = held_out_rows(rows, card["split"])
     assert len(test_rows) == card["test_rows"] >= 2
     base = load_model(str(tiny_model_dir), dtype="float32", device="cpu")
-    alone = evaluate_rows([base], test_rows, config=SimConfig(use_cache=False),
+    # scored in the prompt style the card records (the survey's population and names)
+    style = PromptStyle.from_dict(card["prompt_style"])
+    alone = evaluate_rows([base], test_rows, config=SimConfig(use_cache=False, style=style),
                           baselines=("uniform", "population")).rows
     for entry, expected in [(base.label, card["before"]),
                             (baseline_entry("uniform"), card["baselines"]["uniform"]),
