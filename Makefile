@@ -19,7 +19,8 @@ install: $(BIN)/python
 	@[ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || ! command -v apt-get >/dev/null || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get install -y -q fonts-wqy-microhei >/dev/null 2>&1 || \
-	  { $$SUDO apt-get update -q && $$SUDO apt-get install -y -q fonts-wqy-microhei; }; }
+	  { $$SUDO apt-get update -q && $$SUDO apt-get install -y -q fonts-wqy-microhei; } || \
+	  echo "note: fonts-wqy-microhei not installed; a PDF with CJK text will say so"; }
 
 install-test: install
 	$(BIN)/pip install -q -r requirements-test.txt
