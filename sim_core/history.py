@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import json
 import secrets
-import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from sim_core.errors import SimError
@@ -56,10 +56,13 @@ def save_result(kind: str, report: Report, title: str | None = None) -> str:
     """
     if kind not in KINDS:
         raise SimError(f"unknown result kind {kind!r}; one of: {', '.join(KINDS)}")
-    result_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+    now = datetime.now()
+    # Microseconds in the id: the list is sorted by id, and two results saved in the
+    # same second must still list newest first. The random part keeps ids unique.
+    result_id = f"{now:%Y%m%d-%H%M%S-%f}-{secrets.token_hex(3)}"
     write_json_atomic(subdir("history") / f"{result_id}.json", {
         "id": result_id, "kind": kind, "title": title or report.title,
-        "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "created": f"{now:%Y-%m-%d %H:%M:%S}",
         "report": json.loads(report_json(report))}, ensure_ascii=False)
     return result_id
 
