@@ -21,7 +21,6 @@ import os
 import secrets
 import subprocess
 import sys
-import time
 from contextlib import contextmanager
 from dataclasses import asdict, fields, replace
 from datetime import datetime, timezone
@@ -89,7 +88,9 @@ def start_job(split: Split, *, name: str, base: str = "default", config: Any = N
     gpu = _visible_gpu(config.device)
     if gpu is not None:        # the job's process sees that one GPU only, as its cuda:0
         config = replace(config, device="cuda")
-    job_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+    # Microseconds in the id: the queue runs jobs in id order, so two jobs queued within
+    # one second must still start oldest first.
+    job_id = f"{datetime.now():%Y%m%d-%H%M%S-%f}-{secrets.token_hex(3)}"
     folder = make_folder(jobs_dir() / job_id)
     write_json_atomic(folder / JOB_FILE, {"name": name, "base": base, "config": asdict(config),
                                           "data_info": data_info or {}, "overwrite": overwrite,

@@ -168,8 +168,9 @@ def test_jobs_queue_one_at_a_time(tiny_model_dir):
     assert [s["status"] for s in states[1:]] == ["queued", "queued"]
     jobs.cancel_job(ids[2])
     assert jobs.job_status(ids[2])["status"] == "cancelled"
-    listed = {s["id"] for s in jobs.list_jobs()}
-    assert set(ids) <= listed
+    # newest first, and so the queue (oldest first) keeps the order they were started in,
+    # though all three ids fall within one second
+    assert [s["id"] for s in jobs.list_jobs() if s["id"] in ids] == ids[::-1]
     first, second = wait(ids[0]), wait(ids[1], timeout=180)
     assert first["status"] == second["status"] == "done", \
         (jobs.job_dir(ids[1]) / jobs.LOG_FILE).read_text()[-2000:]
