@@ -62,6 +62,61 @@ def keep_result(kind: str, build: Callable[[], object], title: str) -> None:
     st.caption(f"Saved to the workspace history as '{title}' (Reports page).")
 
 
+def run_page(draw: Callable[[], None]) -> None:
+    """Draw a page inside the app's navigation (every page's `__main__` calls this).
+
+    Because pages/ sits next to app.py, Streamlit starts a fresh server in its older
+    multipage mode: until app.py has run once, an address such as /simulate (a bookmark, a
+    refresh right after a restart) runs that page file alone, with no sidebar and every
+    module of pages/ listed as a page. That first run is turned into a run of app.py
+    (Streamlit's flag is the one st.navigation itself clears).
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if getattr(PagesManager, "uses_pages_directory", False):
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+    draw()
+
+
+# Form widgets whose choices survive a visit to another page: Streamlit forgets the state
+# of every widget a run does not draw, so without this the form would reset while the
+# result under it stays (and then disagree with it). Key prefixes, page by page; buttons,
+# uploads, data editors and per-upload mapping forms are left out (they cannot be set, or
+# belong to a file the browser no longer holds).
+KEPT_FORM_KEYS = (
+    "sim_source", "sim_draft_", "sim_survey", "sim_question", "sim_wave", "sim_by",
+    "sim_checkpoints", "sim_mode", "sim_orders", "sim_samples", "sim_baselines",
+    "sim_calibrate", "sim_interval_level", "sim_show_baselines", "sim_chart_view",
+    "eval_survey", "eval_by", "eval_waves", "eval_limit", "eval_checkpoints", "eval_orders",
+    "eval_calibrate", "eval_ind_by", "eval_ind_criterion", "eval_ind_test_fraction",
+    "eval_ind_val_fraction", "eval_ind_split_seed", "eval_ind_max_respondents",
+    "eval_ind_temps", "eval_ind_mode",
+    "ft_survey", "ft_split", "ft_name", "ft_replace", "ft_cfg_",
+    "rep_source", "rep_title", "rep_page_size",
+    "data_preview_q", "data_preview_by", "data_preview_wave",
+)
+_KEPT = "_kept_form"
+
+
+def restore_form() -> None:
+    """Before a page runs: put back the form choices Streamlit dropped while another page
+    was shown (a value no longer offered falls back to the widget's default)."""
+    # Streamlit's own recipe: a key assigned at the top of a run is not cleaned up. The
+    # value is the session's own where it still has one (the user's latest change), the
+    # noted one where Streamlit dropped it.
+    for key, value in st.session_state.get(_KEPT, {}).items():
+        st.session_state[key] = st.session_state[key] if key in st.session_state else value
+
+
+def remember_form() -> None:
+    """After a page ran: note the current form choices (merged: the other pages' choices,
+    already dropped from the session, stay noted)."""
+    current = {key: st.session_state[key] for key in list(st.session_state.keys())
+               if isinstance(key, str) and key.startswith(KEPT_FORM_KEYS)}
+    st.session_state[_KEPT] = {**st.session_state.get(_KEPT, {}), **current}
+
+
 def previous_result_note(prefix: str, what: str) -> None:
     """After a failed run, say that the result below is the earlier one, so it is not read
     as the answer to the request that failed."""

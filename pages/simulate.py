@@ -6,17 +6,17 @@ import pandas as pd
 import streamlit as st
 
 from pages import common
-from pages.charts import (SLICES_PER_PAGE, comparison_figure, slice_heatmap_figure,
-                          slice_pages)
-from sim_core.baselines import BASELINES
+from pages.charts import SLICES_PER_PAGE, comparison_figure, slice_heatmap_figure, slice_pages
+from sim_core.baselines import BASELINES, unavailable_baselines
 from sim_core.compare import compare
 from sim_core.errors import SimError
 from sim_core.labels import question_choice_labels
-from sim_core.report import report_from_comparisons
 from sim_core.metrics import METRICS
+from sim_core.report import report_from_comparisons
 from sim_core.simulate import MODES, SimConfig
 from sim_core.slices import parse_slices
 from sim_core.survey import Question
+from sim_core.verdict import default_score
 
 
 def draft_question():
@@ -61,8 +61,9 @@ def survey_question():
     return survey, survey.questions[qid], wave, by
 
 
-def settings():
-    """Checkpoints and SimConfig from the widgets."""
+def settings(survey, question):
+    """Checkpoints and SimConfig from the widgets; only the baselines that can apply to
+    this question are offered (the others are named with the reason)."""
     checkpoints = common.checkpoint_picker("sim", "Checkpoints to compare")
     cols = st.columns(3)
     mode = cols[0].radio("Mode", list(MODES), key="sim_mode",
@@ -71,9 +72,15 @@ def settings():
     orders = common.orders_widget(cols[1], "sim_orders")
     samples = common.setting_widget(cols[2], SimConfig, "samples", "sim_samples",
                                     disabled=mode != "sample")
-    baselines = st.multiselect("Baselines", list(BASELINES), default=list(BASELINES),
-                               key="sim_baselines", format_func=lambda k: BASELINES[k].label,
-                               help="; ".join(f"{c.label}: {c.help}" for c in BASELINES.values()))
+    missing = unavailable_baselines(survey, question) if question is not None else {}
+    offered = [name for name in BASELINES if name not in missing]
+    baselines = st.multiselect("Baselines", offered, default=offered, key="sim_baselines",
+                               format_func=lambda k: BASELINES[k].label,
+                               help="; ".join(f"{BASELINES[k].label}: {BASELINES[k].help}"
+                                              for k in offered))
+    if missing:
+        st.caption("Not offered here: " + "; ".join(
+            f"{BASELINES[name].label.lower()} ({why})" for name, why in missing.items()) + ".")
     cols = st.columns(2)
     calibrate = common.setting_widget(cols[0], SimConfig, "calibrate", "sim_calibrate")
     level = common.setting_widget(cols[1], SimConfig, "interval_level", "sim_interval_level")
@@ -105,18 +112,41 @@ def run_compare(question, survey, wave, by, slices, checkpoints, config, baselin
                        comparison.question.text[:120])
 
 
-def score_rows(comparison) -> pd.DataFrame:
+def score_rows(comparison, keys: list[str] | None = None,
+               counts: tuple[str, ...] = ("n", "n_eff")) -> pd.DataFrame:
     """Comparison.score_table() for display: ★ on the best entry per slice and score,
-    the noise-floor rows kept, every heading with its direction."""
+    the noise-floor rows kept, every heading with its direction. `keys`: the scores shown
+    (default all); `counts` (n, n_eff) only where the data has respondent counts."""
     table = comparison.score_table()
-    keys = [k for k in METRICS if k in table.columns]
-    shown = table[["slice", "entry", "n", "n_eff"]].copy()
-    shown["n_eff"] = shown["n_eff"].astype(float).round(1)
+    keys = [k for k in (keys or METRICS) if k in table.columns]
+    counts = [c for c in counts if table[c].notna().any()]
+    shown = table[["slice", "entry", *counts]].copy()
+    if "n_eff" in counts:
+        shown["n_eff"] = shown["n_eff"].astype(float).round(1)
     for key in keys:
         shown[common.score_header(key)] = [
             "" if pd.isna(v) else f"{v:.4f}{' ★' if best else ''}"
             for v, best in zip(table[key], table[f"best_{key}"])]
     return shown
+
+
+def shares_rows(comparison) -> pd.DataFrame:
+    """The shares behind the chart: one row per slice and entry, one column per option, in
+    per cent; an interval (real: 95 % CI; calibrated checkpoint: prediction interval)
+    follows in brackets."""
+    long = comparison.shares_table()
+    options = list(comparison.question.options)
+
+    def cell(row) -> str:
+        low, high = (row.ci_low, row.ci_high) if pd.notna(row.ci_low) else (row.pi_low,
+                                                                            row.pi_high)
+        text = f"{row.share * 100:.1f}"
+        return text if pd.isna(low) else f"{text} ({low * 100:.1f}–{high * 100:.1f})"
+
+    long["cell"] = [cell(row) for row in long.itertuples()]
+    wide = long.pivot_table(index=["slice", "entry"], columns="option", values="cell",
+                            aggfunc="first", sort=False)
+    return wide.reindex(columns=options).reset_index()
 
 
 def score_legend() -> pd.DataFrame:
@@ -153,9 +183,44 @@ def show_shares_chart(comparison) -> None:
                                                 slices=pages[page]), key="sim_chart")
 
 
+HEADING_CHARS = 110
+
+
+def show_question_heading(text: str) -> None:
+    """The question as the heading; a long one is cut there and shown whole below."""
+    if len(text) <= HEADING_CHARS:
+        st.subheader(text)
+        return
+    st.subheader(text[:HEADING_CHARS].rsplit(" ", 1)[0] + " …")
+    st.caption(text)
+
+
+def show_scores(comparison) -> None:
+    """A compact table first (slice, entry, n, the headline score), every score and what it
+    means behind an expander; the noise floor and too-small slices explained."""
+    headline = default_score([comparison.question])
+    floors = any(sc.noise_floor for sc in comparison.slices)
+    st.markdown(f"**How close to the real answers** ({METRICS[headline].name}; ★ = best entry "
+                "for that slice"
+                + ("; 'noise floor' = the score two independent real samples of this size "
+                   "would get)" if floors else ")"))
+    st.dataframe(score_rows(comparison, [headline], counts=("n",)), hide_index=True,
+                 key="sim_scores_headline")
+    if not floors:
+        st.caption("No noise floor: the data gives no respondent counts for these slices "
+                   "(answer shares only), so sampling noise cannot be estimated.")
+    too_small = [sc.real.label for sc in comparison.slices
+                 if sc.real is not None and sc.real.too_small]
+    if too_small:
+        st.warning("Too few respondents to trust: " + ", ".join(too_small))
+    with st.expander("Every score, and what each one measures"):
+        st.dataframe(score_rows(comparison), hide_index=True, key="sim_scores")
+        st.dataframe(score_legend(), hide_index=True, key="sim_legend")
+
+
 def show_comparison(comparison) -> None:
-    """Chart, prompt, score table and legend for a Comparison."""
-    st.subheader(comparison.question.text)
+    """Chart, prompt, shares and score tables for a Comparison."""
+    show_question_heading(comparison.question.text)
     has_real = any(sc.real is not None for sc in comparison.slices)
     if not has_real:
         st.info("No real data for this question: the simulated shares are shown, "
@@ -176,19 +241,23 @@ def show_comparison(comparison) -> None:
     st.caption("Error bars: the real shares' 95 % interval; a calibrated checkpoint's "
                f"{config.interval_level * 100:g} % prediction interval (split conformal on "
                "its validation residuals).")
+    with st.expander("Shares as a table (per cent; intervals in brackets)"):
+        st.dataframe(shares_rows(comparison), hide_index=True, key="sim_shares")
     first = next(iter(comparison.slices[0].simulated.values()), None) if comparison.slices else None
     if first is not None:
         with st.expander("Exact prompt (first slice, original option order)"):
             st.code(first.prompt, language=None)
     if has_real:
-        st.markdown("**Scores** (★ = best entry for that slice and score; 'noise floor' = "
-                    "the score two independent real samples of this size would get)")
-        st.dataframe(score_rows(comparison), hide_index=True, key="sim_scores")
-        too_small = [sc.real.label for sc in comparison.slices
-                     if sc.real is not None and sc.real.too_small]
-        if too_small:
-            st.warning("Too few respondents to trust: " + ", ".join(too_small))
-        st.dataframe(score_legend(), hide_index=True, key="sim_legend")
+        show_scores(comparison)
+
+
+def not_ready_reason(question, checkpoints) -> str | None:
+    """Why the Simulate button is greyed out, in words (None when it can run)."""
+    if question is None:
+        return "Pick or draft a question first."
+    if not checkpoints:
+        return "Pick at least one checkpoint to simulate with."
+    return None
 
 
 def main() -> None:
@@ -201,10 +270,13 @@ def main() -> None:
         question, slices = draft_question()
     else:
         survey, question, wave, by = survey_question()
-    checkpoints, config, baselines = settings()
-    ready = question is not None and bool(checkpoints)
-    if st.button("Simulate and compare", type="primary", key="sim_run", disabled=not ready):
+    checkpoints, config, baselines = settings(survey, question)
+    why_not = not_ready_reason(question, checkpoints)
+    if st.button("Simulate and compare", type="primary", key="sim_run",
+                 disabled=why_not is not None, help=why_not):
         run_compare(question, survey, wave, by, slices, checkpoints, config, baselines)
+    elif why_not:
+        st.caption(why_not)
     comparison = st.session_state.get("sim_comparison")
     if comparison is not None:
         common.previous_result_note("sim", comparison.question.text)
@@ -212,4 +284,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    common.run_page(main)

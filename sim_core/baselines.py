@@ -47,6 +47,25 @@ def check_names(which: Sequence[str], allowed: Sequence[str] = tuple(BASELINES))
     return list(which)
 
 
+def unavailable_baselines(survey: Survey | None, question) -> dict[str, str]:
+    """Baselines that cannot apply to this question, each with the reason in words (the
+    dashboard offers the others; compare() would leave these out with a note).
+
+    Args:
+        survey: the real data (None: a drafted question, uniform guess only).
+        question: a sim_core.survey.Question.
+    """
+    if survey is None or question.id not in survey.questions:
+        return {name: "a drafted question has no real answers to fit or average"
+                for name in BASELINES if name != "uniform"}
+    if survey.kind == MARGINALS:
+        return {name: "the file holds answer shares only, no respondents to train on"
+                for name in MODEL_BASELINES}
+    if not question.is_ordinal:
+        return {"svr": "the question is not ordinal (no value scale to regress on)"}
+    return {}
+
+
 def uniform(k: int) -> np.ndarray:
     """The uniform guess over k options."""
     if k < 1:

@@ -72,7 +72,7 @@ def test_survey_question_by_sex(app):
     yes = comparison.question.options.index("Yes")
     assert real["sex=Female"].shares[yes] == pytest.approx(0.6)
     assert real["sex=Male"].shares[yes] == pytest.approx(0.25)
-    table = _table_with(at, "entry")
+    table = _table_with(at, f"{METRICS['kl'].name} (lower is better)")   # every score
     for sc in comparison.slices:
         entry, sim = next(iter(sc.simulated.items()))
         expected = score_all(sc.real.shares, sim.shares,
@@ -368,3 +368,78 @@ def test_failed_request_marks_the_old_result_as_previous(app):
     at.session_state["side_device"] = "cpu"
     at.button(key="sim_run").click().run()
     assert not at.error and not any("previous result" in w.value for w in at.warning)
+
+
+def test_compact_scores_and_shares_table(app):
+    """Up front: slice, entry, n and the headline score only (TV for a yes/no question);
+    every score behind an expander; the shares behind the chart as a table in per cent."""
+    from sim_core.metrics import METRICS
+
+    at = app
+    at.selectbox(key="sim_survey").set_value("tiny-yes-no").run()
+    at.multiselect(key="sim_by").set_value(["sex"])
+    at.multiselect(key="sim_baselines").set_value(["uniform"])
+    at.button(key="sim_run").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    compact = at.dataframe[[d.value.columns[-1] for d in at.dataframe].index(
+        f"{METRICS['tv'].name} (lower is better)")].value
+    assert list(compact.columns) == ["slice", "entry", "n",
+                                     f"{METRICS['tv'].name} (lower is better)"]
+    assert set(compact["n"]) == {20}
+    comparison = at.session_state["sim_comparison"]
+    shares = _table_with(at, "Yes")
+    female = shares[(shares["slice"] == "sex=Female") & (shares["entry"] == "real")].iloc[0]
+    assert female["Yes"].startswith("60.0 (") and female["No"].startswith("40.0 (")
+    model = next(iter(comparison.slices[0].simulated))
+    row = shares[(shares["slice"] == comparison.slices[0].label)
+                 & (shares["entry"] == model)].iloc[0]
+    yes = comparison.question.options.index("Yes")
+    assert float(row["Yes"]) == pytest.approx(
+        comparison.slices[0].simulated[model].shares[yes] * 100, abs=0.05)
+    assert list(shares.columns) == ["slice", "entry", *comparison.question.options]
+
+
+def test_marginal_table_offers_only_baselines_that_apply(app):
+    """GSS marginals (shares only, no respondents): the classifier, boosting and SVR
+    baselines are not offered (and said why); no n column and no noise floor promised."""
+    from sim_core.demo import DEMO_POPULATION, demo_gss_path
+
+    path = demo_gss_path()
+    store.save_survey("gss-marginals", path.name, path.read_bytes(),
+                      {"population": DEMO_POPULATION}, overwrite=True)
+    at = app
+    at.run()
+    at.selectbox(key="sim_survey").set_value("gss-marginals").run()
+    assert at.multiselect(key="sim_baselines").options == ["Uniform guess", "Population average"]
+    assert any("no respondents to train on" in c.value for c in at.caption)
+    at.multiselect(key="sim_by").set_value([at.multiselect(key="sim_by").options[0]]).run()
+    at.button(key="sim_run").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    table = _table_with(at, "entry")
+    assert "n" not in table.columns and "None" not in table.to_string()
+    assert "noise floor" not in set(table["entry"])
+    assert any("No noise floor" in c.value for c in at.caption)
+
+
+def test_why_the_simulate_button_is_greyed_out(app):
+    """No checkpoint picked: the button is disabled and the page says why."""
+    at = app
+    at.selectbox(key="sim_survey").set_value("tiny-yes-no").run()
+    at.multiselect(key="sim_checkpoints").set_value([]).run()
+    assert at.button(key="sim_run").disabled
+    assert any("at least one checkpoint" in c.value for c in at.caption)
+
+
+def test_long_question_heading_is_cut_and_shown_whole_below(app):
+    """A 300-character drafted question: a short heading, the whole wording in a caption."""
+    at = app
+    at.radio(key="sim_source").set_value("Draft a new question").run()
+    text = "Thinking about " + "the many different public services in your area, " * 6 + "?"
+    at.text_area(key="sim_draft_text").set_value(text)
+    at.text_area(key="sim_draft_options").set_value("Yes\nNo").run()
+    at.button(key="sim_run").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    heading = at.subheader[-1].value
+    assert heading.endswith("…") and len(heading) <= 112
+    assert text.strip() in [c.value for c in at.caption]
+

@@ -105,8 +105,8 @@ def test_upload_compare_in_chromium(server, tmp_path):
             # the codebook's wording, not the column name, heads the result
             expect(page.get_by_role("heading", name="How many times per week do you watch "
                                     "the news on TV?")).to_be_visible()
-            expect(page.get_by_text("Scores (★ = best entry")).to_be_visible()
-            table = page.locator("[data-testid='stDataFrame']").first
+            expect(page.get_by_text("How close to the real answers")).to_be_visible()
+            table = page.locator("[data-testid='stDataFrame'] >> visible=true").first
             expect(table).to_be_visible()
             # chart: one bar group per entry (real + model + 5 baselines: uniform,
             # population, classifier, boosting, svr) over 8 options
@@ -130,6 +130,25 @@ def test_upload_compare_in_chromium(server, tmp_path):
             assert pdf.read_bytes().startswith(b"%PDF")
             _shoot(page, "reports_page", tmp_path)
 
+            # Simulate's form keeps its choices over a visit to Reports (Streamlit forgets
+            # the widgets a page does not draw): the form agrees with the result under it
+            page.get_by_role("link", name="Simulate & compare").click()
+            mode = page.locator("[data-testid='stMain'] [data-testid='stRadio']").filter(
+                has_text="First-token probabilities")
+            expect(mode).to_be_visible(timeout=30000)
+            sampling = mode.locator("input[type='radio']").nth(1)
+            mode.locator("label").filter(has_text="Sampling").click()
+            expect(sampling).to_be_checked(timeout=30000)
+            page.wait_for_timeout(1000)
+            page.get_by_role("link", name="Reports").click()
+            expect(page.get_by_role("heading", name="Reports")).to_be_visible(timeout=30000)
+            page.get_by_role("link", name="Simulate & compare").click()
+            expect(page.get_by_role("heading", name="Simulate & compare")).to_be_visible(
+                timeout=30000)
+            expect(mode).to_be_visible(timeout=30000)
+            expect(sampling).to_be_checked()
+            expect(page.get_by_text("How close to the real answers")).to_be_visible()
+
             # the other pages open without an error
             for link, heading, button in (
                     ("Evaluate", "Evaluate a checkpoint on a whole survey", "Evaluate"),
@@ -141,6 +160,35 @@ def test_upload_compare_in_chromium(server, tmp_path):
                        ).to_be_visible(timeout=30000)
                 assert not page.locator("[data-testid='stException']").count(), link
                 _shoot(page, f"{link.lower().replace('-', '')}_page", tmp_path)
+        finally:
+            browser.close()
+
+
+def test_pages_open_by_their_address_on_a_fresh_server(server, tmp_path):
+    """A bookmark or a refresh right after a restart (/simulate, /fine_tune before anyone
+    opened the root address): the page opens inside the app, with its sidebar and the five
+    pages, not as Streamlit's older multipage mode (every module of pages/ listed, no
+    sidebar) and without a "Page not found"."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            for path, heading in (("simulate", "Simulate & compare"),
+                                  ("fine_tune", "Fine-tune an adapter"),
+                                  ("reports", "Reports")):
+                page.goto(f"{server}/{path}")
+                expect(page.get_by_role("heading", name=heading)).to_be_visible(timeout=30000)
+                expect(page.get_by_test_id("stSidebarUserContent").get_by_text("Base model")
+                       ).to_be_visible(timeout=30000)
+                nav = page.locator("[data-testid='stSidebarNavItems'] a")
+                expect(nav).to_have_count(5)
+                assert not page.get_by_text("Page not found").count()
+                assert not page.locator("[data-testid='stException']").count()
+            page.reload()            # a refresh on a page keeps that page
+            expect(page.get_by_role("heading", name="Reports")).to_be_visible(timeout=30000)
+            expect(page.locator("[data-testid='stSidebarNavItems'] a")).to_have_count(5)
         finally:
             browser.close()
 
@@ -184,7 +232,7 @@ def test_47_slices_at_1280x800(server, tmp_path, monkeypatch):
             heatmap = page.locator("[data-testid='stPlotlyChart']").first
             # one heatmap panel per entry: real, the model and the five baselines
             expect(heatmap.locator(".heatmaplayer")).to_have_count(7, timeout=30000)
-            expect(page.get_by_text("Scores (★ = best entry")).to_be_visible()
+            expect(page.get_by_text("How close to the real answers")).to_be_visible()
             assert not page.locator("[data-testid='stException']").count()
             assert "done in" in box.inner_text()
             _shoot(page, "compare_47_slices_1280", tmp_path)
