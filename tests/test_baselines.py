@@ -153,3 +153,23 @@ def test_cli_baselines_json_matches_library(tmp_path, capsys):
     # bad input: clear message, exit status 2
     assert main(["baselines", "--data", str(path), "--question", "nope", "--by", "sex"]) == 2
     assert "unknown question" in capsys.readouterr().err
+
+
+def test_unavailable_baselines_say_why():
+    """Respondent data, nominal question: only SVR is out (no value scale); marginal table:
+    every fitted baseline is out (no respondents); drafted question: all but uniform."""
+    from sim_core.survey import Question
+
+    respondents = small_survey()
+    q1 = respondents.question("q1")
+    assert not q1.is_ordinal
+    assert set(B.unavailable_baselines(respondents, q1)) == {"svr"}
+    ordinal = Question(id="q1", text="How much?", options=("Little", "Much"),
+                       ordinal_values=(0.0, 1.0))
+    assert B.unavailable_baselines(respondents, ordinal) == {}
+    marginals = read_marginals_csv(MARGINALS_CSV, name="m")
+    out = B.unavailable_baselines(marginals, marginals.question("q1"))
+    assert set(out) == {"classifier", "boosting", "svr"}
+    assert all("no respondents" in why for why in out.values())
+    drafted = Question(id="draft", text="New?", options=("Yes", "No"))
+    assert set(B.unavailable_baselines(None, drafted)) == set(B.BASELINES) - {"uniform"}
