@@ -90,6 +90,7 @@ class TrainingMonitor(TrainerCallback):
         self.val_history: list[dict] = []
         self.loss_history: list[dict] = []
         self._t0 = time.time()
+        self._last_step_end = self._t0
         self._first_step: int | None = None
 
     def on_train_begin(self, args, state, control, **kwargs):
@@ -111,6 +112,7 @@ class TrainingMonitor(TrainerCallback):
             self.cancelled = True
             control.should_training_stop = True
         self._emit(state, loss, val)
+        self._last_step_end = time.time()
         return control
 
     def on_epoch_end(self, args, state, control, model=None, **kwargs):
@@ -143,6 +145,14 @@ class TrainingMonitor(TrainerCallback):
         self.callback({"step": state.global_step, "total_steps": state.max_steps,
                        "epoch": float(state.epoch or 0), "loss": loss, "val": val,
                        "eta_s": eta})
+
+    @property
+    def step_seconds(self) -> float | None:
+        """Mean wall time per training step so far (validation included), measured on this
+        run; None before the first step. Kept in the adapter card: the Fine-tune form
+        estimates the next run's duration from it."""
+        done = (self.loss_history[-1]["step"] if self.loss_history else 0) - (self._first_step or 0)
+        return (self._last_step_end - self._t0) / done if done > 0 else None
 
     def restore_best(self, model) -> bool:
         """Put the best validated LoRA weights back (early stopping keeps the best)."""

@@ -222,6 +222,7 @@ def _card(name: str, lm, split: Split, config: TrainConfig, data_info: dict | No
         test_rows=len(split.test), steps=state.global_step,
         best_val_step=monitor.best_step or None, val_history=monitor.val_history,
         train_seconds=round(seconds, 1),
+        step_seconds=None if monitor.step_seconds is None else round(monitor.step_seconds, 3),
         device=lm.placement if distributed.world_size() == 1 else
         f"{distributed.world_size()} processes on {lm.device.split(':')[0]}",
         processes=distributed.world_size(),

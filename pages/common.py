@@ -73,7 +73,11 @@ def run_page(draw: Callable[[], None]) -> None:
     """
     from streamlit.runtime.pages_manager import PagesManager
 
-    if getattr(PagesManager, "uses_pages_directory", False):
+    # Once per session: Streamlit's test harness (AppTest) runs a page file alone with the
+    # flag set on every run, and a rerun there would swallow the click that started it.
+    if getattr(PagesManager, "uses_pages_directory", False) \
+            and not st.session_state.get("_navigation_checked"):
+        st.session_state["_navigation_checked"] = True
         PagesManager.uses_pages_directory = False
         st.rerun()
     draw()

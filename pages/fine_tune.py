@@ -9,12 +9,14 @@ import streamlit as st
 
 from finetune import jobs
 from finetune.config import SPLITS, SplitConfig, TrainConfig
+from finetune.estimate import estimate_duration
 from finetune.splits import training_split
 from pages import common
 from pages.charts import loss_figure
 from sim_core import adapters
 from sim_core.adapters import list_adapters
 from sim_core.calibration_store import card_calibration, checkpoint_verdict
+from sim_core.devices import resolve_device
 from sim_core.errors import SimError
 from sim_core.metrics import METRICS
 from sim_core.prompts import PromptStyle
@@ -43,13 +45,17 @@ def config_widgets():
     return TrainConfig(**values, device=common.device_choice())
 
 
-def start(survey_name: str, survey, name: str, how: str, config, overwrite: bool) -> None:
-    """Split the survey rows and start a background job (its state is in workspace/jobs)."""
+def planned_split(survey, how: str, config):
+    """The rows the job will train and test on (the same split start() hands the job)."""
+    return training_split(survey, None, SplitConfig(how=how), seed=config.seed,
+                          loss=config.loss)
+
+
+def start(survey_name: str, survey, split, name: str, config, overwrite: bool) -> None:
+    """Start a background job on the split (its state is in workspace/jobs)."""
 
     base = common.local_model_name()   # training runs here, whatever the sidebar's backend
     try:
-        split = training_split(survey, None, SplitConfig(how=how), seed=config.seed,
-                               loss=config.loss)
         job = jobs.start_job(split, name=name, base=base, config=config, overwrite=overwrite,
                              style=PromptStyle().for_survey(survey),
                              data_info={"survey": survey_name, "fingerprint": survey.fingerprint})
@@ -58,6 +64,28 @@ def start(survey_name: str, survey, name: str, how: str, config, overwrite: bool
         return
     st.session_state["ft_job"] = job
     st.success(f"Training '{name}' started; you can use the other pages meanwhile.")
+
+
+def adapter_name_widget(survey_name: str) -> str:
+    """The new adapter's name, proposed from the survey and proposed again when the survey
+    changes (a name typed for another survey would label the adapter wrongly)."""
+    if st.session_state.get("ft_name_for") != survey_name:
+        st.session_state["ft_name"] = safe_name(f"{survey_name}-lora")
+        st.session_state["ft_name_for"] = survey_name
+    return st.text_input("Adapter name", key="ft_name", max_chars=MAX_NAME,
+                         help="Stored exactly under this name: letters, digits, '.', '_', "
+                              "'-'").strip()
+
+
+def duration_note(split, config) -> None:
+    """Planned steps and, from a measured step time, how long the job will take."""
+    try:
+        estimate = estimate_duration(split, config, common.local_model_name(),
+                                     resolve_device(config.device))
+    except SimError as error:
+        common.show_error(error)
+        return
+    st.caption(estimate.text())
 
 
 def job_panel() -> None:
@@ -251,19 +279,20 @@ def main() -> None:
         how = st.selectbox("Hold out for testing", list(SPLITS),
                            format_func=lambda k: SPLITS[k].label, key="ft_split",
                            help="; ".join(f"{c.label}: {c.help}" for c in SPLITS.values()))
-        name = st.text_input("Adapter name", value=safe_name(f"{name_}-lora"), key="ft_name",
-                             max_chars=MAX_NAME,
-                             help="Stored exactly under this name: letters, digits, '.', '_', "
-                                  "'-'").strip()
+        name = adapter_name_widget(name_)
         replace = name in common.adapter_names() and st.checkbox(
             f"Replace the adapter '{name}' when training ends", key="ft_replace")
+        split = None
         try:
             config = config_widgets()
-        except SimError as error:
+            split = planned_split(survey, how, config)
+        except SimError as error:          # a setting out of bounds, or rows that cannot split
             common.show_error(error)
-            config = None
-        if st.button("Start training", type="primary", key="ft_start", disabled=config is None):
-            start(name_, survey, name, how, config, replace)
+        if split is not None:
+            duration_note(split, config)
+        if st.button("Start training", type="primary", key="ft_start", disabled=split is None,
+                     help=None if split is not None else "Fix the message above first."):
+            start(name_, survey, split, name, config, replace)
     job_panel()
     adapters_section()
 

@@ -53,7 +53,10 @@ class AdapterCard:
             fitted on the split's validation rows; None when none was fitted.
         heldout: the held-out measurement behind its verdict
             (sim_core.verdict.HeldOut.to_dict); None when the test rows were not scored.
-        test_rows, steps, best_val_step, val_history, train_seconds: training facts.
+        test_rows, steps, best_val_step, val_history, train_seconds: training facts
+            (train_seconds: the whole job, loading and scoring included).
+        step_seconds: mean wall time per training step (validation included), measured
+            on that run; the Fine-tune form estimates durations from it.
         device, processes: where it trained ("cpu", "cuda:0", "2 processes on cuda") and how
             many training processes shared the work.
         fairness: per-group gap against group size on the held-out rows, before and after
@@ -91,6 +94,7 @@ class AdapterCard:
     best_val_step: int | None = None
     val_history: list = field(default_factory=list)
     train_seconds: float | None = None
+    step_seconds: float | None = None
     device: str | None = None
     processes: int | None = None
     fairness: dict | None = None

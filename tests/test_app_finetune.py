@@ -35,6 +35,17 @@ def test_defaults_train_and_adapter_card(monkeypatch, tiny_model_dir, tmp_path):
     defaults = TrainConfig()
     assert at.number_input(key="ft_cfg_rank").value == defaults.rank
     assert at.number_input(key="ft_cfg_lr").value == pytest.approx(defaults.lr)
+    # the name follows the survey; no step time measured yet, so steps only
+    assert at.text_input(key="ft_name").value == "tiny-train-lora"
+    store.save_survey("tiny-other", "other.csv", CSV.encode(),
+                      {"demographics": ["sex"], "questions": ["q1", "q2", "q3"]},
+                      overwrite=True)
+    at.run()
+    at.selectbox(key="ft_survey").set_value("tiny-other").run()
+    assert at.text_input(key="ft_name").value == "tiny-other-lora"
+    at.selectbox(key="ft_survey").set_value("tiny-train").run()
+    assert at.text_input(key="ft_name").value == "tiny-train-lora"
+    assert any("no measured step time" in c.value for c in at.caption)
     at.number_input(key="ft_cfg_max_steps").set_value(2)
     at.text_input(key="ft_name").input("tiny-ft")
     at.run()
@@ -67,6 +78,9 @@ def test_defaults_train_and_adapter_card(monkeypatch, tiny_model_dir, tmp_path):
     assert result["verdict"] in [i.value for i in at.info]
     assert "this adapter, calibrated, is" in result["verdict"]
     assert "step 2/2" in at.get("progress")[0].proto.text
+    # the next job's duration is estimated from this one's measured step time
+    assert any("2 steps" in c.value and "measured when 'tiny-ft' was trained" in c.value
+               for c in at.caption), [c.value for c in at.caption]
     # rename, then delete, through the page
     at.selectbox(key="ft_adapter").set_value("tiny-ft")
     at.text_input(key="ft_new_name").input("tiny-ft-2").run()

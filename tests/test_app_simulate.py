@@ -136,7 +136,10 @@ def test_drafted_question_without_real_data(app):
     assert any("nothing to compare" in i.value for i in at.info)
     shares = next(iter(comparison.slices[0].simulated.values())).shares
     assert shares.shape == (3,) and np.isclose(shares.sum(), 1.0)
-    assert not any("entry" in d.value.columns for d in at.dataframe)
+    # no score table (nothing to score against); the simulated shares as a table
+    assert not any(any("is better" in c for c in d.value.columns) for d in at.dataframe)
+    table = _table_with(at, "Unsure")
+    assert list(table.columns) == ["slice", "entry", "Yes", "No", "Unsure"]
     assert "real" not in {t["name"] for t in _plotly_bars(at)}
 
 
