@@ -163,6 +163,9 @@ def loss_figure(history: pd.DataFrame) -> go.Figure:
                                  mode="lines+markers", line=dict(color=palette.checkpoint_color(1))))
         fig.update_layout(yaxis2=dict(overlaying="y", side="right", title="validation"))
     fig.update_layout(xaxis_title="step", yaxis_title="loss", height=320, margin=dict(t=30))
+    # steps are whole numbers: ticks every n steps (about ten ticks), never at 1.2, 1.4
+    last = int(history["step"].max()) if len(history) else 1
+    fig.update_xaxes(tick0=0, dtick=max(1, -(-last // 10)), tickformat="d")
     return fig
 
 

@@ -276,7 +276,10 @@ def preview_section() -> None:
     small = [m.label for m in marginals if m.too_small]
     if small:
         st.warning(f"Too few respondents to trust (effective n < 30): {', '.join(small)}")
-    if st.button(f"Delete '{name}' from the workspace", key="data_delete"):
+    cols = st.columns([1, 2], vertical_alignment="center")
+    sure = cols[1].checkbox(f"Yes, delete '{name}' and its files", key=f"data_delete_sure_{name}")
+    if cols[0].button(f"Delete '{name}' from the workspace", key="data_delete",
+                      disabled=not sure, help=None if sure else "Tick the box first."):
         store.delete_saved(name)
         st.rerun()
 

@@ -131,3 +131,15 @@ def test_evaluate_heatmap_labels_every_question_and_grows():
     tall = pd.concat([table] * 4, ignore_index=False)
     tall.index = [f"q{i}" for i in range(20)]
     assert heatmap_figure(tall, "x").layout.height > fig.layout.height
+
+
+def test_loss_chart_ticks_whole_steps():
+    """Three steps: a tick every step, shown as integers (no 1.2, 1.4); 100 steps: every 10."""
+    import pandas as pd
+
+    from pages.charts import loss_figure
+
+    short = loss_figure(pd.DataFrame({"step": [1, 2, 3], "loss": [1.0, 0.5, 0.3]}))
+    assert short.layout.xaxis.dtick == 1 and short.layout.xaxis.tickformat == "d"
+    long = loss_figure(pd.DataFrame({"step": range(1, 101), "loss": [1.0] * 100}))
+    assert long.layout.xaxis.dtick == 10

@@ -147,6 +147,14 @@ def test_demo_data_one_click(app):
     at.selectbox(key="data_survey").set_value("gss2022_subpop_eval").run()
     assert at.multiselect(key="data_preview_by").value  # marginal table: one attribute
     assert not at.error
+    # deleting asks first: the button waits for the box to be ticked
+    assert at.button(key="data_delete").disabled
+    at.checkbox(key="data_delete_sure_gss2022_subpop_eval").check().run()
+    at.button(key="data_delete").click().run()
+    assert not at.exception and not at.error
+    assert "gss2022_subpop_eval" not in store.saved_surveys() and "anes96" in store.saved_surveys()
+    # the next survey shown is not pre-ticked
+    assert at.button(key="data_delete").disabled
 
 
 def _table_with(at, column: str):
