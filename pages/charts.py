@@ -37,6 +37,9 @@ def _with_errors(shares: pd.DataFrame, show_baselines: bool) -> pd.DataFrame:
     return df
 
 
+LEGEND_BELOW = 70     # px under the panels for a horizontal legend (up to three lines)
+
+
 def comparison_figure(shares: pd.DataFrame, *, show_baselines: bool = True,
                       slices: list[str] | None = None) -> go.Figure:
     """Grouped bars of real vs simulated shares, one panel per slice; error bars: the real
@@ -65,8 +68,12 @@ def comparison_figure(shares: pd.DataFrame, *, show_baselines: bool = True,
                  category_orders={"entry": entries}, facet_row_spacing=PANEL_GAP / plot_height,
                  hover_data={"err_plus": False, "err_minus": False})
     fig.for_each_annotation(lambda a: a.update(text=a.text.split("=", 1)[-1]))
-    fig.update_layout(height=plot_height + BAR_MARGINS, legend_title_text="",
-                      yaxis_title="share", margin=dict(t=40, b=50))
+    # the legend runs along the bottom (it wraps on a narrow window instead of taking half
+    # the chart's width at 800 px)
+    fig.update_layout(height=plot_height + BAR_MARGINS + LEGEND_BELOW, legend_title_text="",
+                      yaxis_title="share", margin=dict(t=40, b=50 + LEGEND_BELOW),
+                      legend=dict(orientation="h", yref="container", y=0, yanchor="bottom",
+                                  x=0, xanchor="left"))
     fig.update_yaxes(range=[0, 1], matches="y")
     fig.update_xaxes(matches=None, showticklabels=True, title_text="")
     return fig
