@@ -59,24 +59,50 @@ def comparison_figure(shares: pd.DataFrame, *, show_baselines: bool = True,
         df = df[df["slice"].astype(str).isin(slices)]
     entries = list(dict.fromkeys(df["entry"].astype(str)))
     n_slices = max(df["slice"].nunique(), 1)
-    wrap = 1 if n_slices == 1 else 2
+    # long option labels are wrapped onto lines (never rotated into the panel below), each
+    # panel then takes the full width, and the gap between panels grows with the lines, so
+    # no label covers the next panel's title
+    labels = {o: wrap_label(str(o)) for o in df["option"].unique()}
+    long_labels = any("<br>" in label for label in labels.values())
+    wrap = 1 if n_slices == 1 or long_labels else 2
     rows = -(-n_slices // wrap)
-    plot_height = rows * PANEL_HEIGHT + (rows - 1) * PANEL_GAP
+    df["option"] = df["option"].map(labels)
+    lines = max((label.count("<br>") + 1 for label in labels.values()), default=1)
+    gap = PANEL_GAP + (lines - 1) * LABEL_LINE
+    plot_height = rows * PANEL_HEIGHT + (rows - 1) * gap
     fig = px.bar(df, x="option", y="share", color="entry", barmode="group",
                  facet_col="slice", facet_col_wrap=wrap, error_y="err_plus",
                  error_y_minus="err_minus", color_discrete_map=palette.entry_colors(entries),
-                 category_orders={"entry": entries}, facet_row_spacing=PANEL_GAP / plot_height,
+                 category_orders={"entry": entries, "option": list(labels.values())},
+                 facet_row_spacing=gap / plot_height,
                  hover_data={"err_plus": False, "err_minus": False})
     fig.for_each_annotation(lambda a: a.update(text=a.text.split("=", 1)[-1]))
     # the legend runs along the bottom (it wraps on a narrow window instead of taking half
     # the chart's width at 800 px)
-    fig.update_layout(height=plot_height + BAR_MARGINS + LEGEND_BELOW, legend_title_text="",
-                      yaxis_title="share", margin=dict(t=40, b=50 + LEGEND_BELOW),
+    fig.update_layout(height=plot_height + BAR_MARGINS + LEGEND_BELOW + (lines - 1) * LABEL_LINE,
+                      legend_title_text="", yaxis_title="share",
+                      margin=dict(t=40, b=50 + LEGEND_BELOW + (lines - 1) * LABEL_LINE),
                       legend=dict(orientation="h", yref="container", y=0, yanchor="bottom",
                                   x=0, xanchor="left"))
     fig.update_yaxes(range=[0, 1], matches="y")
-    fig.update_xaxes(matches=None, showticklabels=True, title_text="")
+    fig.update_xaxes(matches=None, showticklabels=True, title_text="", tickangle=0)
     return fig
+
+
+LABEL_LINE = 15     # px per line of a wrapped option label
+LABEL_WIDTH = 10    # characters per line (five options fit a panel 320 px wide)
+
+
+def wrap_label(text: str, width: int = LABEL_WIDTH, max_lines: int = 4) -> str:
+    """An option label on lines of about `width` characters (plotly's <br>), cut with "…"
+    after `max_lines` (the full wording is in the hover, the table and the prompt)."""
+    import textwrap
+
+    lines = textwrap.wrap(text, width=width, break_long_words=True) or [text]
+    if len(lines) > max_lines:
+        lines = lines[:max_lines]
+        lines[-1] = lines[-1][: width - 1] + "…"
+    return "<br>".join(lines)
 
 
 def slice_heatmap_figure(shares: pd.DataFrame, *, show_baselines: bool = True) -> go.Figure:

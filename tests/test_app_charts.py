@@ -143,3 +143,29 @@ def test_loss_chart_ticks_whole_steps():
     assert short.layout.xaxis.dtick == 1 and short.layout.xaxis.tickformat == "d"
     long = loss_figure(pd.DataFrame({"step": range(1, 101), "loss": [1.0] * 100}))
     assert long.layout.xaxis.dtick == 10
+
+
+def test_long_option_labels_wrap_and_leave_room_under_each_panel():
+    """"Somewhat more than now" and the like: wrapped on lines of about ten characters,
+    never rotated, one panel per row, and the gap under a panel holds the label lines plus
+    the next title (they overlapped the next panel's title before)."""
+    from pages.charts import LABEL_LINE, PANEL_GAP, wrap_label
+
+    options = ["Much more than now", "Somewhat more than now", "About the same as now"]
+    rows = [{"slice": s, "entry": "model", "option": o, "share": 1 / 3, "ci_low": np.nan,
+             "ci_high": np.nan} for s in ("SEX=Female", "SEX=Male", "AGE=18-29")
+            for o in options]
+    fig = comparison_figure(pd.DataFrame(rows))
+    assert wrap_label("Somewhat more than now") == "Somewhat<br>more than<br>now"
+    assert fig.layout.xaxis.tickangle == 0
+    assert set(fig.data[0].x) <= {wrap_label(o) for o in options}
+    domains = sorted({tuple(fig.layout[k].domain) for k in fig.layout
+                      if k.startswith("yaxis")}, reverse=True)
+    assert len(domains) == 3                       # one panel per row
+    plot = fig.layout.height - fig.layout.margin.t - fig.layout.margin.b
+    gaps_px = [(upper[0] - lower[1]) * plot for upper, lower in zip(domains, domains[1:])]
+    assert all(gap >= PANEL_GAP + 2 * LABEL_LINE - 1 for gap in gaps_px)
+    # short labels: unchanged, two panels per row
+    short = comparison_figure(_many_slices(4))
+    assert len({tuple(short.layout[k].domain) for k in short.layout
+                if k.startswith("yaxis")}) == 2
