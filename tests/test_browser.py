@@ -147,7 +147,9 @@ def test_upload_compare_in_chromium(server, tmp_path):
                 timeout=30000)
             expect(mode).to_be_visible(timeout=30000)
             expect(sampling).to_be_checked()
-            expect(page.get_by_text("How close to the real answers")).to_be_visible()
+            # the result stays under the form (the comparison kept in the session)
+            expect(page.get_by_text("How close to the real answers")).to_be_visible(
+                timeout=30000)
 
             # the other pages open without an error
             for link, heading, button in (
