@@ -50,6 +50,16 @@ def with_score_names(table: pd.DataFrame) -> pd.DataFrame:
     return table.rename(columns={k: score_header(k) for k in METRICS if k in table.columns})
 
 
+def show_table(table: pd.DataFrame, key: str, *, hide_index: bool = True,
+               digits: int = 4) -> None:
+    """st.dataframe with every float column shown to `digits` decimals (a score of 1e-15
+    reads 0.0000, not 0.000000000000001); the values themselves stay exact (download,
+    sorting)."""
+    floats = {c: st.column_config.NumberColumn(str(c), format=f"%.{digits}f")
+              for c in table.columns if pd.api.types.is_float_dtype(table[c])}
+    st.dataframe(table, hide_index=hide_index, key=key, column_config=floats)
+
+
 def keep_result(kind: str, build: Callable[[], object], title: str) -> None:
     """Store a finished result in the workspace history (sim_core.history), so a refresh
     or another tab loses nothing; a failure to store is said, the result stays shown."""

@@ -248,7 +248,10 @@ def marginals_table(marginals) -> pd.DataFrame:
         if m.n_total is not None:
             row["nonresponse"] = nonresponse_text(m.nonresponse) + (f"; {m.note}" if m.note else "")
         rows.append(row)
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    # a table of shares only (e.g. the GSS marginals) has no counts: no column of "None"
+    empty = [c for c in ("n", "n asked", "n_eff") if c in table and table[c].isna().all()]
+    return table.drop(columns=empty)
 
 
 def preview_section() -> None:

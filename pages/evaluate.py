@@ -91,7 +91,7 @@ def show(results: dict) -> None:
     st.markdown("**Mean score per entry** (baselines for context; "
                 + "; ".join(f"{METRICS[k].name}: {METRICS[k].direction} is better" for k in scores)
                 + ")")
-    st.dataframe(common.with_score_names(summary), key="eval_summary")
+    common.show_table(common.with_score_names(summary), "eval_summary", hide_index=False)
     st.caption("group deviation r: correlation of simulated and real differences between "
                "groups (1 = moves between groups exactly as people do; higher is better).")
     models = [e for e in evaluation.entries if not is_baseline(e)]
@@ -105,11 +105,11 @@ def show(results: dict) -> None:
                                              METRICS[score].name, texts), key="eval_heatmap")
     st.markdown(f"**Worst-represented groups** ({METRICS[score].name}, {entry})")
     worst = with_wording(evaluation.worst_slices(entry, score, n=5), texts)
-    st.dataframe(common.with_score_names(worst), hide_index=True, key="eval_worst")
+    common.show_table(common.with_score_names(worst), "eval_worst")
     if len(models) >= 2:
         two_checkpoints(evaluation, models, score)
     st.markdown(f"**Mean {METRICS[score].name} per slice attribute**")
-    st.dataframe(evaluation.per_attribute(score), key="eval_per_attribute")
+    common.show_table(evaluation.per_attribute(score), "eval_per_attribute", hide_index=False)
     fairness_section(evaluation, score)
     if len(results) > 1:
         st.markdown(f"**Gap over time** (mean {METRICS[score].name} per wave)")
@@ -158,7 +158,7 @@ def two_checkpoints(evaluation, models: list[str], score: str) -> None:
     better = "lower" if METRICS[score].direction == "lower" else "higher"
     st.markdown(f"**{first} vs {second}**: mean {METRICS[score].name} per question "
                 f"({better} is better; difference = second - first)")
-    st.dataframe(table, key="eval_two_checkpoints")
+    common.show_table(table, "eval_two_checkpoints", hide_index=False)
 
 
 def main() -> None:

@@ -48,4 +48,4 @@ def fairness_section(evaluation, score: str) -> None:
         st.markdown(f"Gap grew for **{len(grew)} of {len(table)}** groups against "
                     f"{before} ({int(grew['beyond_noise'].sum())} by more than their noise "
                     "floor).")
-    st.dataframe(table, hide_index=True, key="eval_fair_table")
+    common.show_table(table, "eval_fair_table")

@@ -198,20 +198,13 @@ def scores_table(scores: dict) -> pd.DataFrame:
     return table
 
 
-def show_scores_table(table: pd.DataFrame, key: str) -> None:
-    """A scores table with four decimals shown (the values themselves stay exact)."""
-    numbers = {c: st.column_config.NumberColumn(c, format="%.4f")
-               for c in table.columns if pd.api.types.is_numeric_dtype(table[c])}
-    st.dataframe(table, hide_index=True, key=key, column_config=numbers)
-
-
 def card_panel(card, key: str) -> None:
     """The adapter's verdict, its held-out scores raw and calibrated, and the whole card."""
     try:
         st.info(checkpoint_verdict(card_calibration(card), card.name))
     except SimError as error:
         common.show_error(error)
-    show_scores_table(scores_table(card.to_dict()), f"{key}_scores")
+    common.show_table(scores_table(card.to_dict()), f"{key}_scores")
     with st.expander("Adapter card"):
         st.json(card.to_dict(), expanded=1)
 
@@ -225,7 +218,7 @@ def result_panel(result: dict) -> None:
     if card is not None:
         card_panel(card, "ft_before_after")
     else:
-        show_scores_table(scores_table(result), "ft_before_after_scores")
+        common.show_table(scores_table(result), "ft_before_after_scores")
 
 
 def adapter_action(action: str) -> None:
@@ -262,7 +255,7 @@ def adapters_section() -> None:
     if not infos:
         st.caption("No adapter yet.")
         return
-    st.dataframe(adapters_table(infos), hide_index=True, key="ft_adapters_table")
+    common.show_table(adapters_table(infos), "ft_adapters_table")
     name = st.selectbox("Adapter", [a.name for a in infos], key="ft_adapter")
     card_panel(next(a.card for a in infos if a.name == name), "ft_card")
     cols = st.columns([2, 1, 1, 1], vertical_alignment="bottom")

@@ -73,7 +73,7 @@ def _show(result) -> None:
                 f"{result.n_profiles} distinct prompts; RMSEs on the 0-1 value scale; "
                 f"temperature chosen on {result.n_scored['val']} validation answers by "
                 f"{result.config.criterion})")
-    st.dataframe(summary, hide_index=True, key="eval_ind_summary")
+    common.show_table(summary, "eval_ind_summary")
     x = "rmse" if summary["rmse"].notna().any() else "log_loss"
     curves = {label: s.curve[s.curve["part"] == "test"] for label, s in result.sweeps.items()}
     chosen = {label: s.chosen for label, s in result.sweeps.items()}

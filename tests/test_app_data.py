@@ -147,6 +147,8 @@ def test_demo_data_one_click(app):
     at.selectbox(key="data_survey").set_value("gss2022_subpop_eval").run()
     assert at.multiselect(key="data_preview_by").value  # marginal table: one attribute
     assert not at.error
+    marginals = _table_with(at, "slice")          # shares only: no column of "None"
+    assert "n" not in marginals.columns and "None" not in marginals.to_string()
     # deleting asks first: the button waits for the box to be ticked
     assert at.button(key="data_delete").disabled
     at.checkbox(key="data_delete_sure_gss2022_subpop_eval").check().run()
