@@ -31,6 +31,14 @@ def _shoot(target, name: str, tmp_path: Path) -> Path:
     return path
 
 
+def _settle(page, timeout_ms: int = 60000) -> None:
+    """Wait until the app has finished its current run (Streamlit's running indicator is
+    gone), so the next action is not lost in a rerun."""
+    page.wait_for_timeout(300)
+    page.locator("[data-testid='stStatusWidget']").wait_for(state="detached",
+                                                            timeout=timeout_ms)
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -91,9 +99,10 @@ def test_upload_compare_in_chromium(server, tmp_path):
             uploaders = page.locator("[data-testid='stFileUploaderDropzoneInput']")
             uploaders.nth(1).set_input_files(str(codebook))
             expect(page.get_by_text(codebook.name)).to_be_visible(timeout=30000)
+            _settle(page)          # a file picked while the page reruns can be dropped
             uploaders.nth(0).set_input_files(str(demo_csv))
             save = page.get_by_role("button", name="Save to workspace")
-            expect(save).to_be_visible(timeout=30000)
+            expect(save).to_be_visible(timeout=60000)
             save.click()
             expect(page.get_by_text("Saved as")).to_be_visible(timeout=30000)
             page.get_by_role("link", name="Simulate & compare").click()
