@@ -120,7 +120,7 @@ def restore_form() -> None:
     # value is the session's own where it still has one (the user's latest change), the
     # noted one where Streamlit dropped it.
     for key, value in st.session_state.get(_KEPT, {}).items():
-        st.session_state[key] = st.session_state[key] if key in st.session_state else value
+        st.session_state[key] = st.session_state.get(key, value)
 
 
 def remember_form() -> None:
