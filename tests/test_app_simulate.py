@@ -335,18 +335,23 @@ def test_status_box_right_under_the_button(app):
     assert box.label.startswith("Simulate and compare: done in ") and box.state == "complete"
 
 
+def _with_gss_demo(at, name: str):
+    """The GSS demo (marginals only) saved as `name` and picked on the page."""
+    from sim_core.demo import DEMO_POPULATION, demo_gss_path
+
+    path = demo_gss_path()
+    store.save_survey(name, path.name, path.read_bytes(), {"population": DEMO_POPULATION},
+                      overwrite=True)
+    at.run()
+    at.selectbox(key="sim_survey").set_value(name).run()
+    return at
+
+
 def test_question_picker_tells_the_gss_nat_battery_apart(app):
     """The GSS demo's nat* questions share a long preamble: the picker shows each item's
     own words first (the preamble after, so a search finds any word of the wording) and
     the full wording under the picker."""
-    from sim_core.demo import DEMO_POPULATION, demo_gss_path
-
-    path = demo_gss_path()
-    store.save_survey("gss-picker", path.name, path.read_bytes(),
-                      {"population": DEMO_POPULATION}, overwrite=True)
-    at = app
-    at.run()
-    at.selectbox(key="sim_survey").set_value("gss-picker").run()
+    at = _with_gss_demo(app, "gss-picker")
     picker = at.selectbox(key="sim_question")
     survey = store.load_saved("gss-picker")
     labels = dict(zip(survey.questions, picker.options))
@@ -405,14 +410,7 @@ def test_compact_scores_and_shares_table(app):
 def test_marginal_table_offers_only_baselines_that_apply(app):
     """GSS marginals (shares only, no respondents): the classifier, boosting and SVR
     baselines are not offered (and said why); no n column and no noise floor promised."""
-    from sim_core.demo import DEMO_POPULATION, demo_gss_path
-
-    path = demo_gss_path()
-    store.save_survey("gss-marginals", path.name, path.read_bytes(),
-                      {"population": DEMO_POPULATION}, overwrite=True)
-    at = app
-    at.run()
-    at.selectbox(key="sim_survey").set_value("gss-marginals").run()
+    at = _with_gss_demo(app, "gss-marginals")
     assert at.multiselect(key="sim_baselines").options == ["Uniform guess", "Population average"]
     assert any("no respondents to train on" in c.value for c in at.caption)
     at.multiselect(key="sim_by").set_value([at.multiselect(key="sim_by").options[0]]).run()
