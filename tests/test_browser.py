@@ -107,6 +107,7 @@ def test_upload_compare_in_chromium(server, tmp_path):
             expect(page.get_by_text("Saved as")).to_be_visible(timeout=30000)
             page.get_by_role("link", name="Simulate & compare").click()
             expect(page.get_by_role("heading", name="Simulate & compare")).to_be_visible(timeout=30000)
+            _settle(page)
             page.get_by_role("button", name="Simulate and compare").click()
             chart = page.locator("[data-testid='stPlotlyChart']")
             expect(chart).to_be_visible(timeout=120000)
@@ -148,7 +149,7 @@ def test_upload_compare_in_chromium(server, tmp_path):
             sampling = mode.locator("input[type='radio']").nth(1)
             mode.locator("label").filter(has_text="Sampling").click()
             expect(sampling).to_be_checked(timeout=30000)
-            page.wait_for_timeout(1000)
+            _settle(page)         # the choice reaches the server before the page changes
             page.get_by_role("link", name="Reports").click()
             expect(page.get_by_role("heading", name="Reports")).to_be_visible(timeout=30000)
             page.get_by_role("link", name="Simulate & compare").click()
@@ -227,9 +228,13 @@ def test_47_slices_at_1280x800(server, tmp_path, monkeypatch):
                 timeout=30000)
             by = page.locator("[data-testid='stMultiSelect']").filter(has_text="Slice by")
             for attribute in ("PID", "educ"):
+                _settle(page)      # a pick made while the page reruns can be dropped
                 by.click()
                 page.get_by_role("option", name=attribute, exact=True).click()
                 page.keyboard.press("Escape")
+                expect(by.get_by_role("button", name=f"Remove {attribute}")).to_be_visible(
+                    timeout=30000)
+            _settle(page)
             run = page.get_by_role("button", name="Simulate and compare")
             run.scroll_into_view_if_needed()
             run.click()
