@@ -87,7 +87,8 @@ def fit_on_rows(lm: Any, rows: Sequence[SurveyRow], config: SimConfig | None = N
     facts = {"mode": config.mode, "orders": orders_for(lm, config),
              "questions": len({r.question.id for r in rows}), **(fitted_on or {})}
     return fit_calibration([r.dist for r in rows], [r.shares for r in results],
-                           reference=reference, prior=prior, fitted_on=facts)
+                           reference=reference, prior=prior, fitted_on=facts,
+                           units=[r.question.id for r in rows])
 
 
 def heldout_measurement(rows: Sequence[SurveyRow], raw: Sequence[np.ndarray],

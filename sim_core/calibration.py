@@ -9,6 +9,12 @@ on average at each letter). Both are chosen to minimise the mean KL(real || cali
 rows never used for testing. A checkpoint no better than a uniform guess gets w near 1, so
 its bars say honestly how little it knows.
 
+Skill gate: a fit is kept only when, on those rows, it beats the plain uniform guess with a
+95 % bootstrap interval (questions resampled) that excludes no gain. Otherwise the
+calibration is the uniform guess itself (w = 1): a handful of validation questions can make
+a temperature or the option-position prior look useful by chance, and on unseen questions
+that chance fit was measured worse than the uniform guess (docs/fidelity.md).
+
 Prediction intervals are split conformal: the conformity score of one share is
 |real - simulated| / scale(simulated) on the validation rows; for a new share q the interval
 is q +- s * scale(q), where s is the ceil((n + 1) * level)-th smallest validation score. Raw
@@ -28,6 +34,7 @@ from scipy.optimize import minimize
 from sim_core.errors import SimError
 from sim_core.metrics import compute
 from sim_core.options import Choice, registry
+from sim_core.verdict import cluster_interval
 
 REFERENCES = registry(
     Choice("uniform", "Uniform guess", "every option equally likely"),
@@ -35,6 +42,7 @@ REFERENCES = registry(
            "the mean real answer shares at each option position of the training rows"),
 )
 TEMPERATURE_BOUNDS = (0.05, 20.0)   # wide enough for any sane model; keeps the fit finite
+SKILL_LEVEL = 0.95                  # the skill gate's bootstrap interval
 RESIDUAL_DIGITS = 5                 # conformity scores are stored rounded (JSON size)
 SCALE_FLOOR = 0.05                  # share_scale's floor (see there)
 
@@ -153,12 +161,19 @@ def summary(calibration: Calibration) -> dict:
     facts = calibration.fitted_on
     text = (f"temperature {calibration.temperature:.2f}, shrink {calibration.shrink:.2f} "
             f"toward {REFERENCES[calibration.reference].label.lower()}")
+    if facts.get("fallback"):
+        skill = facts.get("skill") or {}
+        text = ("no skill shown on the validation rows, so its shares are replaced by the "
+                "uniform guess (mean KL of the best fit minus the uniform guess's "
+                f"{skill.get('difference', float('nan')):+.3f}, "
+                f"{SKILL_LEVEL * 100:g} % CI {skill.get('ci_low', float('nan')):+.3f}.."
+                f"{skill.get('ci_high', float('nan')):+.3f})")
     if "n_rows" in facts:
         text += f", fitted on {facts['n_rows']} validation rows"
     return {"temperature": calibration.temperature, "shrink": calibration.shrink,
             "reference": calibration.reference, "n_rows": facts.get("n_rows"),
             "kl_raw": facts.get("kl_raw"), "kl_calibrated": facts.get("kl_calibrated"),
-            "text": text}
+            "fallback": bool(facts.get("fallback")), "text": text}
 
 
 def share_scale(q) -> np.ndarray:
@@ -201,6 +216,41 @@ def _mean_kl(real: dict[int, np.ndarray], sim: dict[int, np.ndarray], calibratio
     return total / n
 
 
+def _row_kl(real, simulated, calibration: Calibration) -> np.ndarray:
+    """KL(real || calibrated) of every row, in row order."""
+    return np.array([float(compute("kl", np.asarray(p, dtype=np.float64)[None],
+                                   calibration.apply(np.asarray(q, dtype=np.float64))[None])[0])
+                     for p, q in zip(real, simulated)])
+
+
+def skill_over_uniform(real, simulated, calibration: Calibration,
+                       units: Sequence | None = None) -> dict:
+    """How much a calibration's KL beats the uniform guess's, per unit (question), with a
+    bootstrap interval over units.
+
+    Args:
+        real, simulated: the fitting rows (raw simulated shares).
+        calibration: the fitted calibration.
+        units: the cluster of each row (its question id); None: every row its own unit.
+    Returns:
+        difference (mean KL calibrated - uniform, row-weighted; negative = skill), ci_low,
+        ci_high, units, shown (True when the whole interval is below 0).
+    """
+    gain = _row_kl(real, simulated, calibration) - _row_kl(real, simulated,
+                                                          Calibration(shrink=1.0))
+    keys = list(units) if units is not None else list(range(len(gain)))
+    if len(keys) != len(gain):
+        raise SimError(f"{len(keys)} units for {len(gain)} calibration rows.")
+    by_unit: dict = defaultdict(list)
+    for key, value in zip(keys, gain):
+        by_unit[key].append(value)
+    means = np.array([np.mean(v) for v in by_unit.values()])
+    sizes = np.array([len(v) for v in by_unit.values()], dtype=np.float64)
+    low, high = cluster_interval(means, sizes, SKILL_LEVEL)
+    return {"difference": float(np.average(means, weights=sizes)), "ci_low": low,
+            "ci_high": high, "units": len(means), "shown": bool(high < 0)}
+
+
 def _fit_one(p_by_k, q_by_k, reference: str, prior, fit_shrink: bool) -> Calibration:
     """The temperature (and shrinkage) minimising mean KL for one reference."""
     low, high = np.log(TEMPERATURE_BOUNDS)
@@ -238,7 +288,9 @@ def _group_by_k(real, simulated) -> tuple[dict, dict]:
 
 def fit_calibration(real: Sequence[np.ndarray], simulated: Sequence[np.ndarray], *,
                     reference: str = "uniform", prior: dict[int, list[float]] | None = None,
-                    fit_shrink: bool = True, fitted_on: dict | None = None) -> Calibration:
+                    fit_shrink: bool = True, fitted_on: dict | None = None,
+                    units: Sequence | None = None, require_skill: bool = True
+                    ) -> Calibration:
     """Temperature (and shrinkage) minimising the mean KL(real || calibrated), with the
     conformity scores of the raw and calibrated shares for prediction intervals.
 
@@ -249,9 +301,13 @@ def fit_calibration(real: Sequence[np.ndarray], simulated: Sequence[np.ndarray],
             "auto": both fitted, the one with the lower validation KL kept.
         fit_shrink: False fits the temperature alone (shrink stays 0).
         fitted_on: facts to keep with the result (split, orders, row count...).
+        units: the question id of each row, the clusters of the skill gate's bootstrap
+            (None: every row its own unit).
+        require_skill: the skill gate (module docstring): without skill shown, the uniform
+            guess itself (shrink 1) is returned and fitted_on["fallback"] says so.
     Returns:
-        The Calibration; fitted_on holds n_rows and the mean KL before and after (and per
-        reference with "auto"), residuals the conformity scores.
+        The Calibration; fitted_on holds n_rows, the mean KL before and after (and per
+        reference with "auto") and the skill gate's numbers, residuals the conformity scores.
     """
     if reference not in (*REFERENCES, "auto"):
         raise SimError(f"unknown calibration reference '{reference}': use "
@@ -269,6 +325,12 @@ def fit_calibration(real: Sequence[np.ndarray], simulated: Sequence[np.ndarray],
              "kl_raw": _mean_kl(p_by_k, q_by_k, Calibration()), "kl_calibrated": kls[chosen]}
     if len(kls) > 1:
         facts["kl_by_reference"] = kls
+    if require_skill:
+        facts["skill"] = skill_over_uniform(real, simulated, fitted, units)
+        if not facts["skill"]["shown"]:
+            facts.update(fallback="uniform", fit_without_skill=summary(fitted)["text"])
+            fitted, chosen = Calibration(shrink=1.0), "uniform"
+            facts["kl_calibrated"] = _mean_kl(p_by_k, q_by_k, fitted)
     calibrated = [fitted.apply(q) for q in simulated]
     return Calibration(fitted.temperature, fitted.shrink, chosen, fitted.prior, facts,
                        {"raw": _residuals(real, simulated),

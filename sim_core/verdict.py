@@ -155,9 +155,10 @@ class Verdict:
     calibrated: bool
 
 
-def _interval(diff: np.ndarray, weights: np.ndarray, level: float, seed: int,
-              n_resamples: int) -> tuple[float, float]:
-    """Percentile bootstrap interval of the weighted mean difference, questions resampled."""
+def cluster_interval(diff: np.ndarray, weights: np.ndarray, level: float = 0.95, seed: int = 0,
+                     n_resamples: int = 2000) -> tuple[float, float]:
+    """Percentile bootstrap interval of the weighted mean of per-cluster differences, the
+    clusters (questions) resampled; nan with fewer than two clusters."""
     if len(diff) < 2:
         return float("nan"), float("nan")
     if np.allclose(diff, diff[0]):
@@ -192,7 +193,7 @@ def margin(heldout: HeldOut, checkpoint: str, reference: str, label: str = "", *
     """
     weights = np.asarray(heldout.rows, dtype=np.float64)
     diff = np.asarray(heldout.entries[checkpoint]) - np.asarray(heldout.entries[reference])
-    low, high = _interval(diff, weights, level, seed, n_resamples)
+    low, high = cluster_interval(diff, weights, level, seed, n_resamples)
     mean_diff = float(np.average(diff, weights=weights))
     return Margin(reference, label or reference, heldout.mean(checkpoint),
                   heldout.mean(reference), mean_diff, low, high,

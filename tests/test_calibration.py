@@ -183,3 +183,48 @@ def test_round_trip_with_residuals_and_summary():
     facts = summary(fitted)
     assert facts["n_rows"] == 50 and "residuals" not in facts
     assert facts["text"].startswith(f"temperature {fitted.temperature:.2f}, shrink ")
+
+
+def test_skill_gate_falls_back_to_the_uniform_guess_without_skill():
+    """Shares unrelated to the real ones: the fitted temperature/shrinkage is not kept; the
+    calibration is the uniform guess itself and says why."""
+    from sim_core.calibration import summary
+
+    real = _random_rows(300, seed=2)
+    rng = np.random.default_rng(3)
+    simulated = [rng.dirichlet(np.ones(len(p))) for p in real]
+    fitted = fit_calibration(real, simulated)
+    assert fitted.fitted_on["fallback"] == "uniform"
+    assert (fitted.temperature, fitted.shrink, fitted.reference) == (1.0, 1.0, "uniform")
+    np.testing.assert_allclose(fitted.apply(np.array([0.9, 0.05, 0.05])), [1 / 3] * 3)
+    assert not fitted.fitted_on["skill"]["shown"]
+    assert fitted.fitted_on["fit_without_skill"].startswith("temperature ")
+    assert summary(fitted)["fallback"] and "no skill shown" in summary(fitted)["text"]
+    # the gate switched off keeps the fit (what the module did before the gate)
+    assert "fallback" not in fit_calibration(real, simulated, require_skill=False).fitted_on
+
+
+def test_skill_gate_numbers_by_hand_and_clusters():
+    """The gate's difference is the row-weighted mean of per-question mean KL differences
+    (scipy's entropy); the same rows as one question cannot show skill (a bootstrap over one
+    question has no interval), as 200 single-row units they do."""
+    from scipy.stats import entropy
+
+    from sim_core.calibration import skill_over_uniform
+
+    simulated = _random_rows(200, seed=11)
+    real = [Calibration(0.7, 0.2).apply(q) for q in simulated]
+    fitted = fit_calibration(real, simulated)
+    assert "fallback" not in fitted.fitted_on and fitted.fitted_on["skill"]["shown"]
+    units = ["q1"] * 50 + ["q2"] * 150
+    got = skill_over_uniform(real, simulated, fitted, units)
+    rows = [entropy(p, fitted.apply(q)) - entropy(p, np.full(len(p), 1 / len(p)))
+            for p, q in zip(real, simulated)]
+    expected = 0.25 * np.mean(rows[:50]) + 0.75 * np.mean(rows[50:])
+    assert got["difference"] == pytest.approx(expected, rel=1e-9)
+    assert got["units"] == 2 and got["ci_low"] <= got["difference"] <= got["ci_high"] < 0
+    one_question = fit_calibration(real, simulated, units=["q1"] * 200)
+    assert one_question.fitted_on["fallback"] == "uniform"
+    assert not one_question.fitted_on["skill"]["shown"]
+    with pytest.raises(SimError, match="units"):
+        skill_over_uniform(real, simulated, fitted, units[:10])
