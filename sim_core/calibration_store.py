@@ -208,4 +208,7 @@ def checkpoint_verdict(record: CheckpointCalibration | None, label: str, *,
                 "rows were not scored, so there is no verdict.")
     subject = subject or ("this adapter" if record.source == "adapter card" else "this model")
     text = verdict(record.heldout, calibrated=calibrated, subject=subject).text
+    if calibrated and record.calibration.fitted_on.get("fallback"):
+        text += (" Its calibration found no skill on the validation rows, so its calibrated "
+                 "shares are the uniform guess; switch calibration off to see the raw shares.")
     return f"{label}: {text}" + (f" {record.note}" if record.note else "")

@@ -89,6 +89,11 @@ def test_verdict_sentence_without_a_measurement():
     text = checkpoint_verdict(measured, "tiny")
     assert text.startswith("tiny: On 3 questions of demo (9 rows) this model, calibrated, is")
     assert "the uncalibrated model" in text
+    assert "no skill" not in text
+    # a calibration that fell back to the uniform guess says so when it is applied
+    measured.calibration = Calibration(shrink=1.0, fitted_on={"fallback": "uniform"})
+    assert "found no skill on the validation rows" in checkpoint_verdict(measured, "tiny")
+    assert "no skill" not in checkpoint_verdict(measured, "tiny", calibrated=False)
 
 
 @pytest.fixture(scope="module")
