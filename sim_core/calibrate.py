@@ -21,6 +21,7 @@ from sim_core.calibration import (
     fit_calibration,
     interval_coverage,
     position_prior,
+    prior_skill,
 )
 from sim_core.calibration_store import CheckpointCalibration, now, save_record
 from sim_core.errors import DataError
@@ -42,8 +43,9 @@ from sim_core.verdict import (
 )
 
 FIT_REFERENCES = registry(*REFERENCES.values(), Choice(
-    "auto", "Whichever fits better", "both references fitted; the one with the lower mean KL "
-    "on the fitting rows is kept"))
+    "auto", "Whichever fits better", "the prior is tried only when, left out one question at "
+    "a time, it beats the uniform guess on the questions it is built from; then both are "
+    "fitted and the one with the lower mean KL on the fitting rows is kept"))
 
 
 @dataclass
@@ -72,7 +74,9 @@ def fit_on_rows(lm: Any, rows: Sequence[SurveyRow], config: SimConfig | None = N
         lm: the checkpoint (LoadedModel or an in-memory equivalent).
         rows: validation rows, never test rows.
         config: simulation settings (orders, batch size); calibration is switched off here.
-        reference: "uniform", "prior" or "auto" (sim_core.calibration.fit_calibration).
+        reference: "uniform", "prior" or "auto" (sim_core.calibration.fit_calibration);
+            with "auto" the prior is a candidate only when prior_skill shows it beats the
+            uniform guess on the prior rows' own questions, left out one at a time.
         prior_rows: rows whose mean by option position is the "prior" reference (training
             rows; default: `rows`).
         fitted_on: facts to keep (split, survey).
@@ -83,9 +87,16 @@ def fit_on_rows(lm: Any, rows: Sequence[SurveyRow], config: SimConfig | None = N
         raise DataError("calibration needs validation rows; there are none.")
     config = dataclasses.replace(config or SimConfig(), calibrate=False)
     results = simulate_rows(lm, list(rows), config, progress=progress, should_stop=should_stop)
-    prior = position_prior([r.dist for r in (prior_rows or rows)])
+    source = list(prior_rows or rows)
+    prior = position_prior([r.dist for r in source])
     facts = {"mode": config.mode, "orders": orders_for(lm, config),
              "questions": len({r.question.id for r in rows}), **(fitted_on or {})}
+    if reference == "auto":
+        # the prior competes only when it beats uniform on questions it was not built from
+        facts["prior_check"] = prior_skill([r.dist for r in source],
+                                           [r.question.id for r in source])
+        if not facts["prior_check"]["shown"]:
+            reference = "uniform"
     return fit_calibration([r.dist for r in rows], [r.shares for r in results],
                            reference=reference, prior=prior, fitted_on=facts,
                            units=[r.question.id for r in rows])

@@ -228,3 +228,28 @@ def test_skill_gate_numbers_by_hand_and_clusters():
     assert not one_question.fitted_on["skill"]["shown"]
     with pytest.raises(SimError, match="units"):
         skill_over_uniform(real, simulated, fitted, units[:10])
+
+
+def test_prior_skill_leaves_one_question_out():
+    """By hand on three questions; then a skew every question shares is shown as skill, a
+    skew that flips from question to question is not (though the pooled prior of either
+    set, scored on its own rows, beats uniform)."""
+    from scipy.stats import entropy
+
+    from sim_core.calibration import prior_skill
+
+    real = [np.array([0.6, 0.4]), np.array([0.8, 0.2]), np.array([0.3, 0.7])]
+    got = prior_skill(real, ["a", "b", "c"])
+    uniform = np.array([0.5, 0.5])
+    by_hand = [entropy(real[0], (real[1] + real[2]) / 2) - entropy(real[0], uniform),
+               entropy(real[1], (real[0] + real[2]) / 2) - entropy(real[1], uniform),
+               entropy(real[2], (real[0] + real[1]) / 2) - entropy(real[2], uniform)]
+    assert got["difference"] == pytest.approx(np.mean(by_hand), rel=1e-6)  # q smoothed by 1e-8
+    assert got["units"] == 3
+
+    rng = np.random.default_rng(12)
+    shared = [rng.dirichlet([30, 15, 5]) for _ in range(40)]
+    assert prior_skill(shared, [i // 2 for i in range(40)])["shown"]
+    flips = [rng.dirichlet([30, 15, 5] if (i // 2) % 2 else [5, 15, 30]) for i in range(40)]
+    flips[0], flips[1] = rng.dirichlet([40, 15, 5]), rng.dirichlet([40, 15, 5])  # pooled mean
+    assert not prior_skill(flips, [i // 2 for i in range(40)])["shown"]           # is skewed
