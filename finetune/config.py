@@ -124,6 +124,8 @@ class TrainConfig:
     reweight: bool = setting(False, label="Equal weight per group",
                              help="every group gets the same total weight, so small groups "
                                   "count (Lin 2024)")
+    # 0 is the validated choice: bench/individual.py tried 0 / 2 / 10 and the spread fell
+    # only slightly while the mean gap rose 4-9 % on validation (docs/fidelity.md)
     fairness_lambda: float = setting(
         0.0, min=0, max=100, label="Fairness weight",
         help="weight of a penalty on how unequal the fit is across groups: the spread of "
