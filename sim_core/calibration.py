@@ -244,11 +244,17 @@ def skill_over_uniform(real, simulated, calibration: Calibration,
     by_unit: dict = defaultdict(list)
     for key, value in zip(keys, gain):
         by_unit[key].append(value)
-    means = np.array([np.mean(v) for v in by_unit.values()])
-    sizes = np.array([len(v) for v in by_unit.values()], dtype=np.float64)
-    low, high = cluster_interval(means, sizes, SKILL_LEVEL)
-    return {"difference": float(np.average(means, weights=sizes)), "ci_low": low,
-            "ci_high": high, "units": len(means), "shown": bool(high < 0)}
+    return _gain_interval([np.mean(v) for v in by_unit.values()],
+                          [len(v) for v in by_unit.values()])
+
+
+def _gain_interval(means: Sequence[float], sizes: Sequence[int]) -> dict:
+    """Per-unit mean KL differences (negative = better than uniform) in one dict: their
+    row-weighted mean, its bootstrap interval over units and whether all of it is below 0."""
+    means_arr, sizes_arr = np.asarray(means, dtype=np.float64), np.asarray(sizes, np.float64)
+    low, high = cluster_interval(means_arr, sizes_arr, SKILL_LEVEL)
+    return {"difference": float(np.average(means_arr, weights=sizes_arr)), "ci_low": low,
+            "ci_high": high, "units": len(means_arr), "shown": bool(high < 0)}
 
 
 def prior_skill(real: Sequence[np.ndarray], units: Sequence) -> dict:
@@ -268,18 +274,13 @@ def prior_skill(real: Sequence[np.ndarray], units: Sequence) -> dict:
     by_unit: dict = defaultdict(list)
     for p, unit in zip(real, units, strict=True):
         by_unit[unit].append(np.asarray(p, dtype=np.float64))
-    means, sizes = [], []
+    uniform, means = Calibration(shrink=1.0), []
     for unit, dists in by_unit.items():
         others = [p for other, ps in by_unit.items() if other != unit for p in ps]
         prior = Calibration(shrink=1.0, reference="prior", prior=position_prior(others))
-        uniform = Calibration(shrink=1.0)
-        means.append(float(np.mean(_row_kl(dists, dists, prior) - _row_kl(dists, dists,
-                                                                          uniform))))
-        sizes.append(len(dists))
-    low, high = cluster_interval(np.asarray(means), np.asarray(sizes, dtype=np.float64),
-                                 SKILL_LEVEL)
-    return {"difference": float(np.average(means, weights=sizes)), "ci_low": low,
-            "ci_high": high, "units": len(means), "shown": bool(high < 0)}
+        means.append(float(np.mean(_row_kl(dists, dists, prior)
+                                   - _row_kl(dists, dists, uniform))))
+    return _gain_interval(means, [len(d) for d in by_unit.values()])
 
 
 def _fit_one(p_by_k, q_by_k, reference: str, prior, fit_shrink: bool) -> Calibration:
