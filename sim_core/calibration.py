@@ -9,11 +9,17 @@ on average at each letter). Both are chosen to minimise the mean KL(real || cali
 rows never used for testing. A checkpoint no better than a uniform guess gets w near 1, so
 its bars say honestly how little it knows.
 
-Skill gate: a fit is kept only when, on those rows, it beats the plain uniform guess with a
-95 % bootstrap interval (questions resampled) that excludes no gain. Otherwise the
-calibration is the uniform guess itself (w = 1): a handful of validation questions can make
-a temperature or the option-position prior look useful by chance, and on unseen questions
-that chance fit was measured worse than the uniform guess (docs/fidelity.md).
+Two gates, both judged on questions the fit did not see (cross-fitting: the validation
+questions in folds, each fold's rows calibrated by the fit on the others) and both needing a
+95 % bootstrap interval (questions resampled) wholly below no gain:
+1. gain: the fit is kept only when it beats the raw shares; otherwise the calibration is the
+   identity and the shares stay as simulated;
+2. skill: what was kept (fit or raw shares) must beat the plain uniform guess; otherwise the
+   calibration is the uniform guess itself (w = 1).
+Why: the fit is chosen on the very rows it would be judged on, where it can only look
+better; a handful of validation questions can make a temperature or the option-position
+prior look useful by chance, and on unseen questions such a fit was measured worse than
+both the raw shares and the uniform guess (docs/fidelity.md).
 
 Prediction intervals are split conformal: the conformity score of one share is
 |real - simulated| / scale(simulated) on the validation rows; for a new share q the interval
@@ -42,7 +48,8 @@ REFERENCES = registry(
            "the mean real answer shares at each option position of the training rows"),
 )
 TEMPERATURE_BOUNDS = (0.05, 20.0)   # wide enough for any sane model; keeps the fit finite
-SKILL_LEVEL = 0.95                  # the skill gate's bootstrap interval
+SKILL_LEVEL = 0.95                  # the gates' bootstrap interval
+CROSS_FIT_FOLDS = 10                # folds of questions for the cross-fitted gain
 RESIDUAL_DIGITS = 5                 # conformity scores are stored rounded (JSON size)
 SCALE_FLOOR = 0.05                  # share_scale's floor (see there)
 
@@ -161,19 +168,27 @@ def summary(calibration: Calibration) -> dict:
     facts = calibration.fitted_on
     text = (f"temperature {calibration.temperature:.2f}, shrink {calibration.shrink:.2f} "
             f"toward {REFERENCES[calibration.reference].label.lower()}")
-    if facts.get("fallback"):
-        skill = facts.get("skill") or {}
+    if facts.get("fallback") == "raw":
+        text = ("none: the shares are left as simulated, as the fit "
+                f"({facts.get('fit_without_gain', '')}) did not beat them on validation "
+                f"questions it was not fitted on ({_numbers(facts.get('gain'))})")
+    elif facts.get("fallback"):
         text = ("no skill shown on the validation rows, so its shares are replaced by the "
-                "uniform guess (mean KL of the best fit minus the uniform guess's "
-                f"{skill.get('difference', float('nan')):+.3f}, "
-                f"{SKILL_LEVEL * 100:g} % CI {skill.get('ci_low', float('nan')):+.3f}.."
-                f"{skill.get('ci_high', float('nan')):+.3f})")
+                f"uniform guess (mean KL of the {facts.get('skill_of', 'best fit')} minus the "
+                f"uniform guess's {_numbers(facts.get('skill'))})")
     if "n_rows" in facts:
         text += f", fitted on {facts['n_rows']} validation rows"
     return {"temperature": calibration.temperature, "shrink": calibration.shrink,
             "reference": calibration.reference, "n_rows": facts.get("n_rows"),
             "kl_raw": facts.get("kl_raw"), "kl_calibrated": facts.get("kl_calibrated"),
-            "fallback": bool(facts.get("fallback")), "text": text}
+            "fallback": facts.get("fallback") or "", "text": text}
+
+
+def _numbers(gate: dict | None) -> str:
+    """A gate's difference and interval in words."""
+    gate = gate or {}
+    return (f"{gate.get('difference', float('nan')):+.3f}, {SKILL_LEVEL * 100:g} % CI "
+            f"{gate.get('ci_low', float('nan')):+.3f}..{gate.get('ci_high', float('nan')):+.3f}")
 
 
 def share_scale(q) -> np.ndarray:
@@ -216,45 +231,42 @@ def _mean_kl(real: dict[int, np.ndarray], sim: dict[int, np.ndarray], calibratio
     return total / n
 
 
-def _row_kl(real, simulated, calibration: Calibration) -> np.ndarray:
-    """KL(real || calibrated) of every row, in row order."""
+def _row_kl(real, distributions) -> np.ndarray:
+    """KL(real || distribution) of every row, in row order."""
     return np.array([float(compute("kl", np.asarray(p, dtype=np.float64)[None],
-                                   calibration.apply(np.asarray(q, dtype=np.float64))[None])[0])
-                     for p, q in zip(real, simulated)])
+                                   np.asarray(q, dtype=np.float64)[None])[0])
+                     for p, q in zip(real, distributions, strict=True)])
 
 
-def skill_over_uniform(real, simulated, calibration: Calibration,
-                       units: Sequence | None = None) -> dict:
-    """How much a calibration's KL beats the uniform guess's, per unit (question), with a
-    bootstrap interval over units.
+def kl_difference(real, first, second, units: Sequence | None = None) -> dict:
+    """How much the distributions `first` beat `second` in KL(real || .), per unit
+    (question), with a bootstrap interval over units: the one measure of both gates.
 
     Args:
-        real, simulated: the fitting rows (raw simulated shares).
-        calibration: the fitted calibration.
+        real: the real distribution of each row.
+        first, second: two distributions per row (e.g. calibrated shares, the uniform guess).
         units: the cluster of each row (its question id); None: every row its own unit.
     Returns:
-        difference (mean KL calibrated - uniform, row-weighted; negative = skill), ci_low,
-        ci_high, units, shown (True when the whole interval is below 0).
+        difference (mean KL first - second, row-weighted; negative = first better), ci_low,
+        ci_high (SKILL_LEVEL bootstrap over units), units, shown (the whole interval below 0).
     """
-    gain = _row_kl(real, simulated, calibration) - _row_kl(real, simulated,
-                                                          Calibration(shrink=1.0))
-    keys = list(units) if units is not None else list(range(len(gain)))
-    if len(keys) != len(gain):
-        raise SimError(f"{len(keys)} units for {len(gain)} calibration rows.")
+    diff = _row_kl(real, first) - _row_kl(real, second)
+    keys = list(units) if units is not None else list(range(len(diff)))
+    if len(keys) != len(diff):
+        raise SimError(f"{len(keys)} units for {len(diff)} calibration rows.")
     by_unit: dict = defaultdict(list)
-    for key, value in zip(keys, gain):
+    for key, value in zip(keys, diff):
         by_unit[key].append(value)
-    return _gain_interval([np.mean(v) for v in by_unit.values()],
-                          [len(v) for v in by_unit.values()])
+    means = np.array([np.mean(v) for v in by_unit.values()])
+    sizes = np.array([len(v) for v in by_unit.values()], dtype=np.float64)
+    low, high = cluster_interval(means, sizes, SKILL_LEVEL)
+    return {"difference": float(np.average(means, weights=sizes)), "ci_low": low,
+            "ci_high": high, "units": len(means), "shown": bool(high < 0)}
 
 
-def _gain_interval(means: Sequence[float], sizes: Sequence[int]) -> dict:
-    """Per-unit mean KL differences (negative = better than uniform) in one dict: their
-    row-weighted mean, its bootstrap interval over units and whether all of it is below 0."""
-    means_arr, sizes_arr = np.asarray(means, dtype=np.float64), np.asarray(sizes, np.float64)
-    low, high = cluster_interval(means_arr, sizes_arr, SKILL_LEVEL)
-    return {"difference": float(np.average(means_arr, weights=sizes_arr)), "ci_low": low,
-            "ci_high": high, "units": len(means_arr), "shown": bool(high < 0)}
+def _uniform(real) -> list[np.ndarray]:
+    """The uniform guess for every row."""
+    return [np.full(len(p), 1.0 / len(p)) for p in real]
 
 
 def prior_skill(real: Sequence[np.ndarray], units: Sequence) -> dict:
@@ -268,19 +280,47 @@ def prior_skill(real: Sequence[np.ndarray], units: Sequence) -> dict:
     time were split half and half).
 
     Returns:
-        difference (mean KL prior - uniform, row-weighted; negative = skill), ci_low,
-        ci_high, units, shown (the whole interval below 0).
+        kl_difference's dict (prior minus uniform; negative = skill).
     """
-    by_unit: dict = defaultdict(list)
-    for p, unit in zip(real, units, strict=True):
-        by_unit[unit].append(np.asarray(p, dtype=np.float64))
-    uniform, means = Calibration(shrink=1.0), []
-    for unit, dists in by_unit.items():
-        others = [p for other, ps in by_unit.items() if other != unit for p in ps]
-        prior = Calibration(shrink=1.0, reference="prior", prior=position_prior(others))
-        means.append(float(np.mean(_row_kl(dists, dists, prior)
-                                   - _row_kl(dists, dists, uniform))))
-    return _gain_interval(means, [len(d) for d in by_unit.values()])
+    real = [np.asarray(p, dtype=np.float64) for p in real]
+    units = list(units)
+    if len(units) != len(real):
+        raise SimError(f"{len(units)} units for {len(real)} rows.")
+    prior_without: dict = {}        # unit -> the prior of every other unit's rows
+    for unit in dict.fromkeys(units):
+        others = [q for q, other in zip(real, units) if other != unit]
+        prior_without[unit] = Calibration(shrink=1.0, reference="prior",
+                                          prior=position_prior(others))
+    left_out_prior = [prior_without[unit].apply(p) for p, unit in zip(real, units)]
+    return kl_difference(real, left_out_prior, _uniform(real), units)
+
+
+def cross_fitted(real, simulated, units: Sequence | None, *, reference: str, prior,
+                 fit_shrink: bool) -> list[np.ndarray]:
+    """Every row calibrated by a fit that never saw its unit (question): the units are dealt
+    in turn into up to CROSS_FIT_FOLDS folds, and each fold's rows are calibrated by the fit
+    on all the other folds (leave one question out when there are fewer questions). With a
+    single unit there is nothing to fit on, and the rows stay raw.
+
+    Why: the fit is chosen on the very rows it is then judged on, so on them it is never
+    worse than the raw shares or the reference; only rows it did not see can show whether
+    it carries over to new questions.
+    """
+    keys = list(units) if units is not None else list(range(len(real)))
+    order = list(dict.fromkeys(keys))
+    folds = min(CROSS_FIT_FOLDS, len(order))
+    fold_of = {unit: i % folds for i, unit in enumerate(order)}
+    out = [np.asarray(q, dtype=np.float64) for q in simulated]
+    if folds < 2:
+        return out
+    for fold in range(folds):
+        inside = [i for i, key in enumerate(keys) if fold_of[key] == fold]
+        outside = [i for i, key in enumerate(keys) if fold_of[key] != fold]
+        p_by_k, q_by_k = _group_by_k([real[i] for i in outside], [simulated[i] for i in outside])
+        fit = _fit_one(p_by_k, q_by_k, reference, prior, fit_shrink)
+        for i in inside:
+            out[i] = fit.apply(simulated[i])
+    return out
 
 
 def _fit_one(p_by_k, q_by_k, reference: str, prior, fit_shrink: bool) -> Calibration:
@@ -333,13 +373,15 @@ def fit_calibration(real: Sequence[np.ndarray], simulated: Sequence[np.ndarray],
             "auto": both fitted, the one with the lower validation KL kept.
         fit_shrink: False fits the temperature alone (shrink stays 0).
         fitted_on: facts to keep with the result (split, orders, row count...).
-        units: the question id of each row, the clusters of the skill gate's bootstrap
-            (None: every row its own unit).
-        require_skill: the skill gate (module docstring): without skill shown, the uniform
-            guess itself (shrink 1) is returned and fitted_on["fallback"] says so.
+        units: the question id of each row: the cross-fitting folds and the clusters of the
+            gates' bootstrap (None: every row its own unit).
+        require_skill: the two gates (module docstring): without a gain over the raw shares
+            the identity is returned (fitted_on["fallback"] = "raw"), without skill over
+            the uniform guess the uniform guess itself (shrink 1, fallback "uniform").
     Returns:
         The Calibration; fitted_on holds n_rows, the mean KL before and after (and per
-        reference with "auto") and the skill gate's numbers, residuals the conformity scores.
+        reference with "auto"), the gates' numbers ("gain", "skill"), residuals the
+        conformity scores. With "auto" the cross-fitting refits the chosen reference only.
     """
     if reference not in (*REFERENCES, "auto"):
         raise SimError(f"unknown calibration reference '{reference}': use "
@@ -358,15 +400,35 @@ def fit_calibration(real: Sequence[np.ndarray], simulated: Sequence[np.ndarray],
     if len(kls) > 1:
         facts["kl_by_reference"] = kls
     if require_skill:
-        facts["skill"] = skill_over_uniform(real, simulated, fitted, units)
-        if not facts["skill"]["shown"]:
-            facts.update(fallback="uniform", fit_without_skill=summary(fitted)["text"])
-            fitted, chosen = Calibration(shrink=1.0), "uniform"
-            facts["kl_calibrated"] = _mean_kl(p_by_k, q_by_k, fitted)
+        fitted = _gated(real, simulated, units, fitted, fit_shrink, facts)
+        chosen = fitted.reference
+        facts["kl_calibrated"] = _mean_kl(p_by_k, q_by_k, fitted)
     calibrated = [fitted.apply(q) for q in simulated]
     return Calibration(fitted.temperature, fitted.shrink, chosen, fitted.prior, facts,
                        {"raw": _residuals(real, simulated),
                         "calibrated": _residuals(real, calibrated)})
+
+
+def _gated(real, simulated, units, fitted: Calibration, fit_shrink: bool,
+           facts: dict) -> Calibration:
+    """The two gates (module docstring), on rows the fit did not see: the fit if it beats the
+    raw shares, else the raw shares (identity); that, if it beats the uniform guess, else
+    the uniform guess (shrink 1). Their numbers go into `facts` ("gain", "skill")."""
+    raw = [np.asarray(q, dtype=np.float64) for q in simulated]
+    unseen = cross_fitted(real, simulated, units, reference=fitted.reference,
+                          prior=fitted.prior, fit_shrink=fit_shrink)
+    facts["gain"] = kl_difference(real, unseen, raw, units)
+    kept = unseen
+    if not facts["gain"]["shown"]:
+        facts.update(fallback="raw", fit_without_gain=summary(fitted)["text"])
+        fitted, kept = Calibration(), raw
+    facts["skill"] = kl_difference(real, kept, _uniform(real), units)
+    facts["skill_of"] = "raw shares" if facts.get("fallback") else "calibrated shares"
+    if not facts["skill"]["shown"]:
+        facts.update(fallback="uniform", fit_without_skill=(
+            "none (raw shares)" if fitted.is_identity else summary(fitted)["text"]))
+        fitted = Calibration(shrink=1.0)
+    return fitted
 
 
 def interval_coverage(calibration: Calibration, real: Sequence[np.ndarray],

@@ -208,7 +208,12 @@ def checkpoint_verdict(record: CheckpointCalibration | None, label: str, *,
                 "rows were not scored, so there is no verdict.")
     subject = subject or ("this adapter" if record.source == "adapter card" else "this model")
     text = verdict(record.heldout, calibrated=calibrated, subject=subject).text
-    if calibrated and record.calibration.fitted_on.get("fallback"):
+    fallback = record.calibration.fitted_on.get("fallback")
+    if calibrated and fallback == "uniform":
         text += (" Its calibration found no skill on the validation rows, so its calibrated "
                  "shares are the uniform guess; switch calibration off to see the raw shares.")
+    elif calibrated and fallback == "raw":
+        text += (" Its calibration did not improve on the raw shares on validation questions "
+                 "it was not fitted on, so it leaves them as simulated (its intervals still "
+                 "apply).")
     return f"{label}: {text}" + (f" {record.note}" if record.note else "")

@@ -94,6 +94,11 @@ def test_verdict_sentence_without_a_measurement():
     measured.calibration = Calibration(shrink=1.0, fitted_on={"fallback": "uniform"})
     assert "found no skill on the validation rows" in checkpoint_verdict(measured, "tiny")
     assert "no skill" not in checkpoint_verdict(measured, "tiny", calibrated=False)
+    # one that kept the raw shares says that instead
+    measured.calibration = Calibration(fitted_on={"fallback": "raw"})
+    text = checkpoint_verdict(measured, "tiny")
+    assert "did not improve on the raw shares" in text and "no skill" not in text
+    assert "raw shares" not in checkpoint_verdict(measured, "tiny", calibrated=False)
 
 
 @pytest.fixture(scope="module")

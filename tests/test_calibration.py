@@ -176,7 +176,8 @@ def test_calibrate_result_applies_after_debiasing_and_keeps_raw():
 def test_round_trip_with_residuals_and_summary():
     from sim_core.calibration import summary
 
-    fitted = fit_calibration(_noisy(_random_rows(50, 9), 10), _random_rows(50, 9),
+    simulated = _random_rows(50, 9)
+    fitted = fit_calibration(_noisy([temper(q, 0.5) for q in simulated], 10), simulated,
                              fitted_on={"split": "validation"})
     again = Calibration.from_dict(fitted.to_dict())
     assert again == fitted
@@ -205,29 +206,84 @@ def test_skill_gate_falls_back_to_the_uniform_guess_without_skill():
 
 
 def test_skill_gate_numbers_by_hand_and_clusters():
-    """The gate's difference is the row-weighted mean of per-question mean KL differences
-    (scipy's entropy); the same rows as one question cannot show skill (a bootstrap over one
-    question has no interval), as 200 single-row units they do."""
+    """kl_difference is the row-weighted mean of per-question mean KL differences (scipy's
+    entropy); the same rows as one question cannot show skill (a bootstrap over one question
+    has no interval, and there is nothing to cross-fit on), as 200 single-row units they do."""
     from scipy.stats import entropy
 
-    from sim_core.calibration import skill_over_uniform
+    from sim_core.calibration import kl_difference
 
     simulated = _random_rows(200, seed=11)
     real = [Calibration(0.7, 0.2).apply(q) for q in simulated]
     fitted = fit_calibration(real, simulated)
     assert "fallback" not in fitted.fitted_on and fitted.fitted_on["skill"]["shown"]
+    assert fitted.fitted_on["gain"]["shown"] and fitted.temperature == pytest.approx(0.7, 0.02)
     units = ["q1"] * 50 + ["q2"] * 150
-    got = skill_over_uniform(real, simulated, fitted, units)
-    rows = [entropy(p, fitted.apply(q)) - entropy(p, np.full(len(p), 1 / len(p)))
-            for p, q in zip(real, simulated)]
+    calibrated = [fitted.apply(q) for q in simulated]
+    uniform = [np.full(len(p), 1 / len(p)) for p in real]
+    got = kl_difference(real, calibrated, uniform, units)
+    rows = [entropy(p, c) - entropy(p, u) for p, c, u in zip(real, calibrated, uniform)]
     expected = 0.25 * np.mean(rows[:50]) + 0.75 * np.mean(rows[50:])
     assert got["difference"] == pytest.approx(expected, rel=1e-9)
     assert got["units"] == 2 and got["ci_low"] <= got["difference"] <= got["ci_high"] < 0
     one_question = fit_calibration(real, simulated, units=["q1"] * 200)
     assert one_question.fitted_on["fallback"] == "uniform"
+    assert not one_question.fitted_on["gain"]["shown"]
     assert not one_question.fitted_on["skill"]["shown"]
     with pytest.raises(SimError, match="units"):
-        skill_over_uniform(real, simulated, fitted, units[:10])
+        kl_difference(real, calibrated, uniform, units[:10])
+
+
+def test_cross_fitting_by_hand():
+    """Each fold's rows are calibrated by the fit on the other folds' rows alone: rebuilt
+    here from fit_calibration without gates on those rows (units dealt in turn into folds,
+    leave one question out below CROSS_FIT_FOLDS questions)."""
+    from sim_core.calibration import CROSS_FIT_FOLDS, cross_fitted
+
+    simulated = _random_rows(60, seed=13)
+    real = _noisy(simulated, 14)
+    units = [f"q{i % 4}" for i in range(60)]               # 4 questions < CROSS_FIT_FOLDS
+    assert CROSS_FIT_FOLDS > 4
+    got = cross_fitted(real, simulated, units, reference="uniform", prior=None,
+                       fit_shrink=True)
+    for question in ("q0", "q3"):
+        others = [i for i, u in enumerate(units) if u != question]
+        fit = fit_calibration([real[i] for i in others], [simulated[i] for i in others],
+                              require_skill=False)
+        for i in (i for i, u in enumerate(units) if u == question):
+            np.testing.assert_allclose(got[i], fit.apply(simulated[i]), atol=1e-6)
+    alone = cross_fitted(real, simulated, ["q"] * 60, reference="uniform", prior=None,
+                         fit_shrink=True)
+    np.testing.assert_allclose(np.concatenate(alone), np.concatenate(simulated))
+
+
+def test_a_fit_that_does_not_carry_over_leaves_the_shares_raw():
+    """Half the questions want a sharper, half a flatter model: fitted on all of them the
+    temperature looks useful (in-sample KL below raw), but fitted without a question it is
+    wrong for that question, so the gain gate keeps the raw shares (identity) and says so;
+    the raw shares beat the uniform guess, so the skill gate keeps them."""
+    from sim_core.calibration import summary
+
+    rng = np.random.default_rng(15)
+    real, simulated, units = [], [], []
+    for question in range(12):
+        truth = Calibration(0.4 if question % 2 else 2.5)
+        for _ in range(20):
+            q = rng.dirichlet(np.ones(4) * 2)
+            simulated.append(q)
+            real.append(truth.apply(q))
+            units.append(question)
+    in_sample = fit_calibration(real, simulated, units=units, require_skill=False)
+    assert in_sample.fitted_on["kl_calibrated"] < in_sample.fitted_on["kl_raw"]
+    gated = fit_calibration(real, simulated, units=units)
+    facts = gated.fitted_on
+    assert gated.is_identity and facts["fallback"] == "raw"
+    assert not facts["gain"]["shown"] and facts["gain"]["difference"] > 0
+    assert facts["skill"]["shown"] and facts["skill_of"] == "raw shares"
+    assert facts["kl_calibrated"] == pytest.approx(facts["kl_raw"])
+    assert summary(gated)["text"].startswith("none: the shares are left as simulated, as the "
+                                             "fit (temperature ")
+    np.testing.assert_allclose(gated.apply(simulated[0]), simulated[0])
 
 
 def test_prior_skill_leaves_one_question_out():
