@@ -322,6 +322,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--data", type=Path, default=None, help="SubPOP JSONL (default: GSS 2022)")
     ap.add_argument("--splits", default="question,slice", help="comma-separated")
     ap.add_argument("--steps", type=int, default=None, help="override training max_steps")
+    ap.add_argument("--seed", type=int, default=None,
+                    help="another draw of the held-out questions / groups (default 0: the "
+                         "published run); the training settings stay as they are")
     ap.add_argument("--out", type=Path, default=RESULTS, help="results folder")
     ap.add_argument("--workspace", type=Path, default=None,
                     help="SIM_WORKSPACE to keep the adapters (default: a fresh temporary one)")
@@ -361,6 +364,8 @@ def main(argv=None) -> dict:
     settings = quick_settings() if args.quick else BenchSettings()
     if args.steps:
         settings.train = {**settings.train, "max_steps": args.steps}
+    if args.seed is not None:
+        settings.seed = args.seed
     torch.manual_seed(settings.seed)
     start = time.time()
     path = data_path(args.data)
@@ -369,6 +374,7 @@ def main(argv=None) -> dict:
     timings: dict[str, float] = {}
     command = "python bench/fidelity.py" + (" --quick" if args.quick else "") \
         + (f" --steps {args.steps}" if args.steps else "") \
+        + (f" --seed {args.seed}" if args.seed is not None else "") \
         + (f" --splits {args.splits}" if args.splits != "question,slice" else "")
     result = {
         "label": "QUICK run: few questions, few steps; not the benchmark" if args.quick
