@@ -244,7 +244,7 @@ def header(args, results: dict, server) -> str:
             f"{args.slices} slices), {first['tokens'] / first['rows']:.0f} prompt tokens on "
             f"average, {args.threads} torch threads for the local paths, {first['label']}; "
             f"{where}{args.concurrency} requests in flight. Load avg = the machine's 1-minute "
-            f"load when the path ended ({os.cpu_count()} cores; other work was running). "
+            f"load when the path ended ({os.cpu_count()} cores; the paths themselves count). "
             f"Reproduce: `{command}`.")
 
 
