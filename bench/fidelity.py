@@ -7,7 +7,7 @@ rows of the GSS 2022 file (finetune.rows.split_rows, seed 0):
 * slice: 4 of the 22 groups held out entirely (one a small religious group); trained on
   the other groups.
 
-On the held-out rows every score of sim_core.metrics (mean over rows) for: uniform; the
+On the held-out rows every score of sim_core.base.metrics (mean over rows) for: uniform; the
 population average (slice split: mean of the training groups of the same question; question
 split: mean of the 22 real groups, an ORACLE reference line); the embedded model zero-shot
 with a fixed option order and with option-order debiasing; the fine-tuned adapter with and
@@ -39,22 +39,21 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from fidelity_calibration import calibration_part  # noqa: E402
+from fidelity_calibration import markdown as calibration_markdown  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from finetune.rows import split_rows  # noqa: E402
 from finetune.train import TrainConfig, train_adapter  # noqa: E402
-from sim_core import evaluate as sim_evaluate  # noqa: E402
-from sim_core.baselines import ROW_BASELINES  # noqa: E402
-from sim_core.labels import baseline_entry  # noqa: E402
-from sim_core.metrics import METRICS  # noqa: E402
-from sim_core.models import load_model  # noqa: E402
-from sim_core.readers import read_subpop_jsonl  # noqa: E402
-from sim_core.simulate import SimConfig  # noqa: E402
-from sim_core.slices import slice_label, survey_rows  # noqa: E402
-from sim_core.storage import atomic_write  # noqa: E402
-
-from fidelity_calibration import calibration_part  # noqa: E402
-from fidelity_calibration import markdown as calibration_markdown  # noqa: E402
+from sim_core.base.labels import baseline_entry  # noqa: E402
+from sim_core.base.metrics import METRICS  # noqa: E402
+from sim_core.base.writing import atomic_write  # noqa: E402
+from sim_core.evaluation import evaluate as sim_evaluate  # noqa: E402
+from sim_core.evaluation.baselines import ROW_BASELINES  # noqa: E402
+from sim_core.simulation.models import load_model  # noqa: E402
+from sim_core.simulation.simulate import SimConfig  # noqa: E402
+from sim_core.survey.readers import read_subpop_jsonl  # noqa: E402
+from sim_core.survey.slices import slice_label, survey_rows  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 GSS_PATH = ROOT.parent / "shared" / "data" / "gss2022_subpop" / "subpop_eval.jsonl"
@@ -195,7 +194,7 @@ def position_prior(train_rows, rows) -> list[np.ndarray]:
 
 def prior_scores(train_rows, rows) -> dict[str, float]:
     """Mean registry scores of the position prior on the rows."""
-    from sim_core.metrics import score_rows
+    from sim_core.base.metrics import score_rows
 
     out: dict[str, list[float]] = {}
     for r, q in zip(rows, position_prior(train_rows, rows)):
@@ -337,7 +336,7 @@ def data_path(arg: Path | None) -> Path:
         return arg
     if GSS_PATH.exists():
         return GSS_PATH
-    from sim_core.demo import demo_gss_path
+    from sim_core.survey.demo import demo_gss_path
     return Path(demo_gss_path())
 
 

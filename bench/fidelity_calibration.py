@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim_core.calibrate import heldout_measurement, heldout_unit
-from sim_core.calibration import interval_coverage, summary
-from sim_core.evaluate import mean_scores
-from sim_core.labels import baseline_entry
-from sim_core.verdict import (
+from sim_core.base.labels import baseline_entry
+from sim_core.evaluation.calibration_fit import interval_coverage, summary
+from sim_core.evaluation.calibration_runs import heldout_measurement, heldout_unit
+from sim_core.evaluation.evaluate import mean_scores
+from sim_core.evaluation.verdict import (
     CHECKPOINT_CAL,
     UNIFORM,
     ZERO_SHOT,

@@ -41,10 +41,10 @@ from throughput import workload
 from finetune.config import TrainConfig
 from finetune.rows import Split, split_rows
 from finetune.train import train_adapter
-from sim_core.adapters import delete_adapter
-from sim_core.models import load_model
-from sim_core.prompts import build_prompt
-from sim_core.simulate import SimConfig, simulate_rows
+from sim_core.simulation.adapters import delete_adapter
+from sim_core.simulation.models import load_model
+from sim_core.simulation.prompts import build_prompt
+from sim_core.simulation.simulate import SimConfig, simulate_rows
 
 NOT_MEASURED = "not measured: no CUDA GPU on this machine"
 

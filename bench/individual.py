@@ -4,14 +4,14 @@ Namikoshi et al. 2024 simulate every respondent as a virtual participant from th
 demographics and score two levels: individuals (RMSE of each person's answer) and the
 population (KL). This bench does the same with the product's own code:
 
-* one seeded respondent split (sim_core.respondent_split): 30 % of the people held out for the
+* one seeded respondent split (sim_core.evaluation.splits): 30 % of the people held out for the
   test, 25 % of the rest for validation, the remainder for training;
 * adapters trained (finetune.train, group rows of the training people, loss KL) with the
   fairness term off and on at a few weights; the weight is chosen on the VALIDATION
   people's group rows (lowest spread across groups whose mean gap is at most 2 % worse
   than without the term), never on the test;
 * every test respondent simulated from their profile on PID, age and education
-  (sim_core.individual): the embedded model zero-shot, the adapter without and with the
+  (sim_core.evaluation.individual): the embedded model zero-shot, the adapter without and with the
   chosen fairness weight, against logistic regression, gradient boosting and SVR on the
   same attributes and the same people; the temperature swept in first-token mode (all
   checkpoints) and in sampling mode (zero-shot, a subsample), chosen on validation;
@@ -47,20 +47,20 @@ from tqdm import tqdm  # noqa: E402
 from finetune.config import SplitConfig, TrainConfig  # noqa: E402
 from finetune.splits import training_split  # noqa: E402
 from finetune.train import train_adapter  # noqa: E402
-from sim_core.demo import load_demo  # noqa: E402
-from sim_core.evaluate import evaluate_rows  # noqa: E402
-from sim_core.fairness import floor_curve, group_gaps  # noqa: E402
-from sim_core.individual import (  # noqa: E402
+from sim_core.evaluation.evaluate import evaluate_rows  # noqa: E402
+from sim_core.evaluation.fairness import floor_curve, group_gaps  # noqa: E402
+from sim_core.evaluation.individual import (  # noqa: E402
     DEFAULT_TEMPERATURES,
     IndividualConfig,
     evaluate_individuals,
     sweep_record,
 )
-from sim_core.individual_scores import INDIVIDUAL_SCORES  # noqa: E402
-from sim_core.models import load_model  # noqa: E402
-from sim_core.report_parts import FairnessPart, PartTable, individual_part  # noqa: E402
-from sim_core.report_pdf_parts import _fairness_png, _tradeoff_png  # noqa: E402
-from sim_core.simulate import SimConfig  # noqa: E402
+from sim_core.evaluation.individual_scores import INDIVIDUAL_SCORES  # noqa: E402
+from sim_core.report.fairness_individual import FairnessPart, PartTable, individual_part  # noqa: E402
+from sim_core.report.pdf_fairness_individual import fairness_png, tradeoff_png  # noqa: E402
+from sim_core.simulation.models import load_model  # noqa: E402
+from sim_core.simulation.simulate import SimConfig  # noqa: E402
+from sim_core.survey.demo import load_demo  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 
@@ -152,7 +152,7 @@ def fairness_table(cards: dict[str, dict]) -> dict[str, dict]:
     return out
 
 
-def fairness_png(name: str, record: dict, split) -> bytes:
+def adapter_fairness_png(name: str, record: dict, split) -> bytes:
     """The fairness figure of one adapter (its card record), with the noise-floor curve."""
     columns = ["group", "attribute", "n_eff", "gap", "grew"]
     rows = [[g["group"], g["attribute"], g["n_eff"], g["after"], g["grew"]]
@@ -161,7 +161,7 @@ def fairness_png(name: str, record: dict, split) -> bytes:
     curve = floor_curve(split.test, "kl", sizes)
     part = FairnessPart(name, "kl", record["spread_after"], PartTable(columns, rows),
                         [[float(n), float(f)] for n, f in zip(curve["n"], curve["floor"])])
-    return _fairness_png(part)[0]
+    return fairness_png(part)[0]
 
 
 def fmt(value) -> str:
@@ -291,8 +291,8 @@ def run(settings: BenchSettings, label: str, command: str) -> tuple[dict, dict]:
                      "question": settings.sampling_question},
         "timings_s": {k: round(v, 1) for k, v in timings.items()},
         "wall_time_s": round(time.time() - start, 1)}
-    pngs = {"tradeoff": _tradeoff_png(individual_part(first), "rmse")[0],
-            "fairness": fairness_png(f"fine-tuned, fairness weight {chosen:g}", cards[chosen],
+    pngs = {"tradeoff": tradeoff_png(individual_part(first), "rmse")[0],
+            "fairness": adapter_fairness_png(f"fine-tuned, fairness weight {chosen:g}", cards[chosen],
                                      split)}
     return result, pngs
 

@@ -23,8 +23,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from throughput import workload
 
-from sim_core import simulate as simulator
-from sim_core.models import load_model
+from sim_core.simulation import simulate as simulator
+from sim_core.simulation.models import load_model
 
 
 def run(rows: list, dtype: str, exact_letters: bool = True) -> tuple[list, float]:

@@ -3,7 +3,7 @@
 For benchmarks (and the tests' tiny model) only, never the product: random weights answer
 nothing sensibly, but a 7B-shaped model costs what a real 7B model costs in time and memory,
 without a download. Each is saved as an ordinary Hugging Face folder that
-`sim_core.models.load_model`, the CLI (`--model FOLDER`) and `finetune` open.
+`sim_core.simulation.models.load_model`, the CLI (`--model FOLDER`) and `finetune` open.
 
 Usage:
     python bench/shapes.py llama2-7b --out /data/llama2-7b-random --device cuda
@@ -48,7 +48,7 @@ def shape_config(shape: str, tokenizer: Any = None):
     """
     from transformers import LlamaConfig
 
-    from sim_core.models import load_embedded_tokenizer
+    from sim_core.simulation.models import load_embedded_tokenizer
 
     if shape not in SHAPES:
         raise ValueError(f"Unknown shape '{shape}': use one of {', '.join(SHAPES)}.")
@@ -65,7 +65,7 @@ def parameter_count(config, *, embeddings: bool = True) -> int:
     embeddings=False leaves out the input embedding and the output head (the part whose
     size depends on the vocabulary; the rest does the per-token matmul work).
     """
-    from sim_core.devices import meta_model
+    from sim_core.simulation.devices import meta_model
 
     model = meta_model(config)
     skip = set()
@@ -90,7 +90,7 @@ def build_random_model(shape: str, folder: Path, *, seed: int = 0, dtype: str = 
     import torch
     from transformers import AutoModelForCausalLM
 
-    from sim_core.models import load_embedded_tokenizer
+    from sim_core.simulation.models import load_embedded_tokenizer
 
     tokenizer = load_embedded_tokenizer()
     config = shape_config(shape, tokenizer)

@@ -5,7 +5,7 @@ A synthetic wave in the shape real ones ship (ESS/GSS-like: many labelled column
 declared missing codes, a weight, an ID, dates) is written once with pyreadstat, then read:
 
   full pyreadstat   pyreadstat.read_sav of every column (what a hand conversion does)
-  named columns     sim_core.readers.load_survey with 5 questions and 3 demographics named
+  named columns     sim_core.survey.readers.load_survey with 5 questions and 3 demographics named
   all labelled      load_survey with the defaults: every labelled column is a question
   marginals         real_marginals of one question by two crossed demographics (named load)
 
@@ -75,14 +75,14 @@ def run_path(name: str, path: str) -> dict:
         frame, _ = pyreadstat.read_sav(path, user_missing=True)
         columns = frame.shape[1]
     else:
-        from sim_core.readers import load_survey
+        from sim_core.survey.readers import load_survey
         named = name != "all labelled"
         kw = dict(questions=QUESTIONS, demographics=DEMOGRAPHICS) if named else \
             dict(demographics=DEMOGRAPHICS)
         survey = load_survey(path, weight="pspwght", **kw)
         columns = survey.respondents.shape[1]
         if name == "marginals":
-            from sim_core.slices import real_marginals
+            from sim_core.survey.slices import real_marginals
             start = time.perf_counter()
             real_marginals(survey, "q1", ["sex", "region"])
     seconds = time.perf_counter() - start

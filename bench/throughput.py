@@ -4,12 +4,12 @@ One workload (GSS questions x slices) goes through every path, each in its own c
 that peak memory (RSS) is per path:
 
   naive              float32, one prompt at a time, logits for every position
-  optimised          sim_core.simulate first-token path: load_model(dtype="auto"), length-sorted
+  optimised          sim_core.simulation.simulate first-token path: load_model(dtype="auto"), length-sorted
                      batches, logits_to_keep=1, one option order (same work as naive)
   optimised-fp32     the same in float32 (the exact numbers; reference for the TV column)
-  sampling           sim_core.simulate sampling mode, 20 respondents per slice
+  sampling           sim_core.simulation.simulate sampling mode, 20 respondents per slice
   cached             the optimised run repeated: every distribution comes from the result cache
-  endpoint           the first-token path through sim_core.endpoint: vLLM-CPU started here from
+  endpoint           the first-token path through sim_core.simulation.completions: vLLM-CPU started here from
                      .venv-vllm (float32), or the server given by --endpoint-url
   endpoint-repeat    the same prompts again (the server's prefix cache holds them; ours is off)
   endpoint-sampling  sampling mode through the endpoint, 20 respondents per slice
@@ -46,12 +46,12 @@ PATHS = LOCAL_PATHS + ENDPOINT_PATHS
 
 def workload(questions: int, slices: int) -> list:
     """The first `questions` GSS questions, each with its first `slices` group rows."""
-    from sim_core.readers import load_survey
-    from sim_core.slices import head_rows, survey_rows
+    from sim_core.survey.readers import load_survey
+    from sim_core.survey.slices import head_rows, survey_rows
 
     path = GSS
     if not path.exists():
-        from sim_core.demo import demo_gss_path
+        from sim_core.survey.demo import demo_gss_path
 
         path = demo_gss_path()
     return head_rows(survey_rows(load_survey(path)), questions, slices)
@@ -66,8 +66,8 @@ def naive(lm, rows) -> list:
     """One prompt at a time, full logits, softmax over the whole vocabulary (shares per row)."""
     import torch
 
-    from sim_core.prompts import build_prompt
-    from sim_core.simulate import letter_token_ids
+    from sim_core.simulation.prompts import build_prompt
+    from sim_core.simulation.simulate import letter_token_ids
 
     results = []
     with torch.inference_mode():
@@ -85,8 +85,8 @@ def child(path: str, args) -> dict:
     """Run one path in this (child) process and return its measurements."""
     import torch
 
-    from sim_core.prompts import build_prompt
-    from sim_core.simulate import SimConfig, simulate_rows
+    from sim_core.simulation.prompts import build_prompt
+    from sim_core.simulation.simulate import SimConfig, simulate_rows
 
     torch.set_num_threads(args.threads)
     rows = workload(args.questions, args.slices)
@@ -113,12 +113,12 @@ def child(path: str, args) -> dict:
 def _checkpoint(path: str, args):
     """The local model in the path's dtype, or the endpoint model."""
     if path.startswith("endpoint"):
-        from sim_core.endpoint import connect
+        from sim_core.simulation.completions import connect
 
         return connect(args.endpoint_url, args.served_model, tokenizer=args.tokenizer,
                        api_key_env=args.api_key_env, concurrency=args.concurrency,
                        timeout=args.timeout)
-    from sim_core.models import load_model
+    from sim_core.simulation.models import load_model
 
     # a CPU benchmark (threads, RSS): the CPU even where a GPU is present (bench/gpu.py)
     return load_model(args.model, dtype="float32" if path in ("naive", "optimised-fp32")
@@ -219,7 +219,7 @@ def endpoint_server(args, paths: list[str], folder: str):
         return None
     from vllm_server import start_vllm, vllm_python
 
-    from sim_core.models import resolve_model
+    from sim_core.simulation.models import resolve_model
 
     if vllm_python() is None:
         raise SystemExit("The endpoint paths need vLLM's venv: run `make install-vllm`, give "
@@ -308,7 +308,7 @@ def main() -> None:
     matmul = {name: matmul_gflops(name, args.threads) for name in ("bfloat16", "float32")}
     text = header(args, results, server) + "\n\n" + table(results, matmul, server_mb)
     print(text)
-    from sim_core.storage import atomic_write
+    from sim_core.base.writing import atomic_write
 
     name = "throughput-partial.md" if args.paths else "throughput.md"
     out = ROOT / "bench" / "results" / (name.replace(".md", "-quick.md") if args.quick else name)
@@ -317,7 +317,7 @@ def main() -> None:
 
 def _private_cache(folder: str) -> None:
     """Point the result cache at a fresh folder so no earlier run's entries are reused."""
-    import sim_core.cache as cache
+    import sim_core.simulation.cache as cache
 
     cache.cache_path = lambda: Path(folder) / cache.CACHE_FILE
 

@@ -1,7 +1,7 @@
 """Start and stop vLLM's OpenAI-compatible server (its CPU build, in .venv-vllm) on 127.0.0.1.
 
 Used by the real-engine test (tests/test_endpoint_vllm.py) and bench/throughput.py; the
-product itself never starts or imports vLLM, it only speaks HTTP (sim_core.endpoint).
+product itself never starts or imports vLLM, it only speaks HTTP (sim_core.simulation.completions).
 The server runs in its own process group so that stopping it ends its engine processes too.
 """
 

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from finetune import distributed
-from sim_core.errors import ModelError
+from sim_core.base.errors import ModelError
 
 
 def check_qlora(config: Any) -> None:
@@ -42,7 +42,7 @@ def training_device(requested: str | None) -> str:
     Raises:
         ModelError: unknown device, CUDA without a GPU, a GPU index the run cannot use.
     """
-    from sim_core.devices import resolve_device
+    from sim_core.simulation.devices import resolve_device
 
     text = (requested or "auto").strip().lower()
     if distributed.world_size() > 1:
@@ -63,8 +63,8 @@ def training_device(requested: str | None) -> str:
 def training_dtype(config: Any, device: str) -> str:
     """Base weights dtype: "auto" is float32 on CPU (as the defaults were measured) and the
     GPU's bfloat16 (float16 before Ampere) on CUDA; QLoRA computes in bfloat16."""
-    from sim_core.devices import auto_dtype
-    from sim_core.models import resolve_dtype
+    from sim_core.simulation.devices import auto_dtype
+    from sim_core.simulation.models import resolve_dtype
 
     if config.qlora:
         return "bfloat16"
@@ -76,7 +76,7 @@ def training_dtype(config: Any, device: str) -> str:
 def load_base(base: str, config: Any, device: str, dtype: str):
     """The base model as a LoadedModel on the training device: plain weights (LoRA) or 4-bit
     NF4 (QLoRA), loaded once. Under FSDP it stays in CPU RAM until FSDP shards it."""
-    from sim_core.models import load_model
+    from sim_core.simulation.models import load_model
 
     where = "cpu" if distributed.fsdp() else device
     if not config.qlora:

@@ -12,10 +12,10 @@ from transformers import TrainerCallback
 
 from finetune import distributed
 from finetune.loss import RowCollator, masked_log_probs
-from sim_core.metrics import compute
-from sim_core.prompts import build_prompt
-from sim_core.simulate import letter_logits
-from sim_core.slices import SurveyRow
+from sim_core.base.metrics import compute
+from sim_core.simulation.prompts import build_prompt
+from sim_core.simulation.simulate import letter_logits
+from sim_core.survey.slices import SurveyRow
 
 
 @torch.no_grad()

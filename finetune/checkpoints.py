@@ -21,7 +21,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from sim_core.storage import atomic_write
+from sim_core.base.writing import atomic_write
 
 MANIFEST = "checkpoint-complete.json"
 STATE_FILE = "trainer_state.json"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sim_core.options import MAX_SEED, Choice, check, registry, setting
+from sim_core.base.options import MAX_SEED, Choice, check, registry, setting
 
 DEVICE_HELP = ("where training runs: auto (the first GPU when there is one, else the CPU), "
                "cpu or cuda; one process uses one GPU (another one: CUDA_VISIBLE_DEVICES=N; "

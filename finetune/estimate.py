@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from finetune.config import TrainConfig
 from finetune.rows import Split, balance_groups
-from sim_core.adapters import AdapterInfo, list_adapters
+from sim_core.simulation.adapters import AdapterInfo, list_adapters
 
 
 def duration_words(seconds: float) -> str:

@@ -29,13 +29,13 @@ from typing import Any, Iterator
 
 from finetune.config import TrainConfig
 from finetune.rows import Split, split_from_json, split_to_json
-from sim_core.adapters import check_new_adapter
-from sim_core.devices import resolve_device
-from sim_core.errors import SimError
-from sim_core.fileio import write_json_atomic
-from sim_core.prompts import PromptStyle
-from sim_core.storage import atomic_write, make_folder
-from sim_core.workspace import is_valid_name, subdir
+from sim_core.base.errors import SimError
+from sim_core.base.reading import write_json_atomic
+from sim_core.base.workspace import is_valid_name, subdir
+from sim_core.base.writing import atomic_write, make_folder
+from sim_core.simulation.adapters import check_new_adapter
+from sim_core.simulation.devices import resolve_device
+from sim_core.simulation.prompts import PromptStyle
 
 STATUS_FILE, JOB_FILE, CANCEL_FILE, LOG_FILE = "status.json", "job.json", "cancel", "log.txt"
 QUEUE_LOCK = ".queue.lock"

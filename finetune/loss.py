@@ -1,7 +1,7 @@
 """Batches of survey rows (prompts + letter-space targets) and the training losses.
 
-Prompts come from sim_core.prompts.build_prompt and letter log-probabilities from
-sim_core.simulate.letter_logits, the same functions the simulator uses, so that training
+Prompts come from sim_core.simulation.prompts.build_prompt and letter log-probabilities from
+sim_core.simulation.simulate.letter_logits, the same functions the simulator uses, so that training
 and simulation never drift apart.
 """
 
@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from finetune.rows import permute_target, row_key, shuffle_order
-from sim_core.prompts import PromptStyle, build_prompt
-from sim_core.slices import SurveyRow, slice_label
+from sim_core.simulation.prompts import PromptStyle, build_prompt
+from sim_core.survey.slices import SurveyRow, slice_label
 
 
 def normalised_ordinal(values: Sequence[float] | None, k: int) -> np.ndarray:
@@ -172,7 +172,7 @@ def batch_loss(letter_logp: torch.Tensor, batch: dict, loss: str = "kl",
     """The training loss of one batch.
 
     Args:
-        letter_logp: (batch, kmax) letter log-probs from sim_core.simulate.letter_logits.
+        letter_logp: (batch, kmax) letter log-probs from sim_core.simulation.simulate.letter_logits.
         batch: a RowCollator batch (target, mask, ordinal, weight, individual).
         loss: "kl" (weighted mean forward KL), "kl+ordinal" (plus ordinal_lambda x energy
             distance, see energy_distance) or "kl+ce" (KL on aggregate rows plus ce_lambda x

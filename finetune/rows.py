@@ -1,6 +1,6 @@
 """Training rows for adapters: seeded splits, slice re-weighting, option-order shuffling.
 
-A training row is a `sim_core.slices.SurveyRow` (question, slice, real distribution,
+A training row is a `sim_core.survey.slices.SurveyRow` (question, slice, real distribution,
 weight) from any survey the data core reads (respondent-level, marginals, GSS SubPOP).
 Splits are decided by a seeded hash of the question id / group label / row key, so the
 same seed gives the same split whatever order the rows come in.
@@ -17,11 +17,11 @@ import numpy as np
 import pandas as pd
 
 from finetune.config import SPLITS
-from sim_core.errors import DataError
-from sim_core.respondent_split import respondent_split
-from sim_core.sampling import holdout_count, pick, rank
-from sim_core.slices import SurveyRow, group_values, slice_label
-from sim_core.survey import Question, value_text
+from sim_core.base.errors import DataError
+from sim_core.base.seeded import holdout_count, pick, rank
+from sim_core.evaluation.splits import respondent_split
+from sim_core.survey.schema import Question, value_text
+from sim_core.survey.slices import SurveyRow, group_values, slice_label
 
 
 @dataclass
@@ -65,7 +65,7 @@ def split_rows(rows: Sequence[SurveyRow], how: str = "question", *, test_fractio
     """Split survey rows into train / validation / test.
 
     Args:
-        rows: SurveyRows (e.g. from sim_core.slices.survey_rows).
+        rows: SurveyRows (e.g. from sim_core.survey.slices.survey_rows).
         how: "question" (test questions never seen in training), "slice" (`test_slices`
             whole groups held out, e.g. "SEX=Female" for every question), "wave" (the latest
             wave held out; rows need distinct `wave` values) or "random" (rows at random).
@@ -244,7 +244,7 @@ def shuffle_order(k: int, seed: int, epoch: int, key: str) -> tuple[int, ...]:
     """A random option order for one row in one epoch (seeded, so runs repeat and resume).
 
     Returns `order` with order[j] = index of the original option shown at letter j,
-    the convention of sim_core.prompts.build_prompt.
+    the convention of sim_core.simulation.prompts.build_prompt.
     """
     digest = hashlib.sha256(f"{seed}\x00{epoch}\x00{key}".encode()).digest()
     rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
@@ -271,7 +271,7 @@ def respondent_rows(survey, by: Sequence[str], *, questions: Sequence[str] | Non
 
     For the "kl+ce" loss: KL against a one-hot target is the cross-entropy of that person's
     answer (Namikoshi et al. 2024, individual answers). Rows are marked by n_eff == 1.
-    Groups come from sim_core.slices.group_values, the code that labels the slices, so a
+    Groups come from sim_core.survey.slices.group_values, the code that labels the slices, so a
     respondent's slice equals the label of the group rows they belong to.
 
     Args:

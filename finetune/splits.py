@@ -1,7 +1,7 @@
 """Training splits made from a survey (not only from its rows): the one place the CLI and
 the Fine-tune page turn a survey and a SplitConfig into a Split.
 
-The respondent split holds out whole people (sim_core.respondent_split.respondent_split, the
+The respondent split holds out whole people (sim_core.evaluation.splits.respondent_split, the
 split the individual-level evaluation and the model baselines use): training and validation
 rows are the group shares of the training and validation respondents, the test rows those of
 the held-out respondents, so an adapter never sees a held-out person's answers.
@@ -14,10 +14,10 @@ from typing import Sequence
 
 from finetune.config import SplitConfig
 from finetune.rows import Split, individual_training_rows, split_rows
-from sim_core.errors import DataError
-from sim_core.respondent_split import require_respondents, respondent_split
-from sim_core.slices import SurveyRow, survey_rows
-from sim_core.survey import Survey
+from sim_core.base.errors import DataError
+from sim_core.evaluation.splits import require_respondents, respondent_split
+from sim_core.survey.schema import Survey
+from sim_core.survey.slices import SurveyRow, survey_rows
 
 
 def _people(survey: Survey, index) -> Survey:
@@ -52,7 +52,7 @@ def training_split(survey: Survey, by: Sequence[str] | None, config: SplitConfig
         config: how (question, slice, wave, random, respondent) and the shares.
         seed: seeds the split (TrainConfig.seed).
         loss: with "kl+ce", respondent rows of the training part are added.
-        bins, wave, questions: as in sim_core.slices.survey_rows.
+        bins, wave, questions: as in sim_core.survey.slices.survey_rows.
     Returns:
         The Split (info describes it, for the adapter card).
     """

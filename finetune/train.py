@@ -26,18 +26,19 @@ from finetune.checkpoints import SealCheckpoints, last_whole_checkpoint
 from finetune.config import TrainConfig
 from finetune.loss import RowCollator, batch_loss
 from finetune.rows import Split, balance_groups, describe_rows, reweight_slices, split_to_json
-from sim_core.adapters import AdapterCard, check_new_adapter, save_adapter
-from sim_core.baselines import ROW_BASELINES
-from sim_core.calibrate import fit_on_rows, heldout_measurement, heldout_unit
-from sim_core.calibration import Calibration
-from sim_core.errors import Cancelled, DataError, ModelError, SimError
-from sim_core.evaluate import evaluate_rows, mean_scores, uncalibrated
-from sim_core.fairness import fairness_record, group_gaps
-from sim_core.fileio import write_json_atomic
-from sim_core.labels import baseline_entry
-from sim_core.prompts import LETTERS, PromptStyle
-from sim_core.simulate import SimConfig, letter_logits
-from sim_core.storage import failure_message, is_storage_failure, make_folder
+from sim_core.base.errors import Cancelled, DataError, ModelError, SimError
+from sim_core.base.labels import baseline_entry
+from sim_core.base.reading import write_json_atomic
+from sim_core.base.writing import failure_message, is_storage_failure, make_folder
+from sim_core.evaluation.baselines import ROW_BASELINES
+from sim_core.evaluation.calibration_runs import fit_on_rows, heldout_measurement, heldout_unit
+from sim_core.evaluation.evaluate import evaluate_rows, mean_scores, uncalibrated
+from sim_core.evaluation.fairness import fairness_record, group_gaps
+from sim_core.simulation.adapters import AdapterCard, check_new_adapter, save_adapter
+from sim_core.simulation.calibration import Calibration
+from sim_core.simulation.prompts import PromptStyle
+from sim_core.simulation.simulate import SimConfig, letter_logits
+from sim_core.survey.schema import LETTERS
 
 # Phases outside the training steps, as named in progress events and on the job page.
 LOADING, BEFORE, AFTER = "loading the model", "scoring before training", "scoring the adapter"
@@ -97,7 +98,7 @@ def _held_out(lm, split: Split, sim: SimConfig, calibration, baselines=(),
             "baselines": {b: mean_scores(split.test, ev.dists[baseline_entry(b)])
                           for b in baselines},
             "dists": {"raw": raw, **{b: ev.dists[baseline_entry(b)] for b in baselines}},
-            # per-group gaps (sim_core.fairness, KL) on the raw shares, like the card's
+            # per-group gaps (sim_core.evaluation.fairness, KL) on the raw shares, like the card's
             # before/after scores
             "groups": group_gaps(uncalibrated(ev), label, "kl").to_dict()}
 
@@ -208,7 +209,7 @@ def _card(name: str, lm, split: Split, config: TrainConfig, data_info: dict | No
         data=dict(data_info or {}), questions_seen=seen["questions"],
         slices_seen=seen["slices"], split=split.info, loss=config.loss,
         # Trained on the original option order: its order carries what it learned, so the
-        # simulator uses that order alone unless told otherwise (sim_core.simulate.orders_for).
+        # simulator uses that order alone unless told otherwise (sim_core.simulation.simulate.orders_for).
         inference_orders=None if config.shuffle_options else 1,
         hyperparameters={**{k: (list(v) if isinstance(v, tuple) else v)
                             for k, v in asdict(config).items()},
@@ -291,7 +292,7 @@ def train_adapter(split: Split, *, name: str, base: str = "default",
     Args:
         split: rows from finetune.rows.split_rows (val: early stopping; test: before/after).
         name: registry name of the new adapter.
-        base: "default" (embedded model), a model folder or name (sim_core.models).
+        base: "default" (embedded model), a model folder or name (sim_core.simulation.models).
         config: hyperparameters (TrainConfig defaults).
         data_info: data fingerprint, file name etc. for the card.
         callback: progress events {step, total_steps, epoch, loss, val, eta_s}.

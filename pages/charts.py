@@ -1,4 +1,4 @@
-"""Plotly figures for the dashboard; colours from sim_core.palette, numbers from the core."""
+"""Plotly figures for the dashboard; colours from sim_core.report.palette, numbers from the core."""
 
 from __future__ import annotations
 
@@ -7,9 +7,8 @@ import plotly.express as px
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from sim_core import palette
-from sim_core.labels import is_baseline
-
+from sim_core.base.labels import is_baseline
+from sim_core.report import palette
 
 # Bars: a fixed panel height and gap (pixels), so the figure grows with the slices instead
 # of squeezing them; plotly's facet_row_spacing is a fraction of the plot height and must stay

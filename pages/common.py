@@ -16,17 +16,19 @@ from typing import Any, Callable, Iterator
 import pandas as pd
 import streamlit as st
 
-from sim_core import endpoint, history, models, options
-from sim_core.adapters import list_adapters
-from sim_core.devices import listed_gpu_count
-from sim_core.errors import SimError
-from sim_core.metrics import METRICS
-from sim_core.simulate import SimConfig
-from sim_core.store import load_saved, saved_surveys, stamp
-from sim_core.workspace import workspace_dir
+from sim_core.base import options
+from sim_core.base.errors import SimError
+from sim_core.base.metrics import METRICS
+from sim_core.base.workspace import workspace_dir
+from sim_core.report import history
+from sim_core.simulation import completions, models
+from sim_core.simulation.adapters import list_adapters
+from sim_core.simulation.devices import listed_gpu_count
+from sim_core.simulation.simulate import SimConfig
+from sim_core.survey.workspace_surveys import load_saved, saved_surveys, stamp
 
 NO_ADAPTER = "(none)"
-LOCAL, ENDPOINT = "local", "openai"   # sim_core.endpoint.BACKENDS keys
+LOCAL, ENDPOINT = "local", "openai"   # sim_core.simulation.completions.BACKENDS keys
 OTHER_MODEL = "Other (folder or hub id)…"
 
 
@@ -46,7 +48,7 @@ def score_header(key: str) -> str:
 
 
 def with_score_names(table: pd.DataFrame) -> pd.DataFrame:
-    """A table whose score columns (sim_core.metrics keys) get their display headings."""
+    """A table whose score columns (sim_core.base.metrics keys) get their display headings."""
     return table.rename(columns={k: score_header(k) for k in METRICS if k in table.columns})
 
 
@@ -61,7 +63,7 @@ def show_table(table: pd.DataFrame, key: str, *, hide_index: bool = True,
 
 
 def keep_result(kind: str, build: Callable[[], object], title: str) -> None:
-    """Store a finished result in the workspace history (sim_core.history), so a refresh
+    """Store a finished result in the workspace history (sim_core.report.history), so a refresh
     or another tab loses nothing; a failure to store is said, the result stays shown."""
     try:
         saved = history.save_result(kind, build(), title)
@@ -161,7 +163,7 @@ def _load_model_cached(name: str, adapter: str | None, device: str):
 
 # ttl: a restarted server may serve other weights under the same names; re-check each minute.
 @st.cache_resource(max_entries=8, ttl=60, show_spinner="Connecting to the endpoint…")
-def _connect_cached(config: endpoint.BackendConfig, adapter: str | None):
+def _connect_cached(config: completions.BackendConfig, adapter: str | None):
     """An endpoint checkpoint; the API key stays in the environment (config names it only)."""
     return config.connect(adapter)
 
@@ -180,7 +182,7 @@ def get_model(name: str, adapter: str | None = None):
     switch); loads on first use only."""
     settings = endpoint_settings()
     if settings is not None:
-        config = endpoint.BackendConfig(backend=ENDPOINT, served_model=name, **settings)
+        config = completions.BackendConfig(backend=ENDPOINT, served_model=name, **settings)
         return _connect_cached(config, adapter or None)
     return _load_model_cached(name, adapter or None, device_choice())
 
@@ -219,13 +221,13 @@ def adapter_names() -> list[str]:
 
 @st.cache_data(ttl=10, show_spinner=False)
 def served_models(url: str, key_env: str) -> list:
-    """What the endpoint serves (sim_core.endpoint.list_served), re-read every 10 s."""
-    return endpoint.list_served(url, key_env, timeout=10)
+    """What the endpoint serves (sim_core.simulation.completions.list_served), re-read every 10 s."""
+    return completions.list_served(url, key_env, timeout=10)
 
 
 @st.cache_data(ttl=10, show_spinner=False)
 def base_checkpoints() -> dict[str, str]:
-    """Base models known locally: name -> label (sim_core.models.list_checkpoints)."""
+    """Base models known locally: name -> label (sim_core.simulation.models.list_checkpoints)."""
     try:
         items = models.list_checkpoints()
     except SimError:
@@ -242,10 +244,10 @@ def sidebar() -> None:
         except SimError as error:     # a file, or read-only: nothing can work, say why
             show_error(error)
             st.stop()
-        backend = st.radio(options.label(endpoint.BackendConfig, "backend"),
-                           list(endpoint.BACKENDS), key="side_backend", horizontal=True,
-                           format_func=lambda key: endpoint.BACKENDS[key].label,
-                           help=options.describe(endpoint.BackendConfig, "backend"))
+        backend = st.radio(options.label(completions.BackendConfig, "backend"),
+                           list(completions.BACKENDS), key="side_backend", horizontal=True,
+                           format_func=lambda key: completions.BACKENDS[key].label,
+                           help=options.describe(completions.BackendConfig, "backend"))
         if backend == ENDPOINT:
             endpoint_sidebar()
         else:
@@ -254,7 +256,7 @@ def sidebar() -> None:
 
 def endpoint_sidebar() -> None:
     """URL, key variable, tokenizer, then the served model and adapter lists."""
-    config = endpoint.BackendConfig
+    config = completions.BackendConfig
 
     def text(name: str, key: str, **kwargs) -> str:
         return st.text_input(options.label(config, name), key=key,
@@ -458,7 +460,7 @@ def survey_picker(prefix: str, label: str = "Survey"):
 
 def setting_widget(container, cls: type, name: str, key: str, value=None, **widget_args):
     """One widget for a setting of a config dataclass, with the label, help and bounds that
-    the field declares (sim_core.options.setting); returns the value the user chose.
+    the field declares (sim_core.base.options.setting); returns the value the user chose.
     `widget_args` go to the Streamlit widget (e.g. disabled=True)."""
     import dataclasses
     import typing
@@ -492,7 +494,7 @@ ORDER_CHOICES = (0, 1, 2, 4, 8)
 
 
 def orders_widget(container, key: str) -> int | None:
-    """Option orders averaged: 'auto' (None) = each checkpoint's own (sim_core.simulate.orders_for)."""
+    """Option orders averaged: 'auto' (None) = each checkpoint's own (sim_core.simulation.simulate.orders_for)."""
     picked = container.selectbox(
         "Option orders averaged (debiasing)", ORDER_CHOICES, key=key,
         format_func=lambda n: "auto (base model 2; adapter: its card)" if n == 0 else str(n),

@@ -8,14 +8,14 @@ import pandas as pd
 import streamlit as st
 
 from pages import common
-from sim_core import demo, store
-from sim_core.codebook import codebook_csv, codebook_rows, edited_codebook
-from sim_core.design import interval_method
-from sim_core.errors import DataError, SimError
-from sim_core.nonresponse import nonresponse_text
-from sim_core.readers import columns_of, load_survey
-from sim_core.slices import real_marginals
-from sim_core.workspace import MAX_NAME, check_name
+from sim_core.base.errors import DataError, SimError
+from sim_core.base.workspace import MAX_NAME, check_name
+from sim_core.survey import demo, workspace_surveys
+from sim_core.survey.codebook import codebook_csv, codebook_rows, edited_codebook
+from sim_core.survey.design import interval_method
+from sim_core.survey.nonresponse import nonresponse_text
+from sim_core.survey.readers import columns_of, load_survey
+from sim_core.survey.slices import real_marginals
 
 UPLOAD_TYPES = ["csv", "tsv", "txt", "xlsx", "xlsm", "jsonl", "sav", "zsav", "por", "dta"]
 NONE = "(none)"
@@ -24,7 +24,7 @@ NONE = "(none)"
 @st.cache_resource(max_entries=8, show_spinner="Reading file…")
 def parse_upload(filename: str, data: bytes, codebook: bytes | None = None,
                  mapping: tuple = ()):
-    """Read uploaded bytes through sim_core.readers.load_survey (mapping as sorted items)."""
+    """Read uploaded bytes through sim_core.survey.readers.load_survey (mapping as sorted items)."""
     kwargs = {k: (list(v) if isinstance(v, tuple) else v) for k, v in mapping if v}
     try:
         return load_survey(data, name=Path(filename).stem, codebook=codebook,
@@ -35,7 +35,7 @@ def parse_upload(filename: str, data: bytes, codebook: bytes | None = None,
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def upload_columns(filename: str, data: bytes) -> tuple[list[str], dict[str, str]]:
-    """Columns and variable labels of an uploaded file (sim_core.readers.columns_of)."""
+    """Columns and variable labels of an uploaded file (sim_core.survey.readers.columns_of)."""
     return columns_of(data, filename)
 
 
@@ -48,7 +48,7 @@ def mapping_widgets(i: int, filename: str, data: bytes, guess) -> dict:
     """Column mapping for a respondent file, defaulting to what the reader proposed.
 
     The guess is the Survey read without a mapping: the codebook's roles when there is one,
-    else sim_core.roles guesses (IDs, dates and many-valued columns are not questions).
+    else sim_core.survey.roles guesses (IDs, dates and many-valued columns are not questions).
     """
     columns, labels = upload_columns(filename, data)
     label = lambda c: f"{c}: {labels[c][:60]}" if labels.get(c) else c   # noqa: E731
@@ -151,7 +151,7 @@ def question_editor(i: int, survey, filename: str) -> None:
 def save_form(i: int, filename: str, data: bytes, mapping: dict, book) -> None:
     """The name to store under (shown exactly as stored), a confirmation before replacing a
     saved survey, and the Save button."""
-    name = st.text_input("Save as", value=store.suggest_name(filename), key=f"data_name_{i}",
+    name = st.text_input("Save as", value=workspace_surveys.suggest_name(filename), key=f"data_name_{i}",
                          max_chars=MAX_NAME,
                          help="Stored exactly under this name: letters, digits, '.', '_', '-'")
     try:
@@ -159,7 +159,7 @@ def save_form(i: int, filename: str, data: bytes, mapping: dict, book) -> None:
     except SimError as error:
         common.show_error(error)
         return
-    exists = store.survey_exists(name)
+    exists = workspace_surveys.survey_exists(name)
     st.caption(f"Stored as `{name}`" + (": a saved survey of this name exists." if exists
                                          else "."))
     replace = exists and st.checkbox(f"Replace the saved survey '{name}'",
@@ -167,7 +167,7 @@ def save_form(i: int, filename: str, data: bytes, mapping: dict, book) -> None:
     if st.button("Save to workspace", key=f"data_save_{i}", type="primary",
                  disabled=exists and not replace):
         try:
-            store.save_survey(name, filename, data, mapping, codebook=book, overwrite=replace)
+            workspace_surveys.save_survey(name, filename, data, mapping, codebook=book, overwrite=replace)
         except SimError as error:
             common.show_error(error)
             return
@@ -220,14 +220,14 @@ def demo_section() -> None:
         path, codebook = sources[label]
         book = (codebook.name, codebook.read_bytes()) if codebook else None
         mapping = {"population": demo.DEMO_POPULATION}
-        if store.survey_exists(path.stem):
+        if workspace_surveys.survey_exists(path.stem):
             st.info(f"A saved survey named '{path.stem}' is already in the workspace; delete "
                     "it below to load the demo afresh.")
             return
         try:
             parse_upload(path.name, path.read_bytes(), book[1] if book else None,
                          tuple(mapping.items()))
-            saved = store.save_survey(path.stem, path.name, path.read_bytes(), mapping,
+            saved = workspace_surveys.save_survey(path.stem, path.name, path.read_bytes(), mapping,
                                       codebook=book)
         except SimError as error:
             common.show_error(error)
@@ -283,7 +283,7 @@ def preview_section() -> None:
     sure = cols[1].checkbox(f"Yes, delete '{name}' and its files", key=f"data_delete_sure_{name}")
     if cols[0].button(f"Delete '{name}' from the workspace", key="data_delete",
                       disabled=not sure, help=None if sure else "Tick the box first."):
-        store.delete_saved(name)
+        workspace_surveys.delete_saved(name)
         st.rerun()
 
 

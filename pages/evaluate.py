@@ -1,4 +1,4 @@
-"""Evaluate: a checkpoint over all questions x slices of a survey (sim_core.evaluate.evaluate)."""
+"""Evaluate: a checkpoint over all questions x slices of a survey (sim_core.evaluation.evaluate.evaluate)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ from pages import common
 from pages.charts import heatmap_figure, waves_figure
 from pages.fairness_view import fairness_section
 from pages.individual_view import individual_section
-from sim_core.adapters import read_card, resolve_adapter
-from sim_core.errors import SimError
-from sim_core.evaluate import evaluate
-from sim_core.labels import is_baseline
-from sim_core.metrics import METRICS
-from sim_core.report import report_from_evaluation
-from sim_core.simulate import SimConfig
+from sim_core.base.errors import SimError
+from sim_core.base.labels import is_baseline
+from sim_core.base.metrics import METRICS
+from sim_core.evaluation.evaluate import evaluate
+from sim_core.report.document import report_from_evaluation
+from sim_core.simulation.adapters import read_card, resolve_adapter
+from sim_core.simulation.simulate import SimConfig
 
 
 def settings(survey):

@@ -1,5 +1,5 @@
 """Evaluate page, fairness view: gap per group against group size with the noise floor,
-the spread across groups, and the groups whose gap grew (sim_core.fairness)."""
+the spread across groups, and the groups whose gap grew (sim_core.evaluation.fairness)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import streamlit as st
 
 from pages import common
 from pages.charts import fairness_figure
-from sim_core.fairness import gap_changes, group_gaps
-from sim_core.labels import is_baseline
-from sim_core.metrics import METRICS
+from sim_core.base.labels import is_baseline
+from sim_core.base.metrics import METRICS
+from sim_core.evaluation.fairness import gap_changes, group_gaps
 
 
 def fairness_section(evaluation, score: str) -> None:

@@ -13,14 +13,14 @@ from finetune.estimate import estimate_duration
 from finetune.splits import training_split
 from pages import common
 from pages.charts import loss_figure
-from sim_core import adapters
-from sim_core.adapters import list_adapters
-from sim_core.calibration_store import card_calibration, checkpoint_verdict
-from sim_core.devices import resolve_device
-from sim_core.errors import SimError
-from sim_core.metrics import METRICS
-from sim_core.prompts import PromptStyle
-from sim_core.workspace import MAX_NAME, safe_name
+from sim_core.base.errors import SimError
+from sim_core.base.metrics import METRICS
+from sim_core.base.workspace import MAX_NAME, safe_name
+from sim_core.evaluation.calibration_records import card_calibration, checkpoint_verdict
+from sim_core.simulation import adapters
+from sim_core.simulation.adapters import list_adapters
+from sim_core.simulation.devices import resolve_device
+from sim_core.simulation.prompts import PromptStyle
 
 # TrainConfig fields shown up front; every other field is under "More settings". Labels,
 # help and bounds come from the fields themselves (finetune.config.TrainConfig).
@@ -247,7 +247,7 @@ def adapters_table(infos) -> pd.DataFrame:
 
 
 def adapters_section() -> None:
-    """List, rename, delete and download adapters (sim_core.adapters)."""
+    """List, rename, delete and download adapters (sim_core.simulation.adapters)."""
     st.subheader("Adapters")
     if st.session_state.get("ft_adapter_error"):
         st.error(st.session_state["ft_adapter_error"])

@@ -1,5 +1,5 @@
 """Evaluate page, individual level: held-out respondents simulated one by one, the KL/RMSE
-temperature curve per checkpoint, and saving the chosen temperature (sim_core.individual)."""
+temperature curve per checkpoint, and saving the chosen temperature (sim_core.evaluation.individual)."""
 
 from __future__ import annotations
 
@@ -9,16 +9,16 @@ import streamlit as st
 
 from pages import common
 from pages.charts import tradeoff_figure
-from sim_core.adapters import update_card
-from sim_core.errors import SimError
-from sim_core.individual import (
+from sim_core.base.errors import SimError
+from sim_core.base.labels import is_baseline
+from sim_core.evaluation.individual import (
     IndividualConfig,
     evaluate_individuals,
     sweep_record,
 )
-from sim_core.labels import is_baseline
-from sim_core.respondent_split import split_from_cards
-from sim_core.simulate import SimConfig
+from sim_core.evaluation.splits import split_from_cards
+from sim_core.simulation.adapters import update_card
+from sim_core.simulation.simulate import SimConfig
 
 
 def _settings(survey, orders) -> tuple[list[str], IndividualConfig, SimConfig]:

@@ -6,17 +6,17 @@ from __future__ import annotations
 import streamlit as st
 
 from pages import common
-from sim_core import history
-from sim_core.errors import SimError
-from sim_core.report import (
+from sim_core.base.errors import SimError
+from sim_core.base.workspace import safe_name
+from sim_core.report import history
+from sim_core.report.document import (
     report_csv,
     report_from_comparisons,
     report_from_evaluation,
     report_from_individual,
     report_json,
 )
-from sim_core.report_pdf import render_pdf
-from sim_core.workspace import safe_name
+from sim_core.report.pdf import render_pdf
 
 SOURCES = ("Comparisons from Simulate & compare", "Last evaluation",
            "Last individual-level run")

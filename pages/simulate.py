@@ -7,16 +7,16 @@ import streamlit as st
 
 from pages import common
 from pages.charts import SLICES_PER_PAGE, comparison_figure, slice_heatmap_figure, slice_pages
-from sim_core.baselines import BASELINES, unavailable_baselines
-from sim_core.compare import compare
-from sim_core.errors import SimError
-from sim_core.labels import question_choice_labels
-from sim_core.metrics import METRICS
-from sim_core.report import report_from_comparisons
-from sim_core.simulate import MODES, SimConfig
-from sim_core.slices import parse_slices
-from sim_core.survey import Question
-from sim_core.verdict import default_score
+from sim_core.base.errors import SimError
+from sim_core.base.labels import question_choice_labels
+from sim_core.base.metrics import METRICS
+from sim_core.evaluation.baselines import BASELINES, unavailable_baselines
+from sim_core.evaluation.compare import compare
+from sim_core.evaluation.verdict import default_score
+from sim_core.report.document import report_from_comparisons
+from sim_core.simulation.simulate import MODES, SimConfig
+from sim_core.survey.schema import Question
+from sim_core.survey.slices import parse_slices
 
 
 def draft_question():
@@ -90,7 +90,7 @@ def settings(survey, question):
 
 
 def run_compare(question, survey, wave, by, slices, checkpoints, config, baselines) -> None:
-    """Load the chosen models (cached) and call sim_core.compare.compare."""
+    """Load the chosen models (cached) and call sim_core.evaluation.compare.compare."""
     try:
         with common.status_box("sim", "Simulate and compare", "slice",
                                len(checkpoints)) as status:
@@ -150,7 +150,7 @@ def shares_rows(comparison) -> pd.DataFrame:
 
 
 def score_legend() -> pd.DataFrame:
-    """Every score's name, direction and formula (from sim_core.metrics.METRICS)."""
+    """Every score's name, direction and formula (from sim_core.base.metrics.METRICS)."""
     return pd.DataFrame([{"score": m.name, "better": f"{m.direction} is better",
                           "range": m.range, "formula": m.formula} for m in METRICS.values()])
 

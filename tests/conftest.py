@@ -43,6 +43,6 @@ def gss_path() -> Path:
     """The real GSS 2022 SubPOP file (shared/ beside the checkout, or the bundled demo copy)."""
     if GSS_JSONL.exists():
         return GSS_JSONL
-    from sim_core.demo import demo_gss_path
+    from sim_core.survey.demo import demo_gss_path
 
     return demo_gss_path()

@@ -9,8 +9,8 @@ import torch
 from peft import LoraConfig, get_peft_model
 from shapes import build_random_model  # bench/shapes.py (conftest puts bench/ on the path)
 
-from sim_core.adapters import save_adapter
-from sim_core.models import load_model
+from sim_core.simulation.adapters import save_adapter
+from sim_core.simulation.models import load_model
 
 
 def build_tiny_model(folder: Path, seed: int = 0) -> Path:
@@ -21,7 +21,7 @@ def build_tiny_model(folder: Path, seed: int = 0) -> Path:
         folder: where to save it (created).
         seed: torch seed for the random weights.
     Returns:
-        The folder, loadable with sim_core.models.load_model(str(folder)).
+        The folder, loadable with sim_core.simulation.models.load_model(str(folder)).
     """
     return build_random_model("tiny", folder, seed=seed)
 

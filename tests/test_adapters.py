@@ -12,7 +12,8 @@ import pytest
 import torch
 from factories import random_lora, save_random_adapter
 
-from sim_core.adapters import (
+from sim_core.base.errors import AdapterError
+from sim_core.simulation.adapters import (
     CARD_FILE,
     adapters_dir,
     delete_adapter,
@@ -23,10 +24,9 @@ from sim_core.adapters import (
     resolve_adapter,
     save_adapter,
 )
-from sim_core.errors import AdapterError
-from sim_core.models import load_model
-from sim_core.simulate import SimConfig, simulate
-from sim_core.survey import Question
+from sim_core.simulation.models import load_model
+from sim_core.simulation.simulate import SimConfig, simulate
+from sim_core.survey.schema import Question
 
 QUESTION = Question(id="q", text="Do you favor the death penalty?", options=("Favor", "Oppose"))
 NO_CACHE = SimConfig(orders=1, use_cache=False)
@@ -178,12 +178,12 @@ def test_simulation_notes_an_adapter_trained_with_other_prompt_wording(tiny_mode
     simulation uses other wording, and say nothing when it is the same."""
     from dataclasses import asdict, replace
 
-    from sim_core.compare import compare
-    from sim_core.evaluate import evaluate_rows
-    from sim_core.prompts import PromptStyle
-    from sim_core.simulate import SimConfig
-    from sim_core.slices import SurveyRow
-    from sim_core.survey import Question
+    from sim_core.evaluation.compare import compare
+    from sim_core.evaluation.evaluate import evaluate_rows
+    from sim_core.simulation.prompts import PromptStyle
+    from sim_core.simulation.simulate import SimConfig
+    from sim_core.survey.schema import Question
+    from sim_core.survey.slices import SurveyRow
 
     _, lm = random_lora(tiny_model_dir)
     card = {"base_model": str(tiny_model_dir), "base_fingerprint": lm.fingerprint,

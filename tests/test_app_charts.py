@@ -6,9 +6,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pages.charts import (PANEL_HEIGHT, comparison_figure, heatmap_figure, loss_figure,
-                          slice_heatmap_figure, slice_pages)
-from sim_core import palette
+from pages.charts import (
+    PANEL_HEIGHT,
+    comparison_figure,
+    heatmap_figure,
+    loss_figure,
+    slice_heatmap_figure,
+    slice_pages,
+)
+from sim_core.report import palette
 
 
 def test_comparison_figure_hides_baselines():

@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 
-from sim_core import store
+from sim_core.survey import workspace_surveys
 
 # 10 women (6 agree, weights 1) and 10 men (2 agree): hand-countable shares.
 CSV = "gender,agegroup,wt,trust\n" + "".join(
@@ -27,10 +27,10 @@ def app():
 
 def test_pages_render_without_loading_a_model(monkeypatch):
     """All five pages and the sidebar render; none loads a model until the user runs something."""
-    import sim_core.models
+    import sim_core.simulation.models
 
     calls = []
-    monkeypatch.setattr(sim_core.models, "load_model", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(sim_core.simulation.models, "load_model", lambda *a, **k: calls.append(a))
     at = AppTest.from_file(APP, default_timeout=60).run()
     assert at.header[0].value == "Survey data"
     assert at.sidebar.selectbox(key="side_adapter").options[0] == "(none)"
@@ -57,16 +57,16 @@ def test_upload_map_save_and_preview(app):
     at.run()
     # a name that would need rewriting is refused with the storable suggestion, not saved
     assert any("for example 'trust-survey'" in e.value for e in at.error)
-    assert "trust-survey" not in store.saved_surveys()
+    assert "trust-survey" not in workspace_surveys.saved_surveys()
     at.text_input(key="data_name_0").input("trust-survey")
     at.run()
     assert any("Stored as `trust-survey`." in c.value for c in at.caption)
     at.button(key="data_save_0").click().run()
     assert any("Saved as 'trust-survey'" in s.value for s in at.success)
-    info = store.read_info("trust-survey")
+    info = workspace_surveys.read_info("trust-survey")
     assert info["mapping"]["weight"] == "wt"
-    assert (store.surveys_dir() / "trust-survey" / info["file"]).read_bytes() == CSV.encode()
-    assert json.loads((store.surveys_dir() / "trust-survey" / "mapping.json").read_text())
+    assert (workspace_surveys.surveys_dir() / "trust-survey" / info["file"]).read_bytes() == CSV.encode()
+    assert json.loads((workspace_surveys.surveys_dir() / "trust-survey" / "mapping.json").read_text())
     at.selectbox(key="data_survey").set_value("trust-survey").run()
     at.multiselect(key="data_preview_by").set_value(["gender"]).run()
     table = _table_with(at, "too small").set_index("slice")
@@ -79,19 +79,19 @@ def test_upload_map_save_and_preview(app):
 
 def test_saving_over_a_saved_survey_asks_first(app):
     """A name that is taken shows so; Save stays off until the user ticks Replace."""
-    store.save_survey("asked-first", "old.csv", b"sex,q\nF,Old\nM,Old\n")
+    workspace_surveys.save_survey("asked-first", "old.csv", b"sex,q\nF,Old\nM,Old\n")
     at = app
     at.file_uploader(key="data_upload").upload("new.csv", CSV.encode(), "text/csv")
     at.run()
     at.text_input(key="data_name_0").input("asked-first").run()
     assert any("a saved survey of this name exists" in c.value for c in at.caption)
     assert at.button(key="data_save_0").disabled     # a browser cannot click it
-    assert store.load_saved("asked-first").questions["q"].options == ("Old",)
+    assert workspace_surveys.load_saved("asked-first").questions["q"].options == ("Old",)
     at.checkbox(key="data_replace_0").check().run()
     assert not at.button(key="data_save_0").disabled
     at.button(key="data_save_0").click().run()
     assert any("Saved as 'asked-first'" in s.value for s in at.success)
-    assert "trust" in store.load_saved("asked-first").questions
+    assert "trust" in workspace_surveys.load_saved("asked-first").questions
 
 
 def test_csv_whose_header_starts_with_a_brace_reads_as_csv(app, tmp_path, capsys):
@@ -122,12 +122,12 @@ def test_unusable_workspace_is_one_message(tmp_path, monkeypatch):
 def test_malformed_csv_gives_a_message(app):
     """A CSV the readers refuse shows st.error with their message, nothing is saved."""
     at = app
-    before = store.saved_surveys()
+    before = workspace_surveys.saved_surveys()
     at.file_uploader(key="data_upload").upload("broken.csv", b"\x00\x01garbage", "text/csv")
     at.run()
     assert not at.exception
     assert at.error and "broken.csv" in at.error[0].value
-    assert store.saved_surveys() == before
+    assert workspace_surveys.saved_surveys() == before
 
 
 def test_demo_data_one_click(app):
@@ -138,7 +138,7 @@ def test_demo_data_one_click(app):
         at.button(key="data_demo_load").click().run()
         assert not at.exception and not at.error, [e.value for e in at.error]
         assert at.success
-    assert {"anes96", "gss2022_subpop_eval"} <= set(store.saved_surveys())
+    assert {"anes96", "gss2022_subpop_eval"} <= set(workspace_surveys.saved_surveys())
     # ANES comes with its codebook: question wording and option order from it
     at.selectbox(key="data_survey").set_value("anes96").run()
     questions = _table_with(at, "ordinal").set_index("id")
@@ -154,7 +154,7 @@ def test_demo_data_one_click(app):
     at.checkbox(key="data_delete_sure_gss2022_subpop_eval").check().run()
     at.button(key="data_delete").click().run()
     assert not at.exception and not at.error
-    assert "gss2022_subpop_eval" not in store.saved_surveys() and "anes96" in store.saved_surveys()
+    assert "gss2022_subpop_eval" not in workspace_surveys.saved_surveys() and "anes96" in workspace_surveys.saved_surveys()
     # the next survey shown is not pre-ticked
     assert at.button(key="data_delete").disabled
 
@@ -188,7 +188,7 @@ def test_spss_upload_roles_weight_population_and_nonresponse(app, tmp_path):
     assert not at.error
     assert at.get("download_button")          # the generated codebook
     at.button(key="data_save_0").click().run()
-    info = store.read_info("phone2004")
+    info = workspace_surveys.read_info("phone2004")
     assert info["mapping"]["population"] == "adults in Ohio (2004)"
     assert info["mapping"]["demographics"] == ["sex"] and info["file"] == "data/phone2004.sav"
     at.selectbox(key="data_survey").set_value("phone2004").run()
@@ -203,8 +203,8 @@ def test_spss_upload_roles_weight_population_and_nonresponse(app, tmp_path):
 def test_question_editor_applies_as_the_saved_codebook(app, tmp_path):
     """The Data page's question editor: applying it reads the upload through the edited
     codebook (wording, option order, ordinal) and the saved survey keeps that codebook."""
-    from sim_core.codebook import edited_codebook
-    from sim_core.readers import load_survey
+    from sim_core.survey.codebook import edited_codebook
+    from sim_core.survey.readers import load_survey
     from tests.test_survey_files import write_survey
 
     at = app
@@ -227,7 +227,7 @@ def test_question_editor_applies_as_the_saved_codebook(app, tmp_path):
     assert not at.error
     at.text_input(key="data_name_0").input("edited-phone").run()
     at.button(key="data_save_0").click().run()
-    saved = store.load_saved("edited-phone")
+    saved = workspace_surveys.load_saved("edited-phone")
     assert saved.questions["q1"].options == ("Disagree", "Neutral", "Agree")
     assert saved.questions["q1"].text == "Agree?"
-    assert store.read_info("edited-phone")["codebook"] == "codebook/phone2004-codebook.csv"
+    assert workspace_surveys.read_info("edited-phone")["codebook"] == "codebook/phone2004-codebook.csv"

@@ -11,8 +11,8 @@ from streamlit.testing.v1 import AppTest
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 
-from sim_core import store
-from sim_core.metrics import METRICS
+from sim_core.base.metrics import METRICS
+from sim_core.survey import workspace_surveys
 
 # Two waves, two nominal questions (no known scale: TV scores), sex as the only demographic.
 CSV = "sex,year,q1,q2\n" + "".join(
@@ -23,7 +23,7 @@ CSV = "sex,year,q1,q2\n" + "".join(
 def test_evaluate_two_waves(monkeypatch, tiny_model_dir):
     """The page shows the core's summary and heatmap, and one point per wave over time."""
     monkeypatch.setenv("SIM_DEFAULT_MODEL", str(tiny_model_dir))
-    store.save_survey("tiny-waves", "waves.csv", CSV.encode(),
+    workspace_surveys.save_survey("tiny-waves", "waves.csv", CSV.encode(),
                       {"demographics": ["sex"], "questions": ["q1", "q2"], "wave": "year"},
                       overwrite=True)
     at = AppTest.from_file(APP, default_timeout=120).run()
@@ -39,7 +39,7 @@ def test_evaluate_two_waves(monkeypatch, tiny_model_dir):
     results = at.session_state["eval_results"]
     assert list(results) == ["2020", "2022"]
     # each wave's evaluation is saved to the workspace history as it finishes
-    from sim_core import history
+    from sim_core.report import history
 
     titles = [r.title for r in history.list_results() if r.kind == "evaluation"]
     assert {"Evaluation of tiny-waves, wave 2020", "Evaluation of tiny-waves, wave 2022"} \
@@ -69,7 +69,7 @@ def test_evaluate_two_waves(monkeypatch, tiny_model_dir):
     assert table.shape == (2, 2)  # 2 questions x 2 slices (sex=Female, sex=Male)
     worst = next(d.value for d in at.dataframe if "question_id" in d.value.columns)
     assert len(worst) == min(5, len(evaluation.worst_slices(entry, score, n=5)))
-    survey = store.load_saved("tiny-waves")
+    survey = workspace_surveys.load_saved("tiny-waves")
     texts = {qid: q.text for qid, q in survey.questions.items()}
     assert list(worst["question"]) == [texts[q] for q in worst["question_id"]]
     assert names[score] in worst.columns
@@ -90,7 +90,7 @@ def test_two_checkpoints_side_by_side(monkeypatch, tiny_model_dir):
     difference column is second minus first."""
     from factories import save_random_adapter
 
-    from sim_core.models import load_model
+    from sim_core.simulation.models import load_model
 
     monkeypatch.setenv("SIM_DEFAULT_MODEL", str(tiny_model_dir))
     lm = load_model(str(tiny_model_dir))
@@ -98,7 +98,7 @@ def test_two_checkpoints_side_by_side(monkeypatch, tiny_model_dir):
                                                         "base_fingerprint": lm.fingerprint,
                                                         "questions_seen": ["q2", "q9"]},
                         dtype="auto")
-    store.save_survey("tiny-two", "two.csv", CSV.encode(),
+    workspace_surveys.save_survey("tiny-two", "two.csv", CSV.encode(),
                       {"demographics": ["sex"], "questions": ["q1", "q2"], "wave": "year"},
                       overwrite=True)
     at = AppTest.from_file(APP, default_timeout=120).run()
@@ -123,7 +123,7 @@ def test_two_checkpoints_side_by_side(monkeypatch, tiny_model_dir):
         a = rows[rows["entry"] == first][score].mean()
         b = rows[rows["entry"] == second][score].mean()
         assert table.loc[qid, first] == pytest.approx(a)
-        assert table.loc[qid, "question"] == store.load_saved("tiny-two").questions[qid].text
+        assert table.loc[qid, "question"] == workspace_surveys.load_saved("tiny-two").questions[qid].text
         assert table.loc[qid, "difference"] == pytest.approx(b - a)
     assert abs(table["difference"]).max() > 0  # the random adapter changes the answers
 
@@ -133,17 +133,17 @@ def test_fairness_view_and_individual_level(monkeypatch, tiny_model_dir):
     the core's summary and a trade-off curve, and the chosen temperature saved in a card."""
     from factories import save_random_adapter
 
-    from sim_core.adapters import read_card
-    from sim_core.demo import demo_anes_paths
-    from sim_core.fairness import group_gaps
-    from sim_core.individual import IndividualConfig
-    from sim_core.models import load_model
+    from sim_core.evaluation.fairness import group_gaps
+    from sim_core.evaluation.individual import IndividualConfig
+    from sim_core.simulation.adapters import read_card
+    from sim_core.simulation.models import load_model
+    from sim_core.survey.demo import demo_anes_paths
 
     monkeypatch.setenv("SIM_DEFAULT_MODEL", str(tiny_model_dir))
     lm = load_model(str(tiny_model_dir))
     folder, _ = save_random_adapter(tiny_model_dir, "ind-random", dtype="auto")
     data, book = demo_anes_paths()
-    store.save_survey("anes-app", "anes96.csv", data.read_bytes(),
+    workspace_surveys.save_survey("anes-app", "anes96.csv", data.read_bytes(),
                       codebook=("codebook.csv", book.read_bytes()))
     at = AppTest.from_file(APP, default_timeout=300).run()
     at.switch_page("pages/evaluate.py").run()

@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 
-from sim_core import store
+from sim_core.survey import workspace_surveys
 
 CSV = "sex,q1,q2,q3\n" + "".join(
     f"{sex},{'Yes' if i % 3 else 'No'},{'A' if i % 2 else 'B'},{'Up' if i % 4 else 'Down'}\n"
@@ -26,7 +26,7 @@ def test_defaults_train_and_adapter_card(monkeypatch, tiny_model_dir, tmp_path):
     monkeypatch.setenv("SIM_WORKSPACE", str(tmp_path / "ws"))
 
     monkeypatch.setenv("SIM_DEFAULT_MODEL", str(tiny_model_dir))
-    store.save_survey("tiny-train", "train.csv", CSV.encode(),
+    workspace_surveys.save_survey("tiny-train", "train.csv", CSV.encode(),
                       {"demographics": ["sex"], "questions": ["q1", "q2", "q3"]},
                       overwrite=True)
     at = AppTest.from_file(APP, default_timeout=120).run()
@@ -37,7 +37,7 @@ def test_defaults_train_and_adapter_card(monkeypatch, tiny_model_dir, tmp_path):
     assert at.number_input(key="ft_cfg_lr").value == pytest.approx(defaults.lr)
     # the name follows the survey; no step time measured yet, so steps only
     assert at.text_input(key="ft_name").value == "tiny-train-lora"
-    store.save_survey("tiny-other", "other.csv", CSV.encode(),
+    workspace_surveys.save_survey("tiny-other", "other.csv", CSV.encode(),
                       {"demographics": ["sex"], "questions": ["q1", "q2", "q3"]},
                       overwrite=True)
     at.run()
@@ -64,7 +64,7 @@ def test_defaults_train_and_adapter_card(monkeypatch, tiny_model_dir, tmp_path):
     assert any("'tiny-ft': done" in h.value for h in at.subheader)
     # the table shows the job's own before/after held-out scores, raw and calibrated
     from finetune import jobs
-    from sim_core.metrics import METRICS
+    from sim_core.base.metrics import METRICS
 
     result = jobs.list_jobs()[0]["result"]
     table = _table_with(at, "before (raw)").set_index("score")
@@ -86,7 +86,7 @@ def test_defaults_train_and_adapter_card(monkeypatch, tiny_model_dir, tmp_path):
     at.text_input(key="ft_new_name").input("tiny-ft-2").run()
     at.button(key="ft_rename").click().run()
     assert at.selectbox(key="ft_adapter").options == ["tiny-ft-2"]
-    from sim_core.adapters import list_adapters
+    from sim_core.simulation.adapters import list_adapters
 
     assert [a.name for a in list_adapters()] == ["tiny-ft-2"]
     at.button(key="ft_delete").click().run()

@@ -16,9 +16,9 @@ APP = str(Path(__file__).resolve().parents[1] / "app.py")
 @pytest.fixture
 def comparison(tiny_model_dir):
     """A real comparison of a drafted question on the tiny model."""
-    from sim_core.compare import compare
-    from sim_core.models import load_model
-    from sim_core.survey import Question
+    from sim_core.evaluation.compare import compare
+    from sim_core.simulation.models import load_model
+    from sim_core.survey.schema import Question
 
     question = Question("draft", "Trains or buses?", ("Trains", "Buses"))
     return compare([load_model(str(tiny_model_dir))], question, slices=[{"SEX": "Female"}])
@@ -61,10 +61,10 @@ def test_report_from_individual_level_run(tiny_model_dir):
     CSV (same numbers as the core's)."""
     from pypdf import PdfReader
 
-    from sim_core.demo import load_demo
-    from sim_core.individual import IndividualConfig, evaluate_individuals
-    from sim_core.models import load_model
-    from sim_core.simulate import SimConfig
+    from sim_core.evaluation.individual import IndividualConfig, evaluate_individuals
+    from sim_core.simulation.models import load_model
+    from sim_core.simulation.simulate import SimConfig
+    from sim_core.survey.demo import load_demo
 
     result = evaluate_individuals(
         [load_model(str(tiny_model_dir))], load_demo("anes96"), ["PID"], questions=["selfLR"],
@@ -91,11 +91,12 @@ def test_results_survive_a_refresh(monkeypatch, tmp_path, tiny_model_dir):
     refresh is) finds it on Reports, builds the report from it, renames and deletes it."""
     from test_app_simulate import CSV
 
-    from sim_core import history, store
+    from sim_core.report import history
+    from sim_core.survey import workspace_surveys
 
     monkeypatch.setenv("SIM_WORKSPACE", str(tmp_path / "ws"))
     monkeypatch.setenv("SIM_DEFAULT_MODEL", str(tiny_model_dir))
-    store.save_survey("tiny-yes-no", "tiny.csv", CSV.encode(),
+    workspace_surveys.save_survey("tiny-yes-no", "tiny.csv", CSV.encode(),
                       {"demographics": ["sex", "age"], "questions": ["q1"]})
     first = AppTest.from_file(APP, default_timeout=120).run()
     first.switch_page("pages/simulate.py").run()

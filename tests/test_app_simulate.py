@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 
-from sim_core import store
+from sim_core.survey import workspace_surveys
 
 # 20 women: 12 Yes / 8 No; 20 men: 5 Yes / 15 No (hand-countable real shares).
 CSV = "sex,age,q1\n" + "".join(
@@ -27,7 +27,7 @@ CSV = "sex,age,q1\n" + "".join(
 def app(monkeypatch, tiny_model_dir):
     """The dashboard on the Simulate page with the tiny model as default."""
     monkeypatch.setenv("SIM_DEFAULT_MODEL", str(tiny_model_dir))
-    store.save_survey("tiny-yes-no", "tiny.csv", CSV.encode(),
+    workspace_surveys.save_survey("tiny-yes-no", "tiny.csv", CSV.encode(),
                       {"demographics": ["sex", "age"], "questions": ["q1"]},
                       overwrite=True)
     at = AppTest.from_file(APP, default_timeout=120).run()
@@ -56,8 +56,8 @@ def _score(cell: str) -> float:
 
 
 def test_survey_question_by_sex(app):
-    """Real shares are the hand counts, the table shows sim_core.metrics of the shares."""
-    from sim_core.metrics import METRICS, score_all
+    """Real shares are the hand counts, the table shows sim_core.base.metrics of the shares."""
+    from sim_core.base.metrics import METRICS, score_all
 
     at = app
     at.selectbox(key="sim_survey").set_value("tiny-yes-no")
@@ -163,7 +163,7 @@ def _table_with(at, column: str):
 
 def test_sidebar_device_choice(app):
     """The sidebar offers auto, cpu and each listed GPU; a simulation runs on the pick."""
-    from sim_core.devices import listed_gpu_count
+    from sim_core.simulation.devices import listed_gpu_count
 
     home = AppTest.from_file(APP, default_timeout=120).run()
     device = home.sidebar.selectbox(key="side_device")
@@ -194,12 +194,16 @@ def test_calibrated_checkpoint_shows_verdict_and_interval_bars(app, tiny_model_d
     """A base model with a calibration record for this survey: calibrated shares, its
     prediction intervals as error bars, its verdict in words; a drafted question shows the
     same measured held-out accuracy next to its bars."""
-    from sim_core.calibration import Calibration
-    from sim_core.calibration_store import CheckpointCalibration, record_path, save_record
-    from sim_core.fileio import folder_fingerprint
-    from sim_core.verdict import CHECKPOINT, CHECKPOINT_CAL, UNIFORM, HeldOut
+    from sim_core.base.reading import folder_fingerprint
+    from sim_core.evaluation.calibration_records import (
+        CheckpointCalibration,
+        record_path,
+        save_record,
+    )
+    from sim_core.evaluation.verdict import CHECKPOINT, CHECKPOINT_CAL, UNIFORM, HeldOut
+    from sim_core.simulation.calibration import Calibration
 
-    survey = store.load_saved("tiny-yes-no")
+    survey = workspace_surveys.load_saved("tiny-yes-no")
     calibration = Calibration(2.0, 0.5, residuals={"calibrated": [0.2] * 19, "raw": [0.4] * 19})
     held = HeldOut("tv", "3 questions of tiny-yes-no held out of its calibration (6 rows)",
                    "base", ["a", "b", "c"], [2, 2, 2],
@@ -262,7 +266,7 @@ CROSS_CSV = "pid,educ,q1\n" + "".join(
 def test_47_crossed_slices_draw_heatmap_pages_and_scores(app):
     """47 slices (where plotly's facets raised before): a slice x option heatmap of every
     slice, pages of 12 bar panels, and the score table for all 47; no error, no traceback."""
-    store.save_survey("cross-47", "cross.csv", CROSS_CSV.encode(),
+    workspace_surveys.save_survey("cross-47", "cross.csv", CROSS_CSV.encode(),
                       {"demographics": ["pid", "educ"], "questions": ["q1"]}, overwrite=True)
     at = app
     at.run()
@@ -337,10 +341,10 @@ def test_status_box_right_under_the_button(app):
 
 def _with_gss_demo(at, name: str):
     """The GSS demo (marginals only) saved as `name` and picked on the page."""
-    from sim_core.demo import DEMO_POPULATION, demo_gss_path
+    from sim_core.survey.demo import DEMO_POPULATION, demo_gss_path
 
     path = demo_gss_path()
-    store.save_survey(name, path.name, path.read_bytes(), {"population": DEMO_POPULATION},
+    workspace_surveys.save_survey(name, path.name, path.read_bytes(), {"population": DEMO_POPULATION},
                       overwrite=True)
     at.run()
     at.selectbox(key="sim_survey").set_value(name).run()
@@ -353,7 +357,7 @@ def test_question_picker_tells_the_gss_nat_battery_apart(app):
     the full wording under the picker."""
     at = _with_gss_demo(app, "gss-picker")
     picker = at.selectbox(key="sim_question")
-    survey = store.load_saved("gss-picker")
+    survey = workspace_surveys.load_saved("gss-picker")
     labels = dict(zip(survey.questions, picker.options))
     assert labels["natspac"].startswith("natspac: Space exploration program. · We are faced")
     assert labels["natenvir"].startswith("natenvir: Improving and protecting the environment.")
@@ -381,7 +385,7 @@ def test_failed_request_marks_the_old_result_as_previous(app):
 def test_compact_scores_and_shares_table(app):
     """Up front: slice, entry, n and the headline score only (TV for a yes/no question);
     every score behind an expander; the shares behind the chart as a table in per cent."""
-    from sim_core.metrics import METRICS
+    from sim_core.base.metrics import METRICS
 
     at = app
     at.selectbox(key="sim_survey").set_value("tiny-yes-no").run()

@@ -1,6 +1,8 @@
 """The house rules that keep the code easy to change, checked on the source itself:
-no import circles, sim_core never imports finetune / pages / streamlit, no page file named
-like a package."""
+no import circles; sim_core's layers (base <- survey <- simulation <- evaluation <- report <-
+commands) import only downwards; sim_core never imports finetune / dashboard / pages /
+streamlit, finetune never the dashboard; no private name crosses a module boundary; no page
+file named like a package."""
 
 from __future__ import annotations
 
@@ -10,7 +12,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("sim_core", "finetune", "pages")
+PACKAGES = ("sim_core", "finetune", "dashboard", "pages")
+# sim_core's layers, ground first: a module may import from its own layer and those before it.
+LAYERS = ("base", "survey", "simulation", "evaluation", "report", "commands")
+ROOT_MODULES = {"sim_core", "sim_core.__main__"}      # all else lives in a layer
 
 
 def _modules() -> dict[str, Path]:
@@ -69,18 +74,98 @@ def test_no_import_cycles(graph):
 
 def test_cycle_finder_finds_a_planted_cycle(graph):
     planted = {k: set(v) for k, v in graph.items()}
-    planted["sim_core.errors"].add("sim_core.models")
+    planted["sim_core.base.errors"].add("sim_core.simulation.models")
     assert _cycle(planted) is not None
 
 
 @pytest.mark.parametrize("package, forbidden", [
-    ("sim_core", ("finetune", "pages", "streamlit")),
-    ("finetune", ("pages", "streamlit")),
+    ("sim_core", ("finetune", "dashboard", "pages", "streamlit")),
+    ("finetune", ("dashboard", "pages", "streamlit")),
+    ("dashboard", ("pages",)),
 ])
-def test_layers_point_one_way(graph, package, forbidden):
+def test_packages_point_one_way(graph, package, forbidden):
     offenders = {name: sorted(i for i in imports if i.split(".")[0] in forbidden)
                  for name, imports in graph.items() if name.split(".")[0] == package}
     assert not {k: v for k, v in offenders.items() if v}
+
+
+def _layer(module: str) -> int | None:
+    """Position of a sim_core module's layer (None: not in sim_core or at its root)."""
+    parts = module.split(".")
+    if parts[0] != "sim_core" or len(parts) < 2 or parts[1] not in LAYERS:
+        return None
+    return LAYERS.index(parts[1])
+
+
+def _downward_violations(graph: dict[str, set[str]]) -> dict[str, list[str]]:
+    out = {}
+    for name, imports in graph.items():
+        own = _layer(name)
+        if own is None:
+            continue
+        above = sorted(i for i in imports if (other := _layer(i)) is not None and other > own)
+        if above:
+            out[name] = above
+    return out
+
+
+def test_sim_core_layers_import_only_downwards(graph):
+    assert not _downward_violations(graph)
+
+
+def test_layer_check_catches_an_upward_import(graph):
+    planted = {k: set(v) for k, v in graph.items()}
+    planted["sim_core.survey.slices"].add("sim_core.simulation.prompts")
+    assert "sim_core.survey.slices" in _downward_violations(planted)
+
+
+def test_sim_core_keeps_its_modules_in_layers(graph):
+    """Only the package itself and `python -m sim_core` stay at the root; every layer is a
+    package whose __init__ holds a docstring and nothing else (no re-exported names)."""
+    stray = {n for n in graph if n.split(".")[0] == "sim_core" and n not in ROOT_MODULES
+             and _layer(n) is None and not n.startswith("sim_core.data.")}  # data + its script
+    assert not stray
+    for layer in LAYERS[:-1]:
+        tree = ast.parse((ROOT / "sim_core" / layer / "__init__.py").read_text(encoding="utf-8"))
+        assert ast.get_docstring(tree) and len(tree.body) == 1, layer
+
+
+def _private_crossings(path: Path, project: set[str]) -> list[str]:
+    """`from project.module import _name`, and `module._name` on an imported project module."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found, modules = [], set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 \
+                and node.module.split(".")[0] in PACKAGES:
+            for alias in node.names:
+                if alias.name.startswith("_") and not alias.name.startswith("__"):
+                    found.append(f"{node.module}.{alias.name}")
+                elif f"{node.module}.{alias.name}" in project:
+                    modules.add(alias.asname or alias.name)
+        elif isinstance(node, ast.Import):
+            modules |= {a.asname for a in node.names
+                        if a.asname and a.name.split(".")[0] in PACKAGES}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
+                and node.value.id in modules and node.attr.startswith("_") \
+                and not node.attr.startswith("__"):
+            found.append(f"{node.value.id}.{node.attr}")
+    return found
+
+
+def test_no_private_name_crosses_a_module():
+    project = set(_modules())
+    offenders = {name: found for name, path in _modules().items()
+                 if (found := _private_crossings(path, project))}
+    assert not offenders
+
+
+def test_private_check_catches_a_crossing(tmp_path):
+    path = tmp_path / "m.py"
+    path.write_text("from sim_core.survey.slices import _respondent_frame\n"
+                    "from sim_core.report import pdf_kit\nx = pdf_kit._table\n")
+    assert _private_crossings(path, {"sim_core.report.pdf_kit"}) == [
+        "sim_core.survey.slices._respondent_frame", "pdf_kit._table"]
 
 
 def test_no_page_file_shadows_a_package():

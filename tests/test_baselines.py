@@ -1,13 +1,13 @@
-"""sim_core.baselines: uniform, population average, classifier, baselines_for."""
+"""sim_core.evaluation.baselines: uniform, population average, classifier, baselines_for."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from sim_core import baselines as B
-from sim_core.errors import DataError
-from sim_core.readers import read_marginals_csv, read_respondents_csv
+from sim_core.base.errors import DataError
+from sim_core.evaluation import baselines as B
+from sim_core.survey.readers import read_marginals_csv, read_respondents_csv
 
 SMALL_CSV = b"""sex,region,w,q1
 Female,North,1.0,Yes
@@ -123,8 +123,8 @@ def test_cli_baselines_json_matches_library(tmp_path, capsys):
     import json
 
     from sim_core.__main__ import main
-    from sim_core.metrics import score_all
-    from sim_core.slices import real_marginals
+    from sim_core.base.metrics import score_all
+    from sim_core.survey.slices import real_marginals
 
     survey, sex, region, answer = synthetic_survey(n=400, seed=3)
     path = tmp_path / "synthetic.csv"
@@ -158,7 +158,7 @@ def test_cli_baselines_json_matches_library(tmp_path, capsys):
 def test_unavailable_baselines_say_why():
     """Respondent data, nominal question: only SVR is out (no value scale); marginal table:
     every fitted baseline is out (no respondents); drafted question: all but uniform."""
-    from sim_core.survey import Question
+    from sim_core.survey.schema import Question
 
     respondents = small_survey()
     q1 = respondents.question("q1")

@@ -85,7 +85,7 @@ def test_upload_compare_in_chromium(server, tmp_path):
     """Upload data + codebook, compare, see chart and scores, build a PDF, open every page."""
     from playwright.sync_api import expect, sync_playwright
 
-    from sim_core.demo import demo_anes_paths
+    from sim_core.survey.demo import demo_anes_paths
 
     demo_csv, codebook = demo_anes_paths()
     with sync_playwright() as pw:
@@ -211,12 +211,12 @@ def test_47_slices_at_1280x800(server, tmp_path, monkeypatch):
     with the score table below it and no error."""
     from playwright.sync_api import expect, sync_playwright
 
-    from sim_core import store
-    from sim_core.demo import DEMO_POPULATION, demo_anes_paths
+    from sim_core.survey import workspace_surveys
+    from sim_core.survey.demo import DEMO_POPULATION, demo_anes_paths
 
     monkeypatch.setenv("SIM_WORKSPACE", server_workspace(tmp_path))
     data, codebook = demo_anes_paths()
-    store.save_survey("anes96", data.name, data.read_bytes(), {"population": DEMO_POPULATION},
+    workspace_surveys.save_survey("anes96", data.name, data.read_bytes(), {"population": DEMO_POPULATION},
                       codebook=(codebook.name, codebook.read_bytes()))
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

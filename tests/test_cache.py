@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sim_core.cache import ResultCache, cache_key
-from sim_core.models import load_model
-from sim_core.simulate import SimConfig, simulate
-from sim_core.survey import Question
+from sim_core.simulation.cache import ResultCache, cache_key
+from sim_core.simulation.models import load_model
+from sim_core.simulation.simulate import SimConfig, simulate
+from sim_core.survey.schema import Question
 
 QUESTION = Question(id="q1", text="Is the economy getting better?", options=("Better", "Same", "Worse"))
 
@@ -123,7 +123,7 @@ def test_damaged_cache_is_moved_aside_and_rebuilt(tmp_path, caplog):
 def test_simulation_survives_a_damaged_or_full_cache(tiny, monkeypatch, caplog):
     """Simulating with a damaged cache file rebuilds it; a cache that cannot be written
     (disk full) or opened (read-only workspace) only warns: the results are the same."""
-    from sim_core import cache as cache_module
+    from sim_core.simulation import cache as cache_module
 
     expected = simulate(tiny, QUESTION, [{"SEX": "Female"}], SimConfig(orders=1,
                                                                         use_cache=False))

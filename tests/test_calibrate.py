@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 
 from sim_core import __main__ as cli
-from sim_core.calibrate import CalibrateConfig, calibrate_base
-from sim_core.calibration import Calibration
-from sim_core.calibration_store import (
+from sim_core.base.errors import SimError
+from sim_core.evaluation.calibration_records import (
     CheckpointCalibration,
     calibration_for,
     checkpoint_verdict,
@@ -21,12 +20,13 @@ from sim_core.calibration_store import (
     record_path,
     save_record,
 )
-from sim_core.compare import compare
-from sim_core.errors import SimError
-from sim_core.models import load_model
-from sim_core.readers import read_subpop_jsonl
-from sim_core.simulate import SimConfig, simulate
-from sim_core.verdict import CHECKPOINT, CHECKPOINT_CAL, UNIFORM, HeldOut
+from sim_core.evaluation.calibration_runs import CalibrateConfig, calibrate_base
+from sim_core.evaluation.compare import compare
+from sim_core.evaluation.verdict import CHECKPOINT, CHECKPOINT_CAL, UNIFORM, HeldOut
+from sim_core.simulation.calibration import Calibration
+from sim_core.simulation.models import load_model
+from sim_core.simulation.simulate import SimConfig, simulate
+from sim_core.survey.readers import read_subpop_jsonl
 
 QUESTIONS = ["natspac", "natenvir", "natheal", "natcity", "natdrug", "nateduc"]
 RESIDUALS = {"calibrated": [0.05 * i for i in range(1, 20)], "raw": [0.1] * 19}

@@ -1,4 +1,4 @@
-"""sim_core.calibration: temperature and shrinkage, checked against hand computation and
+"""sim_core.evaluation.calibration_fit: temperature and shrinkage, checked against hand computation and
 against data generated with known parameters."""
 
 from __future__ import annotations
@@ -6,9 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sim_core.calibration import Calibration, fit_calibration, position_prior, temper
-from sim_core.errors import SimError
-from sim_core.metrics import compute
+from sim_core.base.errors import SimError
+from sim_core.base.metrics import compute
+from sim_core.evaluation.calibration_fit import fit_calibration, position_prior
+from sim_core.simulation.calibration import Calibration, temper
 
 
 def test_temper_by_hand():
@@ -79,7 +80,7 @@ def test_round_trip_and_bad_input():
 
 
 def test_conformal_quantile_and_interval_by_hand():
-    from sim_core.calibration import conformal_quantile, share_scale
+    from sim_core.simulation.calibration import conformal_quantile, share_scale
 
     scores = [0.1 * i for i in range(1, 11)]              # 0.1 .. 1.0, n = 10
     assert conformal_quantile(scores, 0.9) == pytest.approx(1.0)   # ceil(11 * 0.9) = 10th
@@ -109,7 +110,7 @@ def _noisy(simulated, seed: int, concentration: float = 40.0):
 def test_split_conformal_coverage_on_fresh_rows():
     """Fit on 300 rows, measure on 2000 fresh ones from the same process: the observed
     coverage is close to the nominal level (split conformal's guarantee, pooled shares)."""
-    from sim_core.calibration import interval_coverage
+    from sim_core.evaluation.calibration_fit import interval_coverage
 
     fit_sim = _random_rows(300, seed=4)
     calibration = fit_calibration(_noisy(fit_sim, 5), fit_sim)
@@ -126,7 +127,7 @@ def test_split_conformal_coverage_on_fresh_rows():
 
 
 def test_interval_coverage_by_hand():
-    from sim_core.calibration import interval_coverage
+    from sim_core.evaluation.calibration_fit import interval_coverage
 
     calibration = Calibration(residuals={"calibrated": [0.2] * 19, "raw": [0.2] * 19})
     real = [np.array([0.5, 0.5]), np.array([0.9, 0.1])]
@@ -152,8 +153,8 @@ def test_auto_reference_picks_the_prior_when_it_fits_better():
 
 
 def test_calibrate_result_applies_after_debiasing_and_keeps_raw():
-    from sim_core.calibration import calibrate_result
-    from sim_core.simulate import SimConfig, SimResult
+    from sim_core.simulation.calibration import calibrate_result
+    from sim_core.simulation.simulate import SimConfig, SimResult
 
     raw = np.array([0.7, 0.2, 0.1])
     result = SimResult({}, ("a", "b", "c"), raw, 1.0, "prompt")
@@ -174,7 +175,7 @@ def test_calibrate_result_applies_after_debiasing_and_keeps_raw():
 
 
 def test_round_trip_with_residuals_and_summary():
-    from sim_core.calibration import summary
+    from sim_core.evaluation.calibration_fit import summary
 
     simulated = _random_rows(50, 9)
     fitted = fit_calibration(_noisy([temper(q, 0.5) for q in simulated], 10), simulated,
@@ -189,7 +190,7 @@ def test_round_trip_with_residuals_and_summary():
 def test_skill_gate_falls_back_to_the_uniform_guess_without_skill():
     """Shares unrelated to the real ones: the fitted temperature/shrinkage is not kept; the
     calibration is the uniform guess itself and says why."""
-    from sim_core.calibration import summary
+    from sim_core.evaluation.calibration_fit import summary
 
     real = _random_rows(300, seed=2)
     rng = np.random.default_rng(3)
@@ -211,7 +212,7 @@ def test_skill_gate_numbers_by_hand_and_clusters():
     has no interval, and there is nothing to cross-fit on), as 200 single-row units they do."""
     from scipy.stats import entropy
 
-    from sim_core.calibration import kl_difference
+    from sim_core.evaluation.calibration_fit import kl_difference
 
     simulated = _random_rows(200, seed=11)
     real = [Calibration(0.7, 0.2).apply(q) for q in simulated]
@@ -238,7 +239,7 @@ def test_cross_fitting_by_hand():
     """Each fold's rows are calibrated by the fit on the other folds' rows alone: rebuilt
     here from fit_calibration without gates on those rows (units dealt in turn into folds,
     leave one question out below CROSS_FIT_FOLDS questions)."""
-    from sim_core.calibration import CROSS_FIT_FOLDS, cross_fitted
+    from sim_core.evaluation.calibration_fit import CROSS_FIT_FOLDS, cross_fitted
 
     simulated = _random_rows(60, seed=13)
     real = _noisy(simulated, 14)
@@ -262,7 +263,7 @@ def test_a_fit_that_does_not_carry_over_leaves_the_shares_raw():
     temperature looks useful (in-sample KL below raw), but fitted without a question it is
     wrong for that question, so the gain gate keeps the raw shares (identity) and says so;
     the raw shares beat the uniform guess, so the skill gate keeps them."""
-    from sim_core.calibration import summary
+    from sim_core.evaluation.calibration_fit import summary
 
     rng = np.random.default_rng(15)
     real, simulated, units = [], [], []
@@ -292,7 +293,7 @@ def test_prior_skill_leaves_one_question_out():
     set, scored on its own rows, beats uniform)."""
     from scipy.stats import entropy
 
-    from sim_core.calibration import prior_skill
+    from sim_core.evaluation.calibration_fit import prior_skill
 
     real = [np.array([0.6, 0.4]), np.array([0.8, 0.2]), np.array([0.3, 0.7])]
     got = prior_skill(real, ["a", "b", "c"])

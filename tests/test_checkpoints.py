@@ -21,8 +21,8 @@ from finetune import jobs
 from finetune.checkpoints import MANIFEST, is_whole, last_whole_checkpoint
 from finetune.rows import Split
 from finetune.train import TrainConfig, train_adapter
-from sim_core.adapters import list_adapters, read_card
-from sim_core.errors import Cancelled, SimError
+from sim_core.base.errors import Cancelled, SimError
+from sim_core.simulation.adapters import list_adapters, read_card
 
 FAST = {"evaluate_test": False, "batch_size": 4, "rank": 4, "alpha": 8, "eval_every": None}
 

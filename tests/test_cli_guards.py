@@ -15,8 +15,10 @@ import pytest
 from factories import save_random_adapter
 
 from finetune.cli import opinion_sim
-from sim_core import models, storage, store
-from sim_core.adapters import list_adapters
+from sim_core.base import writing
+from sim_core.simulation import models
+from sim_core.simulation.adapters import list_adapters
+from sim_core.survey import workspace_surveys
 
 CSV = "sex,q1,q2\nF,Yes,A\nM,No,B\nF,No,A\nM,Yes,B\n"
 
@@ -161,7 +163,7 @@ def test_special_files_refused_everywhere(kind, tmp_path, capsys, no_model):
             err = error(argv, capsys)
             assert ("not a regular file" in err or "is a folder" in err
                     or "no such codebook" in err), err
-    assert "from-pipe" not in store.saved_surveys()
+    assert "from-pipe" not in workspace_surveys.saved_surveys()
 
 
 # ---------------------------------------------------------------- question ids
@@ -200,10 +202,10 @@ def test_surveys_save_refuses_rewritten_or_taken_names(survey_file, capsys):
     changed.write_text(CSV.replace("Yes", "Maybe"))
     assert "exists already" in error(["surveys", "save", "--data", str(changed), "--name",
                                       "cli-kept"], capsys)
-    assert "Maybe" not in store.load_saved("cli-kept").questions["q1"].options
+    assert "Maybe" not in workspace_surveys.load_saved("cli-kept").questions["q1"].options
     assert opinion_sim(["surveys", "save", "--data", str(changed), "--name", "cli-kept",
                         "--overwrite"]) == 0
-    assert "Maybe" in store.load_saved("cli-kept").questions["q1"].options
+    assert "Maybe" in workspace_surveys.load_saved("cli-kept").questions["q1"].options
     assert "no saved survey named 'cli kept'" in error(["surveys", "delete", "cli kept"],
                                                        capsys)
 
@@ -228,7 +230,7 @@ def test_adapter_export_is_whole_and_never_replaces_unasked(tiny_model_dir, tmp_
 
     def fsync(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
-    monkeypatch.setattr(storage.os, "fsync", fsync)
+    monkeypatch.setattr(writing.os, "fsync", fsync)
     assert "the disk is full" in error(["adapters", "export", "export-me", "--out", str(out),
                                         "--overwrite"], capsys)
     assert out.read_bytes() == before and sorted(p.name for p in out.parent.iterdir()) == [

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
+from sim_core.base.errors import DataError
 from sim_core.commands import common, marginals
-from sim_core.errors import DataError
 
 SIX_ROWS = "sex,age,q,w\nF,25,Yes,1\nF,40,No,2\nF,70,Yes,3\nM,22,Yes,1\nM,50,No,1\nM,35,No,2\n"
 
@@ -141,7 +141,7 @@ def test_codebook_command_writes_once_and_reimports(tmp_path, capsys):
             "--out", str(out)]
     args = parser.parse_args(argv)
     assert args.func(args) == 0 and out.read_text().startswith("column,question_text")
-    from sim_core.errors import SimError
+    from sim_core.base.errors import SimError
     with pytest.raises(SimError, match="exists"):
         args.func(parser.parse_args(argv))
     cli(["marginals", "--data", str(path), "--codebook", str(out), "--weight", "wt",

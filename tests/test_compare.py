@@ -1,19 +1,19 @@
-"""sim_core.compare with the tiny local model on a small respondent survey."""
+"""sim_core.evaluation.compare with the tiny local model on a small respondent survey."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from sim_core import metrics
-from sim_core.baselines import BASELINES, baselines_for
-from sim_core.compare import compare
-from sim_core.errors import DataError
-from sim_core.labels import BASELINE_PREFIX, NOISE_FLOOR, REAL
-from sim_core.readers import read_respondents_csv
-from sim_core.simulate import SimConfig, simulate
-from sim_core.slices import real_marginals
-from sim_core.survey import Question
+from sim_core.base import metrics
+from sim_core.base.errors import DataError
+from sim_core.base.labels import BASELINE_PREFIX, NOISE_FLOOR, REAL
+from sim_core.evaluation.baselines import BASELINES, baselines_for
+from sim_core.evaluation.compare import compare
+from sim_core.simulation.simulate import SimConfig, simulate
+from sim_core.survey.readers import read_respondents_csv
+from sim_core.survey.schema import Question
+from sim_core.survey.slices import real_marginals
 
 CONFIG = SimConfig(orders=1, use_cache=False)
 
@@ -35,7 +35,7 @@ def small_survey(n: int = 120, seed: int = 0):
 
 @pytest.fixture(scope="module")
 def tiny(tiny_model_dir):
-    from sim_core.models import load_model
+    from sim_core.simulation.models import load_model
     return load_model(str(tiny_model_dir))
 
 
@@ -176,9 +176,9 @@ def test_cli_compare_prints_intervals_and_verdicts(tiny_model_dir, tmp_path, cap
     import json
 
     from sim_core.__main__ import main
-    from sim_core.calibration import Calibration
-    from sim_core.calibration_store import CheckpointCalibration, save_record
-    from sim_core.fileio import folder_fingerprint
+    from sim_core.base.reading import folder_fingerprint
+    from sim_core.evaluation.calibration_records import CheckpointCalibration, save_record
+    from sim_core.simulation.calibration import Calibration
 
     path = tmp_path / "smallcal.csv"
     small_survey().respondents[["sex", "spend", "vote"]].to_csv(path, index=False)

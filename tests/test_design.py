@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from sim_core.errors import DataError
-from sim_core.readers import read_respondents_csv
-from sim_core.slices import real_marginals, wilson_interval
+from sim_core.base.errors import DataError
+from sim_core.survey.readers import read_respondents_csv
+from sim_core.survey.slices import real_marginals, wilson_interval
 
 
 def design_csv(tmp_path, n: int = 160, seed: int = 3):

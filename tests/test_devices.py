@@ -11,7 +11,8 @@ import pytest
 import torch
 from shapes import SHAPES, parameter_count, shape_config  # bench/shapes.py
 
-from sim_core.devices import (
+from sim_core.base.errors import ModelError
+from sim_core.simulation.devices import (
     CPU_BATCH,
     GPU_BATCH_CAP,
     HEADROOM,
@@ -23,10 +24,9 @@ from sim_core.devices import (
     plan_placement,
     resolve_device,
 )
-from sim_core.errors import ModelError
-from sim_core.models import load_model
-from sim_core.simulate import SimConfig, simulate
-from sim_core.survey import Question
+from sim_core.simulation.models import load_model
+from sim_core.simulation.simulate import SimConfig, simulate
+from sim_core.survey.schema import Question
 
 CUDA = torch.cuda.is_available()
 needs_cuda = pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
@@ -211,7 +211,7 @@ def test_named_gpu_too_small_refused_auto_spreads(tiny_model_dir):
 
 def test_settings_carry_device_and_auto_batch(tiny_model_dir):
     from finetune.config import TrainConfig
-    from sim_core.options import describe
+    from sim_core.base.options import describe
 
     assert SimConfig().device == "auto" and SimConfig().batch_size is None
     assert TrainConfig().device == "auto" and TrainConfig().dtype == "auto"
@@ -233,7 +233,7 @@ def test_cli_device_refusals_are_one_line(tiny_model_dir, gss_path, capsys):
     exit status 2 and one message, before any model is loaded or anything is written."""
     from finetune.cli import main as finetune_main
     from sim_core.__main__ import main as sim_main
-    from sim_core.adapters import list_adapters
+    from sim_core.simulation.adapters import list_adapters
 
     model = ["--model", str(tiny_model_dir)]
     data = ["--data", str(gss_path), "--question", "natspac", "--by", "SEX"]
@@ -258,7 +258,7 @@ def test_cli_device_refusals_are_one_line(tiny_model_dir, gss_path, capsys):
 
 
 def test_comparisons_record_dtype_and_device(tiny_model_dir):
-    from sim_core.compare import checkpoint_info
+    from sim_core.evaluation.compare import checkpoint_info
 
     lm = load_model(str(tiny_model_dir), dtype="float32", device="cpu")
     info = checkpoint_info(lm, "tiny")

@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 from fake_openai import FakeServer, FakeState
 
-from sim_core.cache import ResultCache
-from sim_core.endpoint import connect, letter_distribution, list_served, run_pool
-from sim_core.errors import Cancelled, ModelError
-from sim_core.openai_http import HttpClient, api_base
-from sim_core.prompts import build_prompt
-from sim_core.simulate import SimConfig, sample_seed, simulate
-from sim_core.survey import Question
+from sim_core.base.errors import Cancelled, ModelError
+from sim_core.simulation.cache import ResultCache
+from sim_core.simulation.completions import connect, letter_distribution, list_served, run_pool
+from sim_core.simulation.http_client import HttpClient, api_base
+from sim_core.simulation.prompts import build_prompt
+from sim_core.simulation.simulate import SimConfig, sample_seed, simulate
+from sim_core.survey.schema import Question
 
 QUESTION = Question(id="natspac", text="Are we spending too much on space exploration?",
                     options=("Too little", "About right", "Too much"))
@@ -141,7 +141,7 @@ def test_adapter_served_by_name(server, tiny_model_dir):
 
 
 def test_adapter_card_orders_from_registry(server, tiny_model_dir):
-    from sim_core.adapters import save_adapter
+    from sim_core.simulation.adapters import save_adapter
 
     def write(folder):
         (folder / "adapter_config.json").write_text("{}")
@@ -292,7 +292,7 @@ def test_should_stop_cancels():
 
 
 def test_add_special_tokens_sent_only_when_the_tokenizer_adds_a_bos():
-    from sim_core.endpoint import _adds_special
+    from sim_core.simulation.completions import _adds_special
 
     class Tok:
         chat_template = "{{ messages }}"

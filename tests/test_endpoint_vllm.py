@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from factories import random_lora
 
-from sim_core.simulate import SimConfig, simulate_rows
+from sim_core.simulation.simulate import SimConfig, simulate_rows
 
 pytestmark = pytest.mark.slow
 
@@ -36,8 +36,8 @@ def total_variation(first, second) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def rows(gss_path):
-    from sim_core.readers import load_survey
-    from sim_core.slices import head_rows, survey_rows
+    from sim_core.survey.readers import load_survey
+    from sim_core.survey.slices import head_rows, survey_rows
 
     chosen = head_rows(survey_rows(load_survey(gss_path)), questions=8, per_question=6)
     assert len(chosen) == 48 and len({r.question.id for r in chosen}) == 8
@@ -46,7 +46,7 @@ def rows(gss_path):
 
 @pytest.fixture(scope="module")
 def local_base():
-    from sim_core.models import load_model
+    from sim_core.simulation.models import load_model
 
     return load_model("default", dtype="float32")
 
@@ -56,7 +56,7 @@ def tiny_adapter(local_base) -> Path:
     """A small random LoRA (q/v projections) on the embedded model, in the registry."""
     import torch
 
-    from sim_core.adapters import save_adapter
+    from sim_core.simulation.adapters import save_adapter
 
     peft_model, _ = random_lora("default")
     with torch.no_grad():  # random B, scaled so the answers move clearly but stay letters
@@ -71,7 +71,7 @@ def tiny_adapter(local_base) -> Path:
 @pytest.fixture(scope="module")
 def server(tiny_adapter, tmp_path_factory):
     """vLLM serving the converted embedded model and the adapter; stopped at the end."""
-    from sim_core.models import embedded_model_dir
+    from sim_core.simulation.models import embedded_model_dir
 
     if vllm_python() is None:
         message = "vLLM's venv is missing: run `make install-vllm` (make test does)."
@@ -86,14 +86,14 @@ def server(tiny_adapter, tmp_path_factory):
 
 
 def test_served_models_listed(server):
-    from sim_core.endpoint import list_served
+    from sim_core.simulation.completions import list_served
 
     served = {m.id: m.parent for m in list_served(server.url)}
     assert served == {server.model: None, ADAPTER: server.model}
 
 
 def test_vllm_matches_local_float32(server, rows, local_base):
-    from sim_core.endpoint import connect
+    from sim_core.simulation.completions import connect
 
     remote = connect(server.url, server.model, tokenizer="default")
     assert remote.send_no_special is False  # SmolLM2's template holds every special token
@@ -108,9 +108,9 @@ def test_vllm_matches_local_float32(server, rows, local_base):
 
 
 def test_adapter_served_by_name_matches_local_adapter(server, rows, local_base, tiny_adapter):
-    from sim_core.adapters import read_card
-    from sim_core.endpoint import connect
-    from sim_core.models import load_model
+    from sim_core.simulation.adapters import read_card
+    from sim_core.simulation.completions import connect
+    from sim_core.simulation.models import load_model
 
     remote = connect(server.url, server.model, adapter=ADAPTER, tokenizer="default")
     assert read_card(remote.adapter_path).base_fingerprint == local_base.fingerprint
@@ -126,7 +126,7 @@ def test_adapter_served_by_name_matches_local_adapter(server, rows, local_base, 
 
 
 def test_sampling_through_vllm(server, rows):
-    from sim_core.endpoint import connect
+    from sim_core.simulation.completions import connect
 
     remote = connect(server.url, server.model, tokenizer="default")
     config = SimConfig(mode="sample", samples=10, use_cache=False)

@@ -1,4 +1,4 @@
-"""sim_core.evaluate with the tiny model on real GSS rows and a small respondent survey."""
+"""sim_core.evaluation.evaluate with the tiny model on real GSS rows and a small respondent survey."""
 
 from __future__ import annotations
 
@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 from test_compare import small_survey
 
-from sim_core import metrics
-from sim_core.baselines import population_average
-from sim_core.errors import Cancelled, DataError
-from sim_core.evaluate import evaluate, evaluate_rows, group_deviation_correlation
-from sim_core.labels import BASELINE_PREFIX
-from sim_core.simulate import SimConfig, simulate_rows
-from sim_core.slices import slice_label, survey_rows
+from sim_core.base import metrics
+from sim_core.base.errors import Cancelled, DataError
+from sim_core.base.labels import BASELINE_PREFIX
+from sim_core.evaluation.baselines import population_average
+from sim_core.evaluation.evaluate import evaluate, evaluate_rows, group_deviation_correlation
+from sim_core.simulation.simulate import SimConfig, simulate_rows
+from sim_core.survey.slices import slice_label, survey_rows
 
 CONFIG = SimConfig(orders=1)    # cached in the session workspace: repeats are free
 QUESTIONS = ["nataid", "pres16"]    # ordinal with unsorted values [2, 3, 1]; nominal
@@ -21,13 +21,13 @@ UNIFORM, POPULATION = BASELINE_PREFIX + "uniform", BASELINE_PREFIX + "population
 
 @pytest.fixture(scope="module")
 def tiny(tiny_model_dir):
-    from sim_core.models import load_model
+    from sim_core.simulation.models import load_model
     return load_model(str(tiny_model_dir))
 
 
 @pytest.fixture(scope="module")
 def gss_rows(gss_path):
-    from sim_core.readers import read_subpop_jsonl
+    from sim_core.survey.readers import read_subpop_jsonl
     return survey_rows(read_subpop_jsonl(gss_path), questions=QUESTIONS)
 
 

@@ -1,4 +1,4 @@
-"""Fairness: the view (sim_core.fairness) and fairness-aware fine-tuning (the loss term,
+"""Fairness: the view (sim_core.evaluation.fairness) and fairness-aware fine-tuning (the loss term,
 group balancing, the respondent split, the card's before/after record)."""
 
 from __future__ import annotations
@@ -15,19 +15,19 @@ from finetune.config import SplitConfig, TrainConfig
 from finetune.loss import batch_loss, group_spread, kl_per_row, masked_log_probs
 from finetune.rows import balance_groups, split_rows
 from finetune.splits import training_split
-from sim_core.errors import DataError, SimError
-from sim_core.evaluate import evaluate_rows
-from sim_core.fairness import (
+from sim_core.base.errors import DataError, SimError
+from sim_core.base.metrics import compute, noise_floor
+from sim_core.evaluation.evaluate import evaluate_rows
+from sim_core.evaluation.fairness import (
     FLOOR_SIMS,
     fairness_record,
     gap_changes,
     group_gaps,
     spread,
 )
-from sim_core.metrics import compute, noise_floor
-from sim_core.respondent_split import respondent_split
-from sim_core.slices import SurveyRow, slice_label, survey_rows
-from sim_core.survey import Question
+from sim_core.evaluation.splits import respondent_split
+from sim_core.survey.schema import Question
+from sim_core.survey.slices import SurveyRow, slice_label, survey_rows
 
 # ---------------------------------------------------------------- the view
 

@@ -12,7 +12,7 @@ import torch
 from finetune import distributed
 from finetune.base import training_device, training_dtype
 from finetune.config import TrainConfig
-from sim_core.errors import ModelError
+from sim_core.base.errors import ModelError
 
 ROOT = Path(__file__).resolve().parents[1]
 CUDA = torch.cuda.is_available()

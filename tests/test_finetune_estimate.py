@@ -10,7 +10,7 @@ from test_finetune_rows import make_rows
 from finetune.estimate import estimate_duration, planned_steps
 from finetune.rows import Split
 from finetune.train import TrainConfig, train_adapter
-from sim_core.adapters import list_adapters
+from sim_core.simulation.adapters import list_adapters
 
 FAST = dict(evaluate_test=False, save_every=1000, rank=4, alpha=8, eval_every=None)
 

@@ -13,8 +13,8 @@ from finetune import jobs
 from finetune.cli import opinion_sim as cli
 from finetune.rows import Split
 from finetune.train import TrainConfig
-from sim_core.adapters import list_adapters
-from sim_core.errors import SimError
+from sim_core.base.errors import SimError
+from sim_core.simulation.adapters import list_adapters
 
 FAST = TrainConfig(max_steps=3, batch_size=4, rank=4, alpha=8, evaluate_test=False,
                    save_every=1000)
@@ -123,7 +123,7 @@ def test_cancel_while_scoring_before_training(tiny_model_dir):
     the scoring stops at its next batch, within seconds, nothing is trained or saved, and
     the job's status shows that phase with its own count."""
     from finetune.train import BEFORE, train_adapter
-    from sim_core.errors import Cancelled
+    from sim_core.base.errors import Cancelled
 
     folder = jobs.jobs_dir() / "cancel-before"
     folder.mkdir()
@@ -184,11 +184,11 @@ def test_training_prompts_name_the_surveys_population(tiny_model_dir, tmp_path, 
     """A German survey trains (and is scored) with prompts naming its population, from the
     command line and through a dashboard job alike; the card records it, so simulating that
     survey needs no wording note, while the default US wording gets one."""
-    from sim_core.compare import compare
-    from sim_core.models import load_model
-    from sim_core.prompts import PromptStyle
-    from sim_core.readers import load_survey
-    from sim_core.simulate import SimConfig
+    from sim_core.evaluation.compare import compare
+    from sim_core.simulation.models import load_model
+    from sim_core.simulation.prompts import PromptStyle
+    from sim_core.simulation.simulate import SimConfig
+    from sim_core.survey.readers import load_survey
 
     path = tmp_path / "de.csv"
     path.write_text("geschlecht,q1,q2\n" + "".join(

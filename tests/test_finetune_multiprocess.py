@@ -19,13 +19,13 @@ import numpy as np
 import pytest
 
 from finetune.rows import held_out_rows
-from sim_core.evaluate import evaluate_rows
-from sim_core.labels import baseline_entry
-from sim_core.models import load_model
-from sim_core.prompts import PromptStyle
-from sim_core.readers import load_survey
-from sim_core.simulate import SimConfig, simulate_rows
-from sim_core.slices import survey_rows
+from sim_core.base.labels import baseline_entry
+from sim_core.evaluation.evaluate import evaluate_rows
+from sim_core.simulation.models import load_model
+from sim_core.simulation.prompts import PromptStyle
+from sim_core.simulation.simulate import SimConfig, simulate_rows
+from sim_core.survey.readers import load_survey
+from sim_core.survey.slices import survey_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 QUESTIONS = "natspac,natenvir,natheal"

@@ -26,10 +26,9 @@ from finetune.rows import (
     split_rows,
     split_to_json,
 )
-from sim_core.errors import DataError
-from sim_core.prompts import LETTERS
-from sim_core.slices import SurveyRow, slice_label
-from sim_core.survey import Question
+from sim_core.base.errors import DataError
+from sim_core.survey.schema import LETTERS, Question
+from sim_core.survey.slices import SurveyRow, slice_label
 
 GROUPS = [{"SEX": "Female"}, {"SEX": "Male"}, {"AGE": "18-29"}, {"AGE": "30-44"},
           {"AGE": "45-64"}, {"AGE": "65+"}, {"REGION": "South"}, {"REGION": "West"}]
@@ -258,8 +257,8 @@ def test_respondent_rows_use_the_slice_labels_so_held_out_groups_never_leak():
     """A numeric attribute (pid 1/2/3) is labelled as the slices label it ("pid=1"), so the
     slice split's held-out group keeps its respondents out of kl+ce training."""
     from finetune.rows import individual_training_rows
-    from sim_core.readers import read_respondents_csv
-    from sim_core.slices import survey_rows
+    from sim_core.survey.readers import read_respondents_csv
+    from sim_core.survey.slices import survey_rows
 
     lines = ["pid,sex,q1"] + [f"{1 + i % 3},{'F' if i % 2 else 'M'},{'yes' if i % 5 else 'no'}"
                               for i in range(60)]

@@ -6,8 +6,8 @@ import pytest
 
 from finetune.rows import split_rows
 from finetune.train import TrainConfig, train_adapter
-from sim_core.readers import read_subpop_jsonl
-from sim_core.slices import survey_rows
+from sim_core.survey.readers import read_subpop_jsonl
+from sim_core.survey.slices import survey_rows
 
 QUESTIONS = ["natspac", "natenvir", "natheal", "natcity", "natdrug", "nateduc",
              "natrace", "natarms"]

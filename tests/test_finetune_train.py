@@ -13,12 +13,12 @@ from test_finetune_rows import make_rows
 from finetune.callbacks import letter_distributions
 from finetune.rows import Split
 from finetune.train import TrainConfig, check_qlora, train_adapter
-from sim_core.adapters import list_adapters
-from sim_core.errors import AdapterError, Cancelled, ModelError
-from sim_core.models import load_model
-from sim_core.simulate import SimConfig, simulate_rows
-from sim_core.slices import SurveyRow
-from sim_core.survey import Question
+from sim_core.base.errors import AdapterError, Cancelled, ModelError
+from sim_core.simulation.adapters import list_adapters
+from sim_core.simulation.models import load_model
+from sim_core.simulation.simulate import SimConfig, simulate_rows
+from sim_core.survey.schema import Question
+from sim_core.survey.slices import SurveyRow
 
 FAST = dict(evaluate_test=False, save_every=1000, batch_size=4, rank=4, alpha=8)
 
@@ -212,9 +212,9 @@ def test_top_layers_adapts_only_the_top_layers(tiny_model_dir):
 def test_adapter_trained_on_fixed_order_is_read_in_that_order(tiny_model_dir):
     """No shuffling -> the card recommends 1 order; SimConfig(orders=None) uses it, an
     explicit number still wins, and the base model keeps DEFAULT_ORDERS."""
-    from sim_core.compare import checkpoint_info
-    from sim_core.models import load_model
-    from sim_core.simulate import DEFAULT_ORDERS, SimConfig, orders_for, simulate_rows
+    from sim_core.evaluation.compare import checkpoint_info
+    from sim_core.simulation.models import load_model
+    from sim_core.simulation.simulate import DEFAULT_ORDERS, SimConfig, orders_for, simulate_rows
 
     config = TrainConfig(max_steps=1, shuffle_options=False, **FAST)
     result = train_adapter(fixed_split(), name="fixed-order", base=str(tiny_model_dir),
@@ -243,12 +243,9 @@ def test_card_holds_calibration_scores_raw_and_calibrated_and_the_verdict(tiny_m
     """The adapter and zero-shot calibrations are fitted on the validation rows only; the
     card's calibrated held-out scores are what the simulator then shows."""
     from finetune.rows import split_rows
-    from sim_core.calibration import Calibration
-    from sim_core.calibration_store import card_calibration, checkpoint_verdict
-    from sim_core.evaluate import evaluate_rows
-    from sim_core.models import load_model
-    from sim_core.simulate import SimConfig
-    from sim_core.verdict import (
+    from sim_core.evaluation.calibration_records import card_calibration, checkpoint_verdict
+    from sim_core.evaluation.evaluate import evaluate_rows
+    from sim_core.evaluation.verdict import (
         CHECKPOINT,
         CHECKPOINT_CAL,
         POPULATION,
@@ -256,6 +253,9 @@ def test_card_holds_calibration_scores_raw_and_calibrated_and_the_verdict(tiny_m
         ZERO_SHOT,
         ZERO_SHOT_CAL,
     )
+    from sim_core.simulation.calibration import Calibration
+    from sim_core.simulation.models import load_model
+    from sim_core.simulation.simulate import SimConfig
 
     split = split_rows(make_rows(10), "question", test_fraction=0.3, val_fraction=0.3, seed=0)
     config = TrainConfig(max_steps=2, **{**FAST, "evaluate_test": True})

@@ -1,4 +1,4 @@
-"""sim_core.history: finished results stored in the workspace as JSON, read back exactly."""
+"""sim_core.report.history: finished results stored in the workspace as JSON, read back exactly."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import json
 import pytest
 from test_report import _question, _report
 
-from sim_core import history
-from sim_core.errors import SimError
-from sim_core.report import report_json
-from sim_core.workspace import subdir
+from sim_core.base.errors import SimError
+from sim_core.base.workspace import subdir
+from sim_core.report import history
+from sim_core.report.document import report_json
 
 
 def test_saved_result_reads_back_exactly_as_plain_json():

@@ -1,4 +1,4 @@
-"""sim_core.individual on the tiny model: held-out respondents simulated from their profile,
+"""sim_core.evaluation.individual on the tiny model: held-out respondents simulated from their profile,
 the temperature sweep, the baselines on the same people, bad input, and the CLI."""
 
 from __future__ import annotations
@@ -9,21 +9,21 @@ import numpy as np
 import pytest
 from test_individual_scores import ordinal_survey
 
-from sim_core.adapters import read_card
-from sim_core.calibration import temper
-from sim_core.demographic import fit_demographic
-from sim_core.errors import DataError
-from sim_core.individual import (
+from sim_core.base.errors import DataError
+from sim_core.evaluation.demographic_models import fit_demographic
+from sim_core.evaluation.individual import (
     IndividualConfig,
     evaluate_individuals,
     sweep_record,
 )
-from sim_core.individual_scores import INDIVIDUAL_SCORES, score_predictions
-from sim_core.models import load_model
-from sim_core.readers import read_marginals_csv, read_respondents_csv
-from sim_core.respondent_split import respondent_split, split_from_cards
-from sim_core.simulate import SimConfig, simulate
-from sim_core.slices import _respondent_frame
+from sim_core.evaluation.individual_scores import INDIVIDUAL_SCORES, score_predictions
+from sim_core.evaluation.splits import respondent_split, split_from_cards
+from sim_core.simulation.adapters import read_card
+from sim_core.simulation.calibration import temper
+from sim_core.simulation.models import load_model
+from sim_core.simulation.simulate import SimConfig, simulate
+from sim_core.survey.readers import read_marginals_csv, read_respondents_csv
+from sim_core.survey.slices import _respondent_frame
 
 SIM = SimConfig(orders=1, use_cache=False)
 TEMPS = (0.5, 1.0, 2.0)
@@ -182,9 +182,9 @@ def test_a_sampling_sweeps_chosen_temperature_is_used_later(tiny_model_dir):
     sweep changes nothing there."""
     from factories import save_random_adapter
 
-    from sim_core.models import load_model
-    from sim_core.simulate import SimConfig, simulate, temperature_for
-    from sim_core.survey import Question
+    from sim_core.simulation.models import load_model
+    from sim_core.simulation.simulate import SimConfig, simulate, temperature_for
+    from sim_core.survey.schema import Question
 
     question = Question(id="q", text="Agree?", options=("Yes", "No"))
     _, base = save_random_adapter(tiny_model_dir, "sample-sweep", {

@@ -1,5 +1,5 @@
-"""sim_core.respondent_split, sim_core.demographic (boosting, svr) and
-sim_core.individual_scores: the split, the model baselines and individual-level scores."""
+"""sim_core.evaluation.splits, sim_core.evaluation.demographic_models (boosting, svr) and
+sim_core.evaluation.individual_scores: the split, the model baselines and individual-level scores."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 from test_baselines import synthetic_survey
 
-from sim_core.calibration import temper
-from sim_core.demo import load_demo
-from sim_core.demographic import fit_demographic, nearest_option, ordinal_scale
-from sim_core.errors import DataError
-from sim_core.individual_scores import score_predictions
-from sim_core.readers import read_marginals_csv, read_respondents_csv
-from sim_core.respondent_split import check_attributes, respondent_split
-from sim_core.survey import Question
+from sim_core.base.errors import DataError
+from sim_core.evaluation.demographic_models import fit_demographic, nearest_option, ordinal_scale
+from sim_core.evaluation.individual_scores import score_predictions
+from sim_core.evaluation.splits import check_attributes, respondent_split
+from sim_core.simulation.calibration import temper
+from sim_core.survey.demo import load_demo
+from sim_core.survey.readers import read_marginals_csv, read_respondents_csv
+from sim_core.survey.schema import Question
 
 LIKERT = Question("q", "How much?", ("Low", "Mid", "High", "Don't know"),
                   (1.0, 2.0, 3.0, math.nan))

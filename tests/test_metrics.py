@@ -1,4 +1,4 @@
-"""sim_core.metrics against hand-computed cases, scipy, and the real GSS reference figures."""
+"""sim_core.base.metrics against hand-computed cases, scipy, and the real GSS reference figures."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from scipy.spatial.distance import cosine as cosine_distance
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import chisquare, entropy, multinomial, wasserstein_distance
 
-from sim_core import metrics as M
+from sim_core.base import metrics as M
 
 P = np.array([0.5, 0.3, 0.2, 0.0])
 Q = np.array([0.1, 0.2, 0.3, 0.4])
@@ -167,8 +167,8 @@ def test_noise_floor_kl_asymptotics_and_seeding():
 # ---------------------------------------------------------------- real GSS file
 
 def _gss_rows(gss_path):
-    from sim_core.readers import read_subpop_jsonl
-    from sim_core.slices import survey_rows
+    from sim_core.survey.readers import read_subpop_jsonl
+    from sim_core.survey.slices import survey_rows
     return survey_rows(read_subpop_jsonl(gss_path))
 
 

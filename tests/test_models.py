@@ -9,10 +9,10 @@ import time
 import pytest
 import torch
 
-from sim_core.errors import ModelError, SimError
-from sim_core.fileio import FINGERPRINT_FILE, folder_fingerprint
-from sim_core.models import list_checkpoints, load_model
-from sim_core.workspace import safe_name, subdir, workspace_dir
+from sim_core.base.errors import ModelError, SimError
+from sim_core.base.reading import FINGERPRINT_FILE, folder_fingerprint
+from sim_core.base.workspace import safe_name, subdir, workspace_dir
+from sim_core.simulation.models import list_checkpoints, load_model
 
 
 def test_workspace_and_safe_name(isolated_workspace):
@@ -59,8 +59,8 @@ def test_base_model_without_chat_template(tiny_model_dir, tmp_path):
     assert not lm.is_chat
     assert lm.dtype == "bfloat16" and next(lm.model.parameters()).dtype == torch.bfloat16
 
-    from sim_core.simulate import SimConfig, simulate
-    from sim_core.survey import Question
+    from sim_core.simulation.simulate import SimConfig, simulate
+    from sim_core.survey.schema import Question
 
     question = Question(id="q", text="Favor?", options=("Yes", "No"))
     [result] = simulate(lm, question, [{"SEX": "Male"}], SimConfig(orders=1, use_cache=False))

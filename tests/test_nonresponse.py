@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sim_core.baselines import classifier_fit
-from sim_core.nonresponse import nonresponse_reason, nonresponse_text, suspect_missing_codes
-from sim_core.readers import read_respondents_csv
-from sim_core.slices import real_marginals
+from sim_core.evaluation.baselines import classifier_fit
+from sim_core.survey.nonresponse import nonresponse_reason, nonresponse_text, suspect_missing_codes
+from sim_core.survey.readers import read_respondents_csv
+from sim_core.survey.slices import real_marginals
 
 
 @pytest.mark.parametrize("label, reason", [

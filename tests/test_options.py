@@ -1,4 +1,4 @@
-"""sim_core.options: settings carry their help and bounds; configs refuse bad values at once;
+"""sim_core.base.options: settings carry their help and bounds; configs refuse bad values at once;
 CLI flags are generated from the same fields."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import math
 import pytest
 
 from finetune.config import LOSSES, TrainConfig
-from sim_core import options
-from sim_core.errors import SimError
-from sim_core.simulate import MODES, SimConfig
+from sim_core.base import options
+from sim_core.base.errors import SimError
+from sim_core.simulation.simulate import MODES, SimConfig
 
 
 @pytest.mark.parametrize("cls, changes, words", [

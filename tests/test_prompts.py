@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sim_core.errors import SimError
-from sim_core.prompts import (
+from sim_core.base.errors import SimError
+from sim_core.simulation.prompts import (
     ANSWER_CUE,
     PromptStyle,
     build_prompt,
@@ -13,7 +13,7 @@ from sim_core.prompts import (
     persona_text,
     question_block,
 )
-from sim_core.survey import Question
+from sim_core.survey.schema import Question
 
 QUESTION = Question(id="natspac", text="Spending on space exploration?",
                     options=("Too little", "About right", "Too much"))
@@ -79,7 +79,7 @@ def test_style_warning_compares_what_reaches_the_prompt():
     from dataclasses import asdict
     from types import SimpleNamespace
 
-    from sim_core.simulate import SimConfig, style_warning
+    from sim_core.simulation.simulate import SimConfig, style_warning
 
     lm = SimpleNamespace(label="tiny + a", prompt_style=asdict(PromptStyle()))
     us = SimpleNamespace(population="adults in the United States", labels={"polaf": "Party"})

@@ -1,10 +1,10 @@
-"""Question picker labels (sim_core.labels.question_choice_labels): a battery's shared
+"""Question picker labels (sim_core.base.labels.question_choice_labels): a battery's shared
 preamble moves behind each item's own words; the full wording stays searchable."""
 
 from __future__ import annotations
 
-from sim_core.demo import load_demo
-from sim_core.labels import question_choice_labels
+from sim_core.base.labels import question_choice_labels
+from sim_core.survey.demo import load_demo
 
 PRE = ("I'm going to name some problems, and for each one tell me whether we're spending "
        "too much, too little or about the right amount: ")

@@ -1,7 +1,7 @@
 """Reports: the Report data object, PDF (fpdf2), CSV and JSON exports.
 
 Stress cases (50 slices, long labels, non-ASCII text, formula cells) use hand-built Report
-objects; the end-to-end tests go through the real sim_core.compare.compare with the tiny
+objects; the end-to-end tests go through the real sim_core.evaluation.compare.compare with the tiny
 model.
 """
 
@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 from pypdf import PdfReader
 
-from sim_core.errors import SimError
-from sim_core.report import (
+from sim_core.base.errors import SimError
+from sim_core.report.document import (
     QuestionReport,
     Report,
     ScoreInfo,
@@ -27,7 +27,7 @@ from sim_core.report import (
     report_from_json,
     report_json,
 )
-from sim_core.report_pdf import format_score, render_pdf
+from sim_core.report.pdf import format_score, render_pdf
 
 CKPT = "SmolLM2-135M-Instruct + my-adapter"
 SCORES = [ScoreInfo("kl", "KL divergence", "sum p_i ln(p_i / q_i)", "lower", "[0, inf)"),
@@ -264,7 +264,7 @@ def test_drafted_question_without_real_data():
 
 
 def _evaluation_report() -> Report:
-    from sim_core.report import EvaluationReport, Heatmap, Table
+    from sim_core.report.document import EvaluationReport, Heatmap, Table
     questions = [f"Q{i}" for i in range(45)]       # more than one heatmap chunk (40 rows)
     slices = [f"GROUP=g{j}" for j in range(22)]
     values = [[(i + j) / 100 for j in range(22)] for i in range(45)]
@@ -324,17 +324,17 @@ def mini_files(tmp_path):
 
 def _tiny_model(request, *modules: str):
     """The tiny model, once the modules a test needs exist (skip, not error, before)."""
-    for module in ("sim_core.models", "sim_core.readers") + modules:
+    for module in ("sim_core.simulation.models", "sim_core.survey.readers") + modules:
         pytest.importorskip(module)
     return request.getfixturevalue("tiny_model_dir")
 
 
 def _real_comparison(request, mini_files):
-    tiny_model_dir = _tiny_model(request, "sim_core.compare")
-    import sim_core.compare as compare
-    from sim_core.models import load_model
-    from sim_core.readers import load_survey
-    from sim_core.simulate import SimConfig
+    tiny_model_dir = _tiny_model(request, "sim_core.evaluation.compare")
+    import sim_core.evaluation.compare as compare
+    from sim_core.simulation.models import load_model
+    from sim_core.simulation.simulate import SimConfig
+    from sim_core.survey.readers import load_survey
     survey = load_survey(mini_files[0], codebook=mini_files[1])
     model = load_model(str(tiny_model_dir))
     config = SimConfig(orders=2, use_cache=False)
@@ -344,8 +344,8 @@ def _real_comparison(request, mini_files):
 
 def test_report_from_real_comparison(request, mini_files):
     comparison, model, _ = _real_comparison(request, mini_files)
-    from sim_core.report import report_from_comparisons
-    from sim_core.slices import slice_label
+    from sim_core.report.document import report_from_comparisons
+    from sim_core.survey.slices import slice_label
     report = report_from_comparisons([comparison])
     question = report.questions[0]
     assert (question.id, question.text, question.options) == ("q1", WORDING, list(OPTIONS))
@@ -380,13 +380,13 @@ def test_report_from_real_comparison(request, mini_files):
 
 
 def test_report_from_real_evaluation(request, mini_files):
-    tiny_model_dir = _tiny_model(request, "sim_core.evaluate", "sim_core.slices")
-    import sim_core.evaluate as evaluate
-    from sim_core.models import load_model
-    from sim_core.readers import load_survey
-    from sim_core.report import report_from_evaluation
-    from sim_core.simulate import SimConfig
-    from sim_core.slices import survey_rows
+    tiny_model_dir = _tiny_model(request, "sim_core.evaluation.evaluate", "sim_core.survey.slices")
+    import sim_core.evaluation.evaluate as evaluate
+    from sim_core.report.document import report_from_evaluation
+    from sim_core.simulation.models import load_model
+    from sim_core.simulation.simulate import SimConfig
+    from sim_core.survey.readers import load_survey
+    from sim_core.survey.slices import survey_rows
     survey = load_survey(mini_files[0], codebook=mini_files[1])
     model = load_model(str(tiny_model_dir))
     result = evaluate.evaluate_rows([model], survey_rows(survey, by=["sex"]),
@@ -414,7 +414,7 @@ def _cli(argv: list[str]):
 
 
 def test_cli_writes_pdf_csv_json(request, mini_files, tmp_path):
-    tiny_model_dir = _tiny_model(request, "sim_core.commands.common", "sim_core.compare")
+    tiny_model_dir = _tiny_model(request, "sim_core.commands.common", "sim_core.evaluation.compare")
     out = tmp_path / "out"
     argv = ["--data", str(mini_files[0]), "--codebook", str(mini_files[1]),
             "--question", "q1", "--by", "sex", "--model", str(tiny_model_dir), "--orders", "1",
@@ -432,7 +432,7 @@ def test_cli_writes_pdf_csv_json(request, mini_files, tmp_path):
 
 
 def test_cli_unknown_question_is_a_clear_error(request, mini_files, tmp_path):
-    tiny_model_dir = _tiny_model(request, "sim_core.commands.common", "sim_core.compare")
+    tiny_model_dir = _tiny_model(request, "sim_core.commands.common", "sim_core.evaluation.compare")
     pdf = tmp_path / "r.pdf"
     argv = ["--data", str(mini_files[0]), "--codebook", str(mini_files[1]),
             "--question", "q1,nope", "--by", "sex", "--model", str(tiny_model_dir),
@@ -446,7 +446,7 @@ def test_orders_sentence_per_checkpoint():
     """Methods text names the option orders: one number, or each checkpoint's own."""
     from types import SimpleNamespace
 
-    from sim_core.report_methods import orders_sentence
+    from sim_core.report.methods_text import orders_sentence
 
     one = SimpleNamespace(orders=1, checkpoints=[])
     assert orders_sentence(one) == "the original option order only"
@@ -463,12 +463,12 @@ def test_orders_sentence_per_checkpoint():
 def test_report_carries_nonresponse_weighting_and_intervals(request, tmp_path):
     """An SPSS survey with declared and undeclared nonresponse: counts and nonresponse
     shares reach the CSV, the JSON and the PDF; the methods say how intervals were made."""
-    tiny_model_dir = _tiny_model(request, "sim_core.compare")
-    from sim_core.compare import compare
-    from sim_core.models import load_model
-    from sim_core.readers import load_survey
-    from sim_core.report import report_from_comparisons
-    from sim_core.simulate import SimConfig
+    tiny_model_dir = _tiny_model(request, "sim_core.evaluation.compare")
+    from sim_core.evaluation.compare import compare
+    from sim_core.report.document import report_from_comparisons
+    from sim_core.simulation.models import load_model
+    from sim_core.simulation.simulate import SimConfig
+    from sim_core.survey.readers import load_survey
     from tests.test_survey_files import write_survey
 
     survey = load_survey(write_survey(tmp_path), weight="wt", demographics=["sex"],
@@ -538,7 +538,7 @@ def test_chinese_text_reaches_the_pdf_or_the_render_says_why(monkeypatch):
     """A Chinese survey's wording, options and slices are drawn with the CJK fallback font
     (text extracted back from the PDF); without any CJK font the render refuses with one
     message instead of dropping the characters."""
-    from sim_core import pdf_kit
+    from sim_core.report import pdf_kit
 
     if pdf_kit.cjk_font_file() is None:
         pytest.skip("no CJK font installed (make install adds fonts-wqy-microhei)")

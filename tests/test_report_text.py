@@ -12,22 +12,23 @@ import pytest
 from matplotlib.text import Text
 from test_report import _pdf_text, _question, _report, _squash
 
-from sim_core import report_pdf, storage
+from sim_core.base import writing
 from sim_core.commands import report as report_command
-from sim_core.report import report_csv, report_json
-from sim_core.report_pdf import render_pdf
+from sim_core.report import pdf
+from sim_core.report.document import report_csv, report_json
+from sim_core.report.pdf import render_pdf
 
 
 @pytest.fixture
 def figures(monkeypatch):
     """Every chart figure the PDF draws (after it was drawn, so tick labels exist)."""
-    drawn, real = [], report_pdf._png
+    drawn, real = [], pdf.figure_png
 
     def keep(fig):
         png = real(fig)
         drawn.append(fig)
         return png
-    monkeypatch.setattr(report_pdf, "_png", keep)
+    monkeypatch.setattr(pdf, "figure_png", keep)
     return drawn
 
 
@@ -107,9 +108,9 @@ def test_report_outputs_checked_before_work(tmp_path, monkeypatch, capsys):
         _cli(["--pdf", str(tmp_path)])
     assert "it is a folder" in capsys.readouterr().err
     (tmp_path / "old.csv").write_text("the user's own data")
-    with pytest.raises(storage.SimError, match="old.csv exists already"):
+    with pytest.raises(writing.SimError, match="old.csv exists already"):
         _cli(["--pdf", str(tmp_path / "r.pdf"), "--csv", str(tmp_path / "old.csv")])
-    with pytest.raises(storage.SimError, match="different files"):
+    with pytest.raises(writing.SimError, match="different files"):
         _cli(["--pdf", str(tmp_path / "r.pdf"), "--json", str(tmp_path / "r.pdf")])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["old.csv"]
 
@@ -127,8 +128,8 @@ def test_report_files_written_whole(tmp_path, fake_run, monkeypatch):
         if str(target).endswith(".csv"):
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_replace(source, target)
-    monkeypatch.setattr(storage.os, "replace", replace)
-    with pytest.raises(storage.SimError, match="r.csv: the disk is full"):
+    monkeypatch.setattr(writing.os, "replace", replace)
+    with pytest.raises(writing.SimError, match="r.csv: the disk is full"):
         _cli(argv + ["--overwrite"])
     assert sorted(p.name for p in out.iterdir()) == ["r.csv", "r.json", "r.pdf"]
     assert (out / "r.csv").read_bytes() == before["r.csv"]     # no half file, no .part
@@ -138,13 +139,13 @@ def test_ctrl_c_while_writing_leaves_no_partial_file(tmp_path, fake_run, monkeyp
     """Ctrl-C while the report is being written: exit 130, no report, no temporary file."""
     from sim_core.__main__ import main
 
-    real_write = storage.atomic_file
+    real_write = writing.atomic_file
 
     def interrupted(path, **kwargs):
         with real_write(path, **kwargs) as stream:
             stream.write(b"%PDF-1.4 half a file")
             raise KeyboardInterrupt
-    monkeypatch.setattr(storage, "atomic_file", interrupted)
+    monkeypatch.setattr(writing, "atomic_file", interrupted)
     assert main(["report", "--data", "x.csv", "--question", "q1",
                  "--pdf", str(tmp_path / "r.pdf")]) == 130
     assert list(tmp_path.iterdir()) == [] and "stopped" in capsys.readouterr().err

@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from sim_core import scales
-from sim_core.readers import load_survey
-from sim_core.scales import Scale, known_order
+from sim_core.survey import scales
+from sim_core.survey.readers import load_survey
+from sim_core.survey.scales import Scale, known_order
 
 
 @pytest.mark.parametrize("given,expected", [

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from sim_core.errors import Cancelled, SimError
-from sim_core.models import load_model
-from sim_core.prompts import build_prompt
-from sim_core.simulate import (
+from sim_core.base.errors import Cancelled, SimError
+from sim_core.simulation.models import load_model
+from sim_core.simulation.prompts import build_prompt
+from sim_core.simulation.simulate import (
     SimConfig,
     letter_logits,
     letter_token_ids,
@@ -21,7 +21,7 @@ from sim_core.simulate import (
     simulate,
     simulate_rows,
 )
-from sim_core.survey import Question
+from sim_core.survey.schema import Question
 
 QUESTION = Question(id="natspac", text="Are we spending too much on space exploration?",
                     options=("Too little", "About right", "Too much"))

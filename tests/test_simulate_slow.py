@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sim_core.models import EMBEDDED_FOLDER, load_model
-from sim_core.simulate import SimConfig, simulate
-from sim_core.survey import Question
-from sim_core.workspace import subdir
+from sim_core.base.workspace import subdir
+from sim_core.simulation.models import EMBEDDED_FOLDER, load_model
+from sim_core.simulation.simulate import SimConfig, simulate
+from sim_core.survey.schema import Question
 
 pytestmark = pytest.mark.slow
 

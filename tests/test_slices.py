@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from scipy.stats import norm
 
-from sim_core.errors import DataError
-from sim_core.readers import read_respondents_csv
-from sim_core.slices import (
+from sim_core.base.errors import DataError
+from sim_core.survey.readers import read_respondents_csv
+from sim_core.survey.slices import (
     DEFAULT_BINS,
     bin_numeric,
     parse_slice_label,
@@ -164,7 +164,7 @@ def test_survey_rows_respondents(six):
 
 
 def test_gss_marginal_table_rules(gss_path):
-    from sim_core.readers import read_subpop_jsonl
+    from sim_core.survey.readers import read_subpop_jsonl
     gss = read_subpop_jsonl(gss_path)
     with pytest.raises(DataError, match="cannot cross"):
         real_marginals(gss, "nataid", ["SEX", "RACE"])
@@ -182,7 +182,7 @@ def test_gss_marginal_table_rules(gss_path):
 def test_head_rows_first_questions_and_slices():
     from types import SimpleNamespace
 
-    from sim_core.slices import head_rows
+    from sim_core.survey.slices import head_rows
 
     rows = [SimpleNamespace(question=SimpleNamespace(id=q), slice={"n": str(n)})
             for n, q in enumerate(("a", "b", "a", "c", "b", "a", "d"))]

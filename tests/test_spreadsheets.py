@@ -1,4 +1,4 @@
-"""Excel workbooks read as the CSV they would export (sim_core.spreadsheets)."""
+"""Excel workbooks read as the CSV they would export (sim_core.survey.spreadsheets)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import io
 import pytest
 from openpyxl import Workbook
 
-from sim_core.errors import DataError
-from sim_core.readers import columns_of, load_survey
-from sim_core.slices import real_marginals
+from sim_core.base.errors import DataError
+from sim_core.survey.readers import columns_of, load_survey
+from sim_core.survey.slices import real_marginals
 
 ROWS = [["sex", "wt", "q1", "interviewed"],
         ["F", 1.5, "Agree", datetime.datetime(2024, 3, 1)],

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from sim_core import storage, store
-from sim_core.errors import DataError, SimError
-from sim_core.storage import atomic_file, atomic_write, staged_folder
-from sim_core.workspace import check_name, is_valid_name, workspace_dir
+from sim_core.base import writing
+from sim_core.base.errors import DataError, SimError
+from sim_core.base.workspace import check_name, is_valid_name, workspace_dir
+from sim_core.base.writing import atomic_file, atomic_write, staged_folder
+from sim_core.survey import workspace_surveys
 
 CSV = b"sex,q1\nF,Yes\nM,No\nF,No\n"
 RUNNING_AS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
@@ -28,7 +29,7 @@ def _full_disk(monkeypatch, after_bytes: int = 0) -> None:
     """os.fsync, the last call of every atomic write, fails as on a full disk."""
     def fsync(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
-    monkeypatch.setattr(storage.os, "fsync", fsync)
+    monkeypatch.setattr(writing.os, "fsync", fsync)
 
 
 # ---------------------------------------------------------------- atomic files
@@ -67,9 +68,9 @@ def test_interrupted_write_leaves_nothing(tmp_path, interrupt):
 def test_output_paths_checked_before_work(tmp_path):
     (tmp_path / "a-file").write_text("x")
     with pytest.raises(SimError, match="it is a folder"):
-        storage.check_output(tmp_path)
+        writing.check_output(tmp_path)
     with pytest.raises(SimError, match="is a file, not a folder"):
-        storage.check_output(tmp_path / "a-file" / "deeper" / "r.pdf")
+        writing.check_output(tmp_path / "a-file" / "deeper" / "r.pdf")
     # a missing folder is made when the file is written
     written = atomic_write(tmp_path / "new" / "deeper" / "r.csv", "a,b\n")
     assert written.read_text() == "a,b\n"
@@ -138,19 +139,19 @@ def test_two_names_that_sanitise_alike_never_share_a_folder():
     """'My survey' and 'My/survey' both sanitised to 'My-survey': the first was replaced."""
     for typed in ("My survey", "My/survey"):
         with pytest.raises(SimError, match="for example 'My-survey'"):
-            store.save_survey(typed, "a.csv", CSV)
-    assert "My-survey" not in store.saved_surveys()
+            workspace_surveys.save_survey(typed, "a.csv", CSV)
+    assert "My-survey" not in workspace_surveys.saved_surveys()
 
 
 def test_saving_into_an_existing_name_needs_overwrite():
-    store.save_survey("keep-me", "first.csv", CSV)
+    workspace_surveys.save_survey("keep-me", "first.csv", CSV)
     other = b"sex,q1\nF,Maybe\nM,Maybe\n"
     with pytest.raises(SimError, match="exists already"):
-        store.save_survey("keep-me", "second.csv", other)
-    assert list(store.load_saved("keep-me").questions["q1"].options) == ["No", "Yes"]
-    store.save_survey("keep-me", "second.csv", other, overwrite=True)
-    assert list(store.load_saved("keep-me").questions["q1"].options) == ["Maybe"]
-    assert [p.name for p in store.surveys_dir().iterdir() if p.name.startswith(".")] == []
+        workspace_surveys.save_survey("keep-me", "second.csv", other)
+    assert list(workspace_surveys.load_saved("keep-me").questions["q1"].options) == ["No", "Yes"]
+    workspace_surveys.save_survey("keep-me", "second.csv", other, overwrite=True)
+    assert list(workspace_surveys.load_saved("keep-me").questions["q1"].options) == ["Maybe"]
+    assert [p.name for p in workspace_surveys.surveys_dir().iterdir() if p.name.startswith(".")] == []
 
 
 @pytest.mark.parametrize("upload", ["mapping.json", "codebook.csv", "codebook-book.csv"])
@@ -165,38 +166,38 @@ def test_an_upload_never_clobbers_the_apps_files(upload):
     # a codebook cannot apply to marginals (JSONL), so that upload comes without one
     codebook = None if upload == "mapping.json" else (
         "book.csv" if upload != "codebook.csv" else "codebook.csv", book)
-    store.save_survey(name, upload, data, codebook=codebook)
-    folder = store.surveys_dir() / name
-    info = json.loads((folder / store.MAPPING_FILE).read_text())
+    workspace_surveys.save_survey(name, upload, data, codebook=codebook)
+    folder = workspace_surveys.surveys_dir() / name
+    info = json.loads((folder / workspace_surveys.MAPPING_FILE).read_text())
     assert info["name"] == name and (folder / info["file"]).read_bytes() == data
     if codebook is not None:
         assert (folder / info["codebook"]).read_bytes() == book
-    assert store.load_saved(name).questions["q1"].options == ("Yes", "No")
+    assert workspace_surveys.load_saved(name).questions["q1"].options == ("Yes", "No")
 
 
 def test_lookups_take_the_exact_name_and_stay_inside():
-    store.save_survey("exact-name", "a.csv", CSV)
+    workspace_surveys.save_survey("exact-name", "a.csv", CSV)
     for wrong in ("exact name", "Exact-Name", "../surveys/exact-name", "exact-name/"):
         with pytest.raises(DataError, match="no saved survey"):
-            store.load_saved(wrong)
+            workspace_surveys.load_saved(wrong)
         with pytest.raises(DataError):
-            store.delete_saved(wrong)
-    assert "exact-name" in store.saved_surveys()
+            workspace_surveys.delete_saved(wrong)
+    assert "exact-name" in workspace_surveys.saved_surveys()
     # a hand-edited record cannot point outside the survey's folder
-    record = store.surveys_dir() / "exact-name" / store.MAPPING_FILE
+    record = workspace_surveys.surveys_dir() / "exact-name" / workspace_surveys.MAPPING_FILE
     record.write_text(json.dumps({**json.loads(record.read_text()), "file": "../../x.csv"}))
     with pytest.raises(DataError, match="outside its folder"):
-        store.load_saved("exact-name")
-    store.delete_saved("exact-name")
-    assert "exact-name" not in store.saved_surveys()
+        workspace_surveys.load_saved("exact-name")
+    workspace_surveys.delete_saved("exact-name")
+    assert "exact-name" not in workspace_surveys.saved_surveys()
 
 
 def test_disk_full_while_saving_leaves_no_half_survey(monkeypatch):
     _full_disk(monkeypatch)
     with pytest.raises(SimError, match="the disk is full"):
-        store.save_survey("never-half", "a.csv", CSV)
+        workspace_surveys.save_survey("never-half", "a.csv", CSV)
     assert not any(p.name.startswith((".tmp-never-half", "never-half"))
-                   for p in store.surveys_dir().iterdir())
+                   for p in workspace_surveys.surveys_dir().iterdir())
 
 
 # ---------------------------------------------------------------- the workspace

@@ -14,15 +14,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sim_core.baselines import classifier_fit
-from sim_core.errors import MAX_LISTED_ROWS, DataError
-from sim_core.readers import (
+from sim_core.base.errors import MAX_LISTED_ROWS, DataError
+from sim_core.evaluation.baselines import classifier_fit
+from sim_core.survey.readers import (
     load_survey,
     read_marginals_csv,
     read_respondents_csv,
     read_subpop_jsonl,
 )
-from sim_core.slices import real_marginals, survey_rows
+from sim_core.survey.slices import real_marginals, survey_rows
 
 
 def write(tmp_path: Path, name: str, data: bytes | str) -> Path:
@@ -258,8 +258,8 @@ def test_decimal_commas_of_a_semicolon_export(tmp_path):
     """A European spreadsheet export: ';' between fields, ',' before decimals. Weights and
     shares are read as numbers (said in a warning); a column mixing 1,5 with text, or a
     comma file, is left alone."""
-    from sim_core.readers import load_survey
-    from sim_core.slices import real_marginals
+    from sim_core.survey.readers import load_survey
+    from sim_core.survey.slices import real_marginals
 
     path = tmp_path / "de.csv"
     path.write_text("geschlecht;gewicht;q1\nFrau;1,5;Ja\nFrau;0,5;Nein\nMann;2;Ja\n",

@@ -12,10 +12,10 @@ import pandas as pd
 import pyreadstat
 import pytest
 
-from sim_core.codebook import codebook_csv
-from sim_core.errors import DataError
-from sim_core.readers import columns_of, load_survey
-from sim_core.slices import real_marginals
+from sim_core.base.errors import DataError
+from sim_core.survey.codebook import codebook_csv
+from sim_core.survey.readers import columns_of, load_survey
+from sim_core.survey.slices import real_marginals
 
 FILES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "survey_files"
 PYREADSTAT, HAVEN = FILES / "pyreadstat", FILES / "haven"
@@ -216,7 +216,7 @@ def test_roles_ids_dates_and_many_valued_columns_are_not_questions(sav):
 
 
 def test_classifier_uses_only_the_named_demographics(sav):
-    from sim_core.baselines import classifier_fit
+    from sim_core.evaluation.baselines import classifier_fit
 
     survey = load_survey(sav, weight="wt", demographics=["sex"])
     fit = classifier_fit(survey, "q2", ["sex"], test_fraction=0.3)
@@ -280,7 +280,7 @@ def test_codebook_round_trip_and_edits(sav, tmp_path):
 
 
 def test_persona_uses_the_variable_label_and_population_reaches_the_prompt(tmp_path):
-    from sim_core.prompts import PromptStyle, build_prompt, persona_text
+    from sim_core.simulation.prompts import PromptStyle, build_prompt, persona_text
 
     path = tmp_path / "de.sav"
     pyreadstat.write_sav(pd.DataFrame({"polaf": [1.0, 2.0] * 3, "q1": [1.0, 2.0, 3.0] * 2}),
@@ -375,7 +375,7 @@ def test_uploaded_bytes_need_their_file_name(sav):
 def test_edited_codebook_reorders_options_with_their_codes(sav, tmp_path):
     """The dashboard's question editor: new wording, options reordered (each keeping its own
     code, so every share stays with its answer), ordinal switched off; renames refused."""
-    from sim_core.codebook import edited_codebook
+    from sim_core.survey.codebook import edited_codebook
 
     survey = load_survey(sav, weight="wt", demographics=["sex", "age"])
     edits = {"q1": {"question_text": "Do you agree with it?",

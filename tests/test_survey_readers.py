@@ -9,16 +9,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sim_core import fileio
-from sim_core.errors import DataError
-from sim_core.readers import (
+from sim_core.base import reading
+from sim_core.base.errors import DataError
+from sim_core.survey.readers import (
     guess_columns,
     load_survey,
     read_marginals_csv,
     read_respondents_csv,
     read_subpop_jsonl,
 )
-from sim_core.slices import real_marginals, survey_rows
+from sim_core.survey.slices import real_marginals, survey_rows
 
 ROWS = [("sex", "region", "q1", "wt"), ("Female", "Nord", "Café", "1"),
         ("Male", "Süd", "Tea", "2"), ("Female", "Süd", "Café", "1.5")]
@@ -172,7 +172,7 @@ def test_ragged_row(tmp_path):
 
 def test_size_checked_before_reading(tmp_path, monkeypatch):
     path = write(tmp_path, "big.csv", "sex,q1\n" + "F,Yes\n" * 100)
-    monkeypatch.setattr(fileio, "MAX_FILE_BYTES", 100)
+    monkeypatch.setattr(reading, "MAX_FILE_BYTES", 100)
 
     def no_read(self):
         raise AssertionError("read before the size check")
@@ -289,7 +289,7 @@ def test_load_survey_dispatch(gss_path, tmp_path):
 def test_anes_demo_matches_statsmodels():
     from statsmodels.datasets import anes96
 
-    from sim_core.demo import DEMOS, load_demo
+    from sim_core.survey.demo import DEMOS, load_demo
     raw = anes96.load_pandas().data
     survey = load_demo("anes96")
     assert set(DEMOS) == {"gss2022", "anes96"} and len(survey.respondents) == len(raw) == 944
@@ -319,7 +319,7 @@ def test_ids_dates_and_many_valued_columns_are_not_offered_as_questions(tmp_path
     ("q12", "How much weight do you give to the views of experts?", False),
 ])
 def test_weight_candidates_by_name_and_label(name, label, expected):
-    from sim_core.weights import weight_candidates
+    from sim_core.survey.weights import weight_candidates
     assert (weight_candidates([name], {name: label}) == [name]) is expected
 
 
@@ -330,7 +330,7 @@ def test_weight_candidates_by_name_and_label(name, label, expected):
     ("racism", "", False), ("q7", "How old do you think the president's age is?", False),
 ])
 def test_demographic_names_and_short_labels(name, label, expected):
-    from sim_core.roles import looks_demographic
+    from sim_core.survey.roles import looks_demographic
     assert looks_demographic(name, label) is expected
 
 

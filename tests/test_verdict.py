@@ -1,4 +1,4 @@
-"""sim_core.verdict: per-question evidence, bootstrap margins and the verdict's words,
+"""sim_core.evaluation.verdict: per-question evidence, bootstrap margins and the verdict's words,
 checked against hand computation and an independent normal approximation."""
 
 from __future__ import annotations
@@ -6,10 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sim_core.errors import SimError
-from sim_core.slices import SurveyRow
-from sim_core.survey import Question
-from sim_core.verdict import (
+from sim_core.base.errors import SimError
+from sim_core.evaluation.verdict import (
     BETTER,
     CHECKPOINT,
     CHECKPOINT_CAL,
@@ -24,6 +22,8 @@ from sim_core.verdict import (
     heldout_from_rows,
     verdict,
 )
+from sim_core.survey.schema import Question
+from sim_core.survey.slices import SurveyRow
 
 YES_NO = dict(options=("Yes", "No"), ordinal_values=(0.0, 1.0))
 

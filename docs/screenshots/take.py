@@ -42,14 +42,14 @@ def _wait_for(url: str, timeout: float = 90) -> None:
 def _fill_workspace(workspace: Path) -> None:
     """Both demo surveys saved, as the Data page's demo tab saves them."""
     os.environ["SIM_WORKSPACE"] = str(workspace)
-    from sim_core import store
-    from sim_core.demo import DEMO_POPULATION, demo_anes_paths, demo_gss_path
+    from sim_core.survey import workspace_surveys
+    from sim_core.survey.demo import DEMO_POPULATION, demo_anes_paths, demo_gss_path
 
     data, codebook = demo_anes_paths()
-    store.save_survey("anes96", data.name, data.read_bytes(), {"population": DEMO_POPULATION},
+    workspace_surveys.save_survey("anes96", data.name, data.read_bytes(), {"population": DEMO_POPULATION},
                       codebook=(codebook.name, codebook.read_bytes()))
     gss = demo_gss_path()
-    store.save_survey("gss2022", gss.name, gss.read_bytes(), {"population": DEMO_POPULATION})
+    workspace_surveys.save_survey("gss2022", gss.name, gss.read_bytes(), {"population": DEMO_POPULATION})
 
 
 def _shots(url: str) -> None:

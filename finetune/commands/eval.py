@@ -16,14 +16,14 @@ from pathlib import Path
 
 from finetune.rows import held_out_with_reference
 from finetune.splits import respondent_parts
-from sim_core.adapters import read_card
-from sim_core.calibration_store import calibration_for
+from sim_core.base.errors import AdapterError
+from sim_core.base.labels import is_baseline
 from sim_core.commands import common
-from sim_core.errors import AdapterError
-from sim_core.evaluate import evaluate_rows
-from sim_core.fairness import gap_changes, group_gaps
-from sim_core.labels import is_baseline
-from sim_core.slices import survey_rows
+from sim_core.evaluation.calibration_records import calibration_for
+from sim_core.evaluation.evaluate import evaluate_rows
+from sim_core.evaluation.fairness import gap_changes, group_gaps
+from sim_core.simulation.adapters import read_card
+from sim_core.survey.slices import survey_rows
 
 
 def register(subparsers) -> None:

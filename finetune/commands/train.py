@@ -22,12 +22,12 @@ from finetune.base import training_device
 from finetune.config import SplitConfig, TrainConfig
 from finetune.splits import training_split
 from finetune.train import train_adapter
-from sim_core import options
-from sim_core.adapters import check_new_adapter
-from sim_core.calibration_store import card_calibration, checkpoint_verdict
+from sim_core.base import options
+from sim_core.base.errors import Cancelled, SimError
 from sim_core.commands import common
-from sim_core.errors import Cancelled, SimError
-from sim_core.prompts import PromptStyle
+from sim_core.evaluation.calibration_records import card_calibration, checkpoint_verdict
+from sim_core.simulation.adapters import check_new_adapter
+from sim_core.simulation.prompts import PromptStyle
 
 
 def register(subparsers) -> None:

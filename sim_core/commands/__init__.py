@@ -14,8 +14,8 @@ import logging
 import sys
 from typing import Sequence
 
-from sim_core.errors import SimError
-from sim_core.storage import failure_message
+from sim_core.base.errors import SimError
+from sim_core.base.writing import failure_message
 
 CORE_COMMANDS = tuple(f"sim_core.commands.{name}" for name in
                       ("marginals", "baselines", "simulate", "compare", "individual", "report",

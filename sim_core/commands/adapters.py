@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from sim_core import adapters
 from sim_core.commands import common
+from sim_core.simulation import adapters
 
 
 def register(subparsers) -> None:

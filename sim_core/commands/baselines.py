@@ -13,17 +13,17 @@ import json
 
 import numpy as np
 
-from sim_core import baselines as B
-from sim_core import options
-from sim_core.baselines import ROW_BASELINES
+from sim_core.base import options
+from sim_core.base.errors import DataError
+from sim_core.base.labels import NOISE_FLOOR, REAL
+from sim_core.base.metrics import METRICS, best_entry, noise_floor, score_all
+from sim_core.base.options import MAX_SEED
 from sim_core.commands import common
 from sim_core.commands.formatting import floats, format_rows, score_legend, slice_heading
-from sim_core.demographic import MODEL_BASELINES
-from sim_core.errors import DataError
-from sim_core.labels import NOISE_FLOOR, REAL
-from sim_core.metrics import METRICS, best_entry, noise_floor, score_all
-from sim_core.options import MAX_SEED
-from sim_core.slices import real_marginals
+from sim_core.evaluation import baselines as B
+from sim_core.evaluation.baselines import ROW_BASELINES
+from sim_core.evaluation.demographic_models import MODEL_BASELINES
+from sim_core.survey.slices import real_marginals
 
 
 def register(subparsers) -> None:

@@ -13,12 +13,12 @@ from __future__ import annotations
 import argparse
 import json
 
-from sim_core import options
-from sim_core.calibrate import CalibrateConfig, calibrate_base
-from sim_core.calibration import summary
-from sim_core.calibration_store import checkpoint_verdict, record_path
+from sim_core.base import options
 from sim_core.commands import common
-from sim_core.simulate import SimConfig
+from sim_core.evaluation.calibration_fit import summary
+from sim_core.evaluation.calibration_records import checkpoint_verdict, record_path
+from sim_core.evaluation.calibration_runs import CalibrateConfig, calibrate_base
+from sim_core.simulation.simulate import SimConfig
 
 SIMULATION_FLAGS = ("orders", "batch_size", "interval_level")
 

@@ -12,9 +12,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from sim_core.codebook import codebook_csv
+from sim_core.base.errors import DataError, SimError
 from sim_core.commands import common
-from sim_core.errors import DataError, SimError
+from sim_core.survey.codebook import codebook_csv
 
 
 def register(subparsers) -> None:

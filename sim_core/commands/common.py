@@ -5,7 +5,7 @@
   --strata, --psu, --design-effect, --question (ids: repeatable or comma-separated), --by,
   --bins, --json;
 - model: --model (base model), --adapter, --dtype;
-- simulation: one flag per SimConfig setting (generated from its fields: sim_core.options);
+- simulation: one flag per SimConfig setting (generated from its fields: sim_core.base.options);
 - storage: names checked as typed (add_name_arg), output files checked before any work
   (output_file, check_outputs, --overwrite).
 """
@@ -17,19 +17,19 @@ import csv
 import sys
 from pathlib import Path
 
-from sim_core import options
-from sim_core.baselines import BASELINES, check_names
-from sim_core.demo import DEMOS, load_demo
-from sim_core.devices import resolve_device
-from sim_core.endpoint import BackendConfig
-from sim_core.errors import DataError, SimError
-from sim_core.models import load_model
-from sim_core.readers import load_survey
-from sim_core.simulate import SimConfig
-from sim_core.storage import check_output
-from sim_core.store import load_saved, saved_surveys
-from sim_core.survey import Survey
-from sim_core.workspace import check_name
+from sim_core.base import options
+from sim_core.base.errors import DataError, SimError
+from sim_core.base.workspace import check_name
+from sim_core.base.writing import check_output
+from sim_core.evaluation.baselines import BASELINES, check_names
+from sim_core.simulation.completions import BackendConfig
+from sim_core.simulation.devices import resolve_device
+from sim_core.simulation.models import load_model
+from sim_core.simulation.simulate import SimConfig
+from sim_core.survey.demo import DEMOS, load_demo
+from sim_core.survey.readers import load_survey
+from sim_core.survey.schema import Survey
+from sim_core.survey.workspace_surveys import load_saved, saved_surveys
 
 
 def add_data_args(parser: argparse.ArgumentParser, *, questions: str = "required",

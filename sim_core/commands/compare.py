@@ -15,11 +15,11 @@ import textwrap
 
 import numpy as np
 
+from sim_core.base.labels import NOISE_FLOOR, REAL
+from sim_core.base.metrics import METRICS, best_entry
 from sim_core.commands import common
 from sim_core.commands.formatting import floats, format_rows, score_legend, slice_heading
-from sim_core.compare import compare
-from sim_core.labels import NOISE_FLOOR, REAL
-from sim_core.metrics import METRICS, best_entry
+from sim_core.evaluation.compare import compare
 
 
 def register(subparsers) -> None:

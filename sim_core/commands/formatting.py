@@ -6,7 +6,7 @@ import textwrap
 
 import numpy as np
 
-from sim_core.metrics import METRICS
+from sim_core.base.metrics import METRICS
 
 SCORE_WIDTH = 12
 

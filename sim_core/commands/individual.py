@@ -15,18 +15,18 @@ import json
 import math
 import sys
 
-from sim_core import options
-from sim_core.adapters import update_card
+from sim_core.base import options
+from sim_core.base.errors import DataError
 from sim_core.commands import common
-from sim_core.errors import DataError
-from sim_core.individual import (
+from sim_core.evaluation.individual import (
     INDIVIDUAL_BASELINES,
     IndividualConfig,
     evaluate_individuals,
     sweep_record,
 )
-from sim_core.individual_scores import INDIVIDUAL_SCORES
-from sim_core.respondent_split import split_from_cards
+from sim_core.evaluation.individual_scores import INDIVIDUAL_SCORES
+from sim_core.evaluation.splits import split_from_cards
+from sim_core.simulation.adapters import update_card
 
 
 def register(subparsers) -> None:

@@ -13,11 +13,11 @@ import argparse
 import json
 from dataclasses import asdict
 
-from sim_core import options
+from sim_core.base import options
 from sim_core.commands import common
-from sim_core.design import interval_method
-from sim_core.nonresponse import nonresponse_text
-from sim_core.slices import real_marginals
+from sim_core.survey.design import interval_method
+from sim_core.survey.nonresponse import nonresponse_text
+from sim_core.survey.slices import real_marginals
 
 
 def register(subparsers) -> None:

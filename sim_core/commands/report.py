@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import argparse
 
+from sim_core.base.errors import SimError
+from sim_core.base.writing import atomic_write
 from sim_core.commands import common
 from sim_core.commands.compare import comparisons_from_args
-from sim_core.errors import SimError
-from sim_core.report import report_csv, report_from_comparisons, report_json
-from sim_core.report_pdf import PAGE_SIZES, render_pdf
-from sim_core.storage import atomic_write
+from sim_core.report.document import report_csv, report_from_comparisons, report_json
+from sim_core.report.pdf import PAGE_SIZES, render_pdf
 
 
 def register(subparsers) -> None:

@@ -7,14 +7,13 @@ import json
 import textwrap
 from dataclasses import replace
 
-from sim_core.calibration_store import calibration_for, checkpoint_verdict
+from sim_core.base.errors import SimError
 from sim_core.commands import common
 from sim_core.commands.formatting import floats
-from sim_core.errors import SimError
-from sim_core.prompts import LETTERS
-from sim_core.simulate import orders_for, simulate, temperature_for
-from sim_core.slices import parse_slice_label, slice_label
-from sim_core.survey import Question
+from sim_core.evaluation.calibration_records import calibration_for, checkpoint_verdict
+from sim_core.simulation.simulate import orders_for, simulate, temperature_for
+from sim_core.survey.schema import LETTERS, Question
+from sim_core.survey.slices import parse_slice_label, slice_label
 
 
 def register(subparsers) -> None:

@@ -12,10 +12,10 @@ import argparse
 import json
 from pathlib import Path
 
-from sim_core import store
+from sim_core.base.errors import SimError
+from sim_core.base.reading import load_bytes
 from sim_core.commands import common
-from sim_core.errors import SimError
-from sim_core.fileio import load_bytes
+from sim_core.survey import workspace_surveys
 
 
 def register(subparsers) -> None:
@@ -45,22 +45,22 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     """Carry out one action on the saved surveys."""
     if args.action == "list":
-        names = store.saved_surveys()
+        names = workspace_surveys.saved_surveys()
         if args.json:
-            print(json.dumps([store.read_info(n) for n in names], ensure_ascii=False))
+            print(json.dumps([workspace_surveys.read_info(n) for n in names], ensure_ascii=False))
         else:
             print("\n".join(names) if names else "no saved surveys yet")
     elif args.action == "save":
         save(args)
     else:
-        store.delete_saved(args.name)
+        workspace_surveys.delete_saved(args.name)
         print(f"deleted {args.name}")
     return 0
 
 
 def save(args: argparse.Namespace) -> None:
     """Check the file (and codebook) like any command would, then store their bytes."""
-    if not args.overwrite and store.survey_exists(args.name):
+    if not args.overwrite and workspace_surveys.survey_exists(args.name):
         raise SimError(f"A saved survey named '{args.name}' exists already; choose another "
                        "name or replace it with --overwrite.")
     data, _ = load_bytes(args.data)                  # a file, not a demo, pipe or folder
@@ -69,6 +69,6 @@ def save(args: argparse.Namespace) -> None:
     common.print_warnings(survey)
     mapping = common.reader_kwargs(args)      # weight, wave, roles, population, design
     codebook = (args.codebook.name, book) if args.codebook else None
-    name = store.save_survey(args.name, args.data.name, data, mapping, codebook=codebook,
+    name = workspace_surveys.save_survey(args.name, args.data.name, data, mapping, codebook=codebook,
                              overwrite=args.overwrite)
     print(f"saved '{name}': {len(survey.questions)} questions")
