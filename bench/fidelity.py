@@ -50,8 +50,8 @@ from sim_core.base.metrics import METRICS  # noqa: E402
 from sim_core.base.writing import atomic_write  # noqa: E402
 from sim_core.evaluation import evaluate as sim_evaluate  # noqa: E402
 from sim_core.evaluation.baselines import ROW_BASELINES  # noqa: E402
+from sim_core.simulation.config import SimConfig
 from sim_core.simulation.models import load_model  # noqa: E402
-from sim_core.simulation.simulate import SimConfig  # noqa: E402
 from sim_core.survey.readers import read_subpop_jsonl  # noqa: E402
 from sim_core.survey.slices import slice_label, survey_rows  # noqa: E402
 

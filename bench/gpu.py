@@ -42,9 +42,10 @@ from finetune.config import TrainConfig
 from finetune.rows import Split, split_rows
 from finetune.train import train_adapter
 from sim_core.simulation.adapters import delete_adapter
+from sim_core.simulation.config import SimConfig
 from sim_core.simulation.models import load_model
 from sim_core.simulation.prompts import build_prompt
-from sim_core.simulation.simulate import SimConfig, simulate_rows
+from sim_core.simulation.simulate import simulate_rows
 
 NOT_MEASURED = "not measured: no CUDA GPU on this machine"
 

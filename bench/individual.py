@@ -58,8 +58,8 @@ from sim_core.evaluation.individual import (  # noqa: E402
 from sim_core.evaluation.individual_scores import INDIVIDUAL_SCORES  # noqa: E402
 from sim_core.report.fairness_individual import FairnessPart, PartTable, individual_part  # noqa: E402
 from sim_core.report.pdf_fairness_individual import fairness_png, tradeoff_png  # noqa: E402
+from sim_core.simulation.config import SimConfig
 from sim_core.simulation.models import load_model  # noqa: E402
-from sim_core.simulation.simulate import SimConfig  # noqa: E402
 from sim_core.survey.demo import load_demo  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"

@@ -23,24 +23,26 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from throughput import workload
 
-from sim_core.simulation import simulate as simulator
+from sim_core.simulation import local
+from sim_core.simulation.config import SimConfig
 from sim_core.simulation.models import load_model
+from sim_core.simulation.simulate import simulate
 
 
 def run(rows: list, dtype: str, exact_letters: bool = True) -> tuple[list, float]:
     """Shares per row and seconds; exact_letters=False keeps the half-precision logits."""
     lm = load_model("default", dtype=dtype)
-    original = simulator._plain_head
+    original = local._plain_head
     if not exact_letters:
-        simulator._plain_head = lambda model: None
+        local._plain_head = lambda model: None
     try:
         start = time.perf_counter()
-        shares = [simulator.simulate(lm, row.question, [row.slice],
-                                     simulator.SimConfig(orders=1, use_cache=False))[0].shares
+        shares = [simulate(lm, row.question, [row.slice],
+                           SimConfig(orders=1, use_cache=False))[0].shares
                   for row in rows]
         return shares, time.perf_counter() - start
     finally:
-        simulator._plain_head = original
+        local._plain_head = original
 
 
 def group_deviations(rows: list, shares: list) -> np.ndarray:

@@ -66,8 +66,8 @@ def naive(lm, rows) -> list:
     """One prompt at a time, full logits, softmax over the whole vocabulary (shares per row)."""
     import torch
 
+    from sim_core.simulation.local import letter_token_ids
     from sim_core.simulation.prompts import build_prompt
-    from sim_core.simulation.simulate import letter_token_ids
 
     results = []
     with torch.inference_mode():
@@ -85,8 +85,9 @@ def child(path: str, args) -> dict:
     """Run one path in this (child) process and return its measurements."""
     import torch
 
+    from sim_core.simulation.config import SimConfig
     from sim_core.simulation.prompts import build_prompt
-    from sim_core.simulation.simulate import SimConfig, simulate_rows
+    from sim_core.simulation.simulate import simulate_rows
 
     torch.set_num_threads(args.threads)
     rows = workload(args.questions, args.slices)

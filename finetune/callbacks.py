@@ -13,8 +13,8 @@ from transformers import TrainerCallback
 from finetune import distributed
 from finetune.loss import RowCollator, masked_log_probs
 from sim_core.base.metrics import compute
+from sim_core.simulation.local import letter_logits
 from sim_core.simulation.prompts import build_prompt
-from sim_core.simulation.simulate import letter_logits
 from sim_core.survey.slices import SurveyRow
 
 

@@ -36,8 +36,9 @@ from sim_core.evaluation.evaluate import evaluate_rows, mean_scores, uncalibrate
 from sim_core.evaluation.fairness import fairness_record, group_gaps
 from sim_core.simulation.adapters import AdapterCard, check_new_adapter, save_adapter
 from sim_core.simulation.calibration import Calibration
+from sim_core.simulation.config import SimConfig
+from sim_core.simulation.local import letter_logits
 from sim_core.simulation.prompts import PromptStyle
-from sim_core.simulation.simulate import SimConfig, letter_logits
 from sim_core.survey.schema import LETTERS
 
 # Phases outside the training steps, as named in progress events and on the job page.

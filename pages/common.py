@@ -23,8 +23,8 @@ from sim_core.base.workspace import workspace_dir
 from sim_core.report import history
 from sim_core.simulation import completions, models
 from sim_core.simulation.adapters import list_adapters
+from sim_core.simulation.config import SimConfig
 from sim_core.simulation.devices import listed_gpu_count
-from sim_core.simulation.simulate import SimConfig
 from sim_core.survey.workspace_surveys import load_saved, saved_surveys, stamp
 
 NO_ADAPTER = "(none)"

@@ -15,7 +15,7 @@ from sim_core.base.metrics import METRICS
 from sim_core.evaluation.evaluate import evaluate
 from sim_core.report.document import report_from_evaluation
 from sim_core.simulation.adapters import read_card, resolve_adapter
-from sim_core.simulation.simulate import SimConfig
+from sim_core.simulation.config import SimConfig
 
 
 def settings(survey):

@@ -18,7 +18,7 @@ from sim_core.evaluation.individual import (
 )
 from sim_core.evaluation.splits import split_from_cards
 from sim_core.simulation.adapters import update_card
-from sim_core.simulation.simulate import SimConfig
+from sim_core.simulation.config import SimConfig
 
 
 def _settings(survey, orders) -> tuple[list[str], IndividualConfig, SimConfig]:

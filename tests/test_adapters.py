@@ -24,8 +24,9 @@ from sim_core.simulation.adapters import (
     resolve_adapter,
     save_adapter,
 )
+from sim_core.simulation.config import SimConfig
 from sim_core.simulation.models import load_model
-from sim_core.simulation.simulate import SimConfig, simulate
+from sim_core.simulation.simulate import simulate
 from sim_core.survey.schema import Question
 
 QUESTION = Question(id="q", text="Do you favor the death penalty?", options=("Favor", "Oppose"))
@@ -180,8 +181,8 @@ def test_simulation_notes_an_adapter_trained_with_other_prompt_wording(tiny_mode
 
     from sim_core.evaluation.compare import compare
     from sim_core.evaluation.evaluate import evaluate_rows
+    from sim_core.simulation.config import SimConfig
     from sim_core.simulation.prompts import PromptStyle
-    from sim_core.simulation.simulate import SimConfig
     from sim_core.survey.schema import Question
     from sim_core.survey.slices import SurveyRow
 

@@ -62,8 +62,8 @@ def test_report_from_individual_level_run(tiny_model_dir):
     from pypdf import PdfReader
 
     from sim_core.evaluation.individual import IndividualConfig, evaluate_individuals
+    from sim_core.simulation.config import SimConfig
     from sim_core.simulation.models import load_model
-    from sim_core.simulation.simulate import SimConfig
     from sim_core.survey.demo import load_demo
 
     result = evaluate_individuals(

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from sim_core.simulation.cache import ResultCache, cache_key
+from sim_core.simulation.config import SimConfig
 from sim_core.simulation.models import load_model
-from sim_core.simulation.simulate import SimConfig, simulate
+from sim_core.simulation.simulate import simulate
 from sim_core.survey.schema import Question
 
 QUESTION = Question(id="q1", text="Is the economy getting better?", options=("Better", "Same", "Worse"))

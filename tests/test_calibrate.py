@@ -24,8 +24,9 @@ from sim_core.evaluation.calibration_runs import CalibrateConfig, calibrate_base
 from sim_core.evaluation.compare import compare
 from sim_core.evaluation.verdict import CHECKPOINT, CHECKPOINT_CAL, UNIFORM, HeldOut
 from sim_core.simulation.calibration import Calibration
+from sim_core.simulation.config import SimConfig
 from sim_core.simulation.models import load_model
-from sim_core.simulation.simulate import SimConfig, simulate
+from sim_core.simulation.simulate import simulate
 from sim_core.survey.readers import read_subpop_jsonl
 
 QUESTIONS = ["natspac", "natenvir", "natheal", "natcity", "natdrug", "nateduc"]

@@ -154,7 +154,8 @@ def test_auto_reference_picks_the_prior_when_it_fits_better():
 
 def test_calibrate_result_applies_after_debiasing_and_keeps_raw():
     from sim_core.simulation.calibration import calibrate_result
-    from sim_core.simulation.simulate import SimConfig, SimResult
+    from sim_core.simulation.config import SimConfig
+    from sim_core.simulation.simulate import SimResult
 
     raw = np.array([0.7, 0.2, 0.1])
     result = SimResult({}, ("a", "b", "c"), raw, 1.0, "prompt")

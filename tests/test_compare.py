@@ -10,7 +10,8 @@ from sim_core.base.errors import DataError
 from sim_core.base.labels import BASELINE_PREFIX, NOISE_FLOOR, REAL
 from sim_core.evaluation.baselines import BASELINES, baselines_for
 from sim_core.evaluation.compare import compare
-from sim_core.simulation.simulate import SimConfig, simulate
+from sim_core.simulation.config import SimConfig
+from sim_core.simulation.simulate import simulate
 from sim_core.survey.readers import read_respondents_csv
 from sim_core.survey.schema import Question
 from sim_core.survey.slices import real_marginals

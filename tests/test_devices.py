@@ -12,6 +12,7 @@ import torch
 from shapes import SHAPES, parameter_count, shape_config  # bench/shapes.py
 
 from sim_core.base.errors import ModelError
+from sim_core.simulation.config import SimConfig
 from sim_core.simulation.devices import (
     CPU_BATCH,
     GPU_BATCH_CAP,
@@ -25,7 +26,7 @@ from sim_core.simulation.devices import (
     resolve_device,
 )
 from sim_core.simulation.models import load_model
-from sim_core.simulation.simulate import SimConfig, simulate
+from sim_core.simulation.simulate import simulate
 from sim_core.survey.schema import Question
 
 CUDA = torch.cuda.is_available()

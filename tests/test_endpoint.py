@@ -15,11 +15,13 @@ import pytest
 from fake_openai import FakeServer, FakeState
 
 from sim_core.base.errors import Cancelled, ModelError
+from sim_core.simulation.answers import letter_distribution, sample_seed
 from sim_core.simulation.cache import ResultCache
-from sim_core.simulation.completions import connect, letter_distribution, list_served, run_pool
+from sim_core.simulation.completions import connect, list_served, run_pool
+from sim_core.simulation.config import SimConfig
 from sim_core.simulation.http_client import HttpClient, api_base
 from sim_core.simulation.prompts import build_prompt
-from sim_core.simulation.simulate import SimConfig, sample_seed, simulate
+from sim_core.simulation.simulate import simulate
 from sim_core.survey.schema import Question
 
 QUESTION = Question(id="natspac", text="Are we spending too much on space exploration?",

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 from factories import random_lora
 
-from sim_core.simulation.simulate import SimConfig, simulate_rows
+from sim_core.simulation.config import SimConfig
+from sim_core.simulation.simulate import simulate_rows
 
 pytestmark = pytest.mark.slow
 

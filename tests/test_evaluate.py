@@ -11,7 +11,8 @@ from sim_core.base.errors import Cancelled, DataError
 from sim_core.base.labels import BASELINE_PREFIX
 from sim_core.evaluation.baselines import population_average
 from sim_core.evaluation.evaluate import evaluate, evaluate_rows, group_deviation_correlation
-from sim_core.simulation.simulate import SimConfig, simulate_rows
+from sim_core.simulation.config import SimConfig
+from sim_core.simulation.simulate import simulate_rows
 from sim_core.survey.slices import slice_label, survey_rows
 
 CONFIG = SimConfig(orders=1)    # cached in the session workspace: repeats are free

@@ -185,9 +185,9 @@ def test_training_prompts_name_the_surveys_population(tiny_model_dir, tmp_path, 
     command line and through a dashboard job alike; the card records it, so simulating that
     survey needs no wording note, while the default US wording gets one."""
     from sim_core.evaluation.compare import compare
+    from sim_core.simulation.config import SimConfig
     from sim_core.simulation.models import load_model
     from sim_core.simulation.prompts import PromptStyle
-    from sim_core.simulation.simulate import SimConfig
     from sim_core.survey.readers import load_survey
 
     path = tmp_path / "de.csv"

@@ -21,9 +21,10 @@ import pytest
 from finetune.rows import held_out_rows
 from sim_core.base.labels import baseline_entry
 from sim_core.evaluation.evaluate import evaluate_rows
+from sim_core.simulation.config import SimConfig
 from sim_core.simulation.models import load_model
 from sim_core.simulation.prompts import PromptStyle
-from sim_core.simulation.simulate import SimConfig, simulate_rows
+from sim_core.simulation.simulate import simulate_rows
 from sim_core.survey.readers import load_survey
 from sim_core.survey.slices import survey_rows
 

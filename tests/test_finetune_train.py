@@ -15,8 +15,9 @@ from finetune.rows import Split
 from finetune.train import TrainConfig, check_qlora, train_adapter
 from sim_core.base.errors import AdapterError, Cancelled, ModelError
 from sim_core.simulation.adapters import list_adapters
+from sim_core.simulation.config import SimConfig
 from sim_core.simulation.models import load_model
-from sim_core.simulation.simulate import SimConfig, simulate_rows
+from sim_core.simulation.simulate import simulate_rows
 from sim_core.survey.schema import Question
 from sim_core.survey.slices import SurveyRow
 
@@ -213,8 +214,9 @@ def test_adapter_trained_on_fixed_order_is_read_in_that_order(tiny_model_dir):
     """No shuffling -> the card recommends 1 order; SimConfig(orders=None) uses it, an
     explicit number still wins, and the base model keeps DEFAULT_ORDERS."""
     from sim_core.evaluation.compare import checkpoint_info
+    from sim_core.simulation.config import DEFAULT_ORDERS, SimConfig
     from sim_core.simulation.models import load_model
-    from sim_core.simulation.simulate import DEFAULT_ORDERS, SimConfig, orders_for, simulate_rows
+    from sim_core.simulation.simulate import orders_for, simulate_rows
 
     config = TrainConfig(max_steps=1, shuffle_options=False, **FAST)
     result = train_adapter(fixed_split(), name="fixed-order", base=str(tiny_model_dir),
@@ -254,8 +256,8 @@ def test_card_holds_calibration_scores_raw_and_calibrated_and_the_verdict(tiny_m
         ZERO_SHOT_CAL,
     )
     from sim_core.simulation.calibration import Calibration
+    from sim_core.simulation.config import SimConfig
     from sim_core.simulation.models import load_model
-    from sim_core.simulation.simulate import SimConfig
 
     split = split_rows(make_rows(10), "question", test_fraction=0.3, val_fraction=0.3, seed=0)
     config = TrainConfig(max_steps=2, **{**FAST, "evaluate_test": True})

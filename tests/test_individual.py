@@ -20,8 +20,9 @@ from sim_core.evaluation.individual_scores import INDIVIDUAL_SCORES, score_predi
 from sim_core.evaluation.splits import respondent_split, split_from_cards
 from sim_core.simulation.adapters import read_card
 from sim_core.simulation.calibration import temper
+from sim_core.simulation.config import SimConfig
 from sim_core.simulation.models import load_model
-from sim_core.simulation.simulate import SimConfig, simulate
+from sim_core.simulation.simulate import simulate
 from sim_core.survey.readers import read_marginals_csv, read_respondents_csv
 from sim_core.survey.slices import _respondent_frame
 
@@ -182,8 +183,9 @@ def test_a_sampling_sweeps_chosen_temperature_is_used_later(tiny_model_dir):
     sweep changes nothing there."""
     from factories import save_random_adapter
 
+    from sim_core.simulation.config import SimConfig
     from sim_core.simulation.models import load_model
-    from sim_core.simulation.simulate import SimConfig, simulate, temperature_for
+    from sim_core.simulation.simulate import simulate, temperature_for
     from sim_core.survey.schema import Question
 
     question = Question(id="q", text="Agree?", options=("Yes", "No"))

@@ -59,7 +59,8 @@ def test_base_model_without_chat_template(tiny_model_dir, tmp_path):
     assert not lm.is_chat
     assert lm.dtype == "bfloat16" and next(lm.model.parameters()).dtype == torch.bfloat16
 
-    from sim_core.simulation.simulate import SimConfig, simulate
+    from sim_core.simulation.config import SimConfig
+    from sim_core.simulation.simulate import simulate
     from sim_core.survey.schema import Question
 
     question = Question(id="q", text="Favor?", options=("Yes", "No"))

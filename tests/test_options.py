@@ -11,7 +11,7 @@ import pytest
 from finetune.config import LOSSES, TrainConfig
 from sim_core.base import options
 from sim_core.base.errors import SimError
-from sim_core.simulation.simulate import MODES, SimConfig
+from sim_core.simulation.config import MODES, SimConfig
 
 
 @pytest.mark.parametrize("cls, changes, words", [

@@ -79,7 +79,8 @@ def test_style_warning_compares_what_reaches_the_prompt():
     from dataclasses import asdict
     from types import SimpleNamespace
 
-    from sim_core.simulation.simulate import SimConfig, style_warning
+    from sim_core.simulation.config import SimConfig
+    from sim_core.simulation.simulate import style_warning
 
     lm = SimpleNamespace(label="tiny + a", prompt_style=asdict(PromptStyle()))
     us = SimpleNamespace(population="adults in the United States", labels={"polaf": "Party"})

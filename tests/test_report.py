@@ -332,8 +332,8 @@ def _tiny_model(request, *modules: str):
 def _real_comparison(request, mini_files):
     tiny_model_dir = _tiny_model(request, "sim_core.evaluation.compare")
     import sim_core.evaluation.compare as compare
+    from sim_core.simulation.config import SimConfig
     from sim_core.simulation.models import load_model
-    from sim_core.simulation.simulate import SimConfig
     from sim_core.survey.readers import load_survey
     survey = load_survey(mini_files[0], codebook=mini_files[1])
     model = load_model(str(tiny_model_dir))
@@ -383,8 +383,8 @@ def test_report_from_real_evaluation(request, mini_files):
     tiny_model_dir = _tiny_model(request, "sim_core.evaluation.evaluate", "sim_core.survey.slices")
     import sim_core.evaluation.evaluate as evaluate
     from sim_core.report.document import report_from_evaluation
+    from sim_core.simulation.config import SimConfig
     from sim_core.simulation.models import load_model
-    from sim_core.simulation.simulate import SimConfig
     from sim_core.survey.readers import load_survey
     from sim_core.survey.slices import survey_rows
     survey = load_survey(mini_files[0], codebook=mini_files[1])
@@ -466,8 +466,8 @@ def test_report_carries_nonresponse_weighting_and_intervals(request, tmp_path):
     tiny_model_dir = _tiny_model(request, "sim_core.evaluation.compare")
     from sim_core.evaluation.compare import compare
     from sim_core.report.document import report_from_comparisons
+    from sim_core.simulation.config import SimConfig
     from sim_core.simulation.models import load_model
-    from sim_core.simulation.simulate import SimConfig
     from sim_core.survey.readers import load_survey
     from tests.test_survey_files import write_survey
 

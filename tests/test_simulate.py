@@ -11,16 +11,12 @@ import pytest
 import torch
 
 from sim_core.base.errors import Cancelled, SimError
+from sim_core.simulation.answers import parse_answer
+from sim_core.simulation.config import SimConfig
+from sim_core.simulation.local import letter_logits, letter_token_ids
 from sim_core.simulation.models import load_model
 from sim_core.simulation.prompts import build_prompt
-from sim_core.simulation.simulate import (
-    SimConfig,
-    letter_logits,
-    letter_token_ids,
-    parse_answer,
-    simulate,
-    simulate_rows,
-)
+from sim_core.simulation.simulate import simulate, simulate_rows
 from sim_core.survey.schema import Question
 
 QUESTION = Question(id="natspac", text="Are we spending too much on space exploration?",

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from sim_core.base.workspace import subdir
+from sim_core.simulation.config import SimConfig
 from sim_core.simulation.models import EMBEDDED_FOLDER, load_model
-from sim_core.simulation.simulate import SimConfig, simulate
+from sim_core.simulation.simulate import simulate
 from sim_core.survey.schema import Question
 
 pytestmark = pytest.mark.slow

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
+from sim_core.base.errors import Cancelled
+
 REAL = "real"
 NOISE_FLOOR = "noise floor"
 BASELINE_PREFIX = "baseline: "
@@ -17,6 +19,12 @@ Progress = Callable[[int, int], None] | None
 """progress(done, total), called as long work advances (None: nobody listens)."""
 ShouldStop = Callable[[], bool] | None
 """Polled during long work; True makes it raise sim_core.base.errors.Cancelled."""
+
+
+def stop_if_asked(should_stop: ShouldStop, what: str = "Simulation") -> None:
+    """Raise Cancelled when the caller asked to stop."""
+    if should_stop is not None and should_stop():
+        raise Cancelled(f"{what} stopped.")
 
 
 def baseline_entry(name: str) -> str:

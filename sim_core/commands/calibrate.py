@@ -18,7 +18,7 @@ from sim_core.commands import common
 from sim_core.evaluation.calibration_fit import summary
 from sim_core.evaluation.calibration_records import checkpoint_verdict, record_path
 from sim_core.evaluation.calibration_runs import CalibrateConfig, calibrate_base
-from sim_core.simulation.simulate import SimConfig
+from sim_core.simulation.config import SimConfig
 
 SIMULATION_FLAGS = ("orders", "batch_size", "interval_level")
 

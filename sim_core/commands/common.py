@@ -23,9 +23,9 @@ from sim_core.base.workspace import check_name
 from sim_core.base.writing import check_output
 from sim_core.evaluation.baselines import BASELINES, check_names
 from sim_core.simulation.completions import BackendConfig
+from sim_core.simulation.config import SimConfig
 from sim_core.simulation.devices import resolve_device
 from sim_core.simulation.models import load_model
-from sim_core.simulation.simulate import SimConfig
 from sim_core.survey.demo import DEMOS, load_demo
 from sim_core.survey.readers import load_survey
 from sim_core.survey.schema import Survey

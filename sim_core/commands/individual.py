@@ -141,7 +141,7 @@ def save_sweeps(result, models) -> list[str]:
     """Store each adapter's sweep in its card; returns what was saved, in words."""
     saved = []
     for lm, label in zip(models, result.entries):
-        if getattr(lm, "adapter_path", None) is None:
+        if lm.adapter_path is None:
             continue
         update_card(lm.adapter_path, temperature_sweep=sweep_record(result, label))
         saved.append(f"{label}: temperature {result.sweeps[label].chosen:g} "

@@ -21,6 +21,7 @@ from sim_core.base.workspace import safe_name, subdir
 from sim_core.evaluation.verdict import HeldOut, verdict
 from sim_core.simulation.adapters import AdapterCard, read_card
 from sim_core.simulation.calibration import Calibration
+from sim_core.simulation.handle import ModelHandle
 
 FOLDER = "calibrations"
 SOURCES = ("adapter card", "record")
@@ -143,7 +144,7 @@ def card_calibration(card: AdapterCard) -> CheckpointCalibration | None:
         created=card.date or "")
 
 
-def _survey_record(lm: Any, survey: Any) -> CheckpointCalibration | None:
+def _survey_record(lm: ModelHandle, survey: Any) -> CheckpointCalibration | None:
     """The base model's record for this survey: same data (fingerprint) under any name,
     else the same name (then fitted on other data: the note says so)."""
     name = str(getattr(survey, "name", survey) or "")
@@ -163,11 +164,11 @@ def _survey_record(lm: Any, survey: Any) -> CheckpointCalibration | None:
     return record
 
 
-def calibration_for(lm: Any, survey: Any = None) -> CheckpointCalibration | None:
+def calibration_for(lm: ModelHandle, survey: Any = None) -> CheckpointCalibration | None:
     """The calibration the simulator applies to this checkpoint (None: none).
 
     Args:
-        lm: a LoadedModel.
+        lm: the checkpoint (any backend).
         survey: the Survey (or its name) being simulated; None for a drafted question.
     Returns:
         An adapter: its card's. A base model: its record for that survey (matched by the
@@ -176,7 +177,7 @@ def calibration_for(lm: Any, survey: Any = None) -> CheckpointCalibration | None
     Raises:
         SimError: an adapter card whose calibration cannot be read.
     """
-    if getattr(lm, "adapter_path", None) is not None:
+    if lm.adapter_path is not None:
         return card_calibration(read_card(lm.adapter_path))
     if survey is not None and str(getattr(survey, "name", survey) or ""):
         return _survey_record(lm, survey)

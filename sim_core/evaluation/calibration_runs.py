@@ -38,7 +38,9 @@ from sim_core.evaluation.verdict import (
     heldout_from_rows,
 )
 from sim_core.simulation.calibration import REFERENCES, Calibration
-from sim_core.simulation.simulate import SimConfig, orders_for, simulate_rows
+from sim_core.simulation.config import SimConfig
+from sim_core.simulation.handle import ModelHandle
+from sim_core.simulation.simulate import orders_for, simulate_rows
 from sim_core.survey.slices import SurveyRow, survey_rows
 
 FIT_REFERENCES = registry(*REFERENCES.values(), Choice(
@@ -63,7 +65,7 @@ class CalibrateConfig:
         check(self)
 
 
-def fit_on_rows(lm: Any, rows: Sequence[SurveyRow], config: SimConfig | None = None, *,
+def fit_on_rows(lm: ModelHandle, rows: Sequence[SurveyRow], config: SimConfig | None = None, *,
                 reference: str = "auto", prior_rows: Sequence[SurveyRow] = (),
                 fitted_on: dict | None = None, progress: Progress = None,
                 should_stop: ShouldStop = None) -> Calibration:
@@ -165,7 +167,7 @@ def _split_questions(rows: list[SurveyRow], settings: CalibrateConfig) -> tuple[
     return fit, test, info
 
 
-def calibrate_base(lm: Any, survey: Any, *, by: Sequence[str] | None = None,
+def calibrate_base(lm: ModelHandle, survey: Any, *, by: Sequence[str] | None = None,
                    wave: str | None = None, questions: Sequence[str] | None = None,
                    settings: CalibrateConfig | None = None, config: SimConfig | None = None,
                    bins=None, progress: Progress = None,
@@ -173,7 +175,7 @@ def calibrate_base(lm: Any, survey: Any, *, by: Sequence[str] | None = None,
     """Calibrate a base model on a survey, measure it on held-out questions, save the record.
 
     Args:
-        lm: a LoadedModel without adapter.
+        lm: a base model (any backend) without adapter.
         survey: the Survey; by, wave, questions, bins: which rows (as survey_rows).
         settings: CalibrateConfig (fit share, seed, reference).
         config: simulation settings (orders, batch size; interval_level sets the level at
@@ -182,7 +184,7 @@ def calibrate_base(lm: Any, survey: Any, *, by: Sequence[str] | None = None,
     Returns:
         The saved CheckpointCalibration (workspace/calibrations/...).
     """
-    if getattr(lm, "adapter", None):
+    if lm.adapter:
         raise DataError("an adapter is calibrated when it is trained (its card holds its "
                         "calibration); calibrate the base model without --adapter.")
     settings = settings or CalibrateConfig()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -21,7 +21,9 @@ from sim_core.evaluation.calibration_records import (
     checkpoint_verdict,
 )
 from sim_core.simulation.adapters import read_card
-from sim_core.simulation.simulate import SimConfig, SimResult, orders_for, simulate, style_warning
+from sim_core.simulation.config import SimConfig
+from sim_core.simulation.handle import ModelHandle
+from sim_core.simulation.simulate import SimResult, orders_for, simulate, style_warning
 from sim_core.survey.design import interval_method
 from sim_core.survey.schema import Question, Survey
 from sim_core.survey.slices import SliceMarginal, real_marginals, slice_label
@@ -124,14 +126,14 @@ class Comparison:
 
 # ---------------------------------------------------------------- shared helpers
 
-def checkpoint_info(lm: Any, label: str, config: SimConfig | None = None,
+def checkpoint_info(lm: ModelHandle, label: str, config: SimConfig | None = None,
                     record: CheckpointCalibration | None = None) -> dict:
     """label, name, adapter, fingerprints, option orders used, the adapter card, the endpoint
     (None for a local model), the weights' dtype and device (GPU and CPU numbers differ
     slightly), and its calibration: whether it was applied, the interval level and the
     verdict in words."""
     config = config or SimConfig()
-    path = getattr(lm, "adapter_path", None)
+    path = lm.adapter_path
     try:
         card = read_card(path).to_dict() if path is not None else {}
     except SimError:
@@ -143,10 +145,10 @@ def checkpoint_info(lm: Any, label: str, config: SimConfig | None = None,
     applies = record is not None and config.mode == "first-token"
     return {"label": label, "name": lm.name, "adapter": lm.adapter,
             "fingerprint": lm.fingerprint,
-            "adapter_fingerprint": getattr(lm, "adapter_fingerprint", None), "card": card,
+            "adapter_fingerprint": lm.adapter_fingerprint, "card": card,
             "orders": orders_for(lm, config),
-            "endpoint": getattr(lm, "endpoint", None),
-            "dtype": getattr(lm, "dtype", None), "device": getattr(lm, "placement", None),
+            "endpoint": lm.runtime.get("endpoint"),
+            "dtype": lm.runtime.get("dtype"), "device": lm.runtime.get("device"),
             "calibrated": applies and config.calibrate,
             "calibration": summary(record.calibration) if applies else None,
             "interval_level": config.interval_level if applies else None,
@@ -229,7 +231,7 @@ def _scores(question: Question, real: SliceMarginal, entries: dict[str, np.ndarr
     return scores, noise_floor(real.shares, real.n_eff, ordinal_values=values)
 
 
-def compare(models: list[Any], question: Question, *, survey: Survey | None = None,
+def compare(models: list[ModelHandle], question: Question, *, survey: Survey | None = None,
             by: Sequence[str] = (), wave: str | None = None, slices: list[dict] | None = None,
             config: SimConfig | None = None, bins=None,
             baselines: Sequence[str] = tuple(base_lib.BASELINES),

@@ -18,7 +18,9 @@ from sim_core.evaluation.baselines import ROW_BASELINES, check_names, population
 from sim_core.evaluation.calibration_records import calibration_for, checkpoint_verdict
 from sim_core.evaluation.compare import model_progress, with_survey_style
 from sim_core.evaluation.verdict import heldout_from_evaluation, verdict
-from sim_core.simulation.simulate import SimConfig, orders_for, simulate_rows, style_warning
+from sim_core.simulation.config import SimConfig
+from sim_core.simulation.handle import ModelHandle
+from sim_core.simulation.simulate import orders_for, simulate_rows, style_warning
 from sim_core.survey.schema import Survey
 from sim_core.survey.slices import SurveyRow, slice_label, survey_rows
 
@@ -226,7 +228,7 @@ def _row_info(rows: list[SurveyRow]) -> pd.DataFrame:
         "n_eff": [np.nan if r.n_eff is None else float(r.n_eff) for r in rows]})
 
 
-def evaluate_rows(models: list[Any], rows: list[SurveyRow], *, config: SimConfig | None = None,
+def evaluate_rows(models: list[ModelHandle], rows: list[SurveyRow], *, config: SimConfig | None = None,
                   reference_rows: list[SurveyRow] | None = None,
                   baselines: Sequence[str] = ROW_BASELINES,
                   population: dict[str, np.ndarray] | None = None, survey_name: str = "",
@@ -266,7 +268,7 @@ def evaluate_rows(models: list[Any], rows: list[SurveyRow], *, config: SimConfig
     if records is None:
         records = [None] * len(models) if calibrations is not None else [
             calibration_for(lm, survey_name or None)
-            if survey_name or getattr(lm, "adapter_path", None) is not None else None
+            if survey_name or lm.adapter_path is not None else None
             for lm in models]
     if calibrations is None:
         calibrations = [r.calibration if r is not None else None for r in records]
@@ -291,7 +293,7 @@ def evaluate_rows(models: list[Any], rows: list[SurveyRow], *, config: SimConfig
     table = pd.concat(frames, ignore_index=True)
     notes = [w for w in (style_warning(lm, config, attributes) for lm in models) if w]
     labels = unique_labels(models)
-    keys = [(getattr(lm, "fingerprint", None), getattr(lm, "adapter", None)) for lm in models]
+    keys = [(lm.fingerprint, lm.adapter) for lm in models]
     bases = {fp: label for (fp, adapter), label in zip(keys, labels) if not adapter}
     zero_shot_of = {label: bases[fp] for (fp, adapter), label in zip(keys, labels)
                     if adapter and fp in bases}
@@ -304,7 +306,7 @@ def evaluate_rows(models: list[Any], rows: list[SurveyRow], *, config: SimConfig
                       notes=notes + [r.note for r in records if r is not None and r.note])
 
 
-def evaluate(models: list[Any], survey: Survey, *, by: Sequence[str] | None = None,
+def evaluate(models: list[ModelHandle], survey: Survey, *, by: Sequence[str] | None = None,
              wave: str | None = None, questions: Sequence[str] | None = None,
              config: SimConfig | None = None, bins=None, min_n_eff: float = 0,
              baselines: Sequence[str] = ROW_BASELINES, calibrations: Sequence | None = None,

@@ -18,7 +18,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -37,7 +37,9 @@ from sim_core.evaluation.splits import (
     respondent_split,
 )
 from sim_core.simulation.calibration import TEMPERATURE_BOUNDS, temper
-from sim_core.simulation.simulate import SimConfig, simulate_rows
+from sim_core.simulation.config import SimConfig
+from sim_core.simulation.handle import ModelHandle
+from sim_core.simulation.simulate import simulate_rows
 from sim_core.survey.schema import Question, Survey
 from sim_core.survey.slices import _respondent_frame
 
@@ -294,7 +296,7 @@ def _sweep(label: str, rows: pd.DataFrame, mode: str, criterion: str) -> Sweep:
     return Sweep(label, mode, criterion, curve, float(val.loc[best, "temperature"]))
 
 
-def evaluate_individuals(models: list[Any], survey: Survey, attributes: Sequence[str], *,
+def evaluate_individuals(models: list[ModelHandle], survey: Survey, attributes: Sequence[str], *,
                          questions: Sequence[str] | None = None,
                          config: IndividualConfig | None = None, sim: SimConfig | None = None,
                          baselines: Sequence[str] = INDIVIDUAL_BASELINES,

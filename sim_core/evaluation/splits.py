@@ -10,7 +10,7 @@ their answers, whichever question it is).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -18,6 +18,7 @@ import pandas as pd
 from sim_core.base.errors import DataError
 from sim_core.base.labels import unique_labels
 from sim_core.simulation.adapters import read_card
+from sim_core.simulation.handle import ModelHandle
 from sim_core.survey.schema import MARGINALS, Survey
 from sim_core.survey.slices import group_values
 
@@ -123,17 +124,16 @@ def check_attributes(survey: Survey, attributes: Sequence[str], bins=None) -> li
     return attributes
 
 
-def adapter_splits(models: Sequence[Any]) -> dict[str, dict]:
+def adapter_splits(models: Sequence[ModelHandle]) -> dict[str, dict]:
     """Checkpoint label -> the split its adapter card records (base models: none)."""
     out = {}
     for lm, label in zip(models, unique_labels(models)):
-        path = getattr(lm, "adapter_path", None)
-        if path is not None:
-            out[label] = read_card(path).split or {}
+        if lm.adapter_path is not None:
+            out[label] = read_card(lm.adapter_path).split or {}
     return out
 
 
-def split_from_cards(models: Sequence[Any]) -> tuple[float, int] | None:
+def split_from_cards(models: Sequence[ModelHandle]) -> tuple[float, int] | None:
     """(test share, seed) of the adapters' respondent split, when they hold one out; the
     individual evaluation must hold out the same people (DataError when adapters differ)."""
     found = {(s["test_fraction"], s["seed"]) for s in adapter_splits(models).values()
@@ -144,7 +144,7 @@ def split_from_cards(models: Sequence[Any]) -> tuple[float, int] | None:
     return next(iter(found), None)
 
 
-def check_adapter_splits(models: Sequence[Any], test_fraction: float, seed: int,
+def check_adapter_splits(models: Sequence[ModelHandle], test_fraction: float, seed: int,
                          notes: list[str]) -> None:
     """Refuse an adapter trained on people that a split with this test share and seed holds
     out; note adapters trained on other splits (their training rows may include these

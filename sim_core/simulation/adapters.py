@@ -25,6 +25,7 @@ from sim_core.base.writing import (
     remove_folder,
     staged_folder,
 )
+from sim_core.simulation.calibration import Calibration
 
 CARD_FILE = "card.json"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -381,26 +382,49 @@ def adapter_base(path: Path) -> tuple[str | None, str | None]:
     return base, card.base_fingerprint
 
 
-def check_base(path: Path, lm: Any) -> None:
-    """Refuse an adapter trained on another base model than lm's (AdapterError)."""
-    base, fingerprint = adapter_base(path)
-    if fingerprint:
-        if fingerprint != lm.fingerprint:
+def simulator_settings(path: Path) -> dict:
+    """What an adapter's card tells the simulator: inference_orders, prompt_style,
+    calibration, sampling_temperature (a ModelHandle's attributes). An unreadable card or
+    calibration gives the simulator's defaults (None), uncalibrated."""
+    settings = {"inference_orders": None, "prompt_style": None, "calibration": None,
+                "sampling_temperature": None}
+    try:
+        card = read_card(path)
+        settings.update(inference_orders=card.orders, prompt_style=card.prompt_style,
+                        sampling_temperature=card.sampling_temperature,
+                        calibration=Calibration.from_dict(card.calibration)
+                        if card.calibration else None)
+    except SimError:
+        settings.update(inference_orders=None, calibration=None)
+    return settings
+
+
+def check_base(path: Path, name: str, fingerprint: str, label: str, loaded_from: str = ""
+               ) -> None:
+    """Refuse an adapter trained on another base model than the one given (AdapterError).
+
+    Args:
+        path: the adapter's folder.
+        name, fingerprint, label: the loaded base model's name, fingerprint and display name.
+        loaded_from: the folder its weights were read from (peft records such paths).
+    """
+    base, trained_on = adapter_base(path)
+    if trained_on:
+        if trained_on != fingerprint:
             raise AdapterError(f"Adapter '{Path(path).name}' was trained on base model "
-                               f"'{base or fingerprint}' (fingerprint {fingerprint}), not on "
-                               f"'{lm.label}' (fingerprint {lm.fingerprint}).")
+                               f"'{base or trained_on}' (fingerprint {trained_on}), not on "
+                               f"'{label}' (fingerprint {fingerprint}).")
         return
-    if base and not _same_base(str(base), lm):
+    if base and not _same_base(str(base), name, fingerprint, loaded_from):
         raise AdapterError(f"Adapter '{Path(path).name}' was trained on base model '{base}', "
-                           f"not on '{lm.name}'.")
+                           f"not on '{name}'.")
 
 
-def _same_base(base: str, lm: Any) -> bool:
-    """Whether a base model name/path recorded by peft refers to lm's base model."""
-    loaded_path = getattr(getattr(lm.model, "config", None), "_name_or_path", "") or ""
-    names = {lm.name, loaded_path, Path(lm.name).name, Path(loaded_path).name}
+def _same_base(base: str, name: str, fingerprint: str, loaded_from: str) -> bool:
+    """Whether a base model name/path recorded by peft refers to the loaded base model."""
+    names = {name, loaded_from, Path(name).name, Path(loaded_from).name}
     if base in names or Path(base).name in names:
         return True
     if Path(base).is_dir():
-        return folder_fingerprint(Path(base)) == lm.fingerprint
+        return folder_fingerprint(Path(base)) == fingerprint
     return False

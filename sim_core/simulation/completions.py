@@ -10,7 +10,6 @@ does the prompts, option orders, debiasing and caching, exactly as for a local m
 
 from __future__ import annotations
 
-import math
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,17 +21,14 @@ import numpy as np
 from sim_core.base.errors import Cancelled, ModelError, SimError
 from sim_core.base.labels import Progress, ShouldStop
 from sim_core.base.options import Choice, check, registry, setting
-from sim_core.simulation.adapters import AdapterCard, read_card, resolve_adapter
+from sim_core.simulation.adapters import resolve_adapter, simulator_settings
+from sim_core.simulation.answers import letter_distribution, sample_seed, tally_answers
+from sim_core.simulation.calibration import Calibration
+from sim_core.simulation.config import MAX_NEW_TOKENS, SimConfig
+from sim_core.simulation.handle import ModelHandle
 from sim_core.simulation.http_client import DEFAULT_KEY_ENV, DEFAULT_TIMEOUT, HttpClient, api_base
 from sim_core.simulation.models import resolve_model
-from sim_core.simulation.simulate import (
-    MAX_NEW_TOKENS,
-    SimConfig,
-    letter_spellings,
-    sample_seed,
-    tally_answers,
-)
-from sim_core.survey.schema import LETTERS
+from sim_core.simulation.prompts import PromptStyle, build_prompt
 
 BACKENDS = registry(
     Choice("local", "Local", "transformers in this process"),
@@ -108,8 +104,8 @@ class ServedModel:
 
 
 @dataclass
-class EndpointModel:
-    """A checkpoint served by an endpoint; sim_core.simulation.simulate uses it like a LoadedModel.
+class EndpointModel(ModelHandle):
+    """A checkpoint served by an OpenAI-compatible /v1/completions endpoint.
 
     Attributes:
         client: HTTP client (API root, key variable name, timeout, retries).
@@ -123,6 +119,8 @@ class EndpointModel:
             machine has it, else the registry entry of the same name), or None.
         inference_orders: option orders from the adapter's card (None: the default).
         prompt_style: the wording the adapter was trained with (its card), for compare's notes.
+        sampling_temperature: the temperature its card's individual-level sweep chose.
+        calibration: the adapter card's calibration (a base model's comes from its records).
         top_logprobs: K, the number of top log-probabilities asked for.
         concurrency: requests in flight at once.
         send_no_special: send add_special_tokens=false (the tokenizer would add a BOS that
@@ -139,6 +137,8 @@ class EndpointModel:
     adapter_path: Path | None = None
     inference_orders: int | None = None
     prompt_style: dict | None = None
+    sampling_temperature: float | None = None
+    calibration: Calibration | None = None
     top_logprobs: int = DEFAULT_TOP_LOGPROBS
     concurrency: int = DEFAULT_CONCURRENCY
     send_no_special: bool = False
@@ -171,11 +171,21 @@ class EndpointModel:
         return f"{self.adapter}@{self.adapter_root}" if self.adapter else None
 
     @property
+    def runtime(self) -> dict:
+        """The endpoint it is served from."""
+        return {"endpoint": self.endpoint}
+
+    @property
     def cache_identity(self) -> dict:
         """Cache-key parts: endpoint, served model and adapter (with their paths), K."""
         return {"backend": "openai", "endpoint": self.endpoint, "model": self.name,
                 "model_root": self.root, "adapter": self.adapter,
                 "adapter_root": self.adapter_root, "top_logprobs": self.top_logprobs}
+
+    def prompt(self, question: Any, slice_: dict[str, str], *,
+               order: Sequence[int] | None = None, style: PromptStyle | None = None) -> str:
+        """The prompt built here with the served model's chat template (local tokenizer)."""
+        return build_prompt(self.tokenizer, question, slice_, order=order, style=style)
 
     def first_token(self, prompts: list[str], ks: list[int], config: SimConfig | None = None, *,
                     progress: Progress = None, should_stop: ShouldStop = None
@@ -266,35 +276,6 @@ def _top_logprobs(choice: dict) -> dict[str, float]:
     return top[0]
 
 
-def letter_distribution(top: dict[str, float], k: int) -> tuple[np.ndarray, float]:
-    """Shares over k option letters from one position's top log-probabilities.
-
-    Args:
-        top: token text -> log-probability (natural log), as the server lists its top K.
-        k: number of options (letters A..).
-    Returns:
-        (shares renormalised over the k letters, letter mass = their summed probability).
-        Both spellings of a letter (" A", "A") add up; a letter outside the top K gets 0.
-    Raises:
-        ModelError: no option letter in the top K (refused rather than guessed).
-    """
-    if not 1 <= k <= len(LETTERS):
-        raise SimError(f"Questions need 1 to {len(LETTERS)} options, not {k}.")
-    mass = np.zeros(k)
-    for j, letter in enumerate(LETTERS[:k]):
-        for spelling in letter_spellings(letter):
-            value = top.get(spelling)
-            if isinstance(value, (int, float)) and math.isfinite(value):
-                mass[j] += math.exp(value)
-    total = float(mass.sum())
-    if total <= 0:
-        shown = ", ".join(repr(t) for t, _ in sorted(top.items(), key=lambda kv: -kv[1])[:5])
-        raise ModelError(f"None of the option letters A-{LETTERS[k - 1]} is among the "
-                         f"{len(top)} most likely next tokens (top: {shown}): the model does "
-                         "not answer with a letter here; first-token shares would be a guess.")
-    return mass / total, total
-
-
 def run_pool(task: Callable[[int], Any], count: int, concurrency: int, progress: Progress,
              should_stop: ShouldStop) -> list[Any]:
     """task(0..count-1) with at most `concurrency` in flight; results in index order.
@@ -376,14 +357,13 @@ def connect(url: str, served_model: str, adapter: str | None = None, *,
     base, lora = _pick(served, str(served_model or "").strip(), adapter, client.base)
     tok, source = load_tokenizer(tokenizer or base.id)
     path = _adapter_folder(lora) if lora else None
-    card = read_card(path) if path is not None else AdapterCard()
+    card = simulator_settings(path) if path is not None else {}
     return EndpointModel(
         client=client, name=base.id, tokenizer=tok, tokenizer_source=source,
         adapter=lora.id if lora else None, root=base.root,
         adapter_root=lora.root if lora else None, adapter_path=path,
-        inference_orders=card.orders, prompt_style=card.prompt_style,
         top_logprobs=top_logprobs, concurrency=concurrency,
-        send_no_special=_adds_special(tok))
+        send_no_special=_adds_special(tok), **card)
 
 
 def _pick(served: dict[str, ServedModel], name: str, adapter: str | None, where: str

