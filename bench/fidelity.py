@@ -43,13 +43,13 @@ from fidelity_calibration import calibration_part  # noqa: E402
 from fidelity_calibration import markdown as calibration_markdown  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from finetune.rows import split_rows  # noqa: E402
 from finetune.train import TrainConfig, train_adapter  # noqa: E402
 from sim_core.base.labels import baseline_entry  # noqa: E402
 from sim_core.base.metrics import METRICS  # noqa: E402
 from sim_core.base.writing import atomic_write  # noqa: E402
 from sim_core.evaluation import evaluate as sim_evaluate  # noqa: E402
 from sim_core.evaluation.baselines import ROW_BASELINES  # noqa: E402
+from sim_core.evaluation.splits import split_rows
 from sim_core.simulation.config import SimConfig
 from sim_core.simulation.models import load_model  # noqa: E402
 from sim_core.survey.readers import read_subpop_jsonl  # noqa: E402

@@ -39,8 +39,8 @@ from shapes import build_random_model
 from throughput import workload
 
 from finetune.config import TrainConfig
-from finetune.rows import Split, split_rows
 from finetune.train import train_adapter
+from sim_core.evaluation.splits import Split, SplitInfo, split_rows
 from sim_core.simulation.adapters import delete_adapter
 from sim_core.simulation.config import SimConfig
 from sim_core.simulation.models import load_model
@@ -127,7 +127,7 @@ def qlora_steps(base: str, rows, steps: int, test: list | None = None) -> dict:
     torch.cuda.reset_peak_memory_stats()
     config = TrainConfig(qlora=True, max_steps=steps, batch_size=8, save_every=10_000,
                          evaluate_test=bool(test), eval_every=None, patience=0)
-    split = Split(train=list(rows), val=[], test=list(test or []), info={"how": "bench"})
+    split = Split(train=list(rows), val=[], test=list(test or []), info=SplitInfo(how="bench"))
     with tempfile.TemporaryDirectory(prefix="bench-qlora-") as job:
         result = train_adapter(split, name=f"bench-qlora-{int(time.time())}", base=base,
                                config=config, job_dir=job,

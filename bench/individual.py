@@ -4,7 +4,7 @@ Namikoshi et al. 2024 simulate every respondent as a virtual participant from th
 demographics and score two levels: individuals (RMSE of each person's answer) and the
 population (KL). This bench does the same with the product's own code:
 
-* one seeded respondent split (sim_core.evaluation.splits): 30 % of the people held out for the
+* one seeded respondent split (sim_core.evaluation.respondent_table): 30 % of the people held out for the
   test, 25 % of the rest for validation, the remainder for training;
 * adapters trained (finetune.train, group rows of the training people, loss KL) with the
   fairness term off and on at a few weights; the weight is chosen on the VALIDATION
@@ -44,8 +44,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from finetune.config import SplitConfig, TrainConfig  # noqa: E402
-from finetune.splits import training_split  # noqa: E402
+from finetune.config import TrainConfig
+from finetune.rows import training_split
 from finetune.train import train_adapter  # noqa: E402
 from sim_core.evaluation.evaluate import evaluate_rows  # noqa: E402
 from sim_core.evaluation.fairness import floor_curve, group_gaps  # noqa: E402
@@ -56,6 +56,7 @@ from sim_core.evaluation.individual import (  # noqa: E402
     sweep_record,
 )
 from sim_core.evaluation.individual_scores import INDIVIDUAL_SCORES  # noqa: E402
+from sim_core.evaluation.splits import SplitConfig
 from sim_core.report.fairness_individual import FairnessPart, PartTable, individual_part  # noqa: E402
 from sim_core.report.pdf_fairness_individual import fairness_png, tradeoff_png  # noqa: E402
 from sim_core.simulation.config import SimConfig

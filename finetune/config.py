@@ -27,47 +27,12 @@ LOSSES = registry(
            "(respondent-level surveys only; needs slice attributes)"),
 )
 
-SPLITS = registry(
-    Choice("question", "Unseen questions",
-           "whole questions held out: does the adapter generalise to new questions?"),
-    Choice("slice", "Unseen groups",
-           "whole groups (e.g. RELIG=Muslim) held out on every question: does it "
-           "generalise to a subpopulation it never saw?"),
-    Choice("wave", "Unseen wave",
-           "train on earlier waves, test on the latest (needs a wave column)"),
-    Choice("random", "Random rows", "(question, group) rows held out at random"),
-    Choice("respondent", "Unseen respondents",
-           "whole respondents held out (respondent-level data): trained on the group shares "
-           "of the other people, tested on the held-out people's groups and, with "
-           "`sim_core individual`, on each held-out person's own answers"),
-)
-
 SPREADS = registry(
     Choice("variance", "Variance across groups",
            "variance of the per-group mean KL within the batch (in nats squared)"),
     Choice("max-mean", "Worst group minus the mean",
            "largest per-group mean KL minus the mean over the batch's groups (in nats)"),
 )
-
-
-@dataclass
-class SplitConfig:
-    """How survey rows are split into training, validation and held-out test rows."""
-
-    how: str = setting("question", choices=SPLITS, flag="split", label="Hold out for testing",
-                       help="which unit is held out for the before/after test")
-    test_fraction: float = setting(0.2, above=0, max=0.9, label="Test share",
-                                   help="share of questions (question split), rows (random "
-                                        "split) or respondents (respondent split) held out "
-                                        "for testing")
-    val_fraction: float = setting(0.1, min=0, max=0.9, label="Validation share",
-                                  help="share of the remaining units used for validation "
-                                       "(early stopping; 0: none)")
-    test_slices: int = setting(4, min=1, label="Groups held out",
-                               help="whole groups held out by the slice split")
-
-    def __post_init__(self) -> None:
-        check(self)
 
 
 DEFAULT_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",

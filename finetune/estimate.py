@@ -15,7 +15,8 @@ import math
 from dataclasses import dataclass
 
 from finetune.config import TrainConfig
-from finetune.rows import Split, balance_groups
+from finetune.rows import balance_groups
+from sim_core.evaluation.splits import Split
 from sim_core.simulation.adapters import AdapterInfo, list_adapters
 
 

@@ -28,11 +28,12 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from finetune.config import TrainConfig
-from finetune.rows import Split, split_from_json, split_to_json
+from finetune.rows import split_from_json, split_to_json
 from sim_core.base.errors import SimError
 from sim_core.base.reading import write_json_atomic
 from sim_core.base.workspace import is_valid_name, subdir
 from sim_core.base.writing import atomic_write, make_folder
+from sim_core.evaluation.splits import Split
 from sim_core.simulation.adapters import check_new_adapter
 from sim_core.simulation.devices import resolve_device
 from sim_core.simulation.prompts import PromptStyle

@@ -14,7 +14,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from finetune.rows import permute_target, row_key, shuffle_order
+from finetune.rows import permute_target, shuffle_order
+from sim_core.evaluation.splits import row_key
 from sim_core.simulation.prompts import PromptStyle, build_prompt
 from sim_core.survey.slices import SurveyRow, slice_label
 

@@ -1,183 +1,28 @@
-"""Training rows for adapters: seeded splits, slice re-weighting, option-order shuffling.
+"""Training rows for adapters: the training split of a survey, slice re-weighting and
+balancing, option-order shuffling, respondent rows for the kl+ce loss.
 
 A training row is a `sim_core.survey.slices.SurveyRow` (question, slice, real distribution,
-weight) from any survey the data core reads (respondent-level, marginals, GSS SubPOP).
-Splits are decided by a seeded hash of the question id / group label / row key, so the
-same seed gives the same split whatever order the rows come in.
+weight) from any survey the data core reads (respondent-level, marginals, GSS SubPOP). How
+rows and people are held out is sim_core's (sim_core.evaluation.splits and
+respondent_table), so training and evaluation hold out the same things.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from dataclasses import dataclass, field, replace
-from typing import Callable, Sequence
+from dataclasses import replace
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
-from finetune.config import SPLITS
 from sim_core.base.errors import DataError
-from sim_core.base.seeded import holdout_count, pick, rank
-from sim_core.evaluation.splits import respondent_split
-from sim_core.survey.schema import Question, value_text
-from sim_core.survey.slices import SurveyRow, group_values, slice_label
-
-
-@dataclass
-class Split:
-    """Rows for training, validation (early stopping) and held-out testing.
-
-    `info` describes how the split was made (stored in the adapter card).
-    """
-
-    train: list[SurveyRow]
-    val: list[SurveyRow]
-    test: list[SurveyRow]
-    info: dict = field(default_factory=dict)
-
-
-def row_key(row: SurveyRow) -> str:
-    """Unique key of a row: question, slice and wave."""
-    return f"{row.question.id}|{slice_label(row.slice)}|{row.wave}"
-
-
-def _divide(rows: list[SurveyRow], unit: Callable[[SurveyRow], str], count: int,
-            seed: int) -> tuple[list[SurveyRow], list[SurveyRow], list[str]]:
-    """Split rows into (kept, held out) by holding out `count` whole units."""
-    held = pick([unit(r) for r in rows], count, seed)
-    kept = [r for r in rows if unit(r) not in held]
-    out = [r for r in rows if unit(r) in held]
-    return kept, out, sorted(held)
-
-
-def _by_question(row: SurveyRow) -> str:
-    return row.question.id
-
-
-def _by_slice(row: SurveyRow) -> str:
-    return slice_label(row.slice)
-
-
-def split_rows(rows: Sequence[SurveyRow], how: str = "question", *, test_fraction: float = 0.2,
-               val_fraction: float = 0.1, seed: int = 0, test_slices: int = 4,
-               hold_out: Sequence[str] = ()) -> Split:
-    """Split survey rows into train / validation / test.
-
-    Args:
-        rows: SurveyRows (e.g. from sim_core.survey.slices.survey_rows).
-        how: "question" (test questions never seen in training), "slice" (`test_slices`
-            whole groups held out, e.g. "SEX=Female" for every question), "wave" (the latest
-            wave held out; rows need distinct `wave` values) or "random" (rows at random).
-        test_fraction: share of questions (question) or rows (random) held out for testing.
-        val_fraction: share of the remaining units carved out for validation (early
-            stopping); by question for the question split, by group for the slice split,
-            by row otherwise.
-        seed: seeds the hash that picks the held-out units (row order does not matter).
-        test_slices: groups held out by the slice split.
-        hold_out: slice labels (e.g. "RELIG=Jewish") the slice split must hold out; the
-            seeded pick adds groups until there are `test_slices`.
-    Returns:
-        Split with `info` describing it.
-    Raises:
-        DataError: unknown `how`, no rows, or too few units to hold any out.
-    """
-    rows = list(rows)
-    if how not in SPLITS:
-        raise DataError(f"Unknown split '{how}': use one of {', '.join(SPLITS)}.")
-    if how == "respondent":
-        raise DataError("Holding out respondents needs the survey, not its rows: use "
-                        "finetune.splits.training_split.")
-    if not rows:
-        raise DataError("No training rows: the survey gave no (question, slice) rows.")
-    info: dict = {"how": how, "seed": seed, "val_fraction": val_fraction}
-    if how == "question":
-        n_q = len({r.question.id for r in rows})
-        train, test, held = _divide(rows, _by_question, holdout_count(n_q, test_fraction), seed)
-        info.update(test_fraction=test_fraction, test_questions=held)
-        val_unit = _by_question
-    elif how == "slice":
-        groups = {_by_slice(r) for r in rows}
-        forced = set(hold_out)
-        if forced - groups:
-            raise DataError(f"Cannot hold out {', '.join(sorted(forced - groups))}: no such "
-                            "group in these rows.")
-        count = min(test_slices, max(len(groups) - 1, 0))
-        held_set = forced | pick(sorted(groups - forced), max(0, count - len(forced)), seed)
-        train = [r for r in rows if _by_slice(r) not in held_set]
-        test = [r for r in rows if _by_slice(r) in held_set]
-        held = sorted(held_set)
-        info.update(test_slices=held)
-        val_unit = _by_slice
-    elif how == "wave":
-        waves = sorted({r.wave for r in rows})
-        if len(waves) < 2:
-            raise DataError("Split by wave needs rows from at least two waves; "
-                            f"found {len(waves)} ({', '.join(map(repr, waves))}).")
-        # Train on earlier waves, test on the latest: the longitudinal question (Lin 2024).
-        train = [r for r in rows if r.wave != waves[-1]]
-        test = [r for r in rows if r.wave == waves[-1]]
-        info.update(test_waves=[waves[-1]], train_waves=waves[:-1])
-        val_unit = row_key
-    else:
-        train, test, _ = _divide(rows, row_key, holdout_count(len(rows), test_fraction), seed)
-        info.update(test_fraction=test_fraction)
-        val_unit = row_key
-    if not test:
-        raise DataError(f"Split by {how}: too few {how}s to hold any out for testing.")
-    n_units = len({val_unit(r) for r in train})
-    train, val, val_held = _divide(train, val_unit, holdout_count(n_units, val_fraction) if
-                                   val_fraction > 0 else 0, seed + 1)
-    if how in ("question", "slice"):
-        info["val_units"] = val_held
-    info.update(n_train=len(train), n_val=len(val), n_test=len(test),
-                train_questions=len({r.question.id for r in train}),
-                test_question_count=len({r.question.id for r in test}))
-    return Split(train=train, val=val, test=test, info=info)
-
-
-def held_out_rows(rows: Sequence[SurveyRow], info: dict) -> list[SurveyRow]:
-    """The rows an adapter never saw, given the split `info` stored in its card.
-
-    Question, slice and wave splits are matched by their held-out units (so the rows may
-    come from a fresh read of the survey); a random split is recomputed with its seed.
-
-    Raises:
-        DataError: the card has no split, or none of `rows` belongs to its held-out part.
-    """
-    how = (info or {}).get("how")
-    if how == "question":
-        held = set(info.get("test_questions", []))
-        out = [r for r in rows if r.question.id in held]
-    elif how == "slice":
-        held = set(info.get("test_slices", []))
-        out = [r for r in rows if _by_slice(r) in held]
-    elif how == "wave":
-        held = {str(w) for w in info.get("test_waves", [])}
-        out = [r for r in rows if str(r.wave) in held]
-    elif how == "random":
-        out = split_rows(rows, "random", test_fraction=info.get("test_fraction", 0.2),
-                         val_fraction=info.get("val_fraction", 0.1),
-                         seed=info.get("seed", 0)).test
-    else:
-        raise DataError("The adapter's card records no train/test split; "
-                        "score it on all rows instead (--rows all).")
-    if not out:
-        raise DataError(f"None of these rows is in the adapter's held-out part (split by "
-                        f"{how}); is this the survey it was trained on? Use --rows all to "
-                        "score every row.")
-    return out
-
-
-def held_out_with_reference(rows: Sequence[SurveyRow], info: dict
-                            ) -> tuple[list[SurveyRow], list[SurveyRow]]:
-    """The held-out rows (held_out_rows) and the rows their population baseline may use:
-    all rows, except for a slice split, where only the groups the adapter saw count."""
-    held = held_out_rows(rows, info)
-    if (info or {}).get("how") != "slice":
-        return held, list(rows)
-    held_ids = {id(r) for r in held}
-    return held, [r for r in rows if id(r) not in held_ids]
+from sim_core.base.seeded import rank
+from sim_core.evaluation.respondent_table import respondent_parts, respondent_split
+from sim_core.evaluation.splits import Split, SplitConfig, SplitInfo, counted, row_key, split_rows
+from sim_core.survey.schema import Question, Survey, value_text
+from sim_core.survey.slices import SurveyRow, group_values, slice_label, survey_rows
 
 
 def reweight_slices(rows: Sequence[SurveyRow]) -> list[SurveyRow]:
@@ -335,12 +180,12 @@ def individual_training_rows(survey, by: Sequence[str], split: Split, *, seed: i
         raise DataError("--loss kl+ce needs --by (the attributes describing each respondent).")
     train_q = {r.question.id for r in split.train}
     held = [r.slice for r in split.test + split.val if r.slice] \
-        if split.info.get("how") == "slice" else []
+        if split.info.how == "slice" else []
     people = None
-    if split.info.get("how") == "respondent":       # only the training respondents
-        people = respondent_split(survey, test_fraction=split.info["test_fraction"],
-                                  val_fraction=split.info["val_fraction"],
-                                  seed=split.info["seed"]).train
+    if split.info.how == "respondent":       # only the training respondents
+        people = respondent_split(survey, test_fraction=split.info.test_fraction,
+                                  val_fraction=split.info.val_fraction,
+                                  seed=split.info.seed).train
     rows = respondent_rows(survey, by, questions=sorted(train_q), seed=seed, bins=bins,
                            respondents=people)
     return [r for r in rows if not any(h.items() <= r.slice.items() for h in held)]
@@ -362,7 +207,7 @@ def split_to_json(split: Split) -> dict:
                 "n_eff": _num(r.n_eff) if r.n_eff is not None else None,
                 "weight": float(r.weight), "wave": r.wave}
     return {"train": [row(r) for r in split.train], "val": [row(r) for r in split.val],
-            "test": [row(r) for r in split.test], "info": split.info}
+            "test": [row(r) for r in split.test], "info": split.info.to_dict()}
 
 
 def split_from_json(data: dict) -> Split:
@@ -381,6 +226,40 @@ def split_from_json(data: dict) -> Split:
                          weight=float(d.get("weight", 1.0)), wave=str(d.get("wave", "")))
     try:
         return Split(train=[row(d) for d in data["train"]], val=[row(d) for d in data["val"]],
-                     test=[row(d) for d in data["test"]], info=dict(data.get("info", {})))
+                     test=[row(d) for d in data["test"]],
+                     info=SplitInfo.from_dict(data.get("info")))
     except (KeyError, TypeError, ValueError) as error:
         raise DataError(f"Malformed training rows file: {error}") from error
+
+
+def training_split(survey: Survey, by: Sequence[str] | None, config: SplitConfig, *,
+                   seed: int = 0, loss: str = "kl", bins=None, wave=None,
+                   questions: Sequence[str] | None = None) -> Split:
+    """Split a survey's (question, group) rows for training.
+
+    Args:
+        survey: the survey.
+        by: slice attributes (None: every attribute on its own).
+        config: how (question, slice, wave, random, respondent) and the shares.
+        seed: seeds the split (TrainConfig.seed).
+        loss: with "kl+ce", respondent rows of the training part are added.
+        bins, wave, questions: as in sim_core.survey.slices.survey_rows.
+    Returns:
+        The Split (info describes it, for the adapter card).
+    """
+    if config.how == "respondent":
+        people = respondent_split(survey, test_fraction=config.test_fraction,
+                                  val_fraction=config.val_fraction, seed=seed)
+        parts = respondent_parts(survey, people, by, bins=bins, wave=wave, questions=questions)
+        if not parts["test"] or not parts["train"]:
+            raise DataError("Split by respondent: too few respondents to train and test.")
+        info = counted(people.info, parts["train"], parts["val"], parts["test"])
+        split = Split(parts["train"], parts["val"], parts["test"], info)
+    else:
+        rows = survey_rows(survey, by, wave=wave, questions=questions, bins=bins)
+        split = split_rows(rows, how=config.how, test_fraction=config.test_fraction,
+                           val_fraction=config.val_fraction, seed=seed,
+                           test_slices=config.test_slices)
+    if loss == "kl+ce":
+        split.train += individual_training_rows(survey, by or [], split, seed=seed, bins=bins)
+    return split

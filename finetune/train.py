@@ -25,7 +25,7 @@ from finetune.callbacks import PhaseProgress, TrainingMonitor
 from finetune.checkpoints import SealCheckpoints, last_whole_checkpoint
 from finetune.config import TrainConfig
 from finetune.loss import RowCollator, batch_loss
-from finetune.rows import Split, balance_groups, describe_rows, reweight_slices, split_to_json
+from finetune.rows import balance_groups, describe_rows, reweight_slices, split_to_json
 from sim_core.base.errors import Cancelled, DataError, ModelError, SimError
 from sim_core.base.labels import baseline_entry
 from sim_core.base.reading import write_json_atomic
@@ -34,6 +34,7 @@ from sim_core.evaluation.baselines import ROW_BASELINES
 from sim_core.evaluation.calibration_runs import fit_on_rows, heldout_measurement, heldout_unit
 from sim_core.evaluation.evaluate import evaluate_rows, mean_scores, uncalibrated
 from sim_core.evaluation.fairness import fairness_record, group_gaps
+from sim_core.evaluation.splits import Split
 from sim_core.simulation.adapters import AdapterCard, check_new_adapter, save_adapter
 from sim_core.simulation.calibration import Calibration
 from sim_core.simulation.config import SimConfig
@@ -82,7 +83,7 @@ def reference_rows(split: Split) -> list:
     """Rows whose per-question mean is the population baseline on the held-out rows: the
     groups seen in training for a slice split, else the held-out rows themselves (for a
     question split an oracle: the real average of the groups of the same question)."""
-    return split.train + split.val if split.info.get("how") == "slice" else split.test
+    return split.train + split.val if split.info.how == "slice" else split.test
 
 
 def _held_out(lm, split: Split, sim: SimConfig, calibration, baselines=(),
@@ -208,7 +209,7 @@ def _card(name: str, lm, split: Split, config: TrainConfig, data_info: dict | No
     return AdapterCard(
         name=name, base_model=lm.name, base_label=lm.label, base_fingerprint=lm.fingerprint,
         data=dict(data_info or {}), questions_seen=seen["questions"],
-        slices_seen=seen["slices"], split=split.info, loss=config.loss,
+        slices_seen=seen["slices"], split=split.info.to_dict(), loss=config.loss,
         # Trained on the original option order: its order carries what it learned, so the
         # simulator uses that order alone unless told otherwise (sim_core.simulation.simulate.orders_for).
         inference_orders=None if config.shuffle_options else 1,

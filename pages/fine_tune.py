@@ -8,15 +8,16 @@ import pandas as pd
 import streamlit as st
 
 from finetune import jobs
-from finetune.config import SPLITS, SplitConfig, TrainConfig
+from finetune.config import TrainConfig
 from finetune.estimate import estimate_duration
-from finetune.splits import training_split
+from finetune.rows import training_split
 from pages import common
 from pages.charts import loss_figure
 from sim_core.base.errors import SimError
 from sim_core.base.metrics import METRICS
 from sim_core.base.workspace import MAX_NAME, safe_name
 from sim_core.evaluation.calibration_records import card_calibration, checkpoint_verdict
+from sim_core.evaluation.splits import SPLITS, SplitConfig
 from sim_core.simulation import adapters
 from sim_core.simulation.adapters import list_adapters
 from sim_core.simulation.devices import resolve_device

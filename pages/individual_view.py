@@ -16,7 +16,7 @@ from sim_core.evaluation.individual import (
     evaluate_individuals,
     sweep_record,
 )
-from sim_core.evaluation.splits import split_from_cards
+from sim_core.evaluation.respondent_table import split_from_cards
 from sim_core.simulation.adapters import update_card
 from sim_core.simulation.config import SimConfig
 

@@ -19,16 +19,16 @@ from test_finetune_rows import make_rows
 
 from finetune import jobs
 from finetune.checkpoints import MANIFEST, is_whole, last_whole_checkpoint
-from finetune.rows import Split
 from finetune.train import TrainConfig, train_adapter
 from sim_core.base.errors import Cancelled, SimError
+from sim_core.evaluation.splits import Split, SplitInfo
 from sim_core.simulation.adapters import list_adapters, read_card
 
 FAST = {"evaluate_test": False, "batch_size": 4, "rank": 4, "alpha": 8, "eval_every": None}
 
 
 def _split() -> Split:
-    return Split(train=make_rows(4), val=[], test=[], info={})
+    return Split(train=make_rows(4), val=[], test=[], info=SplitInfo())
 
 
 def _steps(folder: Path) -> list[int]:

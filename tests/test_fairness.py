@@ -11,10 +11,9 @@ import torch
 from test_finetune_rows import make_rows
 from test_individual_scores import ordinal_survey
 
-from finetune.config import SplitConfig, TrainConfig
+from finetune.config import TrainConfig
 from finetune.loss import batch_loss, group_spread, kl_per_row, masked_log_probs
-from finetune.rows import balance_groups, split_rows
-from finetune.splits import training_split
+from finetune.rows import balance_groups, training_split
 from sim_core.base.errors import DataError, SimError
 from sim_core.base.metrics import compute, noise_floor
 from sim_core.evaluation.evaluate import evaluate_rows
@@ -25,7 +24,8 @@ from sim_core.evaluation.fairness import (
     group_gaps,
     spread,
 )
-from sim_core.evaluation.splits import respondent_split
+from sim_core.evaluation.respondent_table import respondent_split
+from sim_core.evaluation.splits import SplitConfig, split_rows
 from sim_core.survey.schema import Question
 from sim_core.survey.slices import SurveyRow, slice_label, survey_rows
 
@@ -171,7 +171,7 @@ def test_respondent_split_keeps_people_apart():
     for got, want in zip(split.test, expected):
         np.testing.assert_allclose(got.dist, want.dist)
         assert got.n_eff == want.n_eff
-    assert split.info["respondents"] == {"train": 360, "val": 90, "test": 150}
+    assert split.info.respondents == {"train": 360, "val": 90, "test": 150}
     assert sum(r.n_eff for r in split.train) == pytest.approx(360)
     with_ce = training_split(survey, ["age"], config, seed=1, loss="kl+ce")
     individual = [r for r in with_ce.train if r.n_eff == 1.0]

@@ -88,8 +88,8 @@ def test_training_cuda_refused_without_gpu_before_any_work(tiny_model_dir):
     from test_finetune_train import fixed_split, names
 
     from finetune.jobs import jobs_dir, start_job
-    from finetune.rows import Split
     from finetune.train import train_adapter
+    from sim_core.evaluation.splits import Split, SplitInfo
 
     before = names()
     with pytest.raises(ModelError, match="no CUDA GPU"):
@@ -98,7 +98,7 @@ def test_training_cuda_refused_without_gpu_before_any_work(tiny_model_dir):
     jobs = sorted(p.name for p in jobs_dir().iterdir())
     for device, words in (("cuda:1", "no CUDA GPU"), ("gpu", "Unknown device")):
         with pytest.raises(ModelError, match=words):   # the page sees it; no job is started
-            start_job(Split(train=fixed_split().train, val=[], test=[], info={}),
+            start_job(Split(train=fixed_split().train, val=[], test=[], info=SplitInfo()),
                       name="never", base=str(tiny_model_dir),
                       config=TrainConfig(device=device))
     assert sorted(p.name for p in jobs_dir().iterdir()) == jobs and names() == before

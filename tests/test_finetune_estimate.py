@@ -8,8 +8,8 @@ import pytest
 from test_finetune_rows import make_rows
 
 from finetune.estimate import estimate_duration, planned_steps
-from finetune.rows import Split
 from finetune.train import TrainConfig, train_adapter
+from sim_core.evaluation.splits import Split, SplitInfo
 from sim_core.simulation.adapters import list_adapters
 
 FAST = dict(evaluate_test=False, save_every=1000, rank=4, alpha=8, eval_every=None)
@@ -25,7 +25,7 @@ def test_planned_steps_by_hand():
 
 def test_no_measurement_no_duration(tmp_path):
     """No adapter from this base model yet: steps only, and the text says why."""
-    split = Split(train=make_rows(10), val=[], test=[], info={"how": "question"})
+    split = Split(train=make_rows(10), val=[], test=[], info=SplitInfo(how="question"))
     estimate = estimate_duration(split, TrainConfig(batch_size=4), str(tmp_path / "unseen"))
     assert estimate.steps == math.ceil(len(split.train) / 4) and estimate.seconds is None
     assert "no measured step time" in estimate.text()
@@ -37,7 +37,7 @@ def test_steps_match_the_trainer_and_duration_scales_from_the_card(tiny_model_di
     is estimated from that card by hand."""
     rows = make_rows(2)
     config = TrainConfig(batch_size=3, epochs=1.0, **FAST)
-    split = Split(train=rows, val=[], test=rows[:4], info={"how": "question"})
+    split = Split(train=rows, val=[], test=rows[:4], info=SplitInfo(how="question"))
     expected = planned_steps(len(rows), config)
     assert expected == math.ceil(len(rows) / 3)
     events = []
@@ -49,7 +49,7 @@ def test_steps_match_the_trainer_and_duration_scales_from_the_card(tiny_model_di
     assert 0 < card.step_seconds <= card.train_seconds / card.steps
 
     bigger = TrainConfig(batch_size=6, epochs=2.0, **FAST)
-    split2 = Split(train=make_rows(3), val=[], test=rows[:8], info={"how": "question"})
+    split2 = Split(train=make_rows(3), val=[], test=rows[:8], info=SplitInfo(how="question"))
     estimate = estimate_duration(split2, bigger, str(tiny_model_dir), "cpu")
     steps = math.ceil(2.0 * math.ceil(len(split2.train) / 6))
     step = card.step_seconds * 6 / 3

@@ -11,9 +11,9 @@ from test_finetune_rows import make_rows
 
 from finetune import jobs
 from finetune.cli import opinion_sim as cli
-from finetune.rows import Split
 from finetune.train import TrainConfig
 from sim_core.base.errors import SimError
+from sim_core.evaluation.splits import Split, SplitInfo
 from sim_core.simulation.adapters import list_adapters
 
 FAST = TrainConfig(max_steps=3, batch_size=4, rank=4, alpha=8, evaluate_test=False,
@@ -32,7 +32,7 @@ def wait(job_id: str, timeout: float = 120) -> dict:
 
 
 def test_background_job_runs_to_done(tiny_model_dir):
-    split = Split(train=make_rows(3), val=make_rows(1), test=[], info={"how": "question"})
+    split = Split(train=make_rows(3), val=make_rows(1), test=[], info=SplitInfo(how="question"))
     job_id = jobs.start_job(split, name="bg-job", base=str(tiny_model_dir), config=FAST,
                             data_info={"file": "demo.csv"})
     first = jobs.job_status(job_id)
@@ -132,7 +132,7 @@ def test_cancel_while_scoring_before_training(tiny_model_dir):
                                                        "state": "running", "pid": None})
     reporter = jobs.JobReporter(folder)
     split = Split(train=make_rows(3), val=make_rows(8), test=make_rows(8),
-                  info={"how": "question"})
+                  info=SplitInfo(how="question"))
     seen, clicked, steps = [], [], []
 
     def events(event: dict) -> None:
@@ -160,7 +160,7 @@ def test_cancel_while_scoring_before_training(tiny_model_dir):
 def test_jobs_queue_one_at_a_time(tiny_model_dir):
     """Three jobs started at once: one runs, the others wait (no process yet); the second
     starts only after the first ends; the third, cancelled while waiting, never runs."""
-    split = Split(train=make_rows(3), val=make_rows(1), test=[], info={"how": "question"})
+    split = Split(train=make_rows(3), val=make_rows(1), test=[], info=SplitInfo(how="question"))
     ids = [jobs.start_job(split, name=f"queued-{i}", base=str(tiny_model_dir), config=FAST)
            for i in range(3)]
     states = [jobs.job_status(i) for i in ids]
@@ -213,7 +213,7 @@ def test_training_prompts_name_the_surveys_population(tiny_model_dir, tmp_path, 
                     config=config, baselines=("uniform",))
     assert any("other prompt wording" in n for n in other.notes)
     # a dashboard job carries the same style through its job file
-    split = Split(train=[], val=[], test=[], info={})
+    split = Split(train=[], val=[], test=[], info=SplitInfo())
     style = PromptStyle().for_survey(survey)
     folder = jobs.jobs_dir() / "style-job"
     folder.mkdir(parents=True)

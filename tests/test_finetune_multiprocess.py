@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from finetune.rows import held_out_rows
 from sim_core.base.labels import baseline_entry
 from sim_core.evaluation.evaluate import evaluate_rows
+from sim_core.evaluation.splits import held_out_rows
 from sim_core.simulation.config import SimConfig
 from sim_core.simulation.models import load_model
 from sim_core.simulation.prompts import PromptStyle

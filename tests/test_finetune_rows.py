@@ -23,10 +23,10 @@ from finetune.rows import (
     reweight_slices,
     shuffle_order,
     split_from_json,
-    split_rows,
     split_to_json,
 )
 from sim_core.base.errors import DataError
+from sim_core.evaluation.splits import split_rows
 from sim_core.survey.schema import LETTERS, Question
 from sim_core.survey.slices import SurveyRow, slice_label
 
@@ -63,8 +63,8 @@ def test_question_split_disjoint_and_complete():
     assert not qids(split.train) & qids(split.val)
     assert not qids(split.val) & qids(split.test)
     assert len(split.train) + len(split.val) + len(split.test) == len(rows)
-    assert sorted(split.info["test_questions"]) == sorted(qids(split.test))
-    assert split.info["n_test"] == len(split.test) == 4 * len(GROUPS)
+    assert sorted(split.info.test_questions) == sorted(qids(split.test))
+    assert split.info.n_test == len(split.test) == 4 * len(GROUPS)
 
 
 def test_split_seeded_and_independent_of_row_order():
@@ -86,7 +86,7 @@ def test_slice_split_holds_out_whole_groups():
     assert not test_groups & labels(split.train) and not test_groups & labels(split.val)
     # every held-out group is held out for every question
     assert len(split.test) == 3 * 6
-    assert set(split.info["test_slices"]) == test_groups
+    assert set(split.info.test_slices) == test_groups
     assert len(labels(split.val)) == 1            # round(0.2 * 5 remaining groups)
 
 
@@ -222,18 +222,19 @@ def test_held_out_rows_from_card_info():
     """The held-out part is found again from the split info alone, for every kind of split."""
     import json
 
-    from finetune.rows import held_out_rows, row_key
+    from sim_core.evaluation.splits import SplitInfo, held_out_rows, row_key
 
     gss_rows = make_rows(waves=("2020", "2022"))
 
     for how in ("question", "slice", "random", "wave"):
         split = split_rows(gss_rows, how, seed=3)
-        info = json.loads(json.dumps(split.info))          # as stored in card.json
-        again = held_out_rows(list(reversed(gss_rows)), info)
+        info = json.loads(json.dumps(split.info.to_dict()))  # as stored in card.json
+        again = held_out_rows(list(reversed(gss_rows)), SplitInfo.from_dict(info))
         assert sorted(map(row_key, again)) == sorted(map(row_key, split.test)), how
     with pytest.raises(DataError, match="records no train/test split"):
-        held_out_rows(gss_rows, {})
-    other = [r for r in gss_rows if r.question.id not in set(split_rows(gss_rows).info["test_questions"])]
+        held_out_rows(gss_rows, SplitInfo.from_dict({}))
+    held = set(split_rows(gss_rows).info.test_questions)
+    other = [r for r in gss_rows if r.question.id not in held]
     with pytest.raises(DataError, match="--rows all"):
         held_out_rows(other, split_rows(gss_rows).info)
 
@@ -244,11 +245,11 @@ def test_slice_split_can_be_told_to_hold_out_a_group():
     every = sorted(labels(rows))
     forced = every[-1]
     split = split_rows(rows, "slice", test_slices=2, hold_out=[forced], seed=5)
-    held = split.info["test_slices"]
+    held = split.info.test_slices
     assert forced in held and len(held) == 2
     assert labels(split.test) == set(held) and not labels(split.train + split.val) & set(held)
     assert split_rows(list(reversed(rows)), "slice", test_slices=2, hold_out=[forced],
-                      seed=5).info["test_slices"] == held
+                      seed=5).info.test_slices == held
     with pytest.raises(DataError, match="no such group"):
         split_rows(rows, "slice", hold_out=["RELIG=Nope"])
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from finetune.rows import split_rows
 from finetune.train import TrainConfig, train_adapter
+from sim_core.evaluation.splits import split_rows
 from sim_core.survey.readers import read_subpop_jsonl
 from sim_core.survey.slices import survey_rows
 

@@ -11,9 +11,9 @@ from safetensors.torch import load_file
 from test_finetune_rows import make_rows
 
 from finetune.callbacks import letter_distributions
-from finetune.rows import Split
 from finetune.train import TrainConfig, check_qlora, train_adapter
 from sim_core.base.errors import AdapterError, Cancelled, ModelError
+from sim_core.evaluation.splits import Split, SplitInfo
 from sim_core.simulation.adapters import list_adapters
 from sim_core.simulation.config import SimConfig
 from sim_core.simulation.models import load_model
@@ -30,7 +30,7 @@ def fixed_split() -> Split:
                  (1.0, 2.0, 3.0))
     rows = [SurveyRow(q, {"SEX": "Female"}, np.array([0.55, 0.3, 0.15]), 50.0)
             for _ in range(4)]
-    return Split(train=rows, val=rows[:1], test=[], info={"how": "fixed"})
+    return Split(train=rows, val=rows[:1], test=[], info=SplitInfo(how="fixed"))
 
 
 def names() -> set[str]:
@@ -96,7 +96,7 @@ def test_existing_name_is_not_overwritten(tiny_model_dir):
 
 
 def test_crash_and_cancel_leave_no_adapter(tiny_model_dir):
-    split = Split(train=make_rows(4), val=[], test=[], info={})
+    split = Split(train=make_rows(4), val=[], test=[], info=SplitInfo())
     config = TrainConfig(max_steps=5, **FAST)
 
     def crash(event):
@@ -115,7 +115,7 @@ def test_crash_and_cancel_leave_no_adapter(tiny_model_dir):
 
 
 def test_resume_continues_from_checkpoint(tiny_model_dir, tmp_path):
-    split = Split(train=make_rows(4), val=[], test=[], info={})
+    split = Split(train=make_rows(4), val=[], test=[], info=SplitInfo())
     config = TrainConfig(max_steps=6, **{**FAST, "save_every": 2})
     seen = []
     with pytest.raises(Cancelled):
@@ -134,7 +134,7 @@ def test_resume_continues_from_checkpoint(tiny_model_dir, tmp_path):
 
 
 def test_ordinal_and_reweight_options_train(tiny_model_dir):
-    split = Split(train=make_rows(3), val=[], test=[], info={})
+    split = Split(train=make_rows(3), val=[], test=[], info=SplitInfo())
     config = TrainConfig(max_steps=2, loss="kl+ordinal", reweight=True, **FAST)
     events = []
     result = train_adapter(split, name="ordinal", base=str(tiny_model_dir), config=config,
@@ -244,9 +244,9 @@ def test_adapter_trained_on_fixed_order_is_read_in_that_order(tiny_model_dir):
 def test_card_holds_calibration_scores_raw_and_calibrated_and_the_verdict(tiny_model_dir):
     """The adapter and zero-shot calibrations are fitted on the validation rows only; the
     card's calibrated held-out scores are what the simulator then shows."""
-    from finetune.rows import split_rows
     from sim_core.evaluation.calibration_records import card_calibration, checkpoint_verdict
     from sim_core.evaluation.evaluate import evaluate_rows
+    from sim_core.evaluation.splits import split_rows
     from sim_core.evaluation.verdict import (
         CHECKPOINT,
         CHECKPOINT_CAL,

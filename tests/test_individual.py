@@ -17,14 +17,17 @@ from sim_core.evaluation.individual import (
     sweep_record,
 )
 from sim_core.evaluation.individual_scores import INDIVIDUAL_SCORES, score_predictions
-from sim_core.evaluation.splits import respondent_split, split_from_cards
+from sim_core.evaluation.respondent_table import (
+    RespondentTable,
+    respondent_split,
+    split_from_cards,
+)
 from sim_core.simulation.adapters import read_card
 from sim_core.simulation.calibration import temper
 from sim_core.simulation.config import SimConfig
 from sim_core.simulation.models import load_model
 from sim_core.simulation.simulate import simulate
 from sim_core.survey.readers import read_marginals_csv, read_respondents_csv
-from sim_core.survey.slices import _respondent_frame
 
 SIM = SimConfig(orders=1, use_cache=False)
 TEMPS = (0.5, 1.0, 2.0)
@@ -51,7 +54,7 @@ def test_every_test_respondent_is_scored_from_their_own_profile(tiny, survey, re
     """Recompute the test scores at every temperature from scratch: split, profile,
     simulate(), temper(), score_predictions()."""
     split = respondent_split(survey, test_fraction=0.3, val_fraction=0.25, seed=0)
-    frame = _respondent_frame(survey, survey.questions["q"], None)
+    frame = survey.respondents[survey.respondents["q"].notna()]     # who answered
     test = frame[frame.index.isin(split.test)]
     question = survey.questions["q"]
     profiles = [{"age": a, "region": r} for a, r in zip(test["age"], test["region"])]
@@ -89,7 +92,8 @@ def test_temperature_chosen_on_validation_and_recorded(tiny, result):
 
 
 def test_baselines_are_fitted_on_the_same_people(survey, result):
-    fit = fit_demographic("classifier", survey, "q", features=["age", "region"], seed=0)
+    table = RespondentTable.build(survey, ["age", "region"])
+    fit = fit_demographic("classifier", table, "q", features=["age", "region"], seed=0)
     held = fit.test
     expected = score_predictions(fit.question, fit.answers[held], fit.weights[held],
                                  probs=fit.probs[held])

@@ -1,4 +1,4 @@
-"""sim_core.evaluation.splits, sim_core.evaluation.demographic_models (boosting, svr) and
+"""sim_core.evaluation.respondent_table, sim_core.evaluation.demographic_models (boosting, svr) and
 sim_core.evaluation.individual_scores: the split, the model baselines and individual-level scores."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from test_baselines import synthetic_survey
 from sim_core.base.errors import DataError
 from sim_core.evaluation.demographic_models import fit_demographic, nearest_option, ordinal_scale
 from sim_core.evaluation.individual_scores import score_predictions
-from sim_core.evaluation.splits import check_attributes, respondent_split
+from sim_core.evaluation.respondent_table import RespondentTable, respondent_split
 from sim_core.simulation.calibration import temper
 from sim_core.survey.demo import load_demo
 from sim_core.survey.readers import read_marginals_csv, read_respondents_csv
@@ -57,10 +57,10 @@ def test_split_and_attributes_refuse_bad_input():
     survey = read_respondents_csv(b"sex,country,q\nF,US,Yes\nM,US,No\nF,US,No\n", name="s",
                                   demographics=["sex", "country"], questions=["q"])
     with pytest.raises(DataError, match="attribute 'country' has a single group \\('US'\\)"):
-        check_attributes(survey, ["sex", "country"])
+        RespondentTable.build(survey, ["sex", "country"]).check_attributes(["sex", "country"])
     with pytest.raises(DataError, match="unknown attribute"):
-        check_attributes(survey, ["age"])
-    assert check_attributes(survey, ["sex"]) == ["sex"]
+        RespondentTable.build(survey, ["age"])
+    assert RespondentTable.build(survey, ["sex"]).check_attributes(["sex"]) == ["sex"]
 
 
 # ---------------------------------------------------------------- boosting and svr
@@ -68,8 +68,9 @@ def test_split_and_attributes_refuse_bad_input():
 def test_boosting_recovers_group_distributions_on_the_classifiers_split():
     survey, sex, _, answer = synthetic_survey()
     yes = survey.questions["q1"].options.index("Yes")
-    boost = fit_demographic("boosting", survey, "q1", ["sex"], seed=0)
-    logistic = fit_demographic("classifier", survey, "q1", ["sex"], seed=0)
+    table = RespondentTable.build(survey, survey.demographics)
+    boost = fit_demographic("boosting", table, "q1", ["sex"], seed=0)
+    logistic = fit_demographic("classifier", table, "q1", ["sex"], seed=0)
     assert np.array_equal(boost.test, logistic.test)            # the same held-out people
     assert boost.dists["sex=Female"][yes] == pytest.approx(0.8, abs=0.04)
     assert boost.dists["sex=Male"][yes] == pytest.approx(0.15, abs=0.04)
@@ -79,7 +80,8 @@ def test_boosting_recovers_group_distributions_on_the_classifiers_split():
 
 def test_svr_predicts_the_ordinal_value_and_refuses_nominal_questions():
     survey, age, answer = ordinal_survey()
-    fit = fit_demographic("svr", survey, "q", ["age"], seed=0, features=["age", "region"])
+    fit = fit_demographic("svr", RespondentTable.build(survey, survey.demographics), "q", ["age"],
+                          seed=0, features=["age", "region"])
     assert fit.probs is None and fit.values.shape == (len(answer),)
     for group in ("young", "middle", "old"):
         predicted = 1 + 4 * fit.values[age == group].mean()    # back to the 1-5 scale
@@ -91,7 +93,7 @@ def test_svr_predicts_the_ordinal_value_and_refuses_nominal_questions():
     np.testing.assert_allclose(fit.dists["age=old"], expected)
     nominal, *_ = synthetic_survey(n=200)
     with pytest.raises(DataError, match="svr cannot apply"):
-        fit_demographic("svr", nominal, "q1", ["sex"])
+        fit_demographic("svr", RespondentTable.build(nominal, nominal.demographics), "q1", ["sex"])
 
 
 # ---------------------------------------------------------------- individual scores
@@ -149,7 +151,8 @@ def test_anes_baselines_beat_the_population_guess_for_individuals():
     """On the real ANES demo, party id predicts where people place themselves: the model
     baselines' held-out answers are closer than one guess for everyone."""
     survey = load_demo("anes96")
-    fit = fit_demographic("classifier", survey, "selfLR", features=["PID"])
+    fit = fit_demographic("classifier", RespondentTable.build(survey, survey.demographics),
+                          "selfLR", features=["PID"])
     population = np.bincount(fit.answers[~fit.test], minlength=7) / (~fit.test).sum()
     held = fit.test
     pop = score_predictions(fit.question, fit.answers[held], fit.weights[held],

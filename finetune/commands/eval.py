@@ -14,14 +14,14 @@ import sys
 import textwrap
 from pathlib import Path
 
-from finetune.rows import held_out_with_reference
-from finetune.splits import respondent_parts
 from sim_core.base.errors import AdapterError
 from sim_core.base.labels import is_baseline
 from sim_core.commands import common
 from sim_core.evaluation.calibration_records import calibration_for
 from sim_core.evaluation.evaluate import evaluate_rows
 from sim_core.evaluation.fairness import gap_changes, group_gaps
+from sim_core.evaluation.respondent_table import respondent_parts, respondent_split
+from sim_core.evaluation.splits import SplitInfo, held_out_with_reference
 from sim_core.simulation.adapters import read_card
 from sim_core.survey.slices import survey_rows
 
@@ -53,14 +53,16 @@ def run(args: argparse.Namespace) -> int:
     reference = rows
     models = common.models_from_args(args)
     if args.rows == "held-out":
-        split = read_card(_card_folder(models[-1], args.adapter)).split
-        if split.get("how") == "respondent":    # the groups of the held-out people
-            parts = respondent_parts(survey, split, by, bins=common.bins_from_args(args),
+        split = SplitInfo.from_dict(read_card(_card_folder(models[-1], args.adapter)).split)
+        if split.how == "respondent":    # the groups of the held-out people
+            people = respondent_split(survey, test_fraction=split.test_fraction,
+                                      val_fraction=split.val_fraction or 0.0, seed=split.seed)
+            parts = respondent_parts(survey, people, by, bins=common.bins_from_args(args),
                                      wave=args.wave, questions=common.question_ids(args, survey))
             rows, reference = parts["test"], parts["train"] + parts["val"]
         else:
             rows, reference = held_out_with_reference(rows, split)
-        print(f"scoring the {len(rows)} held-out rows (split by {split.get('how')})",
+        print(f"scoring the {len(rows)} held-out rows (split by {split.how})",
               file=sys.stderr)
     bar, progress = common.tqdm_progress("eval")
     try:

@@ -19,13 +19,14 @@ from pathlib import Path
 
 from finetune import distributed, jobs
 from finetune.base import training_device
-from finetune.config import SplitConfig, TrainConfig
-from finetune.splits import training_split
+from finetune.config import TrainConfig
+from finetune.rows import training_split
 from finetune.train import train_adapter
 from sim_core.base import options
 from sim_core.base.errors import Cancelled, SimError
 from sim_core.commands import common
 from sim_core.evaluation.calibration_records import card_calibration, checkpoint_verdict
+from sim_core.evaluation.splits import SplitConfig
 from sim_core.simulation.adapters import check_new_adapter
 from sim_core.simulation.prompts import PromptStyle
 

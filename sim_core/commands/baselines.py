@@ -23,6 +23,7 @@ from sim_core.commands.formatting import floats, format_rows, score_legend, slic
 from sim_core.evaluation import baselines as B
 from sim_core.evaluation.baselines import ROW_BASELINES
 from sim_core.evaluation.demographic_models import MODEL_BASELINES
+from sim_core.evaluation.splits import RESPONDENT_TEST_SHARE
 from sim_core.survey.slices import real_marginals
 
 
@@ -35,14 +36,15 @@ def register(subparsers) -> None:
                     "the real marginals.")
     common.add_data_args(parser)
     common.add_baselines_arg(parser)
-    options.add_flag(parser, "--test-fraction", 0.3, above=0, max=0.9,
+    options.add_flag(parser, "--test-fraction", RESPONDENT_TEST_SHARE, above=0, max=0.9,
                      help="share of respondents held out from the model baselines")
     options.add_flag(parser, "--seed", 0, kind=int, min=0, max=MAX_SEED,
                      help="seed of the held-out respondents and the models")
     parser.set_defaults(func=run)
 
 
-def question_baselines(survey, qid: str, by, *, wave=None, bins=None, test_fraction=0.3,
+def question_baselines(survey, qid: str, by, *, wave=None, bins=None,
+                       test_fraction=RESPONDENT_TEST_SHARE,
                        seed=0, which=B.DEFAULT_BASELINES) -> dict:
     """Real marginals, baselines, scores and noise floor of one question.
 

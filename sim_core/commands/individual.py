@@ -25,7 +25,7 @@ from sim_core.evaluation.individual import (
     sweep_record,
 )
 from sim_core.evaluation.individual_scores import INDIVIDUAL_SCORES
-from sim_core.evaluation.splits import split_from_cards
+from sim_core.evaluation.respondent_table import split_from_cards
 from sim_core.simulation.adapters import update_card
 
 

@@ -11,7 +11,8 @@ import numpy as np
 from sim_core.base.errors import DataError
 from sim_core.base.options import Choice, registry
 from sim_core.evaluation.demographic_models import MODEL_BASELINES, DemographicFit, fit_demographic
-from sim_core.evaluation.splits import require_respondents
+from sim_core.evaluation.respondent_table import RespondentTable, require_respondents
+from sim_core.evaluation.splits import RESPONDENT_TEST_SHARE
 from sim_core.survey.schema import MARGINALS, Survey
 from sim_core.survey.slices import real_marginals
 
@@ -100,33 +101,40 @@ def population_average(survey: Survey, question_id: str, *, wave: str | None = N
 
 
 def classifier_fit(survey: Survey, question_id: str, by: Sequence[str], *,
-                   wave: str | None = None, bins=None, test_fraction: float = 0.3,
-                   seed: int = 0, name: str = "classifier") -> DemographicFit:
-    """A model baseline of one question (sim_core.evaluation.demographic_models.fit_demographic).
+                   wave: str | None = None, bins=None,
+                   test_fraction: float = RESPONDENT_TEST_SHARE, seed: int = 0,
+                   name: str = "classifier", table: RespondentTable | None = None
+                   ) -> DemographicFit:
+    """A model baseline of one question (sim_core.evaluation.demographic_models).
 
     Args:
         survey: a respondent-level Survey (DataError for marginal tables).
         question_id: the question to predict.
         by: attributes defining the slices (all demographics are features).
         wave, bins: as in sim_core.survey.slices.real_marginals.
-        test_fraction: share of respondents held out (sim_core.evaluation.splits, seeded).
+        test_fraction: share of respondents held out (sim_core.evaluation.respondent_table).
         seed: split and solver seed.
         name: "classifier" (default), "boosting" or "svr".
+        table: the respondents, when the caller built them already (else built here from
+            the other arguments).
     Returns:
         DemographicFit with per-slice mean predicted distributions (weighted like the real
         marginals) and the held-out accuracy.
     """
     require_respondents(survey, f"the {name} baseline")
-    return fit_demographic(name, survey, question_id, by, wave=wave, bins=bins,
-                           test_fraction=test_fraction, seed=seed)
+    table = table or RespondentTable.build(survey, [*survey.demographics, *by], wave=wave,
+                                           bins=bins, test_fraction=test_fraction, seed=seed)
+    return fit_demographic(name, table, question_id, by, seed=seed)
 
 
 def classifier_baseline(survey: Survey, question_id: str, by: Sequence[str], *,
-                        wave: str | None = None, bins=None, test_fraction: float = 0.3,
-                        seed: int = 0, name: str = "classifier") -> dict[str, np.ndarray]:
+                        wave: str | None = None, bins=None,
+                        test_fraction: float = RESPONDENT_TEST_SHARE, seed: int = 0,
+                        name: str = "classifier", table: RespondentTable | None = None
+                        ) -> dict[str, np.ndarray]:
     """Per slice label, a model baseline's mean predicted distribution (classifier_fit)."""
     return classifier_fit(survey, question_id, by, wave=wave, bins=bins,
-                          test_fraction=test_fraction, seed=seed, name=name).dists
+                          test_fraction=test_fraction, seed=seed, name=name, table=table).dists
 
 
 def baselines_for(survey: Survey, question_id: str, by: Sequence[str], *,
@@ -154,7 +162,10 @@ def baselines_for(survey: Survey, question_id: str, by: Sequence[str], *,
     if "population" in which:
         average = population_average(survey, question_id, wave=wave)
         out["population"] = {label: average for label in labels}
-    for name in [n for n in MODEL_BASELINES if n in which and survey.kind != MARGINALS]:
-        dists = classifier_baseline(survey, question_id, by, wave=wave, bins=bins, name=name)
+    models = [n for n in MODEL_BASELINES if n in which and survey.kind != MARGINALS]
+    table = RespondentTable.build(survey, [*survey.demographics, *by], wave=wave,
+                                  bins=bins) if models else None
+    for name in models:
+        dists = classifier_baseline(survey, question_id, by, name=name, table=table)
         out[name] = {label: dists[label] for label in labels if label in dists}
     return out

@@ -27,6 +27,7 @@ from sim_core.evaluation.calibration_fit import (
 )
 from sim_core.evaluation.calibration_records import CheckpointCalibration, now, save_record
 from sim_core.evaluation.evaluate import evaluate
+from sim_core.evaluation.splits import SplitInfo
 from sim_core.evaluation.verdict import (
     CHECKPOINT,
     CHECKPOINT_CAL,
@@ -139,14 +140,14 @@ def heldout_measurement(rows: Sequence[SurveyRow], raw: Sequence[np.ndarray],
                              coverage=coverage)
 
 
-def heldout_unit(info: dict) -> str:
+def heldout_unit(info: SplitInfo) -> str:
     """The held-out part of a split in words ("unseen questions", ...)."""
-    how = (info or {}).get("how")
+    how = info.how
     if how == "slice":
-        groups = info.get("test_slices") or []
+        groups = info.test_slices
         return f"questions asked of {len(groups)} unseen group{'s' if len(groups) != 1 else ''}"
     if how == "wave":
-        return "questions of the unseen wave " + ", ".join(map(str, info.get("test_waves", [])))
+        return "questions of the unseen wave " + ", ".join(map(str, info.test_waves))
     if how == "random":
         return "questions with held-out rows"
     return "unseen questions"

@@ -9,8 +9,8 @@ simulated population must beat (Namikoshi et al. 2024 use SVR and CatBoost).
   distribution is needed).
 
 Every model uses only the demographic columns, the respondent split of
-sim_core.evaluation.splits (the same people held out for every model and question) and the
-survey weights, both in fitting and in the per-slice means.
+sim_core.evaluation.respondent_table (the same people held out for every model and question)
+and the survey weights, both in fitting and in the per-slice means.
 """
 
 from __future__ import annotations
@@ -27,14 +27,9 @@ from sklearn.svm import SVR
 from threadpoolctl import threadpool_limits
 
 from sim_core.base.errors import DataError
-from sim_core.evaluation.splits import (
-    RespondentSplit,
-    feature_table,
-    respondent_groups,
-    respondent_split,
-)
-from sim_core.survey.schema import Question, Survey
-from sim_core.survey.slices import _respondent_frame, slice_label
+from sim_core.evaluation.respondent_table import RespondentTable
+from sim_core.survey.schema import Question
+from sim_core.survey.slices import slice_label
 
 MODEL_BASELINES = ("classifier", "boosting", "svr")
 """Baselines fitted on respondents (respondent-level data only)."""
@@ -186,52 +181,50 @@ def _slice_labels(groups: pd.DataFrame, by: Sequence[str]) -> np.ndarray:
                      for row in table.itertuples(index=False)], dtype=object)
 
 
-def fit_demographic(name: str, survey: Survey, question_id: str, by: Sequence[str] = (), *,
-                    wave: str | None = None, bins=None, test_fraction: float = 0.3,
-                    seed: int = 0, features: Sequence[str] | None = None,
-                    split: RespondentSplit | None = None) -> DemographicFit:
-    """Fit one baseline model of a question's answers on the demographic columns.
+def fit_demographic(name: str, table: RespondentTable, question_id: str,
+                    by: Sequence[str] = (), *, features: Sequence[str] | None = None,
+                    seed: int = 0) -> DemographicFit:
+    """Fit one baseline model of a question's answers on the respondents' groups.
 
     Args:
         name: "classifier", "boosting" or "svr" (svr: ordinal questions only).
-        survey: a respondent-level Survey (DataError for marginal tables).
+        table: the run's respondents (sim_core.evaluation.respondent_table): their groups,
+            weights and split (its test part is held out; train and val are fitted on).
         question_id: the question to predict.
-        by: attributes defining the slices of `dists`.
-        wave, bins: as in sim_core.survey.slices.real_marginals.
-        test_fraction, seed: the respondent split (sim_core.evaluation.splits.respondent_split),
-            unless `split` is given.
-        features: attributes used as features (default: every demographic of the survey).
-        split: the respondents held out (its train and val parts are fitted on).
+        by: attributes defining the slices of `dists` (in the table).
+        features: attributes used as features (default: every demographic of the survey;
+            all must be in the table).
+        seed: the solver's seed.
     Returns:
         DemographicFit with per-respondent predictions and per-slice held-out means.
     """
     if name not in MODEL_BASELINES:
         raise DataError(f"unknown model baseline '{name}'; use one of "
                         f"{', '.join(MODEL_BASELINES)}.")
-    split = split or respondent_split(survey, test_fraction=test_fraction, seed=seed)
-    question = survey.question(question_id)
+    question = table.survey.question(question_id)
     if name == "svr" and not question.is_ordinal:
         raise DataError(f"the svr baseline predicts an answer's ordinal value; question "
                         f"{question.id} is nominal ({', '.join(question.options)}), so svr "
                         "cannot apply: use classifier or boosting.")
-    frame = _respondent_frame(survey, question, wave)
-    test = split.part(frame.index, "test")
-    if test.all() or not test.any() or len(frame) < 4:
-        raise DataError(f"question {question_id} has {len(frame)} answers, {int(test.sum())} "
-                        f"of them held out: too few to fit and test the {name} baseline.")
-    attributes = list(dict.fromkeys([*(features or survey.demographics), *by]))
-    groups = feature_table(frame, attributes, bins)
-    y = pd.Categorical(frame[question.id].astype(str), categories=list(question.options)).codes
-    w = frame["_w"].to_numpy(dtype=float)
+    answered = table.answered(question)
+    test = table.in_part("test")[answered]
+    if test.all() or not test.any() or answered.sum() < 4:
+        raise DataError(f"question {question_id} has {int(answered.sum())} answers, "
+                        f"{int(test.sum())} of them held out: too few to fit and test the "
+                        f"{name} baseline.")
+    attributes = list(dict.fromkeys([*(features or table.survey.demographics), *by]))
+    groups = table.features(attributes)[answered]
+    y = table.answer_codes(question, answered)
+    w = table.weights[answered]
     probs = values = None
     if name == "svr":
         values = _fit_svr(groups, y, w, ~test, question)
     else:
         probs = _fit_classifier(name, groups, y, w, ~test, question.k, seed)
-    fit = DemographicFit(name, question, frame.index, y, w, test, probs, values, {}, 0.0, 0.0,
-                         int((~test).sum()), int(test.sum()), attributes)
+    fit = DemographicFit(name, question, table.frame.index[answered], y, w, test, probs, values,
+                         {}, 0.0, 0.0, int((~test).sum()), int(test.sum()), attributes)
     predicted = fit.answer_dists()
-    labels = _slice_labels(respondent_groups(frame, by, bins), by)
+    labels = _slice_labels(table.groups.loc[answered, list(by)], by)
     fit.dists, fit.in_sample = _slice_dists(predicted, labels, w, test)
     fit.accuracy = float(np.mean(predicted[test].argmax(axis=1) == y[test]))
     majority = np.bincount(y[~test], minlength=question.k).argmax()

@@ -29,19 +29,18 @@ from sim_core.base.options import Choice, check, registry, setting
 from sim_core.evaluation.compare import model_progress
 from sim_core.evaluation.demographic_models import MODEL_BASELINES, fit_demographic
 from sim_core.evaluation.individual_scores import INDIVIDUAL_SCORES, score_predictions
-from sim_core.evaluation.splits import (
+from sim_core.evaluation.respondent_table import (
+    RespondentTable,
     check_adapter_splits,
-    check_attributes,
     require_respondents,
-    respondent_groups,
     respondent_split,
 )
+from sim_core.evaluation.splits import RESPONDENT_TEST_SHARE
 from sim_core.simulation.calibration import TEMPERATURE_BOUNDS, temper
 from sim_core.simulation.config import SimConfig
 from sim_core.simulation.handle import ModelHandle
 from sim_core.simulation.simulate import simulate_rows
 from sim_core.survey.schema import Question, Survey
-from sim_core.survey.slices import _respondent_frame
 
 CRITERIA = registry(
     Choice("kl", "Population KL",
@@ -64,7 +63,8 @@ class IndividualConfig:
     """Which respondents are scored and how the temperature is chosen (settings with
     bounds; temperatures get their own comma-separated flag)."""
 
-    test_fraction: float = setting(0.3, above=0, max=0.9, label="Held-out share",
+    test_fraction: float = setting(RESPONDENT_TEST_SHARE, above=0, max=0.9,
+                                   label="Held-out share",
                                    help="share of all respondents held out for the test (the "
                                         "model baselines are fitted on the rest)")
     val_fraction: float = setting(0.25, above=0, max=0.9, label="Validation share",
@@ -189,20 +189,19 @@ def _sample(index: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
     return index[np.sort(keep)]
 
 
-def _respondents(survey, question, attributes, split, config, wave, bins) -> _Respondents:
+def _respondents(table: RespondentTable, question: Question, attributes: list[str],
+                 config: IndividualConfig) -> _Respondents:
     """Validation and test respondents of one question with a complete profile."""
-    frame = _respondent_frame(survey, question, wave)
-    groups = respondent_groups(frame, attributes, bins)
-    complete = groups.notna().all(axis=1).to_numpy()
-    chosen = {part: _sample(frame.index[split.part(frame.index, part) & complete],
-                            config.max_respondents, config.split_seed)
-              for part in (VAL, TEST)}
-    index = pd.Index(np.concatenate([chosen[VAL], chosen[TEST]]))
-    sub = frame.loc[index]
-    answers = pd.Categorical(sub[question.id].astype(str), categories=list(question.options))
-    return _Respondents(question, index, np.asarray(answers.codes), sub["_w"].to_numpy(float),
+    groups = table.groups[attributes]
+    usable = table.answered(question) & groups.notna().all(axis=1).to_numpy()
+    index = table.frame.index
+    chosen = {part: _sample(index[table.in_part(part) & usable], config.max_respondents,
+                            config.split_seed) for part in (VAL, TEST)}
+    order = pd.Index(np.concatenate([chosen[VAL], chosen[TEST]]))
+    at = index.get_indexer(order)                        # their positions in the table
+    return _Respondents(question, order, table.answer_codes(question, at), table.weights[at],
                         np.array([VAL] * len(chosen[VAL]) + [TEST] * len(chosen[TEST])),
-                        list(groups.loc[index].itertuples(index=False, name=None)))
+                        list(groups.loc[order].itertuples(index=False, name=None)))
 
 
 def _profile_pairs(items: list[_Respondents], attributes) -> dict[tuple, _Pair]:
@@ -251,17 +250,17 @@ def _checkpoint_rows(label, shares, items, sim: SimConfig, temperatures) -> list
     return rows
 
 
-def _baseline_rows(name, survey, items, attributes, split, wave, bins, notes) -> list[dict]:
+def _baseline_rows(name: str, table: RespondentTable, items: list[_Respondents],
+                   attributes: list[str], notes: list[str]) -> list[dict]:
     """Scores of one baseline on every question (fitted on the non-test respondents)."""
     rows = []
     for item in items:
         q = item.question
         try:
             if name in ("uniform", "population"):
-                prediction = {"probs": _row_guess(name, survey, q, split, wave, len(item.index))}
+                prediction = {"probs": _row_guess(name, table, q, len(item.index))}
             else:
-                fit = fit_demographic(name, survey, q.id, wave=wave, bins=bins, split=split,
-                                      features=attributes)
+                fit = fit_demographic(name, table, q.id, features=attributes)
                 at = fit.index.get_indexer(item.index)
                 prediction = ({"probs": fit.probs[at]} if fit.probs is not None
                               else {"values": fit.values[at]})
@@ -272,14 +271,13 @@ def _baseline_rows(name, survey, items, attributes, split, wave, bins, notes) ->
     return rows
 
 
-def _row_guess(name: str, survey, question, split, wave, n: int) -> np.ndarray:
+def _row_guess(name: str, table: RespondentTable, question: Question, n: int) -> np.ndarray:
     """The same distribution for everyone: uniform, or the non-test respondents' shares."""
     if name == "uniform":
         return np.full((n, question.k), 1.0 / question.k)
-    frame = _respondent_frame(survey, question, wave)
-    frame = frame[~split.part(frame.index, TEST)]
-    codes = pd.Categorical(frame[question.id].astype(str), categories=list(question.options))
-    shares = np.bincount(codes.codes, weights=frame["_w"].to_numpy(float), minlength=question.k)
+    seen = table.answered(question) & ~table.in_part(TEST)
+    shares = np.bincount(table.answer_codes(question, seen), weights=table.weights[seen],
+                         minlength=question.k)
     return np.tile(shares / shares.sum(), (n, 1))
 
 
@@ -326,12 +324,12 @@ def evaluate_individuals(models: list[ModelHandle], survey: Survey, attributes: 
     if unknown:
         raise DataError(f"unknown baseline(s) {', '.join(unknown)}; choose from "
                         f"{', '.join(INDIVIDUAL_BASELINES)}.")
-    attributes = check_attributes(survey, attributes, bins)
     split = respondent_split(survey, test_fraction=config.test_fraction,
                              val_fraction=config.val_fraction, seed=config.split_seed)
+    table = RespondentTable.build(survey, attributes, wave=wave, bins=bins, split=split)
+    attributes = table.check_attributes(attributes)
     ids = list(questions or survey.questions)
-    items = [_respondents(survey, survey.question(q), attributes, split, config, wave, bins)
-             for q in ids]
+    items = [_respondents(table, survey.question(q), attributes, config) for q in ids]
     items = [item for item in items if len(item.index)]
     if not items:
         raise DataError("no validation or test respondent has a complete profile on "
@@ -346,13 +344,14 @@ def evaluate_individuals(models: list[ModelHandle], survey: Survey, attributes: 
                             progress=model_progress(progress, i, len(models)))
         rows += _checkpoint_rows(label, shares, items, sim, config.temperatures)
     for name in baselines:
-        rows += _baseline_rows(name, survey, items, attributes, split, wave, bins, notes)
+        rows += _baseline_rows(name, table, items, attributes, notes)
     table = pd.DataFrame.from_records(rows)
     sweeps = {label: _sweep(label, table[table["entry"] == label], sim.mode,
                             config.criterion) for label in labels}
     n_scored = {part: int(sum((i.part == part).sum() for i in items)) for part in (VAL, TEST)}
     return IndividualResult(survey.name, survey.fingerprint, attributes,
-                            [i.question.id for i in items], split.info, n_scored, sim.mode,
+                            [i.question.id for i in items], split.info.to_dict(), n_scored,
+                            sim.mode,
                             config, labels, [b for b in baselines], table, sweeps,
                             len(pairs), notes)
 

@@ -1,164 +1,264 @@
-"""Respondent-level helpers shared by the baselines, the individual-level evaluation and
-training: which respondents are held out, and each respondent's groups (their profile).
+"""Held-out rows: how (question, slice) rows are split into training, validation and test,
+what an adapter card records about it (SplitInfo), and which rows a card says were held out.
 
-One split for everything: the respondents of a survey are permuted once with a seed and the
-first share is held out for testing, so the same person is held out for every question, by
-every baseline and by every checkpoint (a model scored on held-out respondents never saw
-their answers, whichever question it is).
+Splits are decided by a seeded hash of the question id / group label / row key
+(sim_core.base.seeded), so the same seed gives the same split whatever order the rows come
+in. Holding out whole respondents is sim_core.evaluation.respondent_table's business (it needs
+the survey, not its rows). The shares held out by default live here, once.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Sequence
-
-import numpy as np
-import pandas as pd
+from dataclasses import asdict, dataclass, field, fields
+from typing import Callable, Sequence
 
 from sim_core.base.errors import DataError
-from sim_core.base.labels import unique_labels
-from sim_core.simulation.adapters import read_card
-from sim_core.simulation.handle import ModelHandle
-from sim_core.survey.schema import MARGINALS, Survey
-from sim_core.survey.slices import group_values
+from sim_core.base.options import Choice, check, registry, setting
+from sim_core.base.seeded import holdout_count, pick
+from sim_core.survey.slices import SurveyRow, slice_label
 
-MISSING_GROUP = "(missing)"    # a demographic left blank is its own one-hot category
+TEST_SHARE = 0.2            # rows / questions held out for testing (fine-tuning splits)
+VAL_SHARE = 0.1             # of the rest, for validation (early stopping, calibration)
+TEST_GROUPS = 4             # whole groups held out by the slice split
+RESPONDENT_TEST_SHARE = 0.3  # people held out by the model baselines and the individual level
+
+SPLITS = registry(
+    Choice("question", "Unseen questions",
+           "whole questions held out: does the adapter generalise to new questions?"),
+    Choice("slice", "Unseen groups",
+           "whole groups (e.g. RELIG=Muslim) held out on every question: does it "
+           "generalise to a subpopulation it never saw?"),
+    Choice("wave", "Unseen wave",
+           "train on earlier waves, test on the latest (needs a wave column)"),
+    Choice("random", "Random rows", "(question, group) rows held out at random"),
+    Choice("respondent", "Unseen respondents",
+           "whole respondents held out (respondent-level data): trained on the group shares "
+           "of the other people, tested on the held-out people's groups and, with "
+           "`sim_core individual`, on each held-out person's own answers"),
+)
 
 
 @dataclass
-class RespondentSplit:
-    """Respondents (index labels of Survey.respondents) for training, validation and test.
+class SplitConfig:
+    """How survey rows are split into training, validation and held-out test rows."""
+
+    how: str = setting("question", choices=SPLITS, flag="split", label="Hold out for testing",
+                       help="which unit is held out for the before/after test")
+    test_fraction: float = setting(TEST_SHARE, above=0, max=0.9, label="Test share",
+                                   help="share of questions (question split), rows (random "
+                                        "split) or respondents (respondent split) held out "
+                                        "for testing")
+    val_fraction: float = setting(VAL_SHARE, min=0, max=0.9, label="Validation share",
+                                  help="share of the remaining units used for validation "
+                                       "(early stopping; 0: none)")
+    test_slices: int = setting(TEST_GROUPS, min=1, label="Groups held out",
+                               help="whole groups held out by the slice split")
+
+    def __post_init__(self) -> None:
+        check(self)
+
+
+@dataclass
+class SplitInfo:
+    """How a split was made and what it held out: written to an adapter card (to_dict) and
+    read back (from_dict) wherever held-out rows or people must be found again.
 
     Attributes:
-        train: respondents models may learn from.
-        val: respondents for choices made before testing (e.g. the temperature); a part of
-            what is not test, so baselines may train on train + val.
-        test: held-out respondents, scored only.
-        info: how it was made (seed, fractions, counts), for cards and reports.
+        how: a SPLITS key, or "" when no split is recorded.
+        seed: seeds the held-out units.
+        test_fraction, val_fraction: the shares held out (None: not a share-based split).
+        test_questions / test_slices / test_waves: the held-out units of the question /
+            slice / wave split; train_waves: the wave split's training waves.
+        val_units: validation questions or groups (question and slice splits).
+        n_train, n_val, n_test: rows in each part; train_questions, test_question_count:
+            distinct questions trained and tested on.
+        respondents: respondent split: people in each part ("train", "val", "test").
     """
 
-    train: np.ndarray
-    val: np.ndarray
-    test: np.ndarray
-    info: dict = field(default_factory=dict)
+    how: str = ""
+    seed: int = 0
+    test_fraction: float | None = None
+    val_fraction: float | None = None
+    test_questions: list[str] = field(default_factory=list)
+    test_slices: list[str] = field(default_factory=list)
+    test_waves: list[str] = field(default_factory=list)
+    train_waves: list[str] = field(default_factory=list)
+    val_units: list[str] = field(default_factory=list)
+    n_train: int = 0
+    n_val: int = 0
+    n_test: int = 0
+    train_questions: int = 0
+    test_question_count: int = 0
+    respondents: dict[str, int] = field(default_factory=dict)
 
-    def part(self, index: pd.Index, name: str) -> np.ndarray:
-        """Boolean mask over `index`: which of these respondents are in part `name`."""
-        return np.asarray(index.isin(getattr(self, name)))
+    def to_dict(self) -> dict:
+        """JSON-ready; empty and unset fields left out (cards stay as they always were)."""
+        return {k: v for k, v in asdict(self).items() if v not in (None, [], {}) or k == "how"}
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> "SplitInfo":
+        """A card's split record (unknown keys ignored; {} or None: no split recorded)."""
+        known = {f.name for f in fields(cls)}
+        try:
+            return cls(**{k: v for k, v in (data or {}).items() if k in known})
+        except TypeError as error:
+            raise DataError(f"malformed split record in an adapter card: {error}") from error
 
 
-def require_respondents(survey: Survey, what: str) -> pd.DataFrame:
-    """The respondents table, or a DataError saying `what` needs respondent-level data."""
-    if survey.kind == MARGINALS or survey.respondents is None:
-        raise DataError(f"{what} needs respondent-level data (one row per person); "
-                        f"'{survey.name or 'this survey'}' holds marginal tables only.")
-    return survey.respondents
+@dataclass
+class Split:
+    """Rows for training, validation (early stopping) and held-out testing, and how they were
+    split (stored in the adapter card)."""
+
+    train: list[SurveyRow]
+    val: list[SurveyRow]
+    test: list[SurveyRow]
+    info: SplitInfo = field(default_factory=SplitInfo)
 
 
-def respondent_split(survey: Survey, *, test_fraction: float = 0.3, val_fraction: float = 0.0,
-                     seed: int = 0) -> RespondentSplit:
-    """Hold out a seeded share of a survey's respondents.
+def row_key(row: SurveyRow) -> str:
+    """Unique key of a row: question, slice and wave."""
+    return f"{row.question.id}|{slice_label(row.slice)}|{row.wave}"
+
+
+def _divide(rows: list[SurveyRow], unit: Callable[[SurveyRow], str], count: int,
+            seed: int) -> tuple[list[SurveyRow], list[SurveyRow], list[str]]:
+    """Split rows into (kept, held out) by holding out `count` whole units."""
+    held = pick([unit(r) for r in rows], count, seed)
+    kept = [r for r in rows if unit(r) not in held]
+    out = [r for r in rows if unit(r) in held]
+    return kept, out, sorted(held)
+
+
+def _by_question(row: SurveyRow) -> str:
+    return row.question.id
+
+
+def _by_slice(row: SurveyRow) -> str:
+    return slice_label(row.slice)
+
+
+def split_rows(rows: Sequence[SurveyRow], how: str = "question", *,
+               test_fraction: float = TEST_SHARE, val_fraction: float = VAL_SHARE,
+               seed: int = 0, test_slices: int = TEST_GROUPS,
+               hold_out: Sequence[str] = ()) -> Split:
+    """Split survey rows into train / validation / test.
 
     Args:
-        survey: a respondent-level Survey (DataError for marginal tables).
-        test_fraction: share of all respondents held out for testing (0 < f < 1).
-        val_fraction: share of the remaining respondents set aside for validation.
-        seed: seeds the permutation (the same seed gives the same people).
+        rows: SurveyRows (e.g. from sim_core.survey.slices.survey_rows).
+        how: "question" (test questions never seen in training), "slice" (`test_slices`
+            whole groups held out, e.g. "SEX=Female" for every question), "wave" (the latest
+            wave held out; rows need distinct `wave` values) or "random" (rows at random).
+        test_fraction: share of questions (question) or rows (random) held out for testing.
+        val_fraction: share of the remaining units carved out for validation (early
+            stopping); by question for the question split, by group for the slice split,
+            by row otherwise.
+        seed: seeds the hash that picks the held-out units (row order does not matter).
+        test_slices: groups held out by the slice split.
+        hold_out: slice labels (e.g. "RELIG=Jewish") the slice split must hold out; the
+            seeded pick adds groups until there are `test_slices`.
     Returns:
-        RespondentSplit; train + val + test are all respondents, disjoint.
+        Split with `info` describing it.
+    Raises:
+        DataError: unknown `how`, no rows, or too few units to hold any out.
     """
-    frame = require_respondents(survey, "holding out respondents")
-    if not 0 < test_fraction < 1 or not 0 <= val_fraction < 1:
-        raise DataError(f"test share {test_fraction} must be above 0 and below 1, validation "
-                        f"share {val_fraction} at least 0 and below 1.")
-    order = frame.index.to_numpy()[np.random.default_rng(seed).permutation(len(frame))]
-    n_test = int(round(test_fraction * len(order)))
-    n_val = int(round(val_fraction * (len(order) - n_test)))
-    if n_test < 1 or len(order) - n_test - n_val < 1:
-        raise DataError(f"'{survey.name}' has {len(order)} respondents: too few to hold out "
-                        f"{test_fraction:.0%} and still train on the rest.")
-    test, val, train = order[:n_test], order[n_test:n_test + n_val], order[n_test + n_val:]
-    info = {"how": "respondent", "seed": seed, "test_fraction": test_fraction,
-            "val_fraction": val_fraction, "n_train": len(train), "n_val": len(val),
-            "n_test": len(test), "n_respondents": len(order)}
-    return RespondentSplit(train, val, test, info)
+    rows = list(rows)
+    if how not in SPLITS:
+        raise DataError(f"Unknown split '{how}': use one of {', '.join(SPLITS)}.")
+    if how == "respondent":
+        raise DataError("Holding out respondents needs the survey, not its rows: use "
+                        "sim_core.evaluation.respondent_table.respondent_parts.")
+    if not rows:
+        raise DataError("No training rows: the survey gave no (question, slice) rows.")
+    info = SplitInfo(how=how, seed=seed, val_fraction=val_fraction)
+    if how == "question":
+        n_q = len({r.question.id for r in rows})
+        train, test, held = _divide(rows, _by_question, holdout_count(n_q, test_fraction), seed)
+        info.test_fraction, info.test_questions = test_fraction, held
+        val_unit = _by_question
+    elif how == "slice":
+        groups = {_by_slice(r) for r in rows}
+        forced = set(hold_out)
+        if forced - groups:
+            raise DataError(f"Cannot hold out {', '.join(sorted(forced - groups))}: no such "
+                            "group in these rows.")
+        count = min(test_slices, max(len(groups) - 1, 0))
+        held_set = forced | pick(sorted(groups - forced), max(0, count - len(forced)), seed)
+        train = [r for r in rows if _by_slice(r) not in held_set]
+        test = [r for r in rows if _by_slice(r) in held_set]
+        held = sorted(held_set)
+        info.test_slices = held
+        val_unit = _by_slice
+    elif how == "wave":
+        waves = sorted({r.wave for r in rows})
+        if len(waves) < 2:
+            raise DataError("Split by wave needs rows from at least two waves; "
+                            f"found {len(waves)} ({', '.join(map(repr, waves))}).")
+        # Train on earlier waves, test on the latest: the longitudinal question (Lin 2024).
+        train = [r for r in rows if r.wave != waves[-1]]
+        test = [r for r in rows if r.wave == waves[-1]]
+        info.test_waves, info.train_waves = [waves[-1]], waves[:-1]
+        val_unit = row_key
+    else:
+        train, test, _ = _divide(rows, row_key, holdout_count(len(rows), test_fraction), seed)
+        info.test_fraction = test_fraction
+        val_unit = row_key
+    if not test:
+        raise DataError(f"Split by {how}: too few {how}s to hold any out for testing.")
+    n_units = len({val_unit(r) for r in train})
+    train, val, val_held = _divide(train, val_unit, holdout_count(n_units, val_fraction) if
+                                   val_fraction > 0 else 0, seed + 1)
+    if how in ("question", "slice"):
+        info.val_units = val_held
+    return Split(train=train, val=val, test=test, info=counted(info, train, val, test))
 
 
-def respondent_groups(frame: pd.DataFrame, attributes: Sequence[str], bins=None
-                      ) -> pd.DataFrame:
-    """Group label per respondent and attribute, as text; None where the value is missing.
+def counted(info: SplitInfo, train: Sequence[SurveyRow], val: Sequence[SurveyRow],
+            test: Sequence[SurveyRow]) -> SplitInfo:
+    """info with the rows and distinct questions of each part filled in."""
+    info.n_train, info.n_val, info.n_test = len(train), len(val), len(test)
+    info.train_questions = len({r.question.id for r in train})
+    info.test_question_count = len({r.question.id for r in test})
+    return info
 
-    Labels come from sim_core.survey.slices.group_values (numbers binned), the code that labels
-    the slices, so a respondent's group equals the label of the slice they belong to.
+
+def held_out_rows(rows: Sequence[SurveyRow], info: SplitInfo) -> list[SurveyRow]:
+    """The rows an adapter never saw, given the split `info` stored in its card.
+
+    Question, slice and wave splits are matched by their held-out units (so the rows may
+    come from a fresh read of the survey); a random split is recomputed with its seed.
+
+    Raises:
+        DataError: the card has no split, or none of `rows` belongs to its held-out part.
     """
-    columns = {}
-    for attribute in attributes:
-        values = pd.Series(group_values(frame, attribute, bins), index=frame.index)
-        columns[attribute] = values.astype(object).map(lambda v: None if pd.isna(v) else str(v))
-    return pd.DataFrame(columns, index=frame.index)
-
-
-def feature_table(frame: pd.DataFrame, attributes: Sequence[str], bins=None) -> pd.DataFrame:
-    """respondent_groups with missing values as their own category (model features)."""
-    return respondent_groups(frame, attributes, bins).fillna(MISSING_GROUP).astype(str)
-
-
-def check_attributes(survey: Survey, attributes: Sequence[str], bins=None) -> list[str]:
-    """The attributes, refused when unknown or when one has a single group (nothing to
-    tell people apart by)."""
-    frame = require_respondents(survey, "describing respondents by their groups")
-    attributes = list(dict.fromkeys(attributes))
-    if not attributes:
-        raise DataError("choose at least one attribute to describe respondents by.")
-    unknown = [a for a in attributes if a not in survey.demographics]
-    if unknown:
-        raise DataError(f"unknown attribute(s) {', '.join(unknown)}; the survey's "
-                        f"demographics are: {', '.join(survey.demographics)}.")
-    groups = respondent_groups(frame, attributes, bins)
-    for attribute in attributes:
-        present = groups[attribute].dropna().unique()
-        if len(present) < 2:
-            only = f" ('{present[0]}')" if len(present) else ""
-            raise DataError(f"attribute '{attribute}' has a single group{only}: it cannot "
-                            "tell groups apart; choose another attribute.")
-    return attributes
-
-
-def adapter_splits(models: Sequence[ModelHandle]) -> dict[str, dict]:
-    """Checkpoint label -> the split its adapter card records (base models: none)."""
-    out = {}
-    for lm, label in zip(models, unique_labels(models)):
-        if lm.adapter_path is not None:
-            out[label] = read_card(lm.adapter_path).split or {}
+    how = info.how
+    if how == "question":
+        out = [r for r in rows if r.question.id in set(info.test_questions)]
+    elif how == "slice":
+        out = [r for r in rows if _by_slice(r) in set(info.test_slices)]
+    elif how == "wave":
+        held = {str(w) for w in info.test_waves}
+        out = [r for r in rows if str(r.wave) in held]
+    elif how == "random":
+        out = split_rows(rows, "random", test_fraction=info.test_fraction or TEST_SHARE,
+                         val_fraction=VAL_SHARE if info.val_fraction is None
+                         else info.val_fraction, seed=info.seed).test
+    else:
+        raise DataError("The adapter's card records no train/test split; "
+                        "score it on all rows instead (--rows all).")
+    if not out:
+        raise DataError(f"None of these rows is in the adapter's held-out part (split by "
+                        f"{how}); is this the survey it was trained on? Use --rows all to "
+                        "score every row.")
     return out
 
 
-def split_from_cards(models: Sequence[ModelHandle]) -> tuple[float, int] | None:
-    """(test share, seed) of the adapters' respondent split, when they hold one out; the
-    individual evaluation must hold out the same people (DataError when adapters differ)."""
-    found = {(s["test_fraction"], s["seed"]) for s in adapter_splits(models).values()
-             if s.get("how") == "respondent"}
-    if len(found) > 1:
-        raise DataError("these adapters held out different respondents "
-                        f"({sorted(found)}); evaluate them separately.")
-    return next(iter(found), None)
-
-
-def check_adapter_splits(models: Sequence[ModelHandle], test_fraction: float, seed: int,
-                         notes: list[str]) -> None:
-    """Refuse an adapter trained on people that a split with this test share and seed holds
-    out; note adapters trained on other splits (their training rows may include these
-    respondents' answers)."""
-    for label, split in adapter_splits(models).items():
-        if split.get("how") == "respondent":
-            if (split["test_fraction"], split["seed"]) != (test_fraction, seed):
-                raise DataError(
-                    f"{label} held out respondents with test share {split['test_fraction']} "
-                    f"and seed {split['seed']}; score it on the same people (test share "
-                    f"{split['test_fraction']}, split seed {split['seed']}), or it is scored "
-                    "on people it was trained on.")
-        else:
-            how = f"with a {split['how']} split" if split.get("how") else "without a recorded split"
-            notes.append(f"{label} was trained {how}: its training rows may include these "
-                         "respondents' answers (as group shares), so its individual scores "
-                         "are not a held-out test; train with the respondent split for one.")
+def held_out_with_reference(rows: Sequence[SurveyRow], info: SplitInfo
+                            ) -> tuple[list[SurveyRow], list[SurveyRow]]:
+    """The held-out rows (held_out_rows) and the rows their population baseline may use:
+    all rows, except for a slice split, where only the groups the adapter saw count."""
+    held = held_out_rows(rows, info)
+    if info.how != "slice":
+        return held, list(rows)
+    held_ids = {id(r) for r in held}
+    return held, [r for r in rows if id(r) not in held_ids]

@@ -31,7 +31,7 @@ from sim_core.survey.schema import MARGINALS, Question, Survey
 
 __all__ = ["CI_ALPHA", "DEFAULT_BINS", "SliceMarginal", "SurveyRow", "bin_labels",
            "bin_numeric", "group_values", "parse_slice_label", "parse_slices", "real_marginals",
-           "slice_label", "survey_rows", "wilson_interval"]
+           "slice_label", "survey_rows", "wave_respondents", "weights_of", "wilson_interval"]
 
 DEFAULT_BINS: dict[str, list[float]] = {"age": [18, 30, 45, 65, 200]}   # lower-case keys
 AUTO_BINS_ABOVE = 12        # numeric attributes with more distinct values get quartile bands
@@ -103,23 +103,25 @@ def group_values(frame: pd.DataFrame, attribute: str,
     return column.astype("string")
 
 
-def _respondent_frame(survey: Survey, question: Question, wave: str | None,
-                      answered_only: bool = True) -> pd.DataFrame:
-    """Respondents of the wave (who answered the question, unless answered_only=False),
-    with a `_w` weight column."""
+def wave_respondents(survey: Survey, wave: str | None = None) -> pd.DataFrame:
+    """The respondents of one wave (every respondent when wave is None or "")."""
     frame = survey.respondents
     if wave not in (None, ""):
         if survey.wave is None:
             raise DataError(f"the survey has no wave column; cannot select wave {wave!r}.")
         frame = frame[frame[survey.wave].map(canonical) == canonical(wave)]
-    if answered_only:
-        frame = frame[frame[question.id].notna()]
-    weights = frame[survey.weight].astype(float) if survey.weight else 1.0
-    return frame.assign(_w=weights)
+    return frame
+
+
+def weights_of(survey: Survey, frame: pd.DataFrame) -> np.ndarray:
+    """The survey weight of each respondent in `frame` (1 without a weight column)."""
+    if not survey.weight:
+        return np.ones(len(frame))
+    return frame[survey.weight].to_numpy(dtype=float)
 
 
 def _respondent_marginals(survey, question, by, wave, bins, min_n_eff, include_total):
-    frame = _respondent_frame(survey, question, wave, answered_only=False)
+    frame = wave_respondents(survey, wave)
     answers = pd.Categorical(frame[question.id], categories=list(question.options))
     codes = np.asarray(answers.codes)
     if not (codes >= 0).any():
@@ -128,7 +130,7 @@ def _respondent_marginals(survey, question, by, wave, bins, min_n_eff, include_t
     design = survey.design
     columns = [None if design is None else getattr(design, c) for c in ("strata", "psu")]
     strata, psu = (None if c is None else frame[c].to_numpy() for c in columns)
-    data = SliceData(question, codes, frame["_w"].to_numpy(dtype=float),
+    data = SliceData(question, codes, weights_of(survey, frame),
                       respondent_reasons(survey, question, frame), design, strata, psu, min_n_eff)
     slices = []
     if include_total or not by:
