@@ -19,7 +19,7 @@ were chosen on the validation part of the training questions (docs/fidelity.md).
     .venv/bin/python bench/fidelity.py            # full run, ~45 min on 2 CPU cores
     .venv/bin/python bench/fidelity.py --quick    # a few minutes: few questions, few steps
 
-Writes bench/results/fidelity.json and bench/results/fidelity.md (the table for the README).
+Writes bench/results/fidelity.json and bench/results/fidelity.md (copied into docs/benchmarks.md).
 """
 from __future__ import annotations
 
@@ -276,7 +276,7 @@ def fmt(value) -> str:
 
 
 def markdown(result: dict) -> str:
-    """The README table(s): one per split, plus deviation correlations and attribute gaps."""
+    """The results table(s): one per split, plus deviation correlations and attribute gaps."""
     keys = [k for k in ("wasserstein", "js", "kl", "tv", "cosine", "jaccard", "rmse")
             if k in METRICS]
     lines = [f"Fidelity on real GSS 2022 subgroup marginals ({result['label']}). "

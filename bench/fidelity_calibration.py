@@ -53,7 +53,7 @@ def target_met(target: dict) -> bool:
 
 def calibration_part(split, ev_fixed, ev_debias, names: dict, trained, tuned,
                      survey_name: str) -> dict:
-    """Everything the calibration section of the README table needs, for one split.
+    """Everything the calibration section of the results table needs, for one split.
 
     Args:
         split: the finetune Split (its test rows are the held-out rows).
@@ -98,7 +98,7 @@ def _fmt(value) -> str:
 
 
 def markdown(part: dict, how: str) -> list[str]:
-    """README lines for one split: raw vs calibrated, coverage and width, verdict, target."""
+    """Results-table lines for one split: raw vs calibrated, coverage and width, verdict, target."""
     if not part:
         return []
     lines = [f"Calibration on the {how} split (fitted on the validation rows only): mean "

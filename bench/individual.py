@@ -172,7 +172,7 @@ def fmt(value) -> str:
 
 
 def markdown(result: dict) -> str:
-    """The tables for README and docs/fidelity.md."""
+    """The tables for docs/benchmarks.md and docs/fidelity.md."""
     keys = list(INDIVIDUAL_SCORES)
     first = result["first_token"]
     people = result["split"]["respondents"]

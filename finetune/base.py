@@ -2,7 +2,7 @@
 
 A single process trains on one device: the CPU or the first visible GPU. Several GPUs are
 used through `accelerate launch` (one process per GPU, DDP; FSDP shards a model too large
-for one GPU; configs/ and README).
+for one GPU; configs/ and docs/gpu-and-engines.md).
 """
 
 from __future__ import annotations
@@ -56,7 +56,8 @@ def training_device(requested: str | None) -> str:
         index = device.split(":")[1]
         raise ModelError(f"Training in one process runs on the first visible GPU. To train on "
                          f"{device}, start it with CUDA_VISIBLE_DEVICES={index} and --device "
-                         "cuda; to train on every GPU, use accelerate launch (README).")
+                         "cuda; to train on every GPU, use accelerate launch "
+                         "(docs/gpu-and-engines.md).")
     return device
 
 

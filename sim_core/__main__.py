@@ -1,5 +1,5 @@
 """`python -m sim_core SUBCOMMAND ...`: survey data, simulation, comparison, reports,
-adapters and saved surveys (see README, section Command line, and sim_core/commands)."""
+adapters and saved surveys (see docs/cli.md and sim_core/commands)."""
 
 from __future__ import annotations
 
