@@ -70,7 +70,12 @@ def missing(dotted: str) -> str | None:
         found = importlib.import_module(module)
     except ImportError as error:
         return f"{dotted}: module {module} does not import ({error})"
-    return None if hasattr(found, name) else f"{dotted}: {module} has no {name!r}"
+    if not hasattr(found, name):
+        return f"{dotted}: {module} has no {name!r}"
+    home = getattr(getattr(found, name), "__module__", module)    # constants have none
+    if home != module:      # imported there, not defined there: the index names its home
+        return f"{dotted}: defined in {home}, not {module}"
+    return None
 
 
 def resolves(dotted: str) -> bool:
@@ -118,6 +123,8 @@ def test_the_parser_catches_planted_bad_lines():
     assert problems[0] is None
     assert "has no 'no_such_reader'" in problems[1]
     assert "does not import" in problems[2]
+    # a name a module merely imports is listed at its home
+    assert "defined in sim_core.simulation.config" in missing("sim_core.simulation.simulate.SimConfig")
 
 
 def test_the_index_follows_its_format(index):
