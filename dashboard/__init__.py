@@ -1,5 +1,5 @@
 """What the dashboard's pages share: the app's navigation and sidebar, cached model and survey
-loading, the status box of a run, tables, charts, form memory, and the Evaluate page's
+loading, the status box of a run, tables, charts, form widgets, and the Evaluate page's
 fairness and individual-level sections.
 
 The pages in pages/ import from here; this package imports sim_core and finetune, never pages.

@@ -9,7 +9,6 @@ import streamlit as st
 
 from dashboard.charts import tradeoff_figure
 from dashboard.display import show_chart, show_error, show_table
-from dashboard.form_memory import kept
 from dashboard.loaders import load_checkpoints
 from dashboard.status import status_box
 from dashboard.widgets import setting_widget
@@ -28,15 +27,16 @@ from sim_core.simulation.config import SimConfig
 def _settings(survey, orders) -> tuple[list[str], IndividualConfig, SimConfig]:
     """Widgets -> (profile attributes, IndividualConfig, SimConfig)."""
     attributes = st.multiselect("Profile attributes (each respondent is described by all)",
-                                survey.demographics, key=kept("eval_ind_by"))
+                                survey.demographics, key="eval_ind_by", persist_state="session")
     cols = st.columns(3)
     values = {name: setting_widget(cols[i % 3], IndividualConfig, name,
-                                   kept(f"eval_ind_{name}"))
+                                   f"eval_ind_{name}", persist_state="session")
               for i, name in enumerate(("criterion", "test_fraction", "val_fraction",
                                         "split_seed", "max_respondents"))}
-    text = cols[2].text_input("Temperatures (comma-separated)", key=kept("eval_ind_temps"),
-                              value=",".join(f"{t:g}" for t in IndividualConfig().temperatures))
-    mode = setting_widget(cols[0], SimConfig, "mode", kept("eval_ind_mode"))
+    text = cols[2].text_input("Temperatures (comma-separated)", key="eval_ind_temps",
+                              value=",".join(f"{t:g}" for t in IndividualConfig().temperatures),
+                              persist_state="session")
+    mode = setting_widget(cols[0], SimConfig, "mode", "eval_ind_mode", persist_state="session")
     try:
         temperatures = tuple(float(t) for t in text.split(",") if t.strip())
     except ValueError:

@@ -1,15 +1,19 @@
-"""The app around the pages: page config, the five pages in st.navigation, the sidebar and
-the form memory; and the entry every page file calls, which hands a page that Streamlit ran
-on its own over to the app.
+"""The app around the pages: page config, the five pages in st.navigation and the sidebar;
+and the entry every page file calls, which hands a page that Streamlit ran on its own over to
+the app.
 
 Why the hand-over: a `pages/` folder next to app.py puts a fresh server in Streamlit's legacy
 multipage mode until st.navigation is first called ("As soon as any session of your app
 executes the st.navigation command, your app will ignore the pages/ directory", st.navigation
 docs). Until then an address such as /simulate (a bookmark, a refresh right after a restart)
-runs pages/simulate.py alone: no sidebar, and every file of pages/ listed with app.py as
-pages. Streamlit's test harness (AppTest) starts every run in that mode. A page run that way
-calls run_app() itself: its st.navigation ends the legacy mode and runs the same page inside
-the app, in the same run (so a click that started the run is not lost).
+runs pages/simulate.py alone: no sidebar, and app.py listed beside the page files. Streamlit's
+test harness (AppTest) starts every run in that mode. A page run that way calls run_app()
+itself: its st.navigation ends the legacy mode and runs the same page inside the app, in the
+same run (so a click that started the run is not lost).
+
+Form choices that should survive a visit to another page say so at their widget
+(`persist_state="session"`, Streamlit's own; buttons, uploads, data editors and per-upload
+mapping forms are not kept).
 """
 
 from __future__ import annotations
@@ -19,10 +23,9 @@ from typing import Callable
 
 import streamlit as st
 
-from dashboard.form_memory import remember_form, restore_form
 from dashboard.sidebar import sidebar
 
-# Set while the app runs its current page (a page file run by Streamlit alone sees False).
+# True while the app runs its current page (a page file run by Streamlit alone sees False).
 _INSIDE_APP: ContextVar[bool] = ContextVar("inside_app", default=False)
 
 
@@ -43,19 +46,16 @@ def app_pages() -> list:
 
 
 def run_app() -> None:
-    """Draw the app: navigation over the five pages, the sidebar, and the current page with
-    its form choices put back before and noted after."""
+    """Draw the app: navigation over the five pages, the sidebar, then the current page."""
     st.set_page_config(page_title="Opinion simulator", page_icon=":material/bar_chart:",
                        layout="wide")
     navigation = st.navigation(app_pages())
-    restore_form()
     sidebar()
     token = _INSIDE_APP.set(True)
     try:
         navigation.run()
-    finally:       # also after st.rerun / st.stop: the choices made in this run are noted
+    finally:
         _INSIDE_APP.reset(token)
-        remember_form()
 
 
 def run_page(draw: Callable[[], None]) -> None:

@@ -9,7 +9,6 @@ import typing
 import streamlit as st
 
 from dashboard.display import show_error
-from dashboard.form_memory import kept
 from dashboard.loaders import get_survey
 from dashboard.sidebar import adapter_names, model_choice
 from sim_core.base import options
@@ -20,14 +19,15 @@ BASE = "(base model)"
 ORDER_CHOICES = (0, 1, 2, 4, 8)
 
 
-def survey_picker(prefix: str, label: str = "Survey"):
-    """Selectbox over stored surveys (its choice kept over page visits); returns (name,
-    Survey) or (None, None) with a hint."""
+def survey_picker(prefix: str, label: str = "Survey", **widget_args):
+    """Selectbox over stored surveys (its choice kept over visits to other pages); returns
+    (name, Survey) or (None, None) with a hint. `widget_args` go to the selectbox."""
     names = saved_surveys()
     if not names:
         st.info("No survey loaded yet: add one on the Data page (demo data is one click).")
         return None, None
-    name = st.selectbox(label, names, key=kept(f"{prefix}_survey"))
+    name = st.selectbox(label, names, key=f"{prefix}_survey", persist_state="session",
+                        **widget_args)
     try:
         return name, get_survey(name)
     except SimError as error:
@@ -37,7 +37,7 @@ def survey_picker(prefix: str, label: str = "Survey"):
 
 def checkpoint_picker(prefix: str, label: str) -> list[tuple[str, str | None]]:
     """Checkpoints to run: the base model and/or adapters (default: the sidebar's choice;
-    the pick is kept over page visits).
+    the pick is kept over visits to other pages).
 
     Returns:
         (base model name, adapter name or None) per checkpoint picked.
@@ -46,14 +46,14 @@ def checkpoint_picker(prefix: str, label: str) -> list[tuple[str, str | None]]:
     choices = [BASE, *adapter_names()]
     default = [side_adapter] if side_adapter in choices else [BASE]
     picked = st.multiselect(f"{label} (base: {base})", choices, default=default,
-                            key=kept(f"{prefix}_checkpoints"))
+                            key=f"{prefix}_checkpoints", persist_state="session")
     return [(base, None if p == BASE else p) for p in picked]
 
 
 def setting_widget(container, cls: type, name: str, key: str, value=None, **widget_args):
     """One widget for a setting of a config dataclass, with the label, help and bounds that
     the field declares (sim_core.base.options.setting); returns the value the user chose.
-    `widget_args` go to the Streamlit widget (e.g. disabled=True)."""
+    `widget_args` go to the Streamlit widget (e.g. disabled=True, persist_state="session")."""
     field = {f.name: f for f in dataclasses.fields(cls)}[name]
     meta = field.metadata["setting"]
     value = field.default if value is None else value
@@ -78,13 +78,13 @@ def setting_widget(container, cls: type, name: str, key: str, value=None, **widg
     return None if number is None else kind(number)
 
 
-def orders_widget(container, key: str) -> int | None:
+def orders_widget(container, key: str, **widget_args) -> int | None:
     """Option orders averaged: 'auto' (None) = each checkpoint's own
-    (sim_core.simulation.simulate.orders_for)."""
+    (sim_core.simulation.simulate.orders_for). `widget_args` go to the selectbox."""
     picked = container.selectbox(
         "Option orders averaged (debiasing)", ORDER_CHOICES, key=key,
         format_func=lambda n: "auto (base model 2; adapter: its card)" if n == 0 else str(n),
         help="Averaging over reversed / shifted option orders removes the base model's letter "
              "bias. An adapter trained on the original option order learned from that order, "
-             "so 'auto' reads it in that order only.")
+             "so 'auto' reads it in that order only.", **widget_args)
     return int(picked) or None

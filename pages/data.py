@@ -8,7 +8,6 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.display import show_error
-from dashboard.form_memory import kept
 from dashboard.navigation import run_page
 from dashboard.widgets import survey_picker
 from sim_core.base.errors import DataError, SimError
@@ -257,9 +256,19 @@ def marginals_table(marginals) -> pd.DataFrame:
     return table.drop(columns=empty)
 
 
+PREVIEW_KEYS = ("data_preview_q", "data_preview_by", "data_preview_wave")
+
+
+def forget_preview() -> None:
+    """Another survey picked: its preview starts from its own defaults (a marginal table is
+    sliced by its first attribute), not from the choices kept for the previous one."""
+    for key in PREVIEW_KEYS:
+        st.session_state.pop(key, None)
+
+
 def preview_section() -> None:
     """Questions and real marginals per slice of a saved survey."""
-    name, survey = survey_picker("data", "Saved survey")
+    name, survey = survey_picker("data", "Saved survey", on_change=forget_preview)
     if survey is None:
         return
     describe(survey)
@@ -267,13 +276,14 @@ def preview_section() -> None:
                                 "ordinal": q.is_ordinal} for q in survey.questions.values()]),
                  hide_index=True, key="data_questions_table")
     cols = st.columns(3)
-    qid = cols[0].selectbox("Question", list(survey.questions), key=kept("data_preview_q"))
+    qid = cols[0].selectbox("Question", list(survey.questions), key="data_preview_q",
+                            persist_state="session")
     default = survey.demographics[:1] if survey.kind == "marginals" else []
-    by = cols[1].multiselect("Slice by", survey.demographics, key=kept("data_preview_by"),
-                             default=default,
+    by = cols[1].multiselect("Slice by", survey.demographics, key="data_preview_by",
+                             default=default, persist_state="session",
                              max_selections=1 if survey.kind == "marginals" else 3)
     waves = survey.waves()
-    wave = cols[2].selectbox("Wave", waves, key=kept("data_preview_wave")) \
+    wave = cols[2].selectbox("Wave", waves, key="data_preview_wave", persist_state="session") \
         if len(waves) > 1 else None
     try:
         marginals = real_marginals(survey, qid, by, wave=wave, include_total=bool(by))

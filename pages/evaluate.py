@@ -8,7 +8,6 @@ import streamlit as st
 from dashboard.charts import heatmap_figure, waves_figure
 from dashboard.display import show_chart, show_error, show_table, with_score_names
 from dashboard.fairness_view import fairness_section
-from dashboard.form_memory import kept
 from dashboard.individual_view import individual_section
 from dashboard.loaders import load_checkpoints
 from dashboard.navigation import run_page
@@ -27,17 +26,19 @@ from sim_core.simulation.config import SimConfig
 def settings(survey):
     """Widgets -> (by, waves, question ids, checkpoints, orders)."""
     by = st.multiselect("Slice attributes (empty: every attribute on its own)",
-                        survey.demographics, key=kept("eval_by"))
+                        survey.demographics, key="eval_by", persist_state="session")
     waves = survey.waves()
     picked_waves = st.multiselect("Waves (several: gap over time)", waves, default=waves[-1:],
-                                  key=kept("eval_waves")) if len(waves) > 1 else [None]
+                                  key="eval_waves", persist_state="session") \
+        if len(waves) > 1 else [None]
     ids = list(survey.questions)
     limit = st.number_input(f"Questions to use (of {len(ids)}; fewer is faster)", 1, len(ids),
-                            value=min(len(ids), 5), key=kept("eval_limit"))
+                            value=min(len(ids), 5), key="eval_limit", persist_state="session")
     checkpoints = checkpoint_picker("eval", "Checkpoints (two or more are compared)")
     cols = st.columns(2)
-    orders = orders_widget(cols[0], kept("eval_orders"))
-    calibrate = setting_widget(cols[1], SimConfig, "calibrate", kept("eval_calibrate"))
+    orders = orders_widget(cols[0], "eval_orders", persist_state="session")
+    calibrate = setting_widget(cols[1], SimConfig, "calibrate", "eval_calibrate",
+                               persist_state="session")
     warn_seen_questions([adapter for _, adapter in checkpoints if adapter], ids[: int(limit)])
     config = SimConfig(orders=orders, calibrate=calibrate)
     return by or None, picked_waves or [None], ids[: int(limit)], checkpoints, config

@@ -9,7 +9,6 @@ import streamlit as st
 
 from dashboard.charts import loss_figure
 from dashboard.display import show_chart, show_error, show_table
-from dashboard.form_memory import kept
 from dashboard.navigation import run_page
 from dashboard.sidebar import adapter_names, device_choice, endpoint_settings, local_model_name
 from dashboard.status import eta_text
@@ -39,14 +38,15 @@ def config_widgets():
     values = {}
     cols = st.columns(3)
     for i, name in enumerate(MAIN):
-        values[name] = setting_widget(cols[i % 3], TrainConfig, name, kept(f"ft_cfg_{name}"))
+        values[name] = setting_widget(cols[i % 3], TrainConfig, name, f"ft_cfg_{name}",
+                                      persist_state="session")
     with st.expander("More settings"):
         cols = st.columns(3)
         rest = [f.name for f in dataclasses.fields(TrainConfig)
                 if f.name not in MAIN + FROM_SIDEBAR and f.metadata["setting"]["cli"]]
         for i, name in enumerate(rest):
             values[name] = setting_widget(cols[i % 3], TrainConfig, name,
-                                          kept(f"ft_cfg_{name}"))
+                                          f"ft_cfg_{name}", persist_state="session")
     return TrainConfig(**values, device=device_choice())
 
 
@@ -77,7 +77,7 @@ def adapter_name_widget(survey_name: str) -> str:
     if st.session_state.get("ft_name_for") != survey_name:
         st.session_state["ft_name"] = safe_name(f"{survey_name}-lora")
         st.session_state["ft_name_for"] = survey_name
-    return st.text_input("Adapter name", key=kept("ft_name"), max_chars=MAX_NAME,
+    return st.text_input("Adapter name", key="ft_name", persist_state="session", max_chars=MAX_NAME,
                          help="Stored exactly under this name: letters, digits, '.', '_', "
                               "'-'").strip()
 
@@ -282,11 +282,13 @@ def main() -> None:
     name_, survey = survey_picker("ft", "Training data (a loaded survey)")
     if survey is not None:
         how = st.selectbox("Hold out for testing", list(SPLITS),
-                           format_func=lambda k: SPLITS[k].label, key=kept("ft_split"),
-                           help="; ".join(f"{c.label}: {c.help}" for c in SPLITS.values()))
+                           format_func=lambda k: SPLITS[k].label, key="ft_split",
+                           help="; ".join(f"{c.label}: {c.help}" for c in SPLITS.values()),
+                           persist_state="session")
         name = adapter_name_widget(name_)
         replace = name in adapter_names() and st.checkbox(
-            f"Replace the adapter '{name}' when training ends", key=kept("ft_replace"))
+            f"Replace the adapter '{name}' when training ends", key="ft_replace",
+            persist_state="session")
         split = None
         try:
             config = config_widgets()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard.display import show_error
-from dashboard.form_memory import kept
 from dashboard.navigation import run_page
 from sim_core.base.errors import SimError
 from sim_core.base.workspace import safe_name
@@ -98,16 +97,17 @@ def main() -> None:
     if not available:
         st.info("Nothing to report yet: run a comparison (Simulate & compare) or an evaluation.")
         return
-    source = st.radio("Report on", available, key=kept("rep_source"))
+    source = st.radio("Report on", available, key="rep_source", persist_state="session")
     saved = []
     if source == SOURCES[0]:
         n = len(st.session_state["sim_history"])
         st.caption(f"{n} comparison(s) from this session, one section per question.")
     elif source == SAVED:
         saved = saved_picker(stored)
-    title = st.text_input("Title", key=kept("rep_title"),
+    title = st.text_input("Title", key="rep_title", persist_state="session",
                           placeholder="(automatic)").strip() or None
-    page_size = st.selectbox("Page size", ["A4", "Letter"], key=kept("rep_page_size"))
+    page_size = st.selectbox("Page size", ["A4", "Letter"], key="rep_page_size",
+                             persist_state="session")
     if st.button("Build report", type="primary", key="rep_build",
                  disabled=source == SAVED and not saved):
         build(source, title, page_size, saved)

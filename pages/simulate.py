@@ -7,7 +7,6 @@ import streamlit as st
 
 from dashboard.charts import SLICES_PER_PAGE, comparison_figure, slice_heatmap_figure, slice_pages
 from dashboard.display import score_header, show_chart, show_error
-from dashboard.form_memory import kept
 from dashboard.loaders import load_checkpoints
 from dashboard.navigation import run_page
 from dashboard.results import keep_result, previous_result_note
@@ -27,15 +26,16 @@ from sim_core.survey.slices import parse_slices
 
 def draft_question():
     """The drafted question and slices from the form, or (None, None) with a message."""
-    text = st.text_area("Question wording", key=kept("sim_draft_text"),
+    text = st.text_area("Question wording", key="sim_draft_text", persist_state="session",
                         placeholder="Should the government spend more on public transport?")
-    lines = st.text_area("Options, in order, one per line", key=kept("sim_draft_options"),
-                         placeholder="Much more\nSomewhat more\nThe same\nLess")
+    lines = st.text_area("Options, in order, one per line", key="sim_draft_options",
+                         placeholder="Much more\nSomewhat more\nThe same\nLess",
+                         persist_state="session")
     ordinal = st.checkbox("Ordinal (options are in a meaningful order)", value=True,
-                          key=kept("sim_draft_ordinal"))
+                          key="sim_draft_ordinal", persist_state="session")
     slice_text = st.text_area("Slices, one per line as attribute=value (comma for crossed); "
                               "an empty line or 'All' is the whole population",
-                              key=kept("sim_draft_slices"), value="All",
+                              key="sim_draft_slices", persist_state="session", value="All",
                               placeholder="SEX=Female\nSEX=Male, AGE=18-29")
     options = tuple(o.strip() for o in lines.splitlines() if o.strip())
     if not text.strip() or len(options) < 2:
@@ -57,13 +57,14 @@ def survey_question():
         return None, None, None, []
     ids = list(survey.questions)
     labels = question_choice_labels({i: q.text for i, q in survey.questions.items()})
-    qid = st.selectbox("Question (type to search its wording)", ids, key=kept("sim_question"),
-                       format_func=labels.get)
+    qid = st.selectbox("Question (type to search its wording)", ids, key="sim_question",
+                       format_func=labels.get, persist_state="session")
     st.caption(survey.questions[qid].text)
     waves = survey.waves()
-    wave = st.selectbox("Wave", waves, key=kept("sim_wave")) if len(waves) > 1 else None
+    wave = st.selectbox("Wave", waves, key="sim_wave", persist_state="session") \
+        if len(waves) > 1 else None
     by = st.multiselect("Slice by (several attributes are crossed)", survey.demographics,
-                        key=kept("sim_by"), max_selections=3)
+                        key="sim_by", persist_state="session", max_selections=3)
     return survey, survey.questions[qid], wave, by
 
 
@@ -72,15 +73,16 @@ def settings(survey, question):
     this question are offered (the others are named with the reason)."""
     checkpoints = checkpoint_picker("sim", "Checkpoints to compare")
     cols = st.columns(3)
-    mode = cols[0].radio("Mode", list(MODES), key=kept("sim_mode"),
+    mode = cols[0].radio("Mode", list(MODES), key="sim_mode", persist_state="session",
                          format_func=lambda k: MODES[k].label,
                          help="; ".join(f"{c.label}: {c.help}" for c in MODES.values()))
-    orders = orders_widget(cols[1], kept("sim_orders"))
-    samples = setting_widget(cols[2], SimConfig, "samples", kept("sim_samples"),
+    orders = orders_widget(cols[1], "sim_orders", persist_state="session")
+    samples = setting_widget(cols[2], SimConfig, "samples", "sim_samples", persist_state="session",
                              disabled=mode != "sample")
     missing = unavailable_baselines(survey, question) if question is not None else {}
     offered = [name for name in BASELINES if name not in missing]
-    baselines = st.multiselect("Baselines", offered, default=offered, key=kept("sim_baselines"),
+    baselines = st.multiselect("Baselines", offered, default=offered, key="sim_baselines",
+                               persist_state="session",
                                format_func=lambda k: BASELINES[k].label,
                                help="; ".join(f"{BASELINES[k].label}: {BASELINES[k].help}"
                                               for k in offered))
@@ -88,8 +90,10 @@ def settings(survey, question):
         st.caption("Not offered here: " + "; ".join(
             f"{BASELINES[name].label.lower()} ({why})" for name, why in missing.items()) + ".")
     cols = st.columns(2)
-    calibrate = setting_widget(cols[0], SimConfig, "calibrate", kept("sim_calibrate"))
-    level = setting_widget(cols[1], SimConfig, "interval_level", kept("sim_interval_level"))
+    calibrate = setting_widget(cols[0], SimConfig, "calibrate", "sim_calibrate",
+                               persist_state="session")
+    level = setting_widget(cols[1], SimConfig, "interval_level", "sim_interval_level",
+                           persist_state="session")
     config = SimConfig(mode=mode, orders=orders, samples=int(samples), calibrate=calibrate,
                        interval_level=level)
     return checkpoints, config, tuple(baselines)
@@ -168,7 +172,8 @@ def show_shares_chart(comparison) -> None:
     """Bars per slice; above charts.SLICES_PER_PAGE slices, a slice x option heatmap or
     pages of bars (the user's pick). Never raises: a chart failure is one warning."""
     shares = comparison.shares_table()
-    show_baselines = st.toggle("Show baselines", value=True, key=kept("sim_show_baselines"))
+    show_baselines = st.toggle("Show baselines", value=True, key="sim_show_baselines",
+                               persist_state="session")
     pages = slice_pages(shares)
     if len(pages) == 1:
         show_chart(lambda: comparison_figure(shares, show_baselines=show_baselines),
@@ -176,7 +181,7 @@ def show_shares_chart(comparison) -> None:
         return
     cols = st.columns([2, 1])
     view = cols[0].radio(f"{sum(map(len, pages))} slices", [HEATMAP_VIEW, BARS_VIEW],
-                         horizontal=True, key=kept("sim_chart_view"))
+                         horizontal=True, key="sim_chart_view", persist_state="session")
     if view == HEATMAP_VIEW:
         show_chart(lambda: slice_heatmap_figure(shares, show_baselines=show_baselines),
                    key="sim_heatmap")
@@ -270,7 +275,7 @@ def main() -> None:
     """Draw the page."""
     st.header("Simulate & compare")
     source = st.radio("Question", ["From a loaded survey", "Draft a new question"],
-                      horizontal=True, key=kept("sim_source"))
+                      horizontal=True, key="sim_source", persist_state="session")
     survey, wave, by, slices = None, None, [], None
     if source == "Draft a new question":
         question, slices = draft_question()

@@ -398,7 +398,6 @@ def test_failed_request_marks_the_old_result_as_previous(app, monkeypatch):
         at.button(key="sim_run").click().run()
     assert not at.exception and at.error                                # one clear error
     assert any("previous result" in w.value for w in at.warning)
-    at.run()
     at.sidebar.selectbox(key="side_device").set_value("cpu")
     at.button(key="sim_run").click().run()
     assert not at.error and not any("previous result" in w.value for w in at.warning)
@@ -471,10 +470,10 @@ def test_long_question_heading_is_cut_and_shown_whole_below(app):
     assert text.strip() in [c.value for c in at.caption]
 
 
-
 def test_form_choices_survive_a_visit_to_another_page(app):
-    """Streamlit forgets the widgets a page does not draw; the form's kept choices (a radio,
-    a drafted question's text) are back after a visit to Reports, a button's click is not."""
+    """Streamlit forgets the widgets a page does not draw, except those declared with
+    persist_state="session": the form's choices (radios, a drafted question's text) are back
+    after a visit to Reports; a button's click is not."""
     at = app
     at.radio(key="sim_source").set_value("Draft a new question").run()
     at.text_area(key="sim_draft_text").input("Do you like trains?")
