@@ -7,7 +7,9 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from pages import common
+from dashboard.display import show_error
+from dashboard.navigation import run_page
+from dashboard.widgets import survey_picker
 from sim_core.base.errors import DataError, SimError
 from sim_core.base.workspace import MAX_NAME, check_name
 from sim_core.survey import demo, workspace_surveys
@@ -104,7 +106,7 @@ def upload_one(i: int, upload, codebook) -> None:
                              for k, v in mapping.items()))
         survey = parse_upload(upload.name, data, book, items)
     except SimError as error:
-        common.show_error(error)
+        show_error(error)
         return
     describe(survey)
     if survey.codebook:
@@ -142,7 +144,7 @@ def question_editor(i: int, survey, filename: str) -> None:
             try:
                 book = edited_codebook(survey, edits).encode("utf-8")
             except SimError as error:
-                common.show_error(error)
+                show_error(error)
                 return
             st.session_state[f"data_book_{i}"] = (filename, book)
             st.rerun()
@@ -157,7 +159,7 @@ def save_form(i: int, filename: str, data: bytes, mapping: dict, book) -> None:
     try:
         name = check_name(name.strip(), "survey name")
     except SimError as error:
-        common.show_error(error)
+        show_error(error)
         return
     exists = workspace_surveys.survey_exists(name)
     st.caption(f"Stored as `{name}`" + (": a saved survey of this name exists." if exists
@@ -169,7 +171,7 @@ def save_form(i: int, filename: str, data: bytes, mapping: dict, book) -> None:
         try:
             workspace_surveys.save_survey(name, filename, data, mapping, codebook=book, overwrite=replace)
         except SimError as error:
-            common.show_error(error)
+            show_error(error)
             return
         st.success(f"Saved as '{name}': it is now available on every page.")
 
@@ -230,7 +232,7 @@ def demo_section() -> None:
             saved = workspace_surveys.save_survey(path.stem, path.name, path.read_bytes(), mapping,
                                       codebook=book)
         except SimError as error:
-            common.show_error(error)
+            show_error(error)
             return
         st.success(f"Loaded '{saved}': pick it below or on any other page.")
 
@@ -254,9 +256,19 @@ def marginals_table(marginals) -> pd.DataFrame:
     return table.drop(columns=empty)
 
 
+PREVIEW_KEYS = ("data_preview_q", "data_preview_by", "data_preview_wave")
+
+
+def forget_preview() -> None:
+    """Another survey picked: its preview starts from its own defaults (a marginal table is
+    sliced by its first attribute), not from the choices kept for the previous one."""
+    for key in PREVIEW_KEYS:
+        st.session_state.pop(key, None)
+
+
 def preview_section() -> None:
     """Questions and real marginals per slice of a saved survey."""
-    name, survey = common.survey_picker("data", "Saved survey")
+    name, survey = survey_picker("data", "Saved survey", on_change=forget_preview)
     if survey is None:
         return
     describe(survey)
@@ -264,16 +276,19 @@ def preview_section() -> None:
                                 "ordinal": q.is_ordinal} for q in survey.questions.values()]),
                  hide_index=True, key="data_questions_table")
     cols = st.columns(3)
-    qid = cols[0].selectbox("Question", list(survey.questions), key="data_preview_q")
+    qid = cols[0].selectbox("Question", list(survey.questions), key="data_preview_q",
+                            persist_state="session")
     default = survey.demographics[:1] if survey.kind == "marginals" else []
-    by = cols[1].multiselect("Slice by", survey.demographics, key="data_preview_by", default=default,
+    by = cols[1].multiselect("Slice by", survey.demographics, key="data_preview_by",
+                             default=default, persist_state="session",
                              max_selections=1 if survey.kind == "marginals" else 3)
     waves = survey.waves()
-    wave = cols[2].selectbox("Wave", waves, key="data_preview_wave") if len(waves) > 1 else None
+    wave = cols[2].selectbox("Wave", waves, key="data_preview_wave", persist_state="session") \
+        if len(waves) > 1 else None
     try:
         marginals = real_marginals(survey, qid, by, wave=wave, include_total=bool(by))
     except SimError as error:
-        common.show_error(error)
+        show_error(error)
         return
     st.dataframe(marginals_table(marginals), hide_index=True, key="data_marginals")
     small = [m.label for m in marginals if m.too_small]
@@ -300,4 +315,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    common.run_page(main)
+    run_page(main)

@@ -5,10 +5,15 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from pages import common
-from pages.charts import heatmap_figure, waves_figure
-from pages.fairness_view import fairness_section
-from pages.individual_view import individual_section
+from dashboard.charts import heatmap_figure, waves_figure
+from dashboard.display import show_chart, show_error, show_table, with_score_names
+from dashboard.fairness_view import fairness_section
+from dashboard.individual_view import individual_section
+from dashboard.loaders import load_checkpoints
+from dashboard.navigation import run_page
+from dashboard.results import keep_result, previous_result_note
+from dashboard.status import status_box
+from dashboard.widgets import checkpoint_picker, orders_widget, setting_widget, survey_picker
 from sim_core.base.errors import SimError
 from sim_core.base.labels import is_baseline
 from sim_core.base.metrics import METRICS
@@ -21,17 +26,19 @@ from sim_core.simulation.config import SimConfig
 def settings(survey):
     """Widgets -> (by, waves, question ids, checkpoints, orders)."""
     by = st.multiselect("Slice attributes (empty: every attribute on its own)",
-                        survey.demographics, key="eval_by")
+                        survey.demographics, key="eval_by", persist_state="session")
     waves = survey.waves()
-    picked_waves = st.multiselect("Waves (several: gap over time)", waves,
-                                  default=waves[-1:], key="eval_waves") if len(waves) > 1 else [None]
+    picked_waves = st.multiselect("Waves (several: gap over time)", waves, default=waves[-1:],
+                                  key="eval_waves", persist_state="session") \
+        if len(waves) > 1 else [None]
     ids = list(survey.questions)
     limit = st.number_input(f"Questions to use (of {len(ids)}; fewer is faster)", 1, len(ids),
-                            value=min(len(ids), 5), key="eval_limit")
-    checkpoints = common.checkpoint_picker("eval", "Checkpoints (two or more are compared)")
+                            value=min(len(ids), 5), key="eval_limit", persist_state="session")
+    checkpoints = checkpoint_picker("eval", "Checkpoints (two or more are compared)")
     cols = st.columns(2)
-    orders = common.orders_widget(cols[0], "eval_orders")
-    calibrate = common.setting_widget(cols[1], SimConfig, "calibrate", "eval_calibrate")
+    orders = orders_widget(cols[0], "eval_orders", persist_state="session")
+    calibrate = setting_widget(cols[1], SimConfig, "calibrate", "eval_calibrate",
+                               persist_state="session")
     warn_seen_questions([adapter for _, adapter in checkpoints if adapter], ids[: int(limit)])
     config = SimConfig(orders=orders, calibrate=calibrate)
     return by or None, picked_waves or [None], ids[: int(limit)], checkpoints, config
@@ -57,9 +64,9 @@ def run(survey, by, waves, ids, checkpoints, config) -> None:
 
     results = {}
     try:
-        with common.status_box("eval", "Evaluate", "question x slice",
-                               len(checkpoints)) as status:
-            models = common.load_checkpoints(status, checkpoints)
+        with status_box("eval", "Evaluate", "question x slice",
+                        len(checkpoints)) as status:
+            models = load_checkpoints(status, checkpoints)
             for i, wave in enumerate(waves, start=1):
                 status.step(f"Evaluating {len(ids)} questions"
                             + (f", wave {wave} ({i} of {len(waves)})" if len(waves) > 1 else ""))
@@ -67,15 +74,15 @@ def run(survey, by, waves, ids, checkpoints, config) -> None:
                     models, survey, by=by, wave=wave, questions=ids, config=config,
                     progress=status.progress, should_stop=status.should_stop)
     except SimError as error:
-        common.show_error(error)
+        show_error(error)
         st.session_state["eval_failed"] = True
         return
     st.session_state["eval_failed"] = False
     st.session_state["eval_results"] = results
     st.session_state["eval_evaluation"] = results[next(reversed(results))]
     for wave, evaluation in results.items():
-        common.keep_result("evaluation", lambda e=evaluation: report_from_evaluation(e),
-                           f"Evaluation of {survey.name}" + (f", wave {wave}" if wave else ""))
+        keep_result("evaluation", lambda e=evaluation: report_from_evaluation(e),
+                    f"Evaluation of {survey.name}" + (f", wave {wave}" if wave else ""))
 
 
 def show(results: dict) -> None:
@@ -91,7 +98,7 @@ def show(results: dict) -> None:
     st.markdown("**Mean score per entry** (baselines for context; "
                 + "; ".join(f"{METRICS[k].name}: {METRICS[k].direction} is better" for k in scores)
                 + ")")
-    common.show_table(common.with_score_names(summary), "eval_summary", hide_index=False)
+    show_table(with_score_names(summary), "eval_summary", hide_index=False)
     st.caption("group deviation r: correlation of simulated and real differences between "
                "groups (1 = moves between groups exactly as people do; higher is better).")
     models = [e for e in evaluation.entries if not is_baseline(e)]
@@ -101,15 +108,15 @@ def show(results: dict) -> None:
                               format_func=lambda k: METRICS[k].name)
     entry = cols[1].selectbox("Checkpoint", models or evaluation.entries, key="eval_entry")
     texts = wording(evaluation)
-    common.show_chart(lambda: heatmap_figure(evaluation.heatmap(entry, score),
-                                             METRICS[score].name, texts), key="eval_heatmap")
+    show_chart(lambda: heatmap_figure(evaluation.heatmap(entry, score),
+                                      METRICS[score].name, texts), key="eval_heatmap")
     st.markdown(f"**Worst-represented groups** ({METRICS[score].name}, {entry})")
     worst = with_wording(evaluation.worst_slices(entry, score, n=5), texts)
-    common.show_table(common.with_score_names(worst), "eval_worst")
+    show_table(with_score_names(worst), "eval_worst")
     if len(models) >= 2:
         two_checkpoints(evaluation, models, score)
     st.markdown(f"**Mean {METRICS[score].name} per slice attribute**")
-    common.show_table(evaluation.per_attribute(score), "eval_per_attribute", hide_index=False)
+    show_table(evaluation.per_attribute(score), "eval_per_attribute", hide_index=False)
     fairness_section(evaluation, score)
     if len(results) > 1:
         st.markdown(f"**Gap over time** (mean {METRICS[score].name} per wave)")
@@ -117,8 +124,8 @@ def show(results: dict) -> None:
                   ((w, r.summary().rename_axis("entry").reset_index()) for w, r in results.items())]
         over_time = pd.concat(frames, ignore_index=True)
         if score in over_time:
-            common.show_chart(lambda: waves_figure(over_time, score, METRICS[score].name),
-                              key="eval_waves_chart")
+            show_chart(lambda: waves_figure(over_time, score, METRICS[score].name),
+                       key="eval_waves_chart")
 
 
 def wording(evaluation) -> dict[str, str]:
@@ -158,13 +165,13 @@ def two_checkpoints(evaluation, models: list[str], score: str) -> None:
     better = "lower" if METRICS[score].direction == "lower" else "higher"
     st.markdown(f"**{first} vs {second}**: mean {METRICS[score].name} per question "
                 f"({better} is better; difference = second - first)")
-    common.show_table(table, "eval_two_checkpoints", hide_index=False)
+    show_table(table, "eval_two_checkpoints", hide_index=False)
 
 
 def main() -> None:
     """Draw the page."""
     st.header("Evaluate a checkpoint on a whole survey")
-    _, survey = common.survey_picker("eval")
+    _, survey = survey_picker("eval")
     if survey is None:
         return
     by, waves, ids, checkpoints, config = settings(survey)
@@ -172,11 +179,11 @@ def main() -> None:
         run(survey, by, waves, ids, checkpoints, config)
     if st.session_state.get("eval_results"):
         evaluation = st.session_state["eval_evaluation"]
-        common.previous_result_note("eval", f"the evaluation of {evaluation.survey_name}")
+        previous_result_note("eval", f"the evaluation of {evaluation.survey_name}")
         show(st.session_state["eval_results"])
     st.divider()
     individual_section(survey, ids, checkpoints, config.orders)
 
 
 if __name__ == "__main__":
-    common.run_page(main)
+    run_page(main)

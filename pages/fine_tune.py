@@ -7,12 +7,16 @@ import dataclasses
 import pandas as pd
 import streamlit as st
 
+from dashboard.charts import loss_figure
+from dashboard.display import show_chart, show_error, show_table
+from dashboard.navigation import run_page
+from dashboard.sidebar import adapter_names, device_choice, endpoint_settings, local_model_name
+from dashboard.status import eta_text
+from dashboard.widgets import setting_widget, survey_picker
 from finetune import jobs
 from finetune.config import TrainConfig
 from finetune.estimate import estimate_duration
 from finetune.rows import training_split
-from pages import common
-from pages.charts import loss_figure
 from sim_core.base.errors import SimError
 from sim_core.base.metrics import METRICS
 from sim_core.base.workspace import MAX_NAME, safe_name
@@ -35,15 +39,16 @@ def config_widgets():
     values = {}
     cols = st.columns(3)
     for i, name in enumerate(MAIN):
-        values[name] = common.setting_widget(cols[i % 3], TrainConfig, name, f"ft_cfg_{name}")
+        values[name] = setting_widget(cols[i % 3], TrainConfig, name, f"ft_cfg_{name}",
+                                      persist_state="session")
     with st.expander("More settings"):
         cols = st.columns(3)
         rest = [f.name for f in dataclasses.fields(TrainConfig)
                 if f.name not in MAIN + FROM_SIDEBAR and f.metadata["setting"]["cli"]]
         for i, name in enumerate(rest):
-            values[name] = common.setting_widget(cols[i % 3], TrainConfig, name,
-                                                 f"ft_cfg_{name}")
-    return TrainConfig(**values, device=common.device_choice())
+            values[name] = setting_widget(cols[i % 3], TrainConfig, name,
+                                          f"ft_cfg_{name}", persist_state="session")
+    return TrainConfig(**values, device=device_choice())
 
 
 def planned_split(survey, how: str, config):
@@ -55,13 +60,13 @@ def planned_split(survey, how: str, config):
 def start(survey_name: str, survey, split, name: str, config, overwrite: bool) -> None:
     """Start a background job on the split (its state is in workspace/jobs)."""
 
-    base = common.local_model_name()   # training runs here, whatever the sidebar's backend
+    base = local_model_name()   # training runs here, whatever the sidebar's backend
     try:
         job = jobs.start_job(split, name=name, base=base, config=config, overwrite=overwrite,
                              style=PromptStyle().for_survey(survey),
                              data_info={"survey": survey_name, "fingerprint": survey.fingerprint})
     except SimError as error:
-        common.show_error(error)
+        show_error(error)
         return
     st.session_state["ft_job"] = job
     st.success(f"Training '{name}' started; you can use the other pages meanwhile.")
@@ -73,7 +78,7 @@ def adapter_name_widget(survey_name: str) -> str:
     if st.session_state.get("ft_name_for") != survey_name:
         st.session_state["ft_name"] = safe_name(f"{survey_name}-lora")
         st.session_state["ft_name_for"] = survey_name
-    return st.text_input("Adapter name", key="ft_name", max_chars=MAX_NAME,
+    return st.text_input("Adapter name", key="ft_name", persist_state="session", max_chars=MAX_NAME,
                          help="Stored exactly under this name: letters, digits, '.', '_', "
                               "'-'").strip()
 
@@ -81,10 +86,10 @@ def adapter_name_widget(survey_name: str) -> str:
 def duration_note(split, config) -> None:
     """Planned steps and, from a measured step time, how long the job will take."""
     try:
-        estimate = estimate_duration(split, config, common.local_model_name(),
+        estimate = estimate_duration(split, config, local_model_name(),
                                      resolve_device(config.device))
     except SimError as error:
-        common.show_error(error)
+        show_error(error)
         return
     st.caption(estimate.text())
 
@@ -95,7 +100,7 @@ def job_panel() -> None:
     try:
         states = jobs.list_jobs()
     except SimError as error:
-        common.show_error(error)
+        show_error(error)
         return
     if not states:
         return
@@ -151,15 +156,15 @@ def draw_job(state: dict, place: int = 0) -> None:
         last = events.iloc[-1]
         total = max(int(last["total_steps"] or 0), 1)
         eta = last["eta_s"]
-        eta_text = f", {common.eta_text(float(eta))}" if pd.notna(eta) and status in jobs.ACTIVE else ""
+        left = f", {eta_text(float(eta))}" if pd.notna(eta) and status in jobs.ACTIVE else ""
         st.progress(min(int(last["step"]) / total, 1.0),
-                    text=f"step {int(last['step'])}/{total}{eta_text}")
+                    text=f"step {int(last['step'])}/{total}{left}")
     elif waiting:
         st.caption("Starts when the job before it ends (one training job at a time).")
     elif status in jobs.ACTIVE:
         st.caption("Starting the training process…")
     if not events.empty:
-        common.show_chart(lambda: loss_figure(events), key=f"ft_loss_chart_{job_id}")
+        show_chart(lambda: loss_figure(events), key=f"ft_loss_chart_{job_id}")
     if status in jobs.ACTIVE:
         if st.button("Cancel training" if not waiting else "Remove from the queue",
                      key=f"ft_cancel_{job_id}"):
@@ -178,7 +183,7 @@ def phase_bar(state: dict) -> None:
     eta = state.get("phase_eta_s")
     unit = "" if state["phase"] == "loading the model" else f": {done} of {total} rows"
     text = f"{state['phase'].capitalize()}{unit}" + (
-        f", {common.eta_text(float(eta))}" if eta is not None and done < total else "")
+        f", {eta_text(float(eta))}" if eta is not None and done < total else "")
     st.progress(min(done / max(total, 1), 1.0), text=text)
 
 
@@ -204,8 +209,8 @@ def card_panel(card, key: str) -> None:
     try:
         st.info(checkpoint_verdict(card_calibration(card), card.name))
     except SimError as error:
-        common.show_error(error)
-    common.show_table(scores_table(card.to_dict()), f"{key}_scores")
+        show_error(error)
+    show_table(scores_table(card.to_dict()), f"{key}_scores")
     with st.expander("Adapter card"):
         st.json(card.to_dict(), expanded=1)
 
@@ -219,7 +224,7 @@ def result_panel(result: dict) -> None:
     if card is not None:
         card_panel(card, "ft_before_after")
     else:
-        common.show_table(scores_table(result), "ft_before_after_scores")
+        show_table(scores_table(result), "ft_before_after_scores")
 
 
 def adapter_action(action: str) -> None:
@@ -256,7 +261,7 @@ def adapters_section() -> None:
     if not infos:
         st.caption("No adapter yet.")
         return
-    common.show_table(adapters_table(infos), "ft_adapters_table")
+    show_table(adapters_table(infos), "ft_adapters_table")
     name = st.selectbox("Adapter", [a.name for a in infos], key="ft_adapter")
     card_panel(next(a.card for a in infos if a.name == name), "ft_card")
     cols = st.columns([2, 1, 1, 1], vertical_alignment="bottom")
@@ -271,24 +276,26 @@ def adapters_section() -> None:
 def main() -> None:
     """Draw the page."""
     st.header("Fine-tune an adapter")
-    if common.endpoint_settings() is not None:
+    if endpoint_settings() is not None:
         st.caption(f"Training runs on this computer, on the local base model "
-                   f"'{common.local_model_name()}'. To simulate with the new adapter through the "
+                   f"'{local_model_name()}'. To simulate with the new adapter through the "
                    "endpoint, serve it by name (vLLM: `--lora-modules NAME=PATH`).")
-    name_, survey = common.survey_picker("ft", "Training data (a loaded survey)")
+    name_, survey = survey_picker("ft", "Training data (a loaded survey)")
     if survey is not None:
         how = st.selectbox("Hold out for testing", list(SPLITS),
                            format_func=lambda k: SPLITS[k].label, key="ft_split",
-                           help="; ".join(f"{c.label}: {c.help}" for c in SPLITS.values()))
+                           help="; ".join(f"{c.label}: {c.help}" for c in SPLITS.values()),
+                           persist_state="session")
         name = adapter_name_widget(name_)
-        replace = name in common.adapter_names() and st.checkbox(
-            f"Replace the adapter '{name}' when training ends", key="ft_replace")
+        replace = name in adapter_names() and st.checkbox(
+            f"Replace the adapter '{name}' when training ends", key="ft_replace",
+            persist_state="session")
         split = None
         try:
             config = config_widgets()
             split = planned_split(survey, how, config)
         except SimError as error:          # a setting out of bounds, or rows that cannot split
-            common.show_error(error)
+            show_error(error)
         if split is not None:
             duration_note(split, config)
         if st.button("Start training", type="primary", key="ft_start", disabled=split is None,
@@ -299,4 +306,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    common.run_page(main)
+    run_page(main)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages import common
+from dashboard.display import show_error
+from dashboard.navigation import run_page
 from sim_core.base.errors import SimError
 from sim_core.base.workspace import safe_name
 from sim_core.report import history
@@ -39,7 +40,7 @@ def build(source: str, title: str | None, page_size: str, saved: list[str]) -> N
         with st.spinner("Rendering PDF…"):
             pdf = render_pdf(report, page_size=page_size)
     except SimError as error:
-        common.show_error(error)
+        show_error(error)
         return
     st.session_state["rep_files"] = {"title": report.title, "pdf": pdf,
                                      "csv": report_csv(report), "json": report_json(report)}
@@ -77,7 +78,7 @@ def saved_picker(stored: list) -> list[str]:
                 history.delete_result(one)
                 st.rerun()
         except SimError as error:
-            common.show_error(error)
+            show_error(error)
     return picked
 
 
@@ -89,22 +90,24 @@ def main() -> None:
     try:
         stored = history.list_results()
     except SimError as error:
-        common.show_error(error)
+        show_error(error)
         stored = []
     if stored:
         available.append(SAVED)
     if not available:
         st.info("Nothing to report yet: run a comparison (Simulate & compare) or an evaluation.")
         return
-    source = st.radio("Report on", available, key="rep_source")
+    source = st.radio("Report on", available, key="rep_source", persist_state="session")
     saved = []
     if source == SOURCES[0]:
         n = len(st.session_state["sim_history"])
         st.caption(f"{n} comparison(s) from this session, one section per question.")
     elif source == SAVED:
         saved = saved_picker(stored)
-    title = st.text_input("Title", key="rep_title", placeholder="(automatic)").strip() or None
-    page_size = st.selectbox("Page size", ["A4", "Letter"], key="rep_page_size")
+    title = st.text_input("Title", key="rep_title", persist_state="session",
+                          placeholder="(automatic)").strip() or None
+    page_size = st.selectbox("Page size", ["A4", "Letter"], key="rep_page_size",
+                             persist_state="session")
     if st.button("Build report", type="primary", key="rep_build",
                  disabled=source == SAVED and not saved):
         build(source, title, page_size, saved)
@@ -113,4 +116,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    common.run_page(main)
+    run_page(main)

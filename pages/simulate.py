@@ -5,8 +5,13 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from pages import common
-from pages.charts import SLICES_PER_PAGE, comparison_figure, slice_heatmap_figure, slice_pages
+from dashboard.charts import SLICES_PER_PAGE, comparison_figure, slice_heatmap_figure, slice_pages
+from dashboard.display import score_header, show_chart, show_error
+from dashboard.loaders import load_checkpoints
+from dashboard.navigation import run_page
+from dashboard.results import keep_result, previous_result_note
+from dashboard.status import status_box
+from dashboard.widgets import checkpoint_picker, orders_widget, setting_widget, survey_picker
 from sim_core.base.errors import SimError
 from sim_core.base.labels import question_choice_labels
 from sim_core.base.metrics import METRICS
@@ -21,15 +26,16 @@ from sim_core.survey.slices import parse_slices
 
 def draft_question():
     """The drafted question and slices from the form, or (None, None) with a message."""
-    text = st.text_area("Question wording", key="sim_draft_text",
+    text = st.text_area("Question wording", key="sim_draft_text", persist_state="session",
                         placeholder="Should the government spend more on public transport?")
     lines = st.text_area("Options, in order, one per line", key="sim_draft_options",
-                         placeholder="Much more\nSomewhat more\nThe same\nLess")
+                         placeholder="Much more\nSomewhat more\nThe same\nLess",
+                         persist_state="session")
     ordinal = st.checkbox("Ordinal (options are in a meaningful order)", value=True,
-                          key="sim_draft_ordinal")
+                          key="sim_draft_ordinal", persist_state="session")
     slice_text = st.text_area("Slices, one per line as attribute=value (comma for crossed); "
                               "an empty line or 'All' is the whole population",
-                              key="sim_draft_slices", value="All",
+                              key="sim_draft_slices", persist_state="session", value="All",
                               placeholder="SEX=Female\nSEX=Male, AGE=18-29")
     options = tuple(o.strip() for o in lines.splitlines() if o.strip())
     if not text.strip() or len(options) < 2:
@@ -38,7 +44,7 @@ def draft_question():
     try:
         slices = parse_slices(slice_text)
     except SimError as error:
-        common.show_error(error)
+        show_error(error)
         return None, None
     values = tuple(float(i) for i in range(len(options))) if ordinal else None
     return Question(id="draft", text=text.strip(), options=options, ordinal_values=values), slices
@@ -46,35 +52,37 @@ def draft_question():
 
 def survey_question():
     """(survey, question, wave, by) picked from a stored survey, or Nones."""
-    _, survey = common.survey_picker("sim")
+    _, survey = survey_picker("sim")
     if survey is None:
         return None, None, None, []
     ids = list(survey.questions)
     labels = question_choice_labels({i: q.text for i, q in survey.questions.items()})
     qid = st.selectbox("Question (type to search its wording)", ids, key="sim_question",
-                       format_func=labels.get)
+                       format_func=labels.get, persist_state="session")
     st.caption(survey.questions[qid].text)
     waves = survey.waves()
-    wave = st.selectbox("Wave", waves, key="sim_wave") if len(waves) > 1 else None
+    wave = st.selectbox("Wave", waves, key="sim_wave", persist_state="session") \
+        if len(waves) > 1 else None
     by = st.multiselect("Slice by (several attributes are crossed)", survey.demographics,
-                        key="sim_by", max_selections=3)
+                        key="sim_by", persist_state="session", max_selections=3)
     return survey, survey.questions[qid], wave, by
 
 
 def settings(survey, question):
     """Checkpoints and SimConfig from the widgets; only the baselines that can apply to
     this question are offered (the others are named with the reason)."""
-    checkpoints = common.checkpoint_picker("sim", "Checkpoints to compare")
+    checkpoints = checkpoint_picker("sim", "Checkpoints to compare")
     cols = st.columns(3)
-    mode = cols[0].radio("Mode", list(MODES), key="sim_mode",
+    mode = cols[0].radio("Mode", list(MODES), key="sim_mode", persist_state="session",
                          format_func=lambda k: MODES[k].label,
                          help="; ".join(f"{c.label}: {c.help}" for c in MODES.values()))
-    orders = common.orders_widget(cols[1], "sim_orders")
-    samples = common.setting_widget(cols[2], SimConfig, "samples", "sim_samples",
-                                    disabled=mode != "sample")
+    orders = orders_widget(cols[1], "sim_orders", persist_state="session")
+    samples = setting_widget(cols[2], SimConfig, "samples", "sim_samples", persist_state="session",
+                             disabled=mode != "sample")
     missing = unavailable_baselines(survey, question) if question is not None else {}
     offered = [name for name in BASELINES if name not in missing]
     baselines = st.multiselect("Baselines", offered, default=offered, key="sim_baselines",
+                               persist_state="session",
                                format_func=lambda k: BASELINES[k].label,
                                help="; ".join(f"{BASELINES[k].label}: {BASELINES[k].help}"
                                               for k in offered))
@@ -82,8 +90,10 @@ def settings(survey, question):
         st.caption("Not offered here: " + "; ".join(
             f"{BASELINES[name].label.lower()} ({why})" for name, why in missing.items()) + ".")
     cols = st.columns(2)
-    calibrate = common.setting_widget(cols[0], SimConfig, "calibrate", "sim_calibrate")
-    level = common.setting_widget(cols[1], SimConfig, "interval_level", "sim_interval_level")
+    calibrate = setting_widget(cols[0], SimConfig, "calibrate", "sim_calibrate",
+                               persist_state="session")
+    level = setting_widget(cols[1], SimConfig, "interval_level", "sim_interval_level",
+                           persist_state="session")
     config = SimConfig(mode=mode, orders=orders, samples=int(samples), calibrate=calibrate,
                        interval_level=level)
     return checkpoints, config, tuple(baselines)
@@ -92,15 +102,15 @@ def settings(survey, question):
 def run_compare(question, survey, wave, by, slices, checkpoints, config, baselines) -> None:
     """Load the chosen models (cached) and call sim_core.evaluation.compare.compare."""
     try:
-        with common.status_box("sim", "Simulate and compare", "slice",
-                               len(checkpoints)) as status:
-            models = common.load_checkpoints(status, checkpoints)
+        with status_box("sim", "Simulate and compare", "slice",
+                        len(checkpoints)) as status:
+            models = load_checkpoints(status, checkpoints)
             status.step("Simulating")
             comparison = compare(models, question, survey=survey, by=by, wave=wave,
                                  slices=slices, config=config, baselines=baselines,
                                  progress=status.progress, should_stop=status.should_stop)
     except SimError as error:
-        common.show_error(error)
+        show_error(error)
         st.session_state["sim_failed"] = True
         return
     st.session_state["sim_failed"] = False
@@ -108,8 +118,8 @@ def run_compare(question, survey, wave, by, slices, checkpoints, config, baselin
     history = st.session_state.setdefault("sim_history", [])
     history.append(comparison)
     del history[:-10]
-    common.keep_result("comparison", lambda: report_from_comparisons([comparison]),
-                       comparison.question.text[:120])
+    keep_result("comparison", lambda: report_from_comparisons([comparison]),
+                comparison.question.text[:120])
 
 
 def score_rows(comparison, keys: list[str] | None = None,
@@ -124,7 +134,7 @@ def score_rows(comparison, keys: list[str] | None = None,
     if "n_eff" in counts:
         shown["n_eff"] = shown["n_eff"].astype(float).round(1)
     for key in keys:
-        shown[common.score_header(key)] = [
+        shown[score_header(key)] = [
             "" if pd.isna(v) else f"{v:.4f}{' ★' if best else ''}"
             for v, best in zip(table[key], table[f"best_{key}"])]
     return shown
@@ -162,25 +172,26 @@ def show_shares_chart(comparison) -> None:
     """Bars per slice; above charts.SLICES_PER_PAGE slices, a slice x option heatmap or
     pages of bars (the user's pick). Never raises: a chart failure is one warning."""
     shares = comparison.shares_table()
-    show_baselines = st.toggle("Show baselines", value=True, key="sim_show_baselines")
+    show_baselines = st.toggle("Show baselines", value=True, key="sim_show_baselines",
+                               persist_state="session")
     pages = slice_pages(shares)
     if len(pages) == 1:
-        common.show_chart(lambda: comparison_figure(shares, show_baselines=show_baselines),
-                          key="sim_chart")
+        show_chart(lambda: comparison_figure(shares, show_baselines=show_baselines),
+                   key="sim_chart")
         return
     cols = st.columns([2, 1])
     view = cols[0].radio(f"{sum(map(len, pages))} slices", [HEATMAP_VIEW, BARS_VIEW],
-                         horizontal=True, key="sim_chart_view")
+                         horizontal=True, key="sim_chart_view", persist_state="session")
     if view == HEATMAP_VIEW:
-        common.show_chart(lambda: slice_heatmap_figure(shares, show_baselines=show_baselines),
-                          key="sim_heatmap")
+        show_chart(lambda: slice_heatmap_figure(shares, show_baselines=show_baselines),
+                   key="sim_heatmap")
         return
     page = cols[1].selectbox("Slices", range(len(pages)), key="sim_chart_page",
                              format_func=lambda i: f"{i * SLICES_PER_PAGE + 1}–"
                                                    f"{i * SLICES_PER_PAGE + len(pages[i])}")
     page = min(page or 0, len(pages) - 1)
-    common.show_chart(lambda: comparison_figure(shares, show_baselines=show_baselines,
-                                                slices=pages[page]), key="sim_chart")
+    show_chart(lambda: comparison_figure(shares, show_baselines=show_baselines,
+                                         slices=pages[page]), key="sim_chart")
 
 
 HEADING_CHARS = 110
@@ -264,7 +275,7 @@ def main() -> None:
     """Draw the page."""
     st.header("Simulate & compare")
     source = st.radio("Question", ["From a loaded survey", "Draft a new question"],
-                      horizontal=True, key="sim_source")
+                      horizontal=True, key="sim_source", persist_state="session")
     survey, wave, by, slices = None, None, [], None
     if source == "Draft a new question":
         question, slices = draft_question()
@@ -279,9 +290,9 @@ def main() -> None:
         st.caption(why_not)
     comparison = st.session_state.get("sim_comparison")
     if comparison is not None:
-        common.previous_result_note("sim", comparison.question.text)
+        previous_result_note("sim", comparison.question.text)
         show_comparison(comparison)
 
 
 if __name__ == "__main__":
-    common.run_page(main)
+    run_page(main)

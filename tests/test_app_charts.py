@@ -1,4 +1,4 @@
-"""Dashboard charts (pages/charts.py): bars, error bars and colours from the palette."""
+"""Dashboard charts (dashboard/charts.py): bars, error bars and colours from the palette."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pages.charts import (
+from dashboard.charts import (
     PANEL_HEIGHT,
     comparison_figure,
     heatmap_figure,
@@ -143,7 +143,7 @@ def test_loss_chart_ticks_whole_steps():
     """Three steps: a tick every step, shown as integers (no 1.2, 1.4); 100 steps: every 10."""
     import pandas as pd
 
-    from pages.charts import loss_figure
+    from dashboard.charts import loss_figure
 
     short = loss_figure(pd.DataFrame({"step": [1, 2, 3], "loss": [1.0, 0.5, 0.3]}))
     assert short.layout.xaxis.dtick == 1 and short.layout.xaxis.tickformat == "d"
@@ -155,7 +155,7 @@ def test_long_option_labels_wrap_and_leave_room_under_each_panel():
     """"Somewhat more than now" and the like: wrapped on lines of about ten characters,
     never rotated, one panel per row, and the gap under a panel holds the label lines plus
     the next title (they overlapped the next panel's title before)."""
-    from pages.charts import LABEL_LINE, PANEL_GAP, wrap_label
+    from dashboard.charts import LABEL_LINE, PANEL_GAP, wrap_label
 
     options = ["Much more than now", "Somewhat more than now", "About the same as now"]
     rows = [{"slice": s, "entry": "model", "option": o, "share": 1 / 3, "ci_low": np.nan,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -161,7 +162,22 @@ def _table_with(at, column: str):
     return next(d.value for d in at.dataframe if column in d.value.columns)
 
 
-def test_sidebar_device_choice(app):
+@contextmanager
+def listed_gpus(monkeypatch, count: int):
+    """The sidebar's device list as if the NVIDIA driver listed `count` GPUs (torch, which
+    resolve_device asks, still sees this machine's)."""
+    from dashboard.sidebar import device_options
+
+    with monkeypatch.context() as patched:
+        patched.setattr("dashboard.sidebar.listed_gpu_count", lambda: count)
+        device_options.clear()
+        try:
+            yield
+        finally:
+            device_options.clear()   # once undone, runs list this machine's devices again
+
+
+def test_sidebar_device_choice(app, monkeypatch):
     """The sidebar offers auto, cpu and each listed GPU; a simulation runs on the pick."""
     from sim_core.simulation.devices import listed_gpu_count
 
@@ -169,17 +185,20 @@ def test_sidebar_device_choice(app):
     device = home.sidebar.selectbox(key="side_device")
     assert device.options == ["auto", "cpu"] + [f"cuda:{i}" for i in range(listed_gpu_count())]
     assert device.value == "auto" and "cuda:N" in device.help
-    at = app                      # (a page opened alone has no sidebar: set its state)
-    at.session_state["side_device"] = "cpu"
+    at = app
+    at.sidebar.selectbox(key="side_device").set_value("cpu")
     at.selectbox(key="sim_survey").set_value("tiny-yes-no").run()
     at.multiselect(key="sim_by").set_value(["sex"])
     at.button(key="sim_run").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert len(at.session_state["sim_comparison"].slices) == 2
     if listed_gpu_count() == 0 and not torch_cuda():
-        # the pick reaches load_model: CUDA on a machine without it is one clear message
-        at.session_state["side_device"] = "cuda"
-        at.button(key="sim_run").click().run()
+        # a GPU the driver lists but torch cannot use: the pick reaches load_model, and
+        # CUDA on a machine without it is one clear message
+        with listed_gpus(monkeypatch, 1):
+            at.run()
+            at.sidebar.selectbox(key="side_device").set_value("cuda:0")
+            at.button(key="sim_run").click().run()
         assert not at.exception
         assert any("no CUDA GPU" in e.value for e in at.error)
 
@@ -299,12 +318,12 @@ def test_47_crossed_slices_draw_heatmap_pages_and_scores(app):
 
 def test_chart_failure_keeps_the_score_table(app, monkeypatch):
     """A chart that raises becomes one warning; the score table is still drawn."""
-    import pages.charts
+    import dashboard.charts
 
     def broken(*args, **kwargs):
         raise ValueError("plotly refused the layout")
 
-    monkeypatch.setattr(pages.charts, "comparison_figure", broken)
+    monkeypatch.setattr(dashboard.charts, "comparison_figure", broken)
     at = app
     at.selectbox(key="sim_survey").set_value("tiny-yes-no").run()
     at.multiselect(key="sim_by").set_value(["sex"])
@@ -365,7 +384,7 @@ def test_question_picker_tells_the_gss_nat_battery_apart(app):
     assert survey.questions["natenvir"].text in [c.value for c in at.caption]
 
 
-def test_failed_request_marks_the_old_result_as_previous(app):
+def test_failed_request_marks_the_old_result_as_previous(app, monkeypatch):
     """A new request that fails shows its error and says the chart below is the previous
     result; a successful run removes the note."""
     at = app
@@ -373,11 +392,13 @@ def test_failed_request_marks_the_old_result_as_previous(app):
     at.button(key="sim_run").click().run()
     assert not at.exception and not at.error
     assert not any("previous result" in w.value for w in at.warning)
-    at.session_state["side_device"] = "cuda:99"         # no such GPU: one clear error
-    at.button(key="sim_run").click().run()
-    assert not at.exception and at.error
+    with listed_gpus(monkeypatch, 100):
+        at.run()
+        at.sidebar.selectbox(key="side_device").set_value("cuda:99")   # no such GPU
+        at.button(key="sim_run").click().run()
+    assert not at.exception and at.error                                # one clear error
     assert any("previous result" in w.value for w in at.warning)
-    at.session_state["side_device"] = "cpu"
+    at.sidebar.selectbox(key="side_device").set_value("cpu")
     at.button(key="sim_run").click().run()
     assert not at.error and not any("previous result" in w.value for w in at.warning)
 
@@ -448,3 +469,20 @@ def test_long_question_heading_is_cut_and_shown_whole_below(app):
     assert heading.endswith("…") and len(heading) <= 112
     assert text.strip() in [c.value for c in at.caption]
 
+
+def test_form_choices_survive_a_visit_to_another_page(app):
+    """Streamlit forgets the widgets a page does not draw, except those declared with
+    persist_state="session": the form's choices (radios, a drafted question's text) are back
+    after a visit to Reports; a button's click is not."""
+    at = app
+    at.radio(key="sim_source").set_value("Draft a new question").run()
+    at.text_area(key="sim_draft_text").input("Do you like trains?")
+    at.radio(key="sim_mode").set_value("sample").run()
+    at.switch_page("pages/reports.py").run()
+    assert [h.value for h in at.header] == ["Reports"]
+    at.switch_page("pages/simulate.py").run()
+    assert not at.exception
+    assert at.radio(key="sim_source").value == "Draft a new question"
+    assert at.text_area(key="sim_draft_text").value == "Do you like trains?"
+    assert at.radio(key="sim_mode").value == "sample"
+    assert at.button(key="sim_run").value is False

@@ -1,11 +1,11 @@
-"""The status box under the Run buttons (pages/common.status_box): counts in the user's
+"""The status box under the Run buttons (dashboard/status.status_box): counts in the user's
 units, time left at the measured pace, and where it sits on the page."""
 
 from __future__ import annotations
 
 import pytest
 
-from pages.common import StatusBox, count_text, eta_text
+from dashboard.status import StatusBox, count_text, eta_text
 
 
 def test_count_text_in_user_units():
@@ -42,7 +42,7 @@ class _Recorder:
 def test_status_box_time_left_from_measured_pace(monkeypatch):
     """12 of 47 slices after 24 s at this step: 2 s a slice, 35 left -> about 70 s."""
     clock = iter([100.0, 124.0])
-    monkeypatch.setattr("pages.common.time.monotonic", lambda: next(clock))
+    monkeypatch.setattr("dashboard.status.time.monotonic", lambda: next(clock))
     box, bar = _Recorder(), _Recorder()
     status = StatusBox(box, bar, "x_stop", "slice", started=0.0)
     status.step("Simulating")

@@ -1,8 +1,8 @@
 """The house rules that keep the code easy to change, checked on the source itself:
 no import circles; sim_core's layers (base <- survey <- simulation <- evaluation <- report <-
 commands) import only downwards; sim_core never imports finetune / dashboard / pages /
-streamlit, finetune never the dashboard; no private name crosses a module boundary; no page
-file named like a package."""
+streamlit, finetune never the dashboard; no private name crosses a module boundary; pages/ holds
+only the pages the app navigates to, none named like a package."""
 
 from __future__ import annotations
 
@@ -82,6 +82,7 @@ def test_cycle_finder_finds_a_planted_cycle(graph):
     ("sim_core", ("finetune", "dashboard", "pages", "streamlit")),
     ("finetune", ("dashboard", "pages", "streamlit")),
     ("dashboard", ("pages",)),
+    ("pages", ("pages",)),              # a page shares code through dashboard, not another page
 ])
 def test_packages_point_one_way(graph, package, forbidden):
     offenders = {name: sorted(i for i in imports if i.split(".")[0] in forbidden)
@@ -172,3 +173,15 @@ def test_no_page_file_shadows_a_package():
     top_level = {p.name for p in ROOT.iterdir() if (p / "__init__.py").exists()}
     pages = {p.stem for p in (ROOT / "pages").glob("*.py")}
     assert not pages & (top_level | {"streamlit", "torch", "transformers", "peft"})
+
+
+def test_pages_folder_holds_only_the_navigated_pages():
+    """pages/ holds the page files st.navigation lists (dashboard.navigation) and nothing
+    else: a helper there would be listed as a page by Streamlit's legacy pages/ mode."""
+    tree = ast.parse((ROOT / "dashboard" / "navigation.py").read_text(encoding="utf-8"))
+    navigated = {node.args[0].value for node in ast.walk(tree)
+                 if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "Page"
+                 and node.args and isinstance(node.args[0], ast.Constant)}
+    files = {p.relative_to(ROOT).as_posix() for p in (ROOT / "pages").iterdir()
+             if p.name != "__pycache__"}
+    assert len(navigated) == 5 and files == navigated

@@ -7,8 +7,11 @@ import dataclasses
 
 import streamlit as st
 
-from pages import common
-from pages.charts import tradeoff_figure
+from dashboard.charts import tradeoff_figure
+from dashboard.display import show_chart, show_error, show_table
+from dashboard.loaders import load_checkpoints
+from dashboard.status import status_box
+from dashboard.widgets import setting_widget
 from sim_core.base.errors import SimError
 from sim_core.base.labels import is_baseline
 from sim_core.evaluation.individual import (
@@ -24,15 +27,16 @@ from sim_core.simulation.config import SimConfig
 def _settings(survey, orders) -> tuple[list[str], IndividualConfig, SimConfig]:
     """Widgets -> (profile attributes, IndividualConfig, SimConfig)."""
     attributes = st.multiselect("Profile attributes (each respondent is described by all)",
-                                survey.demographics, key="eval_ind_by")
+                                survey.demographics, key="eval_ind_by", persist_state="session")
     cols = st.columns(3)
-    values = {name: common.setting_widget(cols[i % 3], IndividualConfig, name,
-                                          f"eval_ind_{name}")
+    values = {name: setting_widget(cols[i % 3], IndividualConfig, name,
+                                   f"eval_ind_{name}", persist_state="session")
               for i, name in enumerate(("criterion", "test_fraction", "val_fraction",
                                         "split_seed", "max_respondents"))}
     text = cols[2].text_input("Temperatures (comma-separated)", key="eval_ind_temps",
-                              value=",".join(f"{t:g}" for t in IndividualConfig().temperatures))
-    mode = common.setting_widget(cols[0], SimConfig, "mode", "eval_ind_mode")
+                              value=",".join(f"{t:g}" for t in IndividualConfig().temperatures),
+                              persist_state="session")
+    mode = setting_widget(cols[0], SimConfig, "mode", "eval_ind_mode", persist_state="session")
     try:
         temperatures = tuple(float(t) for t in text.split(",") if t.strip())
     except ValueError:
@@ -44,8 +48,8 @@ def _settings(survey, orders) -> tuple[list[str], IndividualConfig, SimConfig]:
 def _run(survey, ids, checkpoints, attributes, config, sim) -> None:
     """Run the individual-level evaluation; result in eval_individual."""
     try:
-        with common.status_box("eval_ind", "Individual level", "") as status:
-            models = common.load_checkpoints(status, checkpoints)
+        with status_box("eval_ind", "Individual level", "") as status:
+            models = load_checkpoints(status, checkpoints)
             held = split_from_cards(models)
             if held and (held[0], held[1]) != (config.test_fraction, config.split_seed):
                 config = dataclasses.replace(config, test_fraction=held[0],
@@ -57,7 +61,7 @@ def _run(survey, ids, checkpoints, attributes, config, sim) -> None:
                                           config=config, sim=sim, progress=status.progress,
                                           should_stop=status.should_stop)
     except SimError as error:
-        common.show_error(error)
+        show_error(error)
         return
     st.session_state["eval_individual"] = result
     st.session_state["eval_individual_paths"] = {
@@ -73,13 +77,13 @@ def _show(result) -> None:
                 f"{result.n_profiles} distinct prompts; RMSEs on the 0-1 value scale; "
                 f"temperature chosen on {result.n_scored['val']} validation answers by "
                 f"{result.config.criterion})")
-    common.show_table(summary, "eval_ind_summary")
+    show_table(summary, "eval_ind_summary")
     x = "rmse" if summary["rmse"].notna().any() else "log_loss"
     curves = {label: s.curve[s.curve["part"] == "test"] for label, s in result.sweeps.items()}
     chosen = {label: s.chosen for label, s in result.sweeps.items()}
     baselines = summary[summary["entry"].map(is_baseline)]
-    common.show_chart(lambda: tradeoff_figure(curves, chosen, baselines, x=x),
-                      key="eval_ind_curve")
+    show_chart(lambda: tradeoff_figure(curves, chosen, baselines, x=x),
+               key="eval_ind_curve")
     st.caption("Each line runs through one checkpoint's temperatures (test respondents); the "
                "star marks the temperature chosen on validation respondents. Low "
                "temperature: each virtual respondent gives their most likely answer; high: "
@@ -92,7 +96,7 @@ def _show(result) -> None:
                 update_card(path, temperature_sweep=sweep_record(result, label))
                 st.success(f"Saved in {path.name}'s card.")
             except SimError as error:
-                common.show_error(error)
+                show_error(error)
 
 
 def individual_section(survey, ids: list[str], checkpoints, orders) -> None:
@@ -106,7 +110,7 @@ def individual_section(survey, ids: list[str], checkpoints, orders) -> None:
     try:
         attributes, config, sim = _settings(survey, orders)
     except SimError as error:
-        common.show_error(error)
+        show_error(error)
         return
     if st.button("Simulate respondents", key="eval_ind_run",
                  disabled=not attributes or not checkpoints):

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages import common
-from pages.charts import fairness_figure
+from dashboard.charts import fairness_figure
+from dashboard.display import show_chart, show_table
 from sim_core.base.labels import is_baseline
 from sim_core.base.metrics import METRICS
 from sim_core.evaluation.fairness import gap_changes, group_gaps
@@ -36,8 +36,8 @@ def fairness_section(evaluation, score: str) -> None:
     metrics[2].metric("Range (max - min)", f"{spread['range']:.4f}")
     metrics[3].metric("Groups", spread["groups"])
     if table["n_eff"].notna().any():
-        common.show_chart(lambda: fairness_figure(table, gaps.curve, name),
-                          key="eval_fair_chart")
+        show_chart(lambda: fairness_figure(table, gaps.curve, name),
+                   key="eval_fair_chart")
         st.caption("Dotted: the noise floor, the gap a perfect simulator would still show "
                    "against a real sample of that size (mean over the questions). A small "
                    "group's gap is read against its higher floor.")
@@ -48,4 +48,4 @@ def fairness_section(evaluation, score: str) -> None:
         st.markdown(f"Gap grew for **{len(grew)} of {len(table)}** groups against "
                     f"{before} ({int(grew['beyond_noise'].sum())} by more than their noise "
                     "floor).")
-    common.show_table(table, "eval_fair_table")
+    show_table(table, "eval_fair_table")

@@ -1,0 +1,50 @@
+"""Drawing helpers: a core error as one message, tables with their score headings and a
+fixed number of decimals, and charts whose failure costs one warning, not the page."""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+import pandas as pd
+import streamlit as st
+
+from sim_core.base.metrics import METRICS
+
+
+def show_error(error: BaseException) -> None:
+    """Show a core error as one readable message (never a traceback)."""
+    st.error(str(error))
+
+
+def score_header(key: str) -> str:
+    """Score column heading with its direction, e.g. 'KL divergence (lower is better)'."""
+    return f"{METRICS[key].name} ({METRICS[key].direction} is better)"
+
+
+def with_score_names(table: pd.DataFrame) -> pd.DataFrame:
+    """A table whose score columns (sim_core.base.metrics keys) get their display headings."""
+    return table.rename(columns={k: score_header(k) for k in METRICS if k in table.columns})
+
+
+def show_table(table: pd.DataFrame, key: str, *, hide_index: bool = True,
+               digits: int = 4) -> None:
+    """st.dataframe with every float column shown to `digits` decimals (a score of 1e-15
+    reads 0.0000, not 0.000000000000001); the values themselves stay exact (download,
+    sorting)."""
+    floats = {c: st.column_config.NumberColumn(str(c), format=f"%.{digits}f")
+              for c in table.columns if pd.api.types.is_float_dtype(table[c])}
+    st.dataframe(table, hide_index=hide_index, key=key, column_config=floats)
+
+
+def show_chart(build: Callable[[], object], key: str) -> bool:
+    """Build a plotly figure and draw it; a failure becomes one warning (the traceback goes
+    to the server log), so the tables drawn after it stay. Returns whether it was drawn."""
+    try:
+        st.plotly_chart(build(), key=key)
+    except Exception as error:   # any plotting bug: the page and its numbers must survive
+        logging.getLogger(__name__).exception("chart %s failed", key)
+        st.warning(f"The chart could not be drawn ({type(error).__name__}: {error}). "
+                   "The numbers below are not affected.")
+        return False
+    return True
