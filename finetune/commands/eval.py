@@ -46,17 +46,16 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     """Score base and base + adapter; print the mean score table (or JSON)."""
     config = common.sim_config_from_args(args)
-    survey = common.survey_from_args(args)
-    by = common.by_from_args(args, survey) or None
-    rows = survey_rows(survey, by=by, wave=args.wave, questions=common.question_ids(args, survey),
-                       bins=common.bins_from_args(args))
+    survey, by, bins, ids = common.slicing_from_args(args, common.survey_from_args(args))
+    by = by or None
+    rows = survey_rows(survey, by=by, wave=args.wave, questions=ids, bins=bins)
     reference = rows
     models = common.models_from_args(args)
     if args.rows == "held-out":
         split = read_card(_card_folder(models[-1], args.adapter)).split
         if split.get("how") == "respondent":    # the groups of the held-out people
-            parts = respondent_parts(survey, split, by, bins=common.bins_from_args(args),
-                                     wave=args.wave, questions=common.question_ids(args, survey))
+            parts = respondent_parts(survey, split, by, bins=bins, wave=args.wave,
+                                     questions=ids)
             rows, reference = parts["test"], parts["train"] + parts["val"]
         else:
             rows, reference = held_out_with_reference(rows, split)

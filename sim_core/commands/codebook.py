@@ -33,7 +33,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     """Read the survey and print or write its codebook."""
     survey = common.survey_from_args(args)
-    common.print_warnings(survey)
+    common.print_warnings(survey, args, where="see the notes column of the codebook")
     if survey.kind != "respondents":
         raise DataError("a marginal table has no codebook (it has no respondent columns).")
     text = codebook_csv(survey)

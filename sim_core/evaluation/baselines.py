@@ -99,6 +99,13 @@ def population_average(survey: Survey, question_id: str, *, wave: str | None = N
     return mean / mean.sum()
 
 
+def baseline_features(survey: Survey, by: Sequence[str]) -> list[str]:
+    """The attributes the model baselines use as features: every demographic of the survey
+    and the slice attributes of the run (a question used as a slice attribute is one of
+    them, never the question predicted: sim_core.survey.attributes)."""
+    return list(dict.fromkeys([*survey.demographics, *by]))
+
+
 def classifier_fit(survey: Survey, question_id: str, by: Sequence[str], *,
                    wave: str | None = None, bins=None, test_fraction: float = 0.3,
                    seed: int = 0, name: str = "classifier") -> DemographicFit:
@@ -118,7 +125,9 @@ def classifier_fit(survey: Survey, question_id: str, by: Sequence[str], *,
     """
     require_respondents(survey, f"the {name} baseline")
     return fit_demographic(name, survey, question_id, by, wave=wave, bins=bins,
-                           test_fraction=test_fraction, seed=seed)
+                           test_fraction=test_fraction, seed=seed,
+                           features=[f for f in baseline_features(survey, by)
+                                     if f != question_id])
 
 
 def classifier_baseline(survey: Survey, question_id: str, by: Sequence[str], *,
