@@ -280,6 +280,23 @@ def test_a_question_as_slice_attribute(tmp_path, capsys):
         with_slice_attributes(survey, ["polaf"], ["polaf"])
     with pytest.raises(DataError, match="unknown attribute 'nope'"):
         with_slice_attributes(survey, ["nope"])
+    with pytest.raises(DataError, match="'form' is not read as a question or demographic"):
+        with_slice_attributes(survey, ["form"])             # a design variable: say how
+    by_form, _ = with_slice_attributes(load_survey(path, weight="wt",
+                                                   demographics=["sex", "form"]), ["form"])
+    assert [m.label for m in real_marginals(by_form, "q1", ["form"], min_n_eff=0)] == \
+        ["form=Form 1", "form=Form 2"]
+
+
+def test_tables_slice_by_their_own_attributes_only(gss_path):
+    gss = load_survey(gss_path)
+    qid = next(iter(gss.questions))
+    assert with_slice_attributes(gss, ["SEX"], [qid])[0] is gss
+    with pytest.raises(DataError, match="is a question of a marginal table"):
+        with_slice_attributes(gss, [list(gss.questions)[1]], [qid])
+    with pytest.raises(DataError, match="bins cannot apply to a marginal table"):
+        check_bins(gss, {"SEX": [1, 2]})
+    assert slice_attribute_choices(gss) == gss.demographics
 
 
 def test_persona_and_baselines_of_a_question_attribute(tmp_path, tiny_model_dir):

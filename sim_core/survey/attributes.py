@@ -59,6 +59,11 @@ def with_slice_attributes(survey: Survey, names: Sequence[str],
     resolved = []
     for name in names:
         found = _resolve(survey, name)
+        if found is None and name in survey.codebook:      # read, but left out of the roles
+            raise DataError(f"'{name}' is not read as a question or demographic (it is "
+                            "left out, e.g. as a design variable); name it as a demographic "
+                            "(--demographics, the column mapping or the codebook's role) to "
+                            "slice by it.")
         if found is None:
             raise DataError(f"unknown attribute '{name}'; slice by a demographic ("
                             f"{', '.join(survey.demographics) or 'none'}) or by a question of "
