@@ -52,6 +52,16 @@ def is_whole(folder: Path) -> bool:
         return False
 
 
+def newest_whole_checkpoint(folder: Path) -> Path | None:
+    """The newest whole checkpoint under `folder`, touching nothing (safe while a training
+    process may be writing one: it is then not whole yet)."""
+    if not folder.is_dir():
+        return None
+    found = sorted((int(m.group(1)), p) for p in folder.iterdir()
+                   if p.is_dir() and (m := _CHECKPOINT.match(p.name)))
+    return next((p for _, p in reversed(found) if is_whole(p)), None)
+
+
 def last_whole_checkpoint(folder: Path) -> Path | None:
     """The newest whole checkpoint under `folder` (None when there is none); checkpoint
     folders that are not whole are removed, so the Trainer never writes into one again."""

@@ -11,6 +11,12 @@ usable and every browser tab sees the same job. Jobs queue: one runs at a time p
                   between scoring batches (a job not started yet is cancelled at once)
     log.txt       the process's output
     checkpoints/  Trainer checkpoints (a job started again resumes from the last one)
+
+A job whose process died (a crash, a restarted server, a reboot) reads as failed; resume_job
+queues it again and its process continues from the last sealed checkpoint
+(finetune.checkpoints), with the same rows, settings and adapter name; resume_note says
+beforehand what resuming keeps (the steps up to that checkpoint, the base model's scores
+before training) and loses (the steps after it).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
+from finetune.checkpoints import newest_whole_checkpoint
 from finetune.config import TrainConfig
 from finetune.rows import split_from_json, split_to_json
 from sim_core.base.errors import SimError
@@ -185,7 +192,8 @@ def job_status(job_id: str) -> dict:
         if status.get("status") in ACTIVE:
             status = update_status(folder, state="failed",
                                    error="The training process ended unexpectedly; see "
-                                         f"{folder / LOG_FILE}. Start it again to resume.")
+                                         f"{folder / LOG_FILE}. Resume it to continue from "
+                                         "its last checkpoint.")
     status["id"] = folder.name
     return status
 
@@ -248,6 +256,65 @@ def cancel_job(job_id: str) -> None:
         if _waiting(read_status(folder)):
             update_status(folder, state="cancelled", finished=_now(),
                           error="Cancelled before it started; nothing was trained.")
+
+
+def _checkpoint_step(folder: Path) -> int | None:
+    """The step of the job's last whole checkpoint (None: none was sealed)."""
+    last = newest_whole_checkpoint(folder / "checkpoints")
+    return None if last is None else int(last.name.rsplit("-", 1)[1])
+
+
+def resume_note(job_id: str) -> str:
+    """What resuming a job keeps and loses (shown beside the Resume button)."""
+    folder = job_dir(job_id)
+    status = job_status(job_id)
+    step, reached = _checkpoint_step(folder), int(status.get("step") or 0)
+    total = f" of {status['total']}" if status.get("total") else ""
+    kept = ["the base model's scores before training"] if (folder / "before.json").exists() \
+        else []
+    same = " The same rows, settings and adapter name are used."
+    if step is None:
+        return (f"No checkpoint was saved before the process ended (at step {reached}{total}):"
+                " resuming trains from step 0 again"
+                + (f", keeping {kept[0]}" if kept else "") + "." + same)
+    kept.insert(0, f"the {step} steps trained up to it (weights, optimizer, learning-rate "
+                   "schedule, random state)")
+    lost = max(reached - step, 0)
+    best = ("; the best weights by validation loss found so far are not kept (the search for "
+            "the best starts again)" if status.get("val_history") else "")
+    return (f"Resuming continues from the checkpoint at step {step}{total}: it keeps "
+            + " and ".join(kept)
+            + (f"; the {lost} step(s) trained after it are lost and trained again" if lost
+               else "") + best + "." + same)
+
+
+def resume_job(job_id: str) -> str:
+    """Queue a failed job again; its process continues from the last sealed checkpoint.
+
+    Returns:
+        The message saying what is kept and lost (resume_note).
+    Raises:
+        SimError: the job is running, queued, done or cancelled, its job file cannot be
+            read, or its adapter name was taken meanwhile (unless the job may overwrite).
+    """
+    folder = job_dir(job_id)
+    status = job_status(job_id)
+    if status.get("status") != "failed":
+        raise SimError(f"Job '{job_id}' is {status.get('status')}: only a failed job can be "
+                       "resumed.")
+    spec = read_job_spec(folder)
+    check_new_adapter(spec["name"], spec["overwrite"])     # taken meanwhile: say so now
+    note = resume_note(job_id)
+    step = _checkpoint_step(folder) or 0
+    with _queue_lock():
+        events = [e for e in status.get("events") or [] if (e.get("step") or 0) <= step]
+        update_status(folder, state="queued", pid=None, error=None, finished=None,
+                      step=step, events=events, resumed_from=step,
+                      resumed=int(status.get("resumed") or 0) + 1,
+                      loss_history=[[e["step"], e.get("loss")] for e in events],
+                      val_history=[[e["step"], e["val"]] for e in events if e.get("val")])
+    launch_next()
+    return note
 
 
 class JobReporter:

@@ -113,11 +113,19 @@ def test_spss_file_json_has_nonresponse_weighting_and_warnings(tmp_path, capsys)
     captured = capsys.readouterr()
     out = json.loads(captured.out)                       # stays valid JSON
     assert out["population"] == "adults in Ohio" and out["weighting"]["total"] == 17
-    assert any("counted as nonresponse" in w for w in out["warnings"])
-    assert "counted as nonresponse" in captured.err      # and on stderr
+    # q1's missing codes are declared: the notes about q2, q3, c2 are only counted
+    assert out["warnings"] == [f"3 notes about other columns: see the codebook (`python -m "
+                               f"sim_core codebook --data {path}`, its notes column)"]
+    assert captured.err.splitlines() == [f"warning: {w}" for w in out["warnings"]]
     male, female = out["marginals"]
     assert male["nonresponse"] == {"dk": 0.125, "refused": 0.125}
     assert (female["n"], female["n_asked"], female["n_total"]) == (4, 5, 6)
+    cli(["marginals", "--data", str(path), "--weight", "wt", "--demographics", "sex",
+         "--question", "q2", "--json"])
+    warnings = json.loads(capsys.readouterr().out)["warnings"]
+    assert len(warnings) == 2 and warnings[0].startswith("q2: 'Don\u2019t know (DO NOT READ)' "
+                                                         "(2) counted as nonresponse")
+    assert warnings[1].startswith("2 notes about other columns")
     assert female["nonresponse"] == pytest.approx({"dk": 2 / 9, "not_asked": 1 / 9}, abs=1e-6)
 
 

@@ -220,3 +220,82 @@ def test_training_prompts_name_the_surveys_population(tiny_model_dir, tmp_path, 
     jobs.write_json_atomic(folder / jobs.JOB_FILE, {"name": "x", "split": jobs.split_to_json(
         split), "style": dataclasses.asdict(style)})
     assert jobs.read_job_spec(folder)["style"] == style
+
+
+@pytest.mark.slow
+def test_killed_job_resumes_to_a_usable_adapter(tiny_model_dir):
+    """A dashboard job killed with SIGKILL mid-training reads as failed; resume_job says what
+    it keeps and loses, the job continues from its last sealed checkpoint (no step trained
+    twice in its history) and ends with an adapter that loads and simulates."""
+    import os
+    import signal
+
+    from finetune.checkpoints import newest_whole_checkpoint
+    from sim_core.simulation.models import load_model
+    from sim_core.simulation.simulate import SimConfig, simulate
+    from sim_core.survey.schema import Question
+
+    split = Split(train=make_rows(3), val=make_rows(1), test=[], info={"how": "question"})
+    config = TrainConfig(max_steps=30, batch_size=4, rank=4, alpha=8, evaluate_test=False,
+                         save_every=3, eval_every=1000)
+    job_id = jobs.start_job(split, name="resumed-lora", base=str(tiny_model_dir),
+                            config=config)
+    folder = jobs.job_dir(job_id)
+
+    def past_a_checkpoint() -> bool:
+        last = newest_whole_checkpoint(folder / "checkpoints")     # touches nothing
+        status = jobs.read_status(folder)
+        return status.get("status") not in jobs.ACTIVE or (
+            last is not None and (status.get("step") or 0) > int(last.name.split("-")[1]))
+    end = time.time() + 180
+    while not past_a_checkpoint():
+        assert time.time() < end, (folder / jobs.LOG_FILE).read_text()[-2000:]
+        time.sleep(0.01)
+    status = jobs.read_status(folder)
+    assert status["status"] == "running", (folder / jobs.LOG_FILE).read_text()[-2000:]
+    os.kill(status["pid"], signal.SIGKILL)
+    while jobs._alive(status["pid"]):
+        time.sleep(0.05)
+    failed = jobs.job_status(job_id)
+    assert failed["status"] == "failed" and "Resume it to continue" in failed["error"]
+    step = int(newest_whole_checkpoint(folder / "checkpoints").name.split("-")[1])
+    reached = failed["step"]
+    assert 0 < step < reached < 30
+    note = jobs.resume_job(job_id)
+    assert note.startswith(f"Resuming continues from the checkpoint at step {step} of 30: "
+                           f"it keeps the {step} steps trained up to it")
+    lost = reached - step
+    assert f"the {lost} step(s) trained after it are lost and trained again" in note
+    with pytest.raises(SimError, match="only a failed job can be resumed"):
+        jobs.resume_job(job_id)                             # queued or running now
+    done = wait(job_id, timeout=300)
+    assert done["status"] == "done", (folder / jobs.LOG_FILE).read_text()[-3000:]
+    assert done["resumed_from"] == step and done["resumed"] == 1
+    # one event per step: 1..step before the kill, step+1..30 after the resume
+    assert [e["step"] for e in done["events"]] == list(range(1, 31))
+    lm = load_model(str(tiny_model_dir), "resumed-lora", dtype="float32")
+    question = Question("q", "Do you agree?", ("Yes", "No"))
+    (result,) = simulate(lm, question, [{"sex": "Female"}], SimConfig(orders=1,
+                                                                      use_cache=False))
+    assert result.shares.sum() == pytest.approx(1.0) and (result.shares >= 0).all()
+
+
+def test_resume_refuses_a_done_job_and_a_taken_name(tiny_model_dir):
+    folder = jobs.jobs_dir() / "dead-job"
+    folder.mkdir()
+    split = Split(train=make_rows(1), val=[], test=[], info={})
+    jobs.write_json_atomic(folder / jobs.JOB_FILE, {"name": "taken-name", "split":
+                                                    jobs.split_to_json(split)})
+    jobs.write_json_atomic(folder / jobs.STATUS_FILE, {"id": "dead-job", "status": "running",
+                                                       "state": "running", "pid": 999999999,
+                                                       "step": 7, "total": 10})
+    assert jobs.resume_note("dead-job").startswith(
+        "No checkpoint was saved before the process ended (at step 7 of 10): resuming trains "
+        "from step 0 again.")
+    from factories import save_random_adapter
+    save_random_adapter(tiny_model_dir, "taken-name")       # the name was taken meanwhile
+    with pytest.raises(SimError, match="'taken-name' already exists"):
+        jobs.resume_job("dead-job")
+    jobs.update_status(folder, state="done")
+    with pytest.raises(SimError, match="is done: only a failed job can be resumed"):
+        jobs.resume_job("dead-job")

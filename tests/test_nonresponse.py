@@ -12,6 +12,11 @@ from sim_core.survey.readers import read_respondents_csv
 from sim_core.survey.slices import real_marginals
 
 
+def notes(survey) -> list[str]:
+    """The texts of the survey's column notes."""
+    return [n.text for n in survey.column_notes]
+
+
 @pytest.mark.parametrize("label, reason", [
     ("Don't know", "dk"), ("DON\u2019T KNOW", "dk"), ("dont know", "dk"), ("DK", "dk"),
     ("Don't know/Refused", "dk"), ("Refused", "refused"), ("No answer", "refused"),
@@ -40,7 +45,7 @@ def test_csv_text_answers_labelled_as_nonresponse_are_missing(tmp_path):
     assert survey.questions["q1"].options == ("No", "Yes")
     result = real_marginals(survey, "q1", min_n_eff=0)[0]
     assert result.n == 3 and result.nonresponse == {"dk": 0.2, "refused": 0.2}
-    assert any("'Don't know' (1)" in w and "'Refused' (1)" in w for w in survey.warnings)
+    assert any("'Don't know' (1)" in w and "'Refused' (1)" in w for w in notes(survey))
     kept = read_respondents_csv(data, questions=["q1"], demographics=["sex"],
                                 keep_nonresponse=True)
     assert kept.questions["q1"].options == ("Don't know", "No", "Refused", "Yes")
@@ -67,9 +72,9 @@ def test_undeclared_missing_looking_codes_warn(tmp_path):
         f"{s},{a},{c}\n" for s, a, c in [("F", 30, 1), ("M", 45, 2), ("F", 52, 3), ("M", 98, 4),
                                          ("F", 99, 5), ("M", 61, 9)]))
     survey = read_respondents_csv(data, questions=["c1"], demographics=["sex", "age"])
-    assert any("c1: value(s) 9 look like missing-value codes" in w for w in survey.warnings)
+    assert any("c1: value(s) 9 look like missing-value codes" in w for w in notes(survey))
     assert any("age: value(s) 98, 99 look like missing-value codes" in w
-               for w in survey.warnings)
+               for w in notes(survey))
     assert suspect_missing_codes([1, 2, 3, 4, 5]) == []
     assert suspect_missing_codes([-9, 1, 2, 3]) == [-9]
 

@@ -11,6 +11,11 @@ from sim_core.survey.readers import load_survey
 from sim_core.survey.scales import Scale, known_order
 
 
+def notes(survey) -> list[str]:
+    """The texts of the survey's column notes."""
+    return [n.text for n in survey.column_notes]
+
+
 @pytest.mark.parametrize("given,expected", [
     (["Lehne eher ab", "Lehne völlig ab", "Stimme eher zu", "Stimme voll zu"],
      ["Stimme voll zu", "Stimme eher zu", "Lehne eher ab", "Lehne völlig ab"]),
@@ -52,7 +57,7 @@ def test_csv_without_codebook_reads_a_likert_scale_in_order(tmp_path):
     q1 = survey.questions["q1"]
     assert q1.options == ("Strongly agree", "Agree", "Disagree", "Strongly disagree")
     assert q1.ordinal_values == (1.0, 2.0, 3.0, 4.0)
-    assert any("known agree/disagree scale" in w for w in survey.warnings)
+    assert any("known agree/disagree scale" in w for w in notes(survey))
     kept = load_survey(path, demographics=["sex"], keep_nonresponse=True).questions["q1"]
     assert kept.options[:4] == q1.options and kept.options[4] == "Don't know"
     assert kept.ordinal_values[:4] == (1.0, 2.0, 3.0, 4.0) and math.isnan(kept.ordinal_values[4])
@@ -67,4 +72,4 @@ def test_a_codebook_order_wins(tmp_path):
                     "sex,Sex,,false,demographic\n", encoding="utf-8")
     survey = load_survey(data, codebook=book)
     assert survey.questions["q1"].options == ("Disagree", "Agree")
-    assert not any("known" in w for w in survey.warnings)
+    assert not any("known" in w for w in notes(survey))

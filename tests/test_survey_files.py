@@ -22,6 +22,11 @@ PYREADSTAT, HAVEN = FILES / "pyreadstat", FILES / "haven"
 needs_files = pytest.mark.skipif(not FILES.exists(), reason="shared/data/survey_files absent")
 
 
+def notes(survey) -> list[str]:
+    """The texts of the survey's column notes."""
+    return [n.text for n in survey.column_notes]
+
+
 def total(survey, qid):
     return real_marginals(survey, qid, min_n_eff=0)[0]
 
@@ -44,7 +49,7 @@ def test_four_formats_of_the_same_table(name):
     assert total(survey, ordq).shares.tolist() == [counts[1] / 5, counts[2] / 5, counts[3] / 5]
     # SPSS says myord is ordinal; Stata and .por carry no measurement level (a warning says so)
     assert survey.questions[ordq].is_ordinal == name.endswith((".sav", ".zsav"))
-    assert name.endswith((".sav", ".zsav")) or "read as nominal" in " ".join(survey.warnings)
+    assert name.endswith((".sav", ".zsav")) or "read as nominal" in " ".join(notes(survey))
 
 
 @needs_files
@@ -94,10 +99,10 @@ def test_multiple_response_sets():
     first = total(survey, "bool1")          # 1,1,0,0,sysmis,1
     assert first.shares.tolist() == [0.6, 0.4] and first.nonresponse == {"not_asked": 1 / 6}
     assert total(survey, "bool3").shares.tolist() == [0.0, 1.0]     # never chosen: share 0
-    assert any("category set" in w and "ca_subvar_1" in w for w in survey.warnings)
+    assert any("category set" in w and "ca_subvar_1" in w for w in notes(survey))
     x = total(survey, "x")      # 1,2,3 labelled; 4 and 9 unlabelled; 8 declared missing
     assert x.options == ("red", "green", "blue", "4", "9") and x.n == 5
-    assert any("x: code(s) 4 (1), 9 (1) have no value label" in w for w in survey.warnings)
+    assert any("x: code(s) 4 (1), 9 (1) have no value label" in w for w in notes(survey))
     assert set(survey.questions) >= {"x", "bool1", "bool2", "bool3"}
     assert "y" not in survey.questions and "date" not in survey.questions      # dates
 
@@ -191,7 +196,7 @@ def test_undeclared_nonresponse_labels_are_missing_and_listed(sav):
     q2 = total(survey, "q2")        # 7 = "Don’t know (DO NOT READ)" at rows 3 and 8 (w 1, 1)
     assert q2.nonresponse == {"dk": 2 / 17} and q2.n == 10
     assert any("q2: 'Don\u2019t know (DO NOT READ)' (2) counted as nonresponse" in w
-               for w in survey.warnings)
+               for w in notes(survey))
     assert total(survey, "c2").nonresponse == {"refused": 2 / 17}
 
 
@@ -263,16 +268,11 @@ def test_codebook_round_trip_and_edits(sav, tmp_path):
     for qid in survey.questions:
         a, b = total(survey, qid), total(again, qid)
         assert a.shares.tolist() == b.shares.tolist() and a.nonresponse == b.nonresponse
-    lines = []
-    for line in text.splitlines():
-        if line.startswith("q1,"):
-            line = line.replace("Do you agree?", "Do you agree with the plan?")
-        if line.startswith("q3,"):
-            line = line.replace(",true,", ",false,")
-        if line.startswith("c2,"):
-            line = line.rsplit(",", 1)[0] + ",ignore"
-        lines.append(line)
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    edited = book.set_index("column")
+    edited.loc["q1", "question_text"] = "Do you agree with the plan?"
+    edited.loc["q3", "ordinal"] = "false"
+    edited.loc["c2", "role"] = "ignore"
+    edited.reset_index().to_csv(path, index=False)
     changed = load_survey(sav, weight="wt", codebook=path)
     assert "c2" not in changed.questions and changed.demographics == ["sex"]
     assert changed.questions["q1"].text == "Do you agree with the plan?"
@@ -311,7 +311,7 @@ def test_long_variable_label_is_flagged(tmp_path):
     path = write_survey(tmp_path, column_labels={"q1": "x" * 300})
     survey = load_survey(path, weight="wt", demographics=["sex"])
     assert len(survey.questions["q1"].text) == 256
-    assert any("may be cut" in w and "q1" in w for w in survey.warnings)
+    assert any("may be cut" in w and "q1" in w for w in notes(survey))
 
 
 def test_stata_extended_missing_with_labels(tmp_path):

@@ -46,10 +46,9 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     """Score base and base + adapter; print the mean score table (or JSON)."""
     config = common.sim_config_from_args(args)
-    survey = common.survey_from_args(args)
-    by = common.by_from_args(args, survey) or None
-    rows = survey_rows(survey, by=by, wave=args.wave, questions=common.question_ids(args, survey),
-                       bins=common.bins_from_args(args))
+    survey, by, bins, ids = common.slicing_from_args(args, common.survey_from_args(args))
+    by = by or None
+    rows = survey_rows(survey, by=by, wave=args.wave, questions=ids, bins=bins)
     reference = rows
     models = common.models_from_args(args)
     if args.rows == "held-out":
@@ -57,8 +56,8 @@ def run(args: argparse.Namespace) -> int:
         if split.how == "respondent":    # the groups of the held-out people
             people = respondent_split(survey, test_fraction=split.test_fraction,
                                       val_fraction=split.val_fraction or 0.0, seed=split.seed)
-            parts = respondent_parts(survey, people, by, bins=common.bins_from_args(args),
-                                     wave=args.wave, questions=common.question_ids(args, survey))
+            parts = respondent_parts(survey, people, by, bins=bins, wave=args.wave,
+                                     questions=ids)
             rows, reference = parts["test"], parts["train"] + parts["val"]
         else:
             rows, reference = held_out_with_reference(rows, split)

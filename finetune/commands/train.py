@@ -53,10 +53,8 @@ def register(subparsers) -> None:
 def rows_from_args(args: argparse.Namespace, config: TrainConfig):
     """(Split, data_info, prompt style) from --data, the data options and the split
     settings; the style names the survey's population and display names."""
-    survey = common.survey_from_args(args)
-    by = common.by_from_args(args, survey) or None
-    bins = common.bins_from_args(args)
-    ids = common.question_ids(args, survey)
+    survey, by, bins, ids = common.slicing_from_args(args, common.survey_from_args(args))
+    by = by or None
     split = training_split(survey, by, options.from_arguments(SplitConfig, args),
                            seed=config.seed, loss=config.loss, bins=bins, wave=args.wave,
                            questions=ids)

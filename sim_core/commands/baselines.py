@@ -133,10 +133,7 @@ def format_result(result: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Load the survey, compute the baselines per question, print tables or JSON."""
-    survey = common.survey_from_args(args)
-    by = common.by_from_args(args, survey)
-    bins = common.bins_from_args(args)
-    ids = common.question_ids(args, survey)
+    survey, by, bins, ids = common.slicing_from_args(args, common.survey_from_args(args))
     bar, progress = common.tqdm_progress("baselines", unit="question")
     results = []
     try:
@@ -147,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
             progress(i + 1, len(ids))
     finally:
         bar.close()
-    common.print_warnings(survey)
+    common.print_warnings(survey, args, ids + by)
     if args.json:
         print(json.dumps([result_json(r) for r in results], indent=1, ensure_ascii=False))
     else:

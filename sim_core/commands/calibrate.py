@@ -42,15 +42,14 @@ def run(args: argparse.Namespace) -> int:
     """Calibrate, save the record, print the verdict (or JSON)."""
     settings = options.from_arguments(CalibrateConfig, args)
     config = options.from_arguments(SimConfig, args)
-    survey = common.survey_from_args(args)
-    by = common.by_from_args(args, survey) or None
-    ids = common.question_ids(args, survey)
+    survey, by, bins, ids = common.slicing_from_args(args, common.survey_from_args(args))
+    by = by or None
     lm = common.model_from_args(args)
     bar, progress = common.tqdm_progress("calibrating")
     try:
         record = calibrate_base(lm, survey, by=by, wave=args.wave, questions=ids,
                                 settings=settings, config=config,
-                                bins=common.bins_from_args(args), progress=progress)
+                                bins=bins, progress=progress)
     finally:
         bar.close()
     path = record_path(record.model_fingerprint, record.survey)

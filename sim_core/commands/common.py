@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import argparse
 import csv
+import shlex
 import sys
 from pathlib import Path
 
 from sim_core.base import options
 from sim_core.base.errors import DataError, SimError
+from sim_core.base.reading import number
 from sim_core.base.workspace import check_name
 from sim_core.base.writing import check_output
 from sim_core.evaluation.baselines import BASELINES, check_names
@@ -26,7 +28,9 @@ from sim_core.simulation.completions import BackendConfig
 from sim_core.simulation.config import SimConfig
 from sim_core.simulation.devices import resolve_device
 from sim_core.simulation.models import load_model
+from sim_core.survey.attributes import check_bins, with_slice_attributes
 from sim_core.survey.demo import DEMOS, load_demo
+from sim_core.survey.notes import columns_in_use, warning_lines
 from sim_core.survey.readers import load_survey
 from sim_core.survey.schema import Survey
 from sim_core.survey.workspace_surveys import load_saved, saved_surveys
@@ -70,7 +74,8 @@ def add_data_args(parser: argparse.ArgumentParser, *, questions: str = "required
                              '(--question \'"a,b",c\')'
                              + (" (default: every question)" if questions == "all" else ""))
     parser.add_argument("--by", default="", help="slice attribute(s), comma-separated, "
-                        "e.g. sex,age (crossed)")
+                        "e.g. sex,age (crossed): demographics, or any question of "
+                        "respondent data (e.g. party affiliation asked as a question)")
     parser.add_argument("--bins", action="append", default=[],
                         help='bands for a numeric attribute, e.g. "age=18,30,45,65,200" '
                              "(repeatable)")
@@ -235,44 +240,75 @@ def reader_kwargs(args: argparse.Namespace) -> dict:
     return {k: v for k, v in values.items() if v not in (None, False)}
 
 
-def print_warnings(survey: Survey) -> None:
-    """Reader warnings on stderr, so that --json output on stdout stays valid JSON."""
-    for warning in survey.warnings:
+def warnings_for(survey: Survey, args: argparse.Namespace, columns=(),
+                 where: str | None = None) -> list[str]:
+    """The reading warnings of a run: survey-wide ones, the notes about the columns in use
+    (`columns`: questions and slice attributes; the weight, wave and design columns are
+    added), and one line counting the notes about other columns, pointing to the codebook."""
+    data = getattr(args, "data", None)
+    where = where or ("see the codebook (`python -m sim_core codebook --data "
+                      f"{shlex.quote(str(data))}`, its notes column)" if data else
+                      "see the codebook's notes column")
+    return warning_lines(survey, columns_in_use(survey, columns), where)
+
+
+def print_warnings(survey: Survey, args: argparse.Namespace, columns=(),
+                   where: str | None = None) -> None:
+    """warnings_for on stderr, so that --json output on stdout stays valid JSON."""
+    for warning in warnings_for(survey, args, columns, where):
         print(f"warning: {warning}", file=sys.stderr)
 
 
-def by_from_args(args: argparse.Namespace, survey: Survey | None = None) -> list[str]:
-    """Slice attributes from --by (comma-separated), checked against the survey if given.
-
-    Attribute names match case-insensitively and come back as the survey spells them.
-    """
-    names = [part.strip() for part in (getattr(args, "by", "") or "").split(",") if part.strip()]
-    if survey is None:
-        return names
-    known = {d.lower(): d for d in survey.demographics}
-    result = []
-    for name in names:
-        if name not in survey.demographics and name.lower() not in known:
-            raise DataError(f"--by: unknown attribute '{name}'; the survey has: "
-                            + ", ".join(survey.demographics))
-        result.append(name if name in survey.demographics else known[name.lower()])
-    return result
+def by_from_args(args: argparse.Namespace) -> list[str]:
+    """Slice attribute names from --by (comma-separated), as typed; slicing_from_args checks
+    them against the survey (case-insensitively, demographics or questions)."""
+    return [part.strip() for part in (getattr(args, "by", "") or "").split(",") if part.strip()]
 
 
 def bins_from_args(args: argparse.Namespace) -> dict[str, list[float]] | None:
-    """--bins "age=18,30,45,65,200" (repeatable) -> {"age": [18, 30, 45, 65, 200]}."""
+    """--bins "age=18,30,45,65,200" (repeatable) -> {"age": [18, 30, 45, 65, 200]}; edges
+    that are not increasing finite numbers are one message naming the flag and the edges."""
     bins = {}
     for text in getattr(args, "bins", None) or []:
         name, _, edges = text.partition("=")
-        try:
-            values = [float(e) for e in edges.split(",") if e.strip()]
-        except ValueError:
-            raise DataError(f"--bins: '{text}' should look like age=18,30,45,65,200") from None
-        if not name.strip() or len(values) < 2 or values != sorted(set(values)):
-            raise DataError(f"--bins: '{text}' needs a name and at least two increasing "
-                            "edges, e.g. age=18,30,45,65,200")
+        cells = [e.strip() for e in edges.split(",") if e.strip()]
+        values = [number(e) for e in cells]        # None for text, nan and inf
+        if not name.strip() or len(values) < 2 or None in values \
+                or any(not b > a for a, b in zip(values, values[1:])):
+            raise DataError(f"--bins: '{text}' needs an attribute name and at least two "
+                            "increasing finite numbers as edges"
+                            + (f" (got {', '.join(cells)})" if cells else "")
+                            + ", e.g. age=18,30,45,65,200 (200: an open top band).")
+        if name.strip() in bins:
+            raise DataError(f"--bins: '{name.strip()}' is given twice; give its edges once.")
         bins[name.strip()] = values
     return bins or None
+
+
+def slicing_from_args(args: argparse.Namespace, survey: Survey) -> tuple[
+        Survey, list[str], dict[str, list[float]] | None, list[str]]:
+    """The survey of the run, its slice attributes (--by), bands (--bins) and questions.
+
+    --by names demographics or, for respondent data, any question of the survey: it becomes
+    a slice attribute for this run (sim_core.survey.attributes), so it is no longer one of
+    the run's questions; a question named with --question cannot be sliced by itself.
+    --bins must concern a numeric attribute of the run, else it is refused with the reason.
+
+    Returns:
+        (survey, by, bins, question ids).
+    """
+    names = by_from_args(args)
+    asked = question_ids(args, survey) if getattr(args, "question", None) else []
+    try:
+        survey, by = with_slice_attributes(survey, names, asked)
+    except DataError as error:
+        raise DataError(f"--by: {error}") from None
+    bins = bins_from_args(args)
+    try:
+        check_bins(survey, bins, by if names else None)
+    except DataError as error:
+        raise DataError(f"--bins: {error}") from None
+    return survey, by, bins, question_ids(args, survey)
 
 
 def question_ids(args: argparse.Namespace, survey: Survey) -> list[str]:

@@ -108,11 +108,8 @@ def comparisons_from_args(args: argparse.Namespace) -> tuple:
     """(survey, one Comparison per --question) from the data, model and simulation flags
     (every flag is checked before a model loads); a progress bar per question."""
     config = common.sim_config_from_args(args)
-    survey = common.survey_from_args(args)
-    common.print_warnings(survey)
-    by = common.by_from_args(args, survey)
-    bins = common.bins_from_args(args)
-    ids = common.question_ids(args, survey)
+    survey, by, bins, ids = common.slicing_from_args(args, common.survey_from_args(args))
+    common.print_warnings(survey, args, ids + by)
     models = common.models_from_args(args)
     comparisons = []
     for qid in ids:
@@ -133,7 +130,5 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps([comparison_json(c) for c in comparisons], indent=1,
                          ensure_ascii=False, default=str))
     else:
-        for warning in survey.warnings:
-            print(f"warning: {warning}")
         print("\n\n".join(format_comparison(c) for c in comparisons))
     return 0

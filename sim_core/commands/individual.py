@@ -152,19 +152,17 @@ def save_sweeps(result, models) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     """Load survey and checkpoints, simulate, score, print (and save the sweeps)."""
     sim = common.sim_config_from_args(args)
-    survey = common.survey_from_args(args)
-    by = common.by_from_args(args, survey)
+    survey, by, bins, ids = common.slicing_from_args(args, common.survey_from_args(args))
     if not by:
         raise DataError("--by: name the attributes that describe each respondent, e.g. "
                         "--by PID,age,educ")
-    ids = common.question_ids(args, survey)
     models = common.models_from_args(args)
     config = config_from_args(args, models)
     bar, progress = common.tqdm_progress("individual")
     try:
         result = evaluate_individuals(models, survey, by, questions=ids, config=config,
                                       sim=sim, baselines=args.baselines, wave=args.wave,
-                                      bins=common.bins_from_args(args), progress=progress)
+                                      bins=bins, progress=progress)
     finally:
         bar.close()
     saved = save_sweeps(result, models) if args.save else []

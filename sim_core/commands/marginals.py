@@ -46,15 +46,15 @@ def marginals_json(question_id: str, marginals) -> list[dict]:
              "note": m.note} for m in marginals]
 
 
-def survey_json(survey) -> dict:
+def survey_json(survey, warnings: list[str]) -> dict:
     """The survey-level facts that go with marginals: population, weighting, intervals,
-    warnings."""
+    warnings (common.warnings_for: about the columns in use)."""
     summary = survey.weight_summary()
     return {"survey": survey.name, "population": survey.population or None,
             "weighting": None if summary is None else asdict(summary),
             "weight_candidates": survey.weight_candidates,
             "intervals": interval_method(survey.design) if survey.kind == "respondents"
-            else "from the table's n (Wilson)", "warnings": list(survey.warnings)}
+            else "from the table's n (Wilson)", "warnings": list(warnings)}
 
 
 def format_table(question, marginals) -> str:
@@ -93,18 +93,17 @@ def survey_lines(survey) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     """Load the survey, compute the marginals, print them."""
 
-    survey = common.survey_from_args(args)
-    by = common.by_from_args(args, survey)
-    bins = common.bins_from_args(args)
+    survey, by, bins, ids = common.slicing_from_args(args, common.survey_from_args(args))
     records, tables = [], []
-    for qid in common.question_ids(args, survey):
+    for qid in ids:
         marginals = real_marginals(survey, qid, by, wave=args.wave, bins=bins,
                                    min_n_eff=args.min_n_eff, include_total=args.total)
         records.extend(marginals_json(qid, marginals))
         tables.append(format_table(survey.questions[qid], marginals))
-    common.print_warnings(survey)
+    common.print_warnings(survey, args, ids + by)
     if args.json:
-        print(json.dumps({**survey_json(survey), "marginals": records}, indent=1,
+        warnings = common.warnings_for(survey, args, ids + by)
+        print(json.dumps({**survey_json(survey, warnings), "marginals": records}, indent=1,
                          ensure_ascii=False))
     else:
         print("\n".join(survey_lines(survey) + [""] + ["\n\n".join(tables)]).lstrip("\n"))

@@ -66,7 +66,7 @@ def save(args: argparse.Namespace) -> None:
     data, _ = load_bytes(args.data)                  # a file, not a demo, pipe or folder
     book = load_bytes(args.codebook, "codebook")[0] if args.codebook else None
     survey = common.survey_from_args(args)          # refuse a bad file before saving it
-    common.print_warnings(survey)
+    common.print_warnings(survey, args)
     mapping = common.reader_kwargs(args)      # weight, wave, roles, population, design
     codebook = (args.codebook.name, book) if args.codebook else None
     name = workspace_surveys.save_survey(args.name, args.data.name, data, mapping, codebook=codebook,

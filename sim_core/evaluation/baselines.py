@@ -100,6 +100,13 @@ def population_average(survey: Survey, question_id: str, *, wave: str | None = N
     return mean / mean.sum()
 
 
+def baseline_features(survey: Survey, by: Sequence[str]) -> list[str]:
+    """The attributes the model baselines use as features: every demographic of the survey
+    and the slice attributes of the run (a question used as a slice attribute is one of
+    them, never the question predicted: sim_core.survey.attributes)."""
+    return list(dict.fromkeys([*survey.demographics, *by]))
+
+
 def classifier_fit(survey: Survey, question_id: str, by: Sequence[str], *,
                    wave: str | None = None, bins=None,
                    test_fraction: float = RESPONDENT_TEST_SHARE, seed: int = 0,
@@ -122,9 +129,11 @@ def classifier_fit(survey: Survey, question_id: str, by: Sequence[str], *,
         marginals) and the held-out accuracy.
     """
     require_respondents(survey, f"the {name} baseline")
-    table = table or RespondentTable.build(survey, [*survey.demographics, *by], wave=wave,
-                                           bins=bins, test_fraction=test_fraction, seed=seed)
-    return fit_demographic(name, table, question_id, by, seed=seed)
+    features = baseline_features(survey, by)
+    table = table or RespondentTable.build(survey, features, wave=wave, bins=bins,
+                                           test_fraction=test_fraction, seed=seed)
+    return fit_demographic(name, table, question_id, by, seed=seed,
+                           features=[f for f in features if f != question_id])
 
 
 def classifier_baseline(survey: Survey, question_id: str, by: Sequence[str], *,
@@ -163,7 +172,7 @@ def baselines_for(survey: Survey, question_id: str, by: Sequence[str], *,
         average = population_average(survey, question_id, wave=wave)
         out["population"] = {label: average for label in labels}
     models = [n for n in MODEL_BASELINES if n in which and survey.kind != MARGINALS]
-    table = RespondentTable.build(survey, [*survey.demographics, *by], wave=wave,
+    table = RespondentTable.build(survey, baseline_features(survey, by), wave=wave,
                                   bins=bins) if models else None
     for name in models:
         dists = classifier_baseline(survey, question_id, by, name=name, table=table)

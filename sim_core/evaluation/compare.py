@@ -218,6 +218,9 @@ def _baselines(survey, question, by, wave, bins, which, labels, notes) -> dict[s
             continue
         if name in found:
             out[name] = found[name]
+            if name in base_lib.MODEL_BASELINES:
+                notes.append(f"{name} baseline features: "
+                             + ", ".join(base_lib.baseline_features(survey, by)) + ".")
     return out
 
 

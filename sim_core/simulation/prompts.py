@@ -89,7 +89,13 @@ class PromptStyle:
             (getattr(survey, "population", "") or "")
         labels = getattr(survey, "labels", {}) or {}
         names = {a: display_name(t) for a, t in labels.items() if t}
-        return replace(self, population=population, names={**names, **self.names})
+        # an attribute labelled with a question's wording (a question used as a slice
+        # attribute) gets a sentence from that wording, unless a template covers it
+        worded = {str(a).lower(): persona_template(t) for a, t in labels.items()
+                  if t and str(a).lower() not in self.templates}
+        templates = {**self.templates, **{k: v for k, v in worded.items() if v}}
+        return replace(self, population=population, names={**names, **self.names},
+                       templates=templates)
 
 
 _PREFIX = re.compile(r"^(r'?s|respondent'?s|resp\.?)\s+", re.IGNORECASE)
@@ -104,6 +110,35 @@ def display_name(label: str) -> str:
     if len(text) > 1 and text[0].isupper() and not text[1].isupper():
         text = text[0].lower() + text[1:]
     return text or str(label)
+
+
+_QUESTION_START = re.compile(r"^(do|does|did|are|is|was|were|would|will|have|has|how|what|"
+                             r"which|who|where|when|why|in general|generally|thinking|"
+                             r"suppose|please)\b", re.IGNORECASE)
+_SELF_VIEW = re.compile(r"^(?P<lead>.*?)\b(do|would) you (?P<verb>consider|think of|describe|"
+                        r"identify|see|call) yourself(?P<as>\s+as)?\b", re.IGNORECASE)
+_SHOUTED = re.compile(r"\b[A-Z]{4,}\b")
+
+
+def persona_template(label: str) -> str | None:
+    """A persona sentence for an attribute labelled with a question's wording, or None for
+    a label that names the attribute ("R's party affiliation": display_name does).
+
+    "In politics TODAY, do you consider yourself a Republican, Democrat, or independent?"
+    -> "In politics today, you consider yourself {value}." (a self-description listing its
+    alternatives); any other question -> 'Asked "<wording>", you answered: {value}.'
+    """
+    text = " ".join(str(label).split())
+    if not text or (not text.rstrip().endswith("?") and not _QUESTION_START.match(text)):
+        return None
+    text = text.replace("{", "{{").replace("}", "}}")
+    self_view = _SELF_VIEW.match(text)
+    if self_view and " or " in text[self_view.end():]:     # it lists what one may be
+        lead = _SHOUTED.sub(lambda m: m.group(0).lower(), self_view.group("lead"))
+        verb = self_view.group("verb").lower()
+        sentence = f"{lead}you {verb} yourself{' as' if self_view.group('as') else ''} {{value}}."
+        return sentence[0].upper() + sentence[1:]
+    return f'Asked "{text}", you answered: {{value}}.'
 
 
 def persona_text(slice: dict[str, str], style: PromptStyle | None = None) -> str:

@@ -3,7 +3,13 @@
 Columns: column, question_text, options (|-separated, in order), and optionally ordinal
 (true/false), missing (|-separated codes, each `code`, `code=label`, or a range `lo..hi`
 with an open end allowed: `..-1`, `96..`), codes (stored code per option), role (question,
-demographic or ignore).
+demographic, weight or ignore; one column at most is the weight, used unless a weight or
+"unweighted" is chosen when reading).
+
+An exported codebook also carries three information columns, never read back: notes (what
+reading found about the column: nonresponse, unlabelled codes, interviewer instructions...),
+proposed_question_text and proposed_options (a wording cleaned of interviewer instructions,
+sim_core.survey.instructions: copy it into question_text / options, or edit it, to accept it).
 """
 
 from __future__ import annotations
@@ -17,11 +23,13 @@ import pandas as pd
 
 from sim_core.base.errors import DataError
 from sim_core.base.reading import number, number_text, read_table
+from sim_core.survey.instructions import Proposal, survey_proposals
 from sim_core.survey.nonresponse import canonical
 from sim_core.survey.schema import ROLES, ColumnSpec, Survey
 
 CODEBOOK_REQUIRED = ("column", "question_text", "options")
 CODEBOOK_OPTIONAL = ("ordinal", "missing", "codes", "role")
+CODEBOOK_INFO = ("notes", "proposed_question_text", "proposed_options")   # never read back
 _TRUE = {"true", "yes", "1", "y", "t"}
 _FALSE = {"false", "no", "0", "n", "f", ""}
 _STATA_LETTER = re.compile(r"^\.[a-z]$")
@@ -124,7 +132,7 @@ def read_codebook(codebook, data_columns: list[str], data_file: str) -> dict[str
     """
     table, file, _ = read_table(codebook, "codebook")
     rows = table.attrs["rows"]
-    table = lower_columns(table, file, CODEBOOK_REQUIRED, CODEBOOK_OPTIONAL)
+    table = lower_columns(table, file, CODEBOOK_REQUIRED, CODEBOOK_OPTIONAL + CODEBOOK_INFO)
     entries: dict[str, ColumnSpec] = {}
     for row, rec in zip(rows, table.to_dict("records")):
         column = rec["column"]
@@ -171,11 +179,14 @@ def _question_cells(spec: ColumnSpec, question) -> dict[str, str]:
 
 def codebook_rows(survey: Survey) -> list[dict[str, str]]:
     """One codebook row per column the survey read: role, wording, options in order, codes,
-    missing codes (declared ones and options read as nonresponse), ordinal."""
+    missing codes (declared ones and options read as nonresponse), ordinal; and the
+    information columns (notes, proposed cleaned wording)."""
     rows = []
+    proposals = {p.column: p for p in survey_proposals(survey)}
     for column, spec in survey.codebook.items():
         role = ("question" if column in survey.questions else
-                "demographic" if column in survey.demographics else "ignore")
+                "demographic" if column in survey.demographics else
+                "weight" if spec.role == "weight" else "ignore")
         question = survey.questions.get(column)
         cells = {"options": "|".join(spec.options),
                  "codes": "|".join(spec.codes) if spec.codes is not None else "",
@@ -185,8 +196,17 @@ def codebook_rows(survey: Survey) -> list[dict[str, str]]:
         extra = cells.pop("_extra")
         rows.append({"column": column,
                      "question_text": question.text if question is not None else spec.text,
-                     **cells, "missing": _missing_cell(spec, extra), "role": role})
+                     **cells, "missing": _missing_cell(spec, extra), "role": role,
+                     **_info(survey, column, proposals.get(column))})
     return rows
+
+
+def _info(survey: Survey, column: str, proposal: Proposal | None) -> dict[str, str]:
+    """The information columns of one row."""
+    notes = [n.text for n in survey.column_notes if n.column == column]
+    return {"notes": " / ".join(notes),
+            "proposed_question_text": proposal.cleaned_text if proposal else "",
+            "proposed_options": "|".join(proposal.cleaned_options) if proposal else ""}
 
 
 def codebook_csv(survey: Survey) -> str:
@@ -228,11 +248,54 @@ def edited_codebook(survey: Survey, edits: dict[str, dict]) -> str:
     return _rows_csv(rows)
 
 
+def reworded_codebook(survey: Survey, edits: dict[str, dict]) -> str:
+    """The survey's codebook CSV with the wording and option labels of some columns
+    replaced (accepting or editing a cleaned wording: sim_core.survey.instructions).
+
+    Args:
+        survey: the survey as read.
+        edits: column -> {"question_text": str, "options": new labels, one per current
+            option in the same order (a rename: each keeps its code)}.
+    Returns:
+        Codebook CSV text; renamed options keep their stored codes (labels stored as text
+        get codes = the old labels), so every answer stays with its option.
+    Raises:
+        DataError: an unknown column, or an option list of another length, with an empty
+            or a repeated label.
+    """
+    rows = {row["column"]: row for row in codebook_rows(survey)}
+    for column, edit in edits.items():
+        if column not in rows:
+            raise DataError(f"'{column}' is not a column of the codebook.", column=column)
+        row = rows[column]
+        old = row["options"].split("|") if row["options"] else []
+        new = [str(option).strip() for option in edit.get("options", old)]
+        if len(new) != len(old) or any(not o for o in new) or len(set(new)) != len(new):
+            raise DataError(f"the options of '{column}' are renamed one by one, in order: "
+                            f"{len(old)} distinct non-empty labels for {' | '.join(old)}; got "
+                            f"{' | '.join(new) or 'none'}.", column=column)
+        if new != old and not row["codes"]:
+            row["codes"] = "|".join(old)
+        text = str(edit.get("question_text", "")).strip() or row["question_text"]
+        row.update(question_text=text, options="|".join(new), proposed_question_text="",
+                   proposed_options="")
+    return _rows_csv(list(rows.values()))
+
+
+def cleaned_codebook(survey: Survey) -> tuple[str, list[str]]:
+    """The codebook with every proposed cleaned wording accepted as proposed, and the
+    columns it changed (`python -m sim_core codebook --accept-cleaned-wording`)."""
+    proposals = survey_proposals(survey)
+    edits = {p.column: {"question_text": p.cleaned_text, "options": list(p.cleaned_options)}
+             for p in proposals}
+    return reworded_codebook(survey, edits), [p.column for p in proposals]
+
+
 def _rows_csv(rows: list[dict[str, str]]) -> str:
     """Codebook rows as CSV text (the codebook's columns, in order)."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CODEBOOK_REQUIRED + CODEBOOK_OPTIONAL,
-                            lineterminator="\n")
+    writer = csv.DictWriter(buffer, lineterminator="\n",
+                            fieldnames=CODEBOOK_REQUIRED + CODEBOOK_OPTIONAL + CODEBOOK_INFO)
     writer.writeheader()
     writer.writerows(rows)
     return buffer.getvalue()

@@ -25,7 +25,7 @@ import pandas as pd
 from sim_core.base.errors import DataError
 from sim_core.base.reading import MISSING_TOKENS, number, number_text, rows_at
 from sim_core.survey.scales import known_order
-from sim_core.survey.schema import ColumnSpec
+from sim_core.survey.schema import ColumnNote, ColumnSpec
 
 REASONS: dict[str, str] = {
     "dk": "don't know",
@@ -226,24 +226,28 @@ def _ordinal(options, spec, kept, values, mapping) -> tuple[float, ...] | None:
     return tuple(math.nan if o in kept else v for o, v in zip(options, out))
 
 
-def describe_treated(column: str, coded: Coded) -> list[str]:
-    """Validation messages about undeclared nonresponse and unlabelled codes of a column."""
+def describe_treated(column: str, coded: Coded) -> list[ColumnNote]:
+    """Notes about undeclared nonresponse, kept nonresponse, a known scale's order and
+    unlabelled codes of a column."""
     notes = []
     if coded.treated_missing:
         listed = ", ".join(f"'{label}' ({n})" for label, n in coded.treated_missing.items())
-        notes.append(f"{column}: {listed} counted as nonresponse, not as options "
-                     "(keep them with keep_nonresponse / --keep-nonresponse).")
+        notes.append(ColumnNote(column, "nonresponse", f"{column}: {listed} counted as "
+                                "nonresponse, not as options (keep them with "
+                                "keep_nonresponse / --keep-nonresponse)."))
     if coded.kept:
-        notes.append(f"{column}: nonresponse option(s) {', '.join(coded.kept)} kept as "
-                     "options; they carry no ordinal value.")
+        notes.append(ColumnNote(column, "nonresponse", f"{column}: nonresponse option(s) "
+                                f"{', '.join(coded.kept)} kept as options; they carry no "
+                                "ordinal value."))
     if coded.scale:
-        notes.append(f"{column}: options put in the order of a known {coded.scale} scale "
-                     f"({' < '.join(coded.options)}) and read as ordinal; if that is wrong, "
-                     "give the order in a codebook (download it, edit, upload it again).")
+        notes.append(ColumnNote(column, "scale", f"{column}: options put in the order of a "
+                                f"known {coded.scale} scale ({' < '.join(coded.options)}) and "
+                                "read as ordinal; if that is wrong, give the order in a "
+                                "codebook (download it, edit, upload it again)."))
     if coded.unlabelled:
         listed = ", ".join(f"{code} ({n})" for code, n in coded.unlabelled.items())
-        notes.append(f"{column}: code(s) {listed} have no value label; kept as options "
-                     "named by their code.")
+        notes.append(ColumnNote(column, "unlabelled", f"{column}: code(s) {listed} have no "
+                                "value label; kept as options named by their code."))
     return notes
 
 

@@ -22,9 +22,16 @@ from sim_core.base.reading import (
     stem,
 )
 from sim_core.survey.codebook import read_codebook
+from sim_core.survey.instructions import instruction_notes
 from sim_core.survey.marginal_readers import read_marginals_csv, read_subpop_jsonl
 from sim_core.survey.nonresponse import canonical
-from sim_core.survey.respondents import ReadOptions, assemble, make_survey, read_options
+from sim_core.survey.respondents import (
+    ReadOptions,
+    assemble,
+    make_survey,
+    read_options,
+    with_codebook_weight,
+)
 from sim_core.survey.roles import guess_columns, resolve_roles
 from sim_core.survey.schema import ColumnSpec, Survey
 from sim_core.survey.spreadsheets import is_spreadsheet, workbook_csv
@@ -127,10 +134,12 @@ def read_respondents_csv(data: str | Path | bytes, *, name: str | None = None,
     if codebook is not None:
         book = read_codebook(codebook, columns, file)
         book_raw = load_bytes(codebook, "codebook")[0]
+        opts = with_codebook_weight(opts, book, file)
     guess = guess_columns(table)
     roles = resolve_roles(columns, book, guess, reserved=opts.reserved(),
                           demographics=opts.demographics, questions=opts.questions, file=file)
     specs = {c: book.get(c) or ColumnSpec(text=c, ordinal=True) for c in columns}
+    roles.column_notes += instruction_notes(specs, roles.questions + roles.demographics)
     weights = table[opts.weight] if opts.weight else None
     parts = assemble(columns, lambda c: _canonical_column(table[c]), specs, roles, opts,
                      weights=None if weights is None else pd.to_numeric(weights, errors="coerce"),

@@ -7,7 +7,7 @@ Shared by the CSV reader (sim_core.survey.readers) and the SPSS/Stata reader
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 import pandas as pd
@@ -15,7 +15,7 @@ import pandas as pd
 from sim_core.base.errors import DataError
 from sim_core.base.reading import MISSING_TOKENS, number, rows_at
 from sim_core.survey.nonresponse import code_column, describe_treated, suspect_missing_codes
-from sim_core.survey.schema import RESPONDENTS, ColumnSpec, Design, Question, Survey
+from sim_core.survey.schema import RESPONDENTS, ColumnNote, ColumnSpec, Design, Question, Survey
 from sim_core.survey.weights import check_weights
 
 
@@ -62,6 +62,19 @@ class ReadOptions:
         return [self.weight, self.wave, self.strata, self.psu]
 
 
+def with_codebook_weight(opts: ReadOptions, book: dict[str, ColumnSpec],
+                        file: str) -> ReadOptions:
+    """The options with the weight a codebook names (role `weight`), when none was chosen
+    here (a weight or --unweighted given here wins)."""
+    named = [c for c, entry in book.items() if entry.role == "weight"]
+    if len(named) > 1:
+        raise DataError(f"the codebook gives the role weight to {', '.join(named)}; a survey "
+                        "has one weight: keep one.", file=file, column=named[1])
+    if named and opts.weight is None and not opts.unweighted:
+        return replace(opts, weight=named[0])
+    return opts
+
+
 def read_options(**kw) -> ReadOptions:
     """ReadOptions from keyword arguments; unknown keys are a TypeError (a typo is a bug)."""
     known = [f.name for f in fields(ReadOptions)]
@@ -81,7 +94,8 @@ class Columns:
     out: dict[str, pd.Series] = field(default_factory=dict)
     questions: dict[str, Question] = field(default_factory=dict)
     reasons: dict[str, pd.Series] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)       # about the survey as a whole
+    notes: list[ColumnNote] = field(default_factory=list)   # about one column each
     rows: list[int] | None = None      # row number of each respondent, for messages
 
 
@@ -90,9 +104,10 @@ def add_question(parts: Columns, column: str, values: pd.Series, spec: ColumnSpe
     """Read one answer column into labels, reasons and a Question."""
     coded = code_column(values, spec, keep_nonresponse=opts.keep_nonresponse,
                         unlabelled=unlabelled, file=file, column=column, rows=parts.rows)
-    parts.warnings += describe_treated(column, coded)
+    parts.notes += describe_treated(column, coded)
     if not coded.options:
-        parts.warnings.append(f"question '{column}' has no answers and was left out.")
+        parts.notes.append(ColumnNote(column, "no answers", f"{column}: the question has no "
+                                      "answers and was left out."))
         return
     if not spec.options:
         _warn_suspect(parts, column, coded.options, spec)
@@ -108,7 +123,7 @@ def add_demographic(parts: Columns, column: str, values: pd.Series, spec: Column
     (declared or labelled like nonresponse) become <NA> before any binning."""
     coded = code_column(values, spec, keep_nonresponse=opts.keep_nonresponse,
                         unlabelled=unlabelled, file=file, column=column, rows=parts.rows)
-    parts.warnings += describe_treated(column, coded)
+    parts.notes += describe_treated(column, coded)
     if spec.options:
         parts.out[column] = pd.Series(pd.Categorical(coded.labels, categories=coded.options,
                                                      ordered=True), index=values.index)
@@ -130,9 +145,10 @@ def _warn_suspect(parts: Columns, column: str, options: list[str], spec: ColumnS
     suspects = suspect_missing_codes(numbers)
     if suspects:
         listed = ", ".join(f"{x:g}" for x in suspects)
-        parts.warnings.append(f"{column}: value(s) {listed} look like missing-value codes "
-                              "but none is declared; if they are, list them in the "
-                              "codebook's `missing` column (they are counted as values now).")
+        parts.notes.append(ColumnNote(column, "missing codes", f"{column}: value(s) {listed} "
+                                      "look like missing-value codes but none is declared; if "
+                                      "they are, list them in the codebook's `missing` column "
+                                      "(they are counted as values now)."))
 
 
 def add_required_text(parts: Columns, column: str, values: pd.Series, file: str,
@@ -163,7 +179,7 @@ def assemble(columns: list[str], values_of, specs: dict[str, ColumnSpec], roles,
         rows: row number of each respondent in messages (CSV: spreadsheet rows; SPSS/Stata:
             case numbers); None = position + 2.
     """
-    parts = Columns(warnings=list(roles.notes), rows=rows)
+    parts = Columns(warnings=list(roles.notes), notes=list(roles.column_notes), rows=rows)
     for column in columns:
         spec = specs[column]
         if column in roles.questions:
@@ -197,10 +213,17 @@ def make_survey(name: str, parts: Columns, roles, opts: ReadOptions, *, source: 
     frame = pd.DataFrame(parts.out)
     nonresponse = pd.DataFrame(parts.reasons, index=frame.index)
     warnings = parts.warnings + weight_warning(opts, candidates)
+    # the weight stays in the codebook with the role `weight` (chosen, else proposed), so
+    # that an exported codebook read back gives the same weight
+    codebook = {c: specs[c] for c in specs if c not in opts.reserved() or c == opts.weight}
+    weight = opts.weight or (candidates[0] if candidates and not opts.unweighted else None)
+    if weight in codebook:
+        codebook[weight] = replace(codebook[weight], role="weight")
     return Survey(name=name, kind=RESPONDENTS, questions=parts.questions,
                   demographics=list(roles.demographics), respondents=frame,
                   weight=opts.weight, wave=opts.wave, source=source, fingerprint=fingerprint,
-                  warnings=warnings, labels=labels, population=opts.population,
+                  warnings=warnings, column_notes=parts.notes, labels=labels,
+                  population=opts.population,
                   nonresponse=nonresponse, design=opts.design(),
-                  codebook={c: specs[c] for c in specs if c not in opts.reserved()},
+                  codebook=codebook,
                   weight_candidates=candidates)

@@ -4,6 +4,14 @@ Guesses are proposals for the mapping screen and the CLI default; demographics a
 "every other column": they are named (argument, codebook role) or guessed from names and
 labels like `age`, `sex`, `educ`, with a message saying so. IDs, dates and columns with more
 distinct values than the prompt can letter are not offered as questions.
+
+Design and administration variables are not questions either (design_variable): the
+split-ballot form or questionnaire version, the sample type, strata, PSU or cluster,
+replicate and interviewer columns, recognised by their name ("form", "version", "ballot",
+"splitform", "sample", "stratum", "psu", "intid"...), by a short variable label that names
+one ("Questionnaire form", "Split sample", "Interviewer ID"), or by value labels that name
+ballots ("Form 1" / "Form 2", "Version A" / "Version B"). They are listed as ignored with
+the reason "design"; a codebook role (or --questions) makes one a question all the same.
 """
 
 from __future__ import annotations
@@ -15,7 +23,7 @@ import pandas as pd
 
 from sim_core.base.errors import DataError
 from sim_core.base.reading import MISSING_TOKENS
-from sim_core.survey.schema import LETTERS
+from sim_core.survey.schema import LETTERS, ColumnNote
 from sim_core.survey.weights import weight_candidates
 
 MAX_OPTIONS = len(LETTERS)          # the prompt letters at most 26 options
@@ -30,6 +38,17 @@ DEMOGRAPHIC_STEMS = ("age", "sex", "gender", "race", "ethnic", "hispanic", "inco
                      "occup", "urban", "rural", "children", "kids", "household", "country",
                      "language", "citizen", "popul")
 _SHORT_LABEL_WORDS = 5              # labels this short may name a demographic ("Age of R")
+_DESIGN_NAME = re.compile(
+    r"^(q|ques|questionnaire)?_?(form|formtype|version|ballot|split|splitform|splitballot|"
+    r"sample|sampletype|samptype|stratum|strata|strat|vstrat|psu|vpsu|cluster|interviewer|"
+    r"intid|intvwr|iwer|intnum|replicate)(_?(id|no|num|nr|type|[a-z]|\d+))?$")
+_DESIGN_LABEL = re.compile(
+    r"^(questionnaire |split[- ]?|ballot )?(form|version|ballot)( (type|number|no|id|\w{1,2}))?"
+    r"\W*$|\bsplit[- ]?(sample|ballot|form)\b|"
+    r"^sample( type)?\W*$|\binterviewer\b|\bstrat(um|a)\b|\bprimary sampling unit\b|\bpsu\b|"
+    r"^replicate\b", re.IGNORECASE)
+_BALLOT_VALUE = re.compile(r"^(form|version|ballot|split|sample)\s*[a-z0-9]{1,3}$",
+                           re.IGNORECASE)
 
 
 def _tokens(text: str) -> list[str]:
@@ -60,6 +79,25 @@ def looks_demographic(name: str, label: str = "") -> bool:
         return True
     words = _tokens(label)
     return 0 < len(words) <= _SHORT_LABEL_WORDS and any(_demographic_word(w) for w in words)
+
+
+def design_variable(name: str, label: str = "", value_labels=()) -> bool:
+    """A design or administration variable (form, version, sample, strata, PSU,
+    interviewer...): by name, short label, or value labels naming ballots ("Form A")."""
+    low = str(name).strip().lower()
+    if _DESIGN_NAME.match(low):
+        return True
+    if 0 < len(_tokens(label)) <= _SHORT_LABEL_WORDS + 1 and _DESIGN_LABEL.search(str(label)):
+        return True
+    values = [str(v).strip() for v in value_labels]
+    return len(values) >= 2 and all(_BALLOT_VALUE.match(v) for v in values)
+
+
+def design_note(column: str) -> str:
+    """The note about a design variable left out of the questions."""
+    return (f"{column}: a design variable (form, version, sample, strata, PSU, interviewer), "
+            "not offered as a question or slice attribute; to use it, give it a role in the "
+            f"codebook or name it (--questions / --demographics {column}).")
 
 
 def id_or_date_name(name: str) -> str | None:
@@ -94,7 +132,7 @@ def guess_columns(df: pd.DataFrame, labels: dict[str, str] | None = None) -> dic
     Returns:
         {"demographics": [...], "questions": [...], "weight": str | None (first candidate),
          "weights": [...candidates], "wave": str | None, "ignored": [...],
-         "why": {column: "id" | "date" | "many values" | "weight" | "wave"}}.
+         "why": {column: "id" | "date" | "design" | "many values" | "weight" | "wave"}}.
     """
     labels = labels or {}
     candidates = weight_candidates(list(df.columns), labels)
@@ -104,6 +142,10 @@ def guess_columns(df: pd.DataFrame, labels: dict[str, str] | None = None) -> dic
     for column in df.columns:
         if column in candidates or column == wave:
             out["why"][column] = "weight" if column in candidates else "wave"
+            continue
+        if design_variable(column, labels.get(column, "")):
+            out["ignored"].append(column)
+            out["why"][column] = "design"
             continue
         if looks_demographic(column, labels.get(column, "")):
             out["demographics"].append(column)      # before the ID rules: "party_id", age
@@ -120,11 +162,18 @@ def guess_columns(df: pd.DataFrame, labels: dict[str, str] | None = None) -> dic
 
 @dataclass
 class Roles:
-    """The resolved roles of a respondent file."""
+    """The resolved roles of a respondent file.
+
+    Attributes:
+        questions, demographics: the columns in those roles.
+        notes: warnings about the survey as a whole (demographics guessed).
+        column_notes: ColumnNote list about single columns (design variables left out...).
+    """
 
     questions: list[str]
     demographics: list[str]
     notes: list[str] = field(default_factory=list)
+    column_notes: list[ColumnNote] = field(default_factory=list)
 
 
 def resolve_roles(columns: list[str], book: dict, guess: dict, *, reserved: list[str | None],
@@ -167,7 +216,10 @@ def resolve_roles(columns: list[str], book: dict, guess: dict, *, reserved: list
     if not questions:
         raise DataError("no question columns found; pick them in the column mapping, name "
                         "them with --questions or give a codebook.", file=file)
-    return Roles(list(questions), list(demographics), notes)
+    used = set(questions) | set(demographics) | taken
+    design = [ColumnNote(c, "design", design_note(c)) for c, why in guess["why"].items()
+              if why == "design" and c not in used]
+    return Roles(list(questions), list(demographics), notes, design)
 
 
 def _check_overlap(questions, demographics, taken, file) -> None:

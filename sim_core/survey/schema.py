@@ -13,7 +13,7 @@ from sim_core.survey.weights import WeightSummary, weight_summary
 RESPONDENTS = "respondents"
 MARGINALS = "marginals"
 MARGINAL_COLUMNS = ("question_id", "attribute", "group", "wave", "option", "share", "n")
-ROLES = ("question", "demographic", "ignore")
+ROLES = ("question", "demographic", "weight", "ignore")
 # Options are shown lettered A-Z (sim_core.simulation.prompts), so a question has at most 26.
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
@@ -43,6 +43,24 @@ class ColumnSpec:
     missing_ranges: list[tuple[float, float, str]] = field(default_factory=list)
     role: str = "question"
     numeric: bool = True
+
+
+@dataclass(frozen=True)
+class ColumnNote:
+    """A note from reading about one column (shown where that column is in use, and in the
+    codebook and the Data page's table of notes).
+
+    Attributes:
+        column: the column it is about.
+        kind: what it is about: "nonresponse", "unlabelled", "missing codes", "scale",
+            "no answers", "numeric", "design", "instructions", "label", "nominal",
+            "multiple response".
+        text: the message, starting with the column's name.
+    """
+
+    column: str
+    kind: str
+    text: str
 
 
 @dataclass(frozen=True)
@@ -122,7 +140,10 @@ class Survey:
             "" wave = none, n NaN when unknown).
         source: file name(s).
         fingerprint: first 16 hex digits of the sha256 of the input bytes.
-        warnings: non-fatal notes from reading (e.g. renormalised shares).
+        warnings: non-fatal notes from reading about the survey as a whole (no weight
+            chosen, demographics guessed, renormalised shares).
+        column_notes: notes about single columns (sim_core.survey.notes shows those of the
+            columns in use and counts the rest).
         labels: column -> display name (variable label or codebook text), for personas.
         population: who the survey speaks for ("adults in Germany, 2018"); "" = not set.
         nonresponse: respondents only: question id -> reason per respondent ("dk",
@@ -143,6 +164,7 @@ class Survey:
     source: str = ""
     fingerprint: str = ""
     warnings: list[str] = field(default_factory=list)
+    column_notes: list[ColumnNote] = field(default_factory=list)
     labels: dict[str, str] = field(default_factory=dict)
     population: str = ""
     nonresponse: pd.DataFrame | None = None

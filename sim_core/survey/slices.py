@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from sim_core.base.errors import DataError
+from sim_core.survey.attributes import check_bins
 from sim_core.survey.marginal import (
     CI_ALPHA,
     SliceData,
@@ -65,7 +66,7 @@ def bin_numeric(values: pd.Series, edges: list[float]) -> pd.Series:
         Ordered categorical of labels like "30-44" ("65+" for the open top band).
     """
     edges = [float(e) for e in edges]
-    if len(edges) < 2 or any(b <= a for a, b in zip(edges, edges[1:])):
+    if len(edges) < 2 or any(not b > a for a, b in zip(edges, edges[1:])):   # NaN fails too
         raise DataError(f"bin edges must increase and have at least two values: {edges}")
     numbers = pd.to_numeric(values, errors="coerce")
     return pd.cut(numbers, bins=edges, right=False, labels=bin_labels(edges), ordered=True)
@@ -216,6 +217,7 @@ def real_marginals(survey: Survey, question_id: str, by: Sequence[str] = (), *,
         if attribute not in survey.demographics:
             raise DataError(f"unknown attribute {attribute!r}; the survey has: "
                             + ", ".join(survey.demographics))
+    check_bins(survey, bins)
     if survey.kind == MARGINALS:
         return _table_marginals(survey, question, by, wave, min_n_eff, include_total)
     return _respondent_marginals(survey, question, by, wave, bins, min_n_eff, include_total)

@@ -21,16 +21,24 @@ import pandas as pd
 from sim_core.base.errors import DataError
 from sim_core.base.reading import checked_path, file_fingerprint, fingerprint, load_bytes, stem
 from sim_core.survey.codebook import read_codebook
+from sim_core.survey.instructions import instruction_notes
+from sim_core.survey.labelled_numbers import labelled_number
 from sim_core.survey.nonresponse import canonical, declared_reason
-from sim_core.survey.respondents import assemble, make_survey, read_options
+from sim_core.survey.respondents import (
+    assemble,
+    make_survey,
+    read_options,
+    with_codebook_weight,
+)
 from sim_core.survey.roles import (
     MAX_OPTIONS,
     WAVE_NAMES,
+    design_variable,
     id_or_date_name,
     looks_demographic,
     resolve_roles,
 )
-from sim_core.survey.schema import ColumnSpec, Survey
+from sim_core.survey.schema import ColumnNote, ColumnSpec, Survey
 from sim_core.survey.weights import weight_candidates
 
 SURVEY_FILE_SUFFIXES = (".sav", ".zsav", ".por", ".dta")
@@ -177,11 +185,12 @@ def _merge(meta_spec: ColumnSpec, book_spec: ColumnSpec) -> ColumnSpec:
 
 # ---------------------------------------------------------------- roles from metadata
 
-def _mr_items(meta, specs: dict[str, ColumnSpec], labels: dict) -> tuple[dict, list[str]]:
+def _mr_items(meta, specs: dict[str, ColumnSpec], labels: dict
+              ) -> tuple[dict, list[ColumnNote]]:
     """Multiple-response sets: yes/no sets become one yes/no question per item.
 
     Returns:
-        (item column -> counted value (canonical), warnings).
+        (item column -> counted value (canonical), notes about category sets' items).
     """
     items, notes = {}, []
     for name, mr in (getattr(meta, "mr_sets", None) or {}).items():
@@ -197,9 +206,10 @@ def _mr_items(meta, specs: dict[str, ColumnSpec], labels: dict) -> tuple[dict, l
                                            False, spec.missing, spec.missing_ranges, "question",
                                            True)
         else:
-            notes.append(f"multiple-response set '{name}' is a category set: its items "
-                         f"{', '.join(members)} are read as separate questions, not as one "
-                         "multiple-choice question.")
+            notes += [ColumnNote(c, "multiple response", f"{c}: an item of the multiple-"
+                                 f"response category set '{name}' ({', '.join(members)}); "
+                                 "read as a separate question, not as one multiple-choice "
+                                 "question.") for c in members]
     return items, notes
 
 
@@ -218,6 +228,8 @@ def guess_from_metadata(meta, specs: dict[str, ColumnSpec], labels: dict[str, st
             why = "weight" if column in candidates else "wave"
         elif _DATE_FORMAT.search(formats.get(column) or ""):
             why = "date"
+        elif design_variable(column, labels.get(column, ""), spec.options):
+            why = "design"
         elif looks_demographic(column, labels.get(column, "")):
             out["demographics"].append(column)
             continue
@@ -270,16 +282,15 @@ def _suffix(data, filename: str | None) -> str:
     return suffix
 
 
-def _specs(meta, suffix: str, codebook, file: str, notes: list[str]):
+def _specs(meta, suffix: str, codebook, file: str, notes: list[ColumnNote]):
     """Column specs from metadata, overridden by a codebook; labels; MR items; the book."""
     columns = list(meta.column_names)
     stata = suffix == ".dta"
     specs = {c: spec_from_metadata(meta, c, stata) for c in columns}
     labels = {c: str(t) for c, t in (meta.column_names_to_labels or {}).items() if t}
-    long = [c for c, t in labels.items() if len(t) >= LABEL_LIMIT]
-    if long:
-        notes.append(f"variable label(s) of {', '.join(long[:10])} are {LABEL_LIMIT}+ "
-                     "characters long and may be cut; check the wording in the codebook.")
+    notes += [ColumnNote(c, "label", f"{c}: the variable label is {LABEL_LIMIT}+ characters "
+                         "long and may be cut; check the wording in the codebook.")
+              for c, t in labels.items() if len(t) >= LABEL_LIMIT]
     mr_items, mr_notes = _mr_items(meta, specs, labels)
     notes += mr_notes
     book = read_codebook(codebook, columns, file) if codebook is not None else {}
@@ -311,13 +322,18 @@ def read_survey_file(data, *, name: str | None = None, codebook=None,
     _, meta = _read(source, suffix, metadataonly=True)
     if not meta.number_rows and suffix != ".por":
         raise DataError("the file has no rows.", file=file)
-    notes: list[str] = []
+    notes: list[ColumnNote] = []
     specs, labels, mr_items, book = _specs(meta, suffix, codebook, file, notes)
+    opts = with_codebook_weight(opts, book, file)
+    notes += _numbers(source, suffix, specs, [c for c in specs if c not in book
+                                              and c not in mr_items])
     guess = guess_from_metadata(meta, specs, labels, mr_items)
     columns = list(meta.column_names)
     roles = resolve_roles(columns, book, guess, reserved=opts.reserved(),
                           demographics=opts.demographics, questions=opts.questions, file=file)
-    roles.notes = notes + roles.notes + _nominal_note(suffix, specs, roles.questions, book)
+    roles.column_notes = (notes + roles.column_notes
+                          + _nominal_notes(suffix, specs, roles.questions, book)
+                          + instruction_notes(specs, roles.questions + roles.demographics))
     used = [c for c in columns if c in set(roles.questions) | set(roles.demographics)
             | {c for c in opts.reserved() if c}]
     df, _ = _read(source, suffix, usecols=used, disable_datetime_conversion=True)
@@ -337,16 +353,33 @@ def read_survey_file(data, *, name: str | None = None, codebook=None,
                        candidates=guess["weights"])
 
 
-def _nominal_note(suffix: str, specs, questions: list[str], book) -> list[str]:
+def _nominal_notes(suffix: str, specs, questions: list[str], book) -> list[ColumnNote]:
     """Stata and .por files carry no measurement level: say that labelled questions are
     read as nominal unless the codebook says otherwise."""
     if suffix not in (".dta", ".por"):
         return []
-    nominal = [q for q in questions if specs[q].options and q not in book]
-    if not nominal:
+    return [ColumnNote(q, "nominal", f"{q}: read as nominal: {suffix} files carry no "
+                       "measurement level; if its options are ordered, mark it ordinal "
+                       "(ordinal=true) in the codebook.")
+            for q in questions if specs[q].options and q not in book]
+
+
+def _numbers(source: _Source, suffix: str, specs: dict[str, ColumnSpec],
+             columns: list[str]) -> list[ColumnNote]:
+    """Numeric columns with a few value labels read as numbers (sim_core.survey.
+    labelled_numbers): their specs replaced in `specs`; one note each."""
+    candidates = [c for c in columns if specs[c].numeric and specs[c].codes]
+    if not candidates:
         return []
-    return [f"{len(nominal)} labelled question(s) read as nominal: {suffix} files carry no "
-            "measurement level; mark ordinal ones (ordinal=true) in the codebook."]
+    df, _ = _read(source, suffix, usecols=candidates, disable_datetime_conversion=True)
+    notes = []
+    for column in candidates:
+        values = _column_values(df, column, specs[column], suffix == ".dta", None)
+        found = labelled_number(column, specs[column], values)
+        if found is not None:
+            specs[column] = found.spec
+            notes.append(found.note)
+    return notes
 
 
 def file_columns(data, filename: str | None = None) -> tuple[list[str], dict[str, str]]:
