@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING
 
 import streamlit as st
 
-from dashboard.sidebar import ENDPOINT, device_choice, endpoint_settings
-from sim_core.simulation import completions, models
+from dashboard.sidebar import device_choice, endpoint_settings
+from sim_core.simulation import models
+from sim_core.simulation.backends import BackendConfig
 from sim_core.survey.workspace_surveys import load_saved, stamp
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ def _load_model_cached(name: str, adapter: str | None, device: str):
 
 # ttl: a restarted server may serve other weights under the same names; re-check each minute.
 @st.cache_resource(max_entries=8, ttl=60, show_spinner="Connecting to the endpoint…")
-def _connect_cached(config: completions.BackendConfig, adapter: str | None):
+def _connect_cached(config: BackendConfig, adapter: str | None):
     """An endpoint checkpoint; the API key stays in the environment (config names it only)."""
     return config.connect(adapter)
 
@@ -34,7 +35,7 @@ def get_model(name: str, adapter: str | None = None):
     switch); loads on first use only."""
     settings = endpoint_settings()
     if settings is not None:
-        config = completions.BackendConfig(backend=ENDPOINT, served_model=name, **settings)
+        config = BackendConfig(served_model=name, **settings)
         return _connect_cached(config, adapter or None)
     return _load_model_cached(name, adapter or None, device_choice())
 

@@ -11,13 +11,15 @@ from dashboard.display import show_error
 from sim_core.base import options
 from sim_core.base.errors import SimError
 from sim_core.base.workspace import workspace_dir
-from sim_core.simulation import completions, models
+from sim_core.simulation import models
 from sim_core.simulation.adapters import list_adapters
+from sim_core.simulation.backends import BACKENDS, REMOTE, BackendConfig
 from sim_core.simulation.config import SimConfig
 from sim_core.simulation.devices import listed_gpu_count
+from sim_core.simulation.openai_client import list_served
 
 NO_ADAPTER = "(none)"
-LOCAL, ENDPOINT = "local", "openai"   # sim_core.simulation.completions.BACKENDS keys
+LOCAL = "local"          # sim_core.simulation.backends.BACKENDS keys; REMOTE: the servers
 OTHER_MODEL = "Other (folder or hub id)…"
 
 
@@ -27,12 +29,16 @@ def default_model_name() -> str:
 
 
 def endpoint_settings() -> dict | None:
-    """URL, API key variable and tokenizer from the sidebar when the endpoint backend is on."""
-    if st.session_state.get("side_backend") != ENDPOINT:
+    """Backend, URL, API key variable and (completions) tokenizer from the sidebar when a
+    server backend is on; None for the local backend."""
+    backend = st.session_state.get("side_backend")
+    if backend not in REMOTE:
         return None
-    return {"endpoint": st.session_state.get("side_endpoint_url", "").strip(),
-            "api_key_env": st.session_state.get("side_endpoint_key_env", "").strip(),
-            "tokenizer": st.session_state.get("side_endpoint_tokenizer", "").strip() or None}
+    tokenizer = st.session_state.get("side_endpoint_tokenizer", "").strip() or None
+    return {"backend": backend,
+            "endpoint": st.session_state.get("side_endpoint_url", "").strip(),
+            "api_key_env": st.session_state.get("side_endpoint_key_env", "").strip() or None,
+            "tokenizer": tokenizer if backend == "completions" else None}
 
 
 def device_choice() -> str:
@@ -68,10 +74,10 @@ def device_options() -> list[str]:
 
 
 @st.cache_data(ttl=10, show_spinner=False)
-def served_models(url: str, key_env: str) -> list:
-    """What the endpoint serves (sim_core.simulation.completions.list_served), re-read every
-    10 s."""
-    return completions.list_served(url, key_env, timeout=10)
+def served_models(url: str, key_env: str | None) -> list:
+    """What the endpoint serves (GET /v1/models: sim_core.simulation.openai_client.list_served),
+    re-read every 10 s."""
+    return list_served(url, key_env, timeout=10)
 
 
 @st.cache_data(ttl=10, show_spinner=False)
@@ -93,19 +99,20 @@ def sidebar() -> None:
         except SimError as error:     # a file, or read-only: nothing can work, say why
             show_error(error)
             st.stop()
-        backend = st.radio(options.label(completions.BackendConfig, "backend"),
-                           list(completions.BACKENDS), key="side_backend", horizontal=True,
-                           format_func=lambda key: completions.BACKENDS[key].label,
-                           help=options.describe(completions.BackendConfig, "backend"))
-        if backend == ENDPOINT:
-            endpoint_sidebar()
+        backend = st.radio(options.label(BackendConfig, "backend"), list(BACKENDS),
+                           key="side_backend",
+                           format_func=lambda key: BACKENDS[key].label,
+                           help=options.describe(BackendConfig, "backend"))
+        if backend in REMOTE:
+            endpoint_sidebar(backend)
         else:
             local_sidebar()
 
 
-def endpoint_sidebar() -> None:
-    """URL, key variable, tokenizer, then the served model and adapter lists."""
-    config = completions.BackendConfig
+def endpoint_sidebar(backend: str) -> None:
+    """URL, key variable (and the tokenizer of a completions server), then the served model
+    and adapter lists."""
+    config = BackendConfig
 
     def text(name: str, key: str, **kwargs) -> str:
         return st.text_input(options.label(config, name), key=key,
@@ -113,11 +120,15 @@ def endpoint_sidebar() -> None:
 
     st.session_state["side_model"], st.session_state["side_adapter_name"] = None, None
     url = text("endpoint", "side_endpoint_url", placeholder="http://127.0.0.1:8000/v1")
-    key_env = text("api_key_env", "side_endpoint_key_env", value=config().api_key_env)
-    text("tokenizer", "side_endpoint_tokenizer", placeholder="(the served model's id)")
+    key_env = text("api_key_env", "side_endpoint_key_env",
+                   placeholder="OPENAI_API_KEY when set, else none") or None
+    if backend == "completions":
+        text("tokenizer", "side_endpoint_tokenizer", placeholder="(the served model's id)")
+    st.caption("Only the question, its options and the group descriptions are sent to the "
+               "server, never a respondent's row. The key stays in its environment variable.")
     if not url:
-        st.info("Give the endpoint's URL, e.g. of `vllm serve MODEL --enable-lora "
-                "--lora-modules NAME=PATH`.")
+        st.info("Give the server's URL: e.g. https://api.openai.com/v1, or "
+                "http://127.0.0.1:8000/v1 for `vllm serve MODEL`.")
         return
     try:
         served = served_models(url, key_env)

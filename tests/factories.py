@@ -46,3 +46,16 @@ def save_random_adapter(model_dir, name: str, card: dict | None = None, *, dtype
     card = {"base_model": str(model_dir), "base_fingerprint": lm.fingerprint} \
         if card is None else card
     return save_adapter(peft_model.save_pretrained, name, card, **kw), lm
+
+
+def biased_head(lm, bias: dict[int, float]) -> None:
+    """Replace the output layer by zero weights plus a bias: known logits for every prompt."""
+    import torch
+
+    hidden, vocab = lm.model.config.hidden_size, lm.model.config.vocab_size
+    head = torch.nn.Linear(hidden, vocab, bias=True)
+    torch.nn.init.zeros_(head.weight)
+    torch.nn.init.zeros_(head.bias)
+    for token, value in bias.items():
+        head.bias.data[token] = value
+    lm.model.lm_head = head

@@ -29,7 +29,7 @@ def endpoint_app(url: str, tokenizer: Path) -> AppTest:
     sidebar widget changed after a run in this multipage app loses the sidebar's elements.
     """
     at = AppTest.from_file(APP, default_timeout=120)
-    at.session_state["side_backend"] = "openai"
+    at.session_state["side_backend"] = "completions"
     at.session_state["side_endpoint_url"] = url
     at.session_state["side_endpoint_tokenizer"] = str(tokenizer)
     return at.run()

@@ -17,9 +17,9 @@ from fake_openai import FakeServer, FakeState
 from sim_core.base.errors import Cancelled, ModelError
 from sim_core.simulation.answers import letter_distribution, sample_seed
 from sim_core.simulation.cache import ResultCache
-from sim_core.simulation.completions import connect, list_served, run_pool
+from sim_core.simulation.completions import connect
 from sim_core.simulation.config import SimConfig
-from sim_core.simulation.http_client import HttpClient, api_base
+from sim_core.simulation.openai_client import api_base, list_served, run_pool
 from sim_core.simulation.prompts import build_prompt
 from sim_core.simulation.simulate import simulate
 from sim_core.survey.schema import Question
@@ -36,6 +36,20 @@ def server():
         yield fake
 
 
+@pytest.fixture(autouse=True)
+def slept(monkeypatch):
+    """The waits the openai client makes between attempts, recorded instead of slept."""
+    import time
+    import types
+
+    import openai._base_client as base_client
+
+    waits: list[float] = []
+    clock = types.SimpleNamespace(sleep=waits.append, time=time.time, monotonic=time.monotonic)
+    monkeypatch.setattr(base_client, "time", clock)   # the client's waits only
+    return waits
+
+
 @pytest.fixture
 def cache_empty():
     ResultCache().clear()
@@ -44,9 +58,7 @@ def cache_empty():
 def make(fake: FakeServer, tiny_model_dir, **kwargs):
     """connect() to the fake server with the tiny model's tokenizer and no real waiting."""
     kwargs.setdefault("served_model", "base-model")
-    lm = connect(fake.url, tokenizer=str(tiny_model_dir), **kwargs)
-    lm.client.sleep = lambda seconds: None
-    return lm
+    return connect(fake.url, tokenizer=str(tiny_model_dir), **kwargs)
 
 
 # ---------------------------------------------------------------- parsing
@@ -170,17 +182,15 @@ def test_wrong_model_and_unknown_adapter_named(server, tiny_model_dir):
         make(server, tiny_model_dir, served_model="other-base", adapter="tiny-lora")
 
 
-def test_endpoint_down_is_one_clear_message(tiny_model_dir):
+def test_endpoint_down_is_one_clear_message(tiny_model_dir, slept):
     with socket.socket() as sock:              # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    slept = []
-    client = HttpClient(api_base(f"http://127.0.0.1:{port}"), retries=2, backoff=0.25,
-                        sleep=slept.append)
     with pytest.raises(ModelError, match=r"Cannot reach the endpoint .* after 3 attempts "
                                          r"\(connection refused\)"):
-        client.get("/models")
-    assert slept == [0.25, 0.5]                # exponential backoff between the attempts
+        list_served(f"http://127.0.0.1:{port}", timeout=5, retries=2)
+    # exponential backoff between the attempts (the openai client's, with up to 25 % jitter)
+    assert len(slept) == 2 and 0.375 <= slept[0] <= 0.5 and 0.75 <= slept[1] <= 1.0
     with pytest.raises(ModelError, match="Cannot reach"):
         connect(f"http://127.0.0.1:{port}", "base-model", tokenizer=str(tiny_model_dir),
                 retries=0)
@@ -193,14 +203,13 @@ def test_slow_endpoint_times_out(server, tiny_model_dir):
         simulate(lm, QUESTION, [{}], SimConfig(orders=1, use_cache=False))
 
 
-def test_transient_errors_retried_with_backoff(server, tiny_model_dir):
+def test_transient_errors_retried_with_backoff(server, tiny_model_dir, slept):
     lm = make(server, tiny_model_dir)
-    slept = []
-    lm.client.sleep = slept.append
     server.state.fail = [(503, {}), (502, {}), (429, {"Retry-After": "2"})]
     [result] = simulate(lm, QUESTION, [{}], SimConfig(orders=1, use_cache=False))
     np.testing.assert_allclose(result.shares, [6 / 9, 2 / 9, 1 / 9], rtol=1e-12)
-    assert slept == [0.5, 1.0, 2.0]            # 0.5 s doubling, then the server's Retry-After
+    # 0.5 s doubling (less up to 25 % jitter), then the server's Retry-After
+    assert 0.375 <= slept[0] <= 0.5 and 0.75 <= slept[1] <= 1.0 and slept[2] == 2.0
     assert len(server.state.requests) == 4
 
 
@@ -318,7 +327,7 @@ def test_cli_simulate_through_endpoint(server, tiny_model_dir, capsys):
 
     from sim_core.__main__ import main
 
-    status = main(["simulate", "--backend", "openai", "--endpoint", server.url + "/v1",
+    status = main(["simulate", "--backend", "completions", "--endpoint", server.url + "/v1",
                    "--served-model", "base-model", "--tokenizer", str(tiny_model_dir),
                    "--question", QUESTION.text, "--options", "|".join(QUESTION.options),
                    "--slice", "SEX=Female", "--no-cache", "--json"])
@@ -330,11 +339,13 @@ def test_cli_simulate_through_endpoint(server, tiny_model_dir, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["--endpoint", "http://127.0.0.1:9", "--tokenizer", "default"],
-     "The endpoint, tokenizer setting(s) are for the endpoint backend (--backend openai)"),
-    (["--backend", "openai", "--served-model", "x"], "(--endpoint URL --served-model NAME)"),
-    (["--backend", "openai", "--endpoint", "http://127.0.0.1:9", "--served-model", "x",
+     "The endpoint, tokenizer setting(s) are for a server backend (--backend completions or "
+     "chat)"),
+    (["--backend", "completions", "--served-model", "x"],
+     "(--endpoint URL --served-model NAME)"),
+    (["--backend", "completions", "--endpoint", "http://127.0.0.1:9", "--served-model", "x",
       "--dtype", "float32"], "--model, --dtype and --device are for the local backend"),
-    (["--backend", "openai", "--endpoint", "http://127.0.0.1:9", "--served-model", "x",
+    (["--backend", "completions", "--endpoint", "http://127.0.0.1:9", "--served-model", "x",
       "--concurrency", "0"], "concurrency = 0 is out of range: it must be 1 to 256"),
 ])
 def test_cli_refuses_half_given_backend(argv, message, capsys):
@@ -351,7 +362,7 @@ def test_cli_endpoint_down_exits_with_one_line(capsys):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     status = main(["compare", "--data", "gss2022", "--question", "natspac", "--by", "SEX",
-                   "--backend", "openai", "--endpoint", f"http://127.0.0.1:{port}",
+                   "--backend", "completions", "--endpoint", f"http://127.0.0.1:{port}",
                    "--served-model", "m", "--tokenizer", "default"])
     err = capsys.readouterr().err
     assert status == 2 and err.startswith("error: Cannot reach the endpoint")
@@ -366,7 +377,7 @@ def test_finetune_eval_through_endpoint(server, tiny_model_dir, capsys):
     server.state.models.append(dict(LORA))
     status = main(["eval", "--adapter", "tiny-lora", "--data", "gss2022", "--question",
                    "natspac", "--by", "SEX", "--rows", "all", "--orders", "1", "--json",
-                   "--backend", "openai", "--endpoint", server.url, "--served-model",
+                   "--backend", "completions", "--endpoint", server.url, "--served-model",
                    "base-model", "--tokenizer", str(tiny_model_dir)])
     assert status == 0
     summary = json.loads(capsys.readouterr().out)["summary"]
@@ -381,7 +392,7 @@ def test_finetune_eval_held_out_needs_the_served_adapters_card(server, tiny_mode
 
     server.state.models.append({"id": "far-lora", "root": "/srv/elsewhere", "parent": "base-model"})
     status = main(["eval", "--adapter", "far-lora", "--data", "gss2022", "--question", "natspac",
-                   "--backend", "openai", "--endpoint", server.url, "--served-model",
+                   "--backend", "completions", "--endpoint", server.url, "--served-model",
                    "base-model", "--tokenizer", str(tiny_model_dir)])
     err = capsys.readouterr().err
     assert status == 2 and "'far-lora' has no card on this machine" in err and "--rows all" in err

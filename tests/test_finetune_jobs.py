@@ -235,7 +235,7 @@ def test_killed_job_resumes_to_a_usable_adapter(tiny_model_dir):
     from sim_core.simulation.simulate import SimConfig, simulate
     from sim_core.survey.schema import Question
 
-    split = Split(train=make_rows(3), val=make_rows(1), test=[], info={"how": "question"})
+    split = Split(train=make_rows(3), val=make_rows(1), test=[], info=SplitInfo(how="question"))
     config = TrainConfig(max_steps=30, batch_size=4, rank=4, alpha=8, evaluate_test=False,
                          save_every=3, eval_every=1000)
     job_id = jobs.start_job(split, name="resumed-lora", base=str(tiny_model_dir),
@@ -283,8 +283,8 @@ def test_killed_job_resumes_to_a_usable_adapter(tiny_model_dir):
 def test_resume_refuses_a_done_job_and_a_taken_name(tiny_model_dir):
     folder = jobs.jobs_dir() / "dead-job"
     folder.mkdir()
-    split = Split(train=make_rows(1), val=[], test=[], info={})
-    jobs.write_json_atomic(folder / jobs.JOB_FILE, {"name": "taken-name", "split":
+    split = Split(train=make_rows(1), val=[], test=[], info=SplitInfo())
+    jobs.write_json_atomic(folder / jobs.JOB_FILE, {"name": "taken-by-now", "split":
                                                     jobs.split_to_json(split)})
     jobs.write_json_atomic(folder / jobs.STATUS_FILE, {"id": "dead-job", "status": "running",
                                                        "state": "running", "pid": 999999999,
@@ -293,8 +293,8 @@ def test_resume_refuses_a_done_job_and_a_taken_name(tiny_model_dir):
         "No checkpoint was saved before the process ended (at step 7 of 10): resuming trains "
         "from step 0 again.")
     from factories import save_random_adapter
-    save_random_adapter(tiny_model_dir, "taken-name")       # the name was taken meanwhile
-    with pytest.raises(SimError, match="'taken-name' already exists"):
+    save_random_adapter(tiny_model_dir, "taken-by-now")     # the name was taken meanwhile
+    with pytest.raises(SimError, match="'taken-by-now' already exists"):
         jobs.resume_job("dead-job")
     jobs.update_status(folder, state="done")
     with pytest.raises(SimError, match="is done: only a failed job can be resumed"):

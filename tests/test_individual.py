@@ -105,9 +105,13 @@ def test_baselines_are_fitted_on_the_same_people(survey, result):
     assert np.isnan(svr["log_loss"]) and svr["rmse"] == svr["rmse_expected"]
 
 
-def test_sampling_mode_runs_one_simulation_per_temperature(tiny, survey):
+def test_sampling_mode_runs_one_simulation_per_temperature(tiny_model_dir, survey):
+    from factories import biased_head
+
+    lettered = load_model(str(tiny_model_dir), dtype="float32")
+    biased_head(lettered, {330: 50.0, 389: 50.0})  # " A", " B": every sampled answer parses
     config = IndividualConfig(temperatures=(0.5, 3.0), max_respondents=10)
-    result = evaluate_individuals([tiny], survey, ["age"], config=config,
+    result = evaluate_individuals([lettered], survey, ["age"], config=config,
                                   sim=SimConfig(mode="sample", samples=4, use_cache=False),
                                   baselines=())
     rows = result.table[result.table["part"] == "test"].set_index("temperature")

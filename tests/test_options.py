@@ -19,7 +19,7 @@ from sim_core.simulation.config import MODES, SimConfig
     (SimConfig, {"temperature": math.nan}, "temperature = nan is out of range"),
     (SimConfig, {"samples": 100_000}, "samples = 100000 is out of range: it must be 1 to 1000"),
     (SimConfig, {"batch_size": 0}, "batch_size = 0 is out of range"),
-    (SimConfig, {"mode": "guess"}, "mode 'guess' is unknown: use first-token, sample."),
+    (SimConfig, {"mode": "guess"}, "mode 'guess' is unknown: use first-token, sample, verbalized."),
     (SimConfig, {"orders": 2.5}, "orders must be a whole number"),
     (TrainConfig, {"batch_size": -1}, "batch_size = -1 is out of range: it must be 1 to 1024"),
     (TrainConfig, {"lr": math.nan}, "lr = nan is out of range: it must be above 0"),
@@ -62,6 +62,6 @@ def test_cli_flags_are_generated_from_the_fields():
 
 
 def test_registries_hold_labels_for_people_and_keys_for_code():
-    assert list(MODES) == ["first-token", "sample"]
+    assert list(MODES) == ["first-token", "sample", "verbalized"]
     assert list(LOSSES) == ["kl", "kl+ordinal", "kl+ce"]
     assert all(choice.label and choice.help for choice in [*MODES.values(), *LOSSES.values()])

@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from factories import biased_head
 
 from sim_core.base.errors import Cancelled, SimError
 from sim_core.simulation.answers import parse_answer
@@ -90,17 +91,6 @@ def test_half_precision_letters_are_projected_in_float32(tiny_model_dir):
 
     torch.testing.assert_close(got, renormalised(exact), atol=1e-5, rtol=0)
     assert (renormalised(rounded) - renormalised(exact)).abs().max() > 1e-4  # the test has teeth
-
-
-def biased_head(lm, bias: dict[int, float]) -> None:
-    """Replace the output layer by zero weights plus a bias: known logits for every prompt."""
-    hidden, vocab = lm.model.config.hidden_size, lm.model.config.vocab_size
-    head = torch.nn.Linear(hidden, vocab, bias=True)
-    torch.nn.init.zeros_(head.weight)
-    torch.nn.init.zeros_(head.bias)
-    for token, value in bias.items():
-        head.bias.data[token] = value
-    lm.model.lm_head = head
 
 
 def test_letter_mass_hand_computed(tiny_model_dir):
@@ -187,13 +177,13 @@ def test_sampling_counts(tiny_model_dir):
     np.testing.assert_array_equal(again.shares, result.shares)  # seeded
 
 
-def test_sampling_all_unparsed_is_uniform_and_reported(tiny_model_dir):
+def test_sampling_all_unparsed_is_no_answer_and_reported(tiny_model_dir):
     lm = load_model(str(tiny_model_dir), dtype="float32", device="cpu")
     biased_head(lm, {104: 30.0})
     config = SimConfig(mode="sample", samples=5, use_cache=False)
     [result] = simulate(lm, QUESTION, [{}], config)
     assert result.n_unparsed == 5 and result.letter_mass == 0
-    np.testing.assert_allclose(result.shares, np.full(3, 1 / 3))
+    assert np.isnan(result.shares).all()     # no answer read: missing, never a uniform guess
 
 
 def run_cli(argv: list[str]) -> int:

@@ -63,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
             rows, reference = held_out_with_reference(rows, split)
         print(f"scoring the {len(rows)} held-out rows (split by {split.how})",
               file=sys.stderr)
+    common.announce_plan(models, rows, config)
     bar, progress = common.tqdm_progress("eval")
     try:
         evaluation = evaluate_rows(models, rows, config=config, reference_rows=reference,

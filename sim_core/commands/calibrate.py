@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 
 from sim_core.base import options
 from sim_core.commands import common
@@ -19,6 +20,7 @@ from sim_core.evaluation.calibration_fit import summary
 from sim_core.evaluation.calibration_records import checkpoint_verdict, record_path
 from sim_core.evaluation.calibration_runs import CalibrateConfig, calibrate_base
 from sim_core.simulation.config import SimConfig
+from sim_core.survey.slices import survey_rows
 
 SIMULATION_FLAGS = ("orders", "batch_size", "interval_level")
 
@@ -45,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
     survey, by, bins, ids = common.slicing_from_args(args, common.survey_from_args(args))
     by = by or None
     lm = common.model_from_args(args)
+    common.announce_plan([lm], survey_rows(survey, by, wave=args.wave, questions=ids, bins=bins),
+                         replace(config, calibrate=False))
     bar, progress = common.tqdm_progress("calibrating")
     try:
         record = calibrate_base(lm, survey, by=by, wave=args.wave, questions=ids,

@@ -16,6 +16,7 @@ import argparse
 import csv
 import shlex
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from sim_core.base import options
@@ -24,15 +25,17 @@ from sim_core.base.reading import number
 from sim_core.base.workspace import check_name
 from sim_core.base.writing import check_output
 from sim_core.evaluation.baselines import BASELINES, check_names
-from sim_core.simulation.completions import BackendConfig
+from sim_core.simulation.backends import BackendConfig
 from sim_core.simulation.config import SimConfig
 from sim_core.simulation.devices import resolve_device
+from sim_core.simulation.handle import ModelHandle
 from sim_core.simulation.models import load_model
+from sim_core.simulation.simulate import RunPlan, check_budget, plan_rows
 from sim_core.survey.attributes import check_bins, with_slice_attributes
 from sim_core.survey.demo import DEMOS, load_demo
 from sim_core.survey.notes import columns_in_use, warning_lines
 from sim_core.survey.readers import load_survey
-from sim_core.survey.schema import Survey
+from sim_core.survey.schema import Question, Survey
 from sim_core.survey.workspace_surveys import load_saved, saved_surveys
 
 
@@ -106,7 +109,7 @@ def add_reader_args(parser: argparse.ArgumentParser) -> None:
 
 def add_model_args(parser: argparse.ArgumentParser, *, adapters: str = "many") -> None:
     """--model (base model), --adapter and --dtype, and where the model runs: --backend
-    local|openai with the endpoint's settings (one flag per BackendConfig field).
+    local|completions|chat with the server's settings (one flag per BackendConfig field).
 
     Args:
         adapters: "many" (repeatable; the base model is always included too), "one"
@@ -127,9 +130,11 @@ def add_model_args(parser: argparse.ArgumentParser, *, adapters: str = "many") -
                         help="weights precision (auto: bfloat16, measured fastest on CPU; "
                              "float16 on GPUs without bfloat16)")
     options.add_arguments(parser.add_argument_group(
-        "backend", "where the model runs: in this process (local) or behind an "
-        "OpenAI-compatible /v1/completions endpoint such as `vllm serve` (openai); --adapter "
-        "then names an adapter the server serves by name"), BackendConfig)
+        "backend", "where the model runs: in this process (local), behind an OpenAI-compatible "
+        "/v1/completions endpoint such as `vllm serve` (completions), or behind a chat API "
+        "such as OpenAI's or your own vLLM / SGLang / Ollama server (chat); --adapter then "
+        "names an adapter the server serves by name. Only the question, its options and the "
+        "group descriptions leave this machine, never a respondent's row"), BackendConfig)
 
 
 def add_simulation_args(parser: argparse.ArgumentParser) -> None:
@@ -193,6 +198,32 @@ def _checkpoints(args: argparse.Namespace, adapters: list[str | None]) -> list:
         raise SimError("--model, --dtype and --device are for the local backend; the endpoint "
                        "serves its own model (--served-model).")
     return [backend.connect(adapter) for adapter in adapters]
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One (question, slice) a command will simulate (the shape plan_rows reads)."""
+
+    question: Question
+    slice: dict
+
+
+def announce_plan(models: list[ModelHandle], rows: list, config: SimConfig) -> RunPlan | None:
+    """Before a run that sends prompts to a server: print what it will send (requests and
+    tokens, answers already cached left out) and refuse it when it is over --max-requests
+    (nothing is sent). Local models only: nothing to announce (None).
+
+    Args:
+        models: the checkpoints; rows: (question, slice) rows (.question, .slice); config: the
+            run's SimConfig, with the survey's prompt style when it has one.
+    """
+    if not any(lm.remote for lm in models):
+        return None
+    plan = sum((plan_rows(lm, rows, config) for lm in models), RunPlan())
+    print(f"plan: {plan.text()}; only the questions, options and group descriptions leave "
+          "this machine", file=sys.stderr)
+    check_budget(plan, config.max_requests)
+    return plan
 
 
 def survey_from_args(args: argparse.Namespace) -> Survey:

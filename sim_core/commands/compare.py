@@ -19,7 +19,8 @@ from sim_core.base.labels import NOISE_FLOOR, REAL
 from sim_core.base.metrics import METRICS, best_entry
 from sim_core.commands import common
 from sim_core.commands.formatting import floats, format_rows, score_legend, slice_heading
-from sim_core.evaluation.compare import compare
+from sim_core.evaluation.compare import compare, with_survey_style
+from sim_core.survey.slices import real_marginals
 
 
 def register(subparsers) -> None:
@@ -111,6 +112,9 @@ def comparisons_from_args(args: argparse.Namespace) -> tuple:
     survey, by, bins, ids = common.slicing_from_args(args, common.survey_from_args(args))
     common.print_warnings(survey, args, ids + by)
     models = common.models_from_args(args)
+    pairs = [common.Pair(survey.questions[qid], m.slice) for qid in ids
+             for m in real_marginals(survey, qid, by, wave=args.wave, bins=bins)]
+    common.announce_plan(models, pairs, with_survey_style(config, survey))
     comparisons = []
     for qid in ids:
         bar, progress = common.tqdm_progress(qid)

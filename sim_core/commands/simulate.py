@@ -55,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
     if args.population is not None:
         config = replace(config, style=replace(config.style, population=args.population))
     lm = common.model_from_args(args)
+    common.announce_plan([lm], [common.Pair(question, s) for s in slices], config)
     record = calibration_for(lm)       # a drafted question: the checkpoint's own measurement
     bar, progress = common.tqdm_progress("simulating")
     try:

@@ -21,7 +21,7 @@ from sim_core.evaluation.calibration_records import (
     checkpoint_verdict,
 )
 from sim_core.simulation.adapters import read_card
-from sim_core.simulation.config import SimConfig
+from sim_core.simulation.config import MODES, SimConfig
 from sim_core.simulation.handle import ModelHandle
 from sim_core.simulation.simulate import SimResult, orders_for, simulate, style_warning
 from sim_core.survey.design import interval_method
@@ -274,8 +274,13 @@ def compare(models: list[ModelHandle], question: Question, *, survey: Survey | N
     notes = [w for w in (style_warning(lm, config, attributes) for lm in models) if w]
     notes += [r.note for r in records if r is not None and r.note]
     if config.mode != "first-token" and any(records):
-        notes.append("Sampling mode: the shares are not calibrated and carry no prediction "
-                     "interval (calibrations are fitted on first-token shares).")
+        notes.append(f"{MODES[config.mode].label}: the shares are not calibrated and carry no "
+                     "prediction interval (calibrations are fitted on first-token shares).")
+    for label, simulated in results.items():
+        unread = [slice_label(r.slice) for r in simulated if np.isnan(r.shares).any()]
+        if unread:
+            notes.append(f"{label}: no readable answer for {', '.join(unread)} (unparsed "
+                         "replies are counted, never replaced by a guess); not scored there.")
     slice_labels = [slice_label(s) for s in slice_list]
     base = _baselines(survey, question, by, wave, bins, baselines, slice_labels, notes)
     out = []

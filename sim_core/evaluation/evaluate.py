@@ -282,6 +282,7 @@ def evaluate_rows(models: list[ModelHandle], rows: list[SurveyRow], *, config: S
         calibrated[label] = bool(results) and all(r.calibrated for r in results)
         if calibrated[label]:
             raw[label] = [r.raw_shares for r in results]
+    rows, unread = _readable(rows, dists, raw)
     if "uniform" in baselines:
         dists[baseline_entry("uniform")] = [uniform(r.question.k) for r in rows]
     if "population" in baselines:
@@ -303,7 +304,32 @@ def evaluate_rows(models: list[ModelHandle], rows: list[SurveyRow], *, config: S
                       dists=dists, survey_rows=list(rows), calibrated=calibrated,
                       raw_dists=raw, records=dict(zip(labels, records)),
                       zero_shot_of=zero_shot_of,
-                      notes=notes + [r.note for r in records if r is not None and r.note])
+                      notes=notes + unread
+                      + [r.note for r in records if r is not None and r.note])
+
+
+def _readable(rows: list[SurveyRow], dists: dict[str, list], raw: dict[str, list]
+              ) -> tuple[list[SurveyRow], list[str]]:
+    """The rows every checkpoint answered readably (dists and raw cut to them in place), and
+    a note per checkpoint whose answers to some rows could not be read: those rows leave the
+    evaluation for every entry, so all entries are scored on the same rows."""
+    missing = {label: [i for i, d in enumerate(values) if np.isnan(d).any()]
+               for label, values in dists.items()}
+    dropped = sorted({i for indices in missing.values() for i in indices})
+    if not dropped:
+        return rows, []
+    keep = [i for i in range(len(rows)) if i not in set(dropped)]
+    if not keep:
+        raise DataError("no (question, slice) row has a readable simulated answer from every "
+                        "checkpoint (unparsed replies are never replaced by a guess); try "
+                        "another mode or model.")
+    for table in (dists, raw):
+        for label in table:
+            table[label] = [table[label][i] for i in keep]
+    notes = [f"{label}: {len(indices)} of {len(rows)} rows had no readable answer (unparsed "
+             "replies, never replaced by a guess); those rows are left out for every entry."
+             for label, indices in missing.items() if indices]
+    return [rows[i] for i in keep], notes
 
 
 def evaluate(models: list[ModelHandle], survey: Survey, *, by: Sequence[str] | None = None,

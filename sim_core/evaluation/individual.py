@@ -211,17 +211,26 @@ def _profile_pairs(items: list[_Respondents], attributes) -> dict[tuple, _Pair]:
 
 
 def _score_rows(entry: str, temperature: float, item: _Respondents, **prediction) -> list[dict]:
-    """One table row per part: the entry's scores on one question."""
+    """One table row per part: the entry's scores on one question. A respondent whose
+    prediction is missing (no answer of the model could be read: all NaN) is left out of
+    the scores, and counted in n_unread."""
     rows = []
+    probs = prediction.get("probs")
+    read = ~np.isnan(probs).any(axis=1) if probs is not None else np.ones(len(item.part), bool)
     for part in (VAL, TEST):
-        mask = item.part == part
+        mask = (item.part == part) & read
+        unread = int(((item.part == part) & ~read).sum())
         if not mask.any():
+            if unread:
+                rows.append({"entry": entry, "temperature": temperature, "part": part,
+                             "question_id": item.question.id, "n": 0, "n_unread": unread})
             continue
         chosen = {k: (v[mask] if v is not None else None) for k, v in prediction.items()}
         scores = score_predictions(item.question, item.answers[mask], item.weights[mask],
                                    **chosen)
         rows.append({"entry": entry, "temperature": temperature, "part": part,
-                     "question_id": item.question.id, "n": int(mask.sum()), **scores})
+                     "question_id": item.question.id, "n": int(mask.sum()),
+                     "n_unread": unread, **scores})
     return rows
 
 
@@ -281,6 +290,20 @@ def _row_guess(name: str, table: RespondentTable, question: Question, n: int) ->
     return np.tile(shares / shares.sum(), (n, 1))
 
 
+def _unread_notes(table: pd.DataFrame, labels: list[str]) -> list[str]:
+    """A note per checkpoint some of whose answers could not be read (left out, not guessed)."""
+    if "n_unread" not in table:
+        return []
+    out = []
+    for label in labels:
+        unread = int(table.loc[table["entry"] == label, "n_unread"].fillna(0).sum())
+        if unread:
+            out.append(f"{label}: {unread} respondent predictions (over temperatures, parts "
+                       "and questions) had no readable answer and are left out of its "
+                       "scores, never replaced by a guess.")
+    return out
+
+
 def _sweep(label: str, rows: pd.DataFrame, mode: str, criterion: str) -> Sweep:
     """Mean scores per temperature and part; the temperature chosen on validation."""
     curve = pd.DataFrame.from_records(
@@ -288,8 +311,10 @@ def _sweep(label: str, rows: pd.DataFrame, mode: str, criterion: str) -> Sweep:
          for (t, part), group in rows.groupby(["temperature", "part"], sort=True)])
     val = curve[curve["part"] == VAL].dropna(subset=[criterion])
     if val.empty:
-        raise DataError(f"no validation scores for '{criterion}' (it needs ordinal questions "
-                        "for rmse); choose another criterion.")
+        raise DataError(f"{label}: no validation scores for '{criterion}': it needs ordinal "
+                        "questions for rmse, and answers that can be read (none of this "
+                        "checkpoint's could be, in this mode); choose another criterion or "
+                        "mode.")
     best = val[criterion].idxmin()
     return Sweep(label, mode, criterion, curve, float(val.loc[best, "temperature"]))
 
@@ -346,6 +371,7 @@ def evaluate_individuals(models: list[ModelHandle], survey: Survey, attributes: 
     for name in baselines:
         rows += _baseline_rows(name, table, items, attributes, notes)
     table = pd.DataFrame.from_records(rows)
+    notes += _unread_notes(table, labels)
     sweeps = {label: _sweep(label, table[table["entry"] == label], sim.mode,
                             config.criterion) for label in labels}
     n_scored = {part: int(sum((i.part == part).sum() for i in items)) for part in (VAL, TEST)}

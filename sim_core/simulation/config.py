@@ -20,6 +20,14 @@ DEFAULT_ORDERS = 2
 DEFAULT_TEMPERATURE = 1.0   # sampling temperature without a setting or a chosen one
 MAX_NEW_TOKENS = 6          # a sampled answer's length: a letter and a little more
 
+
+
+def verbalized_tokens(k: int) -> int:
+    """The most tokens a verbalized reply may take: a line like "A: 45%" per option, with room
+    for a short lead-in."""
+    return 8 * k + 24
+
+
 MODES = registry(
     Choice("first-token", "First-token probabilities",
            "the next-token probabilities of the option letters (SubPOP's method: one "
@@ -27,6 +35,10 @@ MODES = registry(
     Choice("sample", "Sampling (synthetic respondents)",
            "generate answers from N synthetic respondents per slice and count them (costs "
            "about 20x more per distribution)"),
+    Choice("verbalized", "Verbalized distribution",
+           "ask the model what percentage of people like the persona would choose each "
+           "option (one reply per slice; can match surveys better for instruction-tuned and "
+           "frontier models, whose letter probabilities are over-confident)"),
 )
 
 
@@ -44,7 +56,7 @@ class SimConfig:
         none="each checkpoint's own: %d for a base model, 1 for an adapter trained on the "
              "original option order" % DEFAULT_ORDERS,
         help="option orders averaged against letter bias (original, reversed, cyclic "
-             "shifts; first-token mode)")
+             "shifts; first-token mode, and verbalized mode when set)")
     samples: int = setting(20, min=1, max=1000, label="Samples per slice",
                            help="synthetic respondents generated per slice (sampling mode)")
     temperature: float | None = setting(
@@ -67,6 +79,10 @@ class SimConfig:
                               help="apply the checkpoint's calibration (temperature and "
                                    "shrinkage fitted on validation rows it was never tested "
                                    "on) when it has one; first-token mode")
+    max_requests: int | None = setting(
+        None, min=1, label="Most requests", none="no limit",
+        help="refuse a run that would send more requests than this to a server (counted "
+             "before anything is sent; answers already in the cache cost nothing)")
     interval_level: float = setting(0.9, min=0.5, max=0.99, label="Prediction interval level",
                                     help="nominal coverage of the prediction interval drawn "
                                          "around each simulated share (split conformal on "

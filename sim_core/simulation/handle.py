@@ -22,7 +22,7 @@ import numpy as np
 from sim_core.base.labels import Progress, ShouldStop
 from sim_core.simulation.calibration import Calibration
 from sim_core.simulation.config import SimConfig
-from sim_core.simulation.prompts import PromptStyle
+from sim_core.simulation.prompts import Prompt, PromptStyle
 
 
 class ModelHandle(ABC):
@@ -65,26 +65,51 @@ class ModelHandle(ABC):
         """Where it runs, for reports: dtype and device (local), endpoint (a server)."""
         return {}
 
-    def check_device(self, device: str) -> None:
+    @property
+    def remote(self) -> bool:
+        """Whether prompts leave this machine (then requests are counted and may cost)."""
+        return False
+
+    def check_device(self, device: str) -> None:  # noqa: B027 (a default, not a stub)
         """Refuse settings that ask for another device than the one it runs on (SimConfig's
         `device`; "auto" always passes). A server chooses its own device: nothing to check."""
 
-    @abstractmethod
-    def prompt(self, question: Any, slice_: dict[str, str], *,
-               order: Sequence[int] | None = None, style: PromptStyle | None = None) -> str:
-        """The exact prompt for one (question, slice, option order); it also keys the cache."""
+    def requests_for(self, mode: str, prompts: int, samples: int) -> int:
+        """Requests a run of `prompts` prompts sends (0: it runs here)."""
+        return 0
+
+    def prompt_tokens(self, prompt: Prompt) -> tuple[int, bool]:
+        """(tokens in a prompt, whether counted exactly); default: ~4 characters a token."""
+        text = prompt if isinstance(prompt, str) else " ".join(m["content"] for m in prompt)
+        return max(1, round(len(text) / 4)), False
 
     @abstractmethod
-    def first_token(self, prompts: list[str], ks: list[int], config: SimConfig, *,
+    def prompt(self, question: Any, slice_: dict[str, str], *,
+               order: Sequence[int] | None = None, style: PromptStyle | None = None,
+               mode: str = "first-token") -> Prompt:
+        """The exact prompt for one (question, slice, option order, mode): text for a model
+        run here or behind a completions server, chat messages for a chat API; it also keys
+        the result cache."""
+
+    @abstractmethod
+    def first_token(self, prompts: list[Prompt], ks: list[int], config: SimConfig, *,
                     progress: Progress = None, should_stop: ShouldStop = None
                     ) -> list[tuple[np.ndarray, float]]:
         """Per prompt: (shares over its k option letters in shown order, summing to 1;
         letter mass, the probability the model put on those letters)."""
 
     @abstractmethod
-    def sample(self, prompts: list[str], options: list[Sequence[str]], config: SimConfig, *,
+    def sample(self, prompts: list[Prompt], options: list[Sequence[str]], config: SimConfig, *,
                progress: Progress = None, should_stop: ShouldStop = None
                ) -> list[tuple[np.ndarray, int, int]]:
         """Per prompt: config.samples answers at config.temperature with the per-prompt seed
         (sim_core.simulation.answers.sample_seed), parsed to the options in original order:
-        (shares, n_samples, n_unparsed)."""
+        (shares, n_samples, n_unparsed); shares all NaN when no answer parsed."""
+
+    @abstractmethod
+    def verbalized(self, prompts: list[Prompt], ks: list[int], config: SimConfig, *,
+                   progress: Progress = None, should_stop: ShouldStop = None
+                   ) -> list[np.ndarray | None]:
+        """Per prompt: the percentages the model gives for its k option letters, as shares in
+        shown order (sim_core.simulation.answers.parse_percentages), asked at temperature 0;
+        a reply that cannot be read is asked once more (seeded, temperature 1), then None."""

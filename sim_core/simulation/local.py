@@ -13,8 +13,13 @@ import numpy as np
 
 from sim_core.base.errors import ModelError, SimError
 from sim_core.base.labels import Progress, ShouldStop, stop_if_asked
-from sim_core.simulation.answers import letter_spellings, sample_seed, tally_answers
-from sim_core.simulation.config import MAX_NEW_TOKENS, SimConfig
+from sim_core.simulation.answers import (
+    letter_spellings,
+    parse_percentages,
+    sample_seed,
+    tally_answers,
+)
+from sim_core.simulation.config import MAX_NEW_TOKENS, SimConfig, verbalized_tokens
 from sim_core.simulation.devices import auto_batch_size
 from sim_core.survey.schema import LETTERS
 
@@ -171,26 +176,49 @@ def first_token_batch(model: Any, tokenizer: Any, prompts: list[str], ks: list[i
     return out  # type: ignore[return-value]
 
 
-def sample_answers(model: Any, tokenizer: Any, prompt: str, options: Sequence[str],
-                   config: SimConfig) -> tuple[np.ndarray, int, int]:
-    """N sampled respondents for one prompt (shown in original order).
-
-    Returns:
-        (shares over the options, n_samples, n_unparsed); uniform shares when none parsed.
-    """
+def generate(model: Any, tokenizer: Any, prompt: str, *, max_new_tokens: int,
+             temperature: float = 0.0, samples: int = 1, seed: int = 0) -> list[str]:
+    """Texts generated after a prompt: greedy at temperature 0, else sampled with the seed
+    (top-k and top-p off: the model's own distribution at that temperature)."""
     import torch
 
     special = not getattr(tokenizer, "chat_template", None)
     encoded = tokenizer([prompt], return_tensors="pt", add_special_tokens=special)
     device = next(model.parameters()).device
     encoded = {key: value.to(device) for key, value in encoded.items()}
-    seed = sample_seed(config, prompt)
+    sampling = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0} \
+        if temperature > 0 else {"do_sample": False}
     with torch.random.fork_rng(devices=[]), torch.inference_mode():
         torch.manual_seed(seed)
-        generated = model.generate(
-            **encoded, do_sample=True, temperature=config.temperature,
-            top_k=0, top_p=1.0, max_new_tokens=MAX_NEW_TOKENS,
-            num_return_sequences=config.samples, pad_token_id=tokenizer.pad_token_id)
-    texts = tokenizer.batch_decode(generated[:, encoded["input_ids"].shape[1]:],
-                                   skip_special_tokens=True)
+        generated = model.generate(**encoded, **sampling, max_new_tokens=max_new_tokens,
+                                   num_return_sequences=samples,
+                                   pad_token_id=tokenizer.pad_token_id)
+    return tokenizer.batch_decode(generated[:, encoded["input_ids"].shape[1]:],
+                                  skip_special_tokens=True)
+
+
+def sample_answers(model: Any, tokenizer: Any, prompt: str, options: Sequence[str],
+                   config: SimConfig) -> tuple[np.ndarray, int, int]:
+    """N sampled respondents for one prompt (shown in original order).
+
+    Returns:
+        (shares over the options, n_samples, n_unparsed); all NaN when none parsed.
+    """
+    texts = generate(model, tokenizer, prompt, max_new_tokens=MAX_NEW_TOKENS,
+                     temperature=config.temperature, samples=config.samples,
+                     seed=sample_seed(config, prompt))
     return tally_answers(texts, options)
+
+
+def verbalized_answer(model: Any, tokenizer: Any, prompt: str, k: int, config: SimConfig
+                      ) -> np.ndarray | None:
+    """The percentages the model writes for k options, greedy; one seeded retry at
+    temperature 1 when the reply cannot be read; None when neither can."""
+    limit = verbalized_tokens(k)
+    [text] = generate(model, tokenizer, prompt, max_new_tokens=limit)
+    shares = parse_percentages(text, k)
+    if shares is None:
+        [text] = generate(model, tokenizer, prompt, max_new_tokens=limit, temperature=1.0,
+                          seed=sample_seed(config, prompt))
+        shares = parse_percentages(text, k)
+    return shares

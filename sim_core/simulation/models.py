@@ -36,7 +36,7 @@ from sim_core.simulation.devices import (
     resolve_device,
 )
 from sim_core.simulation.handle import ModelHandle
-from sim_core.simulation.local import first_token_batch, sample_answers
+from sim_core.simulation.local import first_token_batch, sample_answers, verbalized_answer
 from sim_core.simulation.prompts import PromptStyle, build_prompt
 
 DEFAULT_MODEL = "default"
@@ -99,9 +99,15 @@ class LoadedModel(ModelHandle):
         check_model_device(self.device, device)
 
     def prompt(self, question: Any, slice_: dict[str, str], *,
-               order: Sequence[int] | None = None, style: PromptStyle | None = None) -> str:
+               order: Sequence[int] | None = None, style: PromptStyle | None = None,
+               mode: str = "first-token") -> str:
         """The chat-template prompt ending in the answer cue (plain text for base models)."""
-        return build_prompt(self.tokenizer, question, slice_, order=order, style=style)
+        return build_prompt(self.tokenizer, question, slice_, order=order, style=style,
+                            mode=mode)
+
+    def prompt_tokens(self, prompt: str) -> tuple[int, bool]:
+        """Tokens in a prompt, counted by the model's tokenizer."""
+        return len(self.tokenizer.encode(prompt, add_special_tokens=False)), True
 
     def first_token(self, prompts: list[str], ks: list[int], config: SimConfig, *,
                     progress: Progress = None, should_stop: ShouldStop = None
@@ -119,6 +125,18 @@ class LoadedModel(ModelHandle):
         for done, (prompt, opts) in enumerate(zip(prompts, options), start=1):
             stop_if_asked(should_stop)
             out.append(sample_answers(self.model, self.tokenizer, prompt, opts, config))
+            if progress is not None:
+                progress(done, len(prompts))
+        return out
+
+    def verbalized(self, prompts: list[str], ks: list[int], config: SimConfig, *,
+                   progress: Progress = None, should_stop: ShouldStop = None
+                   ) -> list[np.ndarray | None]:
+        """The model's percentages per prompt, generated one prompt at a time."""
+        out = []
+        for done, (prompt, k) in enumerate(zip(prompts, ks), start=1):
+            stop_if_asked(should_stop)
+            out.append(verbalized_answer(self.model, self.tokenizer, prompt, k, config))
             if progress is not None:
                 progress(done, len(prompts))
         return out

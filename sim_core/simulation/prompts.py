@@ -1,7 +1,15 @@
-"""Prompts: a persona for the slice, the question with lettered options, and an answer cue."""
+"""Prompts: a persona for the slice, the question with lettered options, and an answer cue.
+
+One set of chat messages per (question, slice, option order, mode): a system message (who the
+survey speaks for), a user message (persona, question, options, instruction). A local or
+completions backend renders them with the model's chat template (build_prompt); a chat API
+receives them as they are (its server applies the template). The instruction depends on the
+mode: a letter (first-token, sample) or a percentage for every option (verbalized).
+"""
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Sequence
@@ -35,6 +43,15 @@ DEFAULT_POPULATION = "adults in the United States"    # a drafted question witho
 DEFAULT_SYSTEM = ("You are taking part in a public opinion survey of {population}. Answer as "
                   "the person described would answer.")
 DEFAULT_INSTRUCTION = "Answer with the letter of one option only."
+# Verbalized mode asks for the distribution itself; {who} is "people like you" for a persona,
+# the population for the whole population (no persona).
+DEFAULT_VERBALIZED = ("What percentage of {who} would choose each option? Give a percentage "
+                      "for every option, one line per option like \"A: 45%\", summing to 100.")
+VERBALIZED_SYSTEM = ("You are an expert on public opinion among {population}. Estimate how "
+                     "they answer survey questions.")
+
+Prompt = str | list[dict[str, str]]
+"""What a backend is sent: text (local, completions) or chat messages (a chat API)."""
 
 
 @dataclass
@@ -58,13 +75,21 @@ class PromptStyle:
     instruction: str = DEFAULT_INSTRUCTION
     population: str | None = None
     names: dict[str, str] = field(default_factory=dict)
+    verbalized: str = DEFAULT_VERBALIZED
+    verbalized_system: str = VERBALIZED_SYSTEM
 
-    def system_text(self) -> str:
-        """The system message with the population filled in."""
-        population = DEFAULT_POPULATION if self.population is None else self.population.strip()
+    def population_text(self) -> str:
+        """Who the survey speaks for ("" when none is named)."""
+        return DEFAULT_POPULATION if self.population is None else self.population.strip()
+
+    def system_text(self, mode: str = "first-token") -> str:
+        """The system message with the population filled in (verbalized mode: an expert's)."""
+        system = self.verbalized_system if mode == "verbalized" else self.system
+        population = self.population_text()
         if population:
-            return self.system.replace("{population}", population)
-        return self.system.replace(" of {population}", "").replace("{population}", "")
+            return system.replace("{population}", population)
+        return system.replace(" among {population}", "").replace(" of {population}", "") \
+            .replace("{population}", "")
 
     def signature(self, attributes=None) -> dict:
         """What reaches the prompts: templates, instruction, the system text with its
@@ -200,17 +225,36 @@ def question_block(question: Any, order: Sequence[int] | None = None) -> str:
     return "\n".join(lines)
 
 
+def instruction_text(slice: dict[str, str], style: PromptStyle, mode: str) -> str:
+    """The line after the options: a letter, or (verbalized) a percentage for every option."""
+    if mode != "verbalized":
+        return style.instruction
+    who = "people like you" if slice else (style.population_text() or "people")
+    return style.verbalized.replace("{who}", who)
+
+
 def user_text(question: Any, slice: dict[str, str], order: Sequence[int] | None = None,
-              style: PromptStyle | None = None) -> str:
+              style: PromptStyle | None = None, mode: str = "first-token") -> str:
     """Persona, question with options, instruction (the user turn of a chat prompt)."""
     style = style or PromptStyle()
-    parts = [persona_text(slice, style), question_block(question, order), style.instruction]
+    parts = [persona_text(slice, style), question_block(question, order),
+             instruction_text(slice, style, mode)]
     return "\n\n".join(part for part in parts if part)
 
 
+def chat_messages(question: Any, slice: dict[str, str], *, order: Sequence[int] | None = None,
+                  style: PromptStyle | None = None, mode: str = "first-token"
+                  ) -> list[dict[str, str]]:
+    """The system and user messages of one prompt (what a chat API is sent)."""
+    style = style or PromptStyle()
+    return [{"role": "system", "content": style.system_text(mode)},
+            {"role": "user", "content": user_text(question, slice, order, style, mode)}]
+
+
 def build_prompt(tokenizer: Any, question: Any, slice: dict[str, str], *,
-                 order: Sequence[int] | None = None, style: PromptStyle | None = None) -> str:
-    """The exact text fed to the model.
+                 order: Sequence[int] | None = None, style: PromptStyle | None = None,
+                 mode: str = "first-token") -> str:
+    """The exact text fed to a local (or completions-served) model.
 
     Args:
         tokenizer: the model's tokenizer (chat template used when it has one).
@@ -218,16 +262,25 @@ def build_prompt(tokenizer: Any, question: Any, slice: dict[str, str], *,
         slice: attribute -> group label.
         order: original option indices in shown order (default: original order).
         style: templates and wording.
+        mode: "first-token" and "sample" end in the "Answer:" cue (a letter follows);
+            "verbalized" opens the answer for the percentage lines.
     Returns:
         Chat models: the chat template with the assistant turn opened and "Answer:" appended;
         base models: a plain-text version ending in "Answer:".
     """
-    style = style or PromptStyle()
-    user = user_text(question, slice, order, style)
+    messages = chat_messages(question, slice, order=order, style=style, mode=mode)
+    cue = ANSWER_CUE if mode != "verbalized" else ""
     if getattr(tokenizer, "chat_template", None):
-        messages = [{"role": "system", "content": style.system_text()},
-                    {"role": "user", "content": user}]
         opened = tokenizer.apply_chat_template(messages, tokenize=False,
                                                add_generation_prompt=True)
-        return opened + ANSWER_CUE
-    return f"{style.system_text()}\n\n{user}\n{ANSWER_CUE}"
+        return opened + cue
+    system, user = messages[0]["content"], messages[1]["content"]
+    return f"{system}\n\n{user}\n{cue or ANSWER_CUE + chr(10)}"
+
+
+def prompt_text(prompt: Prompt) -> str:
+    """A prompt as one text: itself, or chat messages as canonical JSON (what seeds, cache
+    keys and the reports' prompt column read)."""
+    if isinstance(prompt, str):
+        return prompt
+    return json.dumps(prompt, ensure_ascii=False, separators=(",", ":"))
