@@ -74,6 +74,7 @@ class Comparison:
     slices: list[SliceComparison]
     notes: list[str] = field(default_factory=list)
     survey_facts: dict[str, str] = field(default_factory=dict)   # population, weighting, intervals
+    population: Any = None      # its PopulationEstimate, when asked for (evaluation.population)
 
     def shares_table(self) -> pd.DataFrame:
         """Long table: slice, entry, option, share, ci_low, ci_high (the real shares' 95 %

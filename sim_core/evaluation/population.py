@@ -103,7 +103,8 @@ class PopulationEstimate:
         real: the survey's real answer for the population / subgroup, with its
             design-based 95 % interval (None: a drafted question or no such row).
         reference: what the scores compare with (real.shares or the composed real shares).
-        reference_label: TOPLINE or COMPOSED ("" without real data).
+        reference_label: TOPLINE (a subgroup: the survey's weighted answer of it) or
+            COMPOSED ("" without real data).
         composed_real: the real cell shares composed with the cell shares (None where a
             cell has no real data).
         baselines: baseline name -> distribution.
@@ -242,7 +243,8 @@ def estimate_from_results(question: Question, composition: Composition,
     if survey is not None and question.id in survey.questions:
         real = _real_for(survey, question, within, wave, bins)
         composed = _composed_real(survey, question, composition, wave, bins)
-    reference, label = (real.shares, TOPLINE) if real is not None else (
+    topline = TOPLINE if not within else f"the survey's weighted answer of {slice_label(within)}"
+    reference, label = (real.shares, topline) if real is not None else (
         (composed, COMPOSED) if composed is not None else (None, ""))
     if survey is not None and question.id in survey.questions and reference is None:
         notes.append("no real answer to compare with: the data has no row for this "
@@ -254,7 +256,7 @@ def estimate_from_results(question: Question, composition: Composition,
         (level or 0.9) if intervals else None, real, reference, label, composed, base,
         default_score([question]), cells=dict(results), notes=notes)
     if reference is not None:
-        n = real.n_eff if label == TOPLINE and real.n_eff else None
+        n = real.n_eff if real is not None and real.n_eff else None
         estimate.scores = {entry: score_all(reference, dist,
                                             ordinal_values=question.ordinal_values, n=n)
                            for entry, dist in estimate.entries().items()}

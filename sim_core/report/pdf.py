@@ -21,6 +21,7 @@ from sim_core.base.metrics import best_entry
 from sim_core.report import palette
 from sim_core.report.document import QuestionReport, Report, SliceResult
 from sim_core.report.pdf_fairness_individual import fairness_section, individual_section
+from sim_core.report.pdf_population import population_section
 from sim_core.report.pdf_kit import (
     ARROW,
     BEST,
@@ -69,6 +70,8 @@ def render_pdf(report: Report, page_size: str = "A4") -> bytes:
     _title_page(pdf, report)
     for question in report.questions:
         _question_section(pdf, report, question)
+    population_section(pdf, report.population_estimates,
+                       {s.key: s.direction for s in report.scores})
     if report.evaluation is not None:
         _evaluation_section(pdf, report)
         fairness_section(pdf, report.evaluation.fairness)

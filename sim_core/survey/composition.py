@@ -23,7 +23,7 @@ from typing import Sequence
 import numpy as np
 
 from sim_core.base.errors import DataError
-from sim_core.base.options import Choice, registry
+from sim_core.base.options import Choice, check, registry, setting
 from sim_core.survey.margins import Margins
 from sim_core.survey.schema import MARGINALS, Survey
 from sim_core.survey.slices import real_marginals, respondent_groups, slice_label
@@ -39,6 +39,28 @@ RAKE_FROM = registry(
 RAKE_TOLERANCE = 1e-10      # largest relative error left in any margin
 RAKE_MAX_ITER = 1000        # sweeps over the margins; a positive seed converges in far fewer
 SHOWN = 5                   # cells named in a message before the rest are counted
+
+
+@dataclass
+class PopulationConfig:
+    """Which population an estimate is for; every field's help lives in its setting."""
+
+    margins: str | None = setting(
+        None, label="Population margins", none="the survey's own weighted composition",
+        help="the population's shares per attribute and group: a CSV with the columns "
+             "attribute, group, share (e.g. census figures) or the name of a saved "
+             "population (`python -m sim_core populations`)")
+    rake_from: str | None = setting(
+        None, choices=RAKE_FROM, label="Raking starts from",
+        none="the survey's joint composition for respondent data, else independence",
+        help="where raking the margins into cell shares starts")
+    subgroup: str = setting(
+        "", label="Subgroup",
+        help='estimate a subgroup from the cells that make it up, e.g. "SEX=Female" '
+             '(empty: the whole population)')
+
+    def __post_init__(self) -> None:
+        check(self)
 
 
 @dataclass
@@ -166,6 +188,35 @@ def _table_composition(survey: Survey, by: list[str], wave, question_id) -> Comp
                        "the table's group sizes (n of valid answers per group)")
 
 
+def composition_for(survey: Survey | None, attributes: Sequence[str],
+                    margins: Margins | None = None, *, rake_from: str | None = None,
+                    wave: str | None = None, question_id: str | None = None,
+                    bins=None) -> Composition:
+    """The composition of a population estimate: raked margins when given, else the
+    survey's own composition (the one entry point for the CLI and the dashboard).
+
+    Args:
+        survey: the survey (None: a drafted question; margins are then required).
+        attributes: the attributes to cross (empty: the margins' attributes).
+        margins: the population's margins (None: the survey's own composition).
+        rake_from, wave, question_id, bins: as in composition_from_margins.
+    """
+    if margins is not None:
+        return composition_from_margins(margins, list(attributes) or None, survey=survey,
+                                        wave=wave, question_id=question_id, bins=bins,
+                                        rake_from=rake_from)
+    if rake_from is not None:
+        raise DataError("the raking start applies to margins only; give the margins too.")
+    if survey is None:
+        raise DataError("without a survey the population's composition is unknown: give "
+                        "its margins (attribute, group, share).")
+    if not attributes:
+        raise DataError("choose the attributes whose cells make up the population (e.g. "
+                        "--by sex,age), or give margins.")
+    return survey_composition(survey, attributes, wave=wave, question_id=question_id,
+                              bins=bins)
+
+
 # ---------------------------------------------------------------- margins and raking
 
 def _margin_keys(margins: Margins, attributes: Sequence[str]) -> dict[str, str]:
@@ -237,6 +288,10 @@ def composition_from_margins(margins: Margins, attributes: Sequence[str] | None 
             cannot all hold at once.
     """
     attributes = list(attributes or margins.attributes)
+    if survey is not None:          # the survey's spelling of an attribute named in the margins
+        spelling = {d.lower(): d for d in survey.demographics}
+        attributes = [a if a in survey.demographics else spelling.get(a.lower(), a)
+                      for a in attributes]
     keys = _margin_keys(margins, attributes)
     notes = list(margins.warnings)
     unused = [k for k in margins.shares if k not in keys.values()]

@@ -186,13 +186,18 @@ def save_margins(name: str, data: bytes | Margins, *, overwrite: bool = False) -
     return margins
 
 
+def load_saved_margins(name: str) -> Margins:
+    """A saved population's margins, by its exact name (DataError when there is none)."""
+    return read_margins(_path(name), name=name)
+
+
 def load_margins(source: str | Path) -> Margins:
     """Margins from a saved population's name or a CSV file's path (a file wins)."""
     path = Path(source)
     if path.is_file():
         return read_margins(path)
     if is_valid_name(str(source)) and str(source) in saved_margins():
-        return read_margins(_path(str(source)), name=str(source))
+        return load_saved_margins(str(source))
     known = ", ".join(saved_margins()) or "none yet"
     raise DataError(f"no such margins file or saved population (saved: {known}).",
                     file=str(source))
