@@ -34,7 +34,7 @@ from sim_core.survey.margins import (
     save_margins,
     saved_margins,
 )
-from sim_core.survey.readers import read_respondents_csv
+from sim_core.survey.readers import read_marginals_csv, read_respondents_csv
 from sim_core.survey.schema import Question
 from sim_core.survey.slices import real_marginals
 
@@ -108,6 +108,26 @@ def test_composing_real_cells_with_the_survey_composition_gives_the_topline():
     assert estimate.scores["m"]["tv"] == pytest.approx(0.0)
     assert "population" not in estimate.baselines          # it would be the topline itself
     assert estimate.real.ci_low is not None                 # the topline's own 95 % interval
+
+
+def test_a_marginal_table_composes_its_groups_by_their_n():
+    table = ("question_id,option,share,attribute,group,n\n"
+             "q,Yes,0.8,sex,F,30\nq,No,0.2,sex,F,30\nq,Yes,0.4,sex,M,10\nq,No,0.6,sex,M,10\n")
+    survey = read_marginals_csv(table.encode(), name="table")
+    composition = survey_composition(survey, ["sex"], question_id="q")
+    np.testing.assert_allclose(composition.shares, [0.75, 0.25])        # 30 and 10 answers
+    cells = [result(c, [0.5, 0.5]) for c in composition.cells]
+    estimate = estimate_from_results(QUESTION, composition, {"m": cells}, survey=survey)
+    # no whole-population row: the real groups composed stand in, 0.75*0.8 + 0.25*0.4 = 0.7
+    assert estimate.reference_label == COMPOSED and estimate.real is None
+    np.testing.assert_allclose(estimate.reference, [0.7, 0.3])
+    assert estimate.noise_floor == {}                    # no n for a composed reference
+    np.testing.assert_allclose(estimate.baselines["population"], [0.6, 0.4])  # group mean
+    no_n = read_marginals_csv(table.replace(",30\n", ",\n").replace(",10\n", ",\n").encode())
+    with pytest.raises(DataError, match="no group sizes .n. for sex in q"):
+        survey_composition(no_n, ["sex"], question_id="q")
+    with pytest.raises(DataError, match="an attribute is named twice"):
+        survey_composition(survey, ["sex", "sex"], question_id="q")
 
 
 # ---------------------------------------------------------------- raking

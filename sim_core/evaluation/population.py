@@ -111,6 +111,7 @@ class PopulationEstimate:
         score_key: the score to read first (Wasserstein for ordinal questions, else TV).
         scores: entry -> score key -> value; noise_floor: score key -> value.
         cells: checkpoint label -> the cells' SimResults, in composition order.
+        real_cells: each cell's real shares (None where it has no real data).
         notes: what the reader should know.
     """
 
@@ -130,6 +131,7 @@ class PopulationEstimate:
     scores: dict[str, dict[str, float]] = field(default_factory=dict)
     noise_floor: dict[str, float] = field(default_factory=dict)
     cells: dict[str, list[SimResult]] = field(default_factory=dict, repr=False)
+    real_cells: list[np.ndarray | None] = field(default_factory=list, repr=False)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -182,17 +184,22 @@ def _real_for(survey, question, within, wave, bins) -> SliceMarginal | None:
     return next((m for m in found if m.label == wanted and m.usable), None)
 
 
-def _composed_real(survey, question, composition, wave, bins) -> np.ndarray | None:
-    """sum_c w_c p_c over the real cell shares (None where a cell has no real data)."""
+def _real_cells(survey, question, composition, wave, bins) -> list[np.ndarray | None]:
+    """The real shares of each cell (None where the cell has no real data)."""
     try:
         found = real_marginals(survey, question.id, composition.attributes, wave=wave,
                                bins=bins, min_n_eff=0)
     except DataError:
-        return None         # e.g. a table cannot cross attributes
+        return [None] * len(composition.cells)      # e.g. a table cannot cross attributes
     real = {m.label: m.shares for m in found if m.usable}
-    if any(label not in real for label in composition.labels):
+    return [real.get(label) for label in composition.labels]
+
+
+def _composed(cells: list[np.ndarray | None], weights) -> np.ndarray | None:
+    """sum_c w_c p_c over the real cell shares (None where a cell has no real data)."""
+    if not cells or any(c is None for c in cells):
         return None
-    return post_stratify([real[label] for label in composition.labels], composition.shares)
+    return post_stratify(cells, weights)
 
 
 def _interval(results: list[SimResult], weights, estimate, residuals, level):
@@ -238,11 +245,12 @@ def estimate_from_results(question: Question, composition: Composition,
                           level or 0.9)
         if found is not None:
             methods[label], intervals[label] = found[0], found[1]
-    real = composed = None
+    real, real_cells = None, [None] * len(weights)
     notes = list(composition.notes)
     if survey is not None and question.id in survey.questions:
         real = _real_for(survey, question, within, wave, bins)
-        composed = _composed_real(survey, question, composition, wave, bins)
+        real_cells = _real_cells(survey, question, composition, wave, bins)
+    composed = _composed(real_cells, weights)
     topline = TOPLINE if not within else f"the survey's weighted answer of {slice_label(within)}"
     reference, label = (real.shares, topline) if real is not None else (
         (composed, COMPOSED) if composed is not None else (None, ""))
@@ -254,7 +262,7 @@ def estimate_from_results(question: Question, composition: Composition,
     estimate = PopulationEstimate(
         question, composition, within, estimates, intervals, methods,
         (level or 0.9) if intervals else None, real, reference, label, composed, base,
-        default_score([question]), cells=dict(results), notes=notes)
+        default_score([question]), cells=dict(results), real_cells=real_cells, notes=notes)
     if reference is not None:
         n = real.n_eff if real is not None and real.n_eff else None
         estimate.scores = {entry: score_all(reference, dist,

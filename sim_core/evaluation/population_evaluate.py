@@ -36,7 +36,6 @@ from sim_core.survey.composition import (
 )
 from sim_core.survey.margins import Margins
 from sim_core.survey.schema import Question, Survey
-from sim_core.survey.slices import real_marginals
 
 POPULATION, GROUPS = "population", "groups"
 
@@ -154,25 +153,20 @@ def _compositions(survey, attributes, questions, margins, rake_from, wave, bins,
     return out
 
 
-def _group_rows(survey, question, cells, composition, wave, bins) -> list[dict]:
+def _group_rows(survey, estimate: PopulationEstimate, wave) -> list[dict]:
     """Group-level rows of one question: each entry's mean score over its real cells."""
-    try:
-        found = real_marginals(survey, question.id, composition.attributes, wave=wave,
-                               bins=bins, min_n_eff=0)
-    except DataError:
-        return []
-    real = {m.label: m.shares for m in found if m.usable}
-    index = [i for i, label in enumerate(composition.labels) if label in real]
+    question = estimate.question
+    index = [i for i, real in enumerate(estimate.real_cells) if real is not None]
     if not index:
         return []
     average = population_average(survey, question.id, wave=wave)
-    entries = {label: [results[i].shares for i in index] for label, results in cells.items()}
+    entries = {label: [results[i].shares for i in index]
+               for label, results in estimate.cells.items()}
     entries[baseline_entry("uniform")] = [uniform(question.k)] * len(index)
     entries[baseline_entry("population")] = [average] * len(index)
     rows = []
     for entry, dists in entries.items():
-        scores = [score_all(real[composition.labels[i]], d,
-                            ordinal_values=question.ordinal_values)
+        scores = [score_all(estimate.real_cells[i], d, ordinal_values=question.ordinal_values)
                   for i, d in zip(index, dists)]
         keys = [k for k in METRICS if any(k in s for s in scores)]
         rows.append({"question_id": question.id, "entry": entry, "level": GROUPS,
@@ -232,7 +226,7 @@ def evaluate_population(models: list[Any], survey: Survey, attributes: Sequence[
         rows += [{"question_id": qid, "entry": entry, "level": POPULATION,
                   "cells": len(composition.cells), "reference": estimate.reference_label,
                   **scores} for entry, scores in estimate.scores.items()]
-        rows += _group_rows(survey, question, cells, composition, wave, bins)
+        rows += _group_rows(survey, estimate, wave)
     entries = labels + [baseline_entry(n) for n in ("uniform", "population")]
     first = next(iter(compositions.values()))
     return PopulationEvaluation(survey.name, wave, list(attributes), first.source, entries,

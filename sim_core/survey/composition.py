@@ -97,7 +97,7 @@ class Composition:
                 groups[cell[attribute]] = groups.get(cell[attribute], 0.0) + float(share)
         return out
 
-    def subgroup(self, within: dict[str, str]) -> "Composition":
+    def subgroup(self, within: dict[str, str]) -> Composition:
         """The cells that make up a subgroup (e.g. {"SEX": "Female"}), shares renormalised."""
         unknown = [a for a in within if a not in self.attributes]
         if unknown:
@@ -125,6 +125,8 @@ def _check_attributes(survey: Survey, by: Sequence[str]) -> list[str]:
     by = list(by)
     if not by:
         raise DataError("a composition needs at least one attribute to cross.")
+    if len(set(by)) < len(by):
+        raise DataError(f"an attribute is named twice: {', '.join(by)}.")
     unknown = [a for a in by if a not in survey.demographics]
     if unknown:
         raise DataError(f"unknown attribute(s) {', '.join(unknown)}; the survey has: "
