@@ -230,11 +230,12 @@ def estimate_from_results(question: Question, composition: Composition,
         baselines: among POPULATION_BASELINES.
         residuals: checkpoint label -> population-level conformity scores (the "conformal"
             interval); without them, "cell bounds" where the cells have intervals.
-        level: the intervals' nominal level (the cells' interval level).
+        level: the intervals' nominal level (the cells' interval level; default SimConfig's).
     Returns:
         PopulationEstimate.
     """
     within = dict(within or {})
+    level = SimConfig().interval_level if level is None else level
     weights = composition.shares
     estimates, intervals, methods = {}, {}, {}
     for label, cells in results.items():
@@ -242,7 +243,7 @@ def estimate_from_results(question: Question, composition: Composition,
             raise ValueError(f"{label}: {len(cells)} results for {len(weights)} cells")
         estimates[label] = post_stratify([r.shares for r in cells], weights)
         found = _interval(cells, weights, estimates[label], (residuals or {}).get(label),
-                          level or 0.9)
+                          level)
         if found is not None:
             methods[label], intervals[label] = found[0], found[1]
     real, real_cells = None, [None] * len(weights)
@@ -261,7 +262,7 @@ def estimate_from_results(question: Question, composition: Composition,
                       notes)
     estimate = PopulationEstimate(
         question, composition, within, estimates, intervals, methods,
-        (level or 0.9) if intervals else None, real, reference, label, composed, base,
+        level if intervals else None, real, reference, label, composed, base,
         default_score([question]), cells=dict(results), real_cells=real_cells, notes=notes)
     if reference is not None:
         n = real.n_eff if real is not None and real.n_eff else None
