@@ -11,7 +11,7 @@ from sim_core.base.errors import SimError
 from sim_core.base.writing import make_folder
 
 DEFAULT_WORKSPACE = "~/.opinion-sim"
-SUBDIRS = ("models", "adapters", "cache", "surveys", "jobs", "history")
+SUBDIRS = ("models", "adapters", "cache", "surveys", "jobs", "history", "populations")
 MAX_NAME = 64
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 

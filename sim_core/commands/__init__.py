@@ -19,7 +19,7 @@ from sim_core.base.writing import failure_message
 
 CORE_COMMANDS = tuple(f"sim_core.commands.{name}" for name in
                       ("marginals", "baselines", "simulate", "compare", "individual", "report",
-                       "calibrate", "codebook", "adapters", "surveys"))
+                       "calibrate", "codebook", "adapters", "surveys", "populations"))
 
 
 def build_parser(prog: str, modules: Sequence[str], description: str) -> argparse.ArgumentParser:

@@ -19,7 +19,14 @@ from sim_core.base.labels import NOISE_FLOOR, REAL
 from sim_core.base.metrics import METRICS, best_entry
 from sim_core.commands import common
 from sim_core.commands.formatting import floats, format_rows, score_legend, slice_heading
+from sim_core.commands.population_flags import (
+    add_population_args,
+    format_population,
+    population_from_args,
+)
 from sim_core.evaluation.compare import compare, with_survey_style
+from sim_core.evaluation.population import population_for_comparison
+from sim_core.survey.composition import composition_for
 from sim_core.survey.slices import real_marginals
 
 
@@ -33,11 +40,19 @@ def register(subparsers) -> None:
     common.add_model_args(parser, adapters="many")
     common.add_simulation_args(parser)
     common.add_baselines_arg(parser)
+    add_population_args(parser)
     parser.set_defaults(func=run)
 
 
 def comparison_json(comp) -> dict:
-    """JSON-ready comparison of one question."""
+    """JSON-ready comparison of one question (with "population" when it was estimated)."""
+    out = _comparison_json(comp)
+    if comp.population is not None:
+        out["population"] = comp.population.to_dict()
+    return out
+
+
+def _comparison_json(comp) -> dict:
     return {"question": comp.question.id, "text": comp.question.text,
             "options": list(comp.question.options), "survey": comp.survey_name,
             "by": comp.by, "mode": comp.config.mode,
@@ -102,15 +117,27 @@ def format_comparison(comp) -> str:
         out += ["", slice_heading(sc.label, sc.real),
                 format_rows(comp.question.options, rows, keys, best,
                             intervals=interval_rows(sc, comp.config.interval_level))]
+    if comp.population is not None:
+        out += ["", format_population(comp.population)]
     return "\n".join(out)
 
 
 def comparisons_from_args(args: argparse.Namespace) -> tuple:
-    """(survey, one Comparison per --question) from the data, model and simulation flags
-    (every flag is checked before a model loads); a progress bar per question."""
+    """(survey, one Comparison per --question) from the data, model, simulation and
+    population flags (every flag is checked before a model loads); a progress bar per
+    question. With --population-estimate each Comparison carries its population estimate."""
     config = common.sim_config_from_args(args)
+    population, margins, within = population_from_args(args)
     survey, by, bins, ids = common.slicing_from_args(args, common.survey_from_args(args))
     common.print_warnings(survey, args, ids + by)
+    compositions = {}
+    if getattr(args, "population_estimate", False):      # checked before a model loads
+        for qid in ids:
+            compositions[qid] = composition_for(survey, by, margins, wave=args.wave,
+                                                question_id=qid, bins=bins,
+                                                rake_from=population.rake_from)
+            if within:
+                compositions[qid].subgroup(within)
     models = common.models_from_args(args)
     pairs = [common.Pair(survey.questions[qid], m.slice) for qid in ids
              for m in real_marginals(survey, qid, by, wave=args.wave, bins=bins)]
@@ -119,11 +146,16 @@ def comparisons_from_args(args: argparse.Namespace) -> tuple:
     for qid in ids:
         bar, progress = common.tqdm_progress(qid)
         try:
-            comparisons.append(compare(models, survey.questions[qid], survey=survey, by=by,
-                                       wave=args.wave, bins=bins, config=config,
-                                       baselines=args.baselines, progress=progress))
+            comparison = compare(models, survey.questions[qid], survey=survey, by=by,
+                                 wave=args.wave, bins=bins, config=config,
+                                 baselines=args.baselines, progress=progress)
         finally:
             bar.close()
+        if qid in compositions:
+            comparison.population = population_for_comparison(
+                models, comparison, compositions[qid], survey=survey, bins=bins,
+                within=within)
+        comparisons.append(comparison)
     return survey, comparisons
 
 

@@ -14,6 +14,7 @@ from sim_core.base.errors import SimError
 from sim_core.base.writing import atomic_write
 from sim_core.commands import common
 from sim_core.commands.compare import comparisons_from_args
+from sim_core.commands.population_flags import add_population_args
 from sim_core.report.document import report_csv, report_from_comparisons, report_json
 from sim_core.report.pdf import PAGE_SIZES, render_pdf
 
@@ -28,6 +29,7 @@ def register(subparsers) -> None:
     common.add_model_args(parser, adapters="many")
     common.add_simulation_args(parser)
     common.add_baselines_arg(parser)
+    add_population_args(parser)           # a population section per question
     parser.add_argument("--title", default=None, help="report title")
     parser.add_argument("--pdf", required=True, type=common.output_file,
                         help="PDF file to write (missing folders are made)")

@@ -10,8 +10,15 @@ from dataclasses import replace
 from sim_core.base.errors import SimError
 from sim_core.commands import common
 from sim_core.commands.formatting import floats
+from sim_core.commands.population_flags import (
+    add_population_args,
+    format_population,
+    population_from_args,
+)
 from sim_core.evaluation.calibration_records import calibration_for, checkpoint_verdict
+from sim_core.evaluation.population import population_estimate
 from sim_core.simulation.simulate import orders_for, simulate, temperature_for
+from sim_core.survey.composition import composition_for
 from sim_core.survey.schema import LETTERS, Question
 from sim_core.survey.slices import parse_slice_label, slice_label
 
@@ -35,7 +42,9 @@ def register(subparsers) -> None:
     parser.add_argument("--population", default=None,
                         help='who is asked, named in the prompt (default "adults in the '
                              'United States"; "" names none)')
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table "
+                        '(with --population-estimate: {"cells": [...], "population": {...}})')
+    add_population_args(parser)
     parser.set_defaults(func=run)
 
 
@@ -54,34 +63,60 @@ def run(args: argparse.Namespace) -> int:
     config = common.sim_config_from_args(args)
     if args.population is not None:
         config = replace(config, style=replace(config.style, population=args.population))
+    composition, within = _composition(args)
     lm = common.model_from_args(args)
     common.announce_plan([lm], [common.Pair(question, s) for s in slices], config)
     record = calibration_for(lm)       # a drafted question: the checkpoint's own measurement
     bar, progress = common.tqdm_progress("simulating")
+    estimate = None
     try:
-        results = simulate(lm, question, slices, config, progress=progress,
-                           calibration=record.calibration if record else None)
+        if composition is not None:
+            estimate = population_estimate([lm], question, composition, config=config,
+                                           within=within, progress=progress)
+            results = next(iter(estimate.cells.values()))
+        else:
+            results = simulate(lm, question, slices, config, progress=progress,
+                               calibration=record.calibration if record else None)
     finally:
         bar.close()
     applies = record is not None and config.mode == "first-token"
     text = checkpoint_verdict(record, lm.label, calibrated=applies and config.calibrate)
     if args.json:
-        print(json.dumps([{"slice": r.slice, "options": list(r.options),
-                           "shares": floats(r.shares), "raw_shares": floats(r.raw_shares),
-                           "interval_low": floats(r.interval_low),
-                           "interval_high": floats(r.interval_high),
-                           "interval_level": config.interval_level if applies else None,
-                           "calibrated": r.calibrated, "heldout_accuracy": text,
-                           "letter_mass": round(r.letter_mass, 6), "prompt": r.prompt,
-                           "n_samples": r.n_samples, "n_unparsed": r.n_unparsed,
-                           "cached": r.cached, "model": lm.label} for r in results],
-                         indent=2, ensure_ascii=False))
+        cells = [{"slice": r.slice, "options": list(r.options),
+                  "shares": floats(r.shares), "raw_shares": floats(r.raw_shares),
+                  "interval_low": floats(r.interval_low),
+                  "interval_high": floats(r.interval_high),
+                  "interval_level": config.interval_level if applies else None,
+                  "calibrated": r.calibrated, "heldout_accuracy": text,
+                  "letter_mass": round(r.letter_mass, 6), "prompt": r.prompt,
+                  "n_samples": r.n_samples, "n_unparsed": r.n_unparsed,
+                  "cached": r.cached, "model": lm.label} for r in results]
+        output = cells if estimate is None else {"cells": cells,
+                                                 "population": estimate.to_dict()}
+        print(json.dumps(output, indent=2, ensure_ascii=False))
         return 0
     print_table(results, lm, config)
+    if estimate is not None:
+        print("\n" + format_population(estimate))
     print(textwrap.fill("held-out accuracy: " + text, width=100, subsequent_indent="  "))
     if record is not None and record.note:
         print(f"note: {record.note}")
     return 0
+
+
+def _composition(args: argparse.Namespace):
+    """(the composition from --margins, the subgroup) with --population-estimate, else
+    (None, {}); checked before the model loads."""
+    population, margins, within = population_from_args(args)
+    if not args.population_estimate:
+        return None, {}
+    if args.slice:
+        raise SimError("--population-estimate takes its cells from the margins' groups "
+                       "(crossed); leave out --slice.")
+    composition = composition_for(None, [], margins, rake_from=population.rake_from)
+    if within:
+        composition.subgroup(within)
+    return composition, within
 
 
 def print_table(results, lm, config) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -76,6 +76,7 @@ class Comparison:
     slices: list[SliceComparison]
     notes: list[str] = field(default_factory=list)
     survey_facts: dict[str, str] = field(default_factory=dict)   # population, weighting, intervals
+    population: Any = None      # its PopulationEstimate, when asked for (evaluation.population)
 
     def shares_table(self) -> pd.DataFrame:
         """Long table: slice, entry, option, share, ci_low, ci_high (the real shares' 95 %

@@ -25,13 +25,7 @@ from sim_core.evaluation.splits import RESPONDENT_TEST_SHARE, SplitInfo
 from sim_core.simulation.adapters import read_card
 from sim_core.simulation.handle import ModelHandle
 from sim_core.survey.schema import MARGINALS, Question, Survey
-from sim_core.survey.slices import (
-    SurveyRow,
-    group_values,
-    survey_rows,
-    wave_respondents,
-    weights_of,
-)
+from sim_core.survey.slices import SurveyRow, survey_rows, wave_respondents, weighted_groups
 
 MISSING_GROUP = "(missing)"    # a demographic left blank is its own one-hot category
 PARTS = ("train", "val", "test")
@@ -101,16 +95,6 @@ def respondent_split(survey: Survey, *, test_fraction: float = RESPONDENT_TEST_S
     return RespondentSplit(train, val, test, info)
 
 
-def respondent_groups(frame: pd.DataFrame, attributes: Sequence[str], bins=None
-                      ) -> pd.DataFrame:
-    """Group label per respondent and attribute, as text; None where the value is missing."""
-    columns = {}
-    for attribute in attributes:
-        values = pd.Series(group_values(frame, attribute, bins), index=frame.index)
-        columns[attribute] = values.astype(object).map(lambda v: None if pd.isna(v) else str(v))
-    return pd.DataFrame(columns, index=frame.index)
-
-
 @dataclass
 class RespondentTable:
     """One run's respondents: built once (RespondentTable.build), then passed on.
@@ -145,8 +129,10 @@ class RespondentTable:
                             f"demographics are: {', '.join(survey.demographics)}.")
         split = split or respondent_split(survey, test_fraction=test_fraction, seed=seed)
         frame = wave_respondents(survey, wave)
-        groups = respondent_groups(frame, list(dict.fromkeys(attributes)), bins)
-        return cls(survey, frame, weights_of(survey, frame), groups, split, wave)
+        labelled = weighted_groups(survey, list(dict.fromkeys(attributes)), wave=wave, bins=bins)
+        groups = labelled.drop(columns="weight").astype(object)
+        groups = groups.where(groups.notna(), None)      # None where the value is missing
+        return cls(survey, frame, labelled["weight"].to_numpy(), groups, split, wave)
 
     def answered(self, question: Question) -> np.ndarray:
         """Mask over frame: who answered the question (nonresponse is no answer)."""

@@ -16,6 +16,8 @@ CSV design (report_csv): one tidy long table; the column `table` says what a row
     eval_summary  entry, score, value (mean over question x slice), direction
     eval_scores   question_id, slice, entry, score, value, direction
     verdict    entry (a checkpoint), text = its verdict on held-out rows
+    population, population_scores, composition: the population estimates
+               (sim_core.report.population_part)
 Read it back with pandas.read_csv(..., keep_default_na=False, na_values=[""]) so that a
 group called "None" or "NA" stays text. Text cells starting with = + - @ tab or CR get a
 leading single quote (spreadsheet formula injection); numbers are written as numbers.
@@ -50,6 +52,12 @@ from sim_core.report.fairness_individual import (
     parts_csv_rows,
 )
 from sim_core.report.methods_text import methods_text
+from sim_core.report.population_part import (
+    PopulationPart,
+    population_csv_rows,
+    population_from_dict,
+    population_part,
+)
 from sim_core.survey.nonresponse import REASONS
 from sim_core.survey.slices import slice_label
 
@@ -166,6 +174,7 @@ class Report:
     weighting: str = ""                      # weight column, sum, CV, Kish design effect
     intervals: str = ""                      # how the 95 % intervals were computed
     interval_level: float | None = None      # prediction intervals' level (None: none)
+    population_estimates: list[PopulationPart] = field(default_factory=list)
 
     def score_info(self, key: str) -> ScoreInfo:
         """Metadata of a score key (a bare ScoreInfo if the key is unknown)."""
@@ -274,7 +283,9 @@ def report_from_comparisons(comparisons: list[Any], title: str | None = None) ->
                     checkpoints=checkpoints, baselines=baselines,
                     mode=str(first.config.mode), orders=int(first.config.orders or 0),
                     scores=_score_infos(keys), questions=questions,
-                    interval_level=_interval_level(checkpoints))
+                    interval_level=_interval_level(checkpoints),
+                    population_estimates=[population_part(c.population) for c in comparisons
+                                          if getattr(c, "population", None) is not None])
     facts = getattr(first, "survey_facts", {}) or {}
     report.population = facts.get("population", "")
     report.weighting = facts.get("weighting", "")
@@ -423,6 +434,7 @@ def _csv_rows(report: Report) -> list[dict[str, Any]]:
              for c in report.checkpoints if c.get("verdict")]
     rows += parts_csv_rows(report.evaluation.fairness if report.evaluation else [],
                            report.individual)
+    rows += population_csv_rows(report.population_estimates)
     return rows
 
 
@@ -506,4 +518,6 @@ def report_from_json(text: str) -> Report:
             fairness=[fairness_from_dict(f) for f in part.get("fairness") or []])
     if data.get("individual") is not None:
         data["individual"] = individual_from_dict(data["individual"])
+    data["population_estimates"] = [population_from_dict(p) for p in
+                                    data.get("population_estimates") or []]
     return Report(**data)

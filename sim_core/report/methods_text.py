@@ -63,6 +63,8 @@ def methods_text(report: Report) -> str:
          if report.scores else "" if report.individual else
          "No scores: there is no real data to compare with."),
     ]
+    if getattr(report, "population_estimates", None):
+        parts.append(POPULATION_METHODS)
     if report.evaluation is not None and report.evaluation.fairness:
         parts.append(FAIRNESS_METHODS)
     if report.individual is not None:
@@ -93,6 +95,22 @@ def calibration_text(report: Report) -> str:
             "rows, with 95 % bootstrap intervals of each difference over questions (seeded).")
 
 
+
+
+POPULATION_METHODS = (
+    "Population estimates: the share of each option in the population is the sum over "
+    "cells (the crossed slices) of the cell's simulated share times the cell's population "
+    "share (post-stratification, as in MRP). Cell shares come from the survey's own weighted "
+    "composition (those who answered the question), or from margins the researcher gave, "
+    "raked into cells by iterative proportional fitting (started from the survey's joint "
+    "composition when there is one, else from independence). A subgroup is estimated from "
+    "the cells that make it up. The prediction interval is the same weighted sum of the "
+    "cells' calibrated interval bounds ('cell bounds': it holds whenever every cell's "
+    "interval holds and is conservative in width, but its coverage is measured, not "
+    "guaranteed), or split conformal over population estimates of calibration questions "
+    "('conformal'). The real topline carries its own 95 % interval; where the data has no "
+    "topline, the real group shares composed with the same cell shares stand in. The "
+    "population-average baseline is left out where it is the topline itself.")
 
 
 FAIRNESS_METHODS = (

@@ -49,6 +49,7 @@ from sim_core.report.pdf_kit import (
     plain_rows,
     plain_text_charts,
 )
+from sim_core.report.pdf_population import population_section
 from sim_core.survey.nonresponse import REASON_SHORT
 
 
@@ -69,6 +70,8 @@ def render_pdf(report: Report, page_size: str = "A4") -> bytes:
     _title_page(pdf, report)
     for question in report.questions:
         _question_section(pdf, report, question)
+    population_section(pdf, report.population_estimates,
+                       {s.key: s.direction for s in report.scores})
     if report.evaluation is not None:
         _evaluation_section(pdf, report)
         fairness_section(pdf, report.evaluation.fairness)

@@ -32,7 +32,8 @@ from sim_core.survey.schema import MARGINALS, Question, Survey
 
 __all__ = ["CI_ALPHA", "DEFAULT_BINS", "SliceMarginal", "SurveyRow", "bin_labels",
            "bin_numeric", "group_values", "parse_slice_label", "parse_slices", "real_marginals",
-           "slice_label", "survey_rows", "wave_respondents", "weights_of", "wilson_interval"]
+           "slice_label", "survey_rows", "wave_respondents", "weighted_groups", "weights_of",
+           "wilson_interval"]
 
 DEFAULT_BINS: dict[str, list[float]] = {"age": [18, 30, 45, 65, 200]}   # lower-case keys
 AUTO_BINS_ABOVE = 12        # numeric attributes with more distinct values get quartile bands
@@ -221,6 +222,33 @@ def real_marginals(survey: Survey, question_id: str, by: Sequence[str] = (), *,
     if survey.kind == MARGINALS:
         return _table_marginals(survey, question, by, wave, min_n_eff, include_total)
     return _respondent_marginals(survey, question, by, wave, bins, min_n_eff, include_total)
+
+
+def weighted_groups(survey: Survey, by: Sequence[str], *, wave: str | None = None,
+                    question_id: str | None = None, bins=None) -> pd.DataFrame:
+    """Group of each respondent on each attribute, with the weight: the one labelling of
+    respondents by slice (compositions, the respondent table of sim_core.evaluation).
+
+    Args:
+        survey: a respondent-level Survey.
+        by: attributes (group labels and order as in real_marginals' slices).
+        wave: one wave (None: every wave pooled).
+        question_id: only those who gave a valid answer to it (None: everyone in the wave).
+        bins: band edges for numeric attributes.
+    Returns:
+        One categorical column per attribute (<NA> = no group) and "weight".
+    """
+    if survey.kind == MARGINALS:
+        raise DataError("a marginal table has no respondents to count.")
+    if question_id and question_id not in survey.questions:
+        raise DataError(f"unknown question {question_id!r}.")
+    frame = wave_respondents(survey, wave)
+    if question_id:
+        frame = frame[frame[question_id].notna()]
+    columns = {attr: pd.Categorical(group_values(frame, attr, bins)) for attr in by}
+    columns = {attr: values.rename_categories([str(c) for c in values.categories])
+               for attr, values in columns.items()}
+    return pd.DataFrame({**columns, "weight": weights_of(survey, frame)}, index=frame.index)
 
 
 @dataclass
