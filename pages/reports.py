@@ -11,12 +11,11 @@ from sim_core.base.errors import SimError
 from sim_core.base.workspace import safe_name
 from sim_core.report import history
 from sim_core.report.document import (
-    report_csv,
     report_from_comparisons,
     report_from_evaluation,
     report_from_individual,
-    report_json,
 )
+from sim_core.report.exports import report_csv, report_json
 from sim_core.report.pdf import render_pdf
 
 SOURCES = ("Comparisons from Simulate & compare", "Last evaluation",

@@ -10,7 +10,7 @@ from test_report import _question, _report
 from sim_core.base.errors import SimError
 from sim_core.base.workspace import subdir
 from sim_core.report import history
-from sim_core.report.document import report_json
+from sim_core.report.exports import report_json
 
 
 def test_saved_result_reads_back_exactly_as_plain_json():

@@ -15,7 +15,7 @@ from sim_core.base.labels import baseline_entry
 from sim_core.evaluation.compare import with_survey_style
 from sim_core.evaluation.population import post_stratify
 from sim_core.evaluation.population_evaluate import GROUPS, POPULATION, evaluate_population
-from sim_core.report.document import report_from_json
+from sim_core.report.exports import report_from_json
 from sim_core.simulation.models import load_model
 from sim_core.simulation.simulate import SimConfig, simulate
 from sim_core.survey.composition import survey_composition

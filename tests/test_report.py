@@ -17,16 +17,8 @@ import pytest
 from pypdf import PdfReader
 
 from sim_core.base.errors import SimError
-from sim_core.report.document import (
-    QuestionReport,
-    Report,
-    ScoreInfo,
-    SliceResult,
-    methods_text,
-    report_csv,
-    report_from_json,
-    report_json,
-)
+from sim_core.report.document import QuestionReport, Report, ScoreInfo, SliceResult, methods_text
+from sim_core.report.exports import report_csv, report_from_json, report_json
 from sim_core.report.pdf import format_score, render_pdf
 
 CKPT = "SmolLM2-135M-Instruct + my-adapter"

@@ -15,7 +15,7 @@ from test_report import _pdf_text, _question, _report, _squash
 from sim_core.base import writing
 from sim_core.commands import report as report_command
 from sim_core.report import pdf
-from sim_core.report.document import report_csv, report_json
+from sim_core.report.exports import report_csv, report_json
 from sim_core.report.pdf import render_pdf
 
 

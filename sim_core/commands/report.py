@@ -15,7 +15,8 @@ from sim_core.base.writing import atomic_write
 from sim_core.commands import common
 from sim_core.commands.compare import comparisons_from_args
 from sim_core.commands.population_flags import add_population_args
-from sim_core.report.document import report_csv, report_from_comparisons, report_json
+from sim_core.report.document import report_from_comparisons
+from sim_core.report.exports import report_csv, report_json
 from sim_core.report.pdf import PAGE_SIZES, render_pdf
 
 

@@ -4,7 +4,7 @@ Each result is one JSON file, workspace/history/<id>.json, written atomically as
 finishes (so a browser refresh, a crash or another tab loses nothing):
 
     {"id", "kind": "comparison" | "evaluation", "title", "created",
-     "report": <sim_core.report.document.report_json of the result's Report>}
+     "report": <sim_core.report.exports.report_json of the result's Report>}
 
 Plain data only (no pickles); the Reports page lists, reopens, renames, deletes and
 reports from them.
@@ -21,7 +21,8 @@ from pathlib import Path
 from sim_core.base.errors import SimError
 from sim_core.base.reading import write_json_atomic
 from sim_core.base.workspace import is_valid_name, subdir
-from sim_core.report.document import Report, report_from_json, report_json
+from sim_core.report.document import Report
+from sim_core.report.exports import report_from_json, report_json
 from sim_core.report.methods_text import methods_text
 
 KINDS = ("comparison", "evaluation")
