@@ -35,7 +35,8 @@ from sim_core.evaluation.calibration_runs import fit_on_rows, heldout_measuremen
 from sim_core.evaluation.evaluate import evaluate_rows, mean_scores, uncalibrated
 from sim_core.evaluation.fairness import fairness_record, group_gaps
 from sim_core.evaluation.splits import Split
-from sim_core.simulation.adapters import AdapterCard, check_new_adapter, save_adapter
+from sim_core.simulation.adapter_card import AdapterCard
+from sim_core.simulation.adapters import check_new_adapter, save_adapter
 from sim_core.simulation.calibration import Calibration
 from sim_core.simulation.config import SimConfig
 from sim_core.simulation.local import letter_logits

@@ -19,7 +19,8 @@ from sim_core.base.labels import is_baseline
 from sim_core.base.metrics import METRICS
 from sim_core.evaluation.evaluate import evaluate
 from sim_core.report.document import report_from_evaluation
-from sim_core.simulation.adapters import read_card, resolve_adapter
+from sim_core.simulation.adapter_card import read_card
+from sim_core.simulation.adapters import resolve_adapter
 from sim_core.simulation.config import SimConfig
 
 

@@ -13,13 +13,12 @@ import torch
 from factories import random_lora, save_random_adapter
 
 from sim_core.base.errors import AdapterError
+from sim_core.simulation.adapter_card import CARD_FILE, read_card
 from sim_core.simulation.adapters import (
-    CARD_FILE,
     adapters_dir,
     delete_adapter,
     export_adapter_zip,
     list_adapters,
-    read_card,
     rename_adapter,
     resolve_adapter,
     save_adapter,

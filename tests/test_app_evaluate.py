@@ -135,7 +135,7 @@ def test_fairness_view_and_individual_level(monkeypatch, tiny_model_dir):
 
     from sim_core.evaluation.fairness import group_gaps
     from sim_core.evaluation.individual import IndividualConfig
-    from sim_core.simulation.adapters import read_card
+    from sim_core.simulation.adapter_card import read_card
     from sim_core.simulation.models import load_model
     from sim_core.survey.demo import demo_anes_paths
 

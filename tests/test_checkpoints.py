@@ -22,7 +22,8 @@ from finetune.checkpoints import MANIFEST, is_whole, last_whole_checkpoint
 from finetune.train import TrainConfig, train_adapter
 from sim_core.base.errors import Cancelled, SimError
 from sim_core.evaluation.splits import Split, SplitInfo
-from sim_core.simulation.adapters import list_adapters, read_card
+from sim_core.simulation.adapter_card import read_card
+from sim_core.simulation.adapters import list_adapters
 
 FAST = {"evaluate_test": False, "batch_size": 4, "rank": 4, "alpha": 8, "eval_every": None}
 

@@ -109,7 +109,7 @@ def test_vllm_matches_local_float32(server, rows, local_base):
 
 
 def test_adapter_served_by_name_matches_local_adapter(server, rows, local_base, tiny_adapter):
-    from sim_core.simulation.adapters import read_card
+    from sim_core.simulation.adapter_card import read_card
     from sim_core.simulation.completions import connect
     from sim_core.simulation.models import load_model
 

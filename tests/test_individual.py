@@ -22,7 +22,7 @@ from sim_core.evaluation.respondent_table import (
     respondent_split,
     split_from_cards,
 )
-from sim_core.simulation.adapters import read_card
+from sim_core.simulation.adapter_card import read_card
 from sim_core.simulation.calibration import temper
 from sim_core.simulation.config import SimConfig
 from sim_core.simulation.models import load_model

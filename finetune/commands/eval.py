@@ -22,7 +22,7 @@ from sim_core.evaluation.evaluate import evaluate_rows
 from sim_core.evaluation.fairness import gap_changes, group_gaps
 from sim_core.evaluation.respondent_table import respondent_parts, respondent_split
 from sim_core.evaluation.splits import SplitInfo, held_out_with_reference
-from sim_core.simulation.adapters import read_card
+from sim_core.simulation.adapter_card import read_card
 from sim_core.survey.slices import survey_rows
 
 

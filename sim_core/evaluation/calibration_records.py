@@ -19,7 +19,7 @@ from sim_core.base.errors import SimError
 from sim_core.base.reading import write_json_atomic
 from sim_core.base.workspace import safe_name, subdir
 from sim_core.evaluation.verdict import HeldOut, verdict
-from sim_core.simulation.adapters import AdapterCard, read_card
+from sim_core.simulation.adapter_card import AdapterCard, read_card
 from sim_core.simulation.calibration import Calibration
 from sim_core.simulation.handle import ModelHandle
 

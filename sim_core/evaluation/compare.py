@@ -20,7 +20,7 @@ from sim_core.evaluation.calibration_records import (
     calibration_for,
     checkpoint_verdict,
 )
-from sim_core.simulation.adapters import read_card
+from sim_core.simulation.adapter_card import read_card
 from sim_core.simulation.config import MODES, SimConfig
 from sim_core.simulation.handle import ModelHandle
 from sim_core.simulation.simulate import SimResult, orders_for, simulate, style_warning

@@ -22,7 +22,7 @@ import pandas as pd
 from sim_core.base.errors import DataError
 from sim_core.base.labels import unique_labels
 from sim_core.evaluation.splits import RESPONDENT_TEST_SHARE, SplitInfo
-from sim_core.simulation.adapters import read_card
+from sim_core.simulation.adapter_card import read_card
 from sim_core.simulation.handle import ModelHandle
 from sim_core.survey.schema import MARGINALS, Question, Survey
 from sim_core.survey.slices import SurveyRow, survey_rows, wave_respondents, weighted_groups

@@ -18,13 +18,8 @@ from sim_core.base.labels import Progress, ShouldStop, stop_if_asked
 from sim_core.base.reading import folder_fingerprint
 from sim_core.base.workspace import is_valid_name, subdir
 from sim_core.base.writing import failure_message, is_storage_failure
-from sim_core.simulation.adapters import (
-    adapter_fingerprint,
-    check_base,
-    list_adapters,
-    resolve_adapter,
-    simulator_settings,
-)
+from sim_core.simulation.adapter_card import check_base, simulator_settings
+from sim_core.simulation.adapters import adapter_fingerprint, list_adapters, resolve_adapter
 from sim_core.simulation.calibration import Calibration
 from sim_core.simulation.config import SimConfig
 from sim_core.simulation.devices import (

@@ -16,7 +16,8 @@ from urllib.parse import urlsplit
 
 from sim_core.base.errors import ModelError, SimError
 from sim_core.base.labels import Progress, ShouldStop
-from sim_core.simulation.adapters import resolve_adapter, simulator_settings
+from sim_core.simulation.adapter_card import simulator_settings
+from sim_core.simulation.adapters import resolve_adapter
 from sim_core.simulation.calibration import Calibration
 from sim_core.simulation.handle import ModelHandle
 from sim_core.simulation.openai_client import (
