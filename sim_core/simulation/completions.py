@@ -25,9 +25,9 @@ from sim_core.simulation.answers import (
     tally_answers,
 )
 from sim_core.simulation.config import MAX_NEW_TOKENS, SimConfig, verbalized_tokens
+from sim_core.simulation.handle import RenderedHere
 from sim_core.simulation.models import resolve_model
 from sim_core.simulation.openai_client import DEFAULT_CONCURRENCY, DEFAULT_RETRIES, DEFAULT_TIMEOUT
-from sim_core.simulation.prompts import PromptStyle, build_prompt
 from sim_core.simulation.remote import (
     DEFAULT_TOP_LOGPROBS,
     RemoteModel,
@@ -37,7 +37,7 @@ from sim_core.simulation.remote import (
 
 
 @dataclass
-class EndpointModel(RemoteModel):
+class EndpointModel(RenderedHere, RemoteModel):
     """A checkpoint served by an OpenAI-compatible /v1/completions endpoint.
 
     Attributes (besides RemoteModel's):
@@ -52,17 +52,6 @@ class EndpointModel(RemoteModel):
     send_no_special: bool = False
 
     backend = "completions"
-
-    def prompt(self, question: Any, slice_: dict[str, str], *,
-               order: Sequence[int] | None = None, style: PromptStyle | None = None,
-               mode: str = "first-token") -> str:
-        """The prompt built here with the served model's chat template (local tokenizer)."""
-        return build_prompt(self.tokenizer, question, slice_, order=order, style=style,
-                            mode=mode)
-
-    def prompt_tokens(self, prompt: str) -> tuple[int, bool]:
-        """Tokens in a prompt, counted by the served model's tokenizer (here)."""
-        return len(self.tokenizer.encode(prompt, add_special_tokens=False)), True
 
     def first_token(self, prompts: list[str], ks: list[int], config: SimConfig | None = None, *,
                     progress: Progress = None, should_stop: ShouldStop = None

@@ -8,7 +8,9 @@ what is declared here, so they never ask which backend they hold. A new backend 
 subclass; nothing else changes.
 
 The simulator does the rest the same way for every backend: option orders and their
-debiasing (sim_core.simulation.answers), the cache, the calibration.
+debiasing (sim_core.simulation.answers), the cache, the calibration, the run plan.
+Backends that render prompts here with a tokenizer's chat template mix in RenderedHere.
+tests/test_handle.py builds a whole backend in a dozen lines.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import numpy as np
 from sim_core.base.labels import Progress, ShouldStop
 from sim_core.simulation.calibration import Calibration
 from sim_core.simulation.config import SimConfig
-from sim_core.simulation.prompts import Prompt, PromptStyle
+from sim_core.simulation.prompts import Prompt, PromptStyle, build_prompt
 
 
 class ModelHandle(ABC):
@@ -113,3 +115,21 @@ class ModelHandle(ABC):
         """Per prompt: the percentages the model gives for its k option letters, as shares in
         shown order (sim_core.simulation.answers.parse_percentages), asked at temperature 0;
         a reply that cannot be read is asked once more (seeded, temperature 1), then None."""
+
+
+class RenderedHere:
+    """Prompts rendered on this machine with a tokenizer's chat template (the local and the
+    completions backends; a chat API renders its own): mixed in before ModelHandle."""
+
+    tokenizer: Any
+
+    def prompt(self, question: Any, slice_: dict[str, str], *,
+               order: Sequence[int] | None = None, style: PromptStyle | None = None,
+               mode: str = "first-token") -> str:
+        """The chat-template prompt (plain text for base models), with the mode's answer cue."""
+        return build_prompt(self.tokenizer, question, slice_, order=order, style=style,
+                            mode=mode)
+
+    def prompt_tokens(self, prompt: str) -> tuple[int, bool]:
+        """Tokens in a prompt, counted exactly by the tokenizer."""
+        return len(self.tokenizer.encode(prompt, add_special_tokens=False)), True

