@@ -43,7 +43,8 @@ from fidelity_calibration import calibration_part  # noqa: E402
 from fidelity_calibration import markdown as calibration_markdown  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from finetune.train import TrainConfig, train_adapter  # noqa: E402
+from finetune.config import TrainConfig
+from finetune.train import train_adapter
 from sim_core.base.labels import baseline_entry  # noqa: E402
 from sim_core.base.metrics import METRICS  # noqa: E402
 from sim_core.base.writing import atomic_write  # noqa: E402
@@ -52,8 +53,9 @@ from sim_core.evaluation.baselines import ROW_BASELINES  # noqa: E402
 from sim_core.evaluation.splits import split_rows
 from sim_core.simulation.config import SimConfig
 from sim_core.simulation.models import load_model  # noqa: E402
-from sim_core.survey.readers import read_subpop_jsonl  # noqa: E402
-from sim_core.survey.slices import slice_label, survey_rows  # noqa: E402
+from sim_core.survey.marginal import slice_label
+from sim_core.survey.marginal_readers import read_subpop_jsonl
+from sim_core.survey.slices import survey_rows
 
 RESULTS = ROOT / "bench" / "results"
 GSS_PATH = ROOT.parent / "shared" / "data" / "gss2022_subpop" / "subpop_eval.jsonl"

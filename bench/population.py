@@ -53,8 +53,9 @@ from sim_core.evaluation.population_evaluate import (  # noqa: E402
     evaluate_population,
 )
 from sim_core.simulation.calibration import Calibration, conformity_scores  # noqa: E402
+from sim_core.simulation.config import SimConfig
 from sim_core.simulation.models import load_model  # noqa: E402
-from sim_core.simulation.simulate import SimConfig, orders_for  # noqa: E402
+from sim_core.simulation.simulate import orders_for
 from sim_core.survey.composition import survey_composition  # noqa: E402
 from sim_core.survey.demo import load_demo  # noqa: E402
 from sim_core.survey.margins import checked_margins  # noqa: E402

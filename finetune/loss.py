@@ -17,7 +17,8 @@ import torch
 from finetune.rows import permute_target, shuffle_order
 from sim_core.evaluation.splits import row_key
 from sim_core.simulation.prompts import PromptStyle, build_prompt
-from sim_core.survey.slices import SurveyRow, slice_label
+from sim_core.survey.marginal import slice_label
+from sim_core.survey.slices import SurveyRow
 
 
 def normalised_ordinal(values: Sequence[float] | None, k: int) -> np.ndarray:

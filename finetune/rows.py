@@ -21,8 +21,9 @@ from sim_core.base.errors import DataError
 from sim_core.base.seeded import rank
 from sim_core.evaluation.respondent_table import respondent_parts, respondent_split
 from sim_core.evaluation.splits import Split, SplitConfig, SplitInfo, counted, row_key, split_rows
+from sim_core.survey.marginal import slice_label
 from sim_core.survey.schema import Question, Survey, value_text
-from sim_core.survey.slices import SurveyRow, group_values, slice_label, survey_rows
+from sim_core.survey.slices import SurveyRow, group_values, survey_rows
 
 
 def reweight_slices(rows: Sequence[SurveyRow]) -> list[SurveyRow]:

@@ -20,8 +20,8 @@ from sim_core.evaluation.compare import compare
 from sim_core.evaluation.verdict import default_score
 from sim_core.report.document import report_from_comparisons
 from sim_core.simulation.config import MODES, SimConfig
+from sim_core.survey.marginal import parse_slices
 from sim_core.survey.schema import Question
-from sim_core.survey.slices import parse_slices
 
 
 def draft_question():

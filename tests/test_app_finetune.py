@@ -20,7 +20,7 @@ CSV = "sex,q1,q2,q3\n" + "".join(
 
 def test_defaults_train_and_adapter_card(monkeypatch, tiny_model_dir, tmp_path):
     """Widgets start at TrainConfig's defaults; a 2-step job finishes and its adapter is listed."""
-    from finetune.train import TrainConfig
+    from finetune.config import TrainConfig
 
     # a workspace of its own, so adapters saved by other tests do not show up in the lists
     monkeypatch.setenv("SIM_WORKSPACE", str(tmp_path / "ws"))

@@ -169,6 +169,47 @@ def test_private_check_catches_a_crossing(tmp_path):
         "sim_core.survey.slices._respondent_frame", "pdf_kit._table"]
 
 
+def _top_level_names(path: Path) -> set[str]:
+    """Names a module defines itself: functions, classes and assigned names."""
+    names = set()
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names |= {n.id for target in targets for n in ast.walk(target)
+                      if isinstance(n, ast.Name)}
+    return names
+
+
+def _borrowed_imports(path: Path, modules: dict[str, Path]) -> list[str]:
+    """`from project.module import name` where the module only imports `name` itself (a
+    re-export): each name is imported from the module that defines it."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module in modules:
+            home = _top_level_names(modules[node.module])
+            found += [f"{node.module}.{a.name}" for a in node.names
+                      if a.name not in home and f"{node.module}.{a.name}" not in modules]
+    return found
+
+
+def test_names_are_imported_from_their_home():
+    modules = _modules()
+    files = [*modules.values(), *ROOT.glob("tests/*.py"), *ROOT.glob("bench/*.py"),
+             ROOT / "app.py"]
+    offenders = {str(f.relative_to(ROOT)): found for f in files
+                 if (found := _borrowed_imports(f, modules))}
+    assert not offenders
+
+
+def test_borrowed_import_check_catches_a_re_export(tmp_path):
+    path = tmp_path / "m.py"
+    path.write_text("from sim_core.simulation.simulate import SimConfig, simulate\n")
+    modules = _modules()
+    assert _borrowed_imports(path, modules) == ["sim_core.simulation.simulate.SimConfig"]
+
+
 def test_no_page_file_shadows_a_package():
     top_level = {p.name for p in ROOT.iterdir() if (p / "__init__.py").exists()}
     pages = {p.stem for p in (ROOT / "pages").glob("*.py")}

@@ -7,7 +7,8 @@ import pytest
 
 from sim_core.base.errors import DataError
 from sim_core.evaluation import baselines as B
-from sim_core.survey.readers import read_marginals_csv, read_respondents_csv
+from sim_core.survey.marginal_readers import read_marginals_csv
+from sim_core.survey.readers import read_respondents_csv
 
 SMALL_CSV = b"""sex,region,w,q1
 Female,North,1.0,Yes

@@ -27,7 +27,7 @@ from sim_core.simulation.calibration import Calibration
 from sim_core.simulation.config import SimConfig
 from sim_core.simulation.models import load_model
 from sim_core.simulation.simulate import simulate
-from sim_core.survey.readers import read_subpop_jsonl
+from sim_core.survey.marginal_readers import read_subpop_jsonl
 
 QUESTIONS = ["natspac", "natenvir", "natheal", "natcity", "natdrug", "nateduc"]
 RESIDUALS = {"calibrated": [0.05 * i for i in range(1, 20)], "raw": [0.1] * 19}

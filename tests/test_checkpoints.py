@@ -19,7 +19,8 @@ from test_finetune_rows import make_rows
 
 from finetune import jobs
 from finetune.checkpoints import MANIFEST, is_whole, last_whole_checkpoint
-from finetune.train import TrainConfig, train_adapter
+from finetune.config import TrainConfig
+from finetune.train import train_adapter
 from sim_core.base.errors import Cancelled, SimError
 from sim_core.evaluation.splits import Split, SplitInfo
 from sim_core.simulation.adapter_card import read_card

@@ -9,8 +9,9 @@ import pytest
 from scipy import stats
 
 from sim_core.base.errors import DataError
+from sim_core.survey.marginal import wilson_interval
 from sim_core.survey.readers import read_respondents_csv
-from sim_core.survey.slices import real_marginals, wilson_interval
+from sim_core.survey.slices import real_marginals
 
 
 def design_csv(tmp_path, n: int = 160, seed: int = 3):

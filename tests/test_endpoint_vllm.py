@@ -87,7 +87,7 @@ def server(tiny_adapter, tmp_path_factory):
 
 
 def test_served_models_listed(server):
-    from sim_core.simulation.completions import list_served
+    from sim_core.simulation.openai_client import list_served
 
     served = {m.id: m.parent for m in list_served(server.url)}
     assert served == {server.model: None, ADAPTER: server.model}

@@ -13,7 +13,8 @@ from sim_core.evaluation.baselines import population_average
 from sim_core.evaluation.evaluate import evaluate, evaluate_rows, group_deviation_correlation
 from sim_core.simulation.config import SimConfig
 from sim_core.simulation.simulate import simulate_rows
-from sim_core.survey.slices import slice_label, survey_rows
+from sim_core.survey.marginal import slice_label
+from sim_core.survey.slices import survey_rows
 
 CONFIG = SimConfig(orders=1)    # cached in the session workspace: repeats are free
 QUESTIONS = ["nataid", "pres16"]    # ordinal with unsorted values [2, 3, 1]; nominal
@@ -28,7 +29,7 @@ def tiny(tiny_model_dir):
 
 @pytest.fixture(scope="module")
 def gss_rows(gss_path):
-    from sim_core.survey.readers import read_subpop_jsonl
+    from sim_core.survey.marginal_readers import read_subpop_jsonl
     return survey_rows(read_subpop_jsonl(gss_path), questions=QUESTIONS)
 
 

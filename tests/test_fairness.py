@@ -26,8 +26,9 @@ from sim_core.evaluation.fairness import (
 )
 from sim_core.evaluation.respondent_table import respondent_split
 from sim_core.evaluation.splits import SplitConfig, split_rows
+from sim_core.survey.marginal import slice_label
 from sim_core.survey.schema import Question
-from sim_core.survey.slices import SurveyRow, slice_label, survey_rows
+from sim_core.survey.slices import SurveyRow, survey_rows
 
 # ---------------------------------------------------------------- the view
 

@@ -7,8 +7,9 @@ import math
 import pytest
 from test_finetune_rows import make_rows
 
+from finetune.config import TrainConfig
 from finetune.estimate import estimate_duration, planned_steps
-from finetune.train import TrainConfig, train_adapter
+from finetune.train import train_adapter
 from sim_core.evaluation.splits import Split, SplitInfo
 from sim_core.simulation.adapters import list_adapters
 

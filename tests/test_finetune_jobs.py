@@ -11,7 +11,7 @@ from test_finetune_rows import make_rows
 
 from finetune import jobs
 from finetune.cli import opinion_sim as cli
-from finetune.train import TrainConfig
+from finetune.config import TrainConfig
 from sim_core.base.errors import SimError
 from sim_core.evaluation.splits import Split, SplitInfo
 from sim_core.simulation.adapters import list_adapters
@@ -231,8 +231,9 @@ def test_killed_job_resumes_to_a_usable_adapter(tiny_model_dir):
     import signal
 
     from finetune.checkpoints import newest_whole_checkpoint
+    from sim_core.simulation.config import SimConfig
     from sim_core.simulation.models import load_model
-    from sim_core.simulation.simulate import SimConfig, simulate
+    from sim_core.simulation.simulate import simulate
     from sim_core.survey.schema import Question
 
     split = Split(train=make_rows(3), val=make_rows(1), test=[], info=SplitInfo(how="question"))

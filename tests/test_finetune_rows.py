@@ -27,8 +27,9 @@ from finetune.rows import (
 )
 from sim_core.base.errors import DataError
 from sim_core.evaluation.splits import split_rows
+from sim_core.survey.marginal import slice_label
 from sim_core.survey.schema import LETTERS, Question
-from sim_core.survey.slices import SurveyRow, slice_label
+from sim_core.survey.slices import SurveyRow
 
 GROUPS = [{"SEX": "Female"}, {"SEX": "Male"}, {"AGE": "18-29"}, {"AGE": "30-44"},
           {"AGE": "45-64"}, {"AGE": "65+"}, {"REGION": "South"}, {"REGION": "West"}]

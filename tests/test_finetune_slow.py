@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from finetune.train import TrainConfig, train_adapter
+from finetune.config import TrainConfig
+from finetune.train import train_adapter
 from sim_core.evaluation.splits import split_rows
-from sim_core.survey.readers import read_subpop_jsonl
+from sim_core.survey.marginal_readers import read_subpop_jsonl
 from sim_core.survey.slices import survey_rows
 
 QUESTIONS = ["natspac", "natenvir", "natheal", "natcity", "natdrug", "nateduc",

@@ -10,8 +10,10 @@ import torch
 from safetensors.torch import load_file
 from test_finetune_rows import make_rows
 
+from finetune.base import check_qlora
 from finetune.callbacks import letter_distributions
-from finetune.train import TrainConfig, check_qlora, train_adapter
+from finetune.config import TrainConfig
+from finetune.train import train_adapter
 from sim_core.base.errors import AdapterError, Cancelled, ModelError
 from sim_core.evaluation.splits import Split, SplitInfo
 from sim_core.simulation.adapters import list_adapters

@@ -27,7 +27,8 @@ from sim_core.simulation.calibration import temper
 from sim_core.simulation.config import SimConfig
 from sim_core.simulation.models import load_model
 from sim_core.simulation.simulate import simulate
-from sim_core.survey.readers import read_marginals_csv, read_respondents_csv
+from sim_core.survey.marginal_readers import read_marginals_csv
+from sim_core.survey.readers import read_respondents_csv
 
 SIM = SimConfig(orders=1, use_cache=False)
 TEMPS = (0.5, 1.0, 2.0)

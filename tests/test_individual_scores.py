@@ -15,7 +15,8 @@ from sim_core.evaluation.individual_scores import score_predictions
 from sim_core.evaluation.respondent_table import RespondentTable, respondent_split
 from sim_core.simulation.calibration import temper
 from sim_core.survey.demo import load_demo
-from sim_core.survey.readers import read_marginals_csv, read_respondents_csv
+from sim_core.survey.marginal_readers import read_marginals_csv
+from sim_core.survey.readers import read_respondents_csv
 from sim_core.survey.schema import Question
 
 LIKERT = Question("q", "How much?", ("Low", "Mid", "High", "Don't know"),

@@ -167,7 +167,7 @@ def test_noise_floor_kl_asymptotics_and_seeding():
 # ---------------------------------------------------------------- real GSS file
 
 def _gss_rows(gss_path):
-    from sim_core.survey.readers import read_subpop_jsonl
+    from sim_core.survey.marginal_readers import read_subpop_jsonl
     from sim_core.survey.slices import survey_rows
     return survey_rows(read_subpop_jsonl(gss_path))
 

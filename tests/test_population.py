@@ -26,6 +26,7 @@ from sim_core.survey.composition import (
     rake,
     survey_composition,
 )
+from sim_core.survey.marginal_readers import read_marginals_csv
 from sim_core.survey.margins import (
     checked_margins,
     delete_margins,
@@ -34,7 +35,7 @@ from sim_core.survey.margins import (
     save_margins,
     saved_margins,
 )
-from sim_core.survey.readers import read_marginals_csv, read_respondents_csv
+from sim_core.survey.readers import read_respondents_csv
 from sim_core.survey.schema import Question
 from sim_core.survey.slices import real_marginals
 

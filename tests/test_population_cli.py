@@ -16,8 +16,9 @@ from sim_core.evaluation.compare import with_survey_style
 from sim_core.evaluation.population import post_stratify
 from sim_core.evaluation.population_evaluate import GROUPS, POPULATION, evaluate_population
 from sim_core.report.exports import report_from_json
+from sim_core.simulation.config import SimConfig
 from sim_core.simulation.models import load_model
-from sim_core.simulation.simulate import SimConfig, simulate
+from sim_core.simulation.simulate import simulate
 from sim_core.survey.composition import survey_composition
 from sim_core.survey.readers import read_respondents_csv
 from sim_core.survey.slices import real_marginals

@@ -17,9 +17,11 @@ import pytest
 from pypdf import PdfReader
 
 from sim_core.base.errors import SimError
-from sim_core.report.document import QuestionReport, Report, ScoreInfo, SliceResult, methods_text
+from sim_core.report.document import QuestionReport, Report, ScoreInfo, SliceResult
 from sim_core.report.exports import report_csv, report_from_json, report_json
-from sim_core.report.pdf import format_score, render_pdf
+from sim_core.report.methods_text import methods_text
+from sim_core.report.pdf import render_pdf
+from sim_core.report.pdf_kit import format_score
 
 CKPT = "SmolLM2-135M-Instruct + my-adapter"
 SCORES = [ScoreInfo("kl", "KL divergence", "sum p_i ln(p_i / q_i)", "lower", "[0, inf)"),
@@ -337,7 +339,7 @@ def _real_comparison(request, mini_files):
 def test_report_from_real_comparison(request, mini_files):
     comparison, model, _ = _real_comparison(request, mini_files)
     from sim_core.report.document import report_from_comparisons
-    from sim_core.survey.slices import slice_label
+    from sim_core.survey.marginal import slice_label
     report = report_from_comparisons([comparison])
     question = report.questions[0]
     assert (question.id, question.text, question.options) == ("q1", WORDING, list(OPTIONS))

@@ -10,15 +10,9 @@ import pytest
 from scipy.stats import norm
 
 from sim_core.base.errors import DataError
+from sim_core.survey.marginal import parse_slice_label, slice_label
 from sim_core.survey.readers import read_respondents_csv
-from sim_core.survey.slices import (
-    DEFAULT_BINS,
-    bin_numeric,
-    parse_slice_label,
-    real_marginals,
-    slice_label,
-    survey_rows,
-)
+from sim_core.survey.slices import DEFAULT_BINS, bin_numeric, real_marginals, survey_rows
 
 SIX_ROWS = """sex,age,q,w
 F,25,Yes,1
@@ -164,7 +158,7 @@ def test_survey_rows_respondents(six):
 
 
 def test_gss_marginal_table_rules(gss_path):
-    from sim_core.survey.readers import read_subpop_jsonl
+    from sim_core.survey.marginal_readers import read_subpop_jsonl
     gss = read_subpop_jsonl(gss_path)
     with pytest.raises(DataError, match="cannot cross"):
         real_marginals(gss, "nataid", ["SEX", "RACE"])

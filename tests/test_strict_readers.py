@@ -16,12 +16,8 @@ import pytest
 
 from sim_core.base.errors import MAX_LISTED_ROWS, DataError
 from sim_core.evaluation.baselines import classifier_fit
-from sim_core.survey.readers import (
-    load_survey,
-    read_marginals_csv,
-    read_respondents_csv,
-    read_subpop_jsonl,
-)
+from sim_core.survey.marginal_readers import read_marginals_csv, read_subpop_jsonl
+from sim_core.survey.readers import load_survey, read_respondents_csv
 from sim_core.survey.slices import real_marginals, survey_rows
 
 

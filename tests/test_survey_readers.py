@@ -11,13 +11,9 @@ import pytest
 
 from sim_core.base import reading
 from sim_core.base.errors import DataError
-from sim_core.survey.readers import (
-    guess_columns,
-    load_survey,
-    read_marginals_csv,
-    read_respondents_csv,
-    read_subpop_jsonl,
-)
+from sim_core.survey.marginal_readers import read_marginals_csv, read_subpop_jsonl
+from sim_core.survey.readers import load_survey, read_respondents_csv
+from sim_core.survey.roles import guess_columns
 from sim_core.survey.slices import real_marginals, survey_rows
 
 ROWS = [("sex", "region", "q1", "wt"), ("Female", "Nord", "Café", "1"),

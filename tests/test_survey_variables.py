@@ -301,9 +301,9 @@ def test_tables_slice_by_their_own_attributes_only(gss_path):
 def test_persona_and_baselines_of_a_question_attribute(tmp_path, tiny_model_dir):
     from sim_core.evaluation.baselines import classifier_fit
     from sim_core.evaluation.compare import compare
+    from sim_core.simulation.config import SimConfig
     from sim_core.simulation.models import load_model
     from sim_core.simulation.prompts import PromptStyle, persona_text
-    from sim_core.simulation.simulate import SimConfig
 
     survey = load_survey(write_wide(tmp_path), weight="wt", demographics=["sex", "age"])
     run, by = with_slice_attributes(survey, ["polaf"], ["q1"])

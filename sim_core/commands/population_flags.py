@@ -13,8 +13,8 @@ from sim_core.base.labels import NOISE_FLOOR
 from sim_core.base.metrics import METRICS, best_entry
 from sim_core.commands.formatting import format_rows, score_legend
 from sim_core.survey.composition import PopulationConfig
+from sim_core.survey.marginal import parse_slice_label
 from sim_core.survey.margins import Margins, load_margins
-from sim_core.survey.slices import parse_slice_label
 
 REAL_TOPLINE = "real"
 SHOWN_CELLS = 12        # cells listed in the text output; the JSON has them all

@@ -17,7 +17,8 @@ from sim_core.commands.compare import comparisons_from_args
 from sim_core.commands.population_flags import add_population_args
 from sim_core.report.document import report_from_comparisons
 from sim_core.report.exports import report_csv, report_json
-from sim_core.report.pdf import PAGE_SIZES, render_pdf
+from sim_core.report.pdf import render_pdf
+from sim_core.report.pdf_kit import PAGE_SIZES
 
 
 def register(subparsers) -> None:

@@ -19,8 +19,8 @@ from sim_core.evaluation.calibration_records import calibration_for, checkpoint_
 from sim_core.evaluation.population import population_estimate
 from sim_core.simulation.simulate import orders_for, simulate, temperature_for
 from sim_core.survey.composition import composition_for
+from sim_core.survey.marginal import parse_slice_label, slice_label
 from sim_core.survey.schema import LETTERS, Question
-from sim_core.survey.slices import parse_slice_label, slice_label
 
 
 def register(subparsers) -> None:

@@ -25,8 +25,9 @@ from sim_core.simulation.config import MODES, SimConfig
 from sim_core.simulation.handle import ModelHandle
 from sim_core.simulation.simulate import SimResult, orders_for, simulate, style_warning
 from sim_core.survey.design import interval_method
+from sim_core.survey.marginal import SliceMarginal, slice_label
 from sim_core.survey.schema import Question, Survey
-from sim_core.survey.slices import SliceMarginal, real_marginals, slice_label
+from sim_core.survey.slices import real_marginals
 
 
 @dataclass

@@ -28,8 +28,8 @@ from threadpoolctl import threadpool_limits
 
 from sim_core.base.errors import DataError
 from sim_core.evaluation.respondent_table import RespondentTable
+from sim_core.survey.marginal import slice_label
 from sim_core.survey.schema import Question
-from sim_core.survey.slices import slice_label
 
 MODEL_BASELINES = ("classifier", "boosting", "svr")
 """Baselines fitted on respondents (respondent-level data only)."""

@@ -21,8 +21,9 @@ from sim_core.evaluation.verdict import heldout_from_evaluation, verdict
 from sim_core.simulation.config import SimConfig
 from sim_core.simulation.handle import ModelHandle
 from sim_core.simulation.simulate import orders_for, simulate_rows, style_warning
+from sim_core.survey.marginal import slice_label
 from sim_core.survey.schema import Survey
-from sim_core.survey.slices import SurveyRow, slice_label, survey_rows
+from sim_core.survey.slices import SurveyRow, survey_rows
 
 
 @dataclass

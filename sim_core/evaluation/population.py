@@ -39,10 +39,12 @@ from sim_core.evaluation.calibration_records import calibration_for
 from sim_core.evaluation.compare import model_progress, with_survey_style
 from sim_core.evaluation.verdict import default_score
 from sim_core.simulation.calibration import conformal_quantile, conformity_scores, share_scale
-from sim_core.simulation.simulate import SimConfig, SimResult, simulate
+from sim_core.simulation.config import SimConfig
+from sim_core.simulation.simulate import SimResult, simulate
 from sim_core.survey.composition import Composition
+from sim_core.survey.marginal import SliceMarginal, slice_label
 from sim_core.survey.schema import Question, Survey
-from sim_core.survey.slices import SliceMarginal, real_marginals, slice_label
+from sim_core.survey.slices import real_marginals
 
 INTERVAL_METHODS = registry(
     Choice("cell bounds", "Weighted cell bounds",

@@ -28,7 +28,8 @@ from sim_core.evaluation.population import (
     population_scores,
 )
 from sim_core.evaluation.verdict import default_score
-from sim_core.simulation.simulate import SimConfig, simulate_rows
+from sim_core.simulation.config import SimConfig
+from sim_core.simulation.simulate import simulate_rows
 from sim_core.survey.composition import (
     Composition,
     composition_from_margins,

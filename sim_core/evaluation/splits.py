@@ -15,7 +15,8 @@ from typing import Callable, Sequence
 from sim_core.base.errors import DataError
 from sim_core.base.options import Choice, check, registry, setting
 from sim_core.base.seeded import holdout_count, pick
-from sim_core.survey.slices import SurveyRow, slice_label
+from sim_core.survey.marginal import slice_label
+from sim_core.survey.slices import SurveyRow
 
 TEST_SHARE = 0.2            # rows / questions held out for testing (fine-tuning splits)
 VAL_SHARE = 0.1             # of the rest, for validation (early stopping, calibration)

@@ -33,7 +33,7 @@ from sim_core.report.population_part import (
     PopulationPart,
     population_part,
 )
-from sim_core.survey.slices import slice_label
+from sim_core.survey.marginal import slice_label
 
 
 @dataclass

@@ -24,9 +24,10 @@ import numpy as np
 
 from sim_core.base.errors import DataError
 from sim_core.base.options import Choice, check, registry, setting
+from sim_core.survey.marginal import slice_label
 from sim_core.survey.margins import Margins
 from sim_core.survey.schema import MARGINALS, Survey
-from sim_core.survey.slices import real_marginals, slice_label, weighted_groups
+from sim_core.survey.slices import real_marginals, weighted_groups
 
 RAKE_FROM = registry(
     Choice("survey", "The survey's joint composition",

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from sim_core.base.errors import DataError
-from sim_core.survey.readers import read_respondents_csv, read_subpop_jsonl
+from sim_core.survey.marginal_readers import read_subpop_jsonl
+from sim_core.survey.readers import read_respondents_csv
 from sim_core.survey.schema import Survey
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"     # sim_core/data

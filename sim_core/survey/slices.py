@@ -17,23 +17,13 @@ import pandas as pd
 from sim_core.base.errors import DataError
 from sim_core.survey.attributes import check_bins
 from sim_core.survey.marginal import (
-    CI_ALPHA,
     SliceData,
     SliceMarginal,
     make_marginal,
-    parse_slice_label,
-    parse_slices,
     respondent_reasons,
-    slice_label,
-    wilson_interval,
 )
 from sim_core.survey.nonresponse import canonical
 from sim_core.survey.schema import MARGINALS, Question, Survey
-
-__all__ = ["CI_ALPHA", "DEFAULT_BINS", "SliceMarginal", "SurveyRow", "bin_labels",
-           "bin_numeric", "group_values", "parse_slice_label", "parse_slices", "real_marginals",
-           "slice_label", "survey_rows", "wave_respondents", "weighted_groups", "weights_of",
-           "wilson_interval"]
 
 DEFAULT_BINS: dict[str, list[float]] = {"age": [18, 30, 45, 65, 200]}   # lower-case keys
 AUTO_BINS_ABOVE = 12        # numeric attributes with more distinct values get quartile bands
