@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sim_core.evaluation.splits import RESPONDENT_TEST_SHARE
 from sim_core.report.fairness_individual import IndividualPart
 
 # Functions take a sim_core.report.document.Report (typed Any: that module imports this one).
@@ -30,16 +31,32 @@ def orders_sentence(report: Report) -> str:
         "option order is read in that order only)")
 
 
+MODE_TEXT = {
+    "first-token": "the next-token probabilities of the option letters, renormalised over "
+                   "the options (through a chat API: the top log-probabilities of the reply's "
+                   "first token, letters outside them counted as 0)",
+    "sample": "answers sampled from the model and parsed into options; answers that could "
+              "not be read are counted and left out, never replaced by a guess",
+    "verbalized": "the percentages the model stated for each option when asked what share of "
+                  "people like the persona would choose it, normalised to sum to 1; a reply "
+                  "that could not be read was asked once more, then counted as unparsed and "
+                  "left out, never replaced by a guess",
+}
+
+
 def methods_text(report: Report) -> str:
     """The methods paragraph: how distributions are simulated and scores defined."""
     orders = orders_sentence(report)
-    mode = ("the next-token probabilities of the option letters, renormalised over the "
-            "options" if report.mode == "first-token" else
-            "answers sampled from the model and parsed into options")
+    mode = MODE_TEXT.get(report.mode, report.mode)
+    asked = ("a percentage for every option" if report.mode == "verbalized" else
+             "a letter")
+    servers = sorted({c["endpoint"] for c in report.checkpoints if c.get("endpoint")})
     parts = [
         "Each slice is described to the model by a persona (one sentence per attribute), "
         "followed by the question with lettered options and an instruction to answer with "
-        f"a letter. The simulated distribution is {mode}, using {orders}.",
+        f"{asked}. The simulated distribution is {mode}, using {orders}."
+        + (f" Served by {', '.join(servers)}: only the question, its options and the group "
+           "descriptions were sent, never a respondent's row." if servers else ""),
         "Real shares are weighted shares of the survey respondents of each slice who gave a "
         "valid answer; nonresponse (don't know, refused, not asked / system-missing, other "
         "missing codes) is never an option and is reported as weighted shares of the "
@@ -55,8 +72,9 @@ def methods_text(report: Report) -> str:
         "real distribution for every slice; classifier = multinomial logistic regression on "
         "demographics; boosting = gradient-boosted trees on demographics; svr = support vector "
         "regression of the ordinal value on demographics (the model baselines are fitted on "
-        "the same 70 % of the respondents). The noise floor is the score two independent real samples of size "
-        "n_eff would get: a model cannot meaningfully beat it.",
+        f"the same {1 - RESPONDENT_TEST_SHARE:.0%} of the respondents). The noise floor is the "
+        "score two independent real samples of size n_eff would get: a model cannot "
+        "meaningfully beat it.",
         calibration_text(report),
         ("Scores (p = real, q = simulated): " + "; ".join(
             f"{s.name} = {s.formula} ({s.direction} is better)" for s in report.scores) + "."
