@@ -191,8 +191,9 @@ def instructions_editor(i: int, survey, filename: str) -> None:
                            "options": text("options as read", width=120),
                            "proposed options": text("proposed options", width=120)})
         if st.button("Accept the ticked wording", key=f"data_accept_{i}"):
-            edits = {r["column"]: {"question_text": r["proposed wording"],
-                                   "options": str(r["proposed options"]).split("|")}
+            # a cleared cell comes back as None: an empty wording keeps the one as read
+            edits = {r["column"]: {"question_text": r["proposed wording"] or "",
+                                   "options": str(r["proposed options"] or "").split("|")}
                      for r in edited.to_dict("records") if r["accept"]}
             try:
                 book = reworded_codebook(survey, edits).encode("utf-8")
