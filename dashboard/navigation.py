@@ -24,6 +24,7 @@ from typing import Callable
 import streamlit as st
 
 from dashboard.sidebar import sidebar
+from sim_core.base.serving import exposure_notice
 
 # True while the app runs its current page (a page file run by Streamlit alone sees False).
 _INSIDE_APP: ContextVar[bool] = ContextVar("inside_app", default=False)
@@ -51,11 +52,20 @@ def run_app() -> None:
                        layout="wide")
     navigation = st.navigation(app_pages())
     sidebar()
+    exposure_warning()
     token = _INSIDE_APP.set(True)
     try:
         navigation.run()
     finally:
         _INSIDE_APP.reset(token)
+
+
+def exposure_warning() -> None:
+    """A warning above every page while other machines can reach this server (it has no
+    sign-in of its own): a first visit sees it whichever page it opens."""
+    notice = exposure_notice(st.get_option("server.address"))
+    if notice is not None:
+        st.warning(notice, icon=":material/public:")
 
 
 def run_page(draw: Callable[[], None]) -> None:

@@ -13,9 +13,12 @@ from dashboard.widgets import survey_picker
 from sim_core.base.errors import DataError, SimError
 from sim_core.base.workspace import MAX_NAME, check_name
 from sim_core.survey import demo, workspace_surveys
-from sim_core.survey.codebook import codebook_csv, codebook_rows, edited_codebook
+from sim_core.survey.codebook import (codebook_csv, codebook_rows, edited_codebook,
+                                     reworded_codebook)
 from sim_core.survey.design import interval_method
+from sim_core.survey.instructions import survey_proposals
 from sim_core.survey.nonresponse import nonresponse_text
+from sim_core.survey.notes import notes_table
 from sim_core.survey.readers import columns_of, load_survey
 from sim_core.survey.slices import real_marginals
 
@@ -108,8 +111,9 @@ def upload_one(i: int, upload, codebook) -> None:
     except SimError as error:
         show_error(error)
         return
-    describe(survey)
+    describe(survey, f"data_notes_{i}")
     if survey.codebook:
+        instructions_editor(i, survey, upload.name)
         question_editor(i, survey, upload.name)
         st.download_button("Download the codebook (edit wording, options, ordinal, roles; "
                            "upload it above)", codebook_csv(survey).encode("utf-8"),
@@ -150,6 +154,57 @@ def question_editor(i: int, survey, filename: str) -> None:
             st.rerun()
 
 
+def proposals_frame(survey) -> pd.DataFrame:
+    """The proposed cleaned wording of every label with interviewer instructions, beside the
+    wording as read (sim_core.survey.instructions.survey_proposals), all ticked."""
+    return pd.DataFrame([{"accept": True, "column": p.column, "wording": p.text,
+                          "proposed wording": p.cleaned_text, "options": " | ".join(p.options),
+                          "proposed options": "|".join(p.cleaned_options)}
+                         for p in survey_proposals(survey)])
+
+
+def instructions_editor(i: int, survey, filename: str) -> None:
+    """Labels holding interviewer instructions ("(VOL)", "(DO NOT READ)", "INSERT & ROTATE",
+    "FORM A:" ...): the proposed wording, editable, applied only when the researcher accepts
+    it, as a codebook (sim_core.survey.codebook.reworded_codebook) like the question editor."""
+    accepted = st.session_state.pop(f"data_accepted_{i}", None)
+    if accepted:
+        st.success(f"Accepted the wording of {', '.join(accepted)}: the survey is read (and "
+                   "saved) with it.")
+    frame = proposals_frame(survey)
+    if frame.empty:
+        return
+    with st.expander(f"Interviewer instructions in {len(frame)} label(s): accept or edit the "
+                     "proposed wording"):
+        st.caption("No respondent heard these notes, so the model should not read them. "
+                   "Nothing changes until you accept. Options are renamed one by one, in order "
+                   "(separated by |), so every answer keeps its option. Where several forms' "
+                   "wordings are in one label, write the wording the respondents heard.")
+        text = st.column_config.TextColumn
+        edited = st.data_editor(
+            frame, key=f"data_instructions_{i}", hide_index=True,
+            disabled=["column", "wording", "options"],
+            column_config={"accept": st.column_config.CheckboxColumn("accept", width=72),
+                           "column": text(width=72),
+                           "wording": text("wording as read", width=170),
+                           "proposed wording": text(width=170),
+                           "options": text("options as read", width=120),
+                           "proposed options": text("proposed options", width=120)})
+        if st.button("Accept the ticked wording", key=f"data_accept_{i}"):
+            # a cleared cell comes back as None: an empty wording keeps the one as read
+            edits = {r["column"]: {"question_text": r["proposed wording"] or "",
+                                   "options": str(r["proposed options"] or "").split("|")}
+                     for r in edited.to_dict("records") if r["accept"]}
+            try:
+                book = reworded_codebook(survey, edits).encode("utf-8")
+            except SimError as error:
+                show_error(error)
+                return
+            st.session_state[f"data_book_{i}"] = (filename, book)
+            st.session_state[f"data_accepted_{i}"] = list(edits)
+            st.rerun()
+
+
 def save_form(i: int, filename: str, data: bytes, mapping: dict, book) -> None:
     """The name to store under (shown exactly as stored), a confirmation before replacing a
     saved survey, and the Save button."""
@@ -176,8 +231,9 @@ def save_form(i: int, filename: str, data: bytes, mapping: dict, book) -> None:
         st.success(f"Saved as '{name}': it is now available on every page.")
 
 
-def describe(survey) -> None:
-    """A line about a survey, its weighting and intervals, plus its reader warnings."""
+def describe(survey, key: str) -> None:
+    """A line about a survey, its weighting and intervals, its survey-wide warnings, and the
+    notes about single columns as one collapsed table (`key`: the table's)."""
     size = (f"{len(survey.respondents)} respondents" if survey.respondents is not None
             else f"{len(survey.marginals)} marginal rows")
     waves = survey.waves()
@@ -190,6 +246,13 @@ def describe(survey) -> None:
         st.caption(f"{summary.text()}. 95 % intervals: {interval_method(survey.design)}.")
     for warning in survey.warnings:
         st.warning(warning)
+    notes = notes_table(survey)
+    if not notes.empty:
+        kinds = notes["kind"].value_counts()
+        with st.expander(f"{len(notes)} reading note(s) about single columns ("
+                         + ", ".join(f"{kind} {n}" for kind, n in kinds.items()) + ")"):
+            st.dataframe(notes, hide_index=True, key=key,
+                         column_config={"note": st.column_config.TextColumn(width="large")})
 
 
 def upload_section() -> None:
@@ -271,7 +334,7 @@ def preview_section() -> None:
     name, survey = survey_picker("data", "Saved survey", on_change=forget_preview)
     if survey is None:
         return
-    describe(survey)
+    describe(survey, "data_saved_notes")
     st.dataframe(pd.DataFrame([{"id": q.id, "text": q.text, "options": " | ".join(q.options),
                                 "ordinal": q.is_ordinal} for q in survey.questions.values()]),
                  hide_index=True, key="data_questions_table")

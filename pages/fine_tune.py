@@ -174,6 +174,24 @@ def draw_job(state: dict, place: int = 0) -> None:
         result_panel(state["result"])
     elif state.get("error"):
         (st.warning if status == "cancelled" else st.error)(state["error"])
+    if status == "failed":
+        resume_panel(job_id)
+
+
+def resume_panel(job_id: str) -> None:
+    """What resuming a failed job keeps and loses, and the Resume button (finetune.jobs)."""
+    try:
+        st.caption(jobs.resume_note(job_id))
+    except SimError as error:
+        show_error(error)
+        return
+    if st.button("Resume training", key=f"ft_resume_{job_id}", type="primary"):
+        try:
+            jobs.resume_job(job_id)
+        except SimError as error:
+            show_error(error)
+            return
+        st.rerun()
 
 
 def phase_bar(state: dict) -> None:

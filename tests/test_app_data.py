@@ -231,3 +231,130 @@ def test_question_editor_applies_as_the_saved_codebook(app, tmp_path):
     assert saved.questions["q1"].options == ("Disagree", "Neutral", "Agree")
     assert saved.questions["q1"].text == "Agree?"
     assert workspace_surveys.read_info("edited-phone")["codebook"] == "codebook/phone2004-codebook.csv"
+
+
+def test_192_column_spss_file_is_a_short_page(app, tmp_path):
+    """A 192-column telephone survey: no warning box on the upload (the mapping names weight
+    and demographics), the 191 notes about single columns in one collapsed table; saved
+    without a mapping, its two survey-wide warnings are the only boxes."""
+    from tests.test_survey_variables import write_wide
+
+    at = app
+    data = write_wide(tmp_path).read_bytes()
+    at.file_uploader(key="data_upload").upload("wide.sav", data, "application/octet-stream")
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.selectbox(key="data_weight_0").value == "wt"
+    upload = next(e for e in at.expander if e.label == "wide.sav")
+    assert not upload.warning and not upload.info and not upload.error
+    # counted by hand in tests/test_survey_variables.py: 184 questions with "Don't know" +
+    # polaf's "Don't know/Refused" (nonresponse), form, intid, psu (design), q10's and
+    # polaf's "(VOL)" (instructions), age read as a number
+    label = ("191 reading note(s) about single columns (nonresponse 185, design 3, "
+             "instructions 2, numeric 1)")
+    notes = next(e for e in upload.expander if e.label == label)
+    assert not notes.proto.expanded
+    table = _table_with(at, "kind")
+    assert list(table.columns) == ["column", "kind", "note"] and len(table) == 191
+    assert set(table[table.kind == "design"].column) == {"form", "intid", "psu"}
+    assert set(table[table.kind == "instructions"].column) == {"q10", "polaf"}
+    workspace_surveys.save_survey("wide-unmapped", "wide.sav", data, {}, overwrite=True)
+    at.run()
+    at.selectbox(key="data_survey").set_value("wide-unmapped").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    boxes = [w.value for w in at.warning]
+    assert len(boxes) == 2, boxes
+    assert boxes[0].startswith("demographics guessed from column names: sex, age;")
+    assert boxes[1].startswith("column(s) wt look like weights but no weight was chosen")
+    assert sum(e.label.startswith("191 reading note(s)") for e in at.expander) == 2
+
+
+def _instructions(at):
+    return at.data_editor(key="data_instructions_0").value.set_index("column")
+
+
+def _edit(at, rows: dict) -> None:
+    """What a person's edits in the instructions table send (Streamlit's editor state)."""
+    at.session_state["data_instructions_0"] = {"edited_rows": rows, "added_rows": [],
+                                               "deleted_rows": []}
+
+
+def test_interviewer_instructions_applied_only_when_accepted(app, tmp_path):
+    """A phone survey with "(VOL)", "(INSERT & ROTATE: FORM A: ...)" and "[READ LIST]" in
+    its labels: the proposals are shown beside the wording as read and change nothing; a
+    rename that is not one-to-one is one message; accepting the ticked rows (one edited)
+    reads and saves the survey with that wording, every answer with its option."""
+    from sim_core.survey.slices import real_marginals
+    from tests.test_survey_wording import C1, C1_CLEAN, write_phone
+
+    at = app
+    at.file_uploader(key="data_upload").upload("phone.sav", write_phone(tmp_path).read_bytes(),
+                                               "application/octet-stream")
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any(e.label == "Interviewer instructions in 2 label(s): accept or edit the "
+               "proposed wording" for e in at.expander)
+    table = _instructions(at)
+    assert list(table.index) == ["c1", "trust"] and table["accept"].all()
+    assert table.loc["c1", "wording"] == C1
+    assert table.loc["c1", "proposed wording"] == C1_CLEAN
+    assert table.loc["c1", "options"] == "Bush | Kerry | (VOL) Other candidate"
+    assert table.loc["c1", "proposed options"] == "Bush|Kerry|Other candidate"
+    assert table.loc["trust", "proposed wording"] == "Do you trust the government?"
+    assert "data_book_0" not in at.session_state                  # nothing applied yet
+    questions = at.data_editor(key="data_editor_0").value.set_index("column")
+    assert questions.loc["c1", "question_text"] == C1
+    # a rename that would merge two options: one message, nothing applied
+    _edit(at, {0: {"proposed options": "Bush|Bush|Other candidate"}})
+    at.button(key="data_accept_0").click().run()
+    assert not at.exception
+    assert len(at.error) == 1 and "renamed one by one" in at.error[0].value
+    assert "data_book_0" not in at.session_state
+    # c1 accepted with an edited option; trust unticked: it keeps its wording and proposal
+    _edit(at, {0: {"proposed options": "Bush|Kerry|Another candidate"},
+               1: {"accept": False}})
+    at.button(key="data_accept_0").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any("Accepted the wording of c1" in s.value for s in at.success)
+    assert list(_instructions(at).index) == ["trust"]
+    questions = at.data_editor(key="data_editor_0").value.set_index("column")
+    assert questions.loc["c1", "question_text"] == C1_CLEAN
+    assert questions.loc["c1", "options"] == "Bush|Kerry|Another candidate"
+    assert questions.loc["trust", "question_text"] == "Do you trust the government? [READ LIST]"
+    at.selectbox(key="data_weight_0").set_value("weight")
+    at.text_input(key="data_name_0").input("phone-clean").run()
+    at.button(key="data_save_0").click().run()
+    saved = workspace_surveys.load_saved("phone-clean")
+    c1 = saved.questions["c1"]
+    assert (c1.text, c1.options) == (C1_CLEAN, ("Bush", "Kerry", "Another candidate"))
+    # by hand (tests/test_survey_wording.py: VOTE, WT): Bush rows 0, 5, 8 (weight 3), Kerry
+    # 1, 3, 6, 9 (5), other 2, 7 (4); row 4 (weight 2) is "(DO NOT READ) Don't know"
+    (total,) = real_marginals(saved, "c1", min_n_eff=0)
+    assert total.shares.tolist() == pytest.approx([3 / 12, 5 / 12, 4 / 12])
+    assert total.nonresponse == pytest.approx({"dk": 2 / 14})
+
+
+@pytest.mark.parametrize("address, shown", [("0.0.0.0", "every network interface"),
+                                            ("10.1.2.3", "address 10.1.2.3"),
+                                            ("localhost", None), ("127.0.0.1", None)])
+def test_exposure_notice_on_the_first_page(address, shown):
+    """Served to other machines (no sign-in), the first page says so at the top, and so does
+    any page a first visit opens; on localhost (the repository's config) it does not."""
+    from streamlit import config
+
+    before = config.get_option("server.address")
+    config.set_option("server.address", address)
+    try:
+        at = AppTest.from_file(APP, default_timeout=60).run()
+        notices = [w.value for w in at.warning if "reachable from other machines" in w.value]
+        assert at.header[0].value == "Survey data"
+        if shown is None:
+            assert notices == []
+            return
+        assert len(notices) == 1 and f"it listens on {shown}" in notices[0]
+        assert "anyone on the network can open, download and delete" in notices[0]
+        at = AppTest.from_file(APP, default_timeout=60)
+        at.switch_page("pages/fine_tune.py").run()
+        assert any("reachable from other machines" in w.value for w in at.warning)
+    finally:
+        config.set_option("server.address", before)

@@ -262,3 +262,66 @@ def test_47_slices_at_1280x800(server, tmp_path, monkeypatch):
 def server_workspace(tmp_path) -> str:
     """The workspace of the `server` fixture (the test writes the survey there)."""
     return str(tmp_path / "ws")
+
+
+def test_spss_interviewer_instructions_in_chromium(server, tmp_path, monkeypatch):
+    """A phone survey's SPSS file in Chromium: its upload panel has no warning box, the
+    column notes sit in one collapsed table, and the proposed wording (one option edited in
+    the table by keyboard) is applied only on Accept and saved with the survey."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from sim_core.survey import workspace_surveys
+    from tests.test_survey_wording import C1_CLEAN, write_phone
+
+    monkeypatch.setenv("SIM_WORKSPACE", server_workspace(tmp_path))
+    path = write_phone(tmp_path)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1400})
+            page.goto(server)
+            expect(page.get_by_role("heading", name="Survey data")).to_be_visible(timeout=30000)
+            _settle(page)
+            page.locator("[data-testid='stFileUploaderDropzoneInput']").nth(0).set_input_files(
+                str(path))
+            expect(page.get_by_role("button", name="Save to workspace")).to_be_visible(
+                timeout=60000)
+            _settle(page)
+            panel = page.locator("[data-testid='stExpander']").filter(has_text="phone.sav").first
+            assert not panel.locator("[data-testid='stAlertContentWarning']").count()
+            notes = panel.locator("[data-testid='stExpander']").filter(
+                has_text="4 reading note(s) about single columns")
+            expect(notes.locator("[data-testid='stDataFrame']")).not_to_be_visible()
+            instructions = panel.locator("[data-testid='stExpander']").filter(
+                has_text="Interviewer instructions in 2 label(s)")
+            instructions.get_by_text("Interviewer instructions in 2 label(s)").click()
+            grid = instructions.locator("[data-testid='stDataFrame']")
+            expect(grid).to_be_visible(timeout=30000)
+            _settle(page)
+            # the trust row's "column" cell, then four cells right: its proposed options
+            box = grid.bounding_box()
+            page.mouse.click(box["x"] + 100, box["y"] + 35 + 35 + 17)
+            for _ in range(4):
+                page.keyboard.press("ArrowRight")
+            page.keyboard.press("Enter")          # opens the cell's editor on its text
+            page.keyboard.press("ControlOrMeta+a")
+            page.keyboard.type("A lot|Hardly")
+            page.keyboard.press("Enter")
+            _settle(page)
+            _shoot(page, "data_instructions_edited", tmp_path)
+            assert workspace_surveys.saved_surveys() == []
+            page.get_by_role("button", name="Accept the ticked wording").click()
+            expect(page.get_by_text("Accepted the wording of c1, trust")).to_be_visible(
+                timeout=30000)
+            _settle(page)
+            _shoot(page, "data_instructions_accepted", tmp_path)
+            page.get_by_role("button", name="Save to workspace").click()
+            expect(page.get_by_text("Saved as 'phone'")).to_be_visible(timeout=30000)
+            assert not page.locator("[data-testid='stException']").count()
+        finally:
+            browser.close()
+    saved = workspace_surveys.load_saved("phone")
+    assert saved.questions["c1"].text == C1_CLEAN
+    assert saved.questions["c1"].options == ("Bush", "Kerry", "Other candidate")
+    assert saved.questions["trust"].text == "Do you trust the government?"
+    assert saved.questions["trust"].options == ("A lot", "Hardly")
