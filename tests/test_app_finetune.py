@@ -189,10 +189,11 @@ def test_killed_job_resumed_from_the_page(monkeypatch, tmp_path, tiny_model_dir)
 
     from finetune import jobs
     from finetune.checkpoints import newest_whole_checkpoint
-    from finetune.train import TrainConfig
+    from finetune.config import TrainConfig
     from sim_core.evaluation.splits import Split, SplitInfo
+    from sim_core.simulation.config import SimConfig
     from sim_core.simulation.models import load_model
-    from sim_core.simulation.simulate import SimConfig, simulate
+    from sim_core.simulation.simulate import simulate
     from sim_core.survey.schema import Question
 
     monkeypatch.setenv("SIM_WORKSPACE", str(tmp_path / "ws"))
