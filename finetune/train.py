@@ -11,10 +11,11 @@ import json
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from transformers import PrinterCallback, Trainer, TrainingArguments
@@ -230,7 +231,7 @@ def _card(name: str, lm, split: Split, config: TrainConfig, data_info: dict | No
         device=lm.placement if distributed.world_size() == 1 else
         f"{distributed.world_size()} processes on {lm.device.split(':')[0]}",
         processes=distributed.world_size(),
-        date=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        date=datetime.now(UTC).isoformat(timespec="seconds"))
 
 
 def _zero_shot(lm, split: Split, config: TrainConfig, sim: SimConfig, job_dir: Path,

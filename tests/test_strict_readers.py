@@ -30,8 +30,8 @@ def write(tmp_path: Path, name: str, data: bytes | str) -> Path:
 # ---------------------------------------------------------------- one encoding per file
 
 def test_utf8_file_with_one_latin1_byte_is_refused_naming_the_row(tmp_path):
-    text = "sex,q1\nF,Café\nM,Thé\nF,Crème\n".encode("utf-8")
-    mixed = text.replace("Crème".encode("utf-8"), "Crème".encode("latin-1"))   # row 4
+    text = "sex,q1\nF,Café\nM,Thé\nF,Crème\n".encode()
+    mixed = text.replace("Crème".encode(), "Crème".encode("latin-1"))   # row 4
     with pytest.raises(DataError, match="mixes encodings") as info:
         read_respondents_csv(write(tmp_path, "m.csv", mixed))
     assert info.value.row == 4 and info.value.rows == [4]

@@ -7,7 +7,8 @@ the CLI read these constants instead of spelling the strings again.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from sim_core.base.errors import Cancelled
 

@@ -8,9 +8,9 @@ vectorised over rows: p and q of shape (k,) give a float, (m, k) give an array (
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Callable
 
 import numpy as np
 from scipy.stats import chi2 as chi2_dist

@@ -15,8 +15,9 @@ import argparse
 import dataclasses
 import math
 import typing
+from collections.abc import Sequence
 from dataclasses import MISSING, dataclass, fields, replace
-from typing import Any, Sequence
+from typing import Any
 
 from sim_core.base.errors import SimError
 

@@ -8,7 +8,7 @@ calibration split (sim_core.evaluation.calibration_runs) both pick held-out unit
 from __future__ import annotations
 
 import hashlib
-from typing import Sequence
+from collections.abc import Sequence
 
 
 def rank(seed: int, key: str) -> str:

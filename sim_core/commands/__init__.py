@@ -12,7 +12,7 @@ import argparse
 import importlib
 import logging
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from sim_core.base.errors import SimError
 from sim_core.base.writing import failure_message

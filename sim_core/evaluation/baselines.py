@@ -4,7 +4,7 @@ gradient boosting, SVR)."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -21,7 +21,7 @@ both the raw shares and the uniform guess (docs/fidelity.md).
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from scipy.optimize import minimize

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +63,7 @@ class CheckpointCalibration:
                 "created": self.created}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "CheckpointCalibration":
+    def from_dict(cls, data: dict) -> CheckpointCalibration:
         """Inverse of to_dict; SimError when malformed."""
         try:
             held = data.get("heldout")
@@ -81,7 +81,7 @@ class CheckpointCalibration:
 
 def now() -> str:
     """The current UTC time, ISO 8601 to the second."""
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def calibrations_dir() -> Path:

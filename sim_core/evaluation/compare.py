@@ -4,8 +4,9 @@ and the sampling-noise floor. The dashboard, the CLI and the report all call com
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd

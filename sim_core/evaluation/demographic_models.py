@@ -15,8 +15,8 @@ and the survey weights, both in fitting and in the per-slice means.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 import pandas as pd

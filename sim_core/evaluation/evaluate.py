@@ -5,8 +5,9 @@ The one code path behind the Evaluate page, `python -m finetune eval` and bench/
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd

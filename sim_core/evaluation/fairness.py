@@ -67,7 +67,7 @@ class GroupGaps:
                 "groups": groups}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "GroupGaps":
+    def from_dict(cls, data: dict) -> GroupGaps:
         """Inverse of to_dict (without the curve)."""
         columns = ["group", "attribute", "rows", "n_eff", "gap", "floor"]
         table = pd.DataFrame.from_records(data.get("groups") or [], columns=columns)

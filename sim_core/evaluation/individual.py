@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Sequence
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
@@ -394,5 +394,5 @@ def sweep_record(result: IndividualResult, label: str) -> dict:
             "curve": curve, "survey": result.survey_name, "fingerprint": result.fingerprint,
             "attributes": result.attributes, "questions": result.questions,
             "split": result.split, "n_scored": result.n_scored,
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            "date": datetime.now(UTC).isoformat(timespec="seconds")}
 

@@ -13,8 +13,8 @@ the label of the slice they belong to.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -119,7 +119,7 @@ class RespondentTable:
     def build(cls, survey: Survey, attributes: Sequence[str], *, wave: str | None = None,
               bins=None, split: RespondentSplit | None = None,
               test_fraction: float = RESPONDENT_TEST_SHARE, seed: int = 0
-              ) -> "RespondentTable":
+              ) -> RespondentTable:
         """The table for these attributes (DataError for marginal tables or an attribute
         the survey does not have); `split` default: respondent_split(test_fraction, seed)."""
         require_respondents(survey, "describing respondents by their groups")

@@ -9,8 +9,8 @@ the survey, not its rows). The shares held out by default live here, once.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
-from typing import Callable, Sequence
 
 from sim_core.base.errors import DataError
 from sim_core.base.options import Choice, check, registry, setting
@@ -97,7 +97,7 @@ class SplitInfo:
         return {k: v for k, v in asdict(self).items() if v not in (None, [], {}) or k == "how"}
 
     @classmethod
-    def from_dict(cls, data: dict | None) -> "SplitInfo":
+    def from_dict(cls, data: dict | None) -> SplitInfo:
         """A card's split record (unknown keys ignored; {} or None: no split recorded)."""
         known = {f.name for f in fields(cls)}
         try:

@@ -11,8 +11,9 @@ not independent, so questions are the resampled clusters). Pages, reports and th
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from scipy.stats import bootstrap
@@ -55,7 +56,7 @@ class HeldOut:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "HeldOut":
+    def from_dict(cls, data: dict) -> HeldOut:
         """Inverse of to_dict; SimError when malformed."""
         try:
             known = {f.name for f in fields(cls)}

@@ -94,7 +94,7 @@ class AdapterCard:
     error: str = ""
 
     @classmethod
-    def from_dict(cls, data: dict) -> "AdapterCard":
+    def from_dict(cls, data: dict) -> AdapterCard:
         """A card from card.json's object (unknown keys go to `extra`)."""
         known = {f.name for f in fields(cls)} - {"extra", "error"}
         card = cls(**{k: v for k, v in data.items() if k in known and v is not None})

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import io
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, fields
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from sim_core.base.errors import AdapterError, SimError
 from sim_core.base.reading import folder_fingerprint
@@ -144,7 +145,7 @@ def save_adapter(write: Callable[[Path], None], name: str, card: AdapterCard | d
         with staged_folder(target, overwrite=overwrite, what=f"adapter '{name}'") as temp:
             _fill(write, temp, name)
             card.name = name
-            card.created = card.created or datetime.now(timezone.utc).isoformat(
+            card.created = card.created or datetime.now(UTC).isoformat(
                 timespec="seconds")
             write_card(temp, card)
     except AdapterError:

@@ -13,7 +13,7 @@ import json
 import math
 import re
 import zlib
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

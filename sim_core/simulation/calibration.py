@@ -18,8 +18,9 @@ and calibrated residuals are both kept, so intervals exist with calibration on o
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -124,7 +125,7 @@ class Calibration:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Calibration":
+    def from_dict(cls, data: dict) -> Calibration:
         """Inverse of to_dict; SimError when malformed."""
         try:
             prior = data.get("prior")

@@ -11,8 +11,9 @@ a seed; verbalized mode for the percentage lines at temperature 0 (one seeded re
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

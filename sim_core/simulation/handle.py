@@ -16,8 +16,9 @@ tests/test_handle.py builds a whole backend in a dozen lines.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

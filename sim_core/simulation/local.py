@@ -7,7 +7,8 @@ simulated.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -61,7 +62,7 @@ def _plain_head(model: Any) -> Any:
 
 
 def _last_logprobs(model: Any, tokenizer: Any, prompts: list[str],
-                   exact_ids: list[int] | None = None) -> "torch.Tensor":
+                   exact_ids: list[int] | None = None) -> torch.Tensor:
     """(batch, vocab) float32 log-probabilities of the next token after each prompt (left padded).
 
     exact_ids: tokens (the option letters) whose logits are recomputed in float32 from the last
@@ -79,7 +80,7 @@ def _last_logprobs(model: Any, tokenizer: Any, prompts: list[str],
     head = _plain_head(model) if exact_ids else None
     if head is not None and head.weight.dtype == torch.float32:
         head = None  # already exact
-    captured: list["torch.Tensor"] = []
+    captured: list[torch.Tensor] = []
     hook = None if head is None else head.register_forward_hook(
         lambda _module, inputs, _output: captured.append(inputs[0][:, -1, :]))
     try:
@@ -105,7 +106,7 @@ def _flat(ids: list[list[int]]) -> list[int]:
     return [token for spellings in ids for token in spellings]
 
 
-def _letter_logprobs(logprobs: "torch.Tensor", ids: list[list[int]]) -> "torch.Tensor":
+def _letter_logprobs(logprobs: torch.Tensor, ids: list[list[int]]) -> torch.Tensor:
     """(batch, k) unnormalised letter log-probs: logsumexp over each letter's spellings."""
     import torch
 
@@ -113,7 +114,7 @@ def _letter_logprobs(logprobs: "torch.Tensor", ids: list[list[int]]) -> "torch.T
     return torch.stack(columns, dim=-1)
 
 
-def letter_logits(model: Any, tokenizer: Any, prompts: list[str], k: int) -> "torch.Tensor":
+def letter_logits(model: Any, tokenizer: Any, prompts: list[str], k: int) -> torch.Tensor:
     """Log-probabilities over the k option letters at the next position, renormalised.
 
     Args:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Sequence
+from typing import Any
 
 from sim_core.base.errors import SimError
 from sim_core.survey.schema import LETTERS
@@ -101,12 +102,12 @@ class PromptStyle:
                 "instruction": self.instruction, "names": names}
 
     @classmethod
-    def from_dict(cls, values: dict) -> "PromptStyle":
+    def from_dict(cls, values: dict) -> PromptStyle:
         """A style from asdict() output (an adapter card); unknown keys are ignored."""
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
 
-    def for_survey(self, survey: Any) -> "PromptStyle":
+    def for_survey(self, survey: Any) -> PromptStyle:
         """This style with the survey's population (unless set here) and display names."""
         if survey is None:
             return self

@@ -9,9 +9,10 @@ as for a local model; a backend only sends prompts and reads answers.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 from sim_core.base.errors import ModelError, SimError

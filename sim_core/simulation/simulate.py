@@ -83,7 +83,7 @@ class RunPlan:
     completion_tokens: int = 0
     exact: bool = True
 
-    def __add__(self, other: "RunPlan") -> "RunPlan":
+    def __add__(self, other: RunPlan) -> RunPlan:
         return RunPlan(*(a + b for a, b in zip(astuple(self)[:-1], astuple(other)[:-1])),
                        exact=self.exact and other.exact)
 

@@ -15,8 +15,8 @@ for marginal tables (whose groups are fixed).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Sequence
 
 import pandas as pd
 

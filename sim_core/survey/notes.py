@@ -10,7 +10,7 @@ Data page's table (notes_table) list in full.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import pandas as pd
 

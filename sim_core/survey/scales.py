@@ -12,8 +12,8 @@ scales that disagree on the order, are left alone: never a guess between two rea
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 
 @dataclass(frozen=True)
