@@ -284,11 +284,12 @@ def markdown(result: dict) -> str:
     lines = [f"Fidelity on real GSS 2022 subgroup marginals ({result['label']}). "
              f"Reproduce: `{result['command']}` ({result['wall_time_s'] / 60:.1f} min, "
              f"{result['machine']}).", ""]
+    better = ", ".join(
+        f"{METRICS[k].name} {'lower' if METRICS[k].direction == 'lower' else 'higher'} is better"
+        for k in keys[:2])
     for how, split in result["splits"].items():
         lines += [f"**{how} split** ({split['n_rows']['first-token']} held-out rows; sampling on "
-                  f"{split['n_rows']['sampling']}); mean over rows, "
-                  + ", ".join(f"{METRICS[k].name} {'lower' if METRICS[k].direction == 'lower' else 'higher'} is better"
-                              for k in keys[:2]), "",
+                  f"{split['n_rows']['sampling']}); mean over rows, " + better, "",
                   "| method | " + " | ".join(METRICS[k].name for k in keys) + " |",
                   "|---|" + "---|" * len(keys)]
         for method, scores in split["methods"].items():

@@ -4,8 +4,8 @@ Namikoshi et al. 2024 simulate every respondent as a virtual participant from th
 demographics and score two levels: individuals (RMSE of each person's answer) and the
 population (KL). This bench does the same with the product's own code:
 
-* one seeded respondent split (sim_core.evaluation.respondent_table): 30 % of the people held out for the
-  test, 25 % of the rest for validation, the remainder for training;
+* one seeded respondent split (sim_core.evaluation.respondent_table): 30 % of the people held
+  out for the test, 25 % of the rest for validation, the remainder for training;
 * adapters trained (finetune.train, group rows of the training people, loss KL) with the
   fairness term off and on at a few weights; the weight is chosen on the VALIDATION
   people's group rows (lowest spread across groups whose mean gap is at most 2 % worse
@@ -293,8 +293,8 @@ def run(settings: BenchSettings, label: str, command: str) -> tuple[dict, dict]:
         "timings_s": {k: round(v, 1) for k, v in timings.items()},
         "wall_time_s": round(time.time() - start, 1)}
     pngs = {"tradeoff": tradeoff_png(individual_part(first), "rmse")[0],
-            "fairness": adapter_fairness_png(f"fine-tuned, fairness weight {chosen:g}", cards[chosen],
-                                     split)}
+            "fairness": adapter_fairness_png(f"fine-tuned, fairness weight {chosen:g}",
+                                             cards[chosen], split)}
     return result, pngs
 
 

@@ -4,13 +4,15 @@ One workload (GSS questions x slices) goes through every path, each in its own c
 that peak memory (RSS) is per path:
 
   naive              float32, one prompt at a time, logits for every position
-  optimised          sim_core.simulation.simulate first-token path: load_model(dtype="auto"), length-sorted
-                     batches, logits_to_keep=1, one option order (same work as naive)
+  optimised          sim_core.simulation.simulate first-token path: load_model(dtype="auto"),
+                     length-sorted batches, logits_to_keep=1, one option order (same work as
+                     naive)
   optimised-fp32     the same in float32 (the exact numbers; reference for the TV column)
   sampling           sim_core.simulation.simulate sampling mode, 20 respondents per slice
   cached             the optimised run repeated: every distribution comes from the result cache
-  endpoint           the first-token path through sim_core.simulation.completions: vLLM-CPU started here from
-                     .venv-vllm (float32), or the server given by --endpoint-url
+  endpoint           the first-token path through sim_core.simulation.completions: vLLM-CPU
+                     started here from .venv-vllm (float32), or the server given by
+                     --endpoint-url
   endpoint-repeat    the same prompts again (the server's prefix cache holds them; ours is off)
   endpoint-sampling  sampling mode through the endpoint, 20 respondents per slice
 

@@ -107,7 +107,8 @@ class TrainConfig:
     qlora: bool = setting(False, label="QLoRA (4-bit base, CUDA only)",
                           help="load the base model in 4-bit NF4 (bitsandbytes; CUDA GPU "
                                "only)")
-    seed: int = setting(0, min=0, max=MAX_SEED, label="Seed", help="seeds the split, order and weights")
+    seed: int = setting(0, min=0, max=MAX_SEED, label="Seed",
+                        help="seeds the split, order and weights")
     eval_every: int | None = setting(50, min=1, label="Validate every N steps",
                                      none="at the end of each epoch",
                                      help="how often the validation rows are scored; the "

@@ -213,7 +213,8 @@ def _card(name: str, lm, split: Split, config: TrainConfig, data_info: dict | No
         data=dict(data_info or {}), questions_seen=seen["questions"],
         slices_seen=seen["slices"], split=split.info.to_dict(), loss=config.loss,
         # Trained on the original option order: its order carries what it learned, so the
-        # simulator uses that order alone unless told otherwise (sim_core.simulation.simulate.orders_for).
+        # simulator uses that order alone unless told otherwise
+        # (sim_core.simulation.simulate.orders_for).
         inference_orders=None if config.shuffle_options else 1,
         hyperparameters={**{k: (list(v) if isinstance(v, tuple) else v)
                             for k, v in asdict(config).items()},

@@ -90,7 +90,8 @@ def _handler(state: FakeState) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:  # noqa: N802
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
             with state.lock:
-                state.requests.append({"body": body, "headers": {k.title(): v for k, v in self.headers.items()}})
+                headers = {k.title(): v for k, v in self.headers.items()}
+                state.requests.append({"body": body, "headers": headers})
                 state.in_flight += 1
                 state.max_in_flight = max(state.max_in_flight, state.in_flight)
             try:

@@ -1,4 +1,5 @@
-"""Adapter registry (atomic save, rename, delete, zip export) and LoRA adapters on the tiny model."""
+"""Adapter registry (atomic save, rename, delete, zip export) and LoRA adapters on the tiny
+model."""
 
 from __future__ import annotations
 

@@ -124,7 +124,8 @@ def test_the_parser_catches_planted_bad_lines():
     assert "has no 'no_such_reader'" in problems[1]
     assert "does not import" in problems[2]
     # a name a module merely imports is listed at its home
-    assert "defined in sim_core.simulation.config" in missing("sim_core.simulation.simulate.SimConfig")
+    problem = missing("sim_core.simulation.simulate.SimConfig")
+    assert "defined in sim_core.simulation.config" in problem
 
 
 def test_the_index_follows_its_format(index):
@@ -233,8 +234,9 @@ def test_relative_links_and_anchors_exist():
                 if not file.exists():
                     broken.append(f"{page.name}: {target}")
                 elif anchor and file.suffix == ".md":
-                    headings = [slug(l.lstrip("#")) for _, l in
-                                prose_lines(file.read_text(encoding="utf-8")) if l.startswith("#")]
+                    headings = [slug(text.lstrip("#")) for _, text in
+                                prose_lines(file.read_text(encoding="utf-8"))
+                                if text.startswith("#")]
                     if anchor not in headings:
                         broken.append(f"{page.name}: {target} (no such heading)")
     assert slug("## Calibration, prediction intervals (2026-11-30)".lstrip("#")) == \

@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
-
-
 from sim_core.survey import workspace_surveys
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 # 10 women (6 agree, weights 1) and 10 men (2 agree): hand-countable shares.
 CSV = "gender,agegroup,wt,trust\n" + "".join(
@@ -65,8 +64,9 @@ def test_upload_map_save_and_preview(app):
     assert any("Saved as 'trust-survey'" in s.value for s in at.success)
     info = workspace_surveys.read_info("trust-survey")
     assert info["mapping"]["weight"] == "wt"
-    assert (workspace_surveys.surveys_dir() / "trust-survey" / info["file"]).read_bytes() == CSV.encode()
-    assert json.loads((workspace_surveys.surveys_dir() / "trust-survey" / "mapping.json").read_text())
+    folder = workspace_surveys.surveys_dir() / "trust-survey"
+    assert (folder / info["file"]).read_bytes() == CSV.encode()
+    assert json.loads((folder / "mapping.json").read_text())
     at.selectbox(key="data_survey").set_value("trust-survey").run()
     at.multiselect(key="data_preview_by").set_value(["gender"]).run()
     table = _table_with(at, "too small").set_index("slice")
@@ -154,7 +154,8 @@ def test_demo_data_one_click(app):
     at.checkbox(key="data_delete_sure_gss2022_subpop_eval").check().run()
     at.button(key="data_delete").click().run()
     assert not at.exception and not at.error
-    assert "gss2022_subpop_eval" not in workspace_surveys.saved_surveys() and "anes96" in workspace_surveys.saved_surveys()
+    saved = workspace_surveys.saved_surveys()
+    assert "gss2022_subpop_eval" not in saved and "anes96" in saved
     # the next survey shown is not pre-ticked
     assert at.button(key="data_delete").disabled
 
@@ -230,7 +231,8 @@ def test_question_editor_applies_as_the_saved_codebook(app, tmp_path):
     saved = workspace_surveys.load_saved("edited-phone")
     assert saved.questions["q1"].options == ("Disagree", "Neutral", "Agree")
     assert saved.questions["q1"].text == "Agree?"
-    assert workspace_surveys.read_info("edited-phone")["codebook"] == "codebook/phone2004-codebook.csv"
+    codebook = workspace_surveys.read_info("edited-phone")["codebook"]
+    assert codebook == "codebook/phone2004-codebook.csv"
 
 
 def test_192_column_spss_file_is_a_short_page(app, tmp_path):

@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
-
-
 from sim_core.survey import workspace_surveys
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 CSV = "sex,q1,q2,q3\n" + "".join(
     f"{sex},{'Yes' if i % 3 else 'No'},{'A' if i % 2 else 'B'},{'Up' if i % 4 else 'Down'}\n"

@@ -17,7 +17,8 @@ from sim_core.simulation.models import load_model
 from sim_core.simulation.simulate import simulate
 from sim_core.survey.schema import Question
 
-QUESTION = Question(id="q1", text="Is the economy getting better?", options=("Better", "Same", "Worse"))
+QUESTION = Question(id="q1", text="Is the economy getting better?",
+                    options=("Better", "Same", "Worse"))
 
 
 def test_round_trip_and_keys(tmp_path):

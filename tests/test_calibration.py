@@ -1,5 +1,5 @@
-"""sim_core.evaluation.calibration_fit: temperature and shrinkage, checked against hand computation and
-against data generated with known parameters."""
+"""sim_core.evaluation.calibration_fit: temperature and shrinkage, checked against hand
+computation and against data generated with known parameters."""
 
 from __future__ import annotations
 

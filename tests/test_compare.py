@@ -54,7 +54,8 @@ def test_compare_scores_match_independent_recomputation(tiny, survey):
     assert all(total == 2 for _, total in steps)
     assert [d for d, _ in steps] == sorted(d for d, _ in steps)
     reals = real_marginals(survey, "spend", ["sex"])
-    assert [sc.label for sc in comp.slices] == [m.label for m in reals] == ["sex=Female", "sex=Male"]
+    labels = [sc.label for sc in comp.slices]
+    assert labels == [m.label for m in reals] == ["sex=Female", "sex=Male"]
     sims = simulate(tiny, question, [m.slice for m in reals], CONFIG)
     base = baselines_for(survey, "spend", ["sex"], which=tuple(BASELINES))
     assert list(base) == list(BASELINES)        # compare() offers every baseline
@@ -90,10 +91,11 @@ def test_tables(tiny, survey):
         BASELINE_PREFIX + b for b in BASELINES}
     for sc in comp.slices:
         part = scores[scores["slice"] == sc.label].set_index("entry")
-        for entry, dist in sc.entries().items():
+        in_slice = shares["slice"] == sc.label
+        for entry in sc.entries():
             expected = metrics.score_all(
-                shares[(shares["slice"] == sc.label) & (shares["entry"] == REAL)]["share"].to_numpy(),
-                shares[(shares["slice"] == sc.label) & (shares["entry"] == entry)]["share"].to_numpy(),
+                shares[in_slice & (shares["entry"] == REAL)]["share"].to_numpy(),
+                shares[in_slice & (shares["entry"] == entry)]["share"].to_numpy(),
                 ordinal_values=question.ordinal_values, n=sc.real.n_eff)
             for key, value in expected.items():
                 assert part.loc[entry, key] == pytest.approx(value)

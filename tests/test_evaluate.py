@@ -1,4 +1,5 @@
-"""sim_core.evaluation.evaluate with the tiny model on real GSS rows and a small respondent survey."""
+"""sim_core.evaluation.evaluate with the tiny model on real GSS rows and a small respondent
+survey."""
 
 from __future__ import annotations
 

@@ -98,7 +98,10 @@ def test_random_and_wave_splits():
     assert {r.wave for r in split.train + split.val} == {"2018"}
     rnd = split_rows(rows, "random", test_fraction=0.25, val_fraction=0.1, seed=0)
     assert len(rnd.test) == round(0.25 * len(rows))
-    keys = lambda rs: {(r.question.id, slice_label(r.slice), r.wave) for r in rs}
+
+    def keys(rs):
+        return {(r.question.id, slice_label(r.slice), r.wave) for r in rs}
+
     assert not keys(rnd.test) & keys(rnd.train)
     with pytest.raises(DataError, match="two waves"):
         split_rows(make_rows(3), "wave")

@@ -1,5 +1,5 @@
-"""sim_core.evaluation.individual on the tiny model: held-out respondents simulated from their profile,
-the temperature sweep, the baselines on the same people, bad input, and the CLI."""
+"""sim_core.evaluation.individual on the tiny model: held-out respondents simulated from their
+profile, the temperature sweep, the baselines on the same people, bad input, and the CLI."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""sim_core.evaluation.respondent_table, sim_core.evaluation.demographic_models (boosting, svr) and
-sim_core.evaluation.individual_scores: the split, the model baselines and individual-level scores."""
+"""sim_core.evaluation.respondent_table, sim_core.evaluation.demographic_models (boosting, svr)
+and sim_core.evaluation.individual_scores: the split, the model baselines and individual-level
+scores."""
 
 from __future__ import annotations
 

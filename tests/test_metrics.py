@@ -180,7 +180,7 @@ def test_gss_reference_figures(gss_path):
         by_question.setdefault(row.question.id, []).append(row)
     uniform = {"wasserstein": [], "js": [], "tv": []}
     to_mean = []
-    for qid, qrows in by_question.items():
+    for qrows in by_question.values():
         question = qrows[0].question
         p = np.array([r.dist for r in qrows])
         scores = M.score_rows(p, np.full(question.k, 1 / question.k),

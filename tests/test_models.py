@@ -30,7 +30,8 @@ def test_workspace_and_safe_name(isolated_workspace):
 def test_load_tiny_chat_model(tiny_model_dir):
     lm = load_model(str(tiny_model_dir), dtype="float32")
     assert lm.is_chat and lm.adapter is None
-    assert lm.model.config.num_hidden_layers == 2 and lm.model.config.vocab_size == len(lm.tokenizer)
+    config = lm.model.config
+    assert config.num_hidden_layers == 2 and config.vocab_size == len(lm.tokenizer)
     assert lm.tokenizer.encode(" A", add_special_tokens=False) == [330]
     assert lm.label == tiny_model_dir.name
     assert not lm.model.training

@@ -92,7 +92,8 @@ def test_pdf_pages_and_text_of_a_known_report():
     # title page + one page per question (each fits) + methods page
     assert len(reader.pages) == 4
     assert "Page 4 / 4" in text
-    for wording in ("Should the city build more bike lanes?", "Do you trust the national parliament?"):
+    wordings = ("Should the city build more bike lanes?", "Do you trust the national parliament?")
+    for wording in wordings:
         assert wording in text
     for label in labels:
         assert text.count(label) == 2  # once per question in the slice table (charts are images)
@@ -207,9 +208,10 @@ def test_csv_round_trips_and_neutralises_formulas():
 
     scores = df[df.table == "scores"]
     assert scores.value.dtype == float
-    kl = scores[(scores.slice == "REGION=North") & (scores.entry == CKPT) & (scores.score == "kl")]
+    north_ckpt = (scores.slice == "REGION=North") & (scores.entry == CKPT)
+    kl = scores[north_ckpt & (scores.score == "kl")]
     assert list(kl.value) == [-0.25] and list(kl.direction) == ["lower"]
-    cos = scores[(scores.slice == "REGION=North") & (scores.entry == CKPT) & (scores.score == "cosine")]
+    cos = scores[north_ckpt & (scores.score == "cosine")]
     assert list(cos.value) == [question.slices[0].scores[CKPT]["cosine"]]
     floor = scores[(scores.entry == "noise floor") & (scores.score == "tv")]
     assert list(floor.value) == [0.03, 0.03]
@@ -266,7 +268,8 @@ def _evaluation_report() -> Report:
             for j, s in enumerate(slices)]
     part = EvaluationReport(
         entries=[CKPT, "baseline: uniform"], score="tv",
-        summary=Table(["entry", "kl", "tv"], [[CKPT, 0.4321, 0.2], ["baseline: uniform", 0.9, 0.35]]),
+        summary=Table(["entry", "kl", "tv"],
+                      [[CKPT, 0.4321, 0.2], ["baseline: uniform", 0.9, 0.35]]),
         heatmaps=[Heatmap(CKPT, "tv", questions, slices, values)],
         worst={CKPT: Table(["slice", "tv", "questions"], [["GROUP=g21", 0.43, 45]])},
         rows=Table(["question_id", "slice", "entry", "tv", "kl"], rows))

@@ -120,7 +120,8 @@ def test_debiasing_maps_back_to_original_options(tiny_model_dir):
 
 def test_full_debiasing_is_permutation_equivariant(tiny):
     shift = (1, 2, 0)  # a rotation: the six dihedral orders are closed under it
-    permuted = Question(id="p", text=QUESTION.text, options=tuple(QUESTION.options[i] for i in shift))
+    permuted = Question(id="p", text=QUESTION.text,
+                        options=tuple(QUESTION.options[i] for i in shift))
     config = SimConfig(orders=6, use_cache=False)
     [base] = simulate(tiny, QUESTION, [{"SEX": "Male"}], config)
     [other] = simulate(tiny, permuted, [{"SEX": "Male"}], config)

@@ -151,7 +151,8 @@ def test_saving_into_an_existing_name_needs_overwrite():
     assert list(workspace_surveys.load_saved("keep-me").questions["q1"].options) == ["No", "Yes"]
     workspace_surveys.save_survey("keep-me", "second.csv", other, overwrite=True)
     assert list(workspace_surveys.load_saved("keep-me").questions["q1"].options) == ["Maybe"]
-    assert [p.name for p in workspace_surveys.surveys_dir().iterdir() if p.name.startswith(".")] == []
+    hidden = [p.name for p in workspace_surveys.surveys_dir().iterdir() if p.name.startswith(".")]
+    assert hidden == []
 
 
 @pytest.mark.parametrize("upload", ["mapping.json", "codebook.csv", "codebook-book.csv"])

@@ -78,7 +78,8 @@ def test_codebook_codes_missing_and_ordinal(tmp_path):
     answers = survey.respondents["q1"]
     assert answers.iloc[:2].tolist() == ["Low", "Mid"] and pd.isna(answers.iloc[2])
     assert survey.respondents["age"].iloc[1] != survey.respondents["age"].iloc[1]  # 99 -> NaN
-    assert survey.questions["q2"].options == ("a", "b") and survey.questions["q2"].ordinal_values is None
+    q2 = survey.questions["q2"]
+    assert q2.options == ("a", "b") and q2.ordinal_values is None
     assert survey.demographics == ["age"]            # id column ignored
     shares = real_marginals(survey, "q1", min_n_eff=0)[0]
     assert shares.n == 3 and np.allclose(shares.shares, [1 / 3, 1 / 3, 1 / 3])
@@ -182,7 +183,8 @@ def test_size_checked_before_reading(tmp_path, monkeypatch):
 
 MARGINALS = ("question_id,question_text,option,{value},attribute,group,n,ordinal_value\n"
              "q1,Do you agree?,Agree,{a},,,,1\nq1,Do you agree?,Disagree,{b},,,,2\n"
-             "q1,Do you agree?,Agree,{c},sex,Female,{n},1\nq1,Do you agree?,Disagree,{d},sex,Female,{n},2\n")
+             "q1,Do you agree?,Agree,{c},sex,Female,{n},1\n"
+             "q1,Do you agree?,Disagree,{d},sex,Female,{n},2\n")
 
 
 def test_marginals_with_shares(tmp_path):

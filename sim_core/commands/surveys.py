@@ -69,6 +69,6 @@ def save(args: argparse.Namespace) -> None:
     common.print_warnings(survey, args)
     mapping = common.reader_kwargs(args)      # weight, wave, roles, population, design
     codebook = (args.codebook.name, book) if args.codebook else None
-    name = workspace_surveys.save_survey(args.name, args.data.name, data, mapping, codebook=codebook,
-                             overwrite=args.overwrite)
+    name = workspace_surveys.save_survey(args.name, args.data.name, data, mapping,
+                                         codebook=codebook, overwrite=args.overwrite)
     print(f"saved '{name}': {len(survey.questions)} questions")

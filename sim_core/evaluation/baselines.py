@@ -1,6 +1,6 @@
 """Baselines that give a score its meaning: the uniform guess, the population average and
-classical models of answers from demographics (sim_core.evaluation.demographic_models: logistic regression,
-gradient boosting, SVR)."""
+classical models of answers from demographics (sim_core.evaluation.demographic_models:
+logistic regression, gradient boosting, SVR)."""
 
 from __future__ import annotations
 

@@ -77,9 +77,10 @@ def fit_on_rows(lm: ModelHandle, rows: Sequence[SurveyRow], config: SimConfig | 
         lm: the checkpoint (LoadedModel or an in-memory equivalent).
         rows: validation rows, never test rows.
         config: simulation settings (orders, batch size); calibration is switched off here.
-        reference: "uniform", "prior" or "auto" (sim_core.evaluation.calibration_fit.fit_calibration);
-            with "auto" the prior is a candidate only when prior_skill shows it beats the
-            uniform guess on the prior rows' own questions, left out one at a time.
+        reference: "uniform", "prior" or "auto"
+            (sim_core.evaluation.calibration_fit.fit_calibration); with "auto" the prior is a
+            candidate only when prior_skill shows it beats the uniform guess on the prior
+            rows' own questions, left out one at a time.
         prior_rows: rows whose mean by option position is the "prior" reference (training
             rows; default: `rows`).
         fitted_on: facts to keep (split, survey).

@@ -230,7 +230,8 @@ def _row_info(rows: list[SurveyRow]) -> pd.DataFrame:
         "n_eff": [np.nan if r.n_eff is None else float(r.n_eff) for r in rows]})
 
 
-def evaluate_rows(models: list[ModelHandle], rows: list[SurveyRow], *, config: SimConfig | None = None,
+def evaluate_rows(models: list[ModelHandle], rows: list[SurveyRow], *,
+                  config: SimConfig | None = None,
                   reference_rows: list[SurveyRow] | None = None,
                   baselines: Sequence[str] = ROW_BASELINES,
                   population: dict[str, np.ndarray] | None = None, survey_name: str = "",
@@ -248,11 +249,12 @@ def evaluate_rows(models: list[ModelHandle], rows: list[SurveyRow], *, config: S
         baselines: among sim_core.evaluation.baselines.ROW_BASELINES.
         population: question id -> population distribution, overriding reference_rows.
         survey_name, wave: labels for the result.
-        calibrations: one sim_core.evaluation.calibration_fit.Calibration (or None) per model, applied
-            when config.calibrate (given: exactly these, e.g. while training).
+        calibrations: one sim_core.evaluation.calibration_fit.Calibration (or None) per
+            model, applied when config.calibrate (given: exactly these, e.g. while training).
         records: one CheckpointCalibration (or None) per model, for the calibrations and
-            the verdicts (default: sim_core.evaluation.calibration_records.calibration_for each model:
-            an adapter's card; a base model's record for `survey_name`, if one is given).
+            the verdicts (default: sim_core.evaluation.calibration_records.calibration_for
+            each model: an adapter's card; a base model's record for `survey_name`, if one is
+            given).
         progress: (done, total) callback counting rows (total = rows x models);
             should_stop: polled, raises Cancelled.
 

@@ -5,11 +5,12 @@ against their own answer (sim_core.evaluation.individual_scores), with the popul
 A temperature sweep maps the trade-off between the two levels (Namikoshi et al. 2024): at
 a low temperature each virtual respondent gives their most likely answer (individuals
 matched best), at a higher one answers spread like a population's. In first-token mode the
-letter distribution is tempered (sim_core.evaluation.calibration_fit.temper: one simulation, any number of
-temperatures); in sampling mode every temperature is a new simulation
+letter distribution is tempered (sim_core.evaluation.calibration_fit.temper: one simulation,
+any number of temperatures); in sampling mode every temperature is a new simulation
 (SimConfig.temperature). The temperature is chosen on validation respondents, then every
 entry is scored on held-out test respondents that nothing was fitted or chosen on. The
-model baselines (sim_core.evaluation.demographic_models) use the same held-out people and attributes.
+model baselines (sim_core.evaluation.demographic_models) use the same held-out people and
+attributes.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Report parts for the fairness view and the individual-level evaluation: plain data built
-from sim_core.evaluation.fairness and sim_core.evaluation.individual results, read back from JSON, and written as
-rows of the report's long CSV (see sim_core.report.document).
+from sim_core.evaluation.fairness and sim_core.evaluation.individual results, read back from
+JSON, and written as rows of the report's long CSV (see sim_core.report.document).
 
 CSV rows (column `table`):
     fairness          entry, slice = group, n_eff, score, value = gap, text = attribute

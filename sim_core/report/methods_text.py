@@ -1,5 +1,6 @@
 """The methods text of a report: how distributions were simulated, calibrated and scored,
-in words a reader of the PDF can follow (sim_core.report.document builds it, report_pdf prints it)."""
+in words a reader of the PDF can follow (sim_core.report.document builds it, report_pdf
+prints it)."""
 
 from __future__ import annotations
 

@@ -103,8 +103,9 @@ def _title_page(pdf: ReportPDF, report: Report) -> None:
     add_heading(pdf, report.title, 20)
     facts = [("Date", report.created), ("Survey", report.survey or "— (drafted question)"),
              ("Wave", report.wave or "all"),
-             ("Simulation", f"{report.mode}, " + (f"{report.orders} option order(s) averaged"
-                            if report.orders >= 1 else "option orders per checkpoint (see methods)")),
+             ("Simulation", f"{report.mode}, "
+              + (f"{report.orders} option order(s) averaged" if report.orders >= 1
+                 else "option orders per checkpoint (see methods)")),
              ("Baselines", ", ".join(report.baselines) or "none")]
     facts += [(k, v) for k, v in (("Population", report.population),
                                   ("Weighting", report.weighting),
@@ -208,8 +209,9 @@ def _score_summary(pdf: ReportPDF, report: Report, q: QuestionReport) -> None:
                     + [(format_score(floor.get(k)), MUTED) for k in keys])
         add_table(pdf, ["Entry"] + [_score_heading(report, k) for k in keys], rows,
                [ENTRY_MM] + [SCORE_MM] * len(keys), width=ENTRY_MM + SCORE_MM * len(keys))
-    add_paragraph(pdf, "↓ lower is better, ↑ higher is better; ★ best entry for that score; the noise "
-          "floor is what two independent real samples of the same size would score.", 7.5, "I")
+    add_paragraph(pdf, "↓ lower is better, ↑ higher is better; ★ best entry for that score; "
+                  "the noise floor is what two independent real samples of the same size would "
+                  "score.", 7.5, "I")
 
 
 def _slice_scores(pdf: ReportPDF, report: Report, q: QuestionReport) -> None:

@@ -1,5 +1,5 @@
-"""PDF sections of the fairness view and the individual-level evaluation (sim_core.report.fairness_individual),
-with the building blocks of sim_core.report.pdf_kit."""
+"""PDF sections of the fairness view and the individual-level evaluation
+(sim_core.report.fairness_individual), with the building blocks of sim_core.report.pdf_kit."""
 
 from __future__ import annotations
 
@@ -72,7 +72,8 @@ def fairness_section(pdf, parts: list[FairnessPart]) -> None:
         if any(g.get("n_eff") for g in part.groups.records()):
             add_image(pdf, fairness_png(part))
         else:
-            add_paragraph(pdf, "The survey gives no group sizes: gaps are listed without n.", 8, "I")
+            add_paragraph(pdf, "The survey gives no group sizes: gaps are listed without n.",
+                          8, "I")
         keep = [c for c in ("group", "n_eff", "gap", "floor", "before", "change", "grew",
                             "beyond_noise") if c in part.groups.columns]
         rows = [[_value(g[c]) for c in keep] for g in part.groups.records()[:GROUP_ROWS]]
@@ -115,11 +116,11 @@ def individual_section(pdf, part: IndividualPart) -> None:
     """Summary on held-out respondents, the KL/RMSE trade-off chart and every sweep."""
     pdf.add_page()
     add_heading(pdf, "Individual level: held-out respondents")
-    add_paragraph(pdf, f"{part.n_scored.get('test')} test and {part.n_scored.get('val')} validation "
-          f"answers of {len(part.questions)} question(s) ({', '.join(part.questions)}); "
-          f"profiles on {', '.join(part.attributes)}, {part.n_profiles} distinct prompts; "
-          f"mode {part.mode}; temperature chosen on the validation respondents by "
-          f"{part.criterion}.", 9)
+    add_paragraph(pdf, f"{part.n_scored.get('test')} test and {part.n_scored.get('val')} "
+                  f"validation answers of {len(part.questions)} question(s) "
+                  f"({', '.join(part.questions)}); profiles on {', '.join(part.attributes)}, "
+                  f"{part.n_profiles} distinct prompts; mode {part.mode}; temperature chosen "
+                  f"on the validation respondents by {part.criterion}.", 9)
     for note in part.notes:
         add_paragraph(pdf, f"Note: {note}", 8, "I")
     keys = [s["key"] for s in part.scores]

@@ -5,8 +5,8 @@ Fonts are the DejaVu TTFs that ship inside matplotlib, so accents, Cyrillic and 
 render without any system library; Chinese, Japanese and Korean come from a system CJK font
 (Debian's fonts-wqy-microhei, which `make install` adds) as a fallback, embedded as a subset
 like the others. A character no font can draw makes render fail with one message instead of
-vanishing from the page (fpdf2 itself only logs it). Tables use fpdf2's table API (headings repeated on
-every page, cells wrapped; a cell too long for a page is cut with a note).
+vanishing from the page (fpdf2 itself only logs it). Tables use fpdf2's table API (headings
+repeated on every page, cells wrapped; a cell too long for a page is cut with a note).
 """
 
 from __future__ import annotations
@@ -143,7 +143,8 @@ def add_heading(pdf: FPDF, text: str, size: float = 14) -> None:
     pdf.ln(1.5)
 
 
-def add_paragraph(pdf: FPDF, text: str, size: float = 9, style: str = "", family: str = FONT) -> None:
+def add_paragraph(pdf: FPDF, text: str, size: float = 9, style: str = "",
+                  family: str = FONT) -> None:
     pdf.set_font(family, style, size)
     pdf.multi_cell(0, size * 0.45, text, align="L", new_x="LMARGIN", new_y="NEXT")
     pdf.ln(1)

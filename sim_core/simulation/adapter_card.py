@@ -40,8 +40,9 @@ class AdapterCard:
         before, after: mean held-out scores of the base model and of the adapter (raw).
         before_calibrated, after_calibrated: the same with each one's calibration applied.
         baselines: baseline name -> mean held-out scores.
-        calibration: the adapter's calibration (sim_core.evaluation.calibration_fit.Calibration.to_dict),
-            fitted on the split's validation rows; None when none was fitted.
+        calibration: the adapter's calibration
+            (sim_core.evaluation.calibration_fit.Calibration.to_dict), fitted on the split's
+            validation rows; None when none was fitted.
         heldout: the held-out measurement behind its verdict
             (sim_core.evaluation.verdict.HeldOut.to_dict); None when the test rows were not scored.
         test_rows, steps, best_val_step, val_history, train_seconds: training facts
@@ -54,7 +55,8 @@ class AdapterCard:
             training, the spread across groups and the groups whose gap grew
             (finetune.train; sim_core.evaluation.fairness).
         temperature_sweep: the individual-level KL/RMSE temperature curve, the temperature
-            chosen and on which respondents it was chosen (sim_core.evaluation.individual.sweep_record).
+            chosen and on which respondents it was chosen
+            (sim_core.evaluation.individual.sweep_record).
         extra: keys of a card this version does not know (kept as they are).
         error: why the card could not be read ("" when fine).
     """
@@ -131,13 +133,15 @@ def read_card(path: Path) -> AdapterCard:
     try:
         card = json.loads(card_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
-        raise AdapterError(f"The card of adapter '{Path(path).name}' is unreadable: {error}")
+        raise AdapterError(
+            f"The card of adapter '{Path(path).name}' is unreadable: {error}") from error
     if not isinstance(card, dict):
         raise AdapterError(f"The card of adapter '{Path(path).name}' is not a JSON object.")
     try:
         return AdapterCard.from_dict(card)
     except TypeError as error:
-        raise AdapterError(f"The card of adapter '{Path(path).name}' is malformed: {error}")
+        raise AdapterError(
+            f"The card of adapter '{Path(path).name}' is malformed: {error}") from error
 
 
 def write_card(folder: Path, card: AdapterCard) -> None:

@@ -53,8 +53,8 @@ class SimConfig:
                         help="how the answer distribution is read from the model")
     orders: int | None = setting(
         None, min=1, max=26, label="Option orders averaged",
-        none="each checkpoint's own: %d for a base model, 1 for an adapter trained on the "
-             "original option order" % DEFAULT_ORDERS,
+        none=f"each checkpoint's own: {DEFAULT_ORDERS} for a base model, 1 for an adapter "
+             "trained on the original option order",
         help="option orders averaged against letter bias (original, reversed, cyclic "
              "shifts; first-token mode, and verbalized mode when set)")
     samples: int = setting(20, min=1, max=1000, label="Samples per slice",
