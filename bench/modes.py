@@ -138,6 +138,7 @@ def run_mode(mode: str, rows: list, args, settings: ModesSettings) -> dict:
     config = SimConfig(mode=mode, samples=settings.samples, seed=settings.seed,
                        use_cache=False, calibrate=False)
     plan = plan_rows(lm, rows, config)
+    print(f"{mode}: {plan.text()}", file=sys.stderr, flush=True)
     load = os.getloadavg()[0]
     start = time.perf_counter()
     results = simulate_rows(lm, rows, config)
@@ -204,6 +205,8 @@ def overhead(rows: list, args, settings: ModesSettings) -> dict:
         bare_s.append(time.perf_counter() - start)
         return out
 
+    print(f"overhead: {settings.rounds} rounds of (ours, bare, bare, ours)", file=sys.stderr,
+          flush=True)
     bare()                                   # warm-up: every prompt in the prefix cache
     bare_s.clear()
     for _ in range(settings.rounds):
