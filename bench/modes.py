@@ -17,8 +17,10 @@ and as many requests in flight, alternating in rounds on the same warm server (e
 is in its prefix cache by then, so the server's share of the time is smallest and our
 overhead shows most).
 
-    .venv/bin/python bench/modes.py            # 132 rows, about 12 min on 2 CPU cores
-    .venv/bin/python bench/modes.py --quick    # 12 rows, about 4 min (a smoke test)
+    .venv/bin/python bench/modes.py            # 132 rows, about 15 min on 2 CPU cores
+    .venv/bin/python bench/modes.py --quick    # 12 rows, about 2 min (a smoke test)
+
+Both times include starting vLLM-CPU (about a minute).
 
 Writes bench/results/modes.md and modes.json (modes-quick.* with --quick, not committed).
 """
@@ -287,7 +289,7 @@ def start_server(args, folder: str):
 def parse_args(argv=None) -> argparse.Namespace:
     """Command line."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="12 rows, 1 overhead round")
+    ap.add_argument("--quick", action="store_true", help="12 rows, 10 samples, 1 overhead round")
     ap.add_argument("--rows", type=int, default=None, help="held-out rows (default 132)")
     ap.add_argument("--data", type=Path, default=None, help="SubPOP JSONL (default: GSS 2022)")
     ap.add_argument("--endpoint-url", default=None,
