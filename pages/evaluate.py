@@ -1,4 +1,6 @@
-"""Evaluate: a checkpoint over all questions x slices of a survey (sim_core.evaluation.evaluate.evaluate)."""
+"""Evaluate: checkpoints over all questions x slices of a survey
+(sim_core.evaluation.evaluate.evaluate), the population level
+(sim_core.evaluation.population_evaluate) and the individual level."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from dashboard.fairness_view import fairness_section
 from dashboard.individual_view import individual_section
 from dashboard.loaders import load_checkpoints
 from dashboard.navigation import run_page
+from dashboard.population_level import population_level_section
 from dashboard.results import keep_result, previous_result_note
 from dashboard.status import status_box
 from dashboard.widgets import checkpoint_picker, orders_widget, setting_widget, survey_picker
@@ -20,7 +23,7 @@ from sim_core.base.metrics import METRICS
 from sim_core.evaluation.evaluate import evaluate
 from sim_core.report.document import report_from_evaluation
 from sim_core.simulation.adapters import read_card, resolve_adapter
-from sim_core.simulation.config import SimConfig
+from sim_core.simulation.config import MODES, SimConfig
 
 
 def settings(survey):
@@ -35,12 +38,15 @@ def settings(survey):
     limit = st.number_input(f"Questions to use (of {len(ids)}; fewer is faster)", 1, len(ids),
                             value=min(len(ids), 5), key="eval_limit", persist_state="session")
     checkpoints = checkpoint_picker("eval", "Checkpoints (two or more are compared)")
+    mode = setting_widget(st, SimConfig, "mode", "eval_mode", radio=True,
+                          persist_state="session")
     cols = st.columns(2)
-    orders = orders_widget(cols[0], "eval_orders", persist_state="session")
+    orders = orders_widget(cols[0], "eval_orders", persist_state="session",
+                           disabled=mode == "sample")
     calibrate = setting_widget(cols[1], SimConfig, "calibrate", "eval_calibrate",
                                persist_state="session")
     warn_seen_questions([adapter for _, adapter in checkpoints if adapter], ids[: int(limit)])
-    config = SimConfig(orders=orders, calibrate=calibrate)
+    config = SimConfig(mode=mode, orders=orders, calibrate=calibrate)
     return by or None, picked_waves or [None], ids[: int(limit)], checkpoints, config
 
 
@@ -88,6 +94,8 @@ def run(survey, by, waves, ids, checkpoints, config) -> None:
 def show(results: dict) -> None:
     """Summary, heatmap, worst groups, checkpoint comparison and waves over time."""
     evaluation = results[next(reversed(results))]
+    st.caption(f"Mode: {MODES[evaluation.mode].label} · checkpoints: "
+               + ", ".join(e for e in evaluation.entries if not is_baseline(e)))
     for note in evaluation.notes:
         st.warning(note)
     show_verdicts(evaluation)
@@ -181,6 +189,8 @@ def main() -> None:
         evaluation = st.session_state["eval_evaluation"]
         previous_result_note("eval", f"the evaluation of {evaluation.survey_name}")
         show(st.session_state["eval_results"])
+    st.divider()
+    population_level_section(survey, by, waves[-1], ids, checkpoints, config)
     st.divider()
     individual_section(survey, ids, checkpoints, config.orders)
 
