@@ -53,10 +53,17 @@ def show_population_level(result) -> None:
                 "population = each question's estimate against the survey's own answer; "
                 "groups = each cell against its real group, averaged over the cells"
                 + (f" · wave {result.wave}" if result.wave else ""))
-    show_table(result.summary(), "eval_pop_summary", hide_index=False)
-    st.caption("questions: how many the population level averages; coverage: share of the "
-               "real population shares inside the checkpoint's prediction interval, "
-               "mean_width: its mean width (where it has intervals).")
+    summary = result.summary()
+    summary["questions"] = summary["questions"].astype("Int64")
+    # coverage and width only where some checkpoint has prediction intervals
+    summary = summary.drop(columns=[c for c in ("coverage", "mean_width")
+                                    if summary[c].isna().all()])
+    show_table(summary, "eval_pop_summary", hide_index=False)
+    st.caption("questions: how many the population level averages"
+               + ("; coverage: share of the real population shares inside the checkpoint's "
+                  "prediction interval, mean_width: its mean width" if "coverage" in summary
+                  else "; no checkpoint has prediction intervals here (no calibration)")
+               + ".")
     show_chart(lambda: population_levels_figure(result.chart_data(), score.name),
                key="eval_pop_chart")
     st.caption(f"Cells: {' × '.join(result.attributes)}; composition: {result.source}.")

@@ -36,7 +36,7 @@ from sim_core.survey.margins import (
 )
 from sim_core.survey.slices import parse_slice_label, slice_label
 
-SOURCES = {"survey": "The survey's own weighted composition",
+SOURCES = {"survey": "The survey's own composition",
            "saved": "A saved population",
            "upload": "Margins from a file (CSV: attribute, group, share)"}
 

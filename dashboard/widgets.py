@@ -13,6 +13,7 @@ from dashboard.loaders import get_survey
 from dashboard.sidebar import adapter_names, model_choice
 from sim_core.base import options
 from sim_core.base.errors import SimError
+from sim_core.simulation.config import DEFAULT_ORDERS
 from sim_core.survey.attributes import slice_attribute_choices
 from sim_core.survey.workspace_surveys import saved_surveys
 
@@ -106,13 +107,17 @@ def setting_widget(container, cls: type, name: str, key: str, value=None, *,
     return None if number is None else kind(number)
 
 
-def orders_widget(container, key: str, **widget_args) -> int | None:
-    """Option orders averaged: 'auto' (None) = each checkpoint's own
-    (sim_core.simulation.simulate.orders_for). `widget_args` go to the selectbox."""
+def orders_widget(container, key: str, mode: str = "first-token", **widget_args) -> int | None:
+    """Option orders averaged: 'auto' (None) = each checkpoint's own in this mode
+    (sim_core.simulation.simulate.orders_for); sampling asks in one order (the widget is then
+    disabled). `widget_args` go to the selectbox."""
+    auto = {"first-token": f"auto (base {DEFAULT_ORDERS}, adapter: its card)",
+            "verbalized": "auto (1)"}.get(mode, "1 (sampling asks in one order)")
     picked = container.selectbox(
         "Option orders averaged (debiasing)", ORDER_CHOICES, key=key,
-        format_func=lambda n: "auto (base model 2; adapter: its card)" if n == 0 else str(n),
+        format_func=lambda n: auto if n == 0 else str(n),
         help="Averaging over reversed / shifted option orders removes the base model's letter "
              "bias. An adapter trained on the original option order learned from that order, "
-             "so 'auto' reads it in that order only.", **widget_args)
+             "so 'auto' reads it in that order only; verbalized mode asks in one order unless "
+             "told more; sampling always in one.", disabled=mode == "sample", **widget_args)
     return int(picked) or None

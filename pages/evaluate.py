@@ -41,8 +41,7 @@ def settings(survey):
     mode = setting_widget(st, SimConfig, "mode", "eval_mode", radio=True,
                           persist_state="session")
     cols = st.columns(2)
-    orders = orders_widget(cols[0], "eval_orders", persist_state="session",
-                           disabled=mode == "sample")
+    orders = orders_widget(cols[0], "eval_orders", mode, persist_state="session")
     calibrate = setting_widget(cols[1], SimConfig, "calibrate", "eval_calibrate",
                                persist_state="session")
     warn_seen_questions([adapter for _, adapter in checkpoints if adapter], ids[: int(limit)])

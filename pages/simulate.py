@@ -105,8 +105,7 @@ def settings(survey, question):
     mode = setting_widget(st, SimConfig, "mode", "sim_mode", radio=True,
                           persist_state="session")
     cols = st.columns(3)
-    orders = orders_widget(cols[0], "sim_orders", persist_state="session",
-                           disabled=mode == "sample")
+    orders = orders_widget(cols[0], "sim_orders", mode, persist_state="session")
     samples = setting_widget(cols[1], SimConfig, "samples", "sim_samples", persist_state="session",
                              disabled=mode != "sample")
     limit = requests_limit(cols[2], "sim_max_requests") if on_server() else None
@@ -170,12 +169,17 @@ def show_result(comparison) -> None:
     """The comparison: its slices, and the population they compose (two tabs)."""
     previous_result_note("sim", comparison.question.text)
     show_comparison_header(comparison)
-    slices_tab, population_tab = st.tabs(["Slices", "Population"])
-    with slices_tab:
-        show_slices(comparison)
-    with population_tab:
-        run = st.session_state.get("sim_run_inputs") or {}
-        population_section(comparison, run.get("survey"), run.get("checkpoints") or [])
+    # keyed, state-tracking tabs: a click inside a tab keeps it open, and only the open
+    # tab's content runs
+    slices_tab, population_tab = st.tabs(["Slices", "Population"], key="sim_view",
+                                         on_change="rerun")
+    if slices_tab.open:
+        with slices_tab:
+            show_slices(comparison)
+    if population_tab.open:
+        with population_tab:
+            run = st.session_state.get("sim_run_inputs") or {}
+            population_section(comparison, run.get("survey"), run.get("checkpoints") or [])
 
 
 def main() -> None:

@@ -174,6 +174,8 @@ def test_chat_backend_three_modes_drafted_and_survey_question(server):
         np.testing.assert_allclose(sc.simulated[label].shares, [0.75, 0.25], rtol=1e-9)
         assert set(sc.scores) == {label, "baseline: uniform"}
     # the population estimate composes the two simulated cells: nothing is sent
+    at.session_state["sim_view"] = "Population"
+    at.run()
     at.button(key="sim_pop_run").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert len(posts(server)) == 4

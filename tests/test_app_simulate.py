@@ -500,6 +500,12 @@ def _run_by_sex(at):
     return at.session_state["sim_comparison"]
 
 
+def _population_tab(at) -> None:
+    """Open the result's Population tab (AppTest clicks no tab: its state is set)."""
+    at.session_state["sim_view"] = "Population"
+    at.run()
+
+
 def _cells(comparison) -> dict[str, np.ndarray]:
     """slice label -> the checkpoint's simulated shares."""
     return {sc.label: next(iter(sc.simulated.values())).shares for sc in comparison.slices}
@@ -519,6 +525,8 @@ def test_population_view_composes_the_simulated_slices(app):
     at = app
     comparison = _run_by_sex(at)
     cells = _cells(comparison)
+    assert "sim_pop_run" not in [b.key for b in at.button]      # the Slices tab is open
+    _population_tab(at)
     options = list(comparison.question.options)
     yes = options.index("Yes")
     assert not at.button(key="sim_pop_run").disabled
@@ -559,6 +567,7 @@ def test_population_margins_edited_checked_and_saved(app):
     at = app
     comparison = _run_by_sex(at)
     cells = _cells(comparison)
+    _population_tab(at)
     table = next(d.value for d in at.data_editor)
     assert list(table["group"]) == ["Female", "Male"]
     np.testing.assert_allclose(table["share"], [0.5, 0.5])
@@ -610,6 +619,7 @@ def test_drafted_question_with_a_margins_file(app):
     assert not at.exception and not at.error, [e.value for e in at.error]
     comparison = at.session_state["sim_comparison"]
     cells = _cells(comparison)
+    _population_tab(at)
     source = at.radio(key="sim_pop_source_drafted")
     assert source.options == ["A saved population",
                               "Margins from a file (CSV: attribute, group, share)"]
