@@ -4,6 +4,7 @@ of the same cells (sim_core.evaluation.population_evaluate), as a table and a ch
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from dashboard.charts import population_levels_figure
@@ -12,6 +13,7 @@ from dashboard.loaders import load_checkpoints
 from dashboard.population_view import margins_inputs
 from dashboard.status import status_box
 from sim_core.base.errors import SimError
+from sim_core.base.labels import baseline_entry
 from sim_core.base.metrics import METRICS
 from sim_core.evaluation.population_evaluate import evaluate_population
 
@@ -54,7 +56,7 @@ def show_population_level(result) -> None:
                 "groups = each cell against its real group, averaged over the cells"
                 + (f" · wave {result.wave}" if result.wave else ""))
     summary = result.summary()
-    summary["questions"] = summary["questions"].astype("Int64")
+    summary["questions"] = summary["questions"].fillna(0).astype(int)
     # coverage and width only where some checkpoint has prediction intervals
     summary = summary.drop(columns=[c for c in ("coverage", "mean_width")
                                     if summary[c].isna().all()])
@@ -66,6 +68,11 @@ def show_population_level(result) -> None:
                + ".")
     show_chart(lambda: population_levels_figure(result.chart_data(), score.name),
                key="eval_pop_chart")
-    st.caption(f"Cells: {' × '.join(result.attributes)}; composition: {result.source}.")
+    average = summary["population"].get(baseline_entry("population"))
+    st.caption(f"Cells: {' × '.join(result.attributes)}; composition (that of the first "
+               f"question): {result.source}."
+               + (" The population average is no baseline at the population level: there it "
+                  "is the survey's own answer." if average is not None and pd.isna(average)
+                  else ""))
     for note in result.notes:
         st.caption(note)

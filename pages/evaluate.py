@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.charts import heatmap_figure, waves_figure
+from dashboard.cost_guard import on_server, privacy_note
 from dashboard.display import show_chart, show_error, show_table, with_score_names
 from dashboard.fairness_view import fairness_section
 from dashboard.individual_view import individual_section
@@ -182,6 +183,8 @@ def main() -> None:
     if survey is None:
         return
     by, waves, ids, checkpoints, config = settings(survey)
+    if on_server():
+        privacy_note()
     if st.button("Evaluate", type="primary", key="eval_run", disabled=not checkpoints):
         run(survey, by, waves, ids, checkpoints, config)
     if st.session_state.get("eval_results"):

@@ -183,6 +183,11 @@ def test_chat_backend_three_modes_drafted_and_survey_question(server):
     np.testing.assert_allclose(estimate.estimates[label], [0.75, 0.25], rtol=1e-9)
     yes = comparison.question.options.index("Yes")
     assert estimate.reference[yes] == pytest.approx(17 / 40)
+    # Evaluate on the server says the same before its first run
+    at.switch_page("pages/evaluate.py").run()
+    at.selectbox(key="eval_survey").set_value("chat-yes-no").run()
+    assert not at.exception and SENT_TO_SERVER in [i.value for i in at.info]
+    assert len(posts(server)) == 4
 
 
 def test_cost_guard_counts_requests_and_refuses_over_the_limit(server):
