@@ -259,3 +259,29 @@ def tradeoff_figure(curves: dict[str, pd.DataFrame], chosen: dict[str, float],
                       xaxis_title=f"individual {x.replace('_', '-')} (lower is better)",
                       yaxis_title="population KL (lower is better)")
     return fig
+
+
+def population_levels_figure(data: pd.DataFrame, score_name: str) -> go.Figure:
+    """One score per question at two levels, side by side: the population estimate against
+    the real topline, and the groups against their real groups (mean over the cells).
+
+    Args:
+        data: PopulationEvaluation.chart_data() (question_id, entry, population, groups).
+        score_name: the score's display name (y axis).
+    """
+    long = data.melt(id_vars=["question_id", "entry"], value_vars=["population", "groups"],
+                     var_name="level", value_name="score")
+    long["level"] = long["level"].map({"population": "population (estimate vs topline)",
+                                       "groups": "groups (each cell vs its real group)"})
+    entries = list(dict.fromkeys(long["entry"].astype(str)))
+    fig = px.bar(long, x="question_id", y="score", color="entry", barmode="group",
+                 facet_col="level", color_discrete_map=palette.entry_colors(entries),
+                 category_orders={"entry": entries})
+    fig.for_each_annotation(lambda a: a.update(text=a.text.split("=", 1)[-1]))
+    fig.update_yaxes(title_text="", matches="y")
+    fig.update_yaxes(title_text=score_name, col=1)
+    fig.update_xaxes(title_text="", tickangle=-30)
+    fig.update_layout(height=420, legend_title_text="", margin=dict(t=40, b=40 + LEGEND_BELOW),
+                      legend=dict(orientation="h", yref="container", y=0, yanchor="bottom",
+                                  x=0, xanchor="left"))
+    return fig

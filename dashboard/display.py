@@ -10,6 +10,9 @@ import pandas as pd
 import streamlit as st
 
 from sim_core.base.metrics import METRICS
+from sim_core.survey.notes import columns_in_use, other_notes, warning_lines
+
+NOTES_WHERE = "see the table of notes on the Data page"
 
 
 def show_error(error: BaseException) -> None:
@@ -48,3 +51,15 @@ def show_chart(build: Callable[[], object], key: str) -> bool:
                    "The numbers below are not affected.")
         return False
     return True
+
+
+def show_survey_notes(survey, questions: list[str], by: list[str]) -> None:
+    """The survey-wide warnings and the notes about the columns in use, one box each; the
+    line counting the notes about other columns as a caption (sim_core.survey.notes)."""
+    columns = columns_in_use(survey, questions, by)
+    lines = warning_lines(survey, columns, NOTES_WHERE)
+    counted = other_notes(survey, columns) > 0          # then the last line is the count
+    for line in lines[:-1] if counted else lines:
+        st.warning(line)
+    if counted:
+        st.caption(lines[-1])

@@ -13,7 +13,7 @@ from sim_core.base.errors import SimError
 from sim_core.base.workspace import workspace_dir
 from sim_core.simulation import models
 from sim_core.simulation.adapters import list_adapters
-from sim_core.simulation.backends import BACKENDS, REMOTE, BackendConfig
+from sim_core.simulation.backends import BACKENDS, REMOTE, SENT_TO_SERVER, BackendConfig
 from sim_core.simulation.config import SimConfig
 from sim_core.simulation.devices import listed_gpu_count
 from sim_core.simulation.openai_client import list_served
@@ -124,8 +124,7 @@ def endpoint_sidebar(backend: str) -> None:
                    placeholder="OPENAI_API_KEY when set, else none") or None
     if backend == "completions":
         text("tokenizer", "side_endpoint_tokenizer", placeholder="(the served model's id)")
-    st.caption("Only the question, its options and the group descriptions are sent to the "
-               "server, never a respondent's row. The key stays in its environment variable.")
+    st.caption(f"{SENT_TO_SERVER} The key stays in its environment variable.")
     if not url:
         st.info("Give the server's URL: e.g. https://api.openai.com/v1, or "
                 "http://127.0.0.1:8000/v1 for `vllm serve MODEL`.")

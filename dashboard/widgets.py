@@ -13,6 +13,8 @@ from dashboard.loaders import get_survey
 from dashboard.sidebar import adapter_names, model_choice
 from sim_core.base import options
 from sim_core.base.errors import SimError
+from sim_core.simulation.config import DEFAULT_ORDERS
+from sim_core.survey.attributes import slice_attribute_choices
 from sim_core.survey.workspace_surveys import saved_surveys
 
 BASE = "(base model)"
@@ -35,6 +37,22 @@ def survey_picker(prefix: str, label: str = "Survey", **widget_args):
         return None, None
 
 
+ATTRIBUTE_WORDS = 60     # a question's wording shown in the attribute picker, in characters
+
+
+def attribute_picker(survey, question_id: str | None, label: str, **widget_args) -> list[str]:
+    """Slice attributes: the demographics, then (respondent data) the other questions, each
+    shown with its wording. `widget_args` go to the multiselect (key=... required)."""
+    def shown(name: str) -> str:
+        if name not in survey.questions:
+            return name
+        text = " ".join(survey.questions[name].text.split())
+        cut = text if len(text) <= ATTRIBUTE_WORDS else text[:ATTRIBUTE_WORDS - 1] + "…"
+        return f"{name}: {cut}"
+    return st.multiselect(label, slice_attribute_choices(survey, question_id),
+                          format_func=shown, **widget_args)
+
+
 def checkpoint_picker(prefix: str, label: str) -> list[tuple[str, str | None]]:
     """Checkpoints to run: the base model and/or adapters (default: the sidebar's choice;
     the pick is kept over visits to other pages).
@@ -50,10 +68,13 @@ def checkpoint_picker(prefix: str, label: str) -> list[tuple[str, str | None]]:
     return [(base, None if p == BASE else p) for p in picked]
 
 
-def setting_widget(container, cls: type, name: str, key: str, value=None, **widget_args):
+def setting_widget(container, cls: type, name: str, key: str, value=None, *,
+                   radio: bool = False, **widget_args):
     """One widget for a setting of a config dataclass, with the label, help and bounds that
     the field declares (sim_core.base.options.setting); returns the value the user chose.
-    `widget_args` go to the Streamlit widget (e.g. disabled=True, persist_state="session")."""
+    A setting with choices is a selectbox (`radio`: a horizontal radio), led by the
+    field's `none` text where None is allowed. `widget_args` go to the Streamlit widget
+    (e.g. disabled=True, persist_state="session")."""
     field = {f.name: f for f in dataclasses.fields(cls)}[name]
     meta = field.metadata["setting"]
     value = field.default if value is None else value
@@ -61,9 +82,17 @@ def setting_widget(container, cls: type, name: str, key: str, value=None, **widg
     kind = options.base_type(typing.get_type_hints(cls)[name])
     if meta.get("choices"):
         choices = meta["choices"]
-        keys = list(choices)
-        names = {k: getattr(choices[k], "label", k) for k in keys} if isinstance(choices, dict) \
-            else {k: k for k in keys}
+        keys = ([None] if meta.get("none") else []) + list(choices)
+        names = {k: getattr(choices[k], "label", k) for k in choices} \
+            if isinstance(choices, dict) else {k: k for k in choices}
+        names[None] = str(meta.get("none") or "")
+        helps = [f"- **{names[k]}**: {choices[k].help}" for k in choices
+                 if getattr(choices[k], "help", "")] if isinstance(choices, dict) else []
+        help_text = "\n".join([help_text + ".", "", *helps]) if helps else help_text
+        if radio:
+            return container.radio(label, keys, index=keys.index(value), key=key,
+                                   format_func=names.get, help=help_text, horizontal=True,
+                                   **widget_args)
         return container.selectbox(label, keys, index=keys.index(value), key=key,
                                    format_func=names.get, help=help_text, **widget_args)
     if kind is bool:
@@ -78,13 +107,17 @@ def setting_widget(container, cls: type, name: str, key: str, value=None, **widg
     return None if number is None else kind(number)
 
 
-def orders_widget(container, key: str, **widget_args) -> int | None:
-    """Option orders averaged: 'auto' (None) = each checkpoint's own
-    (sim_core.simulation.simulate.orders_for). `widget_args` go to the selectbox."""
+def orders_widget(container, key: str, mode: str = "first-token", **widget_args) -> int | None:
+    """Option orders averaged: 'auto' (None) = each checkpoint's own in this mode
+    (sim_core.simulation.simulate.orders_for); sampling asks in one order (the widget is then
+    disabled). `widget_args` go to the selectbox."""
+    auto = {"first-token": f"auto (base {DEFAULT_ORDERS}, adapter: its card)",
+            "verbalized": "auto (1)"}.get(mode, "1 (sampling asks in one order)")
     picked = container.selectbox(
         "Option orders averaged (debiasing)", ORDER_CHOICES, key=key,
-        format_func=lambda n: "auto (base model 2; adapter: its card)" if n == 0 else str(n),
+        format_func=lambda n: auto if n == 0 else str(n),
         help="Averaging over reversed / shifted option orders removes the base model's letter "
              "bias. An adapter trained on the original option order learned from that order, "
-             "so 'auto' reads it in that order only.", **widget_args)
+             "so 'auto' reads it in that order only; verbalized mode asks in one order unless "
+             "told more; sampling always in one.", disabled=mode == "sample", **widget_args)
     return int(picked) or None

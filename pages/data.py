@@ -13,8 +13,7 @@ from dashboard.widgets import survey_picker
 from sim_core.base.errors import DataError, SimError
 from sim_core.base.workspace import MAX_NAME, check_name
 from sim_core.survey import demo, workspace_surveys
-from sim_core.survey.codebook import (codebook_csv, codebook_rows, edited_codebook,
-                                     reworded_codebook)
+from sim_core.survey.codebook import codebook_csv, codebook_rows, edited_codebook, reworded_codebook
 from sim_core.survey.design import interval_method
 from sim_core.survey.instructions import survey_proposals
 from sim_core.survey.nonresponse import nonresponse_text

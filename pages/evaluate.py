@@ -1,4 +1,6 @@
-"""Evaluate: a checkpoint over all questions x slices of a survey (sim_core.evaluation.evaluate.evaluate)."""
+"""Evaluate: checkpoints over all questions x slices of a survey
+(sim_core.evaluation.evaluate.evaluate), the population level
+(sim_core.evaluation.population_evaluate) and the individual level."""
 
 from __future__ import annotations
 
@@ -6,11 +8,13 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.charts import heatmap_figure, waves_figure
+from dashboard.cost_guard import on_server, privacy_note
 from dashboard.display import show_chart, show_error, show_table, with_score_names
 from dashboard.fairness_view import fairness_section
 from dashboard.individual_view import individual_section
 from dashboard.loaders import load_checkpoints
 from dashboard.navigation import run_page
+from dashboard.population_level import population_level_section
 from dashboard.results import keep_result, previous_result_note
 from dashboard.status import status_box
 from dashboard.widgets import checkpoint_picker, orders_widget, setting_widget, survey_picker
@@ -21,7 +25,7 @@ from sim_core.evaluation.evaluate import evaluate
 from sim_core.report.document import report_from_evaluation
 from sim_core.simulation.adapter_card import read_card
 from sim_core.simulation.adapters import resolve_adapter
-from sim_core.simulation.config import SimConfig
+from sim_core.simulation.config import MODES, SimConfig
 
 
 def settings(survey):
@@ -36,12 +40,14 @@ def settings(survey):
     limit = st.number_input(f"Questions to use (of {len(ids)}; fewer is faster)", 1, len(ids),
                             value=min(len(ids), 5), key="eval_limit", persist_state="session")
     checkpoints = checkpoint_picker("eval", "Checkpoints (two or more are compared)")
+    mode = setting_widget(st, SimConfig, "mode", "eval_mode", radio=True,
+                          persist_state="session")
     cols = st.columns(2)
-    orders = orders_widget(cols[0], "eval_orders", persist_state="session")
+    orders = orders_widget(cols[0], "eval_orders", mode, persist_state="session")
     calibrate = setting_widget(cols[1], SimConfig, "calibrate", "eval_calibrate",
                                persist_state="session")
     warn_seen_questions([adapter for _, adapter in checkpoints if adapter], ids[: int(limit)])
-    config = SimConfig(orders=orders, calibrate=calibrate)
+    config = SimConfig(mode=mode, orders=orders, calibrate=calibrate)
     return by or None, picked_waves or [None], ids[: int(limit)], checkpoints, config
 
 
@@ -89,6 +95,8 @@ def run(survey, by, waves, ids, checkpoints, config) -> None:
 def show(results: dict) -> None:
     """Summary, heatmap, worst groups, checkpoint comparison and waves over time."""
     evaluation = results[next(reversed(results))]
+    st.caption(f"Mode: {MODES[evaluation.mode].label} · checkpoints: "
+               + ", ".join(e for e in evaluation.entries if not is_baseline(e)))
     for note in evaluation.notes:
         st.warning(note)
     show_verdicts(evaluation)
@@ -176,12 +184,16 @@ def main() -> None:
     if survey is None:
         return
     by, waves, ids, checkpoints, config = settings(survey)
+    if on_server():
+        privacy_note()
     if st.button("Evaluate", type="primary", key="eval_run", disabled=not checkpoints):
         run(survey, by, waves, ids, checkpoints, config)
     if st.session_state.get("eval_results"):
         evaluation = st.session_state["eval_evaluation"]
         previous_result_note("eval", f"the evaluation of {evaluation.survey_name}")
         show(st.session_state["eval_results"])
+    st.divider()
+    population_level_section(survey, by, waves[-1], ids, checkpoints, config)
     st.divider()
     individual_section(survey, ids, checkpoints, config.orders)
 

@@ -1,25 +1,39 @@
-"""Simulate & compare: a question (from a survey or drafted), slices, checkpoints -> compare()."""
+"""Simulate & compare: a question (from a survey or drafted), slices, checkpoints, mode ->
+compare(); with a server backend what leaves the machine and what the run will send first;
+the result's slices and the population they compose."""
 
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
-from dashboard.charts import SLICES_PER_PAGE, comparison_figure, slice_heatmap_figure, slice_pages
-from dashboard.display import score_header, show_chart, show_error
+from dashboard.comparison_view import show_comparison_header, show_slices
+from dashboard.cost_guard import (
+    no_served_model,
+    on_server,
+    privacy_note,
+    requests_limit,
+    show_plan,
+)
+from dashboard.display import show_error, show_survey_notes
 from dashboard.loaders import load_checkpoints
 from dashboard.navigation import run_page
+from dashboard.population_view import population_section
 from dashboard.results import keep_result, previous_result_note
 from dashboard.status import status_box
-from dashboard.widgets import checkpoint_picker, orders_widget, setting_widget, survey_picker
+from dashboard.widgets import (
+    attribute_picker,
+    checkpoint_picker,
+    orders_widget,
+    setting_widget,
+    survey_picker,
+)
 from sim_core.base.errors import SimError
 from sim_core.base.labels import question_choice_labels
-from sim_core.base.metrics import METRICS
 from sim_core.evaluation.baselines import BASELINES, unavailable_baselines
-from sim_core.evaluation.compare import compare
-from sim_core.evaluation.verdict import default_score
+from sim_core.evaluation.compare import compare, plan_compare
 from sim_core.report.document import report_from_comparisons
-from sim_core.simulation.config import MODES, SimConfig
+from sim_core.simulation.config import SimConfig
+from sim_core.survey.attributes import with_slice_attributes
 from sim_core.survey.marginal import parse_slices
 from sim_core.survey.schema import Question
 
@@ -51,7 +65,8 @@ def draft_question():
 
 
 def survey_question():
-    """(survey, question, wave, by) picked from a stored survey, or Nones."""
+    """(survey, question, wave, by) picked from a stored survey, or Nones. Any categorical
+    variable can slice (sim_core.survey.attributes.slice_attribute_choices)."""
     _, survey = survey_picker("sim")
     if survey is None:
         return None, None, None, []
@@ -63,22 +78,37 @@ def survey_question():
     waves = survey.waves()
     wave = st.selectbox("Wave", waves, key="sim_wave", persist_state="session") \
         if len(waves) > 1 else None
-    by = st.multiselect("Slice by (several attributes are crossed)", survey.demographics,
-                        key="sim_by", persist_state="session", max_selections=3)
+    by = attribute_picker(survey, qid, "Slice by (several are crossed; a question of the "
+                          "survey can be one)", key="sim_by", persist_state="session",
+                          max_selections=3)
     return survey, survey.questions[qid], wave, by
 
 
+def run_survey(survey, question, by):
+    """The survey of this run, with the questions sliced by turned into attributes
+    (with_slice_attributes), and the notes about the columns in use; the question is None
+    (with the message) when it cannot run so."""
+    try:
+        survey, by = with_slice_attributes(survey, by, [question.id])
+    except SimError as error:
+        show_error(error)
+        return survey, by, None
+    show_survey_notes(survey, [question.id], by)
+    return survey, by, question
+
+
 def settings(survey, question):
-    """Checkpoints and SimConfig from the widgets; only the baselines that can apply to
-    this question are offered (the others are named with the reason)."""
+    """Checkpoints and SimConfig from the widgets (SimConfig's own fields); only the
+    baselines that can apply to this question are offered (the others are named with the
+    reason); Most requests only with a server backend."""
     checkpoints = checkpoint_picker("sim", "Checkpoints to compare")
+    mode = setting_widget(st, SimConfig, "mode", "sim_mode", radio=True,
+                          persist_state="session")
     cols = st.columns(3)
-    mode = cols[0].radio("Mode", list(MODES), key="sim_mode", persist_state="session",
-                         format_func=lambda k: MODES[k].label,
-                         help="; ".join(f"{c.label}: {c.help}" for c in MODES.values()))
-    orders = orders_widget(cols[1], "sim_orders", persist_state="session")
-    samples = setting_widget(cols[2], SimConfig, "samples", "sim_samples", persist_state="session",
+    orders = orders_widget(cols[0], "sim_orders", mode, persist_state="session")
+    samples = setting_widget(cols[1], SimConfig, "samples", "sim_samples", persist_state="session",
                              disabled=mode != "sample")
+    limit = requests_limit(cols[2], "sim_max_requests") if on_server() else None
     missing = unavailable_baselines(survey, question) if question is not None else {}
     offered = [name for name in BASELINES if name not in missing]
     baselines = st.multiselect("Baselines", offered, default=offered, key="sim_baselines",
@@ -95,12 +125,13 @@ def settings(survey, question):
     level = setting_widget(cols[1], SimConfig, "interval_level", "sim_interval_level",
                            persist_state="session")
     config = SimConfig(mode=mode, orders=orders, samples=int(samples), calibrate=calibrate,
-                       interval_level=level)
+                       interval_level=level, max_requests=limit)
     return checkpoints, config, tuple(baselines)
 
 
 def run_compare(question, survey, wave, by, slices, checkpoints, config, baselines) -> None:
-    """Load the chosen models (cached) and call sim_core.evaluation.compare.compare."""
+    """Load the chosen models (cached) and call sim_core.evaluation.compare.compare (which
+    refuses, before sending anything, a run over Most requests)."""
     try:
         with status_box("sim", "Simulate and compare", "slice",
                         len(checkpoints)) as status:
@@ -115,6 +146,7 @@ def run_compare(question, survey, wave, by, slices, checkpoints, config, baselin
         return
     st.session_state["sim_failed"] = False
     st.session_state["sim_comparison"] = comparison
+    st.session_state["sim_run_inputs"] = {"survey": survey, "checkpoints": list(checkpoints)}
     history = st.session_state.setdefault("sim_history", [])
     history.append(comparison)
     del history[:-10]
@@ -122,153 +154,32 @@ def run_compare(question, survey, wave, by, slices, checkpoints, config, baselin
                 comparison.question.text[:120])
 
 
-def score_rows(comparison, keys: list[str] | None = None,
-               counts: tuple[str, ...] = ("n", "n_eff")) -> pd.DataFrame:
-    """Comparison.score_table() for display: ★ on the best entry per slice and score,
-    the noise-floor rows kept, every heading with its direction. `keys`: the scores shown
-    (default all); `counts` (n, n_eff) only where the data has respondent counts."""
-    table = comparison.score_table()
-    keys = [k for k in (keys or METRICS) if k in table.columns]
-    counts = [c for c in counts if table[c].notna().any()]
-    shown = table[["slice", "entry", *counts]].copy()
-    if "n_eff" in counts:
-        shown["n_eff"] = shown["n_eff"].astype(float).round(1)
-    for key in keys:
-        shown[score_header(key)] = [
-            "" if pd.isna(v) else f"{v:.4f}{' ★' if best else ''}"
-            for v, best in zip(table[key], table[f"best_{key}"])]
-    return shown
-
-
-def shares_rows(comparison) -> pd.DataFrame:
-    """The shares behind the chart: one row per slice and entry, one column per option, in
-    per cent; an interval (real: 95 % CI; calibrated checkpoint: prediction interval)
-    follows in brackets."""
-    long = comparison.shares_table()
-    options = list(comparison.question.options)
-
-    def cell(row) -> str:
-        low, high = (row.ci_low, row.ci_high) if pd.notna(row.ci_low) else (row.pi_low,
-                                                                            row.pi_high)
-        text = f"{row.share * 100:.1f}"
-        return text if pd.isna(low) else f"{text} ({low * 100:.1f}–{high * 100:.1f})"
-
-    long["cell"] = [cell(row) for row in long.itertuples()]
-    wide = long.pivot_table(index=["slice", "entry"], columns="option", values="cell",
-                            aggfunc="first", sort=False)
-    return wide.reindex(columns=options).reset_index()
-
-
-def score_legend() -> pd.DataFrame:
-    """Every score's name, direction and formula (from sim_core.base.metrics.METRICS)."""
-    return pd.DataFrame([{"score": m.name, "better": f"{m.direction} is better",
-                          "range": m.range, "formula": m.formula} for m in METRICS.values()])
-
-
-HEATMAP_VIEW, BARS_VIEW = "Heatmap: all slices", "Bars: a page of slices"
-
-
-def show_shares_chart(comparison) -> None:
-    """Bars per slice; above charts.SLICES_PER_PAGE slices, a slice x option heatmap or
-    pages of bars (the user's pick). Never raises: a chart failure is one warning."""
-    shares = comparison.shares_table()
-    show_baselines = st.toggle("Show baselines", value=True, key="sim_show_baselines",
-                               persist_state="session")
-    pages = slice_pages(shares)
-    if len(pages) == 1:
-        show_chart(lambda: comparison_figure(shares, show_baselines=show_baselines),
-                   key="sim_chart")
-        return
-    cols = st.columns([2, 1])
-    view = cols[0].radio(f"{sum(map(len, pages))} slices", [HEATMAP_VIEW, BARS_VIEW],
-                         horizontal=True, key="sim_chart_view", persist_state="session")
-    if view == HEATMAP_VIEW:
-        show_chart(lambda: slice_heatmap_figure(shares, show_baselines=show_baselines),
-                   key="sim_heatmap")
-        return
-    page = cols[1].selectbox("Slices", range(len(pages)), key="sim_chart_page",
-                             format_func=lambda i: f"{i * SLICES_PER_PAGE + 1}–"
-                                                   f"{i * SLICES_PER_PAGE + len(pages[i])}")
-    page = min(page or 0, len(pages) - 1)
-    show_chart(lambda: comparison_figure(shares, show_baselines=show_baselines,
-                                         slices=pages[page]), key="sim_chart")
-
-
-HEADING_CHARS = 110
-
-
-def show_question_heading(text: str) -> None:
-    """The question as the heading; a long one is cut there and shown whole below."""
-    if len(text) <= HEADING_CHARS:
-        st.subheader(text)
-        return
-    st.subheader(text[:HEADING_CHARS].rsplit(" ", 1)[0] + " …")
-    st.caption(text)
-
-
-def show_scores(comparison) -> None:
-    """A compact table first (slice, entry, n, the headline score), every score and what it
-    means behind an expander; the noise floor and too-small slices explained."""
-    headline = default_score([comparison.question])
-    floors = any(sc.noise_floor for sc in comparison.slices)
-    st.markdown(f"**How close to the real answers** ({METRICS[headline].name}; ★ = best entry "
-                "for that slice"
-                + ("; 'noise floor' = the score two independent real samples of this size "
-                   "would get)" if floors else ")"))
-    st.dataframe(score_rows(comparison, [headline], counts=("n",)), hide_index=True,
-                 key="sim_scores_headline")
-    if not floors:
-        st.caption("No noise floor: the data gives no respondent counts for these slices "
-                   "(answer shares only), so sampling noise cannot be estimated.")
-    too_small = [sc.real.label for sc in comparison.slices
-                 if sc.real is not None and sc.real.too_small]
-    if too_small:
-        st.warning("Too few respondents to trust: " + ", ".join(too_small))
-    with st.expander("Every score, and what each one measures"):
-        st.dataframe(score_rows(comparison), hide_index=True, key="sim_scores")
-        st.dataframe(score_legend(), hide_index=True, key="sim_legend")
-
-
-def show_comparison(comparison) -> None:
-    """Chart, prompt, shares and score tables for a Comparison."""
-    show_question_heading(comparison.question.text)
-    has_real = any(sc.real is not None for sc in comparison.slices)
-    if not has_real:
-        st.info("No real data for this question: the simulated shares are shown, "
-                "there is nothing to compare them with.")
-    config = comparison.config
-    st.caption(f"Checkpoints: {', '.join(c['label'] for c in comparison.checkpoints)} · "
-               f"mode {config.mode}"
-               + ("" if config.mode != "first-token" else " · option orders averaged: "
-                  + ", ".join(f"{c['label']} {c['orders']}" for c in comparison.checkpoints))
-               + (f" · wave {comparison.wave}" if comparison.wave else ""))
-    for note in comparison.notes:
-        st.caption(note)
-    st.markdown("**How far to trust these bars** (each checkpoint measured on rows it never "
-                "saw)")
-    for checkpoint in comparison.checkpoints:
-        st.info(checkpoint["verdict"])
-    show_shares_chart(comparison)
-    st.caption("Error bars: the real shares' 95 % interval; a calibrated checkpoint's "
-               f"{config.interval_level * 100:g} % prediction interval (split conformal on "
-               "its validation residuals).")
-    with st.expander("Shares as a table (per cent; intervals in brackets)"):
-        st.dataframe(shares_rows(comparison), hide_index=True, key="sim_shares")
-    first = next(iter(comparison.slices[0].simulated.values()), None) if comparison.slices else None
-    if first is not None:
-        with st.expander("Exact prompt (first slice, original option order)"):
-            st.code(first.prompt, language=None)
-    if has_real:
-        show_scores(comparison)
-
-
 def not_ready_reason(question, checkpoints) -> str | None:
     """Why the Simulate button is greyed out, in words (None when it can run)."""
     if question is None:
         return "Pick or draft a question first."
+    if no_served_model():
+        return "Give the server's URL in the sidebar and pick a model it serves."
     if not checkpoints:
         return "Pick at least one checkpoint to simulate with."
     return None
+
+
+def show_result(comparison) -> None:
+    """The comparison: its slices, and the population they compose (two tabs)."""
+    previous_result_note("sim", comparison.question.text)
+    show_comparison_header(comparison)
+    # keyed, state-tracking tabs: a click inside a tab keeps it open, and only the open
+    # tab's content runs
+    slices_tab, population_tab = st.tabs(["Slices", "Population"], key="sim_view",
+                                         on_change="rerun")
+    if slices_tab.open:
+        with slices_tab:
+            show_slices(comparison)
+    if population_tab.open:
+        with population_tab:
+            run = st.session_state.get("sim_run_inputs") or {}
+            population_section(comparison, run.get("survey"), run.get("checkpoints") or [])
 
 
 def main() -> None:
@@ -281,8 +192,16 @@ def main() -> None:
         question, slices = draft_question()
     else:
         survey, question, wave, by = survey_question()
+        if question is not None:
+            survey, by, question = run_survey(survey, question, by)
     checkpoints, config, baselines = settings(survey, question)
     why_not = not_ready_reason(question, checkpoints)
+    if on_server():
+        privacy_note()
+        if why_not is None:
+            show_plan(lambda models: plan_compare(models, question, survey=survey, by=by,
+                                                  wave=wave, slices=slices, config=config),
+                      checkpoints, config.max_requests)
     if st.button("Simulate and compare", type="primary", key="sim_run",
                  disabled=why_not is not None, help=why_not):
         run_compare(question, survey, wave, by, slices, checkpoints, config, baselines)
@@ -290,8 +209,7 @@ def main() -> None:
         st.caption(why_not)
     comparison = st.session_state.get("sim_comparison")
     if comparison is not None:
-        previous_result_note("sim", comparison.question.text)
-        show_comparison(comparison)
+        show_result(comparison)
 
 
 if __name__ == "__main__":

@@ -105,6 +105,7 @@ def test_two_checkpoints_side_by_side(monkeypatch, tiny_model_dir):
     at.switch_page("pages/evaluate.py").run()
     at.selectbox(key="eval_survey").set_value("tiny-two").run()
     at.multiselect(key="eval_checkpoints").set_value(["(base model)", "eval-random"])
+    at.number_input(key="eval_limit").set_value(2)     # kept from an earlier survey otherwise
     at.selectbox(key="eval_orders").set_value(1).run()
     # the card says it was trained on q2: the page says so before anyone reads the scores
     assert [w.value for w in at.warning if "eval-random" in w.value] == [
@@ -179,3 +180,51 @@ def test_fairness_view_and_individual_level(monkeypatch, tiny_model_dir):
     at.button(key=f"eval_ind_save_{label}").click().run()
     sweep = read_card(folder).temperature_sweep
     assert sweep["chosen"] == result.sweeps[label].chosen and sweep["chosen_on"] == "val"
+
+
+def test_population_level_beside_group_level(monkeypatch, tiny_model_dir):
+    """The population level over the wave's questions: each question's estimate (1/2 each
+    sex: 12 women, 12 men answered) scored against the topline counted by hand, beside the
+    group level; the table is the core's summary, the chart has both levels."""
+    import numpy as np
+
+    monkeypatch.setenv("SIM_DEFAULT_MODEL", str(tiny_model_dir))
+    workspace_surveys.save_survey("tiny-pop", "waves.csv", CSV.encode(),
+                                  {"demographics": ["sex"], "questions": ["q1", "q2"],
+                                   "wave": "year"}, overwrite=True)
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    at.switch_page("pages/evaluate.py").run()
+    at.selectbox(key="eval_survey").set_value("tiny-pop").run()
+    at.multiselect(key="eval_waves").set_value(["2022"])
+    at.number_input(key="eval_limit").set_value(2)
+    at.selectbox(key="eval_orders").set_value(1).run()
+    assert any("Choose the slice attributes above" in i.value for i in at.info)
+    at.multiselect(key="eval_by").set_value(["sex"]).run()
+    at.button(key="eval_run").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    evaluation = at.session_state["eval_evaluation"]
+    (label,) = evaluation.entry_orders
+    cells = {(r.question.id, r.slice["sex"]): d
+             for r, d in zip(evaluation.survey_rows, evaluation.dists[label])}
+    at.button(key="eval_pop_run").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    result = at.session_state["eval_population"]
+    survey = workspace_surveys.load_saved("tiny-pop")
+    rows = result.rows[(result.rows["entry"] == label) & (result.rows["level"] == "population")]
+    for qid, first, share in (("q1", "Yes", 8 / 12), ("q2", None, None)):
+        options = list(survey.questions[qid].options)
+        if qid == "q1":
+            topline = np.array([share if o == first else 1 - share for o in options])
+        else:        # Left when (i + len(sex)) is odd: 6 of 12 for each sex
+            topline = np.array([0.5, 0.5])
+        estimate = 0.5 * cells[(qid, "Female")] + 0.5 * cells[(qid, "Male")]
+        tv = 0.5 * np.abs(topline - estimate).sum()
+        assert rows.loc[rows["question_id"] == qid, "tv"].item() == pytest.approx(tv)
+    shown = next(d.value for d in at.dataframe if "groups" in d.value.columns)
+    summary = result.summary()
+    np.testing.assert_allclose(shown.loc[label, ["population", "groups"]].astype(float),
+                               summary.loc[label, ["population", "groups"]].astype(float))
+    assert shown.loc[label, "questions"] == 2
+    spec = json.loads(at.get("plotly_chart")[-1].proto.spec)
+    assert {a["text"] for a in spec["layout"]["annotations"]} == {
+        "population (estimate vs topline)", "groups (each cell vs its real group)"}

@@ -318,12 +318,12 @@ def test_47_crossed_slices_draw_heatmap_pages_and_scores(app):
 
 def test_chart_failure_keeps_the_score_table(app, monkeypatch):
     """A chart that raises becomes one warning; the score table is still drawn."""
-    import dashboard.charts
+    import dashboard.comparison_view
 
     def broken(*args, **kwargs):
         raise ValueError("plotly refused the layout")
 
-    monkeypatch.setattr(dashboard.charts, "comparison_figure", broken)
+    monkeypatch.setattr(dashboard.comparison_view, "comparison_figure", broken)
     at = app
     at.selectbox(key="sim_survey").set_value("tiny-yes-no").run()
     at.multiselect(key="sim_by").set_value(["sex"])
@@ -486,3 +486,209 @@ def test_form_choices_survive_a_visit_to_another_page(app):
     assert at.text_area(key="sim_draft_text").value == "Do you like trains?"
     assert at.radio(key="sim_mode").value == "sample"
     assert at.button(key="sim_run").value is False
+
+
+# ---------------------------------------------------------------- population view (issue 25)
+
+def _run_by_sex(at):
+    """tiny-yes-no by sex with the uniform baseline; the comparison."""
+    at.selectbox(key="sim_survey").set_value("tiny-yes-no").run()
+    at.multiselect(key="sim_by").set_value(["sex"])
+    at.multiselect(key="sim_baselines").set_value(["uniform"])
+    at.button(key="sim_run").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    return at.session_state["sim_comparison"]
+
+
+def _population_tab(at) -> None:
+    """Open the result's Population tab (AppTest clicks no tab: its state is set)."""
+    at.session_state["sim_view"] = "Population"
+    at.run()
+
+
+def _cells(comparison) -> dict[str, np.ndarray]:
+    """slice label -> the checkpoint's simulated shares."""
+    return {sc.label: next(iter(sc.simulated.values())).shares for sc in comparison.slices}
+
+
+def _pop_traces(at) -> dict[str, dict]:
+    """entry -> trace of the population chart (the last chart on the page)."""
+    return {t["name"]: t for t in json.loads(at.get("plotly_chart")[-1].proto.spec)["data"]}
+
+
+def test_population_view_composes_the_simulated_slices(app):
+    """The survey's own composition (20 women, 20 men: 1/2 each): the checkpoint's bar is
+    1/2 q_women + 1/2 q_men; the real topline (17 of 40 say Yes) with its 95 % interval; a
+    subgroup is its own cell; the estimate joins the history."""
+    from sim_core.report import history
+
+    at = app
+    comparison = _run_by_sex(at)
+    cells = _cells(comparison)
+    assert "sim_pop_run" not in [b.key for b in at.button]      # the Slices tab is open
+    _population_tab(at)
+    options = list(comparison.question.options)
+    yes = options.index("Yes")
+    assert not at.button(key="sim_pop_run").disabled
+    at.button(key="sim_pop_run").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    estimate = at.session_state["sim_comparison"].population
+    label = result_label(comparison)
+    expected = 0.5 * cells["sex=Female"] + 0.5 * cells["sex=Male"]
+    traces = _pop_traces(at)
+    np.testing.assert_allclose(_values(traces[label]["y"]), expected, rtol=1e-12)
+    np.testing.assert_allclose(estimate.estimates[label], expected, rtol=1e-12)
+    real = _values(traces["real"]["y"])
+    assert real[yes] == pytest.approx(17 / 40)
+    np.testing.assert_allclose(_values(traces["real"]["error_y"]["array"]),
+                               estimate.real.ci_high - real)
+    assert estimate.real.ci_low[yes] < 17 / 40 < estimate.real.ci_high[yes]
+    np.testing.assert_allclose(_values(traces["baseline: uniform"]["y"]), [0.5, 0.5])
+    assert estimate.composition.labels == ["sex=Female", "sex=Male"]
+    np.testing.assert_allclose(estimate.composition.shares, [0.5, 0.5])
+    cells_table = _table_with(at, "cell")
+    assert list(cells_table["cell"]) == ["sex=Female", "sex=Male"]
+    assert "population estimate (All)" in history.list_results()[0].title
+    # the women only: their own cell, beside their real answer (12 of 20)
+    at.selectbox(key="sim_pop_subgroup").set_value("sex=Female").run()
+    at.button(key="sim_pop_run").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    traces = _pop_traces(at)
+    np.testing.assert_allclose(_values(traces[label]["y"]), cells["sex=Female"], rtol=1e-12)
+    assert _values(traces["real"]["y"])[yes] == pytest.approx(0.6)
+
+
+def test_population_margins_edited_checked_and_saved(app):
+    """Edited shares are checked (a negative share: one message, no estimate), then raked
+    into the cells (0.7 women: the bar is 0.7 q_women + 0.3 q_men); saving them never
+    replaces a saved population unasked."""
+    from sim_core.survey.margins import load_saved_margins, saved_margins
+
+    at = app
+    comparison = _run_by_sex(at)
+    cells = _cells(comparison)
+    _population_tab(at)
+    table = next(d.value for d in at.data_editor)
+    assert list(table["group"]) == ["Female", "Male"]
+    np.testing.assert_allclose(table["share"], [0.5, 0.5])
+    at.session_state["sim_pop_editor"] = {"edited_rows": {0: {"share": -0.1}},
+                                          "added_rows": [], "deleted_rows": []}
+    at.run()
+    assert not at.exception
+    assert [e.value for e in at.error] == [
+        "row 1: share -0.1 is negative (sex=Female); shares are 0 to 1."]
+    assert "sim_pop_run" not in [b.key for b in at.button]
+    at.session_state["sim_pop_editor"] = {"edited_rows": {0: {"share": 0.7}, 1: {"share": 0.3}},
+                                          "added_rows": [], "deleted_rows": []}
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.selectbox(key="sim_pop_rake_from").value is None      # default: the survey's
+    at.button(key="sim_pop_run").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    estimate = at.session_state["sim_comparison"].population
+    np.testing.assert_allclose(estimate.composition.shares, [0.7, 0.3], atol=1e-9)
+    assert "raked" in estimate.composition.source
+    np.testing.assert_allclose(_values(_pop_traces(at)[result_label(comparison)]["y"]),
+                               0.7 * cells["sex=Female"] + 0.3 * cells["sex=Male"],
+                               atol=1e-9)
+    # save: a new name is saved; the same name again is refused unless replacing is asked
+    name = "adults-70-30"
+    at.text_input(key="sim_pop_save_name").set_value(name).run()
+    at.button(key="sim_pop_save").click().run()
+    assert not at.error and name in saved_margins()
+    assert load_saved_margins(name).shares["sex"] == pytest.approx({"Female": 0.7,
+                                                                     "Male": 0.3})
+    at.button(key="sim_pop_save").click().run()
+    assert len(at.error) == 1 and "exists already" in at.error[0].value
+    at.checkbox(key="sim_pop_save_replace").check()
+    at.button(key="sim_pop_save").click().run()
+    assert not at.error
+
+
+def test_drafted_question_with_a_margins_file(app):
+    """A drafted question has no survey: its population comes from margins (a file here);
+    the typed slices are its cells, so nothing new is simulated, and there is no real
+    answer beside the estimate."""
+    at = app
+    at.radio(key="sim_source").set_value("Draft a new question").run()
+    at.text_area(key="sim_draft_text").input("Do you like trains?")
+    at.text_area(key="sim_draft_options").input("Yes\nNo\nUnsure")
+    at.text_area(key="sim_draft_slices").input("SEX=Female\nSEX=Male")
+    at.run()
+    at.button(key="sim_run").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    comparison = at.session_state["sim_comparison"]
+    cells = _cells(comparison)
+    _population_tab(at)
+    source = at.radio(key="sim_pop_source_drafted")
+    assert source.options == ["A saved population",
+                              "Margins from a file (CSV: attribute, group, share)"]
+    source.set_value("upload").run()
+    margins = b"attribute,group,share\nSEX,Female,0.6\nSEX,Male,0.4\n"
+    at.file_uploader(key="sim_pop_upload").set_value(("adults.csv", margins, "text/csv"))
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert not any("not among the slices simulated" in c.value for c in at.caption)
+    at.button(key="sim_pop_run").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    estimate = at.session_state["sim_comparison"].population
+    assert estimate.reference is None and not estimate.scores
+    traces = _pop_traces(at)
+    assert "real" not in traces
+    np.testing.assert_allclose(_values(traces[result_label(comparison)]["y"]),
+                               0.6 * cells["SEX=Female"] + 0.4 * cells["SEX=Male"],
+                               rtol=1e-9)
+    assert "independence" in estimate.composition.source
+
+
+# ---------------------------------------------------------------- any variable slices (issue 26)
+
+# sex, a question used to slice (transit), the question asked (q1: 4 "Don't know") and
+# another question (q3: 5 "Refused", read as an agree/disagree scale): notes about q1 are
+# shown, those about q3 only counted.
+NOTES_CSV = "sex,transit,q1,q3\n" + "".join(
+    f"{'Female' if i < 20 else 'Male'},{'Daily' if i % 2 else 'Never'},"
+    f"{'Don' + chr(39) + 't know' if i % 10 == 0 else ('Yes' if i % 3 else 'No')},"
+    f"{'Refused' if i % 8 == 0 else ('Agree' if i % 4 else 'Disagree')}\n" for i in range(40))
+NOTES_BOOK = """column,question_text,options,ordinal,missing,role
+sex,Sex of respondent,,,,demographic
+transit,How often do you use public transport?,Daily|Never,,,question
+q1,Should the city build more bike lanes?,,,,question
+q3,Do you agree that buses should be free?,,,,question
+"""
+
+
+def test_a_question_slices_another_and_notes_in_use(app):
+    """The attribute picker lists the survey's other questions with their wording; sliced by
+    one, the persona is its wording and the real shares are counted by its answers; the
+    notes about the columns in use are one box each, the others one counted line."""
+    workspace_surveys.save_survey("notes-survey", "notes.csv", NOTES_CSV.encode(),
+                                  codebook=("book.csv", NOTES_BOOK.encode()), overwrite=True)
+    at = app
+    at.run()
+    at.selectbox(key="sim_survey").set_value("notes-survey").run()
+    at.selectbox(key="sim_question").set_value("q1").run()
+    picker = at.multiselect(key="sim_by")
+    assert picker.options == ["sex", "transit: How often do you use public transport?",
+                              "q3: Do you agree that buses should be free?"]
+    warnings = [w.value for w in at.warning]
+    assert warnings == ["q1: 'Don't know' (4) counted as nonresponse, not as options (keep "
+                        "them with keep_nonresponse / --keep-nonresponse)."]
+    assert "2 notes about other columns: see the table of notes on the Data page" in \
+        [c.value for c in at.caption]
+    picker.set_value(["transit"])
+    at.multiselect(key="sim_baselines").set_value(["uniform"])
+    at.button(key="sim_run").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    comparison = at.session_state["sim_comparison"]
+    assert [sc.label for sc in comparison.slices] == ["transit=Daily", "transit=Never"]
+    # by hand: of the odd rows (Daily) without "Don't know", those i % 3 != 0 say Yes
+    for answer, odd in (("Daily", 1), ("Never", 0)):
+        valid = [i for i in range(40) if i % 2 == odd and i % 10 != 0]
+        yes = sum(1 for i in valid if i % 3) / len(valid)
+        real = next(sc.real for sc in comparison.slices if sc.slice == {"transit": answer})
+        assert real.shares[comparison.question.options.index("Yes")] == pytest.approx(yes)
+    assert 'Asked "How often do you use public transport?", you answered: Daily.' in \
+        at.code[0].value
+    # the question asked cannot slice itself: not offered
+    assert "q1" not in [o.split(":")[0] for o in at.multiselect(key="sim_by").options]

@@ -25,7 +25,7 @@ from sim_core.base.reading import number
 from sim_core.base.workspace import check_name
 from sim_core.base.writing import check_output
 from sim_core.evaluation.baselines import BASELINES, check_names
-from sim_core.simulation.backends import BackendConfig
+from sim_core.simulation.backends import SENT_TO_SERVER, BackendConfig
 from sim_core.simulation.config import SimConfig
 from sim_core.simulation.devices import resolve_device
 from sim_core.simulation.handle import ModelHandle
@@ -133,8 +133,7 @@ def add_model_args(parser: argparse.ArgumentParser, *, adapters: str = "many") -
         "backend", "where the model runs: in this process (local), behind an OpenAI-compatible "
         "/v1/completions endpoint such as `vllm serve` (completions), or behind a chat API "
         "such as OpenAI's or your own vLLM / SGLang / Ollama server (chat); --adapter then "
-        "names an adapter the server serves by name. Only the question, its options and the "
-        "group descriptions leave this machine, never a respondent's row"), BackendConfig)
+        "names an adapter the server serves by name. " + SENT_TO_SERVER), BackendConfig)
 
 
 def add_simulation_args(parser: argparse.ArgumentParser) -> None:
@@ -220,8 +219,7 @@ def announce_plan(models: list[ModelHandle], rows: list, config: SimConfig) -> R
     if not any(lm.remote for lm in models):
         return None
     plan = sum((plan_rows(lm, rows, config) for lm in models), RunPlan())
-    print(f"plan: {plan.text()}; only the questions, options and group descriptions leave "
-          "this machine", file=sys.stderr)
+    print(f"plan: {plan.text()}. {SENT_TO_SERVER}", file=sys.stderr)
     check_budget(plan, config.max_requests)
     return plan
 

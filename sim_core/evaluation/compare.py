@@ -24,7 +24,15 @@ from sim_core.evaluation.calibration_records import (
 from sim_core.simulation.adapter_card import read_card
 from sim_core.simulation.config import MODES, SimConfig
 from sim_core.simulation.handle import ModelHandle
-from sim_core.simulation.simulate import SimResult, orders_for, simulate, style_warning
+from sim_core.simulation.simulate import (
+    RunPlan,
+    SimResult,
+    check_budget,
+    orders_for,
+    plan_rows,
+    simulate,
+    style_warning,
+)
 from sim_core.survey.design import interval_method
 from sim_core.survey.marginal import SliceMarginal, slice_label
 from sim_core.survey.schema import Question, Survey
@@ -237,6 +245,33 @@ def _scores(question: Question, real: SliceMarginal, entries: dict[str, np.ndarr
     return scores, noise_floor(real.shares, real.n_eff, ordinal_values=values)
 
 
+@dataclass(frozen=True)
+class _Ask:
+    """One (question, slice) of a comparison (the shape plan_rows reads)."""
+
+    question: Question
+    slice: dict
+
+
+def plan_compare(models: list[ModelHandle], question: Question, *,
+                 survey: Survey | None = None, by: Sequence[str] = (), wave: str | None = None,
+                 slices: list[dict] | None = None, config: SimConfig | None = None,
+                 bins=None) -> RunPlan:
+    """What compare() with these arguments would send, before anything is sent: every
+    checkpoint's requests and tokens (answers already in the cache left out; prompts are
+    built and the cache read, nothing else).
+
+    Args:
+        models, question, survey, by, wave, slices, config, bins: as in compare().
+    Returns:
+        The RunPlan summed over the checkpoints (RunPlan.text() says it in one line).
+    """
+    config = with_survey_style(config or SimConfig(), survey)
+    _, slice_list = _real_and_slices(question, survey, list(by), wave, slices, bins)
+    asks = [_Ask(question, s) for s in slice_list]
+    return sum((plan_rows(lm, asks, config) for lm in models), RunPlan())
+
+
 def compare(models: list[ModelHandle], question: Question, *, survey: Survey | None = None,
             by: Sequence[str] = (), wave: str | None = None, slices: list[dict] | None = None,
             config: SimConfig | None = None, bins=None,
@@ -260,11 +295,19 @@ def compare(models: list[ModelHandle], question: Question, *, survey: Survey | N
 
     Returns:
         Comparison; without real data every slice has real None and no scores.
+    Raises:
+        SimError: the checkpoints together would send more requests than
+            config.max_requests (checked before anything is sent).
     """
     config = with_survey_style(config or SimConfig(), survey)
     base_lib.check_names(baselines)
     by = list(by)
     reals, slice_list = _real_and_slices(question, survey, by, wave, slices, bins)
+    if config.max_requests is not None and any(lm.remote for lm in models):
+        # every checkpoint's simulate() checks its own part: the limit is for the whole run
+        asks = [_Ask(question, s) for s in slice_list]
+        check_budget(sum((plan_rows(lm, asks, config) for lm in models), RunPlan()),
+                     config.max_requests)
     labels = unique_labels(models)
     records = [calibration_for(lm, survey) for lm in models]
     results = {label: simulate(lm, question, slice_list, config,

@@ -30,9 +30,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from sim_core.base.errors import DataError
-from sim_core.base.labels import Progress, baseline_entry, unique_labels
+from sim_core.base.labels import REAL, Progress, baseline_entry, unique_labels
 from sim_core.base.metrics import noise_floor, score_all
 from sim_core.base.options import Choice, registry
 from sim_core.evaluation.baselines import population_average, uniform
@@ -147,6 +148,28 @@ class PopulationEstimate:
         out = dict(self.estimates)
         out.update({baseline_entry(n): d for n, d in self.baselines.items()})
         return out
+
+    def shares_table(self) -> pd.DataFrame:
+        """Long table in Comparison.shares_table()'s shape (one slice: the population or
+        subgroup): the real answer (REAL, with its 95 % interval when it is the survey's
+        own), each checkpoint (with its prediction interval), the baselines."""
+        nothing = (None, None)
+        parts = []
+        if self.reference is not None:
+            real = self.real
+            ci = (real.ci_low, real.ci_high) if real is not None and \
+                self.reference is real.shares else nothing
+            parts.append((REAL, self.reference, ci, nothing))
+        parts += [(entry, dist, nothing, self.intervals.get(entry, nothing))
+                  for entry, dist in self.estimates.items()]
+        parts += [(baseline_entry(name), dist, nothing, nothing)
+                  for name, dist in self.baselines.items()]
+        records = [(self.label, entry, option, float(dist[i]),
+                    *(np.nan if b is None else float(b[i]) for b in (*ci, *pi)))
+                   for entry, dist, ci, pi in parts
+                   for i, option in enumerate(self.question.options)]
+        return pd.DataFrame.from_records(records, columns=[
+            "slice", "entry", "option", "share", "ci_low", "ci_high", "pi_low", "pi_high"])
 
     def to_dict(self) -> dict:
         """JSON-ready: the estimate, its interval, the real answer and the composition."""

@@ -33,6 +33,9 @@ BACKENDS = registry(
            "tokenizer is needed"),
 )
 REMOTE = ("completions", "chat")
+SENT_TO_SERVER = ("Only the question, its options and the group descriptions leave this "
+                  "machine, never a respondent's row.")
+"""What a server backend is sent (said in the CLI's plan, its help and the dashboard)."""
 
 
 @dataclass

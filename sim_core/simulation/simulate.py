@@ -89,6 +89,9 @@ class RunPlan:
 
     def text(self) -> str:
         """The plan in one line, for the CLI and the dashboard."""
+        if not self.prompts:
+            return (f"{self.distributions} distributions ({self.cached} cached): nothing to "
+                    "send or run")
         if not self.requests:
             return (f"{self.distributions} distributions ({self.cached} cached); "
                     f"{self.prompts} prompts run on this machine")
@@ -102,8 +105,9 @@ def check_budget(plan: RunPlan, max_requests: int | None) -> None:
     """Refuse a run that would send more requests than allowed (nothing is sent)."""
     if max_requests is not None and plan.requests > max_requests:
         raise SimError(f"This run would send {plan.requests} requests ({plan.text()}), more "
-                       f"than --max-requests {max_requests} allows; nothing was sent. Raise "
-                       "the limit, or ask for fewer questions, slices or option orders.")
+                       f"than the limit allows (Most requests, --max-requests {max_requests}); "
+                       "nothing was sent. Raise the limit, or ask for fewer questions, slices "
+                       "or option orders.")
 
 
 def style_warning(lm: ModelHandle, config: SimConfig, attributes=None) -> str | None:

@@ -22,6 +22,7 @@ import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable, Sequence
 
 from sim_core.base.errors import DataError, SimError
 from sim_core.base.reading import SHARE_TOLERANCE, read_table, rows_at
@@ -126,25 +127,51 @@ def read_margins(data, *, name: str | None = None) -> Margins:
             a repeated (attribute, group); a bad share; sums off 1.
     """
     table, file, _ = read_table(data, "margins file")
-    rows = table.attrs["rows"]
     table.columns = [str(c).strip().lower() for c in table.columns]
     if sorted(table.columns) != sorted(COLUMNS):
         raise DataError("a margins file has exactly the columns attribute, group, share "
                         f"(it has: {', '.join(table.columns)}).", file=file, row=1)
+    stem = name or (Path(data).stem if isinstance(data, (str, Path)) else "margins")
+    rows = rows_at(list(range(len(table))), table.attrs["rows"])
+    return margins_from_rows(table[list(COLUMNS)].itertuples(index=False), stem, file=file,
+                             row_numbers=rows)
+
+
+def margins_from_rows(rows: Iterable[Sequence], name: str = "", *, file: str | None = None,
+                      row_numbers: Sequence[int] | None = None) -> Margins:
+    """Margins from (attribute, group, share) rows: a file's, or a table edited on the
+    dashboard.
+
+    Args:
+        rows: (attribute, group, share) per row; shares as numbers or text.
+        name: the population's name.
+        file: where they came from; row_numbers: each row's number there (default 1, 2, ...).
+    Returns:
+        Margins (see checked_margins for the sums).
+    Raises:
+        DataError naming the row: a blank attribute or group, a repeated (attribute, group),
+            a share that is not a non-negative number; then checked_margins' sums.
+    """
     shares: dict[str, dict[str, float]] = {}
-    for position, (attribute, group, share) in enumerate(
-            table[list(COLUMNS)].itertuples(index=False)):
-        row = rows_at([position], rows)[0]
+    for position, (attribute, group, share) in enumerate(rows):
+        row = row_numbers[position] if row_numbers is not None else position + 1
+        attribute, group = _text(attribute), _text(group)
         if not attribute or not group:
             raise DataError("attribute and group must not be blank.", file=file, row=row)
         if group in shares.get(attribute, {}):
             raise DataError(f"{attribute}={group} appears twice.", file=file, row=row)
         try:
-            shares.setdefault(attribute, {})[group] = _number(share, f"{attribute}={group}")
+            shares.setdefault(attribute, {})[group] = _number(str(share),
+                                                              f"{attribute}={group}")
         except DataError as error:
             raise DataError(error.detail, file=file, row=row) from None
-    stem = name or (Path(data).stem if isinstance(data, (str, Path)) else "margins")
-    return checked_margins(shares, stem, file)
+    return checked_margins(shares, name, file)
+
+
+def _text(value) -> str:
+    """A cell as stripped text ("" for a blank or missing one)."""
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) \
+        else str(value).strip()
 
 
 # ---------------------------------------------------------------- the workspace's populations
