@@ -25,6 +25,7 @@ from sim_core.base.labels import NOISE_FLOOR
 from sim_core.evaluation.population import INTERVAL_METHODS, population_for_comparison
 from sim_core.report.document import report_from_comparisons
 from sim_core.survey.composition import Composition, PopulationConfig, composition_for
+from sim_core.survey.marginal import parse_slice_label, slice_label
 from sim_core.survey.margins import (
     COLUMNS,
     Margins,
@@ -34,7 +35,6 @@ from sim_core.survey.margins import (
     save_margins,
     saved_margins,
 )
-from sim_core.survey.slices import parse_slice_label, slice_label
 
 SOURCES = {"survey": "The survey's own composition",
            "saved": "A saved population",

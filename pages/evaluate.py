@@ -8,7 +8,13 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.charts import heatmap_figure, waves_figure
-from dashboard.cost_guard import on_server, privacy_note
+from dashboard.cost_guard import (
+    no_served_model,
+    on_server,
+    privacy_note,
+    requests_limit,
+    show_plan,
+)
 from dashboard.display import show_chart, show_error, show_table, with_score_names
 from dashboard.fairness_view import fairness_section
 from dashboard.individual_view import individual_section
@@ -21,11 +27,12 @@ from dashboard.widgets import checkpoint_picker, orders_widget, setting_widget, 
 from sim_core.base.errors import SimError
 from sim_core.base.labels import is_baseline
 from sim_core.base.metrics import METRICS
-from sim_core.evaluation.evaluate import evaluate
+from sim_core.evaluation.evaluate import evaluate, plan_evaluate
 from sim_core.report.document import report_from_evaluation
 from sim_core.simulation.adapter_card import read_card
 from sim_core.simulation.adapters import resolve_adapter
 from sim_core.simulation.config import MODES, SimConfig
+from sim_core.simulation.simulate import RunPlan
 
 
 def settings(survey):
@@ -42,12 +49,14 @@ def settings(survey):
     checkpoints = checkpoint_picker("eval", "Checkpoints (two or more are compared)")
     mode = setting_widget(st, SimConfig, "mode", "eval_mode", radio=True,
                           persist_state="session")
-    cols = st.columns(2)
+    cols = st.columns(3)
     orders = orders_widget(cols[0], "eval_orders", mode, persist_state="session")
     calibrate = setting_widget(cols[1], SimConfig, "calibrate", "eval_calibrate",
                                persist_state="session")
+    limit_requests = requests_limit(cols[2], "eval_max_requests") if on_server() else None
     warn_seen_questions([adapter for _, adapter in checkpoints if adapter], ids[: int(limit)])
-    config = SimConfig(mode=mode, orders=orders, calibrate=calibrate)
+    config = SimConfig(mode=mode, orders=orders, calibrate=calibrate,
+                       max_requests=limit_requests)
     return by or None, picked_waves or [None], ids[: int(limit)], checkpoints, config
 
 
@@ -186,6 +195,11 @@ def main() -> None:
     by, waves, ids, checkpoints, config = settings(survey)
     if on_server():
         privacy_note()
+        if checkpoints and not no_served_model():
+            show_plan(lambda models: sum((plan_evaluate(models, survey, by=by, wave=wave,
+                                                        questions=ids, config=config)
+                                          for wave in waves), RunPlan()),
+                      checkpoints, config.max_requests)
     if st.button("Evaluate", type="primary", key="eval_run", disabled=not checkpoints):
         run(survey, by, waves, ids, checkpoints, config)
     if st.session_state.get("eval_results"):

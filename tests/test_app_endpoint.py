@@ -116,6 +116,7 @@ def test_chat_backend_three_modes_drafted_and_survey_question(server):
     from sim_core.report import history
     from sim_core.simulation.backends import SENT_TO_SERVER
     from sim_core.survey import workspace_surveys
+    from sim_core.survey.slices import survey_rows
 
     workspace_surveys.save_survey("chat-yes-no", "yes_no.csv", YES_NO.encode(),
                                   {"demographics": ["sex", "age"], "questions": ["q1"]},
@@ -183,11 +184,18 @@ def test_chat_backend_three_modes_drafted_and_survey_question(server):
     np.testing.assert_allclose(estimate.estimates[label], [0.75, 0.25], rtol=1e-9)
     yes = comparison.question.options.index("Yes")
     assert estimate.reference[yes] == pytest.approx(17 / 40)
-    # Evaluate on the server says the same before its first run
+    # Evaluate on the server says the same before its first run, with its own plan: the
+    # survey's rows (whole sample and the 2 sex groups, one per question) x 2 option orders
     at.switch_page("pages/evaluate.py").run()
     at.selectbox(key="eval_survey").set_value("chat-yes-no").run()
     assert not at.exception and SENT_TO_SERVER in [i.value for i in at.info]
     assert len(posts(server)) == 4
+    rows = len(survey_rows(workspace_surveys.load_saved("chat-yes-no")))
+    at.number_input(key="eval_max_requests").set_value(2 * rows - 1).run()
+    assert f"{rows} distributions (0 cached): {2 * rows} requests" in captions(at)
+    at.button(key="eval_run").click().run()
+    assert len(at.error) == 1 and f"would send {2 * rows} requests" in at.error[0].value
+    assert len(posts(server)) == 4                       # refused: nothing sent
 
 
 def test_cost_guard_counts_requests_and_refuses_over_the_limit(server):

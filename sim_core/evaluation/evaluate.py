@@ -21,7 +21,14 @@ from sim_core.evaluation.compare import model_progress, with_survey_style
 from sim_core.evaluation.verdict import heldout_from_evaluation, verdict
 from sim_core.simulation.config import SimConfig
 from sim_core.simulation.handle import ModelHandle
-from sim_core.simulation.simulate import orders_for, simulate_rows, style_warning
+from sim_core.simulation.simulate import (
+    RunPlan,
+    check_budget,
+    orders_for,
+    plan_rows,
+    simulate_rows,
+    style_warning,
+)
 from sim_core.survey.marginal import slice_label
 from sim_core.survey.schema import Survey
 from sim_core.survey.slices import SurveyRow, survey_rows
@@ -276,6 +283,9 @@ def evaluate_rows(models: list[ModelHandle], rows: list[SurveyRow], *,
             for lm in models]
     if calibrations is None:
         calibrations = [r.calibration if r is not None else None for r in records]
+    # the whole run against Most requests (each checkpoint's part alone could fit)
+    check_budget(sum((plan_rows(lm, rows, config) for lm in models), RunPlan()),
+                 config.max_requests)
     for i, (lm, label) in enumerate(zip(models, unique_labels(models))):
         entry_orders[label] = orders_for(lm, config)
         results = simulate_rows(lm, rows, config, calibration=calibrations[i],
@@ -369,6 +379,22 @@ def evaluate(models: list[ModelHandle], survey: Survey, *, by: Sequence[str] | N
                          population=population, survey_name=survey.name, wave=wave,
                          calibrations=calibrations, records=records, progress=progress,
                          should_stop=should_stop)
+
+
+def plan_evaluate(models: list[ModelHandle], survey: Survey, *,
+                  by: Sequence[str] | None = None, wave: str | None = None,
+                  questions: Sequence[str] | None = None, config: SimConfig | None = None,
+                  bins=None, min_n_eff: float = 0) -> RunPlan:
+    """What evaluate() with these arguments would send, before anything is sent: every
+    checkpoint's requests and tokens (answers already in the cache left out).
+
+    Returns:
+        The RunPlan summed over the checkpoints (RunPlan.text() says it in one line).
+    """
+    config = with_survey_style(config or SimConfig(), survey)
+    rows = survey_rows(survey, by, wave=wave, questions=questions, bins=bins,
+                       min_n_eff=min_n_eff)
+    return sum((plan_rows(lm, rows, config) for lm in models), RunPlan())
 
 
 def group_deviation_correlation(source: Any, rows: list[SurveyRow] | None = None, *,
