@@ -52,12 +52,15 @@ $(VLLM_VENV)/.installed: requirements-vllm.txt
 
 install-vllm: $(VLLM_VENV)/.installed
 
-# The whole suite, slow tests included (what CI runs).
+# The lint rules (pyproject.toml [tool.ruff]), then the whole suite, slow tests included
+# (what CI runs).
 test: install-test install-vllm
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -m "slow or not slow" tests
 
 # Everyday loop: skips the tests marked slow.
 test-fast: install-test
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -m "not slow" tests
 
 bench: install install-vllm

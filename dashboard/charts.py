@@ -192,7 +192,8 @@ def loss_figure(history: pd.DataFrame) -> go.Figure:
     if "val" in history and history["val"].notna().any():
         val = history.dropna(subset=["val"])
         fig.add_trace(go.Scatter(x=val["step"], y=val["val"], name="validation", yaxis="y2",
-                                 mode="lines+markers", line=dict(color=palette.checkpoint_color(1))))
+                                 mode="lines+markers",
+                                 line=dict(color=palette.checkpoint_color(1))))
         fig.update_layout(yaxis2=dict(overlaying="y", side="right", title="validation"))
     fig.update_layout(xaxis_title="step", yaxis_title="loss", height=320, margin=dict(t=30))
     # steps are whole numbers: ticks every n steps (about ten ticks), never at 1.2, 1.4

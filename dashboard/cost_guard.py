@@ -5,7 +5,7 @@ asks the server for its models, nothing else)."""
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import streamlit as st
 

@@ -4,7 +4,7 @@ fixed number of decimals, and charts whose failure costs one warning, not the pa
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 import pandas as pd
 import streamlit as st

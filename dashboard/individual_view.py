@@ -1,5 +1,6 @@
 """Evaluate page, individual level: held-out respondents simulated one by one, the KL/RMSE
-temperature curve per checkpoint, and saving the chosen temperature (sim_core.evaluation.individual)."""
+temperature curve per checkpoint, and saving the chosen temperature
+(sim_core.evaluation.individual)."""
 
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ def _settings(survey, orders) -> tuple[list[str], IndividualConfig, SimConfig]:
     try:
         temperatures = tuple(float(t) for t in text.split(",") if t.strip())
     except ValueError:
-        raise SimError(f"Temperatures: '{text}' is not a comma-separated list of numbers.")
+        raise SimError(f"Temperatures: '{text}' is not a comma-separated list of "
+                       "numbers.") from None
     return attributes, IndividualConfig(**values, temperatures=temperatures), SimConfig(
         mode=mode, orders=orders)
 

@@ -18,8 +18,8 @@ mapping forms are not kept).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextvars import ContextVar
-from typing import Callable
 
 import streamlit as st
 

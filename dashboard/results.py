@@ -3,7 +3,7 @@ when the run after it failed."""
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import streamlit as st
 

@@ -4,9 +4,10 @@ count and the time left measured on this run, and a Stop button."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import streamlit as st
 

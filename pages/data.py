@@ -207,8 +207,8 @@ def instructions_editor(i: int, survey, filename: str) -> None:
 def save_form(i: int, filename: str, data: bytes, mapping: dict, book) -> None:
     """The name to store under (shown exactly as stored), a confirmation before replacing a
     saved survey, and the Save button."""
-    name = st.text_input("Save as", value=workspace_surveys.suggest_name(filename), key=f"data_name_{i}",
-                         max_chars=MAX_NAME,
+    name = st.text_input("Save as", value=workspace_surveys.suggest_name(filename),
+                         key=f"data_name_{i}", max_chars=MAX_NAME,
                          help="Stored exactly under this name: letters, digits, '.', '_', '-'")
     try:
         name = check_name(name.strip(), "survey name")
@@ -223,7 +223,8 @@ def save_form(i: int, filename: str, data: bytes, mapping: dict, book) -> None:
     if st.button("Save to workspace", key=f"data_save_{i}", type="primary",
                  disabled=exists and not replace):
         try:
-            workspace_surveys.save_survey(name, filename, data, mapping, codebook=book, overwrite=replace)
+            workspace_surveys.save_survey(name, filename, data, mapping, codebook=book,
+                                          overwrite=replace)
         except SimError as error:
             show_error(error)
             return

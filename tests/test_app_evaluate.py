@@ -8,11 +8,10 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
-
-
 from sim_core.base.metrics import METRICS
 from sim_core.survey import workspace_surveys
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 # Two waves, two nominal questions (no known scale: TV scores), sex as the only demographic.
 CSV = "sex,year,q1,q2\n" + "".join(
@@ -124,7 +123,8 @@ def test_two_checkpoints_side_by_side(monkeypatch, tiny_model_dir):
         a = rows[rows["entry"] == first][score].mean()
         b = rows[rows["entry"] == second][score].mean()
         assert table.loc[qid, first] == pytest.approx(a)
-        assert table.loc[qid, "question"] == workspace_surveys.load_saved("tiny-two").questions[qid].text
+        wording = workspace_surveys.load_saved("tiny-two").questions[qid].text
+        assert table.loc[qid, "question"] == wording
         assert table.loc[qid, "difference"] == pytest.approx(b - a)
     assert abs(table["difference"]).max() > 0  # the random adapter changes the answers
 

@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
-
-
 from sim_core.survey import workspace_surveys
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 # 20 women: 12 Yes / 8 No; 20 men: 5 Yes / 15 No (hand-countable real shares).
 CSV = "sex,age,q1\n" + "".join(
@@ -363,8 +362,8 @@ def _with_gss_demo(at, name: str):
     from sim_core.survey.demo import DEMO_POPULATION, demo_gss_path
 
     path = demo_gss_path()
-    workspace_surveys.save_survey(name, path.name, path.read_bytes(), {"population": DEMO_POPULATION},
-                      overwrite=True)
+    workspace_surveys.save_survey(name, path.name, path.read_bytes(),
+                                  {"population": DEMO_POPULATION}, overwrite=True)
     at.run()
     at.selectbox(key="sim_survey").set_value(name).run()
     return at

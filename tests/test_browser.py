@@ -63,8 +63,8 @@ def server(tmp_path, tiny_model_dir):
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian chromium is not installed (make install-test installs it)")
     port = _free_port()
-    env = dict(os.environ, SIM_WORKSPACE=str(tmp_path / "ws"), SIM_DEFAULT_MODEL=str(tiny_model_dir),
-               HF_HUB_OFFLINE="1")
+    env = dict(os.environ, SIM_WORKSPACE=str(tmp_path / "ws"),
+               SIM_DEFAULT_MODEL=str(tiny_model_dir), HF_HUB_OFFLINE="1")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
          "--server.port", str(port), "--server.address", "127.0.0.1",
@@ -106,7 +106,8 @@ def test_upload_compare_in_chromium(server, tmp_path):
             save.click()
             expect(page.get_by_text("Saved as")).to_be_visible(timeout=30000)
             page.get_by_role("link", name="Simulate & compare").click()
-            expect(page.get_by_role("heading", name="Simulate & compare")).to_be_visible(timeout=30000)
+            heading = page.get_by_role("heading", name="Simulate & compare")
+            expect(heading).to_be_visible(timeout=30000)
             _settle(page)
             page.get_by_role("button", name="Simulate and compare").click()
             chart = page.locator("[data-testid='stPlotlyChart']")
@@ -216,8 +217,9 @@ def test_47_slices_at_1280x800(server, tmp_path, monkeypatch):
 
     monkeypatch.setenv("SIM_WORKSPACE", server_workspace(tmp_path))
     data, codebook = demo_anes_paths()
-    workspace_surveys.save_survey("anes96", data.name, data.read_bytes(), {"population": DEMO_POPULATION},
-                      codebook=(codebook.name, codebook.read_bytes()))
+    workspace_surveys.save_survey("anes96", data.name, data.read_bytes(),
+                                  {"population": DEMO_POPULATION},
+                                  codebook=(codebook.name, codebook.read_bytes()))
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:

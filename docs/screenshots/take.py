@@ -46,10 +46,11 @@ def _fill_workspace(workspace: Path) -> None:
     from sim_core.survey.demo import DEMO_POPULATION, demo_anes_paths, demo_gss_path
 
     data, codebook = demo_anes_paths()
-    workspace_surveys.save_survey("anes96", data.name, data.read_bytes(), {"population": DEMO_POPULATION},
-                      codebook=(codebook.name, codebook.read_bytes()))
+    population = {"population": DEMO_POPULATION}
+    workspace_surveys.save_survey("anes96", data.name, data.read_bytes(), population,
+                                  codebook=(codebook.name, codebook.read_bytes()))
     gss = demo_gss_path()
-    workspace_surveys.save_survey("gss2022", gss.name, gss.read_bytes(), {"population": DEMO_POPULATION})
+    workspace_surveys.save_survey("gss2022", gss.name, gss.read_bytes(), population)
 
 
 def _shots(url: str) -> None:

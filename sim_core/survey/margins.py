@@ -20,9 +20,9 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from sim_core.base.errors import DataError, SimError
 from sim_core.base.reading import SHARE_TOLERANCE, read_table, rows_at
