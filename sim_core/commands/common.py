@@ -188,7 +188,7 @@ def model_from_args(args: argparse.Namespace):
 
 
 def _checkpoints(args: argparse.Namespace, adapters: list[str | None]) -> list:
-    """Local models, or endpoint models when --backend openai (its flags checked first)."""
+    """Local models, or served ones (--backend completions or chat; its flags checked first)."""
     backend = options.from_arguments(BackendConfig, args)
     if backend.backend == "local":
         return [load_model(args.model, adapter, dtype=args.dtype, device=_device(args))
