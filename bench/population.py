@@ -22,6 +22,9 @@ on the same half, and both are checked on the other half.
 
     .venv/bin/python bench/population.py            # full run (all 133 + 5 questions)
     .venv/bin/python bench/population.py --quick    # a few questions, a couple of minutes
+    # with an adapter trained on the GSS question split (bench/fidelity.py --workspace DIR):
+    # base and adapter on the adapter's unseen questions, composed into the population
+    .venv/bin/python bench/population.py --workspace DIR --adapter fidelity-question
 
 Writes bench/results/population.{json,md} (--quick: population-quick.{json,md}).
 """
@@ -52,6 +55,8 @@ from sim_core.evaluation.population_evaluate import (  # noqa: E402
     POPULATION,
     evaluate_population,
 )
+from sim_core.evaluation.splits import SplitInfo  # noqa: E402
+from sim_core.simulation.adapter_card import read_card  # noqa: E402
 from sim_core.simulation.calibration import Calibration, conformity_scores  # noqa: E402
 from sim_core.simulation.config import SimConfig
 from sim_core.simulation.models import load_model  # noqa: E402
@@ -135,7 +140,19 @@ def run_anes(lm, config, quick: bool) -> dict:
     return out
 
 
-def run_gss(lm, config, quick: bool) -> dict:
+def run_gss_adapter(lm, adapted, config, margins) -> dict:
+    """Base and adapter on the questions the adapter never saw (its card's split)."""
+    survey = load_demo("gss2022")
+    split = SplitInfo.from_dict(read_card(adapted.adapter_path).split)
+    if split.how != "question":
+        return {"skipped": f"the adapter's split is by {split.how or 'nothing'}, not question"}
+    held = [q for q in split.test_questions if q in survey.questions]
+    evaluation = evaluate_population([lm, adapted], survey, ["SEX"], margins=margins,
+                                     questions=held, config=config)
+    return summarise(evaluation, lm.label)
+
+
+def run_gss(lm, config, quick: bool, adapted=None) -> dict:
     survey = load_demo("gss2022")
     questions = list(survey.questions)[:GSS_QUICK] if quick else None
     out = {"survey composition": {"skipped": "the SubPOP file has no group sizes (n) and no "
@@ -145,6 +162,9 @@ def run_gss(lm, config, quick: bool) -> dict:
                                      questions=questions, config=config)
     out["margins (SEX)"] = summarise(evaluation, lm.label)
     out["margins (SEX)"]["coverage"] = coverage(evaluation, lm.label)
+    if adapted is not None:
+        out["margins (SEX), the adapter's unseen questions"] = run_gss_adapter(
+            lm, adapted, config, margins)
     return out
 
 
@@ -164,7 +184,8 @@ def _cell(value) -> str:
 def markdown(result: dict) -> str:
     """The results as a markdown table (population and group level, per composition)."""
     label = result["model"]
-    entries = [label, baseline_entry("uniform"), baseline_entry("population")]
+    entries = [label, *result.get("adapters", []), baseline_entry("uniform"),
+               baseline_entry("population")]
     lines = [f"Population-level fidelity ({result['label']}; `{result['command']}`, commit "
              f"{result['commit']}, {result['machine']}, {result['wall_time_s']:.0f} s). "
              "Mean score over the questions (WD: ordinal Wasserstein; lower is better); "
@@ -208,29 +229,39 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--quick", action="store_true",
                     help=f"{len(ANES_QUICK)} ANES and {GSS_QUICK} GSS questions")
     ap.add_argument("--out", type=Path, default=RESULTS, help="results folder")
+    ap.add_argument("--workspace", type=Path, default=None,
+                    help="SIM_WORKSPACE holding the adapter (default: a fresh temporary one)")
+    ap.add_argument("--adapter", default=None,
+                    help="an adapter trained on the GSS question split, scored with the base "
+                         "model on its unseen questions")
     return ap.parse_args(argv)
 
 
 def main(argv=None) -> dict:
     """Run the benchmark; write the results; print the table."""
     args = parse_args(argv)
-    if "SIM_WORKSPACE" not in os.environ:          # a fresh cache: nothing read from before
+    if args.workspace:
+        os.environ["SIM_WORKSPACE"] = str(args.workspace)
+    elif "SIM_WORKSPACE" not in os.environ:        # a fresh cache: nothing read from before
         os.environ["SIM_WORKSPACE"] = tempfile.mkdtemp(prefix="population-bench-")
     torch.manual_seed(SEED)
     start = time.time()
     lm = load_model("default")
+    adapted = load_model("default", args.adapter) if args.adapter else None
     load_s = time.time() - start
     config = SimConfig()                            # first-token, the model's own orders
     result = {"label": "QUICK run: a few questions; not the benchmark" if args.quick
               else "full run", "command": "python bench/population.py"
-              + (" --quick" if args.quick else ""), "model": lm.label,
+              + (" --quick" if args.quick else "")
+              + (f" --workspace DIR --adapter {args.adapter}" if args.adapter else ""),
+              "model": lm.label, "adapters": [adapted.label] if adapted else [],
               "model_fingerprint": lm.fingerprint, "orders": orders_for(lm, config),
               "calibrated": False,
               "gss_margins": GSS_MARGINS, "anes_cells": ANES_CELLS,
               "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
               "commit": _git_commit(), "data": {}}
     result["data"]["ANES 1996"] = run_anes(lm, config, args.quick)
-    result["data"]["GSS 2022"] = run_gss(lm, config, args.quick)
+    result["data"]["GSS 2022"] = run_gss(lm, config, args.quick, adapted)
     result["wall_time_s"] = round(time.time() - start, 1)
     result["model_load_s"] = round(load_s, 1)
     table = markdown(result)
