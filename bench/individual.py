@@ -92,7 +92,7 @@ def quick_settings() -> BenchSettings:
     """A small version that runs in a few minutes (not the benchmark)."""
     return BenchSettings(temperatures=(0.5, 1.0, 2.0), lambdas=(0.0, 2.0), max_respondents=15,
                          sampling_temperatures=(0.5, 2.0), sampling_samples=3,
-                         sampling_respondents=6,
+                         sampling_respondents=10,  # IndividualConfig allows 10 at least
                          train=dict(max_steps=4, eval_every=2, warmup_steps=1))
 
 
