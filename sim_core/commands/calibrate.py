@@ -22,7 +22,8 @@ from sim_core.evaluation.calibration_runs import CalibrateConfig, calibrate_base
 from sim_core.simulation.config import SimConfig
 from sim_core.survey.slices import survey_rows
 
-SIMULATION_FLAGS = ("orders", "batch_size", "interval_level")
+# calibration reads first-token shares: no mode, sampling or calibration flags here
+SIMULATION_FLAGS = ("orders", "batch_size", "interval_level", "max_requests")
 
 
 def register(subparsers) -> None:
