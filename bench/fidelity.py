@@ -165,7 +165,8 @@ def split_summary(split) -> dict:
     slices = sorted({"; ".join(f"{k}={v}" for k, v in r.slice.items()) for r in split.test})
     return {"n_train": len(split.train), "n_val": len(split.val), "n_test": len(split.test),
             "test_questions": len(test_q),
-            "test_slices": slices if len(slices) <= 8 else len(slices), "info": split.info}
+            "test_slices": slices if len(slices) <= 8 else len(slices),
+            "info": split.info.to_dict()}
 
 
 def reference_rows(how: str, split):

@@ -279,7 +279,7 @@ def run(settings: BenchSettings, label: str, command: str) -> tuple[dict, dict]:
         "model": base.label, "model_fingerprint": base.fingerprint,
         "survey_fingerprint": survey.fingerprint,
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
-        "split": split.info, "chosen_weight": chosen,
+        "split": split.info.to_dict(), "chosen_weight": chosen,
         "fairness_val": {f"{w:g}": s for w, s in val.items()},
         "fairness_test": fairness_table(names),
         "first_token": {"summary": summary.astype(object).where(summary.notna(), None)
