@@ -306,8 +306,11 @@ def test_spss_interviewer_instructions_in_chromium(server, tmp_path, monkeypatch
             for _ in range(4):
                 page.keyboard.press("ArrowRight")
             page.keyboard.press("Enter")          # opens the cell's editor on its text
-            page.keyboard.press("ControlOrMeta+a")
-            page.keyboard.type("A lot|Hardly")
+            # the grid's overlay editor (a textarea outside the canvas) takes a moment to open;
+            # keys sent before it has focus go to the page
+            editor = page.locator("textarea.gdg-input")
+            expect(editor).to_be_focused(timeout=10000)
+            editor.fill("A lot|Hardly")
             page.keyboard.press("Enter")
             _settle(page)
             _shoot(page, "data_instructions_edited", tmp_path)

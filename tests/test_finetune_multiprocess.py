@@ -20,7 +20,7 @@ import pytest
 
 from sim_core.base.labels import baseline_entry
 from sim_core.evaluation.evaluate import evaluate_rows
-from sim_core.evaluation.splits import held_out_rows
+from sim_core.evaluation.splits import SplitInfo, held_out_rows
 from sim_core.simulation.config import SimConfig
 from sim_core.simulation.models import load_model
 from sim_core.simulation.prompts import PromptStyle
@@ -81,7 +81,7 @@ def test_two_processes_write_one_adapter_that_loads(tiny_model_dir, gss_path, tm
     # process gets on all of them
     survey = load_survey(gss_path)
     rows = survey_rows(survey, questions=QUESTIONS.split(","))
-    test_rows = held_out_rows(rows, card["split"])
+    test_rows = held_out_rows(rows, SplitInfo.from_dict(card["split"]))
     assert len(test_rows) == card["test_rows"] >= 2
     base = load_model(str(tiny_model_dir), dtype="float32", device="cpu")
     # scored in the prompt style the card records (the survey's population and names)
