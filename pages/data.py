@@ -55,6 +55,9 @@ def mapping_widgets(i: int, filename: str, data: bytes, guess) -> dict:
     else sim_core.survey.roles guesses (IDs, dates and many-valued columns are not questions).
     """
     columns, labels = upload_columns(filename, data)
+    # a question's wording as the survey reads it (accepted or edited wording included),
+    # else the file's variable label
+    labels = labels | {c: q.text for c, q in guess.questions.items() if q.text}
     label = lambda c: f"{c}: {labels[c][:60]}" if labels.get(c) else c   # noqa: E731
     cols = st.columns(2)
     demographics = cols[0].multiselect("Demographics (slice attributes, classifier features)",

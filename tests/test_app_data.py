@@ -306,6 +306,7 @@ def test_interviewer_instructions_applied_only_when_accepted(app, tmp_path):
     assert "data_book_0" not in at.session_state                  # nothing applied yet
     questions = at.data_editor(key="data_editor_0").value.set_index("column")
     assert questions.loc["c1", "question_text"] == C1
+    assert f"c1: {C1[:60]}" in at.multiselect(key="data_questions_0").options
     # a rename that would merge two options: one message, nothing applied
     _edit(at, {0: {"proposed options": "Bush|Bush|Other candidate"}})
     at.button(key="data_accept_0").click().run()
@@ -322,6 +323,8 @@ def test_interviewer_instructions_applied_only_when_accepted(app, tmp_path):
     questions = at.data_editor(key="data_editor_0").value.set_index("column")
     assert questions.loc["c1", "question_text"] == C1_CLEAN
     assert questions.loc["c1", "options"] == "Bush|Kerry|Another candidate"
+    # the question picker names it by the accepted wording too
+    assert f"c1: {C1_CLEAN[:60]}" in at.multiselect(key="data_questions_0").options
     assert questions.loc["trust", "question_text"] == "Do you trust the government? [READ LIST]"
     at.selectbox(key="data_weight_0").set_value("weight")
     at.text_input(key="data_name_0").input("phone-clean").run()
