@@ -32,10 +32,14 @@ def test_no_measurement_no_duration(tmp_path):
     assert "no measured step time" in estimate.text()
 
 
-def test_steps_match_the_trainer_and_duration_scales_from_the_card(tiny_model_dir):
+def test_steps_match_the_trainer_and_duration_scales_from_the_card(tiny_model_dir, tmp_path,
+                                                                    monkeypatch):
     """The Trainer plans the steps estimate_duration says; the adapter's card keeps the
     measured time per step; a job with twice the rows per step and twice the held-out rows
     is estimated from that card by hand."""
+    # a workspace of its own: an adapter another test trained from the same tiny model in
+    # the same second (cards are dated to the second) would tie with this one
+    monkeypatch.setenv("SIM_WORKSPACE", str(tmp_path / "ws"))
     rows = make_rows(2)
     config = TrainConfig(batch_size=3, epochs=1.0, **FAST)
     split = Split(train=rows, val=[], test=rows[:4], info=SplitInfo(how="question"))
