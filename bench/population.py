@@ -149,7 +149,35 @@ def run_gss_adapter(lm, adapted, config, margins) -> dict:
     held = [q for q in split.test_questions if q in survey.questions]
     evaluation = evaluate_population([lm, adapted], survey, ["SEX"], margins=margins,
                                      questions=held, config=config)
-    return summarise(evaluation, lm.label)
+    out = summarise(evaluation, lm.label)
+    out["differences"] = paired_differences(out["per_question"], adapted.label,
+                                            [baseline_entry("uniform"), lm.label])
+    return out
+
+
+def paired_differences(per_question: list[dict], entry: str, references: list[str]) -> dict:
+    """Population-level score of `entry` minus each reference, question by question: the
+    mean, a 95 % bootstrap interval over questions (scipy, seeded) and how many questions
+    `entry` wins, so a gap within noise reads as one."""
+    from scipy import stats
+
+    scores: dict[str, dict] = {}
+    for row in per_question:
+        scores.setdefault(row["entry"], {})[row["question_id"]] = row["population"]
+    out = {}
+    for ref in references:
+        both = [q for q in scores.get(entry, {}) if q in scores.get(ref, {})
+                and scores[entry][q] is not None and scores[ref][q] is not None]
+        if len(both) < 5:
+            out[ref] = {"skipped": f"{len(both)} questions scored by both"}
+            continue
+        diff = np.array([scores[entry][q] - scores[ref][q] for q in both])
+        ci = stats.bootstrap((diff,), np.mean, confidence_level=0.95, n_resamples=10000,
+                             random_state=SEED).confidence_interval
+        out[ref] = {"mean": round(float(diff.mean()), 4), "ci95": [round(float(ci.low), 4),
+                                                                  round(float(ci.high), 4)],
+                    "better_on": int((diff < 0).sum()), "questions": len(both)}
+    return out
 
 
 def run_gss(lm, config, quick: bool, adapted=None) -> dict:
@@ -207,6 +235,15 @@ def markdown(result: dict) -> str:
                      for level in ("population", "groups")]
             lines.append(f"| {data} | {name} | {run['questions']} | {run['score']} | "
                          + " | ".join(cells) + " |")
+    for data, runs in result["data"].items():
+        for name, run in runs.items():
+            for ref, d in (run.get("differences") or {}).items():
+                if "skipped" in d:
+                    continue
+                lines += ["", f"{data}, {name}: adapter minus {ref}, population level, "
+                          f"{d['mean']:+.3f} (95 % bootstrap interval over the {d['questions']} "
+                          f"questions {d['ci95'][0]:+.3f}..{d['ci95'][1]:+.3f}; the adapter "
+                          f"is closer on {d['better_on']} of them)."]
     for data, runs in result["data"].items():
         for name, run in runs.items():
             cover = run.get("coverage") if isinstance(run, dict) else None
