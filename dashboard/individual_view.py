@@ -9,6 +9,7 @@ import dataclasses
 import streamlit as st
 
 from dashboard.charts import tradeoff_figure
+from dashboard.cost_guard import no_served_model, on_server, show_plan
 from dashboard.display import show_chart, show_error, show_table
 from dashboard.loaders import load_checkpoints
 from dashboard.status import status_box
@@ -18,6 +19,7 @@ from sim_core.base.labels import is_baseline
 from sim_core.evaluation.individual import (
     IndividualConfig,
     evaluate_individuals,
+    plan_individuals,
     sweep_record,
 )
 from sim_core.evaluation.respondent_table import split_from_cards
@@ -25,8 +27,9 @@ from sim_core.simulation.adapters import update_card
 from sim_core.simulation.config import SimConfig
 
 
-def _settings(survey, orders) -> tuple[list[str], IndividualConfig, SimConfig]:
-    """Widgets -> (profile attributes, IndividualConfig, SimConfig)."""
+def _settings(survey, page: SimConfig) -> tuple[list[str], IndividualConfig, SimConfig]:
+    """Widgets -> (profile attributes, IndividualConfig, SimConfig: this section's mode with
+    the page's option orders and Most requests)."""
     attributes = st.multiselect("Profile attributes (each respondent is described by all)",
                                 survey.demographics, key="eval_ind_by", persist_state="session")
     cols = st.columns(3)
@@ -44,7 +47,16 @@ def _settings(survey, orders) -> tuple[list[str], IndividualConfig, SimConfig]:
         raise SimError(f"Temperatures: '{text}' is not a comma-separated list of "
                        "numbers.") from None
     return attributes, IndividualConfig(**values, temperatures=temperatures), SimConfig(
-        mode=mode, orders=orders)
+        mode=mode, orders=page.orders, max_requests=page.max_requests)
+
+
+def _adapters_split(config: IndividualConfig, models) -> tuple[IndividualConfig, bool]:
+    """The adapters' own respondent split where their cards record one (True: it replaced
+    the section's), so no adapter is scored on people it was trained on."""
+    held = split_from_cards(models)
+    if held and (held[0], held[1]) != (config.test_fraction, config.split_seed):
+        return dataclasses.replace(config, test_fraction=held[0], split_seed=held[1]), True
+    return config, False
 
 
 def _run(survey, ids, checkpoints, attributes, config, sim) -> None:
@@ -52,12 +64,10 @@ def _run(survey, ids, checkpoints, attributes, config, sim) -> None:
     try:
         with status_box("eval_ind", "Individual level", "") as status:
             models = load_checkpoints(status, checkpoints)
-            held = split_from_cards(models)
-            if held and (held[0], held[1]) != (config.test_fraction, config.split_seed):
-                config = dataclasses.replace(config, test_fraction=held[0],
-                                             split_seed=held[1])
-                st.info(f"Holding out the adapters' own respondents: test share {held[0]}, "
-                        f"split seed {held[1]}.")
+            config, replaced = _adapters_split(config, models)
+            if replaced:
+                st.info("Holding out the adapters' own respondents: test share "
+                        f"{config.test_fraction}, split seed {config.split_seed}.")
             status.step("Simulating respondents")
             result = evaluate_individuals(models, survey, attributes, questions=ids,
                                           config=config, sim=sim, progress=status.progress,
@@ -101,19 +111,23 @@ def _show(result) -> None:
                 show_error(error)
 
 
-def individual_section(survey, ids: list[str], checkpoints, orders) -> None:
+def individual_section(survey, ids: list[str], checkpoints, page: SimConfig) -> None:
     """Draw the individual-level part of the Evaluate page (the page's questions,
-    checkpoints and option orders)."""
+    checkpoints, option orders and Most requests)."""
     st.subheader("Individual level: held-out respondents")
     if survey.kind != "respondents":
         st.info("Individual-level simulation needs respondent-level data (one row per "
                 "person); this survey holds marginal tables only.")
         return
     try:
-        attributes, config, sim = _settings(survey, orders)
+        attributes, config, sim = _settings(survey, page)
     except SimError as error:
         show_error(error)
         return
+    if on_server() and attributes and checkpoints and not no_served_model():
+        show_plan(lambda models: plan_individuals(
+            models, survey, attributes, questions=ids, sim=sim,
+            config=_adapters_split(config, models)[0]), checkpoints, sim.max_requests)
     if st.button("Simulate respondents", key="eval_ind_run",
                  disabled=not attributes or not checkpoints):
         _run(survey, ids, checkpoints, attributes, config, sim)

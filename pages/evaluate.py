@@ -209,7 +209,7 @@ def main() -> None:
     st.divider()
     population_level_section(survey, by, waves[-1], ids, checkpoints, config)
     st.divider()
-    individual_section(survey, ids, checkpoints, config.orders)
+    individual_section(survey, ids, checkpoints, config)
 
 
 if __name__ == "__main__":

@@ -196,6 +196,19 @@ def test_chat_backend_three_modes_drafted_and_survey_question(server):
     at.button(key="eval_run").click().run()
     assert len(at.error) == 1 and f"would send {2 * rows} requests" in at.error[0].value
     assert len(posts(server)) == 4                       # refused: nothing sent
+    # the individual level plans its own run under the same Most requests: held-out
+    # respondents share one prompt per profile, so 2 sexes x 2 option orders
+    at.multiselect(key="eval_ind_by").set_value(["sex"]).run()
+    assert "This run: 2 distributions (0 cached): 4 requests" in captions(at)
+    at.number_input(key="eval_max_requests").set_value(3).run()
+    at.button(key="eval_ind_run").click().run()
+    assert [e.value for e in at.error if "would send 4 requests" in e.value]
+    assert len(posts(server)) == 4
+    at.number_input(key="eval_max_requests").set_value(4).run()
+    at.button(key="eval_ind_run").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.session_state["eval_individual"].n_profiles == 2
+    assert len(posts(server)) == 8                       # exactly what the plan said
 
 
 def test_cost_guard_counts_requests_and_refuses_over_the_limit(server):

@@ -300,6 +300,56 @@ def test_cost_guard_refuses_before_sending(server):
     assert len(server.state.requests) == 4
 
 
+def test_individual_level_plan_and_whole_run_guard(server, tmp_path, capsys):
+    """Held-out respondents share one prompt per distinct profile: 3 age groups, so 3
+    prompts per option order for first-token (tempered afterwards, no new requests) and 3
+    per temperature when sampling (one request of n answers each). The whole run is checked
+    against Most requests before anything is sent, in the API and the CLI."""
+    from dataclasses import replace
+
+    from test_individual_scores import ordinal_survey
+
+    from sim_core.__main__ import main
+    from sim_core.evaluation.individual import (
+        IndividualConfig,
+        evaluate_individuals,
+        plan_individuals,
+    )
+
+    survey = ordinal_survey(n=300, seed=2)[0]
+    assert sorted(survey.respondents["age"].unique()) == ["middle", "old", "young"]
+    lm = chat(server)
+    config = IndividualConfig(temperatures=(0.5, 1.0, 2.0))
+    first = SimConfig(orders=2, use_cache=False)
+    assert plan_individuals([lm], survey, ["age"], config=config, sim=first).requests == 3 * 2
+    sample = SimConfig(mode="sample", samples=4, orders=1, use_cache=False)
+    assert plan_individuals([lm], survey, ["age"], config=config, sim=sample).requests == 3 * 3
+    assert plan_individuals([lm, lm], survey, ["age"], config=config,
+                            sim=first).requests == 2 * 3 * 2
+    # each sampling run (3 requests) would fit under 8; the whole run (9) does not
+    with pytest.raises(SimError, match="would send 9 requests .*--max-requests 8.*nothing "
+                                       "was sent"):
+        evaluate_individuals([lm], survey, ["age"], config=config,
+                             sim=replace(sample, max_requests=8), baselines=())
+    assert server.state.requests == []
+    evaluate_individuals([lm], survey, ["age"], config=config,
+                         sim=replace(first, max_requests=6), baselines=())
+    assert len(server.state.requests) == 6
+    # the command prints the whole run's plan first, and refuses it over --max-requests
+    path = tmp_path / "ordinal.csv"
+    path.write_text(survey.respondents[["age", "region", "q"]].to_csv(index=False))
+    argv = ["individual", "--data", str(path), "--by", "age", "--questions", "q",
+            "--backend", "chat", "--endpoint", server.url, "--served-model", "base-model",
+            "--orders", "2", "--no-cache", "--baselines", "population"]
+    capsys.readouterr()
+    assert main([*argv, "--max-requests", "5"]) == 2
+    err = capsys.readouterr().err
+    assert "plan: 3 distributions (0 cached): 6 requests" in err
+    assert "would send 6 requests" in err and len(server.state.requests) == 6
+    assert main([*argv, "--max-requests", "6"]) == 0
+    assert len(server.state.requests) == 12
+
+
 def test_answers_cached_as_they_arrive(server, monkeypatch, isolated_workspace):
     ResultCache().clear()
     monkeypatch.setattr(simulate_module, "REMOTE_CHUNK", 1)      # a cache write per slice

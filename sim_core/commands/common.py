@@ -218,7 +218,12 @@ def announce_plan(models: list[ModelHandle], rows: list, config: SimConfig) -> R
     """
     if not any(lm.remote for lm in models):
         return None
-    plan = sum((plan_rows(lm, rows, config) for lm in models), RunPlan())
+    return announce(sum((plan_rows(lm, rows, config) for lm in models), RunPlan()), config)
+
+
+def announce(plan: RunPlan, config: SimConfig) -> RunPlan:
+    """Print a run's plan and what leaves the machine; refuse it when it is over
+    --max-requests (nothing is sent)."""
     print(f"plan: {plan.text()}. {SENT_TO_SERVER}", file=sys.stderr)
     check_budget(plan, config.max_requests)
     return plan

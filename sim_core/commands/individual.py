@@ -22,6 +22,7 @@ from sim_core.evaluation.individual import (
     INDIVIDUAL_BASELINES,
     IndividualConfig,
     evaluate_individuals,
+    plan_individuals,
     sweep_record,
 )
 from sim_core.evaluation.individual_scores import INDIVIDUAL_SCORES
@@ -158,6 +159,9 @@ def run(args: argparse.Namespace) -> int:
                         "--by PID,age,educ")
     models = common.models_from_args(args)
     config = config_from_args(args, models)
+    if any(lm.remote for lm in models):         # the whole run, before anything is sent
+        common.announce(plan_individuals(models, survey, by, questions=ids, config=config,
+                                         sim=sim, wave=args.wave, bins=bins), sim)
     bar, progress = common.tqdm_progress("individual")
     try:
         result = evaluate_individuals(models, survey, by, questions=ids, config=config,

@@ -40,7 +40,7 @@ from sim_core.evaluation.splits import RESPONDENT_TEST_SHARE
 from sim_core.simulation.calibration import TEMPERATURE_BOUNDS, temper
 from sim_core.simulation.config import SimConfig
 from sim_core.simulation.handle import ModelHandle
-from sim_core.simulation.simulate import simulate_rows
+from sim_core.simulation.simulate import RunPlan, check_budget, plan_rows, simulate_rows
 from sim_core.survey.schema import Question, Survey
 
 CRITERIA = registry(
@@ -235,16 +235,30 @@ def _score_rows(entry: str, temperature: float, item: _Respondents, **prediction
     return rows
 
 
+def _runs(sim: SimConfig, temperatures) -> dict[float | None, SimConfig]:
+    """The simulation runs of one checkpoint: first-token runs once (its letters are
+    tempered afterwards, key None); sampling runs once per temperature."""
+    if sim.mode == "first-token":
+        return {None: sim}
+    return {t: dataclasses.replace(sim, temperature=t) for t in temperatures}
+
+
 def _simulated(lm, pairs, sim: SimConfig, temperatures, progress, should_stop):
     """temperature (None: first-token, tempered later) -> (question, profile) -> shares."""
-    runs = [None] if sim.mode == "first-token" else list(temperatures)
+    runs = _runs(sim, temperatures)
     out = {}
-    for i, t in enumerate(runs):
-        config = sim if t is None else dataclasses.replace(sim, temperature=t)
+    for i, (t, config) in enumerate(runs.items()):
         results = simulate_rows(lm, list(pairs.values()), config, should_stop=should_stop,
                                 progress=model_progress(progress, i, len(runs)))
         out[t] = {key: r.shares for key, r in zip(pairs, results)}
     return out
+
+
+def _plan(models, pairs, sim: SimConfig, temperatures) -> RunPlan:
+    """Requests and tokens of every checkpoint's runs over these profiles."""
+    rows = list(pairs.values())
+    return sum((plan_rows(lm, rows, config) for lm in models
+                for config in _runs(sim, temperatures).values()), RunPlan())
 
 
 def _checkpoint_rows(label, shares, items, sim: SimConfig, temperatures) -> list[dict]:
@@ -320,6 +334,42 @@ def _sweep(label: str, rows: pd.DataFrame, mode: str, criterion: str) -> Sweep:
     return Sweep(label, mode, criterion, curve, float(val.loc[best, "temperature"]))
 
 
+def _prepare(survey: Survey, attributes, questions, config: IndividualConfig, wave, bins):
+    """The respondent split, the respondent table, the checked attributes and each
+    question's validation and test respondents (those with a complete profile)."""
+    require_respondents(survey, "individual-level simulation (and its temperature sweep)")
+    split = respondent_split(survey, test_fraction=config.test_fraction,
+                             val_fraction=config.val_fraction, seed=config.split_seed)
+    table = RespondentTable.build(survey, attributes, wave=wave, bins=bins, split=split)
+    attributes = table.check_attributes(attributes)
+    ids = list(questions or survey.questions)
+    items = [_respondents(table, survey.question(q), attributes, config) for q in ids]
+    items = [item for item in items if len(item.index)]
+    if not items:
+        raise DataError("no validation or test respondent has a complete profile on "
+                        f"{', '.join(attributes)}.")
+    if config.criterion == "rmse" and not any(i.question.is_ordinal for i in items):
+        raise DataError("choosing the temperature by RMSE needs an ordinal question.")
+    return split, table, attributes, items
+
+
+def plan_individuals(models: list[ModelHandle], survey: Survey, attributes: Sequence[str], *,
+                     questions: Sequence[str] | None = None,
+                     config: IndividualConfig | None = None, sim: SimConfig | None = None,
+                     wave: str | None = None, bins=None) -> RunPlan:
+    """What evaluate_individuals() with these arguments would send, before anything is
+    sent: every checkpoint's requests and tokens over the distinct profiles, once for
+    first-token and once per temperature when sampling (answers already in the cache left
+    out).
+
+    Returns:
+        The RunPlan summed over checkpoints and runs (RunPlan.text() says it in one line).
+    """
+    config, sim = config or IndividualConfig(), sim or SimConfig()
+    _, _, attributes, items = _prepare(survey, attributes, questions, config, wave, bins)
+    return _plan(models, _profile_pairs(items, attributes), sim, config.temperatures)
+
+
 def evaluate_individuals(models: list[ModelHandle], survey: Survey, attributes: Sequence[str], *,
                          questions: Sequence[str] | None = None,
                          config: IndividualConfig | None = None, sim: SimConfig | None = None,
@@ -345,24 +395,17 @@ def evaluate_individuals(models: list[ModelHandle], survey: Survey, attributes: 
         IndividualResult (summary(): the held-out scores; sweeps: the curves).
     """
     config, sim = config or IndividualConfig(), sim or SimConfig()
-    require_respondents(survey, "individual-level simulation (and its temperature sweep)")
     unknown = [b for b in baselines if b not in INDIVIDUAL_BASELINES]
     if unknown:
         raise DataError(f"unknown baseline(s) {', '.join(unknown)}; choose from "
                         f"{', '.join(INDIVIDUAL_BASELINES)}.")
-    split = respondent_split(survey, test_fraction=config.test_fraction,
-                             val_fraction=config.val_fraction, seed=config.split_seed)
-    table = RespondentTable.build(survey, attributes, wave=wave, bins=bins, split=split)
-    attributes = table.check_attributes(attributes)
-    ids = list(questions or survey.questions)
-    items = [_respondents(table, survey.question(q), attributes, config) for q in ids]
-    items = [item for item in items if len(item.index)]
-    if not items:
-        raise DataError("no validation or test respondent has a complete profile on "
-                        f"{', '.join(attributes)}.")
-    if config.criterion == "rmse" and not any(i.question.is_ordinal for i in items):
-        raise DataError("choosing the temperature by RMSE needs an ordinal question.")
+    split, table, attributes, items = _prepare(survey, attributes, questions, config, wave,
+                                               bins)
     pairs = _profile_pairs(items, attributes)
+    # the whole run against Most requests (each checkpoint's or temperature's part alone
+    # could fit); nothing is sent when it is over
+    if sim.max_requests is not None:
+        check_budget(_plan(models, pairs, sim, config.temperatures), sim.max_requests)
     labels, rows, notes = unique_labels(models), [], []
     check_adapter_splits(models, config.test_fraction, config.split_seed, notes)
     for i, (lm, label) in enumerate(zip(models, labels)):
