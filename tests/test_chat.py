@@ -316,7 +316,7 @@ def test_individual_level_plan_and_whole_run_guard(server, tmp_path, capsys):
         plan_individuals,
     )
 
-    survey = ordinal_survey(n=300, seed=2)[0]
+    survey = replace(ordinal_survey(n=300, seed=2)[0], population="adults in Ohio, 2024")
     assert sorted(survey.respondents["age"].unique()) == ["middle", "old", "young"]
     lm = chat(server)
     config = IndividualConfig(temperatures=(0.5, 1.0, 2.0))
@@ -335,6 +335,8 @@ def test_individual_level_plan_and_whole_run_guard(server, tmp_path, capsys):
     evaluate_individuals([lm], survey, ["age"], config=config,
                          sim=replace(first, max_requests=6), baselines=())
     assert len(server.state.requests) == 6
+    # the survey's population reaches the persona, as in compare and evaluate
+    assert all("adults in Ohio, 2024" in b["messages"][0]["content"] for b in bodies(server))
     # the command prints the whole run's plan first, and refuses it over --max-requests
     path = tmp_path / "ordinal.csv"
     path.write_text(survey.respondents[["age", "region", "q"]].to_csv(index=False))

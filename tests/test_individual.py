@@ -60,8 +60,10 @@ def test_every_test_respondent_is_scored_from_their_own_profile(tiny, survey, re
     question = survey.questions["q"]
     profiles = [{"age": a, "region": r} for a, r in zip(test["age"], test["region"])]
     distinct = {tuple(p.values()): p for p in profiles}
+    # prompted as compare/evaluate prompt this survey (its population and labels)
+    sim = SimConfig(orders=1, use_cache=False, style=SIM.style.for_survey(survey))
     shares = {key: r.shares for key, r in
-              zip(distinct, simulate(tiny, question, list(distinct.values()), SIM))}
+              zip(distinct, simulate(tiny, question, list(distinct.values()), sim))}
     raw = np.array([shares[tuple(p.values())] for p in profiles])
     answers = np.array([question.options.index(a) for a in test["q"]])
     table = result.table

@@ -27,7 +27,7 @@ import pandas as pd
 from sim_core.base.errors import DataError
 from sim_core.base.labels import Progress, ShouldStop, baseline_entry, unique_labels
 from sim_core.base.options import Choice, check, registry, setting
-from sim_core.evaluation.compare import model_progress
+from sim_core.evaluation.compare import model_progress, with_survey_style
 from sim_core.evaluation.demographic_models import MODEL_BASELINES, fit_demographic
 from sim_core.evaluation.individual_scores import INDIVIDUAL_SCORES, score_predictions
 from sim_core.evaluation.respondent_table import (
@@ -365,7 +365,7 @@ def plan_individuals(models: list[ModelHandle], survey: Survey, attributes: Sequ
     Returns:
         The RunPlan summed over checkpoints and runs (RunPlan.text() says it in one line).
     """
-    config, sim = config or IndividualConfig(), sim or SimConfig()
+    config, sim = config or IndividualConfig(), with_survey_style(sim or SimConfig(), survey)
     _, _, attributes, items = _prepare(survey, attributes, questions, config, wave, bins)
     return _plan(models, _profile_pairs(items, attributes), sim, config.temperatures)
 
@@ -394,7 +394,9 @@ def evaluate_individuals(models: list[ModelHandle], survey: Survey, attributes: 
     Returns:
         IndividualResult (summary(): the held-out scores; sweeps: the curves).
     """
-    config, sim = config or IndividualConfig(), sim or SimConfig()
+    # the survey's population and variable labels in the persona, as in compare/evaluate
+    # and as an adapter trained on this survey was prompted
+    config, sim = config or IndividualConfig(), with_survey_style(sim or SimConfig(), survey)
     unknown = [b for b in baselines if b not in INDIVIDUAL_BASELINES]
     if unknown:
         raise DataError(f"unknown baseline(s) {', '.join(unknown)}; choose from "
