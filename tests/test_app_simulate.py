@@ -119,14 +119,19 @@ def test_crossed_slices(app):
         assert _values(trace["y"])[yes] == pytest.approx(17 / 40)
 
 
+def _draft(at, text: str, options: str, slices: str) -> None:
+    """Type a drafted question, its options (one a line) and its slices (one a line)."""
+    at.radio(key="sim_source").set_value("Draft a new question").run()
+    at.text_area(key="sim_draft_text").input(text)
+    at.text_area(key="sim_draft_options").input(options)
+    at.text_area(key="sim_draft_slices").input(slices)
+    at.run()
+
+
 def test_drafted_question_without_real_data(app):
     """A drafted question simulates per typed slice and says there is nothing to compare."""
     at = app
-    at.radio(key="sim_source").set_value("Draft a new question").run()
-    at.text_area(key="sim_draft_text").input("Do you like trains?")
-    at.text_area(key="sim_draft_options").input("Yes\nNo\nUnsure")
-    at.text_area(key="sim_draft_slices").input("SEX=Female\nSEX=Male, AGE=18-29")
-    at.run()
+    _draft(at, "Do you like trains?", "Yes\nNo\nUnsure", "SEX=Female\nSEX=Male, AGE=18-29")
     at.button(key="sim_run").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     comparison = at.session_state["sim_comparison"]
@@ -146,11 +151,7 @@ def test_drafted_question_without_real_data(app):
 def test_bad_slice_text_shows_message(app):
     """A slice line without '=' is a readable error, not a traceback."""
     at = app
-    at.radio(key="sim_source").set_value("Draft a new question").run()
-    at.text_area(key="sim_draft_text").input("Q?")
-    at.text_area(key="sim_draft_options").input("A\nB")
-    at.text_area(key="sim_draft_slices").input("no equals sign here")
-    at.run()
+    _draft(at, "Q?", "A\nB", "no equals sign here")
     assert not at.exception
     assert "not attribute=value" in at.error[0].value
     assert at.button(key="sim_run").disabled
@@ -609,11 +610,7 @@ def test_drafted_question_with_a_margins_file(app):
     the typed slices are its cells, so nothing new is simulated, and there is no real
     answer beside the estimate."""
     at = app
-    at.radio(key="sim_source").set_value("Draft a new question").run()
-    at.text_area(key="sim_draft_text").input("Do you like trains?")
-    at.text_area(key="sim_draft_options").input("Yes\nNo\nUnsure")
-    at.text_area(key="sim_draft_slices").input("SEX=Female\nSEX=Male")
-    at.run()
+    _draft(at, "Do you like trains?", "Yes\nNo\nUnsure", "SEX=Female\nSEX=Male")
     at.button(key="sim_run").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     comparison = at.session_state["sim_comparison"]
